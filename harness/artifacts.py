@@ -1,0 +1,229 @@
+"""Content-addressed artifacts: ``id = sha256(parent id, step, config, tool versions)``.
+
+Layout: ``<cache>/<id>/artifact.json`` (the Artifact) next to the file it describes. A step whose id is
+already in the cache is not run again, so re-running a suite re-exports nothing that is unchanged.
+Example inputs and fp32 PyTorch reference outputs are cached the same way under ``<cache>/io/<key>/``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from harness.capture import captured_output, tail
+from harness.exporters import Exporter
+from harness.types import Artifact, ModelSpec
+from harness.zoo import source_digest
+
+
+def content_id(parent_id: str | None, step: str, config: Mapping[str, Any], tools: Mapping[str, str]) -> str:
+    """The cache key and lineage of an artifact: a hash of everything that determines its bytes."""
+    blob = json.dumps(
+        {"parent": parent_id, "step": step, "config": config, "tools": tools}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def max_abs_error(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float:
+    """Largest |output − reference| over all outputs; inf when shapes or counts differ."""
+    if len(outputs) != len(reference):
+        return float("inf")
+    worst = 0.0
+    for out, ref in zip(outputs, reference):
+        if np.shape(out) != np.shape(ref):
+            return float("inf")
+        worst = max(worst, float(np.max(np.abs(np.asarray(out, np.float64) - np.asarray(ref, np.float64)))))
+    return worst
+
+
+def load_outputs(path: str | Path) -> list[np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return [data[f"output_{i}"] for i in range(len(data.files))]
+
+
+@dataclass
+class ExportStats:
+    """What this process built, for tests and the run summary."""
+
+    built: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """Cached example inputs and fp32 PyTorch reference outputs for one model and batch size."""
+
+    inputs_path: str
+    reference_path: str
+
+
+class ArtifactCache:
+    """Builds artifacts once; later calls with the same recipe return the cached Artifact."""
+
+    def __init__(self, root: Path, validate: Callable[[Artifact, str, str], list[np.ndarray]]) -> None:
+        """``validate(artifact, runtime, inputs_path)`` runs an artifact in a worker and returns its outputs."""
+        self.root = root
+        self.validate = validate
+        self.stats = ExportStats()
+        root.mkdir(parents=True, exist_ok=True)
+
+    # -- lookup -------------------------------------------------------------------------------------
+    def _load(self, artifact_id: str) -> Artifact | None:
+        meta = self.root / artifact_id / "artifact.json"
+        if not meta.is_file():
+            return None
+        artifact = Artifact.from_dict(json.loads(meta.read_text()))
+        if artifact.status == "ok" and not Path(artifact.path).is_file():
+            return None  # file removed behind our back: rebuild
+        return artifact
+
+    def _store(self, artifact: Artifact, staged_file: Path | None) -> Artifact:
+        """Move a staged file into place and write its description atomically."""
+        folder = self.root / artifact.id
+        folder.mkdir(parents=True, exist_ok=True)
+        if staged_file is not None:
+            os.replace(staged_file, artifact.path)
+        if artifact.status == "ok":
+            artifact = dataclasses.replace(artifact, sha256=file_sha256(Path(artifact.path)))
+        tmp = folder / "artifact.json.tmp"
+        tmp.write_text(json.dumps(artifact.to_dict(), indent=1))
+        os.replace(tmp, folder / "artifact.json")
+        self.stats.built.append(artifact.id)
+        return artifact
+
+    def _reuse(self, artifact: Artifact) -> Artifact:
+        self.stats.reused.append(artifact.id)
+        return artifact
+
+    # -- steps --------------------------------------------------------------------------------------
+    def model_io(self, spec: ModelSpec, model: Any, batch_size: int) -> ModelIO:
+        """Example inputs (seeded) and the fp32 PyTorch outputs for them."""
+        import torch
+
+        key = content_id(
+            None,
+            "io",
+            {"model": spec.name, "batch": batch_size, "seed": spec.seed, "source": source_digest(spec),
+             "builder_kwargs": dict(spec.builder_kwargs)},
+            {"torch": version("torch"), "numpy": np.__version__},
+        )
+        folder = self.root / "io" / key
+        inputs_path, reference_path = folder / "inputs.npz", folder / "reference.npz"
+        if not (inputs_path.is_file() and reference_path.is_file()):
+            folder.mkdir(parents=True, exist_ok=True)
+            inputs = spec.make_inputs(batch_size, spec.seed)
+            with torch.no_grad():
+                out = model(*(torch.from_numpy(a) for a in inputs.values()))
+            outputs = out if isinstance(out, (tuple, list)) else [out]
+            _atomic_savez(inputs_path, inputs)
+            _atomic_savez(reference_path, {f"output_{i}": o.numpy() for i, o in enumerate(outputs)})
+        return ModelIO(str(inputs_path), str(reference_path))
+
+    def torch_artifact(self, spec: ModelSpec, model: Any) -> Artifact:
+        """The fp32 eager baseline: the model's state_dict, rebuilt from its model file by the worker."""
+        import torch
+
+        config = {"model": spec.name, "builder_kwargs": dict(spec.builder_kwargs), "seed": spec.seed,
+                  "source_sha256": source_digest(spec)}
+        artifact_id = content_id(None, "build", config, {"torch": version("torch")})
+        cached = self._load(artifact_id)
+        if cached:
+            return self._reuse(cached)
+        folder = self.root / artifact_id
+        folder.mkdir(parents=True, exist_ok=True)
+        staged = folder / "model.pt.tmp"
+        torch.save(model.state_dict(), staged)
+        path = folder / "model.pt"
+        recipe = {"step": "build", "model": spec.name, "builder_kwargs": dict(spec.builder_kwargs),
+                  "seed": spec.seed, "source": spec.source}
+        artifact = Artifact(
+            id=artifact_id, format="torch", path=str(path), bytes=staged.stat().st_size, model=spec.name,
+            variant="fp32", batch_size=None, parent_id=None, recipe=recipe,
+        )
+        return self._store(artifact, staged)
+
+    def export(
+        self,
+        parent: Artifact,
+        model: Any,
+        exporter: Exporter,
+        io: ModelIO,
+        batch_size: int,
+        tolerance: float,
+    ) -> Artifact:
+        """Export ``model`` (built from ``parent``) and validate it against the fp32 reference.
+
+        The export fails, and stays failed in the cache, when its max-abs error exceeds
+        ``tolerance × max(1, max |reference|)``.
+        """
+        config = {"batch": batch_size, "tolerance": tolerance}
+        artifact_id = content_id(parent.id, f"export-{exporter.name}", config, exporter.tool_versions())
+        cached = self._load(artifact_id)
+        if cached:
+            return self._reuse(cached)
+        folder = self.root / artifact_id
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"model{exporter.suffix}"
+        base = dict(
+            id=artifact_id, format=exporter.format, path=str(path), model=parent.model,
+            variant=parent.variant, batch_size=batch_size, parent_id=parent.id,
+            recipe={"step": f"export-{exporter.name}", **config, "tools": exporter.tool_versions()},
+        )
+        inputs = _load_npz(io.inputs_path)
+        log: list[str] = []
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            staged = Path(tmp) / path.name
+            try:
+                with captured_output(log):
+                    exporter.export(model, inputs, str(staged))
+            except Exception as exc:  # an exporter failure is a result to record, not a crash
+                detail = tail("".join(log), 5)
+                error = f"{exporter.name} export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                return self._store(Artifact(bytes=0, status="failed", error=f"{error}\n{detail}".strip(), **base), None)
+            size = staged.stat().st_size
+            shutil.move(str(staged), str(path))
+        artifact = Artifact(bytes=size, **base)
+        try:
+            outputs = self.validate(artifact, exporter.validation_runtime, io.inputs_path)
+        except RuntimeError as exc:
+            failed = Artifact(bytes=size, status="failed", error=f"validation failed: {exc}", **base)
+            return self._store(failed, None)
+        reference = load_outputs(io.reference_path)
+        err = max_abs_error(outputs, reference)
+        scale = max(1.0, max(float(np.max(np.abs(r))) for r in reference))
+        if err > tolerance * scale:
+            failed = Artifact(
+                bytes=size, status="failed", export_max_abs_error=err,
+                error=f"export error {err:.3g} exceeds tolerance {tolerance * scale:.3g} (max-abs vs PyTorch)",
+                **base,
+            )
+            return self._store(failed, None)
+        return self._store(Artifact(bytes=size, export_max_abs_error=err, **base), None)
+
+
+def _load_npz(path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def _atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)

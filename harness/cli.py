@@ -1,0 +1,132 @@
+"""Command line: ``harness run | list | report``. Exit codes: 0 ok, 1 some job failed, 2 usage/input error."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import HarnessInputError
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
+
+QUICK_SETTINGS = dict(min_runs=5, min_duration_s=0.05, max_duration_s=5.0, warmup_min_runs=2,
+                      warmup_max_runs=20, warmup_max_s=1.0, memory_runs=2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Edge Harness: export PyTorch generators to ONNX and TFLite, measure them on target devices, report.",
+    )
+    parser.add_argument("--version", action="version", version=f"edge-harness {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a suite and write a report",
+                         description="Export every model of the suite, measure each artifact on each target, "
+                                     "append results to <out>/results.jsonl and write results.csv and index.html.")
+    run.add_argument("--suite", type=Path, help="suite TOML file (default: suites/default.toml)")
+    run.add_argument("--target", action="append", metavar="NAME", help="target profile(s) instead of the suite's")
+    run.add_argument("--model", action="append", metavar="NAME", help="model(s) instead of the suite's")
+    run.add_argument("--format", action="append", choices=["torch", "onnx", "tflite"], help="format(s) instead of the suite's")
+    run.add_argument("--out", type=Path, metavar="DIR", help="run folder (default: reports/<suite>-<timestamp>)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue a run: skip jobs already in <out>/results.jsonl (default out: the latest run)")
+    run.add_argument("--quick", action="store_true", help="few runs per job: a smoke test, not a measurement")
+    run.add_argument("--cache", type=Path, metavar="DIR", help="artifact cache (default: ~/.cache/edge-harness)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    lst = sub.add_parser("list", help="list models or targets", description="List the models in models/ or the targets in targets/.")
+    lst.add_argument("what", choices=["models", "targets"])
+
+    rep = sub.add_parser("report", help="derive CSV and HTML from a results file",
+                         description="Write results.csv, summary.csv and index.html from a results.jsonl.")
+    rep.add_argument("results", type=Path, help="results.jsonl (or the run folder holding it)")
+    rep.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: beside the results)")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from harness import paths
+    from harness.report import write_report
+    from harness.runner import SuiteRunner, latest_run_dir, new_run_dir
+    from harness.suite import load_suite
+
+    suite = load_suite(args.suite or paths.default_suite())
+    overrides: dict = {}
+    if args.target:
+        overrides["targets"] = tuple(args.target)
+    if args.model:
+        overrides["models"] = tuple(args.model)
+    if args.format:
+        overrides["formats"] = tuple(args.format)
+    if args.quick:
+        overrides["settings"] = dataclasses.replace(suite.settings, **QUICK_SETTINGS)
+    suite = dataclasses.replace(suite, **overrides)
+    if args.resume and not args.out:
+        out = latest_run_dir(paths.reports_dir(), suite.name)
+    else:
+        out = args.out or new_run_dir(paths.reports_dir(), suite.name)
+    runner = SuiteRunner(
+        suite, out_dir=out, cache_dir=args.cache or paths.cache_dir(), models_dir=paths.models_dir(),
+        targets_dir=paths.targets_dir(), progress=not args.no_progress, resume=args.resume,
+    )
+    print(f"suite {suite.name}: {len(runner.models)} models × {', '.join(suite.formats)} on "
+          f"{', '.join(suite.targets)} → {out}", file=sys.stderr)
+    summary = runner.run()
+    if not summary.results_path.exists():
+        print("no job ran: nothing to report", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    written = write_report(summary.results_path)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items())) or "nothing new"
+    print(f"jobs: {counts}; artifacts built {summary.exports_built}, reused {summary.exports_reused}"
+          + (f"; {summary.skipped_completed} already done" if summary.skipped_completed else ""), file=sys.stderr)
+    print(f"report: {written['html']}", file=sys.stderr)
+    print(summary.results_path)
+    return EXIT_JOB_FAILED if summary.failed else EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from harness import paths
+
+    if args.what == "models":
+        from harness.zoo import discover, get_model
+
+        for name in discover(paths.models_dir()):
+            spec = get_model(name)
+            print(f"{name:16} {spec.kind:10} {spec.description}")
+    else:
+        from harness.targets import get_target, list_targets
+
+        for name in list_targets(paths.targets_dir()):
+            t = get_target(paths.targets_dir(), name)
+            print(f"{name:16} {t.reach:8} {t.arch:8} {t.description}")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+
+    results = args.results / "results.jsonl" if args.results.is_dir() else args.results
+    written = write_report(results, args.out)
+    for path in written.values():
+        print(path)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    commands = {"run": _cmd_run, "list": _cmd_list, "report": _cmd_report}
+    try:
+        return commands[args.command](args)
+    except HarnessInputError as exc:
+        if args.debug:
+            raise
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("harness: interrupted; results measured so far are kept (re-run with --resume)", file=sys.stderr)
+        return 130

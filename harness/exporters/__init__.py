@@ -1,0 +1,39 @@
+"""Exporters turn a torch model into a deployable file. One contract, registered in EXPORTERS.
+
+An exporter has ``name``, ``format`` (artifact format), ``suffix`` (file extension),
+``validation_runtime`` (the runtime that checks the export), ``tool_versions()`` (part of the artifact id)
+and ``export(model, inputs, path, batch_size)``. The harness validates every export against PyTorch.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+
+from harness.registry import EXPORTERS
+
+
+class Exporter(Protocol):
+    name: str
+    format: str
+    suffix: str
+    validation_runtime: str
+
+    def tool_versions(self) -> dict[str, str]: ...
+
+    def export(self, model: Any, inputs: Mapping[str, np.ndarray], path: str) -> None: ...
+
+
+def exporter_for_format(fmt: str) -> Exporter:
+    for name in EXPORTERS.names():
+        exporter = EXPORTERS.get(name)
+        if exporter.format == fmt:
+            return exporter
+    return EXPORTERS.get(fmt)  # raises the one-line "unknown exporter" error
+
+
+def _register_builtin() -> None:
+    from harness.exporters import onnx_export, tflite_export  # noqa: F401  (registers on import)
+
+
+_register_builtin()

@@ -1,0 +1,124 @@
+"""The harness's one timing loop. Runtimes only load / infer / sync; everything timed happens here.
+
+Protocol: time the load, time the first inference, warm up until the medians of the first and second
+halves of the warm-up agree (or a warm-up cap is hit), then collect steady-state samples until BOTH
+``min_runs`` and ``min_duration_s`` are met — optionally until the median's 95% CI is narrow enough —
+and never past ``max_duration_s``. Latencies are reported in milliseconds.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from harness import stats
+from harness.types import Measurement, RunSettings
+
+NS_PER_MS = 1e6
+
+
+@dataclass(frozen=True)
+class LatencyPass:
+    measurements: tuple[Measurement, ...]
+    first_outputs: Sequence[np.ndarray]
+
+
+def _timed_call(infer: Callable[[], Any], sync: Callable[[], None], clock: Callable[[], int]) -> tuple[int, Any]:
+    t0 = clock()
+    out = infer()
+    sync()
+    return clock() - t0, out
+
+
+def warm_up(call: Callable[[], None], settings: RunSettings, clock: Callable[[], int]) -> tuple[list[int], bool]:
+    """Run ``call`` until the warm-up is stable; return (warm-up samples in ns, whether it stabilised)."""
+    samples: list[int] = []
+    cap_ns = settings.warmup_max_s * 1e9
+    start = clock()
+    while True:
+        t0 = clock()
+        call()
+        t1 = clock()
+        samples.append(t1 - t0)
+        if len(samples) >= settings.warmup_min_runs and stats.halves_agree(samples, settings.warmup_tolerance):
+            return samples, True
+        if len(samples) >= settings.warmup_max_runs or t1 - start >= cap_ns:
+            return samples, False
+
+
+def collect(call: Callable[[], None], settings: RunSettings, clock: Callable[[], int]) -> tuple[list[int], str]:
+    """Steady-state samples (ns) and why collection stopped: 'count+duration', 'ci-width' or 'time-cap'."""
+    samples: list[int] = []
+    append = samples.append
+    min_runs = settings.min_runs
+    min_ns = settings.min_duration_s * 1e9
+    max_ns = settings.max_duration_s * 1e9
+    ci_target = settings.target_ci_rel_width
+    next_ci_check = min_runs
+    start = clock()
+    while True:
+        t0 = clock()
+        call()
+        t1 = clock()
+        append(t1 - t0)
+        elapsed = t1 - start
+        if elapsed >= max_ns:
+            return samples, "time-cap"
+        if len(samples) >= min_runs and elapsed >= min_ns:
+            if ci_target is None:
+                return samples, "count+duration"
+            if len(samples) >= next_ci_check:
+                lo, hi = stats.bootstrap_median_ci(samples, resamples=200)
+                median = stats.percentile(samples, 50)
+                if median > 0 and (hi - lo) / median <= ci_target:
+                    return samples, "ci-width"
+                next_ci_check = int(len(samples) * 1.25) + 1
+
+
+def run_latency_pass(
+    runtime: Any,
+    artifact: Any,
+    inputs: Mapping[str, np.ndarray],
+    settings: RunSettings,
+    batch_size: int,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> LatencyPass:
+    """Load, first inference, warm-up and steady state for one runtime instance."""
+    t0 = clock()
+    runtime.load(artifact)
+    runtime.sync()
+    load_ns = clock() - t0
+
+    first_ns, first_outputs = _timed_call(lambda: runtime.infer(inputs), runtime.sync, clock)
+    first_outputs = [np.array(o, copy=True) for o in first_outputs]
+
+    infer, sync = runtime.infer, runtime.sync
+
+    def call() -> None:
+        infer(inputs)
+        sync()
+
+    warm, stable = warm_up(call, settings, clock)
+    samples_ns, stop_reason = collect(call, settings, clock)
+    samples_ms = [s / NS_PER_MS for s in samples_ns]
+    summary = stats.summarize(samples_ms)
+    summary["warmup_runs"] = float(len(warm))
+    summary["warmup_stable"] = float(stable)
+    summary["stopped_by_time_cap"] = float(stop_reason == "time-cap")
+    median_s = summary["p50"] / 1e3
+    measurements = (
+        Measurement("load_time", load_ns / NS_PER_MS, "ms", "perf_counter"),
+        Measurement("first_inference", first_ns / NS_PER_MS, "ms", "perf_counter"),
+        Measurement(
+            "latency",
+            summary["p50"],
+            "ms",
+            "perf_counter",
+            samples=tuple(round(s, 6) for s in samples_ms),
+            stats=summary,
+        ),
+        Measurement("throughput", batch_size / median_s if median_s > 0 else 0.0, "items/s", "batch/median"),
+    )
+    return LatencyPass(measurements, first_outputs)

@@ -1,0 +1,76 @@
+"""Tabular views of run records (pandas): tidy long format and a wide one-row-per-job summary."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from harness.types import RunRecord
+
+ID_COLUMNS = ["model", "variant", "format", "runtime", "target", "batch_size", "status", "artifact_id"]
+LATENCY_STATS = ("min", "mean", "std", "cv", "p50", "p90", "p95", "p99", "median_ci_low", "median_ci_high", "n")
+
+
+def tidy_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per measurement (latency statistics become rows ``latency_<stat>``)."""
+    rows = []
+    for r in records:
+        ids = {c: getattr(r, c) for c in ID_COLUMNS}
+        if not r.measurements:
+            rows.append({**ids, "metric": None, "value": None, "unit": None, "method": None, "error": r.error})
+        for m in r.measurements:
+            rows.append({**ids, "metric": m.metric, "value": m.value, "unit": m.unit, "method": m.method, "error": ""})
+            if m.stats:
+                for stat in LATENCY_STATS:
+                    if stat in m.stats:
+                        unit = "" if stat in ("cv", "n") else m.unit
+                        rows.append({**ids, "metric": f"{m.metric}_{stat}", "value": m.stats[stat],
+                                     "unit": unit, "method": m.method, "error": ""})
+    return pd.DataFrame(rows, columns=[*ID_COLUMNS, "metric", "value", "unit", "method", "error"])
+
+
+def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per job with the figures people compare first."""
+    rows = []
+    for r in records:
+        lat = r.measurement("latency")
+        stats = lat.stats if lat and lat.stats else {}
+
+        def value(metric: str) -> float | None:
+            m = r.measurement(metric)
+            return m.value if m else None
+
+        peak = value("peak_rss")
+        rows.append({
+            **{c: getattr(r, c) for c in ID_COLUMNS},
+            "latency_p50_ms": stats.get("p50"),
+            "latency_p90_ms": stats.get("p90"),
+            "latency_ci_low_ms": stats.get("median_ci_low"),
+            "latency_ci_high_ms": stats.get("median_ci_high"),
+            "latency_cv": stats.get("cv"),
+            "samples": stats.get("n"),
+            "throughput_items_s": value("throughput"),
+            "load_ms": value("load_time"),
+            "first_inference_ms": value("first_inference"),
+            "peak_rss_mb": peak / 2**20 if peak is not None else None,
+            "size_mb": r.artifact_bytes / 2**20 if r.artifact_bytes else None,
+            "max_abs_error": value("max_abs_error"),
+            "error": r.error.splitlines()[0] if r.error else "",
+        })
+    return pd.DataFrame(rows)
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells starting with = + - @ (or tab/CR) with ' so spreadsheets do not run them."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(
+                lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+            )
+    return out
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    neutralise_formulas(frame).to_csv(path, index=False)

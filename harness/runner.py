@@ -1,0 +1,227 @@
+"""Run a suite: build and export artifacts (cached), run each job in fresh worker processes (a latency
+pass, then a memory pass), and append one RunRecord per job to the results store as it completes."""
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from harness import __version__
+from harness.artifacts import ArtifactCache, ModelIO, load_outputs, max_abs_error
+from harness.context import git_commit
+from harness.errors import HarnessInputError
+from harness.exporters import exporter_for_format
+from harness.launcher import LocalLauncher
+from harness.paths import PROJECT_ROOT
+from harness.runtimes import runtime_class
+from harness.store import ResultsStore
+from harness.suite import Suite
+from harness.targets import get_target
+from harness.types import Artifact, Job, Measurement, RunRecord, TargetProfile
+from harness.zoo import discover, get_model
+
+
+@dataclass
+class RunSummary:
+    results_path: Path
+    statuses: dict[str, int] = field(default_factory=dict)
+    exports_built: int = 0
+    exports_reused: int = 0
+    skipped_completed: int = 0
+
+    @property
+    def failed(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status not in ("ok", "unsupported"))
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    job: Job
+    export_error: str = ""
+
+
+class SuiteRunner:
+    def __init__(
+        self,
+        suite: Suite,
+        out_dir: Path,
+        cache_dir: Path,
+        models_dir: Path,
+        targets_dir: Path,
+        launcher: Any | None = None,
+        progress: bool = True,
+        resume: bool = False,
+        log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    ) -> None:
+        self.suite = suite
+        self.out_dir = out_dir
+        self.launcher = launcher or LocalLauncher()
+        self.progress = progress
+        self.resume = resume
+        self.log = log
+        self.models = self._select_models(models_dir)
+        self.targets = [get_target(targets_dir, name) for name in suite.targets]
+        self.cache = ArtifactCache(cache_dir, validate=self._validate_export)
+        self.store = ResultsStore(out_dir / "results.jsonl")
+        self.commit = git_commit(PROJECT_ROOT)
+
+    def _select_models(self, models_dir: Path) -> list[str]:
+        available = discover(models_dir)
+        if self.suite.models is None:
+            return available
+        for name in self.suite.models:
+            get_model(name)  # one-line error for an unknown name
+        return list(self.suite.models)
+
+    # -- planning -----------------------------------------------------------------------------------
+    def _runtimes_for(self, target: TargetProfile, fmt: str) -> list[str]:
+        return [r for r in target.runtimes if fmt in runtime_class(r).formats]
+
+    def job_count(self) -> int:
+        per_model = sum(
+            len(self._runtimes_for(t, fmt)) for t in self.targets for fmt in self.suite.formats
+        ) * len(self.suite.batch_sizes)
+        return per_model * len(self.models)
+
+    def plan(self) -> Iterator[PlannedJob]:
+        """Yield jobs model by model, building and exporting each artifact just before its jobs."""
+        for model_name in self.models:
+            spec = get_model(model_name)
+            model = spec.builder(**spec.builder_kwargs)
+            base = self.cache.torch_artifact(spec, model)
+            for batch in self.suite.batch_sizes:
+                io = self.cache.model_io(spec, model, batch)
+                for fmt in self.suite.formats:
+                    artifact = base if fmt == "torch" else self.cache.export(
+                        base, model, exporter_for_format(fmt), io, batch, self.suite.export_tolerance
+                    )
+                    for target in self.targets:
+                        for runtime in self._runtimes_for(target, fmt):
+                            job = Job(artifact, runtime, target.name, self.suite.settings,
+                                      io.inputs_path, io.reference_path, batch)
+                            yield PlannedJob(job, artifact.error if artifact.status != "ok" else "")
+
+    # -- running ------------------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        from tqdm import tqdm
+
+        summary = RunSummary(self.store.path)
+        done = self.store.completed_keys() if self.resume else set()
+        targets = {t.name: t for t in self.targets}
+        bar = tqdm(total=self.job_count(), unit="job", file=sys.stderr, disable=not self.progress,
+                   dynamic_ncols=True)
+        try:
+            for planned in self.plan():
+                job = planned.job
+                label = f"{job.artifact.model} {job.artifact.format}/{job.runtime} b{job.batch_size} @{job.target}"
+                bar.set_description_str(label[:60])
+                if job.key in done:
+                    summary.skipped_completed += 1
+                    bar.update(1)
+                    continue
+                record = self._run_job(job, targets[job.target], planned.export_error)
+                self.store.append(record)
+                summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
+                if record.status not in ("ok",):
+                    bar.write(f"{record.status}: {label}: {record.error.splitlines()[0] if record.error else ''}")
+                bar.update(1)
+        finally:
+            bar.close()
+        summary.exports_built = sum(1 for _ in self.cache.stats.built)
+        summary.exports_reused = len(self.cache.stats.reused)
+        return summary
+
+    def _worker_job(self, job: Job, target: TargetProfile, mode: str, outputs_path: str = "") -> dict[str, Any]:
+        return {
+            "mode": mode,
+            "artifact": job.artifact.to_dict(),
+            "runtime": job.runtime,
+            "runtime_options": {"threads": target.threads,
+                                "graph_optimization": target.onnx_graph_optimization},
+            "inputs_path": job.inputs_path,
+            "outputs_path": outputs_path,
+            "settings": job.settings.to_dict(),
+            "batch_size": job.batch_size,
+        }
+
+    def _run_job(self, job: Job, target: TargetProfile, export_error: str) -> RunRecord:
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        t0 = time.monotonic()
+        context: dict[str, Any] = {
+            "commit": self.commit, "harness_version": __version__, "suite": self.suite.name,
+            "target_description": target.description, "artifact_sha256": job.artifact.sha256,
+            "artifact_recipe": dict(job.artifact.recipe),
+        }
+
+        def record(status: str, error: str, measurements: tuple[Measurement, ...] = ()) -> RunRecord:
+            return RunRecord(
+                job_key=job.key, model=job.artifact.model, variant=job.artifact.variant,
+                format=job.artifact.format, runtime=job.runtime, target=job.target,
+                batch_size=job.batch_size, artifact_id=job.artifact.id, artifact_bytes=job.artifact.bytes,
+                status=status, error=error, measurements=measurements, context=context,
+                started_at=started, duration_s=round(time.monotonic() - t0, 3),
+            )
+
+        if export_error:
+            return record("failed", export_error)
+        measurements: list[Measurement] = [Measurement("artifact_size", job.artifact.bytes, "bytes", "stat")]
+        if job.artifact.export_max_abs_error is not None:
+            measurements.append(Measurement("export_max_abs_error", job.artifact.export_max_abs_error,
+                                            "abs", "validation-vs-torch-fp32"))
+        with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
+            outputs_path = str(Path(tmp) / "outputs.npz")
+            result = self.launcher.run(self._worker_job(job, target, "latency", outputs_path),
+                                       job.settings.timeout_s)
+            context.update(result.get("context", {}))
+            if result["status"] != "ok":
+                return record(result["status"], _error_text(result), tuple(measurements))
+            measurements.extend(Measurement.from_dict(m) for m in result["measurements"])
+            err = max_abs_error(load_outputs(outputs_path), load_outputs(job.reference_path))
+        if not math.isfinite(err):
+            return record("failed", "outputs differ in count or shape from the PyTorch reference",
+                          tuple(measurements))
+        measurements.append(Measurement("max_abs_error", err, "abs", "vs-torch-fp32"))
+        memory = self.launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s)
+        if memory["status"] != "ok":
+            return record(memory["status"], "memory pass: " + _error_text(memory), tuple(measurements))
+        measurements.extend(Measurement.from_dict(m) for m in memory["measurements"])
+        return record("ok", "", tuple(measurements))
+
+    def _validate_export(self, artifact: Artifact, runtime: str, inputs_path: str) -> list[np.ndarray]:
+        """Run a fresh export once in a worker and return its outputs (RuntimeError when it cannot run)."""
+        with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
+            outputs_path = str(Path(tmp) / "outputs.npz")
+            job = {
+                "mode": "outputs", "artifact": artifact.to_dict(), "runtime": runtime,
+                "runtime_options": {"threads": 1}, "inputs_path": inputs_path, "outputs_path": outputs_path,
+            }
+            result = self.launcher.run(job, self.suite.settings.timeout_s)
+            if result["status"] != "ok":
+                raise RuntimeError(_error_text(result))
+            return load_outputs(outputs_path)
+
+
+def _error_text(result: dict[str, Any]) -> str:
+    text = result.get("error", "") or result["status"]
+    if result.get("stderr_tail"):
+        text += "\n" + result["stderr_tail"]
+    return text
+
+
+def new_run_dir(reports: Path, suite_name: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return reports / f"{suite_name}-{stamp}"
+
+
+def latest_run_dir(reports: Path, suite_name: str) -> Path:
+    runs = sorted(p for p in reports.glob(f"{suite_name}-*") if (p / "results.jsonl").is_file())
+    if not runs:
+        raise HarnessInputError(f"--resume: no earlier run of suite {suite_name!r} in {reports}")
+    return runs[-1]

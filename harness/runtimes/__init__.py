@@ -1,0 +1,57 @@
+"""Runtime adapters: load / infer / sync — nothing else. The harness owns warm-up, timing and statistics.
+
+An adapter class has ``name``, ``formats`` (artifact formats it loads), ``versions()`` (for the run
+context), ``missing()`` (None when usable, else what is missing, for a clear skip), and per instance
+``load(artifact)``, ``infer(inputs) -> list of arrays`` and ``sync()``. Options arrive in the constructor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+
+from harness.registry import RUNTIMES
+from harness.types import Artifact
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Per-job runtime settings. ``threads`` = 0 lets the runtime use every core it is given."""
+
+    threads: int = 0
+    graph_optimization: str = "all"
+
+
+class Runtime(Protocol):
+    name: str
+    formats: tuple[str, ...]
+
+    def __init__(self, options: RuntimeOptions) -> None: ...
+
+    @staticmethod
+    def versions() -> dict[str, str]: ...
+
+    @staticmethod
+    def missing() -> str | None: ...
+
+    def load(self, artifact: Artifact) -> None: ...
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]: ...
+
+    def sync(self) -> None: ...
+
+
+def runtime_class(name: str) -> type:
+    return RUNTIMES.get(name)
+
+
+def runtimes_for_format(fmt: str) -> list[str]:
+    return [n for n in RUNTIMES.names() if fmt in RUNTIMES.get(n).formats]
+
+
+def _register_builtin() -> None:
+    from harness.runtimes import litert_rt, onnxruntime_rt, torch_eager  # noqa: F401
+
+
+_register_builtin()

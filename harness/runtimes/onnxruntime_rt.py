@@ -1,0 +1,65 @@
+"""ONNX Runtime adapter: CPU execution provider, graph optimisation level, intra-op threads."""
+from __future__ import annotations
+
+import importlib.util
+from importlib.metadata import version
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from harness.errors import HarnessInputError
+from harness.registry import RUNTIMES
+from harness.types import Artifact
+
+GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@RUNTIMES.register("onnxruntime")
+class OnnxRuntime:
+    name = "onnxruntime"
+    formats = ("onnx",)
+
+    def __init__(self, options: Any) -> None:
+        if options.graph_optimization not in GRAPH_LEVELS:
+            raise HarnessInputError(
+                f"onnx graph optimisation {options.graph_optimization!r} is not one of {GRAPH_LEVELS}"
+            )
+        self.options = options
+        self._session: Any = None
+
+    @staticmethod
+    def versions() -> dict[str, str]:
+        return {"onnxruntime": version("onnxruntime")}
+
+    @staticmethod
+    def missing() -> str | None:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "python package 'onnxruntime' is not installed"
+        return None
+
+    def session_options(self) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.options.graph_optimization]
+        if self.options.threads:
+            so.intra_op_num_threads = self.options.threads
+        return so
+
+    def load(self, artifact: Artifact) -> None:
+        import onnxruntime as ort
+
+        self._session = ort.InferenceSession(
+            artifact.path, sess_options=self.session_options(), providers=["CPUExecutionProvider"]
+        )
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+        return self._session.run(None, inputs)
+
+    def sync(self) -> None:
+        """The CPU execution provider returns only when outputs are ready: nothing to wait for."""

@@ -1,0 +1,54 @@
+"""PyTorch eager baseline: rebuild the generator from its model file, load the saved state_dict."""
+from __future__ import annotations
+
+import importlib.util
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from harness.registry import RUNTIMES
+from harness.types import Artifact
+
+
+@RUNTIMES.register("torch")
+class TorchEagerRuntime:
+    name = "torch"
+    formats = ("torch",)
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+        self._model: Any = None
+        self._torch: Any = None
+
+    @staticmethod
+    def versions() -> dict[str, str]:
+        return {"torch": version("torch")}
+
+    @staticmethod
+    def missing() -> str | None:
+        return None if importlib.util.find_spec("torch") else "python package 'torch' is not installed"
+
+    def load(self, artifact: Artifact) -> None:
+        import torch
+
+        from harness.zoo import get_model, load_model_file
+
+        self._torch = torch
+        if self.options.threads:
+            torch.set_num_threads(self.options.threads)
+        torch.set_grad_enabled(False)
+        recipe = artifact.recipe
+        load_model_file(Path(recipe["source"]))
+        spec = get_model(recipe["model"])
+        model = spec.builder(**recipe["builder_kwargs"])
+        model.load_state_dict(torch.load(artifact.path, weights_only=True, map_location="cpu"))
+        self._model = model.eval()
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+        out = self._model(*(self._torch.from_numpy(a) for a in inputs.values()))
+        return [out.numpy()]
+
+    def sync(self) -> None:
+        """CPU execution is synchronous: nothing to wait for."""

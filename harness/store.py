@@ -1,0 +1,87 @@
+"""The results store: an append-only JSON-lines file of RunRecords, one per line, synced as written.
+
+Each record carries ``schema_version``. Readers ignore unknown fields; records from an older schema are
+upgraded by ``upgrade_to_N`` functions; a record from a newer schema is a clear error.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from harness.errors import HarnessInputError
+from harness.types import SCHEMA_VERSION, RunRecord
+
+# version N → function upgrading a version N-1 record dict to version N. Empty while only v1 exists.
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def upgrade(record: dict[str, Any], source: str = "") -> dict[str, Any]:
+    version = record.get("schema_version")
+    if not isinstance(version, int) or version < 1:
+        raise HarnessInputError(f"{source}: record has no valid schema_version")
+    if version > SCHEMA_VERSION:
+        raise HarnessInputError(
+            f"{source}: results use schema_version {version}, this harness reads up to {SCHEMA_VERSION}: "
+            "upgrade edge-harness"
+        )
+    while version < SCHEMA_VERSION:
+        version += 1
+        record = UPGRADES[version](record)
+        record["schema_version"] = version
+    return record
+
+
+class ResultsStore:
+    """Append-only JSONL of RunRecords at ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, record: RunRecord) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record.to_dict(), allow_nan=False, default=_json_default) + "\n"
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def __iter__(self) -> Iterator[RunRecord]:
+        return iter(read_records(self.path))
+
+    def completed_keys(self) -> set[str]:
+        """Job keys already in the store (any final status): what ``--resume`` skips."""
+        if not self.path.exists():
+            return set()
+        return {r.job_key for r in read_records(self.path)}
+
+
+def read_records(path: Path) -> list[RunRecord]:
+    """All records of a results file. A truncated last line (an interrupted write) is skipped."""
+    if not path.is_file():
+        raise HarnessInputError(f"{path}: results file not found")
+    records: list[RunRecord] = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                continue  # the last write was interrupted: everything before it is intact
+            raise HarnessInputError(f"{path}:{number}: not a JSON record") from None
+        if not isinstance(data, dict):
+            raise HarnessInputError(f"{path}:{number}: a record must be a JSON object")
+        try:
+            records.append(RunRecord.from_dict(upgrade(data, f"{path}:{number}")))
+        except (TypeError, ValueError) as exc:
+            raise HarnessInputError(f"{path}:{number}: malformed record: {exc}") from None
+    return records
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot serialise {type(value).__name__}")

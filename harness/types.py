@@ -1,0 +1,213 @@
+"""Core types: small, frozen, serialisable dataclasses that flow between the pure steps.
+
+model spec → artifact (torch) → export → artifact (onnx | tflite) → job → worker → run record.
+Times are in seconds unless a field name says otherwise; sizes are in bytes.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+SCHEMA_VERSION = 1
+"""Version of the JSON run-record schema written to results.jsonl."""
+
+RUN_STATUSES = ("ok", "failed", "crashed", "timeout", "oom", "unsupported")
+FORMATS = ("torch", "onnx", "tflite")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A generator in the zoo.
+
+    ``builder(**kwargs)`` returns an ``nn.Module`` in eval mode with deterministic weights for ``seed``;
+    ``make_inputs(batch, seed)`` returns the ordered example inputs (name → float32 array).
+    """
+
+    name: str
+    builder: Callable[..., Any]
+    make_inputs: Callable[[int, int], dict[str, Any]]
+    seed: int = 0
+    description: str = ""
+    kind: str = "generator"
+    builder_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+    """Path of the models/*.py file that defines the spec (the worker rebuilds torch models from it)."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file a runtime can load. ``id`` = hash(parent id, step, config, tool versions)."""
+
+    id: str
+    format: str
+    path: str
+    bytes: int
+    model: str
+    variant: str
+    batch_size: int | None
+    parent_id: str | None
+    recipe: Mapping[str, Any]
+    status: str = "ok"
+    error: str = ""
+    export_max_abs_error: float | None = None
+    sha256: str = ""
+    """sha256 of the file's bytes ('' for a failed export)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Artifact":
+        return cls(**_known_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """A device profile loaded from ``targets/<name>.toml``."""
+
+    name: str
+    description: str
+    arch: str
+    reach: str
+    runtimes: tuple[str, ...]
+    threads: int
+    """Intra-op threads given to each runtime; 0 means all cores available to the worker."""
+    onnx_graph_optimization: str = "all"
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How the harness measures one artifact (the timing loop's stopping rule and caps)."""
+
+    warmup_min_runs: int = 5
+    warmup_max_runs: int = 200
+    warmup_max_s: float = 5.0
+    warmup_tolerance: float = 0.10
+    """Warm-up ends when the medians of its first and second halves differ by at most this fraction."""
+    min_runs: int = 50
+    min_duration_s: float = 1.0
+    max_duration_s: float = 30.0
+    target_ci_rel_width: float | None = None
+    """Optional: keep sampling until the 95% CI of the median is this narrow (fraction of the median)."""
+    memory_runs: int = 5
+    timeout_s: float = 300.0
+    """Wall-clock limit for one worker process (seconds)."""
+
+    def __post_init__(self) -> None:
+        if self.min_runs < 1 or self.warmup_min_runs < 1:
+            raise ValueError("min_runs and warmup_min_runs must be at least 1")
+        if self.warmup_max_runs < self.warmup_min_runs:
+            raise ValueError("warmup_max_runs must be >= warmup_min_runs")
+        if self.min_duration_s < 0 or self.max_duration_s <= 0:
+            raise ValueError("min_duration_s must be >= 0 and max_duration_s > 0")
+        if self.max_duration_s < self.min_duration_s:
+            raise ValueError("max_duration_s must be >= min_duration_s")
+        if not 0 < self.warmup_tolerance < 1:
+            raise ValueError("warmup_tolerance must be a fraction between 0 and 1")
+        if self.target_ci_rel_width is not None and self.target_ci_rel_width <= 0:
+            raise ValueError("target_ci_rel_width must be positive")
+        if self.timeout_s <= 0 or self.memory_runs < 1:
+            raise ValueError("timeout_s must be positive and memory_runs at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunSettings":
+        return cls(**_known_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured quantity. ``method`` says how it was obtained (e.g. ``perf_counter``, ``vmhwm``)."""
+
+    metric: str
+    value: float
+    unit: str
+    method: str
+    samples: tuple[float, ...] | None = None
+    stats: Mapping[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.samples is not None:
+            out["samples"] = list(self.samples)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Measurement":
+        known = _known_fields(cls, data)
+        if known.get("samples") is not None:
+            known["samples"] = tuple(known["samples"])
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One artifact measured by one runtime on one target."""
+
+    artifact: Artifact
+    runtime: str
+    target: str
+    settings: RunSettings
+    inputs_path: str
+    reference_path: str
+    batch_size: int
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the job in a results store (used to resume)."""
+        return f"{self.artifact.id}:{self.runtime}:{self.target}:b{self.batch_size}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The result of one job: what ran, where, how it went and what was measured."""
+
+    job_key: str
+    model: str
+    variant: str
+    format: str
+    runtime: str
+    target: str
+    batch_size: int
+    artifact_id: str
+    artifact_bytes: int
+    status: str
+    error: str
+    measurements: tuple[Measurement, ...]
+    context: Mapping[str, Any]
+    started_at: str
+    duration_s: float
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}, not {self.status!r}")
+
+    def measurement(self, metric: str) -> Measurement | None:
+        return next((m for m in self.measurements if m.metric == metric), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["measurements"] = [m.to_dict() for m in self.measurements]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunRecord":
+        known = _known_fields(cls, data)
+        known["measurements"] = tuple(Measurement.from_dict(m) for m in known.get("measurements", ()))
+        return cls(**known)
+
+
+def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep only the fields ``cls`` declares: readers ignore unknown fields."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def as_path(p: str | Path) -> Path:
+    return p if isinstance(p, Path) else Path(p)

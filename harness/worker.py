@@ -1,0 +1,101 @@
+"""The measurement worker: ``python -m harness.worker`` reads one JSON job on stdin and writes one JSON
+result on stdout. The same worker runs locally, over SSH or on a fleet node.
+
+Job fields: ``mode`` ('outputs' | 'latency' | 'memory'), ``artifact`` (Artifact dict), ``runtime``,
+``runtime_options`` ({threads, graph_optimization}), ``inputs_path`` (.npz), ``settings`` (RunSettings
+dict), ``batch_size`` and, for 'outputs' and 'latency', ``outputs_path`` (.npz written with the first
+inference's outputs). Result fields: ``status``, ``error``, ``measurements``, ``context``.
+
+Anything a native library prints to stdout is moved to stderr, so stdout carries only the result.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+
+
+def load_inputs(path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: np.ascontiguousarray(data[name]) for name in data.files}
+
+
+def save_outputs(path: str, outputs: Any) -> None:
+    np.savez(path, **{f"output_{i}": np.asarray(o) for i, o in enumerate(outputs)})
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    from harness.context import machine_context
+    from harness.runtimes import RuntimeOptions, runtime_class
+    from harness.types import Artifact, RunSettings
+
+    runtime_cls = runtime_class(job["runtime"])
+    context = machine_context() | {"runtime_versions": runtime_cls.versions()}
+    missing = runtime_cls.missing()
+    if missing:
+        return {"status": "unsupported", "error": missing, "measurements": [], "context": context}
+    options = RuntimeOptions(**job.get("runtime_options", {}))
+    context["threads"] = options.threads
+    runtime = runtime_cls(options)
+    artifact = Artifact.from_dict(job["artifact"])
+    inputs = load_inputs(job["inputs_path"])
+    mode = job["mode"]
+    if mode == "outputs":
+        runtime.load(artifact)
+        outputs = runtime.infer(inputs)
+        runtime.sync()
+        save_outputs(job["outputs_path"], outputs)
+        measurements: tuple = ()
+    elif mode == "latency":
+        from harness.measure import run_latency_pass
+
+        settings = RunSettings.from_dict(job["settings"])
+        result = run_latency_pass(runtime, artifact, inputs, settings, int(job["batch_size"]))
+        save_outputs(job["outputs_path"], result.first_outputs)
+        measurements = result.measurements
+    elif mode == "memory":
+        from harness.memory import run_memory_pass
+
+        settings = RunSettings.from_dict(job["settings"])
+        measurements = run_memory_pass(runtime, artifact, inputs, settings.memory_runs)
+    else:
+        raise ValueError(f"unknown worker mode {mode!r}")
+    return {
+        "status": "ok",
+        "error": "",
+        "measurements": [m.to_dict() for m in measurements],
+        "context": context,
+    }
+
+
+def main() -> int:
+    result_fd = os.dup(1)
+    os.dup2(2, 1)  # native libraries that print to stdout now print to stderr
+    sys.stdout = sys.stderr
+    try:
+        job = json.loads(sys.stdin.read())
+        if job.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+            raise ValueError(f"worker speaks protocol {PROTOCOL_VERSION}, job has {job.get('protocol')}")
+        result = run_job(job)
+    except Exception as exc:  # reported to the harness as a failed job, with the traceback's tail
+        traceback.print_exc()
+        result = {
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}".strip()[:2000],
+            "measurements": [],
+            "context": {},
+        }
+    result["protocol"] = PROTOCOL_VERSION
+    with os.fdopen(result_fd, "w") as out:
+        out.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

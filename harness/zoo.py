@@ -1,0 +1,96 @@
+"""The generator zoo: model files in models/ register ModelSpecs; the harness discovers them.
+
+A user adds a generator by dropping ``models/<name>.py`` that calls ``register_model(...)``;
+no other file needs an edit.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import HarnessInputError
+from harness.registry import MODELS
+from harness.types import ModelSpec
+
+_loaded_files: set[Path] = set()
+
+
+def register_model(
+    name: str,
+    *,
+    make_inputs: Callable[[int, int], dict[str, Any]],
+    seed: int = 0,
+    description: str = "",
+    kind: str = "generator",
+    builder_kwargs: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for a builder function ``builder(**builder_kwargs) -> nn.Module``."""
+
+    def add(builder: Callable[..., Any]) -> Callable[..., Any]:
+        source = sys.modules[builder.__module__].__file__ or ""
+        spec = ModelSpec(
+            name=name,
+            builder=builder,
+            make_inputs=make_inputs,
+            seed=seed,
+            description=description,
+            kind=kind,
+            builder_kwargs=dict(builder_kwargs or {}),
+            source=str(Path(source).resolve()) if source else "",
+        )
+        MODELS.register(name)(spec)
+        return builder
+
+    return add
+
+
+def load_model_file(path: Path) -> list[str]:
+    """Import one model file; return the names it registered. A file that registers none is an error."""
+    path = path.resolve()
+    if path in _loaded_files:
+        return [n for n in MODELS.names() if MODELS.get(n).source == str(path)]
+    before = set(MODELS.names())
+    module_name = f"edge_harness_models.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise HarnessInputError(f"{path}: not an importable Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except HarnessInputError:
+        raise
+    except Exception as exc:  # a user's model file: report it in one line
+        sys.modules.pop(module_name, None)
+        raise HarnessInputError(f"{path}: failed to import: {type(exc).__name__}: {exc}") from exc
+    _loaded_files.add(path)
+    added = sorted(set(MODELS.names()) - before)
+    if not added:
+        raise HarnessInputError(f"{path}: defines no generator (decorate a builder with register_model)")
+    return added
+
+
+def discover(models_dir: Path) -> list[str]:
+    """Import every ``*.py`` in ``models_dir`` (files starting with '_' are helpers, not models)."""
+    if not models_dir.is_dir():
+        raise HarnessInputError(f"models folder not found: {models_dir}")
+    names: list[str] = []
+    for path in sorted(models_dir.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        names.extend(load_model_file(path))
+    return names
+
+
+def get_model(name: str) -> ModelSpec:
+    return MODELS.get(name)
+
+
+def source_digest(spec: ModelSpec) -> str:
+    """sha256 of the model's source file: a changed model file changes every artifact id below it."""
+    if not spec.source:
+        return ""
+    return hashlib.sha256(Path(spec.source).read_bytes()).hexdigest()
