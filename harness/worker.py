@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -33,13 +34,16 @@ def save_outputs(path: str, outputs: Any) -> None:
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from harness.context import machine_context
     from harness.runtimes import RuntimeOptions, runtime_class
-    from harness.types import Artifact, RunSettings
+    from harness.types import Artifact, Measurement, RunSettings
 
     runtime_cls = runtime_class(job["runtime"])
     context = machine_context() | {"runtime_versions": runtime_cls.versions()}
     missing = runtime_cls.missing()
     if missing:
         return {"status": "unsupported", "error": missing, "measurements": [], "context": context}
+    t0 = time.perf_counter_ns()
+    runtime_cls.preload()
+    import_ms = (time.perf_counter_ns() - t0) / 1e6
     options = RuntimeOptions(**job.get("runtime_options", {}))
     context["threads"] = options.threads
     runtime = runtime_cls(options)
@@ -58,7 +62,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         settings = RunSettings.from_dict(job["settings"])
         result = run_latency_pass(runtime, artifact, inputs, settings, int(job["batch_size"]))
         save_outputs(job["outputs_path"], result.first_outputs)
-        measurements = result.measurements
+        measurements = (Measurement("import_time", import_ms, "ms", "perf_counter"), *result.measurements)
     elif mode == "memory":
         from harness.memory import run_memory_pass
 

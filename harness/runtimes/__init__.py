@@ -1,7 +1,8 @@
 """Runtime adapters: load / infer / sync — nothing else. The harness owns warm-up, timing and statistics.
 
 An adapter class has ``name``, ``formats`` (artifact formats it loads), ``versions()`` (for the run
-context), ``missing()`` (None when usable, else what is missing, for a clear skip), and per instance
+context), ``missing()`` (None when usable, else what is missing, for a clear skip), ``preload()``
+(imports the runtime's library, so the worker can time the import apart from the load), and per instance
 ``load(artifact)``, ``infer(inputs) -> list of arrays`` and ``sync()``. Options arrive in the constructor.
 """
 from __future__ import annotations
@@ -34,6 +35,9 @@ class Runtime(Protocol):
 
     @staticmethod
     def missing() -> str | None: ...
+
+    @staticmethod
+    def preload() -> None: ...
 
     def load(self, artifact: Artifact) -> None: ...
 

@@ -53,6 +53,10 @@ class LiteRTRuntime:
             return None
         return "python package 'ai-edge-litert' (or the fallback 'tflite-runtime') is not installed"
 
+    @staticmethod
+    def preload() -> None:
+        _interpreter_module()
+
     def load(self, artifact: Artifact) -> None:
         module, _ = _interpreter_module()
         kwargs = {"num_threads": self.options.threads} if self.options.threads else {}

@@ -37,6 +37,10 @@ class OnnxRuntime:
             return "python package 'onnxruntime' is not installed"
         return None
 
+    @staticmethod
+    def preload() -> None:
+        import onnxruntime  # noqa: F401
+
     def session_options(self) -> Any:
         import onnxruntime as ort
 

@@ -30,6 +30,10 @@ class TorchEagerRuntime:
     def missing() -> str | None:
         return None if importlib.util.find_spec("torch") else "python package 'torch' is not installed"
 
+    @staticmethod
+    def preload() -> None:
+        import torch  # noqa: F401
+
     def load(self, artifact: Artifact) -> None:
         import torch
 

@@ -1,0 +1,84 @@
+"""Each exporter and runtime on a tiny generator: real exports, real runtimes."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from harness.artifacts import load_outputs
+from harness.registry import RUNTIMES
+from harness.runtimes import RuntimeOptions, runtime_class, runtimes_for_format
+from harness.worker import load_inputs
+from tests.helpers import build_all
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tiny_models_dir, shared_cache):
+    return build_all(tiny_models_dir, shared_cache, "tiny_gen")
+
+
+def test_exports_are_valid_and_match_pytorch(built):
+    _, base, _, exports = built
+    assert base.format == "torch" and base.status == "ok" and base.bytes > 0
+    onnx_art, tfl_art = exports["onnx"], exports["tflite"]
+    for art in (onnx_art, tfl_art):
+        assert art.status == "ok", art.error
+        assert art.parent_id == base.id
+        assert art.export_max_abs_error is not None and art.export_max_abs_error < 1e-5
+        assert len(art.sha256) == 64
+    onnx.checker.check_model(onnx_art.path)
+    model = onnx.load(onnx_art.path)
+    assert [i.name for i in model.graph.input] == ["z"]
+    assert any(n.op_type == "ConvTranspose" for n in model.graph.node)
+    assert open(tfl_art.path, "rb").read()[4:8] == b"TFL3"  # the flatbuffer file identifier
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime", "litert"])
+def test_each_runtime_loads_infers_and_matches_reference(built, runtime):
+    _, base, io, exports = built
+    artifact = {"torch": base, "onnxruntime": exports["onnx"], "litert": exports["tflite"]}[runtime]
+    rt = runtime_class(runtime)(RuntimeOptions(threads=1))
+    assert rt.missing() is None
+    rt.preload()
+    rt.load(artifact)
+    outputs = rt.infer(load_inputs(io.inputs_path))
+    rt.sync()
+    reference = load_outputs(io.reference_path)
+    assert outputs[0].shape == reference[0].shape == (1, 1, 8, 8)
+    np.testing.assert_allclose(outputs[0], reference[0], rtol=1e-5, atol=1e-5)
+    assert rt.versions()
+
+
+def test_runtime_registry_maps_formats():
+    assert runtimes_for_format("onnx") == ["onnxruntime"]
+    assert runtimes_for_format("tflite") == ["litert"]
+    assert runtimes_for_format("torch") == ["torch"]
+    assert set(RUNTIMES.names()) >= {"torch", "onnxruntime", "litert"}
+
+
+def test_onnxruntime_rejects_unknown_graph_level():
+    from harness.errors import HarnessInputError
+
+    with pytest.raises(HarnessInputError, match="graph optimisation"):
+        runtime_class("onnxruntime")(RuntimeOptions(graph_optimization="max"))
+
+
+def test_litert_names_what_is_missing_when_no_tflite_runtime(monkeypatch):
+    import importlib.util
+
+    from harness.runtimes import litert_rt
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(litert_rt.importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("ai_edge_litert", "tflite_runtime") else real(name, *a))
+    assert "ai-edge-litert" in litert_rt.LiteRTRuntime.missing()
+
+
+def test_export_that_disagrees_with_pytorch_is_marked_failed(diverging_models_dir, tmp_path):
+    _, _, _, exports = build_all(diverging_models_dir, tmp_path, "diverging_gen")
+    for art in exports.values():
+        assert art.status == "failed"
+        assert "exceeds tolerance" in art.error
+        assert art.export_max_abs_error == pytest.approx(1.0, abs=1e-5)

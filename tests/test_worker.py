@@ -1,0 +1,108 @@
+"""The worker contract (JSON in, JSON out, in a fresh process) and how the launcher reports deaths."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+
+import pytest
+
+from harness.launcher import LocalLauncher
+from harness.paths import PROJECT_ROOT
+from harness.types import RunSettings
+from tests.helpers import build_all
+
+QUICK = RunSettings(min_runs=5, min_duration_s=0.01, warmup_min_runs=2, warmup_max_runs=10, memory_runs=2).to_dict()
+
+
+@pytest.fixture(scope="module")
+def built(tiny_models_dir, shared_cache):
+    return build_all(tiny_models_dir, shared_cache, "tiny_gen")
+
+
+def _job(artifact, runtime, io, mode, tmp_path):
+    return {"mode": mode, "artifact": artifact.to_dict(), "runtime": runtime, "runtime_options": {"threads": 1},
+            "inputs_path": io.inputs_path, "outputs_path": str(tmp_path / "out.npz"), "settings": QUICK,
+            "batch_size": 1}
+
+
+def _raw_worker(job):
+    proc = subprocess.run([sys.executable, "-m", "harness.worker"], input=json.dumps(job), capture_output=True,
+                          text=True, timeout=120, cwd=PROJECT_ROOT)
+    return proc
+
+
+@pytest.mark.slow
+def test_latency_job_returns_one_json_line_with_measurements(built, tmp_path):
+    _, _, io, exports = built
+    proc = _raw_worker(_job(exports["tflite"], "litert", io, "latency", tmp_path))
+    assert proc.returncode == 0
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout  # native chatter (XNNPACK INFO lines) went to stderr
+    result = json.loads(lines[0])
+    assert result["status"] == "ok" and result["protocol"] == 1
+    metrics = {m["metric"]: m for m in result["measurements"]}
+    assert set(metrics) == {"import_time", "load_time", "first_inference", "latency", "throughput"}
+    assert metrics["latency"]["stats"]["n"] >= 5 and len(metrics["latency"]["samples"]) >= 5
+    assert result["context"]["runtime_versions"] == {"ai-edge-litert": version("ai-edge-litert")}
+    assert (tmp_path / "out.npz").is_file()
+
+
+@pytest.mark.slow
+def test_memory_job_reports_rss_figures(built, tmp_path):
+    _, _, io, exports = built
+    result = LocalLauncher().run(_job(exports["onnx"], "onnxruntime", io, "memory", tmp_path), 120)
+    assert result["status"] == "ok", result
+    m = {x["metric"]: x["value"] for x in result["measurements"]}
+    assert m["peak_rss"] >= m["rss_after_load"] >= m["rss_baseline"] > 10 * 2**20
+    assert m["peak_rss_over_baseline"] == m["peak_rss"] - m["rss_baseline"]
+
+
+def test_broken_artifact_is_a_failed_result_not_a_crash(tmp_path):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"this is not a protobuf")
+    np_inputs = tmp_path / "in.npz"
+    import numpy as np
+
+    np.savez(np_inputs, z=np.zeros((1, 8), np.float32))
+    artifact = {"id": "x", "format": "onnx", "path": str(bad), "bytes": 22, "model": "m", "variant": "fp32",
+                "batch_size": 1, "parent_id": None, "recipe": {}}
+    job = {"mode": "outputs", "artifact": artifact, "runtime": "onnxruntime", "inputs_path": str(np_inputs),
+           "outputs_path": str(tmp_path / "o.npz")}
+    result = LocalLauncher().run(job, 60)
+    assert result["status"] == "failed"
+    assert "onnxruntime" in result["error"].lower() or "protobuf" in result["error"].lower()
+    assert result["stderr_tail"]
+
+
+def test_unknown_runtime_and_garbage_job_fail_cleanly():
+    result = json.loads(_raw_worker({"mode": "outputs", "runtime": "nope"}).stdout)
+    assert result["status"] == "failed" and "unknown runtime 'nope'" in result["error"]
+    proc = subprocess.run([sys.executable, "-m", "harness.worker"], input="{not json", capture_output=True,
+                          text=True, timeout=60, cwd=PROJECT_ROOT)
+    assert json.loads(proc.stdout)["status"] == "failed"
+
+
+def _script(tmp_path, body):
+    path = tmp_path / "fake-python"
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    os.chmod(path, 0o755)
+    return str(path)
+
+
+def test_launcher_reports_a_worker_killed_by_a_signal(tmp_path):
+    result = LocalLauncher(python=_script(tmp_path, "echo dying >&2; kill -SEGV $$")).run({}, 30)
+    assert result["status"] == "crashed"
+    assert "SIGSEGV" in result["error"] and "dying" in result["stderr_tail"]
+
+
+def test_launcher_reports_a_hanging_worker_as_timeout(tmp_path):
+    result = LocalLauncher(python=_script(tmp_path, "exec sleep 30")).run({}, 0.5)
+    assert result["status"] == "timeout" and "0.5 s" in result["error"]
+
+
+def test_launcher_reports_a_worker_without_result(tmp_path):
+    result = LocalLauncher(python=_script(tmp_path, "echo oops >&2; exit 3")).run({}, 30)
+    assert result["status"] == "crashed" and "code 3" in result["error"]
