@@ -33,11 +33,13 @@ def latency_bars(summary: pd.DataFrame) -> list[dict]:
     ok = summary[(summary["status"] == "ok") & summary["latency_p50_ms"].notna()]
     bars = []
     for _, row in ok.sort_values(["model", "batch_size", "format", "runtime"]).iterrows():
+        p50 = float(row["latency_p50_ms"])
+        lo, hi = row.get("latency_ci_low_ms"), row.get("latency_ci_high_ms")
         bars.append({
             "label": f"{row['model']} · {row['format']}/{row['runtime']} · b{row['batch_size']} · {row['target']}",
-            "p50": float(row["latency_p50_ms"]),
-            "lo": float(row["latency_ci_low_ms"]),
-            "hi": float(row["latency_ci_high_ms"]),
+            "p50": p50,
+            "lo": float(lo) if pd.notna(lo) else p50,
+            "hi": float(hi) if pd.notna(hi) else p50,
         })
     scale = max((b["hi"] for b in bars), default=1.0) or 1.0
     for b in bars:

@@ -20,13 +20,14 @@ def tidy_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
         if not r.measurements:
             rows.append({**ids, "metric": None, "value": None, "unit": None, "method": None, "error": r.error})
         for m in r.measurements:
-            rows.append({**ids, "metric": m.metric, "value": m.value, "unit": m.unit, "method": m.method, "error": ""})
+            rows.append({**ids, "metric": m.metric, "value": m.value, "unit": m.unit, "method": m.method,
+                         "error": r.error})
             if m.stats:
                 for stat in LATENCY_STATS:
                     if stat in m.stats:
                         unit = "" if stat in ("cv", "n") else m.unit
                         rows.append({**ids, "metric": f"{m.metric}_{stat}", "value": m.stats[stat],
-                                     "unit": unit, "method": m.method, "error": ""})
+                                     "unit": unit, "method": m.method, "error": r.error})
     return pd.DataFrame(rows, columns=[*ID_COLUMNS, "metric", "value", "unit", "method", "error"])
 
 

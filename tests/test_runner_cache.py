@@ -1,0 +1,86 @@
+"""The runner end to end on the tiny generator; the cache means a second run re-exports nothing."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from harness.cli import QUICK_SETTINGS
+from harness.paths import targets_dir
+from harness.runner import SuiteRunner
+from harness.store import read_records
+from harness.suite import Suite
+from harness.types import RunSettings
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_suite(**overrides) -> Suite:
+    suite = Suite(name="tiny", models=("tiny_gen",), targets=("x86-cpu",), formats=("torch", "onnx", "tflite"),
+                  batch_sizes=(1, 2), export_tolerance=1e-4, settings=RunSettings(**QUICK_SETTINGS))
+    return dataclasses.replace(suite, **overrides)
+
+
+def make_runner(suite, out, cache, models_dir, **kw):
+    return SuiteRunner(suite, out_dir=out, cache_dir=cache, models_dir=models_dir, targets_dir=targets_dir(),
+                       progress=False, log=lambda m: None, **kw)
+
+
+def test_second_run_reexports_nothing(tmp_path, tiny_models_dir):
+    cache = tmp_path / "cache"
+    first = make_runner(tiny_suite(), tmp_path / "r1", cache, tiny_models_dir).run()
+    # torch artifact + (onnx, tflite) × batch (1, 2)
+    assert first.exports_built == 5 and first.exports_reused == 0
+    assert first.statuses == {"ok": 6}
+    second = make_runner(tiny_suite(), tmp_path / "r2", cache, tiny_models_dir).run()
+    assert second.exports_built == 0
+    assert second.statuses == {"ok": 6}
+
+    records = read_records(first.results_path)
+    assert {(r.format, r.runtime, r.batch_size) for r in records} == {
+        (f, rt, b) for f, rt in (("torch", "torch"), ("onnx", "onnxruntime"), ("tflite", "litert")) for b in (1, 2)}
+    for r in records:
+        metrics = {m.metric for m in r.measurements}
+        assert {"latency", "load_time", "first_inference", "throughput", "peak_rss", "artifact_size",
+                "max_abs_error", "import_time"} <= metrics
+        assert r.measurement("max_abs_error").value < 1e-5
+        assert r.context["cpu_model"] and r.context["runtime_versions"]
+        assert r.context["artifact_sha256"]
+        assert r.schema_version == 1
+    b2 = next(r for r in records if r.batch_size == 2 and r.runtime == "onnxruntime")
+    assert b2.measurement("throughput").value == pytest.approx(2 / (b2.measurement("latency").value / 1e3))
+
+
+def test_a_changed_model_file_gets_new_artifacts(tmp_path, tiny_models_dir):
+    from harness.registry import MODELS
+
+    models = tmp_path / "models"
+    models.mkdir()
+    src = (tiny_models_dir / "tiny_gen.py").read_text().replace('"tiny_gen"', '"tiny_gen_copy"')
+    (models / "tiny_copy.py").write_text(src)
+    suite = tiny_suite(models=("tiny_gen_copy",), formats=("torch",), batch_sizes=(1,))
+    cache = tmp_path / "cache"
+    first = make_runner(suite, tmp_path / "r1", cache, models).run()
+    assert first.exports_built == 1
+    # Edit the file (a comment is enough: the source digest is part of the id) and load it afresh.
+    MODELS._items.pop("tiny_gen_copy")
+    from harness import zoo
+
+    zoo._loaded_files.clear()
+    (models / "tiny_copy.py").write_text(src + "\n# edited\n")
+    second = make_runner(suite, tmp_path / "r2", cache, models).run()
+    assert second.exports_built == 1
+
+
+def test_failed_export_is_recorded_and_resume_skips_done_jobs(tmp_path, diverging_models_dir):
+    suite = tiny_suite(models=("diverging_gen",), batch_sizes=(1,))
+    out = tmp_path / "run"
+    summary = make_runner(suite, out, tmp_path / "cache", diverging_models_dir).run()
+    assert summary.statuses == {"ok": 1, "failed": 2}
+    records = read_records(summary.results_path)
+    failed = [r for r in records if r.status == "failed"]
+    assert {r.format for r in failed} == {"onnx", "tflite"}
+    assert all("exceeds tolerance" in r.error for r in failed)
+    again = make_runner(suite, out, tmp_path / "cache", diverging_models_dir, resume=True).run()
+    assert again.skipped_completed == 3 and again.statuses == {}
+    assert len(read_records(summary.results_path)) == 3

@@ -1,0 +1,104 @@
+"""Results store (schema, append-only, tolerant reading) and strict TOML for targets and suites."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.errors import HarnessInputError
+from harness.store import ResultsStore, read_records
+from harness.suite import load_suite
+from harness.targets import get_target, load_target
+from harness.types import SCHEMA_VERSION, Measurement, RunRecord
+
+
+def record(key="k1", status="ok") -> RunRecord:
+    return RunRecord(job_key=key, model="m", variant="fp32", format="onnx", runtime="onnxruntime",
+                     target="x86-cpu", batch_size=1, artifact_id="a", artifact_bytes=10, status=status, error="",
+                     measurements=(Measurement("latency", 1.5, "ms", "perf_counter", samples=(1.0, 1.5, 2.0),
+                                               stats={"p50": 1.5}),),
+                     context={"cpu_model": "x"}, started_at="t", duration_s=0.1)
+
+
+def test_round_trip_and_append_only(tmp_path):
+    store = ResultsStore(tmp_path / "r.jsonl")
+    store.append(record("a"))
+    store.append(record("b", "timeout"))
+    records = read_records(store.path)
+    assert [r.job_key for r in records] == ["a", "b"]
+    assert records[0] == record("a")
+    assert store.completed_keys() == {"a", "b"}
+    assert json.loads(store.path.read_text().splitlines()[0])["schema_version"] == SCHEMA_VERSION
+
+
+def test_unknown_fields_are_ignored_and_truncated_last_line_skipped(tmp_path):
+    path = tmp_path / "r.jsonl"
+    data = record().to_dict() | {"from_the_future": 1}
+    data["measurements"][0]["extra"] = "x"
+    path.write_text(json.dumps(data) + "\n" + json.dumps(record("b").to_dict())[:40])
+    records = read_records(path)
+    assert len(records) == 1 and records[0].job_key == "k1"
+
+
+def test_future_schema_and_garbage_are_one_line_errors(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(record().to_dict() | {"schema_version": SCHEMA_VERSION + 1}) + "\n")
+    with pytest.raises(HarnessInputError, match="schema_version 2.*upgrade edge-harness"):
+        read_records(path)
+    path.write_text("garbage\n" + json.dumps(record().to_dict()) + "\n")
+    with pytest.raises(HarnessInputError, match=r"r.jsonl:1: not a JSON record"):
+        read_records(path)
+
+
+def test_shipped_target_loads():
+    from harness.paths import targets_dir
+
+    t = get_target(targets_dir(), "x86-cpu")
+    assert t.reach == "local" and t.runtimes == ("torch", "onnxruntime", "litert") and t.threads == 0
+
+
+@pytest.mark.parametrize("body, message", [
+    ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\nspeed = 3\n', "unknown key 'speed'"),
+    ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = "torch"\n', "'runtimes' must be list"),
+    ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["tensorrt-9"]\n', "unknown runtime 'tensorrt-9'"),
+    ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\nthreads = true\n', "'threads' must be int"),
+    ('name = "other"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\n', "must match the file name"),
+    ('name = "t"\narch = "x86_64"\nruntimes = ["torch"]\n', "missing required key 'reach'"),
+    ('name = "t\n', "not valid TOML"),
+])
+def test_bad_target_toml_is_a_clear_error(tmp_path, body, message):
+    path = tmp_path / "t.toml"
+    path.write_text(body)
+    with pytest.raises(HarnessInputError, match=message) as info:
+        load_target(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value).strip()
+
+
+def test_unknown_target_names_the_known_ones(tmp_path):
+    (tmp_path / "a.toml").write_text("")
+    with pytest.raises(HarnessInputError, match="unknown target 'b' \\(known: a"):
+        get_target(tmp_path, "b")
+
+
+def test_default_suite_loads():
+    from harness.paths import default_suite
+
+    suite = load_suite(default_suite())
+    assert suite.models is None and suite.formats == ("torch", "onnx", "tflite")
+    assert suite.settings.min_runs == 50 and suite.settings.min_duration_s == 1.0
+    assert max(suite.batch_sizes) > 1
+
+
+@pytest.mark.parametrize("body, message", [
+    ('formats = ["pb"]\n', "unknown format 'pb'"),
+    ('batch_sizes = [0]\n', "batch_sizes"),
+    ('[settings]\nmin_runs = "many"\n', r"\[settings\] 'min_runs' must be int"),
+    ('[settings]\nmin_duration_s = 5\nmax_duration_s = 1\n', "max_duration_s must be >= min_duration_s"),
+    ('models = "some"\n', "'models' must be"),
+    ('colour = "blue"\n', "unknown key 'colour'"),
+])
+def test_bad_suite_toml_is_a_clear_error(tmp_path, body, message):
+    path = tmp_path / "s.toml"
+    path.write_text(body)
+    with pytest.raises(HarnessInputError, match=message):
+        load_suite(path)
