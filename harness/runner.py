@@ -130,7 +130,8 @@ class SuiteRunner:
                 self.store.append(record)
                 summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
                 if record.status not in ("ok",):
-                    bar.write(f"{record.status}: {label}: {record.error.splitlines()[0] if record.error else ''}")
+                    first_line = record.error.splitlines()[0] if record.error else ""
+                    bar.write(f"{record.status}: {label}: {first_line}", file=sys.stderr)
                 bar.update(1)
         finally:
             bar.close()

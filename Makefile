@@ -1,0 +1,30 @@
+# Fresh machine: `make bench` (default suite on the local CPU, writes reports/<run>/) or `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup bench test test-fast overhead clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 first: the local CPU wheel. Any wider torch spec would pull GBs of CUDA packages.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+bench: setup
+	$(PY) -m harness run
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+overhead: setup
+	$(PY) benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
