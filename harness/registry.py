@@ -19,11 +19,11 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator: register ``obj`` under ``name``; a second registration of a name is an error."""
+    def register(self, name: str, replace: bool = False) -> Callable[[T], T]:
+        """Decorator: register ``obj`` under ``name``; a second registration is an error unless ``replace``."""
 
         def add(obj: T) -> T:
-            if name in self._items and self._items[name] is not obj:
+            if not replace and name in self._items and self._items[name] is not obj:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = obj
             return obj

@@ -15,7 +15,8 @@ from harness.errors import HarnessInputError
 from harness.registry import MODELS
 from harness.types import ModelSpec
 
-_loaded_files: set[Path] = set()
+_loaded_files: dict[Path, str] = {}
+"""Model files imported so far → sha256 of the content imported (an edited file is imported again)."""
 
 
 def register_model(
@@ -41,7 +42,9 @@ def register_model(
             builder_kwargs=dict(builder_kwargs or {}),
             source=str(Path(source).resolve()) if source else "",
         )
-        MODELS.register(name)(spec)
+        if name in MODELS and MODELS.get(name).source != spec.source:
+            raise HarnessInputError(f"{spec.source}: model {name!r} is already defined in {MODELS.get(name).source}")
+        MODELS.register(name, replace=True)(spec)  # same file imported again after an edit
         return builder
 
     return add
@@ -50,9 +53,13 @@ def register_model(
 def load_model_file(path: Path) -> list[str]:
     """Import one model file; return the names it registered. A file that registers none is an error."""
     path = path.resolve()
-    if path in _loaded_files:
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise HarnessInputError(f"{path}: cannot read model file: {exc.strerror}") from None
+    if _loaded_files.get(path) == digest:
         return [n for n in MODELS.names() if MODELS.get(n).source == str(path)]
-    before = set(MODELS.names())
+    before = {n for n in MODELS.names() if MODELS.get(n).source != str(path)}
     module_name = f"edge_harness_models.{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -66,7 +73,7 @@ def load_model_file(path: Path) -> list[str]:
     except Exception as exc:  # a user's model file: report it in one line
         sys.modules.pop(module_name, None)
         raise HarnessInputError(f"{path}: failed to import: {type(exc).__name__}: {exc}") from exc
-    _loaded_files.add(path)
+    _loaded_files[path] = digest
     added = sorted(set(MODELS.names()) - before)
     if not added:
         raise HarnessInputError(f"{path}: defines no generator (decorate a builder with register_model)")

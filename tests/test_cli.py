@@ -50,6 +50,13 @@ def test_input_errors_exit_2_with_one_line(args, message):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_a_model_name_defined_twice_is_exit_2(tmp_path, tiny_models_dir):
+    for name in ("a.py", "b.py"):
+        (tmp_path / name).write_text((tiny_models_dir / "tiny_gen.py").read_text())
+    proc = harness("list", "models", env={"EDGE_HARNESS_MODELS": str(tmp_path)})
+    assert proc.returncode == 2 and "'tiny_gen' is already defined in" in proc.stderr
+
+
 def test_usage_error_exits_2():
     assert harness("run", "--no-such-flag").returncode == 2
     assert harness("list", "gpus").returncode == 2
