@@ -20,7 +20,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 
 from harness import paths
 from harness.cli import QUICK_SETTINGS

@@ -9,12 +9,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from harness import __version__
-from harness.artifacts import ArtifactCache, ModelIO, load_outputs, max_abs_error
+from harness.artifacts import ArtifactCache, load_outputs, max_abs_error
 from harness.context import git_commit
 from harness.errors import HarnessInputError
 from harness.exporters import exporter_for_format
@@ -58,14 +58,12 @@ class SuiteRunner:
         launcher: Any | None = None,
         progress: bool = True,
         resume: bool = False,
-        log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
     ) -> None:
         self.suite = suite
         self.out_dir = out_dir
         self.launcher = launcher or LocalLauncher()
         self.progress = progress
         self.resume = resume
-        self.log = log
         self.models = self._select_models(models_dir)
         self.targets = [get_target(targets_dir, name) for name in suite.targets]
         self.cache = ArtifactCache(cache_dir, validate=self._validate_export)
@@ -135,7 +133,7 @@ class SuiteRunner:
                 bar.update(1)
         finally:
             bar.close()
-        summary.exports_built = sum(1 for _ in self.cache.stats.built)
+        summary.exports_built = len(self.cache.stats.built)
         summary.exports_reused = len(self.cache.stats.reused)
         return summary
 

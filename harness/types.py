@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 SCHEMA_VERSION = 1
@@ -208,6 +207,3 @@ def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in data.items() if k in names}
 
-
-def as_path(p: str | Path) -> Path:
-    return p if isinstance(p, Path) else Path(p)

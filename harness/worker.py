@@ -10,6 +10,7 @@ Anything a native library prints to stdout is moved to stderr, so stdout carries
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -45,6 +46,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     runtime_cls.preload()
     import_ms = (time.perf_counter_ns() - t0) / 1e6
     options = RuntimeOptions(**job.get("runtime_options", {}))
+    if options.threads == 0:  # "all cores": the same explicit count for every runtime, not each one's default
+        options = dataclasses.replace(options, threads=context["cores_available"])
     context["threads"] = options.threads
     runtime = runtime_cls(options)
     artifact = Artifact.from_dict(job["artifact"])

@@ -23,7 +23,7 @@ def tiny_suite(**overrides) -> Suite:
 
 def make_runner(suite, out, cache, models_dir, **kw):
     return SuiteRunner(suite, out_dir=out, cache_dir=cache, models_dir=models_dir, targets_dir=targets_dir(),
-                       progress=False, log=lambda m: None, **kw)
+                       progress=False, **kw)
 
 
 def test_second_run_reexports_nothing(tmp_path, tiny_models_dir):

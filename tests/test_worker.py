@@ -48,6 +48,15 @@ def test_latency_job_returns_one_json_line_with_measurements(built, tmp_path):
     assert metrics["latency"]["stats"]["n"] >= 5 and len(metrics["latency"]["samples"]) >= 5
     assert result["context"]["runtime_versions"] == {"ai-edge-litert": version("ai-edge-litert")}
     assert (tmp_path / "out.npz").is_file()
+    assert result["context"]["threads"] == 1
+
+
+@pytest.mark.slow
+def test_threads_zero_means_every_available_core(built, tmp_path):
+    _, _, io, exports = built
+    job = _job(exports["onnx"], "onnxruntime", io, "outputs", tmp_path) | {"runtime_options": {"threads": 0}}
+    result = LocalLauncher().run(job, 120)
+    assert result["context"]["threads"] == len(os.sched_getaffinity(0)) == result["context"]["cores_available"]
 
 
 @pytest.mark.slow

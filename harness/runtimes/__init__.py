@@ -18,7 +18,7 @@ from harness.types import Artifact
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """Per-job runtime settings. ``threads`` = 0 lets the runtime use every core it is given."""
+    """Per-job runtime settings. ``threads`` = 0 means every core the worker may use (resolved by the worker)."""
 
     threads: int = 0
     graph_optimization: str = "all"
