@@ -1,7 +1,8 @@
-"""Launchers start a worker process for one job and return its JSON result — or say how it died.
+"""Launchers start a child process (the worker, or the prepare step) for one request and return its JSON
+result — or say how it died.
 
-A crashing, hanging or killed worker becomes a result with status ``crashed`` / ``timeout`` and the
-tail of its stderr; it never takes the suite down.
+A crashing, hanging, memory-hungry or killed child becomes a result with status ``crashed``, ``timeout``
+or ``oom`` and the tail of its stderr; it never takes the suite down.
 """
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import Any
+
+import psutil
 
 from harness.capture import tail
 from harness.paths import PROJECT_ROOT
+
+POLL_S = 0.05
+"""How often the memory cap is checked (seconds): a burst can overshoot by what it allocates in this time."""
 
 
 def _signal_name(returncode: int) -> str:
@@ -23,42 +30,81 @@ def _signal_name(returncode: int) -> str:
         return f"signal {-returncode}"
 
 
+def _rss(pid: int) -> int:
+    """Resident set size of ``pid`` and its children (bytes); 0 once it has gone."""
+    try:
+        proc = psutil.Process(pid)
+        total = proc.memory_info().rss
+        for child in proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+    except psutil.Error:
+        return 0
+
+
 class LocalLauncher:
-    """Runs ``python -m harness.worker`` as a fresh child process on this machine."""
+    """Runs ``python -m <module>`` as a fresh child process on this machine."""
 
     name = "local"
 
     def __init__(self, python: str = sys.executable) -> None:
         self.python = python
 
-    def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    def run(self, request: dict[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
+            module: str = "harness.worker") -> dict[str, Any]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-        try:
-            proc = subprocess.run(
-                [self.python, "-m", "harness.worker"],
-                input=json.dumps(job),
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                env=env,
-                cwd=str(PROJECT_ROOT),
-            )
-        except subprocess.TimeoutExpired as exc:
-            stderr = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-            return _failure("timeout", f"worker exceeded {timeout_s:g} s", stderr)
+        proc = subprocess.Popen(
+            [self.python, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=env, cwd=str(PROJECT_ROOT), start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        payload: str | None = json.dumps(request)
+        peak = 0
+        while True:
+            try:
+                stdout, stderr = proc.communicate(payload, timeout=POLL_S if memory_cap_bytes else
+                                                  max(0.0, deadline - time.monotonic()))
+                break
+            except subprocess.TimeoutExpired:
+                payload = None  # sent with the first call
+                if memory_cap_bytes:
+                    peak = max(peak, _rss(proc.pid))
+                    if peak > memory_cap_bytes:
+                        stderr = _kill(proc)
+                        return _failure("oom", f"worker exceeded the memory cap: resident {peak / 2**20:.0f} MiB "
+                                               f"> {memory_cap_bytes / 2**20:.0f} MiB", stderr)
+                if time.monotonic() >= deadline:
+                    stderr = _kill(proc)
+                    return _failure("timeout", f"worker exceeded {timeout_s:g} s", stderr)
         if proc.returncode < 0:
-            return _failure("crashed", f"worker killed by {_signal_name(proc.returncode)}", proc.stderr)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-        if not lines:
-            return _failure("crashed", f"worker exited with code {proc.returncode} and no result", proc.stderr)
+            return _failure("crashed", f"worker killed by {_signal_name(proc.returncode)}", stderr)
+        lines = [ln for ln in stdout.splitlines() if ln.strip()]
         try:
-            result = json.loads(lines[-1])
+            result = json.loads(lines[-1]) if lines else None
         except json.JSONDecodeError:
-            return _failure("crashed", "worker wrote a result that is not JSON", proc.stderr)
-        if result.get("status") != "ok" and proc.stderr:
-            result["stderr_tail"] = tail(proc.stderr)
+            result = None
+        if not isinstance(result, dict) or "status" not in result:
+            what = "no result" if not lines else "a result that is not a JSON object with a status"
+            return _failure("crashed", f"worker exited with code {proc.returncode} and {what}", stderr)
+        if result["status"] == "failed" and str(result.get("error", "")).startswith("MemoryError"):
+            result["status"] = "oom"
+        if result["status"] != "ok" and stderr:
+            result["stderr_tail"] = tail(stderr)
         return result
+
+
+def _kill(proc: subprocess.Popen) -> str:
+    """Kill the child and its process group; return what it wrote to stderr."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    _, stderr = proc.communicate()
+    return stderr or ""
 
 
 def _failure(status: str, error: str, stderr: str) -> dict[str, Any]:

@@ -11,13 +11,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-
 from harness import __version__
-from harness.artifacts import ArtifactCache, load_outputs, max_abs_error
+from harness.artifacts import load_outputs, max_abs_error
 from harness.context import git_commit
 from harness.errors import HarnessInputError
-from harness.exporters import exporter_for_format
 from harness.launcher import LocalLauncher
 from harness.paths import PROJECT_ROOT
 from harness.runtimes import runtime_class
@@ -66,7 +63,9 @@ class SuiteRunner:
         self.resume = resume
         self.models = self._select_models(models_dir)
         self.targets = [get_target(targets_dir, name) for name in suite.targets]
-        self.cache = ArtifactCache(cache_dir, validate=self._validate_export)
+        self.cache_dir = cache_dir
+        self.exports_built: list[str] = []
+        self.exports_reused: list[str] = []
         self.store = ResultsStore(out_dir / "results.jsonl")
         self.commit = git_commit(PROJECT_ROOT)
 
@@ -89,22 +88,44 @@ class SuiteRunner:
         return per_model * len(self.models)
 
     def plan(self) -> Iterator[PlannedJob]:
-        """Yield jobs model by model, building and exporting each artifact just before its jobs."""
+        """Yield jobs model by model; each model is built and exported in its own process first."""
         for model_name in self.models:
             spec = get_model(model_name)
-            model = spec.builder(**spec.builder_kwargs)
-            base = self.cache.torch_artifact(spec, model)
+            prepared = self.launcher.run(
+                {"model": model_name, "source": spec.source, "cache": str(self.cache_dir),
+                 "formats": list(self.suite.formats), "batch_sizes": list(self.suite.batch_sizes),
+                 "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s},
+                self.suite.settings.prepare_timeout_s, module="harness.prepare",
+            )
+            if prepared["status"] != "ok":
+                yield from self._unprepared_jobs(spec, prepared)
+                continue
+            self.exports_built += prepared["built"]
+            self.exports_reused += prepared["reused"]
+            base = Artifact.from_dict(prepared["torch"])
             for batch in self.suite.batch_sizes:
-                io = self.cache.model_io(spec, model, batch)
+                entry = prepared["batches"][str(batch)]
+                io = entry["io"]
                 for fmt in self.suite.formats:
-                    artifact = base if fmt == "torch" else self.cache.export(
-                        base, model, exporter_for_format(fmt), io, batch, self.suite.export_tolerance
-                    )
+                    artifact = base if fmt == "torch" else Artifact.from_dict(entry["exports"][fmt])
                     for target in self.targets:
                         for runtime in self._runtimes_for(target, fmt):
                             job = Job(artifact, runtime, target.name, self.suite.settings,
-                                      io.inputs_path, io.reference_path, batch)
+                                      io["inputs_path"], io["reference_path"], batch)
                             yield PlannedJob(job, artifact.error if artifact.status != "ok" else "")
+
+    def _unprepared_jobs(self, spec: Any, prepared: dict[str, Any]) -> Iterator[PlannedJob]:
+        """Every job of a model whose prepare step failed, crashed or hung, carrying that status."""
+        error = f"preparing {spec.name} {prepared['status']}: {_error_text(prepared)}"
+        for batch in self.suite.batch_sizes:
+            for fmt in self.suite.formats:
+                placeholder = Artifact(id=f"unprepared-{spec.name}-{fmt}-b{batch}", format=fmt, path="", bytes=0,
+                                       model=spec.name, variant="fp32", batch_size=batch, parent_id=None,
+                                       recipe={}, status=prepared["status"], error=error)
+                for target in self.targets:
+                    for runtime in self._runtimes_for(target, fmt):
+                        job = Job(placeholder, runtime, target.name, self.suite.settings, "", "", batch)
+                        yield PlannedJob(job, error)
 
     # -- running ------------------------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -133,8 +154,8 @@ class SuiteRunner:
                 bar.update(1)
         finally:
             bar.close()
-        summary.exports_built = len(self.cache.stats.built)
-        summary.exports_reused = len(self.cache.stats.reused)
+        summary.exports_built = len(self.exports_built)
+        summary.exports_reused = len(self.exports_reused)
         return summary
 
     def _worker_job(self, job: Job, target: TargetProfile, mode: str, outputs_path: str = "") -> dict[str, Any]:
@@ -169,7 +190,8 @@ class SuiteRunner:
             )
 
         if export_error:
-            return record("failed", export_error)
+            status = job.artifact.status if job.artifact.status in ("crashed", "timeout", "oom") else "failed"
+            return record(status, export_error)
         measurements: list[Measurement] = [Measurement("artifact_size", job.artifact.bytes, "bytes", "stat")]
         if job.artifact.export_max_abs_error is not None:
             measurements.append(Measurement("export_max_abs_error", job.artifact.export_max_abs_error,
@@ -177,7 +199,7 @@ class SuiteRunner:
         with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
             outputs_path = str(Path(tmp) / "outputs.npz")
             result = self.launcher.run(self._worker_job(job, target, "latency", outputs_path),
-                                       job.settings.timeout_s)
+                                       job.settings.timeout_s, memory_cap_bytes=target.memory_cap_bytes)
             context.update(result.get("context", {}))
             if result["status"] != "ok":
                 return record(result["status"], _error_text(result), tuple(measurements))
@@ -187,24 +209,12 @@ class SuiteRunner:
             return record("failed", "outputs differ in count or shape from the PyTorch reference",
                           tuple(measurements))
         measurements.append(Measurement("max_abs_error", err, "abs", "vs-torch-fp32"))
-        memory = self.launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s)
+        memory = self.launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s,
+                                   memory_cap_bytes=target.memory_cap_bytes)
         if memory["status"] != "ok":
             return record(memory["status"], "memory pass: " + _error_text(memory), tuple(measurements))
         measurements.extend(Measurement.from_dict(m) for m in memory["measurements"])
         return record("ok", "", tuple(measurements))
-
-    def _validate_export(self, artifact: Artifact, runtime: str, inputs_path: str) -> list[np.ndarray]:
-        """Run a fresh export once in a worker and return its outputs (RuntimeError when it cannot run)."""
-        with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
-            outputs_path = str(Path(tmp) / "outputs.npz")
-            job = {
-                "mode": "outputs", "artifact": artifact.to_dict(), "runtime": runtime,
-                "runtime_options": {"threads": 1}, "inputs_path": inputs_path, "outputs_path": outputs_path,
-            }
-            result = self.launcher.run(job, self.suite.settings.timeout_s)
-            if result["status"] != "ok":
-                raise RuntimeError(_error_text(result))
-            return load_outputs(outputs_path)
 
 
 def _error_text(result: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ _SCHEMA = {
     "reach": str,
     "runtimes": list,
     "threads": int,
+    "memory_cap_mb": int,
     "onnxruntime": dict,
 }
 _ORT_SCHEMA = {"graph_optimization": str}
@@ -39,6 +40,9 @@ def load_target(path: Path) -> TargetProfile:
     threads = data.get("threads", 0)
     if threads < 0:
         raise HarnessInputError(f"{path}: 'threads' must be >= 0 (0 = all available cores)")
+    memory_cap_mb = data.get("memory_cap_mb", 0)
+    if memory_cap_mb < 0:
+        raise HarnessInputError(f"{path}: 'memory_cap_mb' must be >= 0 (0 = no cap)")
     ort = data.get("onnxruntime", {})
     check_keys(path, ort, _ORT_SCHEMA, where="onnxruntime")
     level = ort.get("graph_optimization", "all")
@@ -54,6 +58,7 @@ def load_target(path: Path) -> TargetProfile:
         runtimes=tuple(data["runtimes"]),
         threads=threads,
         onnx_graph_optimization=level,
+        memory_cap_mb=memory_cap_mb,
         source=str(path),
     )
 

@@ -74,7 +74,13 @@ class TargetProfile:
     threads: int
     """Intra-op threads given to each runtime; 0 means all cores available to the worker."""
     onnx_graph_optimization: str = "all"
+    memory_cap_mb: int = 0
+    """Resident-memory cap per worker (MiB); a worker above it is killed and its job recorded ``oom``. 0 = none."""
     source: str = ""
+
+    @property
+    def memory_cap_bytes(self) -> int | None:
+        return self.memory_cap_mb * 2**20 if self.memory_cap_mb else None
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,8 @@ class RunSettings:
     memory_runs: int = 5
     timeout_s: float = 300.0
     """Wall-clock limit for one worker process (seconds)."""
+    prepare_timeout_s: float = 1800.0
+    """Wall-clock limit for building and exporting one model, all formats and batch sizes (seconds)."""
 
     def __post_init__(self) -> None:
         if self.min_runs < 1 or self.warmup_min_runs < 1:
@@ -108,8 +116,8 @@ class RunSettings:
             raise ValueError("warmup_tolerance must be a fraction between 0 and 1")
         if self.target_ci_rel_width is not None and self.target_ci_rel_width <= 0:
             raise ValueError("target_ci_rel_width must be positive")
-        if self.timeout_s <= 0 or self.memory_runs < 1:
-            raise ValueError("timeout_s must be positive and memory_runs at least 1")
+        if self.timeout_s <= 0 or self.prepare_timeout_s <= 0 or self.memory_runs < 1:
+            raise ValueError("timeout_s and prepare_timeout_s must be positive and memory_runs at least 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,16 +11,13 @@ Anything a native library prints to stdout is moved to stderr, so stdout carries
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import sys
 import time
-import traceback
 from typing import Any
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+from harness.jsonproc import serve
 
 
 def load_inputs(path: str) -> dict[str, np.ndarray]:
@@ -82,26 +79,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    result_fd = os.dup(1)
-    os.dup2(2, 1)  # native libraries that print to stdout now print to stderr
-    sys.stdout = sys.stderr
-    try:
-        job = json.loads(sys.stdin.read())
-        if job.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
-            raise ValueError(f"worker speaks protocol {PROTOCOL_VERSION}, job has {job.get('protocol')}")
-        result = run_job(job)
-    except Exception as exc:  # reported to the harness as a failed job, with the traceback's tail
-        traceback.print_exc()
-        result = {
-            "status": "failed",
-            "error": f"{type(exc).__name__}: {exc}".strip()[:2000],
-            "measurements": [],
-            "context": {},
-        }
-    result["protocol"] = PROTOCOL_VERSION
-    with os.fdopen(result_fd, "w") as out:
-        out.write(json.dumps(result) + "\n")
-    return 0
+    return serve(run_job)
 
 
 if __name__ == "__main__":
