@@ -2,6 +2,7 @@
 one JSON object on stdin, one JSON line on stdout; whatever else anything prints goes to stderr."""
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ def serve(handler: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     result_fd = os.dup(1)
     os.dup2(2, 1)  # native libraries that print to stdout now print to stderr
     sys.stdout = sys.stderr
+    faulthandler.enable()  # a native crash leaves the Python stack on stderr, which the harness records
     try:
         request = json.loads(sys.stdin.read())
         if not isinstance(request, dict):

@@ -59,8 +59,16 @@ class LocalLauncher:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         proc = subprocess.Popen(
             [self.python, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=env, cwd=str(PROJECT_ROOT), start_new_session=True,
+            text=True, env=env, cwd=str(PROJECT_ROOT), start_new_session=True, preexec_fn=_die_with_parent,
         )
+        try:
+            return self._wait(proc, request, timeout_s, memory_cap_bytes)
+        except BaseException:  # Ctrl-C or any error here: never leave a worker running behind us
+            _kill(proc)
+            raise
+
+    def _wait(self, proc: subprocess.Popen, request: dict[str, Any], timeout_s: float,
+              memory_cap_bytes: int | None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         payload: str | None = json.dumps(request)
         peak = 0
@@ -95,6 +103,16 @@ class LocalLauncher:
         if result["status"] != "ok" and stderr:
             result["stderr_tail"] = tail(stderr)
         return result
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when the harness dies (even by kill -9)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass  # not Linux: a worker then outlives a killed harness until its own work ends
 
 
 def _kill(proc: subprocess.Popen) -> str:

@@ -132,6 +132,10 @@ class SuiteRunner:
         from tqdm import tqdm
 
         summary = RunSummary(self.store.path)
+        torn = self.store.repair()
+        if torn:
+            print(f"{self.store.path}: removed a torn last record ({torn} bytes) left by an interrupted run",
+                  file=sys.stderr)
         done = self.store.completed_keys() if self.resume else set()
         targets = {t.name: t for t in self.targets}
         bar = tqdm(total=self.job_count(), unit="job", file=sys.stderr, disable=not self.progress,

@@ -39,6 +39,24 @@ class ResultsStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def repair(self) -> int:
+        """Cut a torn last line (a write interrupted by a crash) so appends start on a clean line.
+
+        Returns the number of bytes removed. The job of a torn record has no complete record, so a resumed
+        run measures it again.
+        """
+        if not self.path.is_file():
+            return 0
+        with open(self.path, "rb+") as fh:
+            data = fh.read()
+            if not data or data.endswith(b"\n"):
+                return 0
+            keep = data.rfind(b"\n") + 1
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+            return len(data) - keep
+
     def append(self, record: RunRecord) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(record.to_dict(), allow_nan=False, default=_json_default) + "\n"

@@ -102,3 +102,15 @@ def test_bad_suite_toml_is_a_clear_error(tmp_path, body, message):
     path.write_text(body)
     with pytest.raises(HarnessInputError, match=message):
         load_suite(path)
+
+
+def test_repair_cuts_a_torn_record_so_appends_stay_readable(tmp_path):
+    store = ResultsStore(tmp_path / "r.jsonl")
+    store.append(record("a"))
+    torn = json.dumps(record("b").to_dict())[:50]
+    with open(store.path, "a") as fh:
+        fh.write(torn)
+    assert store.repair() == len(torn)
+    assert store.repair() == 0
+    store.append(record("c"))
+    assert [r.job_key for r in read_records(store.path)] == ["a", "c"]

@@ -59,3 +59,7 @@ def _register_builtin() -> None:
 
 
 _register_builtin()
+# Plugins last: they may build on the built-in adapters. Imported here so the worker sees them too.
+from harness.plugins import load_plugins  # noqa: E402
+
+load_plugins()
