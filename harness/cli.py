@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--target", action="append", metavar="NAME", help="target profile(s) instead of the suite's")
     run.add_argument("--model", action="append", metavar="NAME", help="model(s) instead of the suite's")
     run.add_argument("--format", action="append", choices=["torch", "onnx", "tflite"], help="format(s) instead of the suite's")
+    run.add_argument("--artifact", action="append", type=Path, metavar="FILE",
+                     help="measure this .onnx or .tflite file as it is (instead of the suite's models)")
     run.add_argument("--out", type=Path, metavar="DIR", help="run folder (default: reports/<suite>-<timestamp>)")
     run.add_argument("--resume", action="store_true",
                      help="continue a run: skip jobs already in <out>/results.jsonl (default out: the latest run)")
@@ -62,6 +64,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["models"] = tuple(args.model)
     if args.format:
         overrides["formats"] = tuple(args.format)
+    if args.artifact:
+        overrides["models"] = tuple(args.model or ())
     if args.quick:
         overrides["settings"] = dataclasses.replace(suite.settings, **QUICK_SETTINGS)
     suite = dataclasses.replace(suite, **overrides)
@@ -72,9 +76,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     runner = SuiteRunner(
         suite, out_dir=out, cache_dir=args.cache or paths.cache_dir(), models_dir=paths.models_dir(),
         targets_dir=paths.targets_dir(), progress=not args.no_progress, resume=args.resume,
+        external=tuple(args.artifact or ()),
     )
-    print(f"suite {suite.name}: {len(runner.models)} models × {', '.join(suite.formats)} on "
-          f"{', '.join(suite.targets)} → {out}", file=sys.stderr)
+    print(f"suite {suite.name}: {len(runner.models)} models × {', '.join(suite.formats)}"
+          + (f" + {len(runner.external)} artifact files" if runner.external else "")
+          + f" on {', '.join(suite.targets)} → {out}", file=sys.stderr)
     summary = runner.run()
     if not summary.results_path.exists():
         print("no job ran: nothing to report", file=sys.stderr)

@@ -15,6 +15,7 @@ from harness import __version__
 from harness.artifacts import load_outputs, max_abs_error
 from harness.context import git_commit
 from harness.errors import HarnessInputError
+from harness.external import describe
 from harness.launcher import LocalLauncher
 from harness.paths import PROJECT_ROOT
 from harness.runtimes import runtime_class
@@ -55,7 +56,9 @@ class SuiteRunner:
         launcher: Any | None = None,
         progress: bool = True,
         resume: bool = False,
+        external: tuple[Path, ...] = (),
     ) -> None:
+        """``external``: artifact files the user brings (measured as they are, without a PyTorch reference)."""
         self.suite = suite
         self.out_dir = out_dir
         self.launcher = launcher or LocalLauncher()
@@ -67,6 +70,8 @@ class SuiteRunner:
         self.exports_built: list[str] = []
         self.exports_reused: list[str] = []
         self.store = ResultsStore(out_dir / "results.jsonl")
+        # Validated up front: a broken file is a one-line input error before anything is measured.
+        self.external = [describe(path, cache_dir, self.launcher, suite.settings.timeout_s) for path in external]
         self.commit = git_commit(PROJECT_ROOT)
 
     def _select_models(self, models_dir: Path) -> list[str]:
@@ -85,7 +90,8 @@ class SuiteRunner:
         per_model = sum(
             len(self._runtimes_for(t, fmt)) for t in self.targets for fmt in self.suite.formats
         ) * len(self.suite.batch_sizes)
-        return per_model * len(self.models)
+        external = sum(len(self._runtimes_for(t, a.format)) for t in self.targets for a, _ in self.external)
+        return per_model * len(self.models) + external
 
     def plan(self) -> Iterator[PlannedJob]:
         """Yield jobs model by model; each model is built and exported in its own process first."""
@@ -113,6 +119,12 @@ class SuiteRunner:
                             job = Job(artifact, runtime, target.name, self.suite.settings,
                                       io["inputs_path"], io["reference_path"], batch)
                             yield PlannedJob(job, artifact.error if artifact.status != "ok" else "")
+
+        for artifact, inputs_path in self.external:
+            for target in self.targets:
+                for runtime in self._runtimes_for(target, artifact.format):
+                    yield PlannedJob(Job(artifact, runtime, target.name, self.suite.settings, inputs_path, "",
+                                         artifact.batch_size or 1))
 
     def _unprepared_jobs(self, spec: Any, prepared: dict[str, Any]) -> Iterator[PlannedJob]:
         """Every job of a model whose prepare step failed, crashed or hung, carrying that status."""
@@ -208,11 +220,14 @@ class SuiteRunner:
             if result["status"] != "ok":
                 return record(result["status"], _error_text(result), tuple(measurements))
             measurements.extend(Measurement.from_dict(m) for m in result["measurements"])
-            err = max_abs_error(load_outputs(outputs_path), load_outputs(job.reference_path))
-        if not math.isfinite(err):
+            # A user's own artifact has no PyTorch reference: no fidelity figure, rather than a made-up one.
+            err = max_abs_error(load_outputs(outputs_path), load_outputs(job.reference_path)) \
+                if job.reference_path else None
+        if err is not None and not math.isfinite(err):
             return record("failed", "outputs differ in count or shape from the PyTorch reference",
                           tuple(measurements))
-        measurements.append(Measurement("max_abs_error", err, "abs", "vs-torch-fp32"))
+        if err is not None:
+            measurements.append(Measurement("max_abs_error", err, "abs", "vs-torch-fp32"))
         memory = self.launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s,
                                    memory_cap_bytes=target.memory_cap_bytes)
         if memory["status"] != "ok":

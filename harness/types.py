@@ -148,7 +148,11 @@ class Measurement:
     def from_dict(cls, data: Mapping[str, Any]) -> "Measurement":
         known = _known_fields(cls, data)
         if known.get("samples") is not None:
+            if not isinstance(known["samples"], list):
+                raise ValueError("'samples' must be a list of numbers")
             known["samples"] = tuple(known["samples"])
+        if known.get("stats") is not None and not isinstance(known["stats"], dict):
+            raise ValueError("'stats' must be an object")
         return cls(**known)
 
 
@@ -205,8 +209,14 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RunRecord":
+        """Raises ValueError or TypeError, with what is wrong, for a record of the wrong shape."""
         known = _known_fields(cls, data)
-        known["measurements"] = tuple(Measurement.from_dict(m) for m in known.get("measurements", ()))
+        measurements = known.get("measurements", ())
+        if not isinstance(measurements, list) or not all(isinstance(m, dict) for m in measurements):
+            raise ValueError("'measurements' must be a list of objects")
+        known["measurements"] = tuple(Measurement.from_dict(m) for m in measurements)
+        if not isinstance(known.get("context", {}), dict):
+            raise ValueError("'context' must be an object")
         return cls(**known)
 
 

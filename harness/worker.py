@@ -1,7 +1,7 @@
 """The measurement worker: ``python -m harness.worker`` reads one JSON job on stdin and writes one JSON
 result on stdout. The same worker runs locally, over SSH or on a fleet node.
 
-Job fields: ``mode`` ('outputs' | 'latency' | 'memory'), ``artifact`` (Artifact dict), ``runtime``,
+Job fields: ``mode`` ('outputs' | 'latency' | 'memory', or 'inspect' with ``format`` and ``path``), ``artifact`` (Artifact dict), ``runtime``,
 ``runtime_options`` ({threads, graph_optimization}), ``inputs_path`` (.npz), ``settings`` (RunSettings
 dict), ``batch_size`` and, for 'outputs' and 'latency', ``outputs_path`` (.npz written with the first
 inference's outputs). Result fields: ``status``, ``error``, ``measurements``, ``context``.
@@ -34,6 +34,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from harness.runtimes import RuntimeOptions, runtime_class
     from harness.types import Artifact, Measurement, RunSettings
 
+    if job.get("mode") == "inspect":  # the inputs of a user's artifact, read by loading it
+        from harness.external import read_signature
+
+        return {"status": "ok", "error": "", "signature": read_signature(job["format"], job["path"]),
+                "measurements": [], "context": {}}
     runtime_cls = runtime_class(job["runtime"])
     context = machine_context() | {"runtime_versions": runtime_cls.versions()}
     missing = runtime_cls.missing()
