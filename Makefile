@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # torch==2.13.0 first: the local CPU wheel. Any wider torch spec would pull GBs of CUDA packages.
+# openssh-server: the SSH-target tests start a real sshd on 127.0.0.1 (they skip, naming it, without it).
 $(STAMP): pyproject.toml
+	@if [ ! -x /usr/sbin/sshd ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; fi
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'

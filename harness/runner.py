@@ -19,6 +19,7 @@ from harness.external import describe
 from harness.launcher import LocalLauncher
 from harness.paths import PROJECT_ROOT
 from harness.runtimes import runtime_class
+from harness.ssh import SshLauncher
 from harness.store import ResultsStore
 from harness.suite import Suite
 from harness.targets import get_target
@@ -66,6 +67,7 @@ class SuiteRunner:
         self.resume = resume
         self.models = self._select_models(models_dir)
         self.targets = [get_target(targets_dir, name) for name in suite.targets]
+        self.targets_by_name = {t.name: t for t in self.targets}
         self.cache_dir = cache_dir
         self.exports_built: list[str] = []
         self.exports_reused: list[str] = []
@@ -73,6 +75,8 @@ class SuiteRunner:
         # Validated up front: a broken file is a one-line input error before anything is measured.
         self.external = [describe(path, cache_dir, self.launcher, suite.settings.timeout_s) for path in external]
         self.commit = git_commit(PROJECT_ROOT)
+        self.launchers = {t.name: SshLauncher(t.ssh) if t.reach == "ssh" else self.launcher for t in self.targets}
+        self.boards: dict[str, BoardState] = {}
 
     def _select_models(self, models_dir: Path) -> list[str]:
         available = discover(models_dir)
@@ -149,7 +153,6 @@ class SuiteRunner:
             print(f"{self.store.path}: removed a torn last record ({torn} bytes) left by an interrupted run",
                   file=sys.stderr)
         done = self.store.completed_keys() if self.resume else set()
-        targets = {t.name: t for t in self.targets}
         bar = tqdm(total=self.job_count(), unit="job", file=sys.stderr, disable=not self.progress,
                    dynamic_ncols=True)
         try:
@@ -161,7 +164,7 @@ class SuiteRunner:
                     summary.skipped_completed += 1
                     bar.update(1)
                     continue
-                record = self._run_job(job, targets[job.target], planned.export_error)
+                record = self._run_job(job, self.targets_by_name[job.target], planned.export_error)
                 self.store.append(record)
                 summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
                 if record.status not in ("ok",):
@@ -170,9 +173,41 @@ class SuiteRunner:
                 bar.update(1)
         finally:
             bar.close()
+            for launcher in self.launchers.values():
+                if hasattr(launcher, "close"):
+                    launcher.close()
         summary.exports_built = len(self.exports_built)
         summary.exports_reused = len(self.exports_reused)
         return summary
+
+    # -- boards -------------------------------------------------------------------------------------
+    def _board(self, target: TargetProfile) -> "BoardState":
+        """Check a remote board once, before its first job: reachable, python packages, runtimes."""
+        if target.name in self.boards:
+            return self.boards[target.name]
+        if target.reach == "local":
+            state = BoardState()
+        else:
+            probe = self.launchers[target.name].run({"mode": "probe"}, 120)
+            if probe["status"] == "unreachable":
+                state = BoardState(down=f"board {target.name} unreachable: {probe['error']}")
+            elif probe["status"] != "ok":
+                state = BoardState(down=f"board {target.name} check failed ({probe['status']}): {_error_text(probe)}",
+                                   down_status="unsupported")
+            else:
+                ctx = probe["context"]
+                where = f"python {ctx.get('python')} on {ctx.get('machine')}, {self.targets_by_name[target.name].ssh.python}"
+                state = BoardState(context=ctx, missing_runtimes={
+                    name: f"board {target.name}: {why} ({where})" for name, why in probe["runtimes"].items() if why})
+                if probe["missing_packages"]:
+                    state.down = (f"board {target.name}: the worker needs python packages "
+                                  f"{', '.join(probe['missing_packages'])} ({where})")
+                    state.down_status = "unsupported"
+                if ctx.get("machine") != target.arch:
+                    print(f"warning: target {target.name} says arch {target.arch}, the board reports "
+                          f"{ctx.get('machine')}: fix 'arch' in {target.source}", file=sys.stderr)
+        self.boards[target.name] = state
+        return state
 
     def _worker_job(self, job: Job, target: TargetProfile, mode: str, outputs_path: str = "") -> dict[str, Any]:
         return {
@@ -208,15 +243,22 @@ class SuiteRunner:
         if export_error:
             status = job.artifact.status if job.artifact.status in ("crashed", "timeout", "oom") else "failed"
             return record(status, export_error)
+        board = self._board(target)
+        if board.down:
+            return record(board.down_status, board.down)
+        if job.runtime in board.missing_runtimes:
+            return record("unsupported", board.missing_runtimes[job.runtime])
+        launcher = self.launchers[target.name]
         measurements: list[Measurement] = [Measurement("artifact_size", job.artifact.bytes, "bytes", "stat")]
         if job.artifact.export_max_abs_error is not None:
             measurements.append(Measurement("export_max_abs_error", job.artifact.export_max_abs_error,
                                             "abs", "validation-vs-torch-fp32"))
         with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
             outputs_path = str(Path(tmp) / "outputs.npz")
-            result = self.launcher.run(self._worker_job(job, target, "latency", outputs_path),
-                                       job.settings.timeout_s, memory_cap_bytes=target.memory_cap_bytes)
+            result = launcher.run(self._worker_job(job, target, "latency", outputs_path),
+                                  job.settings.timeout_s, memory_cap_bytes=target.memory_cap_bytes)
             context.update(result.get("context", {}))
+            board.note(result["status"], result.get("error", ""))
             if result["status"] != "ok":
                 return record(result["status"], _error_text(result), tuple(measurements))
             measurements.extend(Measurement.from_dict(m) for m in result["measurements"])
@@ -228,12 +270,31 @@ class SuiteRunner:
                           tuple(measurements))
         if err is not None:
             measurements.append(Measurement("max_abs_error", err, "abs", "vs-torch-fp32"))
-        memory = self.launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s,
-                                   memory_cap_bytes=target.memory_cap_bytes)
+        memory = launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s,
+                              memory_cap_bytes=target.memory_cap_bytes)
+        board.note(memory["status"], memory.get("error", ""))
         if memory["status"] != "ok":
             return record(memory["status"], "memory pass: " + _error_text(memory), tuple(measurements))
         measurements.extend(Measurement.from_dict(m) for m in memory["measurements"])
         return record("ok", "", tuple(measurements))
+
+
+@dataclass
+class BoardState:
+    """What the harness knows about a target during a run."""
+
+    down: str = ""
+    """Why the target's remaining jobs are not run ('' while it is usable)."""
+    down_status: str = "unreachable"
+    missing_runtimes: dict[str, str] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    unreachable_in_a_row: int = 0
+
+    def note(self, status: str, error: str) -> None:
+        """After two unreachable results in a row, give up on the board for the rest of the run."""
+        self.unreachable_in_a_row = self.unreachable_in_a_row + 1 if status == "unreachable" else 0
+        if self.unreachable_in_a_row >= 2:
+            self.down = f"board unreachable since an earlier job of this run: {error}"
 
 
 def _error_text(result: dict[str, Any]) -> str:

@@ -7,10 +7,10 @@ from harness.errors import HarnessInputError
 from harness.registry import RUNTIMES
 from harness.runtimes.onnxruntime_rt import GRAPH_LEVELS
 from harness.tomlconfig import check_keys, check_list_of, read_toml
-from harness.types import TargetProfile
+from harness.types import SshSettings, TargetProfile
 
-REACHES = ("local",)
-"""How a target is reached. SSH and emulated targets arrive with the target-profiles issue."""
+REACHES = ("local", "ssh")
+"""How a target is reached. Emulated targets arrive with the target-profiles issue."""
 
 _SCHEMA = {
     "name": str,
@@ -21,7 +21,10 @@ _SCHEMA = {
     "threads": int,
     "memory_cap_mb": int,
     "onnxruntime": dict,
+    "ssh": dict,
 }
+_SSH_SCHEMA = {"host": str, "port": int, "user": str, "identity_file": str, "known_hosts": str, "python": str,
+               "workdir": str, "connect_timeout_s": (float, int)}
 _ORT_SCHEMA = {"graph_optimization": str}
 
 
@@ -48,6 +51,9 @@ def load_target(path: Path) -> TargetProfile:
     level = ort.get("graph_optimization", "all")
     if level not in GRAPH_LEVELS:
         raise HarnessInputError(f"{path}: [onnxruntime] graph_optimization must be one of {', '.join(GRAPH_LEVELS)}")
+    ssh = _load_ssh(path, data) if data["reach"] == "ssh" else None
+    if data["reach"] != "ssh" and "ssh" in data:
+        raise HarnessInputError(f"{path}: an [ssh] table needs reach = \"ssh\"")
     if data["name"] != path.stem:
         raise HarnessInputError(f"{path}: name {data['name']!r} must match the file name {path.stem!r}")
     return TargetProfile(
@@ -59,8 +65,30 @@ def load_target(path: Path) -> TargetProfile:
         threads=threads,
         onnx_graph_optimization=level,
         memory_cap_mb=memory_cap_mb,
+        ssh=ssh,
         source=str(path),
     )
+
+
+def _load_ssh(path: Path, data: dict) -> SshSettings:
+    table = data.get("ssh")
+    if not isinstance(table, dict):
+        raise HarnessInputError(f"{path}: reach = \"ssh\" needs an [ssh] table (host, user, python, ...)")
+    check_keys(path, table, _SSH_SCHEMA, where="ssh")
+    for required in ("host", "user", "python"):
+        if not table.get(required):
+            raise HarnessInputError(f"{path}: [ssh] missing required key {required!r}")
+    if not table["python"].startswith("/"):
+        raise HarnessInputError(f"{path}: [ssh] python must be an absolute path (e.g. /usr/bin/python3): "
+                                "the remote PATH depends on the login shell")
+    if not 0 < table.get("port", 22) < 65536:
+        raise HarnessInputError(f"{path}: [ssh] port must be between 1 and 65535")
+    settings = {k: v for k, v in table.items()}
+    for key in ("identity_file", "known_hosts"):
+        if settings.get(key):
+            settings[key] = str(Path(settings[key]).expanduser())
+    settings.setdefault("known_hosts", str(Path("~/.ssh/known_hosts").expanduser()))
+    return SshSettings(**settings)
 
 
 def list_targets(folder: Path) -> list[str]:

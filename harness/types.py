@@ -12,7 +12,8 @@ from typing import Any, Callable, Mapping
 SCHEMA_VERSION = 1
 """Version of the JSON run-record schema written to results.jsonl."""
 
-RUN_STATUSES = ("ok", "failed", "crashed", "timeout", "oom", "unsupported")
+RUN_STATUSES = ("ok", "failed", "crashed", "timeout", "oom", "unsupported", "unreachable")
+"""``unreachable``: the target could not be reached (SSH connection refused, lost or not trusted)."""
 FORMATS = ("torch", "onnx", "tflite")
 
 
@@ -63,6 +64,22 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class SshSettings:
+    """How to reach a board over SSH. Host keys are checked against ``known_hosts``; never auto-accepted."""
+
+    host: str
+    user: str
+    python: str
+    """Absolute path of the board's Python (the remote PATH comes from a login shell: do not rely on it)."""
+    port: int = 22
+    identity_file: str = ""
+    known_hosts: str = "~/.ssh/known_hosts"
+    workdir: str = "/tmp/edge-harness"
+    """Folder on the board for the worker bundle, artifacts and inputs (content-addressed, reused)."""
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class TargetProfile:
     """A device profile loaded from ``targets/<name>.toml``."""
 
@@ -75,7 +92,9 @@ class TargetProfile:
     """Intra-op threads given to each runtime; 0 means all cores available to the worker."""
     onnx_graph_optimization: str = "all"
     memory_cap_mb: int = 0
-    """Resident-memory cap per worker (MiB); a worker above it is killed and its job recorded ``oom``. 0 = none."""
+    """Resident-memory cap per worker (MiB); a worker above it is killed and its job recorded ``oom``. 0 = none.
+    Enforced for local targets."""
+    ssh: SshSettings | None = None
     source: str = ""
 
     @property

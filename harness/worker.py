@@ -1,7 +1,7 @@
 """The measurement worker: ``python -m harness.worker`` reads one JSON job on stdin and writes one JSON
 result on stdout. The same worker runs locally, over SSH or on a fleet node.
 
-Job fields: ``mode`` ('outputs' | 'latency' | 'memory', or 'inspect' with ``format`` and ``path``), ``artifact`` (Artifact dict), ``runtime``,
+Job fields: ``mode`` ('outputs' | 'latency' | 'memory'; 'inspect' with ``format`` and ``path``; 'probe'), ``artifact`` (Artifact dict), ``runtime``,
 ``runtime_options`` ({threads, graph_optimization}), ``inputs_path`` (.npz), ``settings`` (RunSettings
 dict), ``batch_size`` and, for 'outputs' and 'latency', ``outputs_path`` (.npz written with the first
 inference's outputs). Result fields: ``status``, ``error``, ``measurements``, ``context``.
@@ -11,22 +11,40 @@ Anything a native library prints to stdout is moved to stderr, so stdout carries
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import sys
 import time
 from typing import Any
 
-import numpy as np
-
 from harness.jsonproc import serve
 
+WORKER_PACKAGES = ("numpy", "psutil")
+"""What the worker itself needs on a board, besides a runtime (numpy is imported lazily so that the
+board check can say it is missing)."""
 
-def load_inputs(path: str) -> dict[str, np.ndarray]:
+
+def load_inputs(path: str) -> dict[str, Any]:
+    import numpy as np
+
     with np.load(path, allow_pickle=False) as data:
         return {name: np.ascontiguousarray(data[name]) for name in data.files}
 
 
 def save_outputs(path: str, outputs: Any) -> None:
+    import numpy as np
+
     np.savez(path, **{f"output_{i}": np.asarray(o) for i, o in enumerate(outputs)})
+
+
+def probe() -> dict[str, Any]:
+    """The board check: the machine, the worker's own packages, and what each runtime is missing."""
+    from harness.context import machine_context
+    from harness.runtimes import RUNTIMES  # importing the package registers the built-in adapters
+
+    missing = [p for p in WORKER_PACKAGES if importlib.util.find_spec(p) is None]
+    return {"status": "ok", "error": "", "measurements": [], "context": machine_context(),
+            "missing_packages": missing,
+            "runtimes": {name: RUNTIMES.get(name).missing() for name in RUNTIMES.names()}}
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +52,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from harness.runtimes import RuntimeOptions, runtime_class
     from harness.types import Artifact, Measurement, RunSettings
 
+    if job.get("mode") == "probe":
+        return probe()
     if job.get("mode") == "inspect":  # the inputs of a user's artifact, read by loading it
         from harness.external import read_signature
 

@@ -50,11 +50,16 @@ def test_future_schema_and_garbage_are_one_line_errors(tmp_path):
         read_records(path)
 
 
-def test_shipped_target_loads():
+def test_shipped_targets_load():
     from harness.paths import targets_dir
+    from harness.targets import list_targets
 
     t = get_target(targets_dir(), "x86-cpu")
     assert t.reach == "local" and t.runtimes == ("torch", "onnxruntime", "litert") and t.threads == 0
+    for name in list_targets(targets_dir()):
+        get_target(targets_dir(), name)  # every shipped profile is valid
+    pi = get_target(targets_dir(), "rpi4")
+    assert pi.reach == "ssh" and pi.arch == "aarch64" and pi.ssh.python.startswith("/")
 
 
 @pytest.mark.parametrize("body, message", [
@@ -65,6 +70,14 @@ def test_shipped_target_loads():
     ('name = "other"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\n', "must match the file name"),
     ('name = "t"\narch = "x86_64"\nruntimes = ["torch"]\n', "missing required key 'reach'"),
     ('name = "t\n', "not valid TOML"),
+    ('name = "t"\narch = "aarch64"\nreach = "ssh"\nruntimes = ["litert"]\n', "needs an \\[ssh\\] table"),
+    ('name = "t"\narch = "aarch64"\nreach = "ssh"\nruntimes = ["litert"]\n[ssh]\nhost = "pi"\nuser = "pi"\n'
+     'python = "python3"\n', "python must be an absolute path"),
+    ('name = "t"\narch = "aarch64"\nreach = "ssh"\nruntimes = ["litert"]\n[ssh]\nhost = "pi"\npython = "/x"\n',
+     "missing required key 'user'"),
+    ('name = "t"\narch = "aarch64"\nreach = "ssh"\nruntimes = ["litert"]\n[ssh]\nhost = "pi"\nuser = "pi"\n'
+     'python = "/x"\npassword = "hunter2"\n', "unknown key 'password'"),
+    ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\n[ssh]\nhost = "pi"\n', "needs reach"),
 ])
 def test_bad_target_toml_is_a_clear_error(tmp_path, body, message):
     path = tmp_path / "t.toml"

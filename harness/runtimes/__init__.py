@@ -8,9 +8,7 @@ context), ``missing()`` (None when usable, else what is missing, for a clear ski
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Mapping, Protocol, Sequence
 
 from harness.registry import RUNTIMES
 from harness.types import Artifact
@@ -61,5 +59,8 @@ def _register_builtin() -> None:
 _register_builtin()
 # Plugins last: they may build on the built-in adapters. Imported here so the worker sees them too.
 from harness.plugins import load_plugins  # noqa: E402
+
+if TYPE_CHECKING:
+    import numpy as np
 
 load_plugins()

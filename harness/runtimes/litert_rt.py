@@ -5,12 +5,13 @@ import importlib
 import importlib.util
 import re
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Mapping, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from harness.registry import RUNTIMES
 from harness.types import Artifact
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _PROVIDERS = (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime"))
 

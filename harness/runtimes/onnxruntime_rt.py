@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import importlib.util
 from importlib.metadata import version
-from typing import Any, Mapping, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from harness.errors import HarnessInputError
 from harness.registry import RUNTIMES
 from harness.types import Artifact
+
+if TYPE_CHECKING:
+    import numpy as np
 
 GRAPH_LEVELS = ("disable", "basic", "extended", "all")
 

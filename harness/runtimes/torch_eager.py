@@ -4,12 +4,13 @@ from __future__ import annotations
 import importlib.util
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from harness.registry import RUNTIMES
 from harness.types import Artifact
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @RUNTIMES.register("torch")

@@ -1,0 +1,242 @@
+"""The SSH launcher: the same worker on a board. It uploads a self-contained worker bundle (a zip of the
+``harness`` package), the artifact and its inputs over SFTP, runs the worker with one command string
+built by ``shlex.join``, and reads back the JSON result and the outputs file.
+
+Host keys are verified against the profile's known_hosts file (paramiko's RejectPolicy: an unknown or
+changed key refuses the connection). A connection that cannot be made, is refused, or drops mid-job
+gives status ``unreachable``; the suite goes on with other targets.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import shlex
+import socket
+import time
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from harness.capture import tail
+from harness.types import SshSettings
+
+REMOTE_EXIT_TIMEOUT = 124
+"""Exit status of coreutils ``timeout`` when it stopped the worker."""
+
+
+@lru_cache(maxsize=1)
+def worker_bundle() -> tuple[bytes, str]:
+    """A deterministic zip of the harness package (Python files only) and its sha256."""
+    root = Path(__file__).resolve().parent
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(root.rglob("*.py")):
+            info = zipfile.ZipInfo(str(Path("harness") / path.relative_to(root)), date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, path.read_bytes())
+    data = buffer.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Unreachable(Exception):
+    """The board could not be reached or the connection was lost."""
+
+
+class SshLauncher:
+    name = "ssh"
+
+    def __init__(self, settings: SshSettings) -> None:
+        self.settings = settings
+        self._client: Any = None
+        self._sftp: Any = None
+        self._uploaded: set[str] = set()
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.user}@{self.settings.host}:{self.settings.port}"
+
+    # -- connection ---------------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        if self._client is not None:
+            transport = self._client.get_transport()
+            if transport is not None and transport.is_active():
+                return self._client
+            self.close()
+        import paramiko
+
+        s = self.settings
+        client = paramiko.SSHClient()
+        try:
+            client.load_host_keys(s.known_hosts)
+        except OSError as exc:
+            raise Unreachable(f"cannot read known_hosts {s.known_hosts}: {exc.strerror}") from None
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            client.connect(
+                s.host, port=s.port, username=s.user, key_filename=s.identity_file or None,
+                timeout=s.connect_timeout_s, banner_timeout=s.connect_timeout_s, auth_timeout=s.connect_timeout_s,
+                allow_agent=False, look_for_keys=not s.identity_file,
+            )
+        except paramiko.SSHException as exc:
+            client.close()
+            if "not found in known_hosts" in str(exc) or "does not match" in str(exc):
+                raise Unreachable(f"host key of {s.host}:{s.port} is not trusted: {exc} "
+                                  f"(add it to {s.known_hosts} after checking its fingerprint)") from None
+            raise Unreachable(f"ssh to {self.where} failed: {exc}") from None
+        except (OSError, EOFError) as exc:
+            client.close()
+            raise Unreachable(f"cannot connect to {self.where}: {exc}") from None
+        self._client = client
+        self._sftp = client.open_sftp()
+        self._uploaded.clear()
+        return client
+
+    def close(self) -> None:
+        for handle in (self._sftp, self._client):
+            try:
+                if handle is not None:
+                    handle.close()
+            except Exception:  # closing a dead connection may raise anything: it is gone either way
+                pass
+        self._client = self._sftp = None
+
+    # -- files --------------------------------------------------------------------------------------
+    def _mkdirs(self, remote_dir: str) -> None:
+        parts = remote_dir.strip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            path = "/" + "/".join(parts[:i])
+            try:
+                self._sftp.stat(path)
+            except FileNotFoundError:
+                self._sftp.mkdir(path)
+
+    def _upload(self, local: str, remote: str, size: int) -> None:
+        """Upload unless a file of the same size is already at the (content-addressed) remote path."""
+        if remote in self._uploaded:
+            return
+        try:
+            if self._sftp.stat(remote).st_size == size:
+                self._uploaded.add(remote)
+                return
+        except FileNotFoundError:
+            pass
+        self._mkdirs(posixpath.dirname(remote))
+        tmp = remote + ".part"
+        self._sftp.put(local, tmp)
+        self._sftp.posix_rename(tmp, remote)
+        self._uploaded.add(remote)
+
+    def _upload_bundle(self) -> str:
+        data, digest = worker_bundle()
+        remote = posixpath.join(self.settings.workdir, f"worker-{digest[:16]}.zip")
+        if remote not in self._uploaded:
+            try:
+                present = self._sftp.stat(remote).st_size == len(data)
+            except FileNotFoundError:
+                present = False
+            if not present:
+                self._mkdirs(self.settings.workdir)
+                with self._sftp.open(remote + ".part", "wb") as fh:
+                    fh.write(data)
+                self._sftp.posix_rename(remote + ".part", remote)
+            self._uploaded.add(remote)
+        return remote
+
+    def _stage(self, request: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """Upload what the request refers to; return it with board paths, and the remote outputs path."""
+        wd = self.settings.workdir
+        staged = json.loads(json.dumps(request))
+        artifact = staged.get("artifact")
+        if artifact and artifact.get("path"):
+            digest = artifact.get("sha256") or _file_digest(artifact["path"])
+            remote = posixpath.join(wd, "artifacts", digest[:20], Path(artifact["path"]).name)
+            self._upload(artifact["path"], remote, Path(artifact["path"]).stat().st_size)
+            artifact["path"] = remote
+            source = artifact.get("recipe", {}).get("source")
+            if artifact.get("format") == "torch" and source:
+                remote_src = posixpath.join(wd, "models", _file_digest(source)[:20], Path(source).name)
+                self._upload(source, remote_src, Path(source).stat().st_size)
+                artifact["recipe"]["source"] = remote_src
+        if staged.get("inputs_path"):
+            local = staged["inputs_path"]
+            remote = posixpath.join(wd, "io", _file_digest(local)[:20] + ".npz")
+            self._upload(local, remote, Path(local).stat().st_size)
+            staged["inputs_path"] = remote
+        remote_outputs = None
+        if staged.get("outputs_path"):
+            remote_outputs = posixpath.join(wd, "out", f"{time.time_ns()}.npz")
+            self._mkdirs(posixpath.dirname(remote_outputs))
+            staged["outputs_path"] = remote_outputs
+        return staged, remote_outputs
+
+    # -- running ------------------------------------------------------------------------------------
+    def command(self, bundle: str, timeout_s: float, module: str) -> str:
+        """The one command string run on the board (every word quoted by shlex.join)."""
+        return shlex.join(["/usr/bin/timeout", "--kill-after=5", f"{timeout_s:g}", "/usr/bin/env",
+                           f"PYTHONPATH={bundle}", self.settings.python, "-m", module])
+
+    def run(self, request: dict[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
+            module: str = "harness.worker") -> dict[str, Any]:
+        """Run one request on the board. ``memory_cap_bytes`` is not enforced over SSH yet."""
+        import paramiko
+
+        try:
+            return self._run(request, timeout_s, module)
+        except Unreachable as exc:
+            self.close()
+            return _result("unreachable", str(exc))
+        except (OSError, EOFError, socket.timeout, paramiko.SSHException) as exc:
+            self.close()
+            return _result("unreachable", f"connection to {self.where} lost: {type(exc).__name__}: {exc}")
+
+    def _run(self, request: dict[str, Any], timeout_s: float, module: str) -> dict[str, Any]:
+        client = self._connect()
+        bundle = self._upload_bundle()
+        staged, remote_outputs = self._stage(request)
+        stdin, stdout, stderr = client.exec_command(self.command(bundle, timeout_s, module),
+                                                    timeout=timeout_s + 30)
+        stdin.write(json.dumps(staged))
+        stdin.channel.shutdown_write()
+        out = stdout.read().decode("utf-8", "replace")
+        err = stderr.read().decode("utf-8", "replace")
+        status = stdout.channel.recv_exit_status()
+        if status == -1:
+            raise Unreachable(f"connection to {self.where} closed before the worker finished")
+        if status == REMOTE_EXIT_TIMEOUT or status == 128 + 9:
+            return _result("timeout", f"worker exceeded {timeout_s:g} s on {self.settings.host}", err)
+        if status > 128:
+            return _result("crashed", f"worker on {self.settings.host} killed by signal {status - 128}", err)
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        try:
+            result = json.loads(lines[-1]) if lines else None
+        except json.JSONDecodeError:
+            result = None
+        if not isinstance(result, dict) or "status" not in result:
+            return _result("crashed", f"worker on {self.settings.host} exited with code {status} and no result", err)
+        if result["status"] == "failed" and str(result.get("error", "")).startswith("MemoryError"):
+            result["status"] = "oom"
+        if result["status"] != "ok" and err:
+            result["stderr_tail"] = tail(err)
+        if remote_outputs and result["status"] == "ok":
+            self._sftp.get(remote_outputs, request["outputs_path"])
+            self._sftp.remove(remote_outputs)
+        result.setdefault("context", {})["launcher"] = f"ssh {self.where}"
+        return result
+
+
+def _result(status: str, error: str, stderr: str = "") -> dict[str, Any]:
+    out = {"status": status, "error": error, "measurements": [], "context": {}}
+    if stderr:
+        out["stderr_tail"] = tail(stderr)
+    return out

@@ -1,0 +1,121 @@
+"""SSH targets against a real sshd on 127.0.0.1: the worker runs on the "board" from an uploaded bundle."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.paths import targets_dir
+from harness.store import read_records
+from tests.sshd import Sshd, keygen, require_sshd
+from tests.test_cli import harness
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    require_sshd()
+    folder = tmp_path / "sshd"
+    folder.mkdir()
+    server = Sshd(folder).start()
+    yield server
+    server.stop()
+
+
+def targets_with(tmp_path, **tomls):
+    folder = tmp_path / "targets"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(targets_dir() / "x86-cpu.toml", folder)
+    for name, text in tomls.items():
+        (folder / f"{name}.toml").write_text(text)
+    return folder
+
+
+def run_on(targets, tmp_path, tiny_models_dir, shared_cache, *target_names, out="run"):
+    args = ["run", "--model", "tiny_gen", "--format", "onnx", "--format", "tflite", "--quick", "--no-progress",
+            "--out", str(tmp_path / out), "--cache", str(shared_cache)]
+    for name in target_names:
+        args += ["--target", name]
+    env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)}
+    return harness(*args, env=env)
+
+
+def test_ssh_target_runs_the_uploaded_worker_beside_the_local_cpu(sshd, tmp_path, tiny_models_dir, shared_cache):
+    board = tmp_path / "board"
+    targets = targets_with(tmp_path, board=sshd.target_toml("board", sys.executable, board))
+    proc = run_on(targets, tmp_path, tiny_models_dir, shared_cache, "board", "x86-cpu")
+    assert proc.returncode == 0, proc.stderr
+    records = read_records(tmp_path / "run" / "results.jsonl")
+    assert {(r.target, r.runtime, r.status) for r in records} == {
+        (t, rt, "ok") for t in ("board", "x86-cpu") for rt in ("onnxruntime", "litert")}
+    for r in (r for r in records if r.target == "board"):
+        assert r.context["launcher"] == f"ssh root@127.0.0.1:{sshd.port}"
+        assert r.measurement("max_abs_error").value < 1e-5  # outputs came back over SFTP
+        assert r.measurement("latency").stats["n"] >= 5
+    assert len(list(board.glob("worker-*.zip"))) == 1  # the self-contained worker bundle
+    assert len(records) == 8  # 2 targets × 2 formats × batch 1 and 8
+    assert len(list(board.glob("artifacts/*/model.*"))) == 4  # uploaded once each, content-addressed
+
+
+def test_an_untrusted_host_key_is_refused_not_accepted(sshd, tmp_path, tiny_models_dir, shared_cache):
+    keygen(tmp_path / "other")
+    other = (tmp_path / "other.pub").read_text().split()
+    wrong = tmp_path / "wrong_known_hosts"
+    wrong.write_text(f"[127.0.0.1]:{sshd.port} {other[0]} {other[1]}\n")
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    targets = targets_with(tmp_path, changed=sshd.target_toml("changed", sys.executable, tmp_path / "b", known_hosts=wrong),
+                           unknown=sshd.target_toml("unknown", sys.executable, tmp_path / "b", known_hosts=empty))
+    proc = run_on(targets, tmp_path, tiny_models_dir, shared_cache, "changed", "unknown", "x86-cpu")
+    assert proc.returncode == 1
+    records = read_records(tmp_path / "run" / "results.jsonl")
+    for r in records:
+        if r.target == "x86-cpu":
+            assert r.status == "ok"
+        else:
+            assert r.status == "unreachable" and "is not trusted" in r.error, r.error
+    assert not (tmp_path / "b").exists()  # nothing was uploaded to a host we do not trust
+
+
+def test_board_check_says_exactly_what_is_missing(sshd, tmp_path, tiny_models_dir, shared_cache):
+    bare = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    targets = targets_with(tmp_path, bare=sshd.target_toml("bare", str(bare / "bin" / "python"), tmp_path / "b"))
+    proc = run_on(targets, tmp_path, tiny_models_dir, shared_cache, "bare")
+    assert proc.returncode == 0  # unsupported is not a failure of the suite
+    records = read_records(tmp_path / "run" / "results.jsonl")
+    assert {r.status for r in records} == {"unsupported"}
+    assert all("the worker needs python packages numpy, psutil" in r.error for r in records)
+    assert all(str(bare / "bin" / "python") in r.error for r in records)
+
+
+def test_a_board_that_drops_mid_suite_is_marked_and_the_rest_goes_on(sshd, tmp_path, tiny_models_dir, shared_cache):
+    import os
+
+    targets = targets_with(tmp_path, board=sshd.target_toml("board", sys.executable, tmp_path / "board"))
+    out = tmp_path / "run"
+    env = dict(os.environ) | {"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--model", "tiny_gen", "--format", "onnx",
+                             "--format", "tflite", "--quick", "--no-progress", "--out", str(out), "--cache",
+                             str(shared_cache), "--target", "board", "--target", "x86-cpu"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 240
+    while not (results.is_file() and results.read_text().strip()):  # the first board job is done
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    sshd.stop()  # the board vanishes
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr
+    records = read_records(results)
+    assert len(records) == 8  # every job has a record
+    by = {(r.target, r.format, r.batch_size): r for r in records}
+    assert by[("board", "onnx", 1)].status == "ok"  # measured before the board vanished: kept
+    later = [r for r in records if r.target == "board" and r.job_key != by[("board", "onnx", 1)].job_key]
+    assert {r.status for r in later} == {"unreachable"}
+    assert "since an earlier job of this run" in later[-1].error  # given up on, not retried for every job
+    assert {r.status for r in records if r.target == "x86-cpu"} == {"ok"}
