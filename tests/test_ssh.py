@@ -57,6 +57,10 @@ def test_ssh_target_runs_the_uploaded_worker_beside_the_local_cpu(sshd, tmp_path
         assert r.measurement("max_abs_error").value < 1e-5  # outputs came back over SFTP
         assert r.measurement("latency").stats["n"] >= 5
     assert len(list(board.glob("worker-*.zip"))) == 1  # the self-contained worker bundle
+    key_material = sshd.identity.read_text().splitlines()[1]
+    for written in ("results.jsonl", "results.csv", "summary.csv", "index.html"):
+        text = (tmp_path / "run" / written).read_text()
+        assert str(sshd.identity) not in text and key_material not in text  # no credentials in results
     assert len(records) == 8  # 2 targets × 2 formats × batch 1 and 8
     assert len(list(board.glob("artifacts/*/model.*"))) == 4  # uploaded once each, content-addressed
 
