@@ -170,6 +170,8 @@ class SuiteRunner:
                 if record.status not in ("ok",):
                     first_line = record.error.splitlines()[0] if record.error else ""
                     bar.write(f"{record.status}: {label}: {first_line}", file=sys.stderr)
+                for warning in record.context.get("warnings", []):
+                    bar.write(f"warning: {label}: {warning}", file=sys.stderr)
                 bar.update(1)
         finally:
             bar.close()
@@ -216,6 +218,7 @@ class SuiteRunner:
             "runtime": job.runtime,
             "runtime_options": {"threads": target.threads,
                                 "graph_optimization": target.onnx_graph_optimization},
+            "cpu_affinity": list(target.cpu_affinity),
             "inputs_path": job.inputs_path,
             "outputs_path": outputs_path,
             "settings": job.settings.to_dict(),

@@ -20,6 +20,7 @@ _SCHEMA = {
     "runtimes": list,
     "threads": int,
     "memory_cap_mb": int,
+    "cpu_affinity": list,
     "onnxruntime": dict,
     "ssh": dict,
 }
@@ -43,6 +44,10 @@ def load_target(path: Path) -> TargetProfile:
     threads = data.get("threads", 0)
     if threads < 0:
         raise HarnessInputError(f"{path}: 'threads' must be >= 0 (0 = all available cores)")
+    affinity = data.get("cpu_affinity", [])
+    check_list_of(path, "cpu_affinity", affinity, int)
+    if any(c < 0 for c in affinity) or len(set(affinity)) != len(affinity):
+        raise HarnessInputError(f"{path}: 'cpu_affinity' must list distinct CPU numbers >= 0")
     memory_cap_mb = data.get("memory_cap_mb", 0)
     if memory_cap_mb < 0:
         raise HarnessInputError(f"{path}: 'memory_cap_mb' must be >= 0 (0 = no cap)")
@@ -65,6 +70,7 @@ def load_target(path: Path) -> TargetProfile:
         threads=threads,
         onnx_graph_optimization=level,
         memory_cap_mb=memory_cap_mb,
+        cpu_affinity=tuple(affinity),
         ssh=ssh,
         source=str(path),
     )

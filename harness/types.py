@@ -94,6 +94,8 @@ class TargetProfile:
     memory_cap_mb: int = 0
     """Resident-memory cap per worker (MiB); a worker above it is killed and its job recorded ``oom``. 0 = none.
     Enforced for local targets."""
+    cpu_affinity: tuple[int, ...] = ()
+    """CPUs the worker is pinned to (os.sched_setaffinity); empty = every CPU."""
     ssh: SshSettings | None = None
     source: str = ""
 

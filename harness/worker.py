@@ -1,7 +1,7 @@
 """The measurement worker: ``python -m harness.worker`` reads one JSON job on stdin and writes one JSON
 result on stdout. The same worker runs locally, over SSH or on a fleet node.
 
-Job fields: ``mode`` ('outputs' | 'latency' | 'memory'; 'inspect' with ``format`` and ``path``; 'probe'), ``artifact`` (Artifact dict), ``runtime``,
+Job fields: ``cpu_affinity`` (optional list of CPU numbers, applied first), ``mode`` ('outputs' | 'latency' | 'memory'; 'inspect' with ``format`` and ``path``; 'probe'), ``artifact`` (Artifact dict), ``runtime``,
 ``runtime_options`` ({threads, graph_optimization}), ``inputs_path`` (.npz), ``settings`` (RunSettings
 dict), ``batch_size`` and, for 'outputs' and 'latency', ``outputs_path`` (.npz written with the first
 inference's outputs). Result fields: ``status``, ``error``, ``measurements``, ``context``.
@@ -59,8 +59,19 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
         return {"status": "ok", "error": "", "signature": read_signature(job["format"], job["path"]),
                 "measurements": [], "context": {}}
+    affinity = job.get("cpu_affinity") or []
+    if affinity:
+        import os
+
+        available = sorted(os.sched_getaffinity(0))
+        if not set(affinity) <= set(available):
+            return {"status": "unsupported", "measurements": [], "context": {},
+                    "error": f"cpu_affinity {sorted(affinity)} is not available here (CPUs: {available})"}
+        os.sched_setaffinity(0, affinity)
     runtime_cls = runtime_class(job["runtime"])
     context = machine_context() | {"runtime_versions": runtime_cls.versions()}
+    if affinity:
+        context["cpu_affinity"] = sorted(affinity)
     missing = runtime_cls.missing()
     if missing:
         return {"status": "unsupported", "error": missing, "measurements": [], "context": context}
@@ -84,8 +95,16 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     elif mode == "latency":
         from harness.measure import run_latency_pass
 
+        import os
+
+        from harness.cpustate import read_cpu_state, state_warnings
+
         settings = RunSettings.from_dict(job["settings"])
+        cpus = os.sched_getaffinity(0)
+        context["cpu_state_before"] = read_cpu_state(cpus)
         result = run_latency_pass(runtime, artifact, inputs, settings, int(job["batch_size"]))
+        context["cpu_state_after"] = read_cpu_state(cpus)
+        context["warnings"] = state_warnings(context["cpu_state_before"], context["cpu_state_after"])
         save_outputs(job["outputs_path"], result.first_outputs)
         measurements = (Measurement("import_time", import_ms, "ms", "perf_counter"), *result.measurements)
     elif mode == "memory":

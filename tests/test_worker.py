@@ -115,3 +115,20 @@ def test_launcher_reports_a_hanging_worker_as_timeout(tmp_path):
 def test_launcher_reports_a_worker_without_result(tmp_path):
     result = LocalLauncher(python=_script(tmp_path, "echo oops >&2; exit 3")).run({}, 30)
     assert result["status"] == "crashed" and "code 3" in result["error"]
+
+
+@pytest.mark.slow
+def test_cpu_affinity_pins_the_worker_and_sets_the_default_threads(built, tmp_path):
+    _, _, io, exports = built
+    job = _job(exports["onnx"], "onnxruntime", io, "latency", tmp_path) | {
+        "runtime_options": {"threads": 0}, "cpu_affinity": [0]}
+    result = LocalLauncher().run(job, 120)
+    assert result["status"] == "ok", result
+    assert result["context"]["cpu_affinity"] == [0] and result["context"]["cores_available"] == 1
+    assert result["context"]["threads"] == 1
+    assert "cpu_state_before" in result["context"] and result["context"]["warnings"] == []
+
+
+def test_unavailable_cpu_affinity_is_unsupported(tmp_path):
+    result = LocalLauncher().run({"mode": "outputs", "runtime": "onnxruntime", "cpu_affinity": [4096]}, 60)
+    assert result["status"] == "unsupported" and "cpu_affinity [4096] is not available" in result["error"]
