@@ -12,7 +12,7 @@ from harness.errors import HarnessInputError
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
 
 QUICK_SETTINGS = dict(min_runs=5, min_duration_s=0.05, max_duration_s=5.0, warmup_min_runs=2,
-                      warmup_max_runs=20, warmup_max_s=1.0, memory_runs=2)
+                      warmup_max_runs=20, warmup_max_s=1.0, memory_runs=2, energy_min_s=0.1)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -279,6 +279,14 @@ class SuiteRunner:
         if memory["status"] != "ok":
             return record(memory["status"], "memory pass: " + _error_text(memory), tuple(measurements))
         measurements.extend(Measurement.from_dict(m) for m in memory["measurements"])
+        if target.energy.get("sources"):
+            energy = launcher.run(self._worker_job(job, target, "energy") | {"energy": dict(target.energy)},
+                                  job.settings.timeout_s, memory_cap_bytes=target.memory_cap_bytes)
+            board.note(energy["status"], energy.get("error", ""))
+            if energy["status"] != "ok":
+                return record(energy["status"], "energy pass: " + _error_text(energy), tuple(measurements))
+            measurements.extend(Measurement.from_dict(m) for m in energy["measurements"])
+            context["energy_unavailable"] = energy.get("context", {}).get("energy_unavailable", {})
         return record("ok", "", tuple(measurements))
 
 

@@ -21,6 +21,7 @@ _SCHEMA = {
     "threads": int,
     "memory_cap_mb": int,
     "cpu_affinity": list,
+    "energy": dict,
     "onnxruntime": dict,
     "ssh": dict,
 }
@@ -48,6 +49,7 @@ def load_target(path: Path) -> TargetProfile:
     check_list_of(path, "cpu_affinity", affinity, int)
     if any(c < 0 for c in affinity) or len(set(affinity)) != len(affinity):
         raise HarnessInputError(f"{path}: 'cpu_affinity' must list distinct CPU numbers >= 0")
+    energy = _load_energy(path, data.get("energy", {}))
     memory_cap_mb = data.get("memory_cap_mb", 0)
     if memory_cap_mb < 0:
         raise HarnessInputError(f"{path}: 'memory_cap_mb' must be >= 0 (0 = no cap)")
@@ -71,6 +73,7 @@ def load_target(path: Path) -> TargetProfile:
         onnx_graph_optimization=level,
         memory_cap_mb=memory_cap_mb,
         cpu_affinity=tuple(affinity),
+        energy=energy,
         ssh=ssh,
         source=str(path),
     )
@@ -107,3 +110,32 @@ def get_target(folder: Path, name: str) -> TargetProfile:
         known = ", ".join(list_targets(folder)) or "none"
         raise HarnessInputError(f"unknown target {name!r} (known: {known}; profiles live in {folder})")
     return load_target(path)
+
+
+_ENERGY_SCHEMA = {"sources": list, "power_model": dict, "meter": dict, "jetson_rail": str, "vcgencmd": str}
+_POWER_MODEL_SCHEMA = {"idle_w": (float, int), "active_w_per_core": (float, int), "error_band": (float, int)}
+_METER_SCHEMA = {"command": list, "reports": str, "interval_s": (float, int)}
+
+
+def _load_energy(path: Path, table: dict) -> dict:
+    from harness.energy import ENERGY_PROBES
+
+    check_keys(path, table, _ENERGY_SCHEMA, where="energy")
+    sources = table.get("sources", [])
+    check_list_of(path, "[energy] sources", sources, str)
+    for name in sources:
+        if name not in ENERGY_PROBES:
+            raise HarnessInputError(f"{path}: [energy] unknown source {name!r} (known: {', '.join(ENERGY_PROBES.names())})")
+    model = table.get("power_model", {})
+    check_keys(path, model, _POWER_MODEL_SCHEMA, where="energy.power_model")
+    if any(v < 0 for v in model.values()):
+        raise HarnessInputError(f"{path}: [energy.power_model] values must be >= 0")
+    if "modelled" in sources and not {"idle_w", "active_w_per_core"} <= set(model):
+        raise HarnessInputError(f"{path}: the 'modelled' energy source needs [energy.power_model] idle_w and "
+                                "active_w_per_core (watts)")
+    meter = table.get("meter", {})
+    check_keys(path, meter, _METER_SCHEMA, where="energy.meter")
+    check_list_of(path, "[energy.meter] command", meter.get("command", []), str)
+    if meter.get("reports", "joules") not in ("joules", "watts"):
+        raise HarnessInputError(f"{path}: [energy.meter] reports must be \"joules\" or \"watts\"")
+    return table

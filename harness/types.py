@@ -94,6 +94,8 @@ class TargetProfile:
     memory_cap_mb: int = 0
     """Resident-memory cap per worker (MiB); a worker above it is killed and its job recorded ``oom``. 0 = none.
     Enforced for local targets."""
+    energy: Mapping[str, Any] = field(default_factory=dict)
+    """[energy] table: sources (probe names, in order of preference), power_model, meter, jetson_rail, vcgencmd."""
     cpu_affinity: tuple[int, ...] = ()
     """CPUs the worker is pinned to (os.sched_setaffinity); empty = every CPU."""
     ssh: SshSettings | None = None
@@ -119,6 +121,8 @@ class RunSettings:
     target_ci_rel_width: float | None = None
     """Optional: keep sampling until the 95% CI of the median is this narrow (fraction of the median)."""
     memory_runs: int = 5
+    energy_min_s: float = 2.0
+    """Shortest energy window (seconds): sensor counters update every ~1–100 ms."""
     timeout_s: float = 300.0
     """Wall-clock limit for one worker process (seconds)."""
     prepare_timeout_s: float = 1800.0
@@ -158,6 +162,8 @@ class Measurement:
     method: str
     samples: tuple[float, ...] | None = None
     stats: Mapping[str, float] | None = None
+    note: str = ""
+    """Caveats a reader must see with the number (e.g. a modelled energy's assumptions)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

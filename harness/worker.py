@@ -1,7 +1,8 @@
 """The measurement worker: ``python -m harness.worker`` reads one JSON job on stdin and writes one JSON
 result on stdout. The same worker runs locally, over SSH or on a fleet node.
 
-Job fields: ``cpu_affinity`` (optional list of CPU numbers, applied first), ``mode`` ('outputs' | 'latency' | 'memory'; 'inspect' with ``format`` and ``path``; 'probe'), ``artifact`` (Artifact dict), ``runtime``,
+Job fields: ``cpu_affinity`` (optional list of CPU numbers, applied first), ``mode`` ('outputs' | 'latency' |
+'memory' | 'energy' (with ``energy``: the target's [energy] table); 'inspect' with ``format`` and ``path``; 'probe'), ``artifact`` (Artifact dict), ``runtime``,
 ``runtime_options`` ({threads, graph_optimization}), ``inputs_path`` (.npz), ``settings`` (RunSettings
 dict), ``batch_size`` and, for 'outputs' and 'latency', ``outputs_path`` (.npz written with the first
 inference's outputs). Result fields: ``status``, ``error``, ``measurements``, ``context``.
@@ -112,6 +113,13 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
         settings = RunSettings.from_dict(job["settings"])
         measurements = run_memory_pass(runtime, artifact, inputs, settings.memory_runs)
+    elif mode == "energy":
+        from harness.energy.window import run_energy_pass
+
+        settings = RunSettings.from_dict(job["settings"])
+        measurements, unavailable = run_energy_pass(runtime, artifact, inputs, settings, int(job["batch_size"]),
+                                                    job.get("energy", {}))
+        context["energy_unavailable"] = unavailable
     else:
         raise ValueError(f"unknown worker mode {mode!r}")
     return {

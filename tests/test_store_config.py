@@ -78,6 +78,13 @@ def test_shipped_targets_load():
     ('name = "t"\narch = "aarch64"\nreach = "ssh"\nruntimes = ["litert"]\n[ssh]\nhost = "pi"\nuser = "pi"\n'
      'python = "/x"\npassword = "hunter2"\n', "unknown key 'password'"),
     ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\n[ssh]\nhost = "pi"\n', "needs reach"),
+    ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\n[energy]\nsources = ["wattmeter9"]\n',
+     "unknown source 'wattmeter9'"),
+    ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\n[energy]\nsources = ["modelled"]\n',
+     "needs \\[energy.power_model\\] idle_w"),
+    ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\n[energy.power_model]\nidle_w = -1\n',
+     "must be >= 0"),
+    ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\ncpu_affinity = [0, 0]\n', "distinct CPU"),
 ])
 def test_bad_target_toml_is_a_clear_error(tmp_path, body, message):
     path = tmp_path / "t.toml"

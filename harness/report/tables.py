@@ -57,6 +57,8 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "peak_rss_mb": peak / 2**20 if peak is not None else None,
             "size_mb": r.artifact_bytes / 2**20 if r.artifact_bytes else None,
             "max_abs_error": value("max_abs_error"),
+            "energy_per_inference_j": value("energy_per_inference"),
+            "energy_method": r.measurement("energy_per_inference").method if r.measurement("energy_per_inference") else None,
             "error": r.error.splitlines()[0] if r.error else "",
         })
     return pd.DataFrame(rows)

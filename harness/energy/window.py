@@ -1,0 +1,47 @@
+"""The energy pass (its own worker, apart from timing and memory): load, warm up, then run inferences for
+at least ``min_runs`` AND ``energy_min_s`` inside one window measured by every available probe."""
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+from harness.energy import make_probe
+from harness.types import Measurement, RunSettings
+
+
+def run_energy_pass(runtime: Any, artifact: Any, inputs: Mapping[str, Any], settings: RunSettings,
+                    batch_size: int, config: Mapping[str, Any]) -> tuple[tuple[Measurement, ...], dict[str, str]]:
+    """Measurements (J per inference and inferences per J, per probe) and {probe: why it is unavailable}."""
+    probes, unavailable = [], {}
+    for name in config.get("sources", []):
+        probe = make_probe(name, config)
+        why = probe.missing()
+        if why:
+            unavailable[name] = why
+        else:
+            probes.append(probe)
+    if not probes:
+        return (), unavailable
+    runtime.load(artifact)
+    for _ in range(settings.warmup_min_runs):
+        runtime.infer(inputs)
+        runtime.sync()
+    for probe in probes:
+        probe.begin()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        runtime.infer(inputs)
+        runtime.sync()
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if (n >= settings.min_runs and elapsed >= settings.energy_min_s) or elapsed >= settings.max_duration_s:
+            break
+    readings = [probe.end() for probe in probes]
+    out = []
+    for r in readings:
+        stats = {**r.details, "joules": r.joules, "window_s": r.window_s, "inferences": float(n),
+                 "batch_size": float(batch_size)}
+        out.append(Measurement("energy_per_inference", r.joules / n, "J", r.method, stats=stats, note=r.note))
+        out.append(Measurement("inferences_per_joule", n / r.joules if r.joules > 0 else 0.0, "inferences/J",
+                               r.method, note=r.note))
+    return tuple(out), unavailable
