@@ -52,10 +52,10 @@ def test_each_runtime_loads_infers_and_matches_reference(built, runtime):
 
 
 def test_runtime_registry_maps_formats():
-    assert runtimes_for_format("onnx") == ["onnxruntime"]
+    assert runtimes_for_format("onnx") == ["onnxruntime", "onnxruntime-cuda"]
     assert runtimes_for_format("tflite") == ["litert"]
-    assert runtimes_for_format("torch") == ["torch"]
-    assert set(RUNTIMES.names()) >= {"torch", "onnxruntime", "litert"}
+    assert runtimes_for_format("torch") == ["torch", "torch-cuda"]
+    assert set(RUNTIMES.names()) >= {"torch", "onnxruntime", "litert", "torch-cuda", "onnxruntime-cuda"}
 
 
 def test_onnxruntime_rejects_unknown_graph_level():

@@ -1,0 +1,37 @@
+"""The CUDA target: without a GPU its jobs are `unsupported: no CUDA device` and other targets still run;
+with one (e.g. on a lent GPU machine) its runtimes measure and agree with PyTorch on the CPU."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.store import read_records
+from tests.test_cli import harness
+
+pytestmark = pytest.mark.slow
+HAS_CUDA = torch.cuda.is_available()
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="a CUDA device is present: the no-GPU path does not apply")
+def test_without_a_gpu_cuda_jobs_are_unsupported_and_the_cpu_still_runs(tmp_path, tiny_models_dir, shared_cache):
+    out = tmp_path / "run"
+    proc = harness("run", "--target", "cuda-gpu", "--target", "x86-cpu", "--model", "tiny_gen", "--format", "torch",
+                   "--format", "onnx", "--quick", "--out", str(out), "--cache", str(shared_cache),
+                   env={"EDGE_HARNESS_MODELS": str(tiny_models_dir)})
+    assert proc.returncode == 0, proc.stderr  # unsupported is not a failure
+    records = read_records(out / "results.jsonl")
+    gpu = [r for r in records if r.target == "cuda-gpu"]
+    assert {r.runtime for r in gpu} == {"torch-cuda", "onnxruntime-cuda"}
+    assert all(r.status == "unsupported" and "no CUDA device" in r.error for r in gpu)
+    assert {r.status for r in records if r.target == "x86-cpu"} == {"ok"}
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device (torch.cuda.is_available() is False)")
+def test_cuda_runtimes_measure_on_the_gpu(tmp_path, tiny_models_dir, shared_cache):
+    out = tmp_path / "run"
+    proc = harness("run", "--target", "cuda-gpu", "--model", "tiny_gen", "--format", "torch", "--quick",
+                   "--out", str(out), "--cache", str(shared_cache), env={"EDGE_HARNESS_MODELS": str(tiny_models_dir)})
+    records = read_records(out / "results.jsonl")
+    torch_gpu = [r for r in records if r.runtime == "torch-cuda"]
+    assert torch_gpu and all(r.status == "ok" for r in torch_gpu), proc.stderr
+    assert all(r.measurement("max_abs_error").value < 1e-4 for r in torch_gpu)
