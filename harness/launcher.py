@@ -53,12 +53,16 @@ class LocalLauncher:
     def __init__(self, python: str = sys.executable) -> None:
         self.python = python
 
+    def argv(self, module: str) -> list[str]:
+        """The command that starts the child (subclasses run it elsewhere, e.g. inside a rootfs)."""
+        return [self.python, "-m", module]
+
     def run(self, request: dict[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
             module: str = "harness.worker") -> dict[str, Any]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         proc = subprocess.Popen(
-            [self.python, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            self.argv(module), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env=env, cwd=str(PROJECT_ROOT), start_new_session=True, preexec_fn=_die_with_parent,
         )
         try:

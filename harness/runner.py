@@ -2,6 +2,7 @@
 pass, then a memory pass), and append one RunRecord per job to the results store as it completes."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from harness.external import describe
 from harness.launcher import LocalLauncher
 from harness.paths import PROJECT_ROOT
 from harness.runtimes import runtime_class
+from harness.emulated import EMULATED_NOTE, EmulatedLauncher
 from harness.ssh import SshLauncher
 from harness.store import ResultsStore
 from harness.suite import Suite
@@ -75,8 +77,15 @@ class SuiteRunner:
         # Validated up front: a broken file is a one-line input error before anything is measured.
         self.external = [describe(path, cache_dir, self.launcher, suite.settings.timeout_s) for path in external]
         self.commit = git_commit(PROJECT_ROOT)
-        self.launchers = {t.name: SshLauncher(t.ssh) if t.reach == "ssh" else self.launcher for t in self.targets}
+        self.launchers = {t.name: self._launcher_for(t) for t in self.targets}
         self.boards: dict[str, BoardState] = {}
+
+    def _launcher_for(self, target: TargetProfile) -> Any:
+        if target.reach == "ssh":
+            return SshLauncher(target.ssh)
+        if target.reach == "emulated":
+            return EmulatedLauncher(target.emulated)
+        return self.launcher
 
     def _select_models(self, models_dir: Path) -> list[str]:
         available = discover(models_dir)
@@ -211,6 +220,14 @@ class SuiteRunner:
         self.boards[target.name] = state
         return state
 
+    @staticmethod
+    def _label(target: TargetProfile, raw: list[dict[str, Any]]) -> list[Measurement]:
+        """Measurements from a worker; under emulation every one is labelled so it is never read as a timing."""
+        measurements = [Measurement.from_dict(m) for m in raw]
+        if target.reach != "emulated":
+            return measurements
+        return [dataclasses.replace(m, method=f"{m.method}+emulated", note=EMULATED_NOTE) for m in measurements]
+
     def _worker_job(self, job: Job, target: TargetProfile, mode: str, outputs_path: str = "") -> dict[str, Any]:
         return {
             "mode": mode,
@@ -264,21 +281,25 @@ class SuiteRunner:
             board.note(result["status"], result.get("error", ""))
             if result["status"] != "ok":
                 return record(result["status"], _error_text(result), tuple(measurements))
-            measurements.extend(Measurement.from_dict(m) for m in result["measurements"])
+            measurements.extend(self._label(target, result["measurements"]))
             # A user's own artifact has no PyTorch reference: no fidelity figure, rather than a made-up one.
-            err = max_abs_error(load_outputs(outputs_path), load_outputs(job.reference_path)) \
-                if job.reference_path else None
+            reference = load_outputs(job.reference_path) if job.reference_path else None
+            err = max_abs_error(load_outputs(outputs_path), reference) if reference is not None else None
         if err is not None and not math.isfinite(err):
             return record("failed", "outputs differ in count or shape from the PyTorch reference",
                           tuple(measurements))
         if err is not None:
             measurements.append(Measurement("max_abs_error", err, "abs", "vs-torch-fp32"))
+            allowed = self.suite.export_tolerance * max(1.0, max(float(abs(r).max()) for r in reference))
+            if err > allowed:
+                return record("failed", f"outputs on {target.name} differ from PyTorch by {err:.3g} "
+                                        f"(tolerance {allowed:.3g})", tuple(measurements))
         memory = launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s,
                               memory_cap_bytes=target.memory_cap_bytes)
         board.note(memory["status"], memory.get("error", ""))
         if memory["status"] != "ok":
             return record(memory["status"], "memory pass: " + _error_text(memory), tuple(measurements))
-        measurements.extend(Measurement.from_dict(m) for m in memory["measurements"])
+        measurements.extend(self._label(target, memory["measurements"]))
         if target.energy.get("sources"):
             energy = launcher.run(self._worker_job(job, target, "energy") | {"energy": dict(target.energy)},
                                   job.settings.timeout_s, memory_cap_bytes=target.memory_cap_bytes)

@@ -7,10 +7,10 @@ from harness.errors import HarnessInputError
 from harness.registry import RUNTIMES
 from harness.runtimes.onnxruntime_rt import GRAPH_LEVELS
 from harness.tomlconfig import check_keys, check_list_of, read_toml
-from harness.types import SshSettings, TargetProfile
+from harness.types import EmulatedSettings, SshSettings, TargetProfile
 
-REACHES = ("local", "ssh")
-"""How a target is reached. Emulated targets arrive with the target-profiles issue."""
+REACHES = ("local", "ssh", "emulated")
+"""How a target is reached: this machine, a board over SSH, or an arm64 rootfs under qemu-user."""
 
 _SCHEMA = {
     "name": str,
@@ -24,6 +24,7 @@ _SCHEMA = {
     "energy": dict,
     "onnxruntime": dict,
     "ssh": dict,
+    "emulated": dict,
 }
 _SSH_SCHEMA = {"host": str, "port": int, "user": str, "identity_file": str, "known_hosts": str, "python": str,
                "workdir": str, "connect_timeout_s": (float, int)}
@@ -59,6 +60,9 @@ def load_target(path: Path) -> TargetProfile:
     if level not in GRAPH_LEVELS:
         raise HarnessInputError(f"{path}: [onnxruntime] graph_optimization must be one of {', '.join(GRAPH_LEVELS)}")
     ssh = _load_ssh(path, data) if data["reach"] == "ssh" else None
+    emulated = _load_emulated(path, data) if data["reach"] == "emulated" else None
+    if data["reach"] != "emulated" and "emulated" in data:
+        raise HarnessInputError(f"{path}: an [emulated] table needs reach = \"emulated\"")
     if data["reach"] != "ssh" and "ssh" in data:
         raise HarnessInputError(f"{path}: an [ssh] table needs reach = \"ssh\"")
     if data["name"] != path.stem:
@@ -75,6 +79,7 @@ def load_target(path: Path) -> TargetProfile:
         cpu_affinity=tuple(affinity),
         energy=energy,
         ssh=ssh,
+        emulated=emulated,
         source=str(path),
     )
 
@@ -139,3 +144,15 @@ def _load_energy(path: Path, table: dict) -> dict:
     if meter.get("reports", "joules") not in ("joules", "watts"):
         raise HarnessInputError(f"{path}: [energy.meter] reports must be \"joules\" or \"watts\"")
     return table
+
+
+def _load_emulated(path: Path, data: dict) -> EmulatedSettings:
+    from harness.paths import cache_dir
+
+    table = data.get("emulated", {})
+    check_keys(path, table, {"rootfs": str, "python": str}, where="emulated")
+    rootfs = table.get("rootfs") or str(cache_dir() / "arm64-rootfs")
+    python = table.get("python", "/opt/edge-venv/bin/python")
+    if not python.startswith("/"):
+        raise HarnessInputError(f"{path}: [emulated] python must be an absolute path inside the rootfs")
+    return EmulatedSettings(rootfs=str(Path(rootfs).expanduser()), python=python)

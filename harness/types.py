@@ -80,6 +80,14 @@ class SshSettings:
 
 
 @dataclass(frozen=True)
+class EmulatedSettings:
+    """An arm64 Debian rootfs run under qemu-user (scripts/arm64-rootfs.sh builds it)."""
+
+    rootfs: str
+    python: str = "/opt/edge-venv/bin/python"
+
+
+@dataclass(frozen=True)
 class TargetProfile:
     """A device profile loaded from ``targets/<name>.toml``."""
 
@@ -99,6 +107,7 @@ class TargetProfile:
     cpu_affinity: tuple[int, ...] = ()
     """CPUs the worker is pinned to (os.sched_setaffinity); empty = every CPU."""
     ssh: SshSettings | None = None
+    emulated: EmulatedSettings | None = None
     source: str = ""
 
     @property
