@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup bench test test-fast overhead clean
+.PHONY: setup bench test test-fast overhead arm64-rootfs clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml
 bench: setup
 	$(PY) -m harness run
 
-test: setup
+# The emulated arm64 target's rootfs: built once (~5-10 min), then restored from ~/.cache/edge-harness.
+arm64-rootfs:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/arm64-rootfs.sh >/dev/null; \
+	else echo "not root: the emulated arm64 tests will skip (scripts/arm64-rootfs.sh needs root)"; fi
+
+test: setup arm64-rootfs
 	$(PY) -m pytest
 
 test-fast: setup

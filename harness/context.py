@@ -8,14 +8,18 @@ from pathlib import Path
 from typing import Any
 
 
-def cpu_model() -> str:
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """x86 'model name'; on ARM boards the board 'Model' (e.g. Raspberry Pi 4 Model B), else 'Hardware'."""
+    fields: dict[str, str] = {}
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in cpuinfo.read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "Hardware"):
-                return value.strip()
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    for key in ("model name", "Model", "Hardware"):
+        if fields.get(key):
+            return fields[key]
     return platform.processor() or platform.machine()
 
 

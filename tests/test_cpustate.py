@@ -33,3 +33,13 @@ def test_warnings_for_governor_switch_throttling_and_heat():
     assert "performance → powersave" in warnings[0]
     assert "2400 → 1500 MHz" in warnings[1]
     assert "50 → 81 °C" in warnings[2]
+
+
+def test_cpu_model_prefers_the_board_model_on_arm(tmp_path):
+    from harness.context import cpu_model
+    from harness.emulated import RPI4_CPUINFO
+
+    (tmp_path / "arm").write_text(RPI4_CPUINFO)
+    assert cpu_model(tmp_path / "arm") == "Raspberry Pi 4 Model B Rev 1.4"
+    (tmp_path / "x86").write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\n")
+    assert cpu_model(tmp_path / "x86") == "AMD EPYC 7B13"

@@ -1,0 +1,60 @@
+"""The emulated arm64 target: artifacts load and agree with PyTorch on aarch64 under qemu-user, and every
+measurement from it is labelled emulated. Needs the rootfs from scripts/arm64-rootfs.sh (CI builds it)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.emulated import EmulatedLauncher
+from harness.paths import targets_dir
+from harness.store import read_records
+from harness.targets import get_target
+from tests.test_cli import harness
+
+pytestmark = pytest.mark.slow
+
+
+def test_without_the_rootfs_the_target_is_unsupported_and_says_how_to_build_it(tmp_path, tiny_models_dir,
+                                                                              shared_cache):
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    text = (targets_dir() / "rpi4-emulated.toml").read_text().replace(
+        "# rootfs = ", f'rootfs = "{tmp_path / "no-rootfs"}"\n# was: ')
+    (targets / "rpi4-emulated.toml").write_text(text)
+    shutil.copy(targets_dir() / "x86-cpu.toml", targets)
+    out = tmp_path / "run"
+    proc = harness("run", "--target", "rpi4-emulated", "--target", "x86-cpu", "--model", "tiny_gen", "--format",
+                   "onnx", "--quick", "--out", str(out), "--cache", str(shared_cache),
+                   env={"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)})
+    assert proc.returncode == 0, proc.stderr
+    records = read_records(out / "results.jsonl")
+    emulated = [r for r in records if r.target == "rpi4-emulated"]
+    assert emulated and all(r.status == "unsupported" and "scripts/arm64-rootfs.sh" in r.error for r in emulated)
+    assert {r.status for r in records if r.target == "x86-cpu"} == {"ok"}
+
+
+def rootfs_ready() -> str | None:
+    return EmulatedLauncher(get_target(targets_dir(), "rpi4-emulated").emulated).missing()
+
+
+def test_artifacts_load_and_agree_on_aarch64_and_are_labelled_emulated(tmp_path, tiny_models_dir, shared_cache):
+    why = rootfs_ready()
+    if why:
+        pytest.skip(why)
+    out = tmp_path / "run"
+    proc = harness("run", "--target", "rpi4-emulated", "--model", "tiny_gen", "--format", "onnx", "--format",
+                   "tflite", "--quick", "--out", str(out), "--cache", str(shared_cache),
+                   env={"EDGE_HARNESS_MODELS": str(tiny_models_dir)})
+    assert proc.returncode == 0, proc.stderr
+    records = read_records(out / "results.jsonl")
+    assert {(r.runtime, r.status) for r in records} == {("onnxruntime", "ok"), ("litert", "ok")}
+    for r in records:
+        assert r.context["machine"] == "aarch64" and r.context["emulated"] is True
+        assert r.context["cpu_model"] == "Raspberry Pi 4 Model B Rev 1.4"  # the fake cpuinfo the board sees
+        assert r.measurement("max_abs_error").value <= 1e-5  # agrees with PyTorch on the x86 host
+        for metric in ("latency", "load_time", "first_inference", "throughput", "peak_rss"):
+            m = r.measurement(metric)
+            assert m.method.endswith("+emulated") and "never a latency claim" in m.note
+    assert "emulated" in (out / "results.csv").read_text()
