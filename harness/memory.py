@@ -32,6 +32,38 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def gpu_memory_of_process(pid: int, gpu_index: int = 0) -> int | None:
+    """GPU memory this process holds (bytes), from NVML's per-process accounting; None when unknown."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(gpu_index)
+        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid == pid and proc.usedGpuMemory is not None:
+                return int(proc.usedGpuMemory)
+    except Exception:  # NVML missing, no driver, no permission, or a container hiding PIDs: unknown
+        return None
+    return None
+
+
+def gpu_measurements(runtime: Any) -> tuple[Measurement, ...]:
+    """For runtimes on a CUDA device: NVML's per-process GPU memory, else torch's peak allocation."""
+    if getattr(runtime, "device", "cpu") != "cuda":
+        return ()
+    import os
+    import sys
+
+    used = gpu_memory_of_process(os.getpid())
+    if used is not None:
+        return (Measurement("gpu_memory", used, "bytes", "nvml-process"),)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return (Measurement("gpu_memory", torch.cuda.max_memory_allocated(), "bytes",
+                            "torch.cuda.max_memory_allocated"),)
+    return ()
+
+
 def run_memory_pass(runtime: Any, artifact: Any, inputs: Mapping[str, np.ndarray], runs: int) -> tuple[Measurement, ...]:
     proc = psutil.Process()
     baseline = proc.memory_info().rss
@@ -51,4 +83,5 @@ def run_memory_pass(runtime: Any, artifact: Any, inputs: Mapping[str, np.ndarray
         Measurement("rss_after_inference", after_infer, "bytes", "psutil"),
         Measurement("peak_rss", peak, "bytes", peak_method),
         Measurement("peak_rss_over_baseline", max(0, peak - baseline), "bytes", peak_method),
+        *gpu_measurements(runtime),
     )

@@ -182,3 +182,15 @@ def test_modelled_energy_by_hand(monkeypatch):
     assert reading.joules == pytest.approx(9.0) and reading.method == "modelled"
     assert reading.details["error_band"] == 0.4 and "not a measurement" in reading.note
     assert "power_model" in make_probe("modelled", {}).missing()
+
+
+def test_gpu_memory_from_nvml_per_process_accounting(monkeypatch):
+    from harness.memory import gpu_measurements
+
+    module = fake_pynvml([])
+    module.nvmlDeviceGetComputeRunningProcesses = lambda handle: [
+        types.SimpleNamespace(pid=1, usedGpuMemory=5), types.SimpleNamespace(pid=os.getpid(), usedGpuMemory=123 * 2**20)]
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    (m,) = gpu_measurements(types.SimpleNamespace(device="cuda"))
+    assert m.metric == "gpu_memory" and m.value == 123 * 2**20 and m.method == "nvml-process"
+    assert gpu_measurements(types.SimpleNamespace()) == ()  # CPU runtimes: no GPU figure

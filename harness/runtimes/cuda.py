@@ -35,6 +35,7 @@ def no_cuda_reason() -> str | None:
 class TorchCudaRuntime(TorchEagerRuntime):
     name = "torch-cuda"
     formats = ("torch",)
+    device = "cuda"
 
     @staticmethod
     def versions() -> dict[str, str]:
@@ -63,6 +64,7 @@ class TorchCudaRuntime(TorchEagerRuntime):
 class OnnxRuntimeCuda(OnnxRuntime):
     name = "onnxruntime-cuda"
     formats = ("onnx",)
+    device = "cuda"
 
     @staticmethod
     def missing() -> str | None:
