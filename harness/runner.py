@@ -207,7 +207,8 @@ class SuiteRunner:
                                    down_status="unsupported")
             else:
                 ctx = probe["context"]
-                where = f"python {ctx.get('python')} on {ctx.get('machine')}, {self.targets_by_name[target.name].ssh.python}"
+                python = (target.ssh or target.emulated).python
+                where = f"python {ctx.get('python')} on {ctx.get('machine')}, {python}"
                 state = BoardState(context=ctx, missing_runtimes={
                     name: f"board {target.name}: {why} ({where})" for name, why in probe["runtimes"].items() if why})
                 if probe["missing_packages"]:
