@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -58,12 +59,21 @@ class ResultsStore:
             return len(data) - keep
 
     def append(self, record: RunRecord) -> None:
+        """Append one record and fsync it. Ctrl-C and SIGTERM wait until the record is whole on disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record.to_dict(), allow_nan=False, default=_json_default) + "\n"
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        data = (json.dumps(record.to_dict(), allow_nan=False, default=_json_default) + "\n").encode("utf-8")
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def __iter__(self) -> Iterator[RunRecord]:
         return iter(read_records(self.path))

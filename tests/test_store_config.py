@@ -134,3 +134,32 @@ def test_repair_cuts_a_torn_record_so_appends_stay_readable(tmp_path):
     assert store.repair() == 0
     store.append(record("c"))
     assert [r.job_key for r in read_records(store.path)] == ["a", "c"]
+
+
+def test_ctrl_c_waits_until_a_record_is_whole(tmp_path):
+    """A SIGINT raised during append is delivered only after the record is written and synced."""
+    import os
+    import signal
+
+    store = ResultsStore(tmp_path / "r.jsonl")
+    big = record("big")
+    real_write = os.write
+    calls = []
+
+    def write_then_interrupt(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-append
+        return real_write(fd, data[: max(1, len(data) // 2)])  # and the write is short: a second call is needed
+
+    import harness.store as store_module
+
+    store_module.os.write = write_then_interrupt
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            store.append(big)
+    finally:
+        store_module.os.write = real_write
+    assert len(calls) > 1
+    assert [r.job_key for r in read_records(store.path)] == ["big"]  # whole, despite the interrupt
+    assert store.path.read_text().endswith("\n")
