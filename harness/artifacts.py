@@ -21,6 +21,7 @@ import numpy as np
 
 from harness.capture import captured_output, tail
 from harness.exporters import Exporter
+from harness.hashing import file_sha256
 from harness.types import Artifact, ModelSpec
 from harness.zoo import source_digest
 
@@ -31,14 +32,6 @@ def content_id(parent_id: str | None, step: str, config: Mapping[str, Any], tool
         {"parent": parent_id, "step": step, "config": config, "tools": tools}, sort_keys=True, default=str
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def max_abs_error(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float:

@@ -8,7 +8,6 @@ under qemu when it sees the host's x86 cpuinfo), then chroot and exec the rootfs
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.hashing import file_sha256
 from harness.launcher import LocalLauncher
 from harness.ssh import worker_bundle
 from harness.types import EmulatedSettings
@@ -27,14 +27,6 @@ RPI4_CPUINFO = "".join(
 ) + "Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
 
 EMULATED_NOTE = "qemu-user emulation: a functional check, never a latency claim (20–470× slower than native)"
-
-
-def _digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class EmulatedLauncher(LocalLauncher):
@@ -93,16 +85,16 @@ class EmulatedLauncher(LocalLauncher):
         staged = json.loads(json.dumps(request))
         artifact = staged.get("artifact")
         if artifact and artifact.get("path"):
-            digest = artifact.get("sha256") or _digest(artifact["path"])
+            digest = artifact.get("sha256") or file_sha256(artifact["path"])
             artifact["path"] = self._copy_in(
                 artifact["path"], f"{self.stage_dir}/artifacts/{digest[:20]}/{Path(artifact['path']).name}")
             source = artifact.get("recipe", {}).get("source")
             if artifact.get("format") == "torch" and source:
                 artifact["recipe"]["source"] = self._copy_in(
-                    source, f"{self.stage_dir}/models/{_digest(source)[:20]}/{Path(source).name}")
+                    source, f"{self.stage_dir}/models/{file_sha256(source)[:20]}/{Path(source).name}")
         if staged.get("inputs_path"):
             staged["inputs_path"] = self._copy_in(
-                staged["inputs_path"], f"{self.stage_dir}/io/{_digest(staged['inputs_path'])[:20]}.npz")
+                staged["inputs_path"], f"{self.stage_dir}/io/{file_sha256(staged['inputs_path'])[:20]}.npz")
         outputs_inside = None
         if staged.get("outputs_path"):
             outputs_inside = f"{self.stage_dir}/out/{time.time_ns()}.npz"

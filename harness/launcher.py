@@ -87,26 +87,14 @@ class LocalLauncher:
                     peak = max(peak, _rss(proc.pid))
                     if peak > memory_cap_bytes:
                         stderr = _kill(proc)
-                        return _failure("oom", f"worker exceeded the memory cap: resident {peak / 2**20:.0f} MiB "
+                        return failure_result("oom", f"worker exceeded the memory cap: resident {peak / 2**20:.0f} MiB "
                                                f"> {memory_cap_bytes / 2**20:.0f} MiB", stderr)
                 if time.monotonic() >= deadline:
                     stderr = _kill(proc)
-                    return _failure("timeout", f"worker exceeded {timeout_s:g} s", stderr)
+                    return failure_result("timeout", f"worker exceeded {timeout_s:g} s", stderr)
         if proc.returncode < 0:
-            return _failure("crashed", f"worker killed by {_signal_name(proc.returncode)}", stderr)
-        lines = [ln for ln in stdout.splitlines() if ln.strip()]
-        try:
-            result = json.loads(lines[-1]) if lines else None
-        except json.JSONDecodeError:
-            result = None
-        if not isinstance(result, dict) or "status" not in result:
-            what = "no result" if not lines else "a result that is not a JSON object with a status"
-            return _failure("crashed", f"worker exited with code {proc.returncode} and {what}", stderr)
-        if result["status"] == "failed" and str(result.get("error", "")).startswith("MemoryError"):
-            result["status"] = "oom"
-        if result["status"] != "ok" and stderr:
-            result["stderr_tail"] = tail(stderr)
-        return result
+            return failure_result("crashed", f"worker killed by {_signal_name(proc.returncode)}", stderr)
+        return parse_result(stdout, stderr, f"worker exited with code {proc.returncode}")
 
 
 def _die_with_parent() -> None:
@@ -129,5 +117,29 @@ def _kill(proc: subprocess.Popen) -> str:
     return stderr or ""
 
 
-def _failure(status: str, error: str, stderr: str) -> dict[str, Any]:
-    return {"status": status, "error": error, "measurements": [], "context": {}, "stderr_tail": tail(stderr)}
+def failure_result(status: str, error: str, stderr: str = "") -> dict[str, Any]:
+    """A result for a child that gave none (killed, hung, unreachable), with the tail of its stderr."""
+    out = {"status": status, "error": error, "measurements": [], "context": {}}
+    if stderr:
+        out["stderr_tail"] = tail(stderr)
+    return out
+
+
+def parse_result(stdout: str, stderr: str, exited: str) -> dict[str, Any]:
+    """The child's JSON result (its last stdout line), or a ``crashed`` result saying what came instead.
+
+    ``exited`` describes how the child ended, e.g. "worker exited with code 3". A MemoryError is ``oom``.
+    """
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    try:
+        result = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        result = None
+    if not isinstance(result, dict) or "status" not in result:
+        what = "no result" if not lines else "a result that is not a JSON object with a status"
+        return failure_result("crashed", f"{exited} and {what}", stderr)
+    if result["status"] == "failed" and str(result.get("error", "")).startswith("MemoryError"):
+        result["status"] = "oom"
+    if result["status"] != "ok" and stderr:
+        result["stderr_tail"] = tail(stderr)
+    return result

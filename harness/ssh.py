@@ -20,7 +20,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.capture import tail
+from harness.hashing import file_sha256
+from harness.launcher import failure_result, parse_result
 from harness.types import SshSettings
 
 REMOTE_EXIT_TIMEOUT = 124
@@ -39,14 +40,6 @@ def worker_bundle() -> tuple[bytes, str]:
             zf.writestr(info, path.read_bytes())
     data = buffer.getvalue()
     return data, hashlib.sha256(data).hexdigest()
-
-
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Unreachable(Exception):
@@ -159,18 +152,18 @@ class SshLauncher:
         staged = json.loads(json.dumps(request))
         artifact = staged.get("artifact")
         if artifact and artifact.get("path"):
-            digest = artifact.get("sha256") or _file_digest(artifact["path"])
+            digest = artifact.get("sha256") or file_sha256(artifact["path"])
             remote = posixpath.join(wd, "artifacts", digest[:20], Path(artifact["path"]).name)
             self._upload(artifact["path"], remote, Path(artifact["path"]).stat().st_size)
             artifact["path"] = remote
             source = artifact.get("recipe", {}).get("source")
             if artifact.get("format") == "torch" and source:
-                remote_src = posixpath.join(wd, "models", _file_digest(source)[:20], Path(source).name)
+                remote_src = posixpath.join(wd, "models", file_sha256(source)[:20], Path(source).name)
                 self._upload(source, remote_src, Path(source).stat().st_size)
                 artifact["recipe"]["source"] = remote_src
         if staged.get("inputs_path"):
             local = staged["inputs_path"]
-            remote = posixpath.join(wd, "io", _file_digest(local)[:20] + ".npz")
+            remote = posixpath.join(wd, "io", file_sha256(local)[:20] + ".npz")
             self._upload(local, remote, Path(local).stat().st_size)
             staged["inputs_path"] = remote
         remote_outputs = None
@@ -217,17 +210,7 @@ class SshLauncher:
             return _result("timeout", f"worker exceeded {timeout_s:g} s on {self.settings.host}", err)
         if status > 128:
             return _result("crashed", f"worker on {self.settings.host} killed by signal {status - 128}", err)
-        lines = [ln for ln in out.splitlines() if ln.strip()]
-        try:
-            result = json.loads(lines[-1]) if lines else None
-        except json.JSONDecodeError:
-            result = None
-        if not isinstance(result, dict) or "status" not in result:
-            return _result("crashed", f"worker on {self.settings.host} exited with code {status} and no result", err)
-        if result["status"] == "failed" and str(result.get("error", "")).startswith("MemoryError"):
-            result["status"] = "oom"
-        if result["status"] != "ok" and err:
-            result["stderr_tail"] = tail(err)
+        result = parse_result(out, err, f"worker on {self.settings.host} exited with code {status}")
         if remote_outputs and result["status"] == "ok":
             self._sftp.get(remote_outputs, request["outputs_path"])
             self._sftp.remove(remote_outputs)
@@ -236,7 +219,4 @@ class SshLauncher:
 
 
 def _result(status: str, error: str, stderr: str = "") -> dict[str, Any]:
-    out = {"status": status, "error": error, "measurements": [], "context": {}}
-    if stderr:
-        out["stderr_tail"] = tail(stderr)
-    return out
+    return failure_result(status, error, stderr)

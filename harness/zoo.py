@@ -6,12 +6,12 @@ no other file needs an edit.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.errors import HarnessInputError
+from harness.pyfile import import_python_file
 from harness.registry import MODELS
 from harness.types import ModelSpec
 
@@ -60,19 +60,7 @@ def load_model_file(path: Path) -> list[str]:
     if _loaded_files.get(path) == digest:
         return [n for n in MODELS.names() if MODELS.get(n).source == str(path)]
     before = {n for n in MODELS.names() if MODELS.get(n).source != str(path)}
-    module_name = f"edge_harness_models.{path.stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise HarnessInputError(f"{path}: not an importable Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except HarnessInputError:
-        raise
-    except Exception as exc:  # a user's model file: report it in one line
-        sys.modules.pop(module_name, None)
-        raise HarnessInputError(f"{path}: failed to import: {type(exc).__name__}: {exc}") from exc
+    import_python_file(path, f"edge_harness_models.{path.stem}", "model file")
     _loaded_files[path] = digest
     added = sorted(set(MODELS.names()) - before)
     if not added:

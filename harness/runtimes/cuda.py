@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from importlib.metadata import version
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from harness.registry import RUNTIMES
 from harness.runtimes.onnxruntime_rt import OnnxRuntime
