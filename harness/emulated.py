@@ -26,7 +26,7 @@ RPI4_CPUINFO = "".join(
     f"CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n" for i in range(4)
 ) + "Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
 
-EMULATED_NOTE = "qemu-user emulation: a functional check, never a latency claim (20–470× slower than native)"
+EMULATED_NOTE = "qemu-user emulation: a functional check, never a latency claim (many times slower than native)"
 
 
 class EmulatedLauncher(LocalLauncher):

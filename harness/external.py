@@ -92,16 +92,9 @@ def read_signature(fmt: str, path: str) -> list[dict[str, Any]]:
             shape = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
             out.append({"name": i.name, "shape": shape, "dtype": types[i.type]})
         return out
-    from harness.runtimes.litert_rt import _arg_number, _interpreter_module
+    from harness.runtimes.litert_rt import io_details, open_interpreter
 
-    module, _ = _interpreter_module()
-    interp = module.Interpreter(model_path=path)
-    signatures = interp.get_signature_list()
-    if signatures:
-        details = interp.get_signature_runner(next(iter(signatures))).get_input_details()
-        ordered = [details[n] | {"name": n} for n in sorted(details, key=_arg_number)]
-    else:
-        ordered = interp.get_input_details()
+    ordered, _ = io_details(open_interpreter(path))
     return [{"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
             for d in ordered]
 

@@ -28,6 +28,26 @@ def _arg_number(name: str) -> int:
     return int(found.group(1)) if found else 0
 
 
+def open_interpreter(path: str, threads: int = 0) -> Any:
+    """A LiteRT interpreter for ``path`` (ai_edge_litert, else tflite_runtime), tensors allocated."""
+    module, _ = _interpreter_module()
+    interp = module.Interpreter(model_path=path, **({"num_threads": threads} if threads else {}))
+    interp.allocate_tensors()
+    return interp
+
+
+def io_details(interp: Any) -> tuple[list[dict], list[dict]]:
+    """Input and output tensor details in the order of the model's arguments (args_0, args_1, ...),
+    each with its ``name``; the default signature when the model has one."""
+    signatures = interp.get_signature_list()
+    if not signatures:
+        return interp.get_input_details(), interp.get_output_details()
+    runner = interp.get_signature_runner(next(iter(signatures)))
+    ins, outs = runner.get_input_details(), runner.get_output_details()
+    return ([ins[n] | {"name": n} for n in sorted(ins, key=_arg_number)],
+            [outs[n] | {"name": n} for n in sorted(outs, key=_arg_number)])
+
+
 @RUNTIMES.register("litert")
 class LiteRTRuntime:
     name = "litert"
@@ -59,21 +79,10 @@ class LiteRTRuntime:
         _interpreter_module()
 
     def load(self, artifact: Artifact) -> None:
-        module, _ = _interpreter_module()
-        kwargs = {"num_threads": self.options.threads} if self.options.threads else {}
-        interp = module.Interpreter(model_path=artifact.path, **kwargs)
-        interp.allocate_tensors()
-        signatures = interp.get_signature_list()
-        if signatures:
-            # Inputs in the order of the model's arguments (args_0, args_1, ...), by tensor index.
-            runner = interp.get_signature_runner(next(iter(signatures)))
-            ins = runner.get_input_details()
-            outs = runner.get_output_details()
-            self._in = [ins[n]["index"] for n in sorted(ins, key=_arg_number)]
-            self._out = [outs[n]["index"] for n in sorted(outs, key=_arg_number)]
-        else:
-            self._in = [d["index"] for d in interp.get_input_details()]
-            self._out = [d["index"] for d in interp.get_output_details()]
+        interp = open_interpreter(artifact.path, self.options.threads)
+        ins, outs = io_details(interp)
+        self._in = [d["index"] for d in ins]
+        self._out = [d["index"] for d in outs]
         self._interp = interp
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
