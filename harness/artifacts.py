@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 from harness.capture import captured_output, tail
 from harness.exporters import Exporter
 from harness.hashing import file_sha256
-from harness.types import Artifact, ModelSpec
+from harness.types import Artifact, CompressionSpec, ModelSpec
 from harness.zoo import source_digest
 
 
@@ -78,30 +79,33 @@ class ArtifactCache:
         root.mkdir(parents=True, exist_ok=True)
 
     # -- lookup -------------------------------------------------------------------------------------
-    def _load(self, artifact_id: str) -> Artifact | None:
+    def lookup(self, artifact_id: str) -> Artifact | None:
         meta = self.root / artifact_id / "artifact.json"
         if not meta.is_file():
             return None
         artifact = Artifact.from_dict(json.loads(meta.read_text()))
         if artifact.status == "ok" and not Path(artifact.path).is_file():
             return None  # file removed behind our back: rebuild
+        if artifact.status == "ok" and artifact.gzip_bytes is None:  # cached by an older harness
+            artifact = dataclasses.replace(artifact, gzip_bytes=gzip_size(Path(artifact.path)))
+            _write_meta(self.root / artifact_id, artifact)
         return artifact
 
-    def _store(self, artifact: Artifact, staged_file: Path | None) -> Artifact:
+    def store(self, artifact: Artifact, staged_file: Path | None) -> Artifact:
         """Move a staged file into place and write its description atomically."""
         folder = self.root / artifact.id
         folder.mkdir(parents=True, exist_ok=True)
         if staged_file is not None:
             os.replace(staged_file, artifact.path)
         if artifact.status == "ok":
-            artifact = dataclasses.replace(artifact, sha256=file_sha256(Path(artifact.path)))
-        tmp = folder / "artifact.json.tmp"
-        tmp.write_text(json.dumps(artifact.to_dict(), indent=1))
-        os.replace(tmp, folder / "artifact.json")
-        self.stats.built.append(artifact.id)
+            path = Path(artifact.path)
+            artifact = dataclasses.replace(artifact, sha256=file_sha256(path), gzip_bytes=gzip_size(path))
+        _write_meta(folder, artifact)
+        if artifact.id not in self.stats.built:
+            self.stats.built.append(artifact.id)
         return artifact
 
-    def _reuse(self, artifact: Artifact) -> Artifact:
+    def reuse(self, artifact: Artifact) -> Artifact:
         self.stats.reused.append(artifact.id)
         return artifact
 
@@ -136,9 +140,9 @@ class ArtifactCache:
         config = {"model": spec.name, "builder_kwargs": dict(spec.builder_kwargs), "seed": spec.seed,
                   "source_sha256": source_digest(spec)}
         artifact_id = content_id(None, "build", config, {"torch": version("torch")})
-        cached = self._load(artifact_id)
+        cached = self.lookup(artifact_id)
         if cached:
-            return self._reuse(cached)
+            return self.reuse(cached)
         folder = self.root / artifact_id
         folder.mkdir(parents=True, exist_ok=True)
         staged = folder / "model.pt.tmp"
@@ -150,7 +154,7 @@ class ArtifactCache:
             id=artifact_id, format="torch", path=str(path), bytes=staged.stat().st_size, model=spec.name,
             variant="fp32", batch_size=None, parent_id=None, recipe=recipe,
         )
-        return self._store(artifact, staged)
+        return self.store(artifact, staged)
 
     def export(
         self,
@@ -160,17 +164,19 @@ class ArtifactCache:
         io: ModelIO,
         batch_size: int,
         tolerance: float,
+        expected_path: str | None = None,
     ) -> Artifact:
-        """Export ``model`` (built from ``parent``) and validate it against the fp32 reference.
+        """Export ``model`` (built from ``parent``) and validate it against what ``model`` computes
+        (``expected_path``; by default the fp32 reference).
 
         The export fails, and stays failed in the cache, when its max-abs error exceeds
         ``tolerance × max(1, max |reference|)``.
         """
         config = {"batch": batch_size, "tolerance": tolerance}
         artifact_id = content_id(parent.id, f"export-{exporter.name}", config, exporter.tool_versions())
-        cached = self._load(artifact_id)
+        cached = self.lookup(artifact_id)
         if cached:
-            return self._reuse(cached)
+            return self.reuse(cached)
         folder = self.root / artifact_id
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"model{exporter.suffix}"
@@ -178,6 +184,7 @@ class ArtifactCache:
             id=artifact_id, format=exporter.format, path=str(path), model=parent.model,
             variant=parent.variant, batch_size=batch_size, parent_id=parent.id,
             recipe={"step": f"export-{exporter.name}", **config, "tools": exporter.tool_versions()},
+            compression=dict(parent.compression),
         )
         inputs = _load_npz(io.inputs_path)
         log: list[str] = []
@@ -189,7 +196,7 @@ class ArtifactCache:
             except Exception as exc:  # an exporter failure is a result to record, not a crash
                 detail = tail("".join(log), 5)
                 error = f"{exporter.name} export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                return self._store(Artifact(bytes=0, status="failed", error=f"{error}\n{detail}".strip(), **base), None)
+                return self.store(Artifact(bytes=0, status="failed", error=f"{error}\n{detail}".strip(), **base), None)
             size = staged.stat().st_size
             shutil.move(str(staged), str(path))
         artifact = Artifact(bytes=size, **base)
@@ -197,8 +204,8 @@ class ArtifactCache:
             outputs = self.validate(artifact, exporter.validation_runtime, io.inputs_path)
         except RuntimeError as exc:
             failed = Artifact(bytes=size, status="failed", error=f"validation failed: {exc}", **base)
-            return self._store(failed, None)
-        reference = load_outputs(io.reference_path)
+            return self.store(failed, None)
+        reference = load_outputs(expected_path or io.reference_path)
         err = max_abs_error(outputs, reference)
         scale = max(1.0, max(float(np.max(np.abs(r))) for r in reference))
         if err > tolerance * scale:
@@ -207,8 +214,24 @@ class ArtifactCache:
                 error=f"export error {err:.3g} exceeds tolerance {tolerance * scale:.3g} (max-abs vs PyTorch)",
                 **base,
             )
-            return self._store(failed, None)
-        return self._store(Artifact(bytes=size, export_max_abs_error=err, **base), None)
+            return self.store(failed, None)
+        return self.store(Artifact(bytes=size, export_max_abs_error=err, **base), None)
+
+
+def gzip_size(path: Path) -> int:
+    """Bytes of the file after zlib/gzip level 6: zeroed weights shrink here, not in the file itself."""
+    compressor = zlib.compressobj(6)
+    size = 0
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            size += len(compressor.compress(chunk))
+    return size + len(compressor.flush())
+
+
+def _write_meta(folder: Path, artifact: Artifact) -> None:
+    tmp = folder / "artifact.json.tmp"
+    tmp.write_text(json.dumps(artifact.to_dict(), indent=1))
+    os.replace(tmp, folder / "artifact.json")
 
 
 def _load_npz(path: str) -> dict[str, np.ndarray]:

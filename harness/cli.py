@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--target", action="append", metavar="NAME", help="target profile(s) instead of the suite's")
     run.add_argument("--model", action="append", metavar="NAME", help="model(s) instead of the suite's")
     run.add_argument("--format", action="append", choices=["torch", "onnx", "tflite"], help="format(s) instead of the suite's")
+    run.add_argument("--variant", action="append", metavar="NAME",
+                     help="only these compressed variants of the suite (and those they build on); 'none' for none")
     run.add_argument("--artifact", action="append", type=Path, metavar="FILE",
                      help="measure this .onnx or .tflite file as it is (instead of the suite's models)")
     run.add_argument("--out", type=Path, metavar="DIR", help="run folder (default: reports/<suite>-<timestamp>)")
@@ -40,8 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", type=Path, metavar="DIR", help="artifact cache (default: ~/.cache/edge-harness)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    lst = sub.add_parser("list", help="list models or targets", description="List the models in models/ or the targets in targets/.")
-    lst.add_argument("what", choices=["models", "targets"])
+    lst = sub.add_parser("list", help="list models, targets or compressors",
+                         description="List the models in models/, the targets in targets/ or the registered compressors.")
+    lst.add_argument("what", choices=["models", "targets", "compressors"])
 
     rep = sub.add_parser("report", help="derive CSV and HTML from a results file",
                          description="Write results.csv, summary.csv and index.html from a results.jsonl.")
@@ -69,6 +72,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.quick:
         overrides["settings"] = dataclasses.replace(suite.settings, **QUICK_SETTINGS)
     suite = dataclasses.replace(suite, **overrides)
+    if args.variant:
+        suite = suite.select_variants(tuple(args.variant))
+    if args.artifact:
+        suite = dataclasses.replace(suite, variants=())
     if args.resume and not args.out:
         out = latest_run_dir(paths.reports_dir(), suite.name)
     else:
@@ -78,7 +85,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         targets_dir=paths.targets_dir(), progress=not args.no_progress, resume=args.resume,
         external=tuple(args.artifact or ()),
     )
-    print(f"suite {suite.name}: {len(runner.models)} models × {', '.join(suite.formats)}"
+    print(f"suite {suite.name}: {len(runner.models)} models × {1 + len(suite.variants)} variants × "
+          f"{', '.join(suite.formats)}"
           + (f" + {len(runner.external)} artifact files" if runner.external else "")
           + f" on {', '.join(suite.targets)} → {out}", file=sys.stderr)
     summary = runner.run()
@@ -97,6 +105,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     from harness import paths
 
+    if args.what == "compressors":
+        from harness.compress import compressor
+        from harness.registry import COMPRESSORS
+
+        for name in COMPRESSORS.names():
+            comp = compressor(name)
+            params = ", ".join(f"{k}={v!r}" for k, v in comp.params.items()) or "no parameters"
+            print(f"{name:16} {comp.stage:6} {comp.description} ({params})")
+        return EXIT_OK
     if args.what == "models":
         from harness.zoo import discover, get_model
 

@@ -4,9 +4,10 @@ through the artifact cache. A model that crashes or hangs while being built or e
 process only.
 
 Request: ``model``, ``source`` (the model file), ``cache`` (folder), ``formats``, ``batch_sizes``,
-``tolerance``, ``timeout_s`` (for each validation worker).
-Result: ``status``, ``torch`` (Artifact dict), ``batches`` ({batch: {"io": {...}, "exports": {fmt: Artifact
-dict}}}), ``built`` and ``reused`` (artifact ids).
+``tolerance``, ``timeout_s`` (for each validation worker), ``variants`` (CompressionSpec dicts, optional).
+Result: ``status``, ``torch`` (the fp32 Artifact dict), ``batches`` ({batch: {"io": {...}, "variants":
+{variant: {"expected_path": outputs its artifacts must reproduce ('' = none: judged by fidelity only),
+"artifacts": {fmt: Artifact dict}}}}}) with "fp32" first, ``built`` and ``reused`` (artifact ids).
 """
 from __future__ import annotations
 
@@ -42,24 +43,74 @@ def validate_in_worker(timeout_s: float):
 
 def prepare(request: dict[str, Any]) -> dict[str, Any]:
     from harness.artifacts import ArtifactCache
+    from harness.compress import calibration_batches, compressor
+    from harness.compress.steps import compress_onnx, compress_torch, expected_outputs
     from harness.exporters import exporter_for_format
+    from harness.types import Artifact, CompressionSpec
     from harness.zoo import get_model, load_model_file
 
     load_model_file(Path(request["source"]))
     spec = get_model(request["model"])
     model = spec.builder(**spec.builder_kwargs)
     cache = ArtifactCache(Path(request["cache"]), validate=validate_in_worker(float(request["timeout_s"])))
+    tolerance = float(request["tolerance"])
     base = cache.torch_artifact(spec, model)
+    variants = [CompressionSpec.from_dict(v) for v in request.get("variants", ())]
+    torch_stage = [v for v in variants if compressor(v.method).stage == "torch"]
+    file_stage = [v for v in variants if compressor(v.method).stage == "onnx"]
+
+    # Torch-level variants (in suite order: a variant may build on an earlier one).
+    torch_variants: dict[str, tuple[Artifact, Any]] = {"fp32": (base, model)}
+    for v in torch_stage:
+        parent, parent_model = torch_variants[v.after or "fp32"]
+        if parent_model is None:
+            torch_variants[v.name] = (_failed_child(parent, v.name), None)
+            continue
+        calibration = calibration_batches(spec.make_inputs, 16, spec.seed, 8)
+        torch_variants[v.name] = compress_torch(cache, parent, parent_model, v, calibration)
+
     batches: dict[str, Any] = {}
     for batch in request["batch_sizes"]:
         io = cache.model_io(spec, model, int(batch))
-        exports = {
-            fmt: cache.export(base, model, exporter_for_format(fmt), io, int(batch), float(request["tolerance"])).to_dict()
-            for fmt in request["formats"] if fmt != "torch"
+        entries: dict[str, Any] = {}
+        for name, (artifact, variant_model) in torch_variants.items():
+            expected = io.reference_path
+            if name != "fp32" and variant_model is not None:
+                expected = expected_outputs(cache, artifact, variant_model, io)
+            exports = {"torch": artifact}
+            for fmt in request["formats"]:
+                if fmt == "torch":
+                    continue
+                if variant_model is None:
+                    exports[fmt] = _failed_child(artifact, name, fmt)
+                else:
+                    exports[fmt] = cache.export(artifact, variant_model, exporter_for_format(fmt), io, int(batch),
+                                                tolerance, expected_path=expected)
+            entries[name] = {"expected_path": expected, "artifacts": exports}
+        for v in file_stage:
+            parent = entries.get(v.after or "fp32", {}).get("artifacts", {}).get("onnx")
+            if parent is None:  # the suite does not export ONNX: nothing to quantize
+                continue
+            calibration = calibration_batches(spec.make_inputs, int(batch), spec.seed,
+                                              int(v.params.get("calibration_batches", 16)))
+            entries[v.name] = {"expected_path": "",
+                               "artifacts": {"onnx": compress_onnx(cache, parent, v, calibration, io)}}
+        batches[str(batch)] = {
+            "io": dataclasses.asdict(io),
+            "variants": {name: {"expected_path": e["expected_path"],
+                                "artifacts": {fmt: a.to_dict() for fmt, a in e["artifacts"].items()
+                                              if fmt in request["formats"]}}
+                         for name, e in entries.items()},
         }
-        batches[str(batch)] = {"io": dataclasses.asdict(io), "exports": exports}
     return {"status": "ok", "error": "", "torch": base.to_dict(), "batches": batches,
             "built": cache.stats.built, "reused": cache.stats.reused}
+
+
+def _failed_child(parent: Any, variant: str, fmt: str | None = None) -> Any:
+    """A failed artifact standing for what could not be made because its parent failed."""
+    return dataclasses.replace(parent, id=f"{parent.id}-{variant}-{fmt or parent.format}", variant=variant,
+                               format=fmt or parent.format, path="", status="failed",
+                               error=parent.error or "its parent failed")
 
 
 if __name__ == "__main__":

@@ -51,3 +51,4 @@ class Registry(Generic[T]):
 MODELS: Registry = Registry("model")
 EXPORTERS: Registry = Registry("exporter")
 RUNTIMES: Registry = Registry("runtime")
+COMPRESSORS: Registry = Registry("compressor")

@@ -3,7 +3,6 @@ pass, then a memory pass), and append one RunRecord per job to the results store
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import tempfile
 import time
@@ -14,6 +13,7 @@ from typing import Any, Iterator
 
 from harness import __version__
 from harness.artifacts import load_outputs, max_abs_error
+from harness.fidelity import compression_measurements, output_fidelity
 from harness.context import git_commit
 from harness.errors import HarnessInputError
 from harness.external import describe
@@ -99,9 +99,22 @@ class SuiteRunner:
     def _runtimes_for(self, target: TargetProfile, fmt: str) -> list[str]:
         return [r for r in target.runtimes if fmt in runtime_class(r).formats]
 
+    def _variant_formats(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(variant, formats it is measured in): torch-level variants in every suite format, ONNX-level
+        ones in ONNX only."""
+        from harness.compress import compressor
+
+        out = [("fp32", self.suite.formats)]
+        for v in self.suite.variants:
+            stage = compressor(v.method).stage
+            out.append((v.name, self.suite.formats if stage == "torch" else
+                        tuple(f for f in self.suite.formats if f == stage)))
+        return out
+
     def job_count(self) -> int:
         per_model = sum(
-            len(self._runtimes_for(t, fmt)) for t in self.targets for fmt in self.suite.formats
+            len(self._runtimes_for(t, fmt)) for t in self.targets
+            for _, formats in self._variant_formats() for fmt in formats
         ) * len(self.suite.batch_sizes)
         external = sum(len(self._runtimes_for(t, a.format)) for t in self.targets for a, _ in self.external)
         return per_model * len(self.models) + external
@@ -113,7 +126,8 @@ class SuiteRunner:
             prepared = self.launcher.run(
                 {"model": model_name, "source": spec.source, "cache": str(self.cache_dir),
                  "formats": list(self.suite.formats), "batch_sizes": list(self.suite.batch_sizes),
-                 "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s},
+                 "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
+                 "variants": [v.to_dict() for v in self.suite.variants]},
                 self.suite.settings.prepare_timeout_s, module="harness.prepare",
             )
             if prepared["status"] != "ok":
@@ -121,17 +135,21 @@ class SuiteRunner:
                 continue
             self.exports_built += prepared["built"]
             self.exports_reused += prepared["reused"]
-            base = Artifact.from_dict(prepared["torch"])
             for batch in self.suite.batch_sizes:
                 entry = prepared["batches"][str(batch)]
                 io = entry["io"]
-                for fmt in self.suite.formats:
-                    artifact = base if fmt == "torch" else Artifact.from_dict(entry["exports"][fmt])
-                    for target in self.targets:
-                        for runtime in self._runtimes_for(target, fmt):
-                            job = Job(artifact, runtime, target.name, self.suite.settings,
-                                      io["inputs_path"], io["reference_path"], batch)
-                            yield PlannedJob(job, artifact.error if artifact.status != "ok" else "")
+                for variant, formats in self._variant_formats():
+                    produced = entry["variants"].get(variant, {"expected_path": "", "artifacts": {}})
+                    for fmt in formats:
+                        if fmt not in produced["artifacts"]:
+                            continue
+                        artifact = Artifact.from_dict(produced["artifacts"][fmt])
+                        for target in self.targets:
+                            for runtime in self._runtimes_for(target, fmt):
+                                job = Job(artifact, runtime, target.name, self.suite.settings,
+                                          io["inputs_path"], io["reference_path"], batch,
+                                          expected_path=produced["expected_path"])
+                                yield PlannedJob(job, artifact.error if artifact.status != "ok" else "")
 
         for artifact, inputs_path in self.external:
             for target in self.targets:
@@ -143,14 +161,15 @@ class SuiteRunner:
         """Every job of a model whose prepare step failed, crashed or hung, carrying that status."""
         error = f"preparing {spec.name} {prepared['status']}: {_error_text(prepared)}"
         for batch in self.suite.batch_sizes:
-            for fmt in self.suite.formats:
-                placeholder = Artifact(id=f"unprepared-{spec.name}-{fmt}-b{batch}", format=fmt, path="", bytes=0,
-                                       model=spec.name, variant="fp32", batch_size=batch, parent_id=None,
-                                       recipe={}, status=prepared["status"], error=error)
-                for target in self.targets:
-                    for runtime in self._runtimes_for(target, fmt):
-                        job = Job(placeholder, runtime, target.name, self.suite.settings, "", "", batch)
-                        yield PlannedJob(job, error)
+            for variant, formats in self._variant_formats():
+                for fmt in formats:
+                    placeholder = Artifact(id=f"unprepared-{spec.name}-{variant}-{fmt}-b{batch}", format=fmt,
+                                           path="", bytes=0, model=spec.name, variant=variant, batch_size=batch,
+                                           parent_id=None, recipe={}, status=prepared["status"], error=error)
+                    for target in self.targets:
+                        for runtime in self._runtimes_for(target, fmt):
+                            job = Job(placeholder, runtime, target.name, self.suite.settings, "", "", batch)
+                            yield PlannedJob(job, error)
 
     # -- running ------------------------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -273,7 +292,9 @@ class SuiteRunner:
         measurements: list[Measurement] = [Measurement("artifact_size", job.artifact.bytes, "bytes", "stat")]
         if job.artifact.export_max_abs_error is not None:
             measurements.append(Measurement("export_max_abs_error", job.artifact.export_max_abs_error,
-                                            "abs", "validation-vs-torch-fp32"))
+                                            "abs", "validation-vs-own-torch-model"))
+        if job.artifact.gzip_bytes is not None:
+            measurements.append(Measurement("artifact_gzip_size", job.artifact.gzip_bytes, "bytes", "zlib-6"))
         with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
             outputs_path = str(Path(tmp) / "outputs.npz")
             result = launcher.run(self._worker_job(job, target, "latency", outputs_path),
@@ -284,16 +305,22 @@ class SuiteRunner:
                 return record(result["status"], _error_text(result), tuple(measurements))
             measurements.extend(self._label(target, result["measurements"]))
             # A user's own artifact has no PyTorch reference: no fidelity figure, rather than a made-up one.
+            outputs = load_outputs(outputs_path)
             reference = load_outputs(job.reference_path) if job.reference_path else None
-            err = max_abs_error(load_outputs(outputs_path), reference) if reference is not None else None
-        if err is not None and not math.isfinite(err):
-            return record("failed", "outputs differ in count or shape from the PyTorch reference",
-                          tuple(measurements))
-        if err is not None:
-            measurements.append(Measurement("max_abs_error", err, "abs", "vs-torch-fp32"))
-            allowed = self.suite.export_tolerance * max(1.0, max(float(abs(r).max()) for r in reference))
+            expected = load_outputs(job.expected_path) if job.expected_path else None
+        if reference is not None:
+            fidelity = output_fidelity(outputs, reference)
+            if fidelity is None:
+                return record("failed", "outputs differ in count or shape from the PyTorch reference",
+                              tuple(measurements))
+            measurements.extend(fidelity)
+        measurements.extend(compression_measurements(job.artifact))
+        if expected is not None:
+            err = max_abs_error(outputs, expected)
+            allowed = self.suite.export_tolerance * max(1.0, max(float(abs(r).max()) for r in expected))
             if err > allowed:
-                return record("failed", f"outputs on {target.name} differ from PyTorch by {err:.3g} "
+                what = "PyTorch" if job.expected_path == job.reference_path else f"its {job.artifact.variant} PyTorch model"
+                return record("failed", f"outputs on {target.name} differ from {what} by {err:.3g} "
                                         f"(tolerance {allowed:.3g})", tuple(measurements))
         memory = launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s,
                               memory_cap_bytes=target.memory_cap_bytes)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.errors import HarnessInputError
 from harness.tomlconfig import check_keys, check_list_of, read_toml
-from harness.types import FORMATS, RunSettings
+from harness.types import FORMATS, CompressionSpec, RunSettings
 
 _SCHEMA = {
     "name": str,
@@ -18,7 +18,9 @@ _SCHEMA = {
     "batch_sizes": list,
     "export_tolerance": (float, int),
     "settings": dict,
+    "variants": list,
 }
+_VARIANT_KEYS = {"name": str, "method": str, "after": str}
 _SETTING_TYPES = {f.name: (float, int) if f.type in ("float", "float | None") else int
                   for f in dataclasses.fields(RunSettings)}
 
@@ -34,6 +36,23 @@ class Suite:
     export_tolerance: float
     settings: RunSettings
     source: str = ""
+    variants: tuple[CompressionSpec, ...] = ()
+    """Compressed variants measured beside the fp32 model, in order (a variant may build on an earlier one)."""
+
+    def select_variants(self, names: tuple[str, ...]) -> "Suite":
+        """Only the named variants and those they build on; ("none",) keeps none."""
+        if names == ("none",):
+            return dataclasses.replace(self, variants=())
+        by_name = {v.name: v for v in self.variants}
+        wanted: set[str] = set()
+        for name in names:
+            if name not in by_name:
+                known = ", ".join(by_name) or "none defined"
+                raise HarnessInputError(f"{self.source}: no variant {name!r} (known: {known})")
+            while name:
+                wanted.add(name)
+                name = by_name[name].after
+        return dataclasses.replace(self, variants=tuple(v for v in self.variants if v.name in wanted))
 
 
 def load_suite(path: Path) -> Suite:
@@ -71,4 +90,39 @@ def load_suite(path: Path) -> Suite:
         export_tolerance=float(data.get("export_tolerance", 1e-4)),
         settings=settings,
         source=str(path),
+        variants=load_variants(path, data.get("variants", [])),
     )
+
+
+def load_variants(path: Path, tables: list) -> tuple[CompressionSpec, ...]:
+    """``[[variants]]`` tables: name, method, after, and the compressor's parameters."""
+    from harness.compress import compressor, resolve_params
+
+    variants: list[CompressionSpec] = []
+    stages: dict[str, str] = {"fp32": "torch"}
+    for i, table in enumerate(tables):
+        where = f"variants[{i}]"
+        if not isinstance(table, dict):
+            raise HarnessInputError(f"{path}: {where} must be a table ([[variants]])")
+        if "method" not in table:
+            raise HarnessInputError(f"{path}: {where} needs a 'method' (a compressor: harness list compressors)")
+        fixed = {k: v for k, v in table.items() if k in _VARIANT_KEYS}
+        check_keys(path, fixed, _VARIANT_KEYS, where=where)
+        method = table["method"]
+        try:
+            comp = compressor(method)
+            params = resolve_params(method, {k: v for k, v in table.items() if k not in _VARIANT_KEYS})
+        except HarnessInputError as exc:
+            raise HarnessInputError(f"{path}: {where}: {exc}") from None
+        name = table.get("name", method)
+        after = table.get("after", "")
+        if name in stages:
+            raise HarnessInputError(f"{path}: {where}: variant name {name!r} is used twice (or is reserved)")
+        if after and after not in stages:
+            raise HarnessInputError(f"{path}: {where}: 'after' = {after!r} names no earlier variant")
+        if after and comp.stage == "torch" and stages[after] != "torch":
+            raise HarnessInputError(f"{path}: {where}: {method} works on a PyTorch model, but {after!r} is an "
+                                    f"{stages[after]} file")
+        stages[name] = comp.stage
+        variants.append(CompressionSpec(name=name, method=method, params=params, after=after))
+    return tuple(variants)

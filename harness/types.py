@@ -37,6 +37,27 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class CompressionSpec:
+    """One compressed variant of every model in a suite: a registered compressor and its parameters.
+
+    ``after`` names the variant this one is applied to ('' = the fp32 model), e.g. int8 quantization of a
+    channel-pruned model.
+    """
+
+    name: str
+    method: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    after: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "method": self.method, "params": dict(self.params), "after": self.after}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CompressionSpec":
+        return cls(**_known_fields(cls, data))
+
+
+@dataclass(frozen=True)
 class Artifact:
     """One file a runtime can load. ``id`` = hash(parent id, step, config, tool versions)."""
 
@@ -54,6 +75,10 @@ class Artifact:
     export_max_abs_error: float | None = None
     sha256: str = ""
     """sha256 of the file's bytes ('' for a failed export)."""
+    gzip_bytes: int | None = None
+    """Size after gzip -6 (bytes): what zeroed weights buy on disk or over the air, where dense kernels gain nothing."""
+    compression: Mapping[str, Any] = field(default_factory=dict)
+    """What the compression steps behind this artifact changed (sparsity, channels kept, quantized fractions)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -202,7 +227,11 @@ class Job:
     settings: RunSettings
     inputs_path: str
     reference_path: str
+    """fp32 PyTorch outputs for the inputs: fidelity is measured against these."""
     batch_size: int
+    expected_path: str = ""
+    """Outputs this artifact must reproduce within the export tolerance (its own PyTorch model's); '' = the
+    fp32 reference for an uncompressed artifact, and no check for a post-export compression (only fidelity)."""
 
     @property
     def key(self) -> str:

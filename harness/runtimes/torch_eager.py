@@ -1,9 +1,9 @@
-"""PyTorch eager baseline: rebuild the generator from its model file, load the saved state_dict."""
+"""PyTorch eager: rebuild the generator from its model file (compressed variants in their compressed shape),
+load the saved state_dict."""
 from __future__ import annotations
 
 import importlib.util
 from importlib.metadata import version
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from harness.registry import RUNTIMES
@@ -38,18 +38,13 @@ class TorchEagerRuntime:
     def load(self, artifact: Artifact) -> None:
         import torch
 
-        from harness.zoo import get_model, load_model_file
+        from harness.torch_model import load_torch_artifact
 
         self._torch = torch
         if self.options.threads:
             torch.set_num_threads(self.options.threads)
         torch.set_grad_enabled(False)
-        recipe = artifact.recipe
-        load_model_file(Path(recipe["source"]))
-        spec = get_model(recipe["model"])
-        model = spec.builder(**recipe["builder_kwargs"])
-        model.load_state_dict(torch.load(artifact.path, weights_only=True, map_location="cpu"))
-        self._model = model.eval()
+        self._model = load_torch_artifact(artifact)
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
         out = self._model(*(self._torch.from_numpy(a) for a in inputs.values()))

@@ -1,0 +1,87 @@
+"""Compressors: one contract, registered in ``COMPRESSORS``; each records what it changed.
+
+A compressor has ``name``, ``stage`` and ``params`` (name → default; the default's type is the type a suite
+must give), ``description`` and ``tool_versions()`` (part of the artifact id). By stage:
+
+- ``torch``: ``compress(model, params, calibration) -> (model, info)`` returns a new ``nn.Module`` (the input
+  is not modified) and a JSON-able ``info`` with what changed; ``info["structure"]``, when present, is what
+  ``restructure(model, structure)`` needs to turn a freshly built parent into the compressed module's shape,
+  so a worker can load the compressed ``state_dict`` (no pickled modules anywhere).
+- ``onnx``: ``compress_file(src, dst, params, calibration) -> info`` writes a compressed copy of an ONNX file.
+
+``calibration`` is a list of input batches (name → float32 array) drawn with seeds other than the evaluation
+latents', so fidelity is never measured on the data a compressor was fitted to.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from harness.errors import HarnessInputError
+from harness.registry import COMPRESSORS
+
+STAGES = ("torch", "onnx")
+Calibration = Sequence[Mapping[str, np.ndarray]]
+
+
+class Compressor(Protocol):
+    name: str
+    stage: str
+    description: str
+    params: Mapping[str, Any]
+
+    @staticmethod
+    def tool_versions() -> dict[str, str]: ...
+
+    def check(self, params: Mapping[str, Any]) -> None:
+        """Raise ValueError saying what is wrong with a parameter value."""
+
+
+def compressor(name: str) -> Any:
+    """An instance of the compressor registered as ``name`` (compressors are registered as classes)."""
+    return COMPRESSORS.get(name)()
+
+
+def resolve_params(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The compressor's defaults overlaid with ``given``; unknown names, wrong types and bad values are input
+    errors that say what is allowed."""
+    comp = compressor(method)
+    params = dict(comp.params)
+    for key, value in given.items():
+        if key not in comp.params:
+            allowed = ", ".join(sorted(comp.params)) or "none"
+            raise HarnessInputError(f"compressor {method!r}: unknown parameter {key!r} (allowed: {allowed})")
+        default = comp.params[key]
+        expected: tuple[type, ...] = (int, float) if isinstance(default, float) else (type(default),)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
+            raise HarnessInputError(f"compressor {method!r}: parameter {key!r} must be {type(default).__name__}, "
+                                    f"not {type(value).__name__}")
+        params[key] = float(value) if isinstance(default, float) else value
+    try:
+        comp.check(params)
+    except ValueError as exc:
+        raise HarnessInputError(f"compressor {method!r}: {exc}") from None
+    return params
+
+
+def check_choice(params: Mapping[str, Any], key: str, choices: Sequence[str]) -> None:
+    if params[key] not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}, not {params[key]!r}")
+
+
+def check_fraction(params: Mapping[str, Any], key: str = "amount") -> None:
+    if not 0.0 < params[key] < 1.0:
+        raise ValueError(f"{key} must be a fraction strictly between 0 and 1, not {params[key]}")
+
+
+def calibration_batches(make_inputs: Any, batch: int, seed: int, count: int) -> list[dict[str, np.ndarray]]:
+    """``count`` input batches with seeds ``seed+1 … seed+count`` (the evaluation inputs use ``seed``)."""
+    return [make_inputs(batch, seed + 1 + i) for i in range(count)]
+
+
+def _register_builtin() -> None:
+    from harness.compress import channels, onnx_quant, unstructured  # noqa: F401  (register on import)
+
+
+_register_builtin()

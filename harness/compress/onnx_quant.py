@@ -1,0 +1,133 @@
+"""Post-export compression of ONNX files with ONNX Runtime's own tools.
+
+- ``quant-dynamic``: ``onnxruntime.quantization.quantize_dynamic`` (int8 weights, activations quantized at
+  run time). It quantizes MatMul/Gemm-style ops only: a ConvTranspose generator comes out unchanged, and
+  the coverage figures say so.
+- ``quant-static``: ``quantize_static`` with a calibration reader over latents the evaluation never uses,
+  QDQ (or QOperator) format, per-channel weights optional.
+- ``fp16``: ``onnxruntime.transformers.float16.convert_float_to_float16`` with fp32 inputs and outputs kept.
+
+Every result carries the coverage of ``harness.compress.coverage``: the share of weights and compute ops
+that really became int8 / fp16.
+"""
+from __future__ import annotations
+
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from harness.compress import Calibration, check_choice
+from harness.compress.coverage import onnx_coverage
+from harness.registry import COMPRESSORS
+
+
+def _versions() -> dict[str, str]:
+    return {"onnxruntime": version("onnxruntime"), "onnx": version("onnx")}
+
+
+def _quant_type(name: str) -> Any:
+    from onnxruntime.quantization import QuantType
+
+    return {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[name]
+
+
+def _preprocessed(src: str, folder: str) -> str:
+    """ONNX Runtime's recommended pre-processing (shape inference, graph optimisation) before quantizing."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = str(Path(folder) / "preprocessed.onnx")
+    quant_pre_process(src, out, skip_symbolic_shape=True)
+    return out
+
+
+class _Quantizer:
+    stage = "onnx"
+
+    @staticmethod
+    def tool_versions() -> dict[str, str]:
+        return _versions()
+
+
+@COMPRESSORS.register("quant-dynamic")
+class DynamicQuantization(_Quantizer):
+    name = "quant-dynamic"
+    description = "ONNX Runtime dynamic int8 quantization (quantize_dynamic)"
+    params: Mapping[str, Any] = {"weight_type": "int8", "per_channel": False}
+
+    def check(self, params: Mapping[str, Any]) -> None:
+        check_choice(params, "weight_type", ("int8", "uint8"))
+
+    def compress_file(self, src: str, dst: str, params: Mapping[str, Any], calibration: Calibration) -> dict:
+        from onnxruntime.quantization import quantize_dynamic
+
+        with tempfile.TemporaryDirectory() as tmp:
+            quantize_dynamic(_preprocessed(src, tmp), dst, weight_type=_quant_type(params["weight_type"]),
+                             per_channel=params["per_channel"])
+        return {"coverage": onnx_coverage(dst)}
+
+
+def _reader(batches: Calibration) -> Any:
+    """A CalibrationDataReader over a fixed list of input batches."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches: Iterator[Mapping[str, Any]] = iter(batches)
+
+        def get_next(self) -> dict[str, Any] | None:
+            batch = next(self._batches, None)
+            return dict(batch) if batch is not None else None
+
+    return Reader()
+
+
+@COMPRESSORS.register("quant-static")
+class StaticQuantization(_Quantizer):
+    name = "quant-static"
+    description = "ONNX Runtime static int8 quantization (quantize_static) with calibration"
+    params: Mapping[str, Any] = {"format": "qdq", "per_channel": True, "activation_type": "int8",
+                                 "weight_type": "int8", "calibrate_method": "minmax", "calibration_batches": 16}
+
+    def check(self, params: Mapping[str, Any]) -> None:
+        check_choice(params, "format", ("qdq", "qoperator"))
+        check_choice(params, "activation_type", ("int8", "uint8"))
+        check_choice(params, "weight_type", ("int8", "uint8"))
+        check_choice(params, "calibrate_method", ("minmax", "entropy", "percentile"))
+        if params["calibration_batches"] < 1:
+            raise ValueError("calibration_batches must be at least 1")
+
+    def compress_file(self, src: str, dst: str, params: Mapping[str, Any], calibration: Calibration) -> dict:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+        batches = list(calibration)[: params["calibration_batches"]]
+        reader = _reader(batches)
+        with tempfile.TemporaryDirectory() as tmp:
+            quantize_static(
+                _preprocessed(src, tmp), dst, reader,
+                quant_format=QuantFormat.QDQ if params["format"] == "qdq" else QuantFormat.QOperator,
+                per_channel=params["per_channel"],
+                activation_type=_quant_type(params["activation_type"]),
+                weight_type=_quant_type(params["weight_type"]),
+                calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                                  "percentile": CalibrationMethod.Percentile}[params["calibrate_method"]],
+            )
+        return {"calibration_batches": len(batches), "coverage": onnx_coverage(dst)}
+
+
+@COMPRESSORS.register("fp16")
+class Float16(_Quantizer):
+    name = "fp16"
+    description = "fp16 weights and compute (ONNX Runtime's float16 converter), fp32 inputs/outputs"
+    params: Mapping[str, Any] = {}
+
+    def check(self, params: Mapping[str, Any]) -> None:
+        """No parameters."""
+
+    def compress_file(self, src: str, dst: str, params: Mapping[str, Any], calibration: Calibration) -> dict:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(onnx.load(src), keep_io_types=True)
+        onnx.save(model, dst)
+        return {"coverage": onnx_coverage(dst)}

@@ -1,0 +1,110 @@
+"""Compression as content-addressed steps of the artifact cache, like exports: the id of a compressed
+artifact hashes its parent's id, the method, its parameters, the variant's name and the tool versions, so
+re-running a suite compresses (and trains) nothing twice. A compressor that raises gives a ``failed``
+artifact carrying the error, and the suite goes on."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.artifacts import ArtifactCache, ModelIO, _atomic_savez, content_id
+from harness.compress import Calibration, compressor
+from harness.types import Artifact, CompressionSpec
+
+
+def _step(variant: CompressionSpec) -> tuple[str, dict[str, Any]]:
+    return f"compress-{variant.method}", {"name": variant.name, "params": dict(variant.params)}
+
+
+def _failure(exc: Exception, variant: CompressionSpec) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{variant.method} ({variant.name}) failed: {type(exc).__name__}: {first}"
+
+
+def compress_torch(cache: ArtifactCache, parent: Artifact, parent_model: Any, variant: CompressionSpec,
+                   calibration: Calibration) -> tuple[Artifact, Any]:
+    """A compressed torch artifact and its module (None when the compression failed)."""
+    import torch
+
+    from harness.torch_model import load_torch_artifact
+
+    comp = compressor(variant.method)
+    step, config = _step(variant)
+    artifact_id = content_id(parent.id, step, config, comp.tool_versions())
+    cached = cache.lookup(artifact_id)
+    if cached:
+        return cache.reuse(cached), load_torch_artifact(cached) if cached.status == "ok" else None
+    folder = cache.root / artifact_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.pt"
+    recipe = {key: parent.recipe[key] for key in ("model", "builder_kwargs", "seed", "source")}
+    recipe["step"] = step
+    base = dict(id=artifact_id, format="torch", path=str(path), model=parent.model, variant=variant.name,
+                batch_size=None, parent_id=parent.id)
+    try:
+        model, info = comp.compress(parent_model, variant.params, calibration)
+    except Exception as exc:  # a compressor's failure is a result to record
+        return cache.store(Artifact(bytes=0, status="failed", error=_failure(exc, variant),
+                                    recipe={**recipe, "compress": list(parent.recipe.get("compress", ()))},
+                                    **base), None), None
+    structure = info.pop("structure", None)
+    recipe["compress"] = [*parent.recipe.get("compress", ()),
+                          {"method": variant.method, "params": dict(variant.params), "structure": structure}]
+    staged = folder / "model.pt.tmp"
+    torch.save(model.state_dict(), staged)
+    artifact = Artifact(bytes=staged.stat().st_size, recipe=recipe,
+                        compression={**parent.compression, **info}, **base)
+    return cache.store(artifact, staged), model
+
+
+def expected_outputs(cache: ArtifactCache, artifact: Artifact, model: Any, io: ModelIO) -> str:
+    """What a compressed torch model computes on the evaluation inputs: its exports must reproduce this."""
+    import torch
+
+    path = cache.root / artifact.id / f"expected-{Path(io.inputs_path).parent.name}.npz"
+    if not path.is_file():
+        with np.load(io.inputs_path, allow_pickle=False) as data:
+            inputs = [torch.from_numpy(data[name]) for name in data.files]
+        with torch.no_grad():
+            out = model(*inputs)
+        outputs = out if isinstance(out, (tuple, list)) else [out]
+        _atomic_savez(path, {f"output_{i}": o.numpy() for i, o in enumerate(outputs)})
+    return str(path)
+
+
+def compress_onnx(cache: ArtifactCache, parent: Artifact, variant: CompressionSpec, calibration: Calibration,
+                  io: ModelIO) -> Artifact:
+    """A compressed copy of an ONNX artifact, checked to load and run in ONNX Runtime (in a worker)."""
+    comp = compressor(variant.method)
+    step, config = _step(variant)
+    artifact_id = content_id(parent.id, step, config, comp.tool_versions())
+    cached = cache.lookup(artifact_id)
+    if cached:
+        return cache.reuse(cached)
+    folder = cache.root / artifact_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.onnx"
+    base = dict(id=artifact_id, format="onnx", path=str(path), model=parent.model, variant=variant.name,
+                batch_size=parent.batch_size, parent_id=parent.id,
+                recipe={"step": step, "params": dict(variant.params), "tools": comp.tool_versions()})
+    if parent.status != "ok":
+        return cache.store(Artifact(bytes=0, status="failed", error=f"its parent failed: {parent.error}",
+                                    **base), None)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        staged = Path(tmp) / path.name
+        try:
+            info = comp.compress_file(parent.path, str(staged), variant.params, calibration)
+        except Exception as exc:
+            return cache.store(Artifact(bytes=0, status="failed", error=_failure(exc, variant), **base), None)
+        artifact = Artifact(bytes=staged.stat().st_size, compression={**parent.compression, **info}, **base)
+        artifact = cache.store(artifact, staged)
+    try:
+        cache.validate(artifact, "onnxruntime", io.inputs_path)
+    except RuntimeError as exc:
+        failed = Artifact(bytes=artifact.bytes, status="failed", compression=artifact.compression,
+                          error=f"ONNX Runtime cannot run the {variant.method} model: {exc}", **base)
+        return cache.store(failed, None)
+    return artifact
