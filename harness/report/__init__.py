@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.report.compression import compression_frame
 from harness.report.html import write_html
 from harness.report.tables import summary_frame, tidy_frame, write_csv
 from harness.store import read_records
@@ -19,7 +20,7 @@ def write_report(results_path: Path, out_dir: Path | None = None) -> dict[str, P
         "html": out_dir / "index.html",
     }
     write_csv(tidy_frame(records), paths["csv"])
-    summary = summary_frame(records)
+    summary = compression_frame(summary_frame(records))
     write_csv(summary, paths["summary"])
     write_html(records, summary, paths["html"], title=f"Edge Harness report: {results_path.parent.name}")
     return paths

@@ -47,6 +47,17 @@ def latency_bars(summary: pd.DataFrame) -> list[dict]:
     return bars
 
 
+def variant_groups(summary: pd.DataFrame) -> list[dict]:
+    """Per model, target and batch size: every variant's jobs, fp32 first, when the run has variants."""
+    if summary.empty or set(summary["variant"]) <= {"fp32"}:
+        return []
+    groups = []
+    for (model, target, batch), frame in summary.groupby(["model", "target", "batch_size"], sort=True):
+        frame = frame.assign(_base=frame["variant"] != "fp32").sort_values(["_base", "variant", "format", "runtime"])
+        groups.append({"model": model, "target": target, "batch": batch, "rows": frame.to_dict("records")})
+    return groups
+
+
 def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, title: str) -> None:
     contexts = []
     seen = set()
@@ -61,6 +72,7 @@ def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, 
     html = _ENV.get_template("report.html.j2").render(
         title=title,
         rows=summary.to_dict("records"),
+        variant_groups=variant_groups(summary),
         bars=latency_bars(summary),
         contexts=contexts,
         failures=failures,

@@ -57,11 +57,22 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "peak_rss_mb": peak / 2**20 if peak is not None else None,
             "size_mb": r.artifact_bytes / 2**20 if r.artifact_bytes else None,
             "max_abs_error": value("max_abs_error"),
+            "psnr_db": value("psnr"),
+            "gzip_mb": value("artifact_gzip_size") / 2**20 if value("artifact_gzip_size") else None,
+            "weight_sparsity": value("weight_sparsity"),
+            "parameters": value("parameters"),
+            "ops_quantized_fraction": _sum_or_none(value("ops_int8_fraction"), value("ops_fp16_fraction")),
+            "weights_quantized_fraction": _sum_or_none(value("weights_int8_fraction"), value("weights_fp16_fraction")),
             "energy_per_inference_j": value("energy_per_inference"),
             "energy_method": r.measurement("energy_per_inference").method if r.measurement("energy_per_inference") else None,
             "error": r.error.splitlines()[0] if r.error else "",
         })
     return pd.DataFrame(rows)
+
+
+def _sum_or_none(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
