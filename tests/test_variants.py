@@ -1,0 +1,153 @@
+"""Compressed variants in suites: parsing and its errors, and a suite of variants run end to end."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from harness.cli import QUICK_SETTINGS
+from harness.errors import HarnessInputError
+from harness.paths import targets_dir
+from harness.runner import SuiteRunner
+from harness.store import read_records
+from harness.suite import Suite, load_suite
+from harness.types import RunSettings
+
+COMPRESS_MODELS = Path(__file__).parent / "fixtures" / "compress"
+
+VARIANTS = """
+[[variants]]
+name = "l1"
+method = "prune-l1"
+amount = 0.5
+
+[[variants]]
+name = "thin"
+method = "prune-channels"
+amount = 0.5
+
+[[variants]]
+name = "qdq"
+method = "quant-static"
+calibration_batches = 4
+
+[[variants]]
+name = "thin-qdq"
+method = "quant-static"
+after = "thin"
+
+[[variants]]
+name = "dyn"
+method = "quant-dynamic"
+
+[[variants]]
+name = "half"
+method = "fp16"
+"""
+
+
+def _suite(tmp_path: Path, body: str) -> Suite:
+    path = tmp_path / "s.toml"
+    path.write_text('name = "v"\nmodels = ["tiny_deconv"]\n' + body)
+    return load_suite(path)
+
+
+def test_variants_load_with_resolved_parameters(tmp_path):
+    suite = _suite(tmp_path, VARIANTS)
+    by_name = {v.name: v for v in suite.variants}
+    assert [v.name for v in suite.variants] == ["l1", "thin", "qdq", "thin-qdq", "dyn", "half"]
+    assert by_name["l1"].params == {"amount": 0.5, "scope": "layer", "seed": 0}
+    assert by_name["qdq"].params["calibration_batches"] == 4 and by_name["qdq"].params["per_channel"] is True
+    assert by_name["thin-qdq"].after == "thin"
+    assert [v.name for v in suite.select_variants(("thin-qdq",)).variants] == ["thin", "thin-qdq"]
+    assert suite.select_variants(("none",)).variants == ()
+
+
+@pytest.mark.parametrize("body, message", [
+    ('[[variants]]\nname = "a"\n', "needs a 'method'"),
+    ('[[variants]]\nmethod = "prune-magic"\n', "unknown compressor 'prune-magic'"),
+    ('[[variants]]\nmethod = "prune-l1"\namount = 2.0\n', r"variants\[0\].*strictly between"),
+    ('[[variants]]\nmethod = "prune-l1"\nname = 3\n', "'name' must be str"),
+    ('[[variants]]\nmethod = "prune-l1"\n[[variants]]\nmethod = "prune-l1"\n', "'prune-l1' is used twice"),
+    ('[[variants]]\nmethod = "prune-l1"\nname = "fp32"\n', "'fp32' is used twice \\(or is reserved\\)"),
+    ('[[variants]]\nmethod = "fp16"\nafter = "later"\n', "names no earlier variant"),
+    ('[[variants]]\nmethod = "fp16"\n[[variants]]\nmethod = "prune-l1"\nafter = "fp16"\n', "works on a PyTorch model"),
+    ('variants = [1]\n', "must be a table"),
+])
+def test_bad_variants_are_one_line_errors_naming_the_file(tmp_path, body, message):
+    with pytest.raises(HarnessInputError, match=message) as info:
+        _suite(tmp_path, body)
+    assert str(tmp_path / "s.toml") in str(info.value)
+
+
+def test_selecting_an_unknown_variant_names_the_known_ones(tmp_path):
+    with pytest.raises(HarnessInputError, match="no variant 'x' \\(known: l1, thin"):
+        _suite(tmp_path, VARIANTS).select_variants(("x",))
+
+
+@pytest.mark.slow
+def test_a_suite_of_variants_measures_each_and_reports_fidelity_and_coverage(tmp_path):
+    suite = Suite(name="v", models=("tiny_deconv",), targets=("x86-cpu",), formats=("torch", "onnx", "tflite"),
+                  batch_sizes=(2,), export_tolerance=1e-4, settings=RunSettings(**QUICK_SETTINGS))
+    suite = dataclasses.replace(suite, variants=_suite(tmp_path, VARIANTS).variants)
+    cache = tmp_path / "cache"
+
+    def run(out: str):
+        runner = SuiteRunner(suite, out_dir=tmp_path / out, cache_dir=cache, models_dir=COMPRESS_MODELS,
+                             targets_dir=targets_dir(), progress=False)
+        return runner, runner.run()
+
+    runner, summary = run("r1")
+    records = read_records(summary.results_path)
+    assert len(records) == runner.job_count() == 3 * 3 + 4  # (fp32, l1, thin) × 3 formats + 4 ONNX-only
+    assert summary.statuses == {"ok": len(records)}, [r.error for r in records if r.status != "ok"]
+    by = {(r.variant, r.format): r for r in records}
+
+    def value(variant: str, fmt: str, metric: str) -> float:
+        m = by[(variant, fmt)].measurement(metric)
+        assert m is not None, f"{variant}/{fmt} has no {metric}"
+        return m.value
+
+    from harness.zoo import get_model
+
+    spec = get_model("tiny_deconv")
+    full = sum(p.numel() for p in spec.builder(**spec.builder_kwargs).parameters())
+    for fmt in ("torch", "onnx", "tflite"):  # the worker rebuilt the thinner torch model from its recipe
+        assert value("thin", fmt, "parameters") < 0.45 * full
+        assert value("l1", fmt, "weight_sparsity") == pytest.approx(0.5, abs=0.01)
+        assert 10 < value("l1", fmt, "psnr") < 80  # compressed: near the reference, not equal to it
+        assert value("l1", "torch", "psnr") == pytest.approx(value("l1", fmt, "psnr"), rel=1e-3)
+    assert value("qdq", "onnx", "ops_int8_fraction") == 1.0
+    assert value("thin-qdq", "onnx", "parameters") == value("thin", "onnx", "parameters")
+    assert value("dyn", "onnx", "ops_int8_fraction") == 0.0  # ConvTranspose only: nothing to quantize
+    assert value("dyn", "onnx", "max_abs_error") == value("fp32", "onnx", "max_abs_error")
+    assert value("half", "onnx", "ops_fp16_fraction") == 1.0
+    assert value("l1", "onnx", "artifact_gzip_size") < 0.8 * value("fp32", "onnx", "artifact_gzip_size")
+    assert value("l1", "onnx", "artifact_size") == value("fp32", "onnx", "artifact_size")
+
+    summary_csv = (summary.results_path.parent / "summary.csv")
+    from harness.report import write_report
+
+    written = write_report(summary.results_path)
+    assert "no compute op was quantized" in summary_csv.read_text()
+    assert "Compressed variants: what each one buys" in written["html"].read_text()
+
+    _, again = run("r2")  # content-addressed: nothing compressed or exported twice
+    assert again.exports_built == 0
+
+
+@pytest.mark.slow
+def test_a_failing_compressor_fails_its_variant_only(tmp_path, tiny_models_dir):
+    """tiny_gen's only conv feeds the output: channel pruning has nothing to thin and says why."""
+    suite = Suite(name="v", models=("tiny_gen",), targets=("x86-cpu",), formats=("torch", "onnx"),
+                  batch_sizes=(1,), export_tolerance=1e-4, settings=RunSettings(**QUICK_SETTINGS))
+    suite = dataclasses.replace(suite, variants=_suite(tmp_path, VARIANTS).select_variants(("thin-qdq",)).variants)
+    runner = SuiteRunner(suite, out_dir=tmp_path / "r", cache_dir=tmp_path / "cache", models_dir=tiny_models_dir,
+                         targets_dir=targets_dir(), progress=False)
+    records = read_records(runner.run().results_path)
+    status = {(r.variant, r.format): (r.status, r.error) for r in records}
+    assert status[("fp32", "onnx")][0] == status[("fp32", "torch")][0] == "ok"
+    for key in (("thin", "torch"), ("thin", "onnx"), ("thin-qdq", "onnx")):
+        assert status[key][0] == "failed"
+        assert "no layer can lose channels" in status[key][1]
