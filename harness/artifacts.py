@@ -105,6 +105,17 @@ class ArtifactCache:
             self.stats.built.append(artifact.id)
         return artifact
 
+    def begin(self, parent_id: str | None, step: str, config: Mapping[str, Any],
+              tools: Mapping[str, str]) -> tuple[str, Artifact | None, Path]:
+        """A step's artifact id, the cached artifact when there is one (counted as reused), and its folder."""
+        artifact_id = content_id(parent_id, step, config, tools)
+        cached = self.lookup(artifact_id)
+        folder = self.root / artifact_id
+        if cached:
+            return artifact_id, self.reuse(cached), folder
+        folder.mkdir(parents=True, exist_ok=True)
+        return artifact_id, None, folder
+
     def reuse(self, artifact: Artifact) -> Artifact:
         self.stats.reused.append(artifact.id)
         return artifact
@@ -173,12 +184,10 @@ class ArtifactCache:
         ``tolerance × max(1, max |reference|)``.
         """
         config = {"batch": batch_size, "tolerance": tolerance}
-        artifact_id = content_id(parent.id, f"export-{exporter.name}", config, exporter.tool_versions())
-        cached = self.lookup(artifact_id)
+        artifact_id, cached, folder = self.begin(parent.id, f"export-{exporter.name}", config,
+                                                 exporter.tool_versions())
         if cached:
-            return self.reuse(cached)
-        folder = self.root / artifact_id
-        folder.mkdir(parents=True, exist_ok=True)
+            return cached
         path = folder / f"model{exporter.suffix}"
         base = dict(
             id=artifact_id, format=exporter.format, path=str(path), model=parent.model,

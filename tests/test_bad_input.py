@@ -75,7 +75,7 @@ def test_measured_results_survive_a_later_bad_input(tmp_path, tiny_models_dir, s
     """A bad file given on resume is refused before anything is touched: earlier results stay intact."""
     out = tmp_path / "run"
     env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir)}
-    first = harness("run", "--model", "tiny_gen", "--format", "onnx", "--quick", "--out", str(out),
+    first = harness("run", "--variant", "none", "--model", "tiny_gen", "--format", "onnx", "--quick", "--out", str(out),
                     "--cache", str(shared_cache), env=env)
     assert first.returncode == 0, first.stderr
     before = (out / "results.jsonl").read_bytes()

@@ -38,8 +38,8 @@ def test_a_dropped_model_file_is_discovered(tmp_path, tiny_models_dir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--target", "mars-rover"], "unknown target 'mars-rover'"),
-    (["run", "--model", "nope"], "unknown model 'nope'"),
+    (["run", "--variant", "none", "--target", "mars-rover"], "unknown target 'mars-rover'"),
+    (["run", "--variant", "none", "--model", "nope"], "unknown model 'nope'"),
     (["report", "does/not/exist.jsonl"], "results file not found"),
 ])
 def test_input_errors_exit_2_with_one_line(args, message):
@@ -80,13 +80,13 @@ def test_bad_suite_file_is_exit_2_and_debug_shows_traceback(tmp_path):
 def test_run_writes_results_csv_and_html_then_report_regenerates(tmp_path, tiny_models_dir, shared_cache):
     out = tmp_path / "run"
     env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir)}
-    proc = harness("run", "--model", "tiny_gen", "--quick", "--out", str(out), "--cache", str(shared_cache), env=env)
+    proc = harness("run", "--variant", "none", "--model", "tiny_gen", "--quick", "--out", str(out), "--cache", str(shared_cache), env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(out / "results.jsonl")
     for name in ("results.jsonl", "results.csv", "summary.csv", "index.html"):
         assert (out / name).is_file()
     assert "6 ok" in proc.stderr
-    again = harness("run", "--model", "tiny_gen", "--quick", "--out", str(out), "--cache", str(shared_cache),
+    again = harness("run", "--variant", "none", "--model", "tiny_gen", "--quick", "--out", str(out), "--cache", str(shared_cache),
                     "--resume", env=env)
     assert again.returncode == 0 and "6 already done" in again.stderr
     assert len((out / "results.jsonl").read_text().splitlines()) == 6  # nothing measured twice
@@ -98,7 +98,7 @@ def test_run_writes_results_csv_and_html_then_report_regenerates(tmp_path, tiny_
 @pytest.mark.slow
 def test_run_exits_1_when_a_job_fails(tmp_path, diverging_models_dir, shared_cache):
     env = {"EDGE_HARNESS_MODELS": str(diverging_models_dir)}
-    proc = harness("run", "--model", "diverging_gen", "--quick", "--out", str(tmp_path / "run"),
+    proc = harness("run", "--variant", "none", "--model", "diverging_gen", "--quick", "--out", str(tmp_path / "run"),
                    "--cache", str(shared_cache), "--format", "torch", "--format", "onnx", env=env)
     assert proc.returncode == 1
     assert proc.stdout.strip() == str(tmp_path / "run" / "results.jsonl")  # stdout: the results path only

@@ -15,7 +15,7 @@ HAS_CUDA = torch.cuda.is_available()
 @pytest.mark.skipif(HAS_CUDA, reason="a CUDA device is present: the no-GPU path does not apply")
 def test_without_a_gpu_cuda_jobs_are_unsupported_and_the_cpu_still_runs(tmp_path, tiny_models_dir, shared_cache):
     out = tmp_path / "run"
-    proc = harness("run", "--target", "cuda-gpu", "--target", "x86-cpu", "--model", "tiny_gen", "--format", "torch",
+    proc = harness("run", "--variant", "none", "--target", "cuda-gpu", "--target", "x86-cpu", "--model", "tiny_gen", "--format", "torch",
                    "--format", "onnx", "--quick", "--out", str(out), "--cache", str(shared_cache),
                    env={"EDGE_HARNESS_MODELS": str(tiny_models_dir)})
     assert proc.returncode == 0, proc.stderr  # unsupported is not a failure
@@ -29,7 +29,7 @@ def test_without_a_gpu_cuda_jobs_are_unsupported_and_the_cpu_still_runs(tmp_path
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device (torch.cuda.is_available() is False)")
 def test_cuda_runtimes_measure_on_the_gpu(tmp_path, tiny_models_dir, shared_cache):
     out = tmp_path / "run"
-    proc = harness("run", "--target", "cuda-gpu", "--model", "tiny_gen", "--format", "torch", "--quick",
+    proc = harness("run", "--variant", "none", "--target", "cuda-gpu", "--model", "tiny_gen", "--format", "torch", "--quick",
                    "--out", str(out), "--cache", str(shared_cache), env={"EDGE_HARNESS_MODELS": str(tiny_models_dir)})
     records = read_records(out / "results.jsonl")
     torch_gpu = [r for r in records if r.runtime == "torch-cuda"]

@@ -25,7 +25,7 @@ def test_without_the_rootfs_the_target_is_unsupported_and_says_how_to_build_it(t
     (targets / "rpi4-emulated.toml").write_text(text)
     shutil.copy(targets_dir() / "x86-cpu.toml", targets)
     out = tmp_path / "run"
-    proc = harness("run", "--target", "rpi4-emulated", "--target", "x86-cpu", "--model", "tiny_gen", "--format",
+    proc = harness("run", "--variant", "none", "--target", "rpi4-emulated", "--target", "x86-cpu", "--model", "tiny_gen", "--format",
                    "onnx", "--quick", "--out", str(out), "--cache", str(shared_cache),
                    env={"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)})
     assert proc.returncode == 0, proc.stderr
@@ -44,7 +44,7 @@ def test_artifacts_load_and_agree_on_aarch64_and_are_labelled_emulated(tmp_path,
     if why:
         pytest.skip(why)
     out = tmp_path / "run"
-    proc = harness("run", "--target", "rpi4-emulated", "--model", "tiny_gen", "--format", "onnx", "--format",
+    proc = harness("run", "--variant", "none", "--target", "rpi4-emulated", "--model", "tiny_gen", "--format", "onnx", "--format",
                    "tflite", "--quick", "--out", str(out), "--cache", str(shared_cache),
                    env={"EDGE_HARNESS_MODELS": str(tiny_models_dir)})
     assert proc.returncode == 0, proc.stderr

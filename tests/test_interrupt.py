@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def start(out, cache, models_dir):
     env = dict(os.environ) | {"EDGE_HARNESS_MODELS": str(models_dir)}
-    return subprocess.Popen([sys.executable, "-m", "harness", "run", "--model", "tiny_gen", "--quick",
+    return subprocess.Popen([sys.executable, "-m", "harness", "run", "--variant", "none", "--model", "tiny_gen", "--quick",
                              "--no-progress", "--out", str(out), "--cache", str(cache)],
                             cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -49,7 +49,7 @@ def test_kill_9_then_resume_completes_without_loss_or_duplicates(tmp_path, tiny_
     with open(results, "a") as fh:  # what a write torn by the kill would leave
         fh.write('{"job_key": "torn')
 
-    again = harness("run", "--model", "tiny_gen", "--quick", "--out", str(out), "--cache", str(shared_cache),
+    again = harness("run", "--variant", "none", "--model", "tiny_gen", "--quick", "--out", str(out), "--cache", str(shared_cache),
                     "--resume", env={"EDGE_HARNESS_MODELS": str(tiny_models_dir)})
     assert again.returncode == 0, again.stderr
     assert "removed a torn last record" in again.stderr

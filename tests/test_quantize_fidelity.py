@@ -48,6 +48,20 @@ def test_coverage_counts_int8_fp16_and_fp32_compute_ops_and_weights(tmp_path):
     assert cov["op_types"]["Relu"] == 1
 
 
+def test_initializers_read_by_several_nodes_are_copied_for_the_static_quantizer():
+    from harness.compress.onnx_quant import unshare_initializers
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"]), helper.make_node("Conv", ["a", "w"], ["b"]),
+             helper.make_node("Add", ["b", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [_init("w", (1, 1, 1, 1), np.float32), _init("w2", (1,), np.float32)])
+    assert unshare_initializers(graph) == 1
+    assert [list(n.input) for n in graph.node] == [["x", "w"], ["a", "w__copy0"], ["b", "w2"]]
+    assert {i.name for i in graph.initializer} == {"w", "w2", "w__copy0"}
+    assert unshare_initializers(graph) == 0
+
+
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
     """The tiny deconv generator exported to ONNX (batch 2), plus a Linear-headed MLP for dynamic quantization."""

@@ -22,8 +22,12 @@ from harness.compress.coverage import onnx_coverage
 from harness.registry import COMPRESSORS
 
 
+RECIPE_VERSION = "2"
+"""Bumped when the harness's own steps around ONNX Runtime's quantizer change (2: unshared initializers)."""
+
+
 def _versions() -> dict[str, str]:
-    return {"onnxruntime": version("onnxruntime"), "onnx": version("onnx")}
+    return {"onnxruntime": version("onnxruntime"), "onnx": version("onnx"), "edge-harness-recipe": RECIPE_VERSION}
 
 
 def _quant_type(name: str) -> Any:
@@ -33,12 +37,39 @@ def _quant_type(name: str) -> Any:
 
 
 def _preprocessed(src: str, folder: str) -> str:
-    """ONNX Runtime's recommended pre-processing (shape inference, graph optimisation) before quantizing."""
+    """ONNX Runtime's recommended pre-processing (shape inference, graph optimisation) before quantizing, then
+    one copy of each initializer per consumer: the static quantizer refuses a weight shared by two ops."""
+    import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = str(Path(folder) / "preprocessed.onnx")
     quant_pre_process(src, out, skip_symbolic_shape=True)
+    model = onnx.load(out)
+    if unshare_initializers(model.graph):
+        onnx.save(model, out)
     return out
+
+
+def unshare_initializers(graph: Any) -> int:
+    """Give every node its own copy of an initializer several nodes read; returns the copies made."""
+    import onnx
+
+    initializers = {init.name: init for init in graph.initializer}
+    seen: set[str] = set()
+    copies = 0
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name not in initializers:
+                continue
+            if name in seen:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(initializers[name])
+                copy.name = f"{name}__copy{copies}"
+                graph.initializer.append(copy)
+                node.input[i] = copy.name
+                copies += 1
+            seen.add(name)
+    return copies
 
 
 class _Quantizer:

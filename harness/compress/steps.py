@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.artifacts import ArtifactCache, ModelIO, _atomic_savez, content_id
+from harness.artifacts import ArtifactCache, ModelIO, _atomic_savez
 from harness.compress import Calibration, compressor
 from harness.types import Artifact, CompressionSpec
 
@@ -33,12 +33,9 @@ def compress_torch(cache: ArtifactCache, parent: Artifact, parent_model: Any, va
 
     comp = compressor(variant.method)
     step, config = _step(variant)
-    artifact_id = content_id(parent.id, step, config, comp.tool_versions())
-    cached = cache.lookup(artifact_id)
+    artifact_id, cached, folder = cache.begin(parent.id, step, config, comp.tool_versions())
     if cached:
-        return cache.reuse(cached), load_torch_artifact(cached) if cached.status == "ok" else None
-    folder = cache.root / artifact_id
-    folder.mkdir(parents=True, exist_ok=True)
+        return cached, load_torch_artifact(cached) if cached.status == "ok" else None
     path = folder / "model.pt"
     recipe = {key: parent.recipe[key] for key in ("model", "builder_kwargs", "seed", "source")}
     recipe["step"] = step
@@ -80,12 +77,9 @@ def compress_onnx(cache: ArtifactCache, parent: Artifact, variant: CompressionSp
     """A compressed copy of an ONNX artifact, checked to load and run in ONNX Runtime (in a worker)."""
     comp = compressor(variant.method)
     step, config = _step(variant)
-    artifact_id = content_id(parent.id, step, config, comp.tool_versions())
-    cached = cache.lookup(artifact_id)
+    artifact_id, cached, folder = cache.begin(parent.id, step, config, comp.tool_versions())
     if cached:
-        return cache.reuse(cached)
-    folder = cache.root / artifact_id
-    folder.mkdir(parents=True, exist_ok=True)
+        return cached
     path = folder / "model.onnx"
     base = dict(id=artifact_id, format="onnx", path=str(path), model=parent.model, variant=variant.name,
                 batch_size=parent.batch_size, parent_id=parent.id,

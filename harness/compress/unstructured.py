@@ -30,8 +30,17 @@ class _Unstructured:
         check_fraction(params)
         check_choice(params, "scope", ("layer", "global"))
 
+    global_method: Any = None
+    """The torch.nn.utils.prune method class used over all layers at once (scope = global)."""
+    layer_function: Any = None
+    """The torch.nn.utils.prune function used layer by layer (scope = layer)."""
+
     def _prune(self, targets: list[tuple[nn.Module, str]], params: Mapping[str, Any]) -> None:
-        raise NotImplementedError
+        if params["scope"] == "global":
+            prune.global_unstructured(targets, pruning_method=self.global_method, amount=params["amount"])
+        else:
+            for layer, name in targets:
+                self.layer_function(layer, name, amount=params["amount"])
 
     def compress(self, model: nn.Module, params: Mapping[str, Any], calibration: Calibration) -> tuple[nn.Module, dict]:
         pruned = copy.deepcopy(model)
@@ -52,13 +61,8 @@ class L1Unstructured(_Unstructured):
 
     name = "prune-l1"
     description = "unstructured L1-magnitude pruning (torch.nn.utils.prune), dense storage"
-
-    def _prune(self, targets: list[tuple[nn.Module, str]], params: Mapping[str, Any]) -> None:
-        if params["scope"] == "global":
-            prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=params["amount"])
-        else:
-            for layer, name in targets:
-                prune.l1_unstructured(layer, name, amount=params["amount"])
+    global_method = prune.L1Unstructured
+    layer_function = staticmethod(prune.l1_unstructured)
 
 
 @COMPRESSORS.register("prune-random")
@@ -67,10 +71,5 @@ class RandomUnstructured(_Unstructured):
 
     name = "prune-random"
     description = "unstructured random pruning (torch.nn.utils.prune), dense storage"
-
-    def _prune(self, targets: list[tuple[nn.Module, str]], params: Mapping[str, Any]) -> None:
-        if params["scope"] == "global":
-            prune.global_unstructured(targets, pruning_method=prune.RandomUnstructured, amount=params["amount"])
-        else:
-            for layer, name in targets:
-                prune.random_unstructured(layer, name, amount=params["amount"])
+    global_method = prune.RandomUnstructured
+    layer_function = staticmethod(prune.random_unstructured)
