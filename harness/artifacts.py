@@ -23,7 +23,7 @@ import numpy as np
 from harness.capture import captured_output, tail
 from harness.exporters import Exporter
 from harness.hashing import file_sha256
-from harness.types import Artifact, CompressionSpec, ModelSpec
+from harness.types import Artifact, ModelSpec
 from harness.zoo import source_digest
 
 
@@ -150,12 +150,9 @@ class ArtifactCache:
 
         config = {"model": spec.name, "builder_kwargs": dict(spec.builder_kwargs), "seed": spec.seed,
                   "source_sha256": source_digest(spec)}
-        artifact_id = content_id(None, "build", config, {"torch": version("torch")})
-        cached = self.lookup(artifact_id)
+        artifact_id, cached, folder = self.begin(None, "build", config, {"torch": version("torch")})
         if cached:
-            return self.reuse(cached)
-        folder = self.root / artifact_id
-        folder.mkdir(parents=True, exist_ok=True)
+            return cached
         staged = folder / "model.pt.tmp"
         torch.save(model.state_dict(), staged)
         path = folder / "model.pt"

@@ -5,7 +5,7 @@ process only.
 
 Request: ``model``, ``source`` (the model file), ``cache`` (folder), ``formats``, ``batch_sizes``,
 ``tolerance``, ``timeout_s`` (for each validation worker), ``variants`` (CompressionSpec dicts, optional).
-Result: ``status``, ``torch`` (the fp32 Artifact dict), ``batches`` ({batch: {"io": {...}, "variants":
+Result: ``status``, ``batches`` ({batch: {"io": {...}, "variants":
 {variant: {"expected_path": outputs its artifacts must reproduce ('' = none: judged by fidelity only),
 "artifacts": {fmt: Artifact dict}}}}}) with "fp32" first, ``built`` and ``reused`` (artifact ids).
 """
@@ -102,7 +102,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
                                               if fmt in request["formats"]}}
                          for name, e in entries.items()},
         }
-    return {"status": "ok", "error": "", "torch": base.to_dict(), "batches": batches,
+    return {"status": "ok", "error": "", "batches": batches,
             "built": cache.stats.built, "reused": cache.stats.reused}
 
 

@@ -307,7 +307,10 @@ class SuiteRunner:
             # A user's own artifact has no PyTorch reference: no fidelity figure, rather than a made-up one.
             outputs = load_outputs(outputs_path)
             reference = load_outputs(job.reference_path) if job.reference_path else None
-            expected = load_outputs(job.expected_path) if job.expected_path else None
+            if job.expected_path == job.reference_path:  # an uncompressed artifact: the same file
+                expected = reference
+            else:
+                expected = load_outputs(job.expected_path) if job.expected_path else None
         if reference is not None:
             fidelity = output_fidelity(outputs, reference)
             if fidelity is None:

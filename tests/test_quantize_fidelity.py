@@ -104,13 +104,18 @@ def test_dynamic_quantization_leaves_a_conv_transpose_generator_untouched_but_qu
         assert same == (expected_int8 == 0.0)  # untouched graph → identical outputs; quantized → not
 
 
-@pytest.mark.slow
-def test_static_qdq_quantization_quantizes_every_compute_op_and_stays_close(tiny_onnx):
+def _static(tiny_onnx, fmt: str) -> tuple[dict, str, str, object]:
+    """Statically quantize the tiny deconv generator (4 calibration batches): (info, src, dst, make_inputs)."""
     folder, models = tiny_onnx
     src, make = models["deconv"]
-    dst = str(folder / "deconv-static-qdq.onnx")
-    params = resolve_params("quant-static", {"format": "qdq", "calibration_batches": 4})
-    info = compressor("quant-static").compress_file(src, dst, params, calibration_batches(make, 2, 0, 8))
+    dst = str(folder / f"deconv-static-{fmt}.onnx")
+    params = resolve_params("quant-static", {"format": fmt, "calibration_batches": 4})
+    return compressor("quant-static").compress_file(src, dst, params, calibration_batches(make, 2, 0, 8)), src, dst, make
+
+
+@pytest.mark.slow
+def test_static_qdq_quantization_quantizes_every_compute_op_and_stays_close(tiny_onnx):
+    info, src, dst, make = _static(tiny_onnx, "qdq")
     assert info["calibration_batches"] == 4
     assert info["coverage"]["ops_int8_fraction"] == 1.0
     assert info["coverage"]["weights_int8_fraction"] > 0.9
@@ -122,11 +127,7 @@ def test_static_qdq_quantization_quantizes_every_compute_op_and_stays_close(tiny
 @pytest.mark.slow
 def test_static_qoperator_quantization_has_no_conv_transpose_and_coverage_says_so(tiny_onnx):
     """A trap measured here: ONNX Runtime's QOperator format has no integer ConvTranspose."""
-    folder, models = tiny_onnx
-    src, make = models["deconv"]
-    dst = str(folder / "deconv-static-qop.onnx")
-    params = resolve_params("quant-static", {"format": "qoperator", "calibration_batches": 4})
-    info = compressor("quant-static").compress_file(src, dst, params, calibration_batches(make, 2, 0, 8))
+    info, _, _, _ = _static(tiny_onnx, "qoperator")
     assert info["coverage"]["ops_int8_fraction"] == 0.0
     assert info["coverage"]["op_types"]["ConvTranspose"] == 2
 
