@@ -27,6 +27,10 @@ from harness.types import Artifact, ModelSpec
 from harness.zoo import source_digest
 
 
+SAMPLES_SEED_OFFSET = 900_000
+"""The fidelity sample set's inputs use seed ``spec.seed + SAMPLES_SEED_OFFSET``."""
+
+
 def content_id(parent_id: str | None, step: str, config: Mapping[str, Any], tools: Mapping[str, str]) -> str:
     """The cache key and lineage of an artifact: a hash of everything that determines its bytes."""
     blob = json.dumps(
@@ -62,10 +66,13 @@ class ExportStats:
 
 @dataclass(frozen=True)
 class ModelIO:
-    """Cached example inputs and fp32 PyTorch reference outputs for one model and batch size."""
+    """Cached example inputs and fp32 PyTorch reference outputs for one model and batch size, and the
+    model's fidelity sample set (inputs and fp32 outputs; '' when the suite measures none)."""
 
     inputs_path: str
     reference_path: str
+    samples_path: str = ""
+    samples_reference_path: str = ""
 
 
 class ArtifactCache:
@@ -121,35 +128,50 @@ class ArtifactCache:
         return artifact
 
     # -- steps --------------------------------------------------------------------------------------
-    def model_io(self, spec: ModelSpec, model: Any, batch_size: int) -> ModelIO:
-        """Example inputs (seeded) and the fp32 PyTorch outputs for them."""
+    def model_io(self, spec: ModelSpec, model: Any, batch_size: int, weights: Mapping[str, Any] | None = None,
+                 samples: int = 0) -> ModelIO:
+        """Example inputs (seeded) and the fp32 PyTorch outputs for them; with ``samples`` > 0 also the
+        fidelity sample set: that many inputs drawn with seed ``spec.seed + SAMPLES_SEED_OFFSET`` (never
+        the timing inputs, calibration or distillation latents) and their fp32 outputs."""
+        inputs_path, reference_path = self._inputs_and_outputs(spec, model, batch_size, spec.seed, weights)
+        samples_path = samples_reference_path = ""
+        if samples > 0:
+            samples_path, samples_reference_path = self._inputs_and_outputs(
+                spec, model, samples, spec.seed + SAMPLES_SEED_OFFSET, weights)
+        return ModelIO(inputs_path, reference_path, samples_path, samples_reference_path)
+
+    def _inputs_and_outputs(self, spec: ModelSpec, model: Any, count: int, seed: int,
+                            weights: Mapping[str, Any] | None) -> tuple[str, str]:
         import torch
 
         key = content_id(
             None,
             "io",
-            {"model": spec.name, "batch": batch_size, "seed": spec.seed, "source": source_digest(spec),
-             "builder_kwargs": dict(spec.builder_kwargs)},
+            {"model": spec.name, "batch": count, "seed": seed, "source": source_digest(spec),
+             "builder_kwargs": dict(spec.builder_kwargs), "weights": (weights or {}).get("weights_sha256", "")},
             {"torch": version("torch"), "numpy": np.__version__},
         )
         folder = self.root / "io" / key
         inputs_path, reference_path = folder / "inputs.npz", folder / "reference.npz"
         if not (inputs_path.is_file() and reference_path.is_file()):
             folder.mkdir(parents=True, exist_ok=True)
-            inputs = spec.make_inputs(batch_size, spec.seed)
+            inputs = spec.make_inputs(count, seed)
             with torch.no_grad():
                 out = model(*(torch.from_numpy(a) for a in inputs.values()))
             outputs = out if isinstance(out, (tuple, list)) else [out]
             _atomic_savez(inputs_path, inputs)
             _atomic_savez(reference_path, {f"output_{i}": o.numpy() for i, o in enumerate(outputs)})
-        return ModelIO(str(inputs_path), str(reference_path))
+        return str(inputs_path), str(reference_path)
 
-    def torch_artifact(self, spec: ModelSpec, model: Any) -> Artifact:
-        """The fp32 eager baseline: the model's state_dict, rebuilt from its model file by the worker."""
+    def torch_artifact(self, spec: ModelSpec, model: Any, weights: Mapping[str, Any] | None = None) -> Artifact:
+        """The fp32 eager baseline: the model's state_dict, rebuilt from its model file by the worker.
+        ``weights``: what ``harness.training.build_trained`` says about trained weights ({} = as built)."""
         import torch
 
         config = {"model": spec.name, "builder_kwargs": dict(spec.builder_kwargs), "seed": spec.seed,
                   "source_sha256": source_digest(spec)}
+        if weights:
+            config["weights_sha256"] = weights["weights_sha256"]
         artifact_id, cached, folder = self.begin(None, "build", config, {"torch": version("torch")})
         if cached:
             return cached
@@ -158,6 +180,8 @@ class ArtifactCache:
         path = folder / "model.pt"
         recipe = {"step": "build", "model": spec.name, "builder_kwargs": dict(spec.builder_kwargs),
                   "seed": spec.seed, "source": spec.source}
+        if weights:
+            recipe["training"] = {k: v for k, v in weights.items() if k != "cached"}
         artifact = Artifact(
             id=artifact_id, format="torch", path=str(path), bytes=staged.stat().st_size, model=spec.name,
             variant="fp32", batch_size=None, parent_id=None, recipe=recipe,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.hashing import file_sha256
-from harness.launcher import LocalLauncher
+from harness.launcher import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, LocalLauncher
 from harness.ssh import worker_bundle
 from harness.types import EmulatedSettings
 
@@ -92,19 +92,20 @@ class EmulatedLauncher(LocalLauncher):
             if artifact.get("format") == "torch" and source:
                 artifact["recipe"]["source"] = self._copy_in(
                     source, f"{self.stage_dir}/models/{file_sha256(source)[:20]}/{Path(source).name}")
-        if staged.get("inputs_path"):
-            staged["inputs_path"] = self._copy_in(
-                staged["inputs_path"], f"{self.stage_dir}/io/{file_sha256(staged['inputs_path'])[:20]}.npz")
-        outputs_inside = None
-        if staged.get("outputs_path"):
-            outputs_inside = f"{self.stage_dir}/out/{time.time_ns()}.npz"
-            (self.rootfs / outputs_inside.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-            staged["outputs_path"] = outputs_inside
+        for key in INPUT_FILE_KEYS:
+            if staged.get(key):
+                staged[key] = self._copy_in(staged[key], f"{self.stage_dir}/io/{file_sha256(staged[key])[:20]}.npz")
+        outputs_inside: dict[str, str] = {}
+        for key in OUTPUT_FILE_KEYS:
+            if staged.get(key):
+                outputs_inside[key] = f"{self.stage_dir}/out/{time.time_ns()}-{key}.npz"
+                (self.rootfs / outputs_inside[key].lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+                staged[key] = outputs_inside[key]
         result = super().run(staged, timeout_s, memory_cap_bytes, module)
-        if outputs_inside:
-            produced = self.rootfs / outputs_inside.lstrip("/")
+        for key, inside in outputs_inside.items():
+            produced = self.rootfs / inside.lstrip("/")
             if produced.exists():
-                shutil.move(str(produced), request["outputs_path"])
+                shutil.move(str(produced), request[key])
         result.setdefault("context", {})["launcher"] = f"emulated aarch64 (qemu-user) in {self.rootfs}"
         result["context"]["emulated"] = True
         return result

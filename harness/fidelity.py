@@ -2,7 +2,9 @@
 the figures a compression step recorded. Pure functions."""
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -41,6 +43,44 @@ def output_fidelity(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarra
     if math.isfinite(value):
         measurements.append(Measurement("psnr", value, "dB", "vs-torch-fp32", note=data_range(ref)[1]))
     return measurements
+
+
+def sample_fidelity(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], spec: Any,
+                    cache_root: Path) -> list[Measurement] | None:
+    """Fidelity over the sample set (the worker generates as many whole batches of it as fit): max-abs error
+    and PSNR, plus, for a generator trained on digits, the digits-classifier Fréchet distance to the fp32
+    outputs and to the real digits, and label agreement with the fp32 outputs. None when shapes differ."""
+    if len(outputs) != len(reference) or not outputs:
+        return None
+    n = len(outputs[0])
+    reference = [r[:n] for r in reference]
+    measurements = output_fidelity(outputs, reference)
+    if measurements is None or n == 0:
+        return measurements
+    note = f"{n} samples"
+    measurements = [dataclasses.replace(m, note=f"{m.note}; {note}" if m.note else note) for m in measurements]
+    training = getattr(spec, "training", None)
+    if training is not None and training.objective == "vae" and n >= 2:
+        measurements.extend(digits_fidelity(outputs[0], reference[0], training.images, cache_root))
+    return measurements
+
+
+def digits_fidelity(output: np.ndarray, reference: np.ndarray, images: Any, cache_root: Path) -> list[Measurement]:
+    """FID-analogue figures of generated digits (N, C, H, W) vs the fp32 generator's on the same latents."""
+    from harness.digits import classifier, frechet_distance, label_agreement, real_digit_features
+
+    clf = classifier(cache_root)
+    feats, labels = clf.features_and_labels(images.to_digits(output))
+    ref_feats, ref_labels = clf.features_and_labels(images.to_digits(reference))
+    note = f"{len(output)} samples; classifier held-out accuracy {clf.accuracy:.3f}"
+    return [
+        Measurement("frechet_distance", frechet_distance(feats, ref_feats), "feature²",
+                    "digits-classifier-vs-torch-fp32", note=note),
+        Measurement("frechet_distance_digits", frechet_distance(feats, real_digit_features(cache_root)),
+                    "feature²", "digits-classifier-vs-real-digits", note=note + "; 1797 real digits"),
+        Measurement("label_agreement", label_agreement(labels, ref_labels), "fraction",
+                    "digits-classifier-vs-torch-fp32", note=note),
+    ]
 
 
 _COMPRESSION_FIGURES = {

@@ -4,7 +4,9 @@ through the artifact cache. A model that crashes or hangs while being built or e
 process only.
 
 Request: ``model``, ``source`` (the model file), ``cache`` (folder), ``formats``, ``batch_sizes``,
-``tolerance``, ``timeout_s`` (for each validation worker), ``variants`` (CompressionSpec dicts, optional).
+``tolerance``, ``timeout_s`` (for each validation worker), ``variants`` (CompressionSpec dicts, optional),
+``samples`` (size of the fidelity sample set, optional). A generator that declares digits training is trained
+here on first use (weights cached under ``<cache>/weights``).
 Result: ``status``, ``batches`` ({batch: {"io": {...}, "variants":
 {variant: {"expected_path": outputs its artifacts must reproduce ('' = none: judged by fidelity only),
 "artifacts": {fmt: Artifact dict}}}}}) with "fp32" first, ``built`` and ``reused`` (artifact ids).
@@ -43,18 +45,19 @@ def validate_in_worker(timeout_s: float):
 
 def prepare(request: dict[str, Any]) -> dict[str, Any]:
     from harness.artifacts import ArtifactCache
-    from harness.compress import calibration_batches, compressor
+    from harness.compress import LatentSource, calibration_batches, compressor
     from harness.compress.steps import compress_onnx, compress_torch, expected_outputs
     from harness.exporters import exporter_for_format
+    from harness.training import build_trained
     from harness.types import Artifact, CompressionSpec
     from harness.zoo import get_model, load_model_file
 
     load_model_file(Path(request["source"]))
     spec = get_model(request["model"])
-    model = spec.builder(**spec.builder_kwargs)
+    model, weights = build_trained(spec, Path(request["cache"]))
     cache = ArtifactCache(Path(request["cache"]), validate=validate_in_worker(float(request["timeout_s"])))
     tolerance = float(request["tolerance"])
-    base = cache.torch_artifact(spec, model)
+    base = cache.torch_artifact(spec, model, weights)
     variants = [CompressionSpec.from_dict(v) for v in request.get("variants", ())]
     torch_stage = [v for v in variants if compressor(v.method).stage == "torch"]
     file_stage = [v for v in variants if compressor(v.method).stage == "onnx"]
@@ -66,12 +69,12 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
         if parent_model is None:
             torch_variants[v.name] = (_failed_child(parent, v.name), None)
             continue
-        calibration = calibration_batches(spec.make_inputs, 16, spec.seed, 8)
-        torch_variants[v.name] = compress_torch(cache, parent, parent_model, v, calibration)
+        torch_variants[v.name] = compress_torch(cache, parent, parent_model, v,
+                                                LatentSource(spec.make_inputs, spec.seed))
 
     batches: dict[str, Any] = {}
     for batch in request["batch_sizes"]:
-        io = cache.model_io(spec, model, int(batch))
+        io = cache.model_io(spec, model, int(batch), weights, int(request.get("samples", 0)))
         entries: dict[str, Any] = {}
         for name, (artifact, variant_model) in torch_variants.items():
             expected = io.reference_path
@@ -102,7 +105,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
                                               if fmt in request["formats"]}}
                          for name, e in entries.items()},
         }
-    return {"status": "ok", "error": "", "batches": batches,
+    return {"status": "ok", "error": "", "batches": batches, "training": weights,
             "built": cache.stats.built, "reused": cache.stats.reused}
 
 

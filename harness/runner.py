@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from harness import __version__
 from harness.artifacts import load_outputs, max_abs_error
-from harness.fidelity import compression_measurements, output_fidelity
+from harness.fidelity import compression_measurements, output_fidelity, sample_fidelity
 from harness.context import git_commit
 from harness.errors import HarnessInputError
 from harness.external import describe
@@ -127,7 +127,8 @@ class SuiteRunner:
                 {"model": model_name, "source": spec.source, "cache": str(self.cache_dir),
                  "formats": list(self.suite.formats), "batch_sizes": list(self.suite.batch_sizes),
                  "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
-                 "variants": [v.to_dict() for v in self.suite.variants]},
+                 "variants": [v.to_dict() for v in self.suite.variants],
+                 "samples": self.suite.settings.fidelity_samples},
                 self.suite.settings.prepare_timeout_s, module="harness.prepare",
             )
             if prepared["status"] != "ok":
@@ -148,7 +149,9 @@ class SuiteRunner:
                             for runtime in self._runtimes_for(target, fmt):
                                 job = Job(artifact, runtime, target.name, self.suite.settings,
                                           io["inputs_path"], io["reference_path"], batch,
-                                          expected_path=produced["expected_path"])
+                                          expected_path=produced["expected_path"],
+                                          samples_path=io.get("samples_path", ""),
+                                          samples_reference_path=io.get("samples_reference_path", ""))
                                 yield PlannedJob(job, artifact.error if artifact.status != "ok" else "")
 
         for artifact, inputs_path in self.external:
@@ -248,8 +251,11 @@ class SuiteRunner:
             return measurements
         return [dataclasses.replace(m, method=f"{m.method}+emulated", note=EMULATED_NOTE) for m in measurements]
 
-    def _worker_job(self, job: Job, target: TargetProfile, mode: str, outputs_path: str = "") -> dict[str, Any]:
-        return {
+    def _worker_job(self, job: Job, target: TargetProfile, mode: str, outputs_path: str = "",
+                    samples_outputs_path: str = "") -> dict[str, Any]:
+        samples = {"samples_path": job.samples_path, "samples_outputs_path": samples_outputs_path} \
+            if samples_outputs_path else {}
+        return samples | {
             "mode": mode,
             "artifact": job.artifact.to_dict(),
             "runtime": job.runtime,
@@ -297,7 +303,8 @@ class SuiteRunner:
             measurements.append(Measurement("artifact_gzip_size", job.artifact.gzip_bytes, "bytes", "zlib-6"))
         with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
             outputs_path = str(Path(tmp) / "outputs.npz")
-            result = launcher.run(self._worker_job(job, target, "latency", outputs_path),
+            samples_outputs_path = str(Path(tmp) / "samples.npz") if job.samples_path else ""
+            result = launcher.run(self._worker_job(job, target, "latency", outputs_path, samples_outputs_path),
                                   job.settings.timeout_s, memory_cap_bytes=target.memory_cap_bytes)
             context.update(result.get("context", {}))
             board.note(result["status"], result.get("error", ""))
@@ -311,8 +318,13 @@ class SuiteRunner:
                 expected = reference
             else:
                 expected = load_outputs(job.expected_path) if job.expected_path else None
+            samples = load_outputs(samples_outputs_path) if samples_outputs_path else None
         if reference is not None:
-            fidelity = output_fidelity(outputs, reference)
+            if samples:  # none when the sample set is smaller than one batch
+                fidelity = sample_fidelity(samples, load_outputs(job.samples_reference_path),
+                                           get_model(job.artifact.model), self.cache_dir)
+            else:
+                fidelity = output_fidelity(outputs, reference)
             if fidelity is None:
                 return record("failed", "outputs differ in count or shape from the PyTorch reference",
                               tuple(measurements))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.hashing import file_sha256
-from harness.launcher import failure_result, parse_result
+from harness.launcher import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, failure_result, parse_result
 from harness.types import SshSettings
 
 REMOTE_EXIT_TIMEOUT = 124
@@ -146,8 +146,8 @@ class SshLauncher:
             self._uploaded.add(remote)
         return remote
 
-    def _stage(self, request: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-        """Upload what the request refers to; return it with board paths, and the remote outputs path."""
+    def _stage(self, request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Upload what the request refers to; return it with board paths, and the remote output paths."""
         wd = self.settings.workdir
         staged = json.loads(json.dumps(request))
         artifact = staged.get("artifact")
@@ -161,16 +161,18 @@ class SshLauncher:
                 remote_src = posixpath.join(wd, "models", file_sha256(source)[:20], Path(source).name)
                 self._upload(source, remote_src, Path(source).stat().st_size)
                 artifact["recipe"]["source"] = remote_src
-        if staged.get("inputs_path"):
-            local = staged["inputs_path"]
-            remote = posixpath.join(wd, "io", file_sha256(local)[:20] + ".npz")
-            self._upload(local, remote, Path(local).stat().st_size)
-            staged["inputs_path"] = remote
-        remote_outputs = None
-        if staged.get("outputs_path"):
-            remote_outputs = posixpath.join(wd, "out", f"{time.time_ns()}.npz")
-            self._mkdirs(posixpath.dirname(remote_outputs))
-            staged["outputs_path"] = remote_outputs
+        for key in INPUT_FILE_KEYS:
+            if staged.get(key):
+                local = staged[key]
+                remote = posixpath.join(wd, "io", file_sha256(local)[:20] + ".npz")
+                self._upload(local, remote, Path(local).stat().st_size)
+                staged[key] = remote
+        remote_outputs: dict[str, str] = {}
+        for key in OUTPUT_FILE_KEYS:
+            if staged.get(key):
+                remote_outputs[key] = posixpath.join(wd, "out", f"{time.time_ns()}-{key}.npz")
+                self._mkdirs(posixpath.dirname(remote_outputs[key]))
+                staged[key] = remote_outputs[key]
         return staged, remote_outputs
 
     # -- running ------------------------------------------------------------------------------------
@@ -211,9 +213,10 @@ class SshLauncher:
         if status > 128:
             return _result("crashed", f"worker on {self.settings.host} killed by signal {status - 128}", err)
         result = parse_result(out, err, f"worker on {self.settings.host} exited with code {status}")
-        if remote_outputs and result["status"] == "ok":
-            self._sftp.get(remote_outputs, request["outputs_path"])
-            self._sftp.remove(remote_outputs)
+        if result["status"] == "ok":
+            for key, remote in remote_outputs.items():
+                self._sftp.get(remote, request[key])
+                self._sftp.remove(remote)
         result.setdefault("context", {})["launcher"] = f"ssh {self.where}"
         return result
 

@@ -34,6 +34,8 @@ class ModelSpec:
     builder_kwargs: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
     """Path of the models/*.py file that defines the spec (the worker rebuilds torch models from it)."""
+    training: Any = None
+    """A ``harness.training.DigitsTraining`` when the generator is trained on digits (weights cached), else None."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,10 @@ class RunSettings:
     """Wall-clock limit for one worker process (seconds)."""
     prepare_timeout_s: float = 1800.0
     """Wall-clock limit for building and exporting one model, all formats and batch sizes (seconds)."""
+    fidelity_samples: int = 256
+    """Size of the fidelity sample set each artifact generates after its timing pass (0 = fidelity from the
+    timing batch only). PSNR, max-abs error and, for digits-trained generators, Fréchet distance and label
+    agreement are taken over it."""
 
     def __post_init__(self) -> None:
         if self.min_runs < 1 or self.warmup_min_runs < 1:
@@ -175,6 +181,8 @@ class RunSettings:
             raise ValueError("warmup_tolerance must be a fraction between 0 and 1")
         if self.target_ci_rel_width is not None and self.target_ci_rel_width <= 0:
             raise ValueError("target_ci_rel_width must be positive")
+        if self.fidelity_samples < 0:
+            raise ValueError("fidelity_samples must be >= 0")
         if self.timeout_s <= 0 or self.prepare_timeout_s <= 0 or self.memory_runs < 1:
             raise ValueError("timeout_s and prepare_timeout_s must be positive and memory_runs at least 1")
 
@@ -232,6 +240,9 @@ class Job:
     expected_path: str = ""
     """Outputs this artifact must reproduce within the export tolerance (its own PyTorch model's); '' = the
     fp32 reference for an uncompressed artifact, and no check for a post-export compression (only fidelity)."""
+    samples_path: str = ""
+    """The fidelity sample set's inputs ('' = none), and below its fp32 PyTorch outputs."""
+    samples_reference_path: str = ""
 
     @property
     def key(self) -> str:

@@ -5,7 +5,8 @@ Job fields: ``cpu_affinity`` (optional list of CPU numbers, applied first), ``mo
 'memory' | 'energy' (with ``energy``: the target's [energy] table); 'inspect' with ``format`` and ``path``; 'probe'), ``artifact`` (Artifact dict), ``runtime``,
 ``runtime_options`` ({threads, graph_optimization}), ``inputs_path`` (.npz), ``settings`` (RunSettings
 dict), ``batch_size`` and, for 'outputs' and 'latency', ``outputs_path`` (.npz written with the first
-inference's outputs). Result fields: ``status``, ``error``, ``measurements``, ``context``.
+inference's outputs); for 'latency' optionally ``samples_path`` (.npz of the fidelity sample set's inputs) and
+``samples_outputs_path`` (.npz written with its outputs, after the timed runs). Result fields: ``status``, ``error``, ``measurements``, ``context``.
 
 Anything a native library prints to stdout is moved to stderr, so stdout carries only the result.
 """
@@ -35,6 +36,22 @@ def save_outputs(path: str, outputs: Any) -> None:
     import numpy as np
 
     np.savez(path, **{f"output_{i}": np.asarray(o) for i, o in enumerate(outputs)})
+
+
+def generate_samples(runtime: Any, samples: dict[str, Any], batch_size: int) -> list[Any]:
+    """Outputs for the fidelity sample set, run as whole batches of ``batch_size`` (an exported artifact has
+    a fixed batch); a remainder smaller than one batch is left out."""
+    import numpy as np
+
+    total = len(next(iter(samples.values())))
+    chunks: list[list[Any]] = []
+    for start in range(0, total - batch_size + 1, batch_size):
+        outputs = runtime.infer({k: np.ascontiguousarray(v[start:start + batch_size]) for k, v in samples.items()})
+        runtime.sync()
+        chunks.append([np.asarray(o) for o in outputs])
+    if not chunks:
+        return []
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
 def probe() -> dict[str, Any]:
@@ -107,6 +124,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         context["cpu_state_after"] = read_cpu_state(cpus)
         context["warnings"] = state_warnings(context["cpu_state_before"], context["cpu_state_after"])
         save_outputs(job["outputs_path"], result.first_outputs)
+        if job.get("samples_path"):  # after timing, so that it never disturbs a timed run
+            save_outputs(job["samples_outputs_path"],
+                         generate_samples(runtime, load_inputs(job["samples_path"]), int(job["batch_size"])))
         measurements = (Measurement("import_time", import_ms, "ms", "perf_counter"), *result.measurements)
     elif mode == "memory":
         from harness.memory import run_memory_pass

@@ -27,8 +27,10 @@ def register_model(
     description: str = "",
     kind: str = "generator",
     builder_kwargs: dict[str, Any] | None = None,
+    training: Any = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator for a builder function ``builder(**builder_kwargs) -> nn.Module``."""
+    """Decorator for a builder function ``builder(**builder_kwargs) -> nn.Module``. ``training``: a
+    ``harness.training.DigitsTraining`` to train the generator briefly on digits (weights cached)."""
 
     def add(builder: Callable[..., Any]) -> Callable[..., Any]:
         source = sys.modules[builder.__module__].__file__ or ""
@@ -41,6 +43,7 @@ def register_model(
             kind=kind,
             builder_kwargs=dict(builder_kwargs or {}),
             source=str(Path(source).resolve()) if source else "",
+            training=training,
         )
         if name in MODELS and MODELS.get(name).source != spec.source:
             raise HarnessInputError(f"{spec.source}: model {name!r} is already defined in {MODELS.get(name).source}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from harness.digits import DigitsImages
+from harness.training import DigitsTraining
 from harness.zoo import register_model
 from harness.model_helpers import latent_inputs, seeded
 
@@ -27,8 +29,9 @@ class MLPGenerator(nn.Module):
     "mlp_gan",
     make_inputs=latent_inputs((100,)),
     seed=0,
-    description="MLP GAN generator (latent 100 → 256 → 784, 1×28×28)",
+    description="MLP GAN generator (latent 100 → 256 → 784, 1×28×28), trained on digits",
     builder_kwargs={"latent_dim": 100, "hidden": 256},
+    training=DigitsTraining(DigitsImages(size=28, channels=1, value_range=(-1.0, 1.0)), steps=2000),
 )
 def build(latent_dim: int = 100, hidden: int = 256) -> nn.Module:
     return seeded(lambda: MLPGenerator(latent_dim, hidden), seed=0)

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.digits import DigitsImages
+from harness.training import DigitsTraining
 from harness.zoo import register_model
 from harness.model_helpers import seeded
 
@@ -78,8 +80,10 @@ def make_inputs(batch: int, seed: int) -> dict[str, np.ndarray]:
     make_inputs=make_inputs,
     seed=0,
     kind="denoiser",
-    description="Small UNet denoiser, one diffusion step (1×32×32 + timestep)",
+    description="Small UNet denoiser, one diffusion step (1×32×32 + timestep), trained on digits",
     builder_kwargs={"base": 32, "temb": 64},
+    training=DigitsTraining(DigitsImages(size=32, channels=1, value_range=(-1.0, 1.0)), objective="denoiser",
+                            steps=400, lr=1e-3),
 )
 def build(base: int = 32, temb: int = 64) -> nn.Module:
     return seeded(lambda: UNetDenoiser(base, temb), seed=0)

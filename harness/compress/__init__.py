@@ -3,18 +3,20 @@
 A compressor has ``name``, ``stage`` and ``params`` (name → default; the default's type is the type a suite
 must give), ``description`` and ``tool_versions()`` (part of the artifact id). By stage:
 
-- ``torch``: ``compress(model, params, calibration) -> (model, info)`` returns a new ``nn.Module`` (the input
-  is not modified) and a JSON-able ``info`` with what changed; ``info["structure"]``, when present, is what
+- ``torch``: ``compress(model, params, latents) -> (model, info)`` returns a new ``nn.Module`` (the input
+  is not modified) and a JSON-able ``info`` with what changed; ``latents`` is a ``LatentSource`` of fresh
+  input batches for compressors that train (distillation), None where there is nothing to draw from; ``info["structure"]``, when present, is what
   ``restructure(model, structure)`` needs to turn a freshly built parent into the compressed module's shape,
   so a worker can load the compressed ``state_dict`` (no pickled modules anywhere).
 - ``onnx``: ``compress_file(src, dst, params, calibration) -> info`` writes a compressed copy of an ONNX file.
 
 ``calibration`` is a list of input batches (name → float32 array) drawn with seeds other than the evaluation
-latents', so fidelity is never measured on the data a compressor was fitted to.
+latents', so fidelity is never measured on the data a compressor was fitted to; so are ``LatentSource``'s.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -80,8 +82,25 @@ def calibration_batches(make_inputs: Any, batch: int, seed: int, count: int) -> 
     return [make_inputs(batch, seed + 1 + i) for i in range(count)]
 
 
+TRAINING_SEED_OFFSET = 100_000
+"""Training batches (distillation) use seeds ``seed + TRAINING_SEED_OFFSET + i``: disjoint from the evaluation
+inputs (``seed``), calibration (``seed+1…``) and the fidelity sample set (``seed + 900000``)."""
+
+
+@dataclass(frozen=True)
+class LatentSource:
+    """Fresh, seeded input batches from a model's ``make_inputs(batch, seed)``, for compressors that train."""
+
+    make_inputs: Callable[[int, int], dict[str, np.ndarray]]
+    seed: int
+
+    def batch(self, size: int, index: int) -> dict[str, np.ndarray]:
+        """Training batch number ``index`` (0, 1, …) of ``size`` inputs."""
+        return self.make_inputs(size, self.seed + TRAINING_SEED_OFFSET + index)
+
+
 def _register_builtin() -> None:
-    from harness.compress import channels, onnx_quant, unstructured  # noqa: F401  (register on import)
+    from harness.compress import channels, distill, onnx_quant, unstructured  # noqa: F401  (register on import)
 
 
 _register_builtin()

@@ -3,7 +3,9 @@ and rebuild a genuinely thinner network (Li et al., "Pruning Filters for Efficie
 
 Which layers can lose channels is found by tracing the model with ``torch.fx``: a layer qualifies when its
 output reaches only channel-wise operations (BatchNorm, element-wise activations, dropout) and then other
-conv / conv-transpose / linear layers of the same kind, each used once. Anything else downstream — the
+conv / conv-transpose / linear layers of the same kind, each used once; a linear layer whose output an
+``nn.Unflatten(1, (C, H, W))`` turns into C feature maps for convs loses whole maps (blocks of H·W units).
+Anything else downstream — the
 model's output, a reshape, an add or concat (skip connections), a GroupNorm — keeps the layer whole. The
 layers left alone are listed in the info, so a user sees why a model did not get thinner.
 """
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from harness.compress import Calibration, check_fraction
+from harness.compress import check_fraction
 from harness.compress.layers import WEIGHT_LAYERS, parameter_count
 from harness.registry import COMPRESSORS
 
@@ -32,7 +34,7 @@ _ELEMENTWISE_FUNCTIONS = {torch.relu, torch.tanh, torch.sigmoid, F.relu, F.relu6
 _ELEMENTWISE_METHODS = {"relu", "tanh", "sigmoid", "relu_", "tanh_", "sigmoid_"}
 
 
-def _out_dim(layer: nn.Module) -> int:
+def out_dim(layer: nn.Module) -> int:
     """Weight dimension of output channels: conv-transpose weights are (in, out/groups, k…)."""
     return 1 if isinstance(layer, _CONV_T) else 0
 
@@ -73,19 +75,22 @@ def find_prunable(model: nn.Module) -> tuple[dict[str, dict[str, list[str]]], di
         if calls[node.target] > 1:
             kept[node.target] = "called more than once"
             continue
-        why, norms, consumers = _follow(node, layer, modules, calls)
+        why, links = _follow(node, layer, modules, calls)
         if why:
             kept[node.target] = why
         else:
-            prunable[node.target] = {"norms": norms, "consumers": consumers}
+            prunable[node.target] = links
     return prunable, kept
 
 
 def _follow(start: fx.Node, layer: nn.Module, modules: dict[str, nn.Module],
-            calls: dict[str, int]) -> tuple[str, list[str], list[str]]:
-    """Walk the users of ``start``'s output: ('' or why not prunable, batch norms, consuming layers)."""
+            calls: dict[str, int]) -> tuple[str, dict[str, Any]]:
+    """Walk the users of ``start``'s output: ('' or why not prunable, {"norms", "consumers"} plus, through an
+    Unflatten, {"group": units per channel, "unflatten": [module]})."""
     norms: list[str] = []
     consumers: list[str] = []
+    unflatten: list[str] = []
+    group, kind = 1, _kind(layer)
     frontier = list(start.users)
     seen: set[fx.Node] = set()
     while frontier:
@@ -96,7 +101,7 @@ def _follow(start: fx.Node, layer: nn.Module, modules: dict[str, nn.Module],
         if node.op == "call_module":
             mod = modules[node.target]
             if calls[node.target] > 1:
-                return f"its output reaches {node.target}, which is called more than once", [], []
+                return f"its output reaches {node.target}, which is called more than once", {}
             if isinstance(mod, _BATCH_NORM):
                 norms.append(node.target)
                 frontier.extend(node.users)
@@ -104,10 +109,16 @@ def _follow(start: fx.Node, layer: nn.Module, modules: dict[str, nn.Module],
             if isinstance(mod, _ELEMENTWISE_MODULES):
                 frontier.extend(node.users)
                 continue
-            if isinstance(mod, WEIGHT_LAYERS) and _kind(mod) == _kind(layer) and not _grouped(mod):
+            blocks = _unflatten_blocks(mod, layer) if not unflatten else 0
+            if blocks:
+                unflatten.append(node.target)
+                group, kind = blocks, "conv"
+                frontier.extend(node.users)
+                continue
+            if isinstance(mod, WEIGHT_LAYERS) and _kind(mod) == kind and not _grouped(mod):
                 consumers.append(node.target)
                 continue
-            return f"its output reaches {type(mod).__name__} {node.target}", [], []
+            return f"its output reaches {type(mod).__name__} {node.target}", {}
         if node.op == "call_function" and node.target in _ELEMENTWISE_FUNCTIONS and _only_tensor_arg(node):
             frontier.extend(node.users)
             continue
@@ -115,10 +126,24 @@ def _follow(start: fx.Node, layer: nn.Module, modules: dict[str, nn.Module],
             frontier.extend(node.users)
             continue
         what = "the model's output" if node.op == "output" else f"{node.op} {getattr(node.target, '__name__', node.target)}"
-        return f"its output reaches {what}", [], []
+        return f"its output reaches {what}", {}
     if not consumers:
-        return "no layer consumes its channels", [], []
-    return "", norms, consumers
+        return "no layer consumes its channels", {}
+    links: dict[str, Any] = {"norms": norms, "consumers": consumers}
+    if unflatten:
+        links |= {"group": group, "unflatten": unflatten}
+    return "", links
+
+
+def _unflatten_blocks(mod: nn.Module, layer: nn.Module) -> int:
+    """Units per channel when ``mod`` is an ``Unflatten(1, (C, *spatial))`` of a linear layer's output, else 0."""
+    if not (isinstance(mod, nn.Unflatten) and isinstance(layer, nn.Linear) and mod.dim == 1):
+        return 0
+    sizes = tuple(int(v) for v in mod.unflattened_size)
+    blocks = 1
+    for v in sizes[1:]:
+        blocks *= v
+    return blocks if len(sizes) >= 2 and sizes[0] * blocks == layer.out_features else 0
 
 
 def _only_tensor_arg(node: fx.Node) -> bool:
@@ -130,7 +155,7 @@ def _select(tensor: torch.Tensor, dim: int, index: torch.Tensor) -> nn.Parameter
 
 
 def _thin_outputs(layer: nn.Module, index: torch.Tensor) -> None:
-    layer.weight = _select(layer.weight, _out_dim(layer), index)
+    layer.weight = _select(layer.weight, out_dim(layer), index)
     if layer.bias is not None:
         layer.bias = _select(layer.bias, 0, index)
     if isinstance(layer, nn.Linear):
@@ -158,11 +183,17 @@ def _thin_norm(norm: nn.Module, index: torch.Tensor) -> None:
 
 
 def restructure(model: nn.Module, structure: Mapping[str, Any]) -> nn.Module:
-    """Apply a pruning plan ({layer: {"keep": [...], "norms": [...], "consumers": [...]}}) in place."""
+    """Apply a pruning plan ({layer: {"keep": [...], "norms": [...], "consumers": [...]}, optionally "group"
+    and "unflatten"}) in place."""
     modules = dict(model.named_modules())
     for name, plan in structure.items():
         index = torch.tensor(plan["keep"], dtype=torch.long)
-        _thin_outputs(modules[name], index)
+        group = int(plan.get("group", 1))
+        units = (index[:, None] * group + torch.arange(group)[None, :]).reshape(-1) if group > 1 else index
+        _thin_outputs(modules[name], units)
+        for unflatten in plan.get("unflatten", ()):
+            sizes = tuple(modules[unflatten].unflattened_size)
+            modules[unflatten].unflattened_size = (len(index), *sizes[1:])
         for norm in plan["norms"]:
             _thin_norm(modules[norm], index)
         for consumer in plan["consumers"]:
@@ -170,16 +201,24 @@ def restructure(model: nn.Module, structure: Mapping[str, Any]) -> nn.Module:
     return model
 
 
-def _kept_channels(layer: nn.Module, amount: float, multiple: int) -> list[int]:
-    """Indices (ascending) of the output channels with the largest L1 norm, count rounded up to ``multiple``."""
+def kept_channels(layer: nn.Module, amount: float, multiple: int, group: int = 1) -> list[int]:
+    """Indices (ascending) of the output channels with the largest L1 norm, count rounded up to ``multiple``;
+    a channel is ``group`` consecutive output units (a linear layer unflattened into feature maps)."""
     weight = layer.weight.detach()
-    dim = _out_dim(layer)
-    channels = weight.shape[dim]
+    dim = out_dim(layer)
+    channels = weight.shape[dim] // group
     norms = weight.abs().transpose(0, dim).reshape(channels, -1).sum(dim=1)
     keep = max(1, round(channels * (1.0 - amount)))
     keep = min(channels, -(-keep // multiple) * multiple)
     order = torch.argsort(norms, descending=True, stable=True)[:keep]
     return sorted(int(i) for i in order)
+
+
+def channel_counts(modules: Mapping[str, nn.Module], structure: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """{layer: {"kept": channels kept, "of": channels before}} for a pruning plan."""
+    return {name: {"kept": len(plan["keep"]),
+                   "of": modules[name].weight.shape[out_dim(modules[name])] // int(plan.get("group", 1))}
+            for name, plan in structure.items()}
 
 
 @COMPRESSORS.register("prune-channels")
@@ -201,7 +240,7 @@ class ChannelPruning:
         if params["multiple"] < 1:
             raise ValueError(f"multiple must be at least 1, not {params['multiple']}")
 
-    def compress(self, model: nn.Module, params: Mapping[str, Any], calibration: Calibration) -> tuple[nn.Module, dict]:
+    def compress(self, model: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
         prunable, kept = find_prunable(model)
         if not prunable:
             reasons = "; ".join(f"{n}: {why}" for n, why in kept.items()) or "no conv or linear layer"
@@ -209,11 +248,10 @@ class ChannelPruning:
         modules = dict(model.named_modules())
         structure = {}
         for name, links in prunable.items():
-            keep = _kept_channels(modules[name], params["amount"], int(params["multiple"]))
+            keep = kept_channels(modules[name], params["amount"], int(params["multiple"]), links.get("group", 1))
             structure[name] = {"keep": keep, **links}
         thinner = restructure(copy.deepcopy(model), structure).eval()
-        channels = {name: {"kept": len(plan["keep"]), "of": modules[name].weight.shape[_out_dim(modules[name])]}
-                    for name, plan in structure.items()}
+        channels = channel_counts(modules, structure)
         return thinner, {
             "structure": structure, "channels": channels, "layers_left_whole": kept,
             "parameters_before": parameter_count(model), "parameters": parameter_count(thinner),

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from harness.artifacts import ArtifactCache, ModelIO, _atomic_savez
-from harness.compress import Calibration, compressor
+from harness.compress import Calibration, LatentSource, compressor
 from harness.types import Artifact, CompressionSpec
 
 
@@ -25,7 +25,7 @@ def _failure(exc: Exception, variant: CompressionSpec) -> str:
 
 
 def compress_torch(cache: ArtifactCache, parent: Artifact, parent_model: Any, variant: CompressionSpec,
-                   calibration: Calibration) -> tuple[Artifact, Any]:
+                   latents: LatentSource | None) -> tuple[Artifact, Any]:
     """A compressed torch artifact and its module (None when the compression failed)."""
     import torch
 
@@ -42,7 +42,7 @@ def compress_torch(cache: ArtifactCache, parent: Artifact, parent_model: Any, va
     base = dict(id=artifact_id, format="torch", path=str(path), model=parent.model, variant=variant.name,
                 batch_size=None, parent_id=parent.id)
     try:
-        model, info = comp.compress(parent_model, variant.params, calibration)
+        model, info = comp.compress(parent_model, variant.params, latents)
     except Exception as exc:  # a compressor's failure is a result to record
         return cache.store(Artifact(bytes=0, status="failed", error=_failure(exc, variant),
                                     recipe={**recipe, "compress": list(parent.recipe.get("compress", ()))},

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from harness.compress import Calibration, check_choice, check_fraction
+from harness.compress import check_choice, check_fraction
 from harness.compress.layers import weight_layers, weight_sparsity
 from harness.registry import COMPRESSORS
 
@@ -42,7 +42,7 @@ class _Unstructured:
             for layer, name in targets:
                 self.layer_function(layer, name, amount=params["amount"])
 
-    def compress(self, model: nn.Module, params: Mapping[str, Any], calibration: Calibration) -> tuple[nn.Module, dict]:
+    def compress(self, model: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
         pruned = copy.deepcopy(model)
         targets = [(layer, "weight") for _, layer in weight_layers(pruned)]
         if not targets:

@@ -1,0 +1,211 @@
+"""Compressors that train a smaller student to imitate its teacher (knowledge distillation, Hinton et al. 2015,
+here on outputs: mean squared error to the teacher's outputs on fresh latents):
+
+- ``distill``: a thinner student — the teacher's layers with ``amount`` of their channels removed (the same
+  fx-traced plan as ``prune-channels``), starting from the teacher's strongest channels (``init = "pruned"``,
+  i.e. channel pruning with a fine-tune) or from random weights (``init = "random"``, a half-width student
+  trained from scratch at ``amount = 0.5``).
+- ``separable``: a lighter architecture — every k×k conv / conv-transpose with groups 1 becomes a depthwise
+  and a pointwise layer (MobileNet-style), then is distilled from the teacher.
+
+Each records its training curve (``[[step, mean loss since the previous point], …]``) and wall time.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from importlib.metadata import version
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.compress import check_choice, check_fraction
+from harness.compress.channels import channel_counts, find_prunable, kept_channels, restructure
+from harness.compress.layers import parameter_count
+from harness.registry import COMPRESSORS
+
+_TRAINING_PARAMS: Mapping[str, Any] = {"steps": 600, "batch": 32, "lr": 1e-3, "seed": 0}
+CURVE_POINTS = 25
+
+
+def _check_training(params: Mapping[str, Any]) -> None:
+    if params["steps"] < 1 or params["batch"] < 1:
+        raise ValueError("steps and batch must be at least 1")
+    if params["lr"] <= 0:
+        raise ValueError(f"lr must be positive, not {params['lr']}")
+
+
+def distill_outputs(student: nn.Module, teacher: nn.Module, latents: Any, params: Mapping[str, Any]) -> dict:
+    """Train ``student`` in place to reproduce ``teacher``'s outputs (MSE, Adam with cosine decay) on
+    ``params["steps"]`` fresh batches from ``latents``; return ``{"curve", "train_seconds", "final_loss"}``."""
+    if latents is None:
+        raise ValueError("distillation needs latents to train on (none were given)")
+    teacher = teacher.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(params["seed"]))
+        opt = torch.optim.Adam(student.parameters(), lr=params["lr"])
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(params["steps"]))
+        every = max(1, int(params["steps"]) // CURVE_POINTS)
+        curve: list[list[float]] = []
+        window: list[float] = []
+        student.train()
+        t0 = time.perf_counter()
+        for step in range(1, int(params["steps"]) + 1):
+            inputs = [torch.from_numpy(a) for a in latents.batch(int(params["batch"]), step - 1).values()]
+            with torch.no_grad():
+                target = _outputs(teacher(*inputs))
+            loss = sum(((o - t) ** 2).mean() for o, t in zip(_outputs(student(*inputs)), target))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            window.append(float(loss.detach()))
+            if step % every == 0 or step == int(params["steps"]):
+                curve.append([step, round(float(np.mean(window)), 8)])
+                window = []
+        student.eval()
+    return {"curve": curve, "train_seconds": round(time.perf_counter() - t0, 2), "final_loss": curve[-1][1]}
+
+
+def _outputs(out: Any) -> list[torch.Tensor]:
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+@COMPRESSORS.register("distill")
+class Distillation:
+    """A student with ``amount`` of each prunable layer's channels removed, distilled from the teacher."""
+
+    name = "distill"
+    stage = "torch"
+    description = "distillation into a thinner student (pruned or random init), training curve recorded"
+    params: Mapping[str, Any] = {"amount": 0.5, "multiple": 1, "init": "pruned", **_TRAINING_PARAMS}
+
+    @staticmethod
+    def tool_versions() -> dict[str, str]:
+        return {"torch": version("torch")}
+
+    def check(self, params: Mapping[str, Any]) -> None:
+        check_fraction(params)
+        check_choice(params, "init", ("pruned", "random"))
+        if params["multiple"] < 1:
+            raise ValueError(f"multiple must be at least 1, not {params['multiple']}")
+        _check_training(params)
+
+    def compress(self, model: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
+        prunable, kept = find_prunable(model)
+        if not prunable:
+            reasons = "; ".join(f"{n}: {why}" for n, why in kept.items()) or "no conv or linear layer"
+            raise ValueError(f"no layer can lose channels ({reasons})")
+        modules = dict(model.named_modules())
+        structure = {name: {"keep": kept_channels(modules[name], params["amount"], int(params["multiple"]),
+                                                  links.get("group", 1)), **links}
+                     for name, links in prunable.items()}
+        student = restructure(copy.deepcopy(model), structure)
+        if params["init"] == "random":
+            _reinitialize(student, int(params["seed"]))
+        training = distill_outputs(student, model, latents, params)
+        channels = channel_counts(modules, structure)
+        return student, {"structure": structure, "channels": channels, "layers_left_whole": kept,
+                         "parameters_before": parameter_count(model), "parameters": parameter_count(student),
+                         "distillation": training}
+
+    @staticmethod
+    def restructure(model: nn.Module, structure: Mapping[str, Any]) -> nn.Module:
+        return restructure(model, structure)
+
+
+def _reinitialize(model: nn.Module, seed: int) -> None:
+    """Fresh default initial weights (and BatchNorm statistics) for every layer, seeded."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+            if hasattr(module, "reset_running_stats"):
+                module.reset_running_stats()
+
+
+_SPATIAL_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def _separable_candidates(model: nn.Module, min_channels: int) -> tuple[list[str], dict[str, str]]:
+    """Layers that become depthwise + pointwise, and the conv layers left alone with the reason."""
+    chosen, left = [], {}
+    for name, m in model.named_modules():
+        if not isinstance(m, _SPATIAL_CONV):
+            continue
+        if m.groups != 1:
+            left[name] = "already grouped"
+        elif all(k == 1 for k in m.kernel_size):
+            left[name] = "1×1 kernel (already pointwise)"
+        elif min(m.in_channels, m.out_channels) < min_channels:
+            left[name] = f"fewer than {min_channels} input or output channels"
+        else:
+            chosen.append(name)
+    return chosen, left
+
+
+def _separable_layer(layer: nn.Module) -> nn.Sequential:
+    """Depthwise + pointwise replacement of ``layer`` with the same output shape. A transposed conv (which
+    upsamples) mixes channels first, at the low resolution, then upsamples depthwise; a conv filters depthwise
+    first and mixes channels at its (lower) output resolution."""
+    transposed = isinstance(layer, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d))
+    pointwise_cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[len(layer.kernel_size)]
+    bias = layer.bias is not None
+    if transposed:
+        pointwise = pointwise_cls(layer.in_channels, layer.out_channels, 1, bias=False)
+        depthwise = type(layer)(layer.out_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                layer.padding, layer.output_padding, groups=layer.out_channels, bias=bias,
+                                dilation=layer.dilation)
+        return nn.Sequential(pointwise, depthwise)
+    depthwise = type(layer)(layer.in_channels, layer.in_channels, layer.kernel_size, layer.stride, layer.padding,
+                            layer.dilation, groups=layer.in_channels, bias=False, padding_mode=layer.padding_mode)
+    pointwise = pointwise_cls(layer.in_channels, layer.out_channels, 1, bias=bias)
+    return nn.Sequential(depthwise, pointwise)
+
+
+def make_separable(model: nn.Module, layers: list[str]) -> nn.Module:
+    """Replace each named layer of ``model`` (in place) by its depthwise-separable version."""
+    for name in layers:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, _separable_layer(model.get_submodule(name)))
+    return model
+
+
+@COMPRESSORS.register("separable")
+class DepthwiseSeparable:
+    """MobileNet-style lighter architecture: k×k convs → depthwise + pointwise, distilled from the teacher."""
+
+    name = "separable"
+    stage = "torch"
+    description = "depthwise-separable convolutions (lighter architecture), distilled from the original"
+    params: Mapping[str, Any] = {"min_channels": 8, **_TRAINING_PARAMS, "steps": 1500, "lr": 2e-3}
+
+    @staticmethod
+    def tool_versions() -> dict[str, str]:
+        return {"torch": version("torch")}
+
+    def check(self, params: Mapping[str, Any]) -> None:
+        if params["min_channels"] < 1:
+            raise ValueError(f"min_channels must be at least 1, not {params['min_channels']}")
+        _check_training(params)
+
+    def compress(self, model: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
+        layers, left = _separable_candidates(model, int(params["min_channels"]))
+        if not layers:
+            reasons = "; ".join(f"{n}: {why}" for n, why in left.items()) or "no k×k conv layer"
+            raise ValueError(f"no layer can become depthwise-separable ({reasons})")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(params["seed"]))
+            student = make_separable(copy.deepcopy(model), layers)
+        training = distill_outputs(student, model, latents, params)
+        return student, {"structure": {"layers": layers}, "separable_layers": layers, "layers_left_whole": left,
+                         "parameters_before": parameter_count(model), "parameters": parameter_count(student),
+                         "distillation": training}
+
+    @staticmethod
+    def restructure(model: nn.Module, structure: Mapping[str, Any]) -> nn.Module:
+        return make_separable(model, list(structure["layers"]))
