@@ -39,7 +39,8 @@ def _check_training(params: Mapping[str, Any]) -> None:
 
 def distill_outputs(student: nn.Module, teacher: nn.Module, latents: Any, params: Mapping[str, Any]) -> dict:
     """Train ``student`` in place to reproduce ``teacher``'s outputs (MSE, Adam with cosine decay) on
-    ``params["steps"]`` fresh batches from ``latents``; return ``{"curve", "train_seconds", "final_loss"}``."""
+    ``params["steps"]`` fresh batches from ``latents``; return ``{"curve", "train_seconds", "final_loss"}``.
+    BatchNorm statistics stay as they are (the teacher's for a pruned student, identity for a reset one)."""
     if latents is None:
         raise ValueError("distillation needs latents to train on (none were given)")
     teacher = teacher.eval()
@@ -50,7 +51,7 @@ def distill_outputs(student: nn.Module, teacher: nn.Module, latents: Any, params
         every = max(1, int(params["steps"]) // CURVE_POINTS)
         curve: list[list[float]] = []
         window: list[float] = []
-        student.train()
+        _train_with_frozen_norm_statistics(student)
         t0 = time.perf_counter()
         for step in range(1, int(params["steps"]) + 1):
             inputs = [torch.from_numpy(a) for a in latents.batch(int(params["batch"]), step - 1).values()]
@@ -67,6 +68,15 @@ def distill_outputs(student: nn.Module, teacher: nn.Module, latents: Any, params
                 window = []
         student.eval()
     return {"curve": curve, "train_seconds": round(time.perf_counter() - t0, 2), "final_loss": curve[-1][1]}
+
+
+def _train_with_frozen_norm_statistics(model: nn.Module) -> None:
+    """Training mode, except that BatchNorm layers keep normalising with their running statistics (their
+    affine parameters still learn): the function trained is exactly the one evaluated and exported."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def _outputs(out: Any) -> list[torch.Tensor]:
@@ -166,12 +176,47 @@ def _separable_layer(layer: nn.Module) -> nn.Sequential:
     return nn.Sequential(depthwise, pointwise)
 
 
-def make_separable(model: nn.Module, layers: list[str]) -> nn.Module:
-    """Replace each named layer of ``model`` (in place) by its depthwise-separable version."""
+def _rank_one_init(layer: nn.Module, pair: nn.Sequential) -> None:
+    """Start the pair from the best rank-1 factorisation of each of the layer's per-channel kernels (SVD).
+
+    Conv-transpose (pointwise P then depthwise D): W[i, o] ≈ P[o, i] · D[o] for each output channel o.
+    Conv (depthwise D then pointwise P): W[o, i] ≈ P[o, i] · D[i] for each input channel i."""
+    transposed = isinstance(layer, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d))
+    weight = layer.weight.detach()
+    spatial = weight.shape[2:]
+    # Per channel c (dim 1 of the weight in both layouts) a matrix: rows = mixed channels, columns = taps.
+    per_channel = weight.transpose(0, 1)
+    per_channel = per_channel.reshape(per_channel.shape[0], per_channel.shape[1], -1)  # (c, mixed, taps)
+    u, sv, vh = torch.linalg.svd(per_channel, full_matrices=False)
+    scale = sv[:, 0].sqrt()
+    mix = u[:, :, 0] * scale[:, None]  # (c, mixed)
+    taps = vh[:, 0, :] * scale[:, None]  # (c, taps)
+    with torch.no_grad():
+        if transposed:  # c = output channel, mixed = input channel
+            pointwise, depthwise = pair
+            pointwise.weight.copy_(mix.reshape(*pointwise.weight.shape))
+            depthwise.weight.copy_(taps.reshape(len(taps), 1, *spatial))
+            if layer.bias is not None:
+                depthwise.bias.copy_(layer.bias.detach())
+        else:  # c = input channel, mixed = output channel
+            depthwise, pointwise = pair
+            depthwise.weight.copy_(taps.reshape(len(taps), 1, *spatial))
+            pointwise.weight.copy_(mix.t().reshape(*pointwise.weight.shape))
+            if layer.bias is not None:
+                pointwise.bias.copy_(layer.bias.detach())
+
+
+def make_separable(model: nn.Module, layers: list[str], init_from_weights: bool = False) -> nn.Module:
+    """Replace each named layer of ``model`` (in place) by its depthwise-separable version, optionally
+    initialised from the layer's own weights (rank-1 SVD per channel)."""
     for name in layers:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, _separable_layer(model.get_submodule(name)))
+        layer = model.get_submodule(name)
+        pair = _separable_layer(layer)
+        if init_from_weights:
+            _rank_one_init(layer, pair)
+        setattr(parent, child, pair)
     return model
 
 
@@ -200,7 +245,7 @@ class DepthwiseSeparable:
             raise ValueError(f"no layer can become depthwise-separable ({reasons})")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(params["seed"]))
-            student = make_separable(copy.deepcopy(model), layers)
+            student = make_separable(copy.deepcopy(model), layers, init_from_weights=True)
         training = distill_outputs(student, model, latents, params)
         return student, {"structure": {"layers": layers}, "separable_layers": layers, "layers_left_whole": left,
                          "parameters_before": parameter_count(model), "parameters": parameter_count(student),

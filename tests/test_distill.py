@@ -1,0 +1,246 @@
+"""Training on digits, distillation, the depthwise-separable variant, and channel pruning through Unflatten."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harness.compress import LatentSource, compressor, resolve_params
+from harness.compress.channels import find_prunable
+from harness.digits import DigitsImages
+from harness.errors import HarnessInputError
+from harness.model_helpers import latent_inputs
+from harness.training import DigitsTraining, build_trained, weights_key
+from harness.types import ModelSpec
+
+MAKE_LATENTS = latent_inputs((8, 1, 1))
+
+
+def _deconv(width: int = 16) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.ConvTranspose2d(8, width, 4, 1, 0, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.ConvTranspose2d(width, width // 2, 4, 2, 1), nn.BatchNorm2d(width // 2), nn.ReLU(),
+        nn.ConvTranspose2d(width // 2, 1, 4, 2, 1), nn.Tanh(),
+    ).eval()
+
+
+class _FcDecoder(nn.Module):
+    """Linear → Unflatten(C=8, 4×4) → ReLU → ConvT → ConvT: the fc layer can lose whole feature maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 8 * 4 * 4)
+        self.unflatten = nn.Unflatten(1, (8, 4, 4))
+        self.act = nn.ReLU()
+        self.up1 = nn.ConvTranspose2d(8, 4, 4, 2, 1)
+        self.up2 = nn.ConvTranspose2d(4, 1, 4, 2, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.up2(torch.relu(self.up1(self.act(self.unflatten(self.fc(z)))))))
+
+
+def _source() -> LatentSource:
+    return LatentSource(MAKE_LATENTS, seed=0)
+
+
+def _mse(a: nn.Module, b: nn.Module) -> float:
+    z = torch.from_numpy(MAKE_LATENTS(64, 12345)["z"])
+    with torch.no_grad():
+        return float(((a(z) - b(z)) ** 2).mean())
+
+
+# -- distillation --------------------------------------------------------------------------------------
+def test_distillation_trains_a_thinner_student_towards_the_teacher():
+    teacher = _deconv(16)
+    params = resolve_params("distill", {"amount": 0.5, "steps": 150, "lr": 3e-3})
+    student, info = compressor("distill").compress(teacher, params, _source())
+    assert student[0].weight.shape == (8, 8, 4, 4) and student[3].weight.shape == (8, 4, 4, 4)
+    assert info["channels"] == {"0": {"kept": 8, "of": 16}, "3": {"kept": 4, "of": 8}}
+    curve = info["distillation"]["curve"]
+    assert curve[-1][0] == 150 and len(curve) >= 10
+    assert curve[-1][1] < curve[0][1] / 2  # the loss fell
+    untrained, _ = compressor("prune-channels").compress(teacher, resolve_params("prune-channels", {"amount": 0.5}),
+                                                         None)
+    assert _mse(student, teacher) < _mse(untrained, teacher) / 2  # better than pruning without fine-tuning
+    assert not student.training
+    json.dumps(info)  # recorded in the artifact as it is
+
+
+def test_distillation_is_deterministic_and_leaves_the_teacher_alone():
+    teacher = _deconv(16)
+    before = copy.deepcopy(teacher.state_dict())
+    params = resolve_params("distill", {"amount": 0.5, "steps": 20})
+    a, _ = compressor("distill").compress(teacher, params, _source())
+    b, _ = compressor("distill").compress(teacher, params, _source())
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_a_randomly_initialised_student_starts_from_other_weights():
+    teacher = _deconv(16)
+    pruned, _ = compressor("distill").compress(teacher, resolve_params("distill", {"steps": 1, "lr": 1e-9}), _source())
+    random, _ = compressor("distill").compress(
+        teacher, resolve_params("distill", {"steps": 1, "lr": 1e-9, "init": "random"}), _source())
+    assert pruned[0].weight.shape == random[0].weight.shape
+    assert not torch.allclose(pruned[0].weight, random[0].weight)
+
+
+def test_distillation_parameters_are_checked():
+    with pytest.raises(HarnessInputError, match="init must be one of pruned, random"):
+        resolve_params("distill", {"init": "zeros"})
+    with pytest.raises(HarnessInputError, match="steps and batch must be at least 1"):
+        resolve_params("distill", {"steps": 0})
+    with pytest.raises(ValueError, match="needs latents"):
+        compressor("distill").compress(_deconv(), resolve_params("distill", {}), None)
+
+
+def test_the_distilled_student_is_rebuilt_from_its_structure():
+    teacher = _deconv(16)
+    student, info = compressor("distill").compress(teacher, resolve_params("distill", {"steps": 5}), _source())
+    skeleton = compressor("distill").restructure(_deconv(16), info["structure"])
+    skeleton.load_state_dict(student.state_dict())
+    assert _mse(skeleton.eval(), student) == 0.0
+
+
+# -- depthwise-separable -------------------------------------------------------------------------------
+def test_separable_replaces_kxk_layers_with_depthwise_and_pointwise():
+    teacher = _deconv(16)
+    params = resolve_params("separable", {"steps": 120, "min_channels": 4})
+    student, info = compressor("separable").compress(teacher, params, _source())
+    assert info["separable_layers"] == ["0", "3"]
+    assert "6" in info["layers_left_whole"]  # one output channel: below min_channels
+    pointwise, depthwise = student[3]
+    assert isinstance(pointwise, nn.Conv2d) and pointwise.kernel_size == (1, 1)
+    assert pointwise.in_channels == 16 and pointwise.out_channels == 8
+    assert isinstance(depthwise, nn.ConvTranspose2d) and depthwise.groups == 8 and depthwise.stride == (2, 2)
+    assert info["parameters"] < info["parameters_before"]
+    z = torch.from_numpy(MAKE_LATENTS(4, 1)["z"])
+    assert student(z).shape == teacher(z).shape
+    assert info["distillation"]["curve"][-1][1] < info["distillation"]["curve"][0][1]
+    skeleton = compressor("separable").restructure(_deconv(16), info["structure"])
+    skeleton.load_state_dict(student.state_dict())
+    assert _mse(skeleton.eval(), student) == 0.0
+
+
+def test_a_separable_conv_filters_depthwise_first():
+    conv = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 4, 1))
+    source = LatentSource(lambda batch, seed: {"x": np.random.default_rng(seed).standard_normal(
+        (batch, 8, 8, 8)).astype(np.float32)}, 0)
+    student, info = compressor("separable").compress(conv, resolve_params("separable", {"steps": 2}), source)
+    depthwise, pointwise = student[0]
+    assert depthwise.groups == 8 and depthwise.stride == (2, 2) and pointwise.out_channels == 16
+    assert info["layers_left_whole"] == {"2": "1×1 kernel (already pointwise)"}
+
+
+@pytest.mark.parametrize("layer", [nn.ConvTranspose2d(6, 4, 4, 2, 1), nn.Conv2d(6, 4, 3, 2, 1)])
+def test_separable_starts_from_the_rank_one_factorisation_of_each_kernel(layer):
+    """A layer whose per-channel kernels are exactly rank 1 is reproduced by its separable pair before any
+    training; a general layer is approximated better than by a random pair."""
+    from harness.compress.distill import make_separable
+
+    x = torch.randn(2, 6, 5, 5)
+    with torch.no_grad():
+        mixed, taps = torch.randn(4, 6), torch.randn(6 if isinstance(layer, nn.Conv2d) else 4, *layer.kernel_size)
+        if isinstance(layer, nn.ConvTranspose2d):  # W[i, o] = P[o, i] · D[o]
+            layer.weight.copy_(mixed.t()[:, :, None, None] * taps[None])
+        else:  # W[o, i] = P[o, i] · D[i]
+            layer.weight.copy_(mixed[:, :, None, None] * taps[None])
+        exact = make_separable(nn.Sequential(copy.deepcopy(layer)), ["0"], init_from_weights=True)
+        np.testing.assert_allclose(exact(x).numpy(), layer(x).numpy(), atol=1e-4)
+        general = nn.Sequential(type(layer)(6, 4, layer.kernel_size, layer.stride, layer.padding))
+        from_weights = make_separable(copy.deepcopy(general), ["0"], init_from_weights=True)
+        random = make_separable(copy.deepcopy(general), ["0"])
+        err = [float(((m(x) - general(x)) ** 2).mean()) for m in (from_weights, random)]
+        assert err[0] < err[1]
+
+
+def test_separable_says_why_when_nothing_qualifies():
+    with pytest.raises(ValueError, match="no layer can become depthwise-separable"):
+        compressor("separable").compress(nn.Sequential(nn.Linear(4, 4)), resolve_params("separable", {}), _source())
+
+
+# -- channel pruning through Unflatten -----------------------------------------------------------------
+def test_a_linear_layer_loses_whole_feature_maps_through_unflatten():
+    model = _FcDecoder().eval()
+    prunable, _ = find_prunable(model)
+    assert prunable["fc"] == {"norms": [], "consumers": ["up1"], "group": 16, "unflatten": ["unflatten"]}
+    thin, info = compressor("prune-channels").compress(model, resolve_params("prune-channels", {"amount": 0.5}), None)
+    assert info["channels"]["fc"] == {"kept": 4, "of": 8}
+    assert thin.fc.weight.shape == (4 * 16, 6) and thin.unflatten.unflattened_size == (4, 4, 4)
+    assert thin.up1.weight.shape[0] == 4
+    masked = copy.deepcopy(model)
+    with torch.no_grad():  # the same as the original with the dropped channels' contributions cut off
+        for producer, consumer, channels in (("fc", masked.up1, 8), ("up1", masked.up2, 4)):
+            drop = sorted(set(range(channels)) - set(info["structure"][producer]["keep"]))
+            consumer.weight[drop] = 0  # ConvTranspose weight dim 0 = input channels
+        z = torch.randn(3, 6)
+        np.testing.assert_allclose(thin(z).numpy(), masked(z).numpy(), atol=1e-5)
+
+
+# -- training on digits -------------------------------------------------------------------------------
+class _TinyDecoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 256), nn.Sigmoid(),
+                                 nn.Unflatten(1, (1, 16, 16)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+def _spec(steps: int = 60, objective: str = "vae") -> ModelSpec:
+    images = DigitsImages(size=16, channels=1, value_range=(0.0, 1.0))
+    if objective == "denoiser":
+        def make_inputs(batch: int, seed: int) -> dict[str, np.ndarray]:
+            rng = np.random.default_rng(seed)
+            return {"x": rng.standard_normal((batch, 1, 16, 16)).astype(np.float32),
+                    "t": rng.uniform(0, 1000, batch).astype(np.float32)}
+
+        class Denoiser(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+            def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return self.conv(x) + 0.0 * t[:, None, None, None]
+
+        return ModelSpec("tiny_denoiser", lambda: Denoiser(), make_inputs,
+                         training=DigitsTraining(images, objective="denoiser", steps=steps, lr=1e-2))
+    return ModelSpec("tiny_vae", lambda: _TinyDecoder(), MAKE_LATENTS,
+                     training=DigitsTraining(images, steps=steps, lr=3e-3))
+
+
+def test_training_on_digits_lowers_the_loss_and_is_cached(tmp_path):
+    spec = _spec()
+    model, info = build_trained(spec, tmp_path)
+    assert info["cached"] is False and info["curve"][-1][1] < info["curve"][0][1]
+    assert not model.training
+    again, info2 = build_trained(spec, tmp_path)
+    assert info2["cached"] is True and info2["weights_sha256"] == info["weights_sha256"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key])
+    longer = _spec(steps=61)
+    assert weights_key(longer) != weights_key(spec)  # a changed recipe trains again
+
+
+def test_the_denoiser_objective_trains_a_two_input_model(tmp_path):
+    _, info = build_trained(_spec(steps=40, objective="denoiser"), tmp_path)
+    assert info["curve"][-1][1] < info["curve"][0][1]
+
+
+def test_an_untrained_model_is_built_as_it_is(tmp_path):
+    spec = ModelSpec("plain", lambda: nn.Linear(2, 2), MAKE_LATENTS)
+    model, info = build_trained(spec, tmp_path)
+    assert info == {} and weights_key(spec) == "" and not (tmp_path / "weights").exists()
+
+
+def test_training_recipes_are_checked():
+    with pytest.raises(ValueError, match="unknown training objective 'gan'"):
+        DigitsTraining(DigitsImages(size=8), objective="gan")
