@@ -95,6 +95,13 @@ def compression_measurements(artifact: Artifact) -> list[Measurement]:
     info: dict[str, Any] = dict(artifact.compression)
     out = [Measurement(metric, float(info[key]), unit, method)
            for key, (metric, unit, method) in _COMPRESSION_FIGURES.items() if key in info]
+    training = info.get("distillation")
+    if training:  # the curve's losses as samples: the JSON keeps the whole training curve
+        curve = training["curve"]
+        out.append(Measurement("distill_loss", float(training["final_loss"]), "mse", "distillation-vs-teacher",
+                               samples=tuple(float(loss) for _, loss in curve),
+                               note=f"mean training loss per {curve[0][0]} steps, {curve[-1][0]} steps in "
+                                    f"{training['train_seconds']:g} s"))
     coverage = info.get("coverage") if artifact.format == "onnx" else None
     if coverage:
         out.extend(Measurement(key, float(coverage[key]), "fraction", "onnx-graph") for key in _COVERAGE_FIGURES)

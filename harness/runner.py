@@ -89,6 +89,11 @@ class SuiteRunner:
 
     def _select_models(self, models_dir: Path) -> list[str]:
         available = discover(models_dir)
+        for variant in self.suite.variants:
+            unknown = [m for m in variant.models if m not in available]
+            if unknown:
+                raise HarnessInputError(f"{self.suite.source}: variant {variant.name!r} names unknown model(s) "
+                                        f"{', '.join(unknown)} (known: {', '.join(available)})")
         if self.suite.models is None:
             return available
         for name in self.suite.models:
@@ -99,25 +104,27 @@ class SuiteRunner:
     def _runtimes_for(self, target: TargetProfile, fmt: str) -> list[str]:
         return [r for r in target.runtimes if fmt in runtime_class(r).formats]
 
-    def _variant_formats(self) -> list[tuple[str, tuple[str, ...]]]:
-        """(variant, formats it is measured in): torch-level variants in every suite format, ONNX-level
-        ones in ONNX only."""
+    def _variant_formats(self, model: str) -> list[tuple[str, tuple[str, ...]]]:
+        """(variant, formats it is measured in) for one model: torch-level variants in every suite format,
+        ONNX-level ones in ONNX only; variants limited to other models are left out."""
         from harness.compress import compressor
 
         out = [("fp32", self.suite.formats)]
         for v in self.suite.variants:
+            if not v.applies_to(model):
+                continue
             stage = compressor(v.method).stage
             out.append((v.name, self.suite.formats if stage == "torch" else
                         tuple(f for f in self.suite.formats if f == stage)))
         return out
 
     def job_count(self) -> int:
-        per_model = sum(
-            len(self._runtimes_for(t, fmt)) for t in self.targets
-            for _, formats in self._variant_formats() for fmt in formats
+        models = sum(
+            len(self._runtimes_for(t, fmt)) for model in self.models for t in self.targets
+            for _, formats in self._variant_formats(model) for fmt in formats
         ) * len(self.suite.batch_sizes)
         external = sum(len(self._runtimes_for(t, a.format)) for t in self.targets for a, _ in self.external)
-        return per_model * len(self.models) + external
+        return models + external
 
     def plan(self) -> Iterator[PlannedJob]:
         """Yield jobs model by model; each model is built and exported in its own process first."""
@@ -127,7 +134,7 @@ class SuiteRunner:
                 {"model": model_name, "source": spec.source, "cache": str(self.cache_dir),
                  "formats": list(self.suite.formats), "batch_sizes": list(self.suite.batch_sizes),
                  "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
-                 "variants": [v.to_dict() for v in self.suite.variants],
+                 "variants": [v.to_dict() for v in self.suite.variants if v.applies_to(model_name)],
                  "samples": self.suite.settings.fidelity_samples},
                 self.suite.settings.prepare_timeout_s, module="harness.prepare",
             )
@@ -139,7 +146,7 @@ class SuiteRunner:
             for batch in self.suite.batch_sizes:
                 entry = prepared["batches"][str(batch)]
                 io = entry["io"]
-                for variant, formats in self._variant_formats():
+                for variant, formats in self._variant_formats(model_name):
                     produced = entry["variants"].get(variant, {"expected_path": "", "artifacts": {}})
                     for fmt in formats:
                         if fmt not in produced["artifacts"]:
@@ -164,7 +171,7 @@ class SuiteRunner:
         """Every job of a model whose prepare step failed, crashed or hung, carrying that status."""
         error = f"preparing {spec.name} {prepared['status']}: {_error_text(prepared)}"
         for batch in self.suite.batch_sizes:
-            for variant, formats in self._variant_formats():
+            for variant, formats in self._variant_formats(spec.name):
                 for fmt in formats:
                     placeholder = Artifact(id=f"unprepared-{spec.name}-{variant}-{fmt}-b{batch}", format=fmt,
                                            path="", bytes=0, model=spec.name, variant=variant, batch_size=batch,

@@ -20,7 +20,7 @@ _SCHEMA = {
     "settings": dict,
     "variants": list,
 }
-_VARIANT_KEYS = {"name": str, "method": str, "after": str}
+_VARIANT_KEYS = {"name": str, "method": str, "after": str, "models": list}
 _SETTING_TYPES = {f.name: (float, int) if f.type in ("float", "float | None") else int
                   for f in dataclasses.fields(RunSettings)}
 
@@ -95,11 +95,12 @@ def load_suite(path: Path) -> Suite:
 
 
 def load_variants(path: Path, tables: list) -> tuple[CompressionSpec, ...]:
-    """``[[variants]]`` tables: name, method, after, and the compressor's parameters."""
+    """``[[variants]]`` tables: name, method, after, models (default: all), and the compressor's parameters."""
     from harness.compress import compressor, resolve_params
 
     variants: list[CompressionSpec] = []
     stages: dict[str, str] = {"fp32": "torch"}
+    scopes: dict[str, tuple[str, ...]] = {"fp32": ()}
     for i, table in enumerate(tables):
         where = f"variants[{i}]"
         if not isinstance(table, dict):
@@ -123,6 +124,13 @@ def load_variants(path: Path, tables: list) -> tuple[CompressionSpec, ...]:
         if after and comp.stage == "torch" and stages[after] != "torch":
             raise HarnessInputError(f"{path}: {where}: {method} works on a PyTorch model, but {after!r} is an "
                                     f"{stages[after]} file")
+        models = table.get("models", [])
+        check_list_of(path, f"{where}.models", models, str)
+        parent_scope = scopes[after or "fp32"]
+        if parent_scope and (not models or not set(models) <= set(parent_scope)):
+            raise HarnessInputError(f"{path}: {where}: 'after' = {after!r} is made only of "
+                                    f"{', '.join(parent_scope)}; list those (or fewer) in 'models'")
         stages[name] = comp.stage
-        variants.append(CompressionSpec(name=name, method=method, params=params, after=after))
+        scopes[name] = tuple(models)
+        variants.append(CompressionSpec(name=name, method=method, params=params, after=after, models=tuple(models)))
     return tuple(variants)

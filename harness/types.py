@@ -50,13 +50,21 @@ class CompressionSpec:
     method: str
     params: Mapping[str, Any] = field(default_factory=dict)
     after: str = ""
+    models: tuple[str, ...] = ()
+    """The models this variant is made of (() = every model of the suite)."""
+
+    def applies_to(self, model: str) -> bool:
+        return not self.models or model in self.models
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "method": self.method, "params": dict(self.params), "after": self.after}
+        return {"name": self.name, "method": self.method, "params": dict(self.params), "after": self.after,
+                "models": list(self.models)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CompressionSpec":
-        return cls(**_known_fields(cls, data))
+        fields = _known_fields(cls, data)
+        fields["models"] = tuple(fields.get("models", ()))
+        return cls(**fields)
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,9 @@ def test_variants_load_with_resolved_parameters(tmp_path):
     ('[[variants]]\nmethod = "fp16"\nafter = "later"\n', "names no earlier variant"),
     ('[[variants]]\nmethod = "fp16"\n[[variants]]\nmethod = "prune-l1"\nafter = "fp16"\n', "works on a PyTorch model"),
     ('variants = [1]\n', "must be a table"),
+    ('[[variants]]\nmethod = "prune-l1"\nmodels = [1]\n', "'variants\\[0\\].models' must be a list of str"),
+    ('[[variants]]\nmethod = "prune-l1"\nmodels = ["a"]\n[[variants]]\nmethod = "fp16"\nafter = "prune-l1"\n',
+     "'after' = 'prune-l1' is made only of a; list those"),
 ])
 def test_bad_variants_are_one_line_errors_naming_the_file(tmp_path, body, message):
     with pytest.raises(HarnessInputError, match=message) as info:
@@ -135,6 +138,69 @@ def test_a_suite_of_variants_measures_each_and_reports_fidelity_and_coverage(tmp
 
     _, again = run("r2")  # content-addressed: nothing compressed or exported twice
     assert again.exports_built == 0
+
+
+DIGITS_MODELS = Path(__file__).parent / "fixtures" / "digits"
+DIGITS_VARIANTS = """
+[[variants]]
+name = "student"
+method = "distill"
+amount = 0.5
+steps = 60
+models = ["tiny_digits"]
+
+[[variants]]
+name = "sep"
+method = "separable"
+steps = 30
+min_channels = 4
+
+[[variants]]
+name = "elsewhere"
+method = "prune-l1"
+models = ["tiny_gen"]
+"""
+
+
+def test_a_variant_naming_an_unknown_model_is_an_input_error(tmp_path):
+    suite = dataclasses.replace(_suite(tmp_path, DIGITS_VARIANTS), models=("tiny_digits",))
+    with pytest.raises(HarnessInputError, match="variant 'elsewhere' names unknown model\\(s\\) tiny_gen"):
+        SuiteRunner(suite, out_dir=tmp_path / "r", cache_dir=tmp_path / "c", models_dir=DIGITS_MODELS,
+                    targets_dir=targets_dir(), progress=False)
+
+
+@pytest.mark.slow
+def test_a_digits_trained_generator_gets_distribution_fidelity_and_distilled_variants(tmp_path):
+    """Trained at prepare time; fidelity over a sample set: PSNR, Fréchet distance, label agreement; a variant
+    limited to another model is not made of this one."""
+    suite = Suite(name="d", models=("tiny_digits",), targets=("x86-cpu",), formats=("torch", "onnx"),
+                  batch_sizes=(2,), export_tolerance=1e-4,
+                  settings=RunSettings(**QUICK_SETTINGS | {"fidelity_samples": 65}))
+    variants = _suite(tmp_path, DIGITS_VARIANTS.replace('"tiny_gen"', '"tiny_digits_other"')).variants
+    assert not variants[2].applies_to("tiny_digits")
+    suite = dataclasses.replace(suite, variants=variants)
+    runner = SuiteRunner(suite, out_dir=tmp_path / "r", cache_dir=tmp_path / "cache", models_dir=DIGITS_MODELS,
+                         targets_dir=targets_dir(), progress=False)
+    records = read_records(runner.run().results_path)
+    assert len(records) == runner.job_count() == 3 * 2  # fp32, student, sep × torch, onnx; not "elsewhere"
+    assert all(r.status == "ok" for r in records), [r.error for r in records]
+    by = {(r.variant, r.format): r for r in records}
+    fp32 = by[("fp32", "onnx")]
+    assert fp32.measurement("frechet_distance").value == pytest.approx(0.0, abs=1e-6)
+    assert fp32.measurement("label_agreement").value == 1.0
+    assert "64 samples" in fp32.measurement("psnr").note  # 65 samples, whole batches of 2
+    assert by[("fp32", "torch")].context["artifact_recipe"]["training"]["curve"][-1][0] == 300
+    student = by[("student", "onnx")]
+    assert 0.0 < student.measurement("frechet_distance").value < student.measurement("frechet_distance_digits").value
+    assert 0.0 <= student.measurement("label_agreement").value <= 1.0
+    assert student.measurement("psnr").value > 15
+    loss = student.measurement("distill_loss")
+    assert loss.samples and len(loss.samples) >= 10 and loss.value == loss.samples[-1] < loss.samples[0]
+    from harness.zoo import get_model
+
+    spec = get_model("tiny_digits")
+    full = sum(p.numel() for p in spec.builder(**spec.builder_kwargs).parameters())
+    assert by[("sep", "torch")].measurement("parameters").value < full
 
 
 @pytest.mark.slow
