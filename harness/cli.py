@@ -1,4 +1,4 @@
-"""Command line: ``harness run | list | report``. Exit codes: 0 ok, 1 some job failed, 2 usage/input error."""
+"""Command line: ``harness run | sweep | list | report``. Exit codes: 0 ok, 1 some job failed, 2 usage/input error."""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="few runs per job: a smoke test, not a measurement")
     run.add_argument("--cache", type=Path, metavar="DIR", help="artifact cache (default: ~/.cache/edge-harness)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    swp = sub.add_parser("sweep", help="search compression hyperparameters; Pareto front and best under limits",
+                         description="Measure every point of a sweep file's [[sweep.space]] (grid or random search) "
+                                     "beside fp32, in `repeats` separate runs; write sweep.json and sweep.csv with "
+                                     "the Pareto front of latency × PSNR × size per model, target and batch, and "
+                                     "the fastest point within [sweep.limits].")
+    swp.add_argument("sweep", type=Path, help="sweep TOML file (a suite file with a [sweep] table)")
+    swp.add_argument("--out", type=Path, metavar="DIR", help="sweep folder (default: reports/<name>-sweep-<timestamp>)")
+    swp.add_argument("--quick", action="store_true", help="few runs per job: a smoke test, not a measurement")
+    swp.add_argument("--cache", type=Path, metavar="DIR", help="artifact cache (default: ~/.cache/edge-harness)")
+    swp.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     lst = sub.add_parser("list", help="list models, targets or compressors",
                          description="List the models in models/, the targets in targets/ or the registered compressors.")
@@ -102,6 +113,47 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_JOB_FAILED if summary.failed else EXIT_OK
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from harness import paths
+    from harness.report import write_report
+    from harness.report.compression import compression_frame
+    from harness.report.tables import summary_frame
+    from harness.runner import SuiteRunner, new_run_dir
+    from harness.store import read_records
+    from harness.sweep import aggregate, fronts, load_sweep, sweep_suite, thread_targets, write_sweep
+    from harness.targets import get_target
+
+    suite, sweep = load_sweep(args.sweep)
+    suite = sweep_suite(suite, sweep)
+    if args.quick:
+        suite = dataclasses.replace(suite, settings=dataclasses.replace(suite.settings, **QUICK_SETTINGS))
+    out = args.out or new_run_dir(paths.reports_dir(), f"{suite.name}-sweep")
+    targets = thread_targets([get_target(paths.targets_dir(), t) for t in suite.targets], sweep.threads)
+    print(f"sweep {suite.name}: {len(sweep.points)} points ({sweep.search}, grid of {sweep.grid_size}) + fp32, "
+          f"{sweep.repeats} runs each, on {', '.join(t.name for t in targets)} → {out}", file=sys.stderr)
+    rounds = []
+    for i in range(sweep.repeats):
+        runner = SuiteRunner(suite, out_dir=out / f"run-{i + 1}", cache_dir=args.cache or paths.cache_dir(),
+                             models_dir=paths.models_dir(), targets_dir=paths.targets_dir(),
+                             progress=not args.no_progress, targets=targets)
+        summary = runner.run()
+        if not summary.results_path.exists():
+            print("no job ran: nothing to report", file=sys.stderr)
+            return EXIT_JOB_FAILED
+        write_report(summary.results_path)
+        rounds.append(compression_frame(summary_frame(read_records(summary.results_path))).to_dict("records"))
+    rows = aggregate(rounds)
+    best = fronts(rows, sweep.limits)
+    path = write_sweep(out, sweep, rows, best)
+    for group in best:
+        print(f"{group['model']} @{group['target']} b{group['batch_size']}: front: {'; '.join(group['front'])}",
+              file=sys.stderr)
+        if sweep.limits:
+            print(f"  best within {group['limits']}: {group['best'] or 'no point fits'}", file=sys.stderr)
+    print(path)
+    return EXIT_OK
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from harness import paths
 
@@ -142,7 +194,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    commands = {"run": _cmd_run, "list": _cmd_list, "report": _cmd_report}
+    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "list": _cmd_list, "report": _cmd_report}
     try:
         return commands[args.command](args)
     except HarnessInputError as exc:

@@ -60,15 +60,17 @@ class SuiteRunner:
         progress: bool = True,
         resume: bool = False,
         external: tuple[Path, ...] = (),
+        targets: list[TargetProfile] | None = None,
     ) -> None:
-        """``external``: artifact files the user brings (measured as they are, without a PyTorch reference)."""
+        """``external``: artifact files the user brings (measured as they are, without a PyTorch reference);
+        ``targets``: profiles to use instead of loading the suite's by name (e.g. a sweep's thread variants)."""
         self.suite = suite
         self.out_dir = out_dir
         self.launcher = launcher or LocalLauncher()
         self.progress = progress
         self.resume = resume
         self.models = self._select_models(models_dir)
-        self.targets = [get_target(targets_dir, name) for name in suite.targets]
+        self.targets = targets if targets is not None else [get_target(targets_dir, name) for name in suite.targets]
         self.targets_by_name = {t.name: t for t in self.targets}
         self.cache_dir = cache_dir
         self.exports_built: list[str] = []

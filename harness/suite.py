@@ -56,7 +56,11 @@ class Suite:
 
 
 def load_suite(path: Path) -> Suite:
-    data = read_toml(path)
+    return suite_from_table(path, read_toml(path))
+
+
+def suite_from_table(path: Path, data: dict) -> Suite:
+    """A Suite from a parsed suite table (errors name ``path``)."""
     check_keys(path, data, _SCHEMA)
     models = data.get("models", "all")
     if isinstance(models, str):

@@ -7,6 +7,8 @@ import math
 
 import pandas as pd
 
+LABEL_AGREEMENT_FLOOR = 0.9
+"""Below this share of latents on which the digits classifier reads the same digit as from fp32, flag it."""
 PSNR_FLOOR_DB = 30.0
 """Below this PSNR vs fp32 a variant is flagged: its samples visibly differ from the reference's."""
 SLOWER_MARGIN = 1.05
@@ -80,6 +82,9 @@ def _flags(row: pd.Series, same: pd.DataFrame, key: tuple) -> list[str]:
     psnr = row.get("psnr_db")
     if pd.notna(psnr) and math.isfinite(psnr) and psnr < PSNR_FLOOR_DB:
         found.append(f"PSNR {psnr:.1f} dB < {PSNR_FLOOR_DB:.0f} dB vs fp32")
+    agreement = row.get("label_agreement")
+    if pd.notna(agreement) and agreement < LABEL_AGREEMENT_FLOOR:
+        found.append(f"draws another digit than fp32 on {1 - agreement:.0%} of latents")
     return found
 
 

@@ -1,0 +1,224 @@
+"""``harness sweep``: search compression hyperparameters, measure every point beside fp32, and give the
+noise-aware Pareto front of latency × fidelity × size per model, target and batch, with the best point under
+the user's limits.
+
+A sweep file is a suite file (models, targets, formats, batch sizes, settings) with a ``[sweep]`` table:
+
+    [sweep]
+    search = "grid"          # grid: every combination | random: `budget` combinations drawn with `seed`
+    budget = 0               # random: how many points; grid: refuse to run more than this (0 = no cap)
+    repeats = 2              # each point is measured in this many separate runs (fresh workers each time)
+    seed = 0
+    threads = [1, 2]         # optional: also sweep intra-op threads (each a copy of every target profile)
+    [sweep.limits]           # optional: the best point must stay within these
+    latency_ms = 1.0
+    size_mb = 4.0
+    psnr_db = 30.0
+    [[sweep.space]]          # one table per compressor; a list is a dimension, a scalar is fixed
+    method = "distill"
+    amount = [0.5, 0.625, 0.75]
+
+Latency is known to within the bootstrap CIs of the median over the repeated runs (lowest low to highest high);
+two points whose intervals overlap are tied on latency (see ``harness.pareto``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import random
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from harness.errors import HarnessInputError
+from harness.pareto import Objective, Point, best_under, pareto_front
+from harness.suite import Suite, suite_from_table
+from harness.tomlconfig import check_keys, check_list_of, read_toml
+from harness.types import CompressionSpec
+
+SEARCHES = ("grid", "random")
+OBJECTIVES = (Objective("latency_ms", "min"), Objective("psnr_db", "max"), Objective("size_mb", "min"))
+LIMIT_KEYS = {o.name: (float, int) for o in OBJECTIVES}
+_SWEEP_SCHEMA = {"search": str, "budget": int, "repeats": int, "seed": int, "threads": list, "limits": dict,
+                 "space": list}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    search: str = "grid"
+    budget: int = 0
+    repeats: int = 2
+    seed: int = 0
+    threads: tuple[int, ...] = ()
+    limits: Mapping[str, float] = field(default_factory=dict)
+    points: tuple[CompressionSpec, ...] = ()
+    """The compressed variants chosen by the search (fp32 is always measured beside them)."""
+    grid_size: int = 0
+
+
+def load_sweep(path: Path) -> tuple[Suite, Sweep]:
+    """Read a sweep file: the suite part, and the search over ``[[sweep.space]]``."""
+    data = read_toml(path)
+    raw = data.pop("sweep", None)
+    if not isinstance(raw, dict):
+        raise HarnessInputError(f"{path}: a sweep file needs a [sweep] table with [[sweep.space]] tables")
+    if "variants" in data:
+        raise HarnessInputError(f"{path}: a sweep file takes its variants from [[sweep.space]], not [[variants]]")
+    suite = suite_from_table(path, data)
+    check_keys(path, raw, _SWEEP_SCHEMA, where="sweep")
+    search = raw.get("search", "grid")
+    if search not in SEARCHES:
+        raise HarnessInputError(f"{path}: [sweep] search must be one of {', '.join(SEARCHES)}, not {search!r}")
+    budget, repeats, seed = raw.get("budget", 0), raw.get("repeats", 2), raw.get("seed", 0)
+    if budget < 0 or repeats < 1 or (search == "random" and budget < 1):
+        raise HarnessInputError(f"{path}: [sweep] needs repeats >= 1 and budget >= 0 (>= 1 for a random search)")
+    threads = raw.get("threads", [])
+    check_list_of(path, "sweep.threads", threads, int)
+    if any(t < 0 for t in threads):
+        raise HarnessInputError(f"{path}: [sweep] threads must be >= 0 (0 = every core)")
+    limits = raw.get("limits", {})
+    check_keys(path, limits, LIMIT_KEYS, where="sweep.limits")
+    grid = expand_space(path, raw.get("space", []))
+    if search == "grid" and budget and len(grid) > budget:
+        raise HarnessInputError(f"{path}: the grid has {len(grid)} points, over the budget of {budget} "
+                                f"(raise the budget or use search = \"random\")")
+    points = grid if search == "grid" else random.Random(seed).sample(grid, min(budget, len(grid)))
+    return suite, Sweep(search, budget, repeats, seed, tuple(threads), {k: float(v) for k, v in limits.items()},
+                        tuple(points), len(grid))
+
+
+def expand_space(path: Path, tables: list) -> list[CompressionSpec]:
+    """Every combination of each ``[[sweep.space]]`` table's list-valued parameters, as variants named
+    ``method(param=value, …)``; each combination is checked like a suite variant."""
+    from harness.compress import resolve_params
+
+    if not tables:
+        raise HarnessInputError(f"{path}: [sweep] has no [[sweep.space]] table (what should it search?)")
+    points: list[CompressionSpec] = []
+    for i, table in enumerate(tables):
+        where = f"sweep.space[{i}]"
+        if not isinstance(table, dict) or not isinstance(table.get("method"), str):
+            raise HarnessInputError(f"{path}: {where} must be a table with a 'method' (harness list compressors)")
+        method = table["method"]
+        dims = {k: (v if isinstance(v, list) else [v]) for k, v in table.items() if k != "method"}
+        if any(not values for values in dims.values()):
+            raise HarnessInputError(f"{path}: {where}: an empty list gives no point")
+        for combo in itertools.product(*dims.values()):
+            given = dict(zip(dims, combo))
+            try:
+                params = resolve_params(method, given)
+            except HarnessInputError as exc:
+                raise HarnessInputError(f"{path}: {where}: {exc}") from None
+            label = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in given.items())
+            name = f"{method}({label})" if label else method
+            if any(p.name == name for p in points):
+                raise HarnessInputError(f"{path}: {where}: point {name} appears twice")
+            points.append(CompressionSpec(name=name, method=method, params=params))
+    return points
+
+
+def sweep_suite(suite: Suite, sweep: Sweep) -> Suite:
+    return dataclasses.replace(suite, variants=sweep.points)
+
+
+def thread_targets(targets: Sequence[Any], threads: Sequence[int]) -> list[Any]:
+    """Each target profile once per thread count (named ``<target>@<n>t``), or as it is without ``threads``."""
+    if not threads:
+        return list(targets)
+    return [dataclasses.replace(t, name=f"{t.name}@{n}t", threads=n) for t in targets for n in threads]
+
+
+# -- aggregation (pure) --------------------------------------------------------------------------------------
+def aggregate(rounds: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """Summary rows of each repeated run → one row per (model, target, batch, variant, format, runtime): the
+    median of the per-run medians, its interval (lowest CI low to highest CI high), PSNR (inf when identical to
+    the reference), size, and how many runs were ok."""
+    grouped: dict[tuple, list[Mapping[str, Any]]] = {}
+    for frame in rounds:
+        for row in frame:
+            key = (row["model"], row["target"], row["batch_size"], row["variant"], row["format"], row["runtime"])
+            grouped.setdefault(key, []).append(row)
+    out = []
+    for key, rows in grouped.items():
+        ok = [r for r in rows if r["status"] == "ok" and _num(r.get("latency_p50_ms")) is not None]
+        entry: dict[str, Any] = dict(zip(("model", "target", "batch_size", "variant", "format", "runtime"), key))
+        entry |= {"runs": len(rows), "runs_ok": len(ok),
+                  "error": next((r.get("error") for r in rows if r["status"] != "ok"), "") or ""}
+        if ok:
+            p50 = [float(r["latency_p50_ms"]) for r in ok]
+            lows = [_num(r.get("latency_ci_low_ms")) or float(r["latency_p50_ms"]) for r in ok]
+            highs = [_num(r.get("latency_ci_high_ms")) or float(r["latency_p50_ms"]) for r in ok]
+            psnr = _num(ok[0].get("psnr_db"))
+            entry |= {"latency_ms": statistics.median(p50), "latency_low_ms": min(lows),
+                      "latency_high_ms": max(highs), "latency_runs_ms": p50,
+                      "psnr_db": math.inf if psnr is None and _num(ok[0].get("max_abs_error")) == 0 else psnr,
+                      "size_mb": _num(ok[0].get("size_mb")),
+                      "frechet_distance": _num(ok[0].get("frechet_distance")),
+                      "label_agreement": _num(ok[0].get("label_agreement"))}
+        out.append(entry)
+    return out
+
+
+def _num(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def fronts(rows: Sequence[dict[str, Any]], limits: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Per (model, target, batch): the Pareto front over the rows that ran ok and have every objective, and
+    the fastest point within ``limits``. Marks rows with ``on_front``."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        row["on_front"] = False
+        if row.get("latency_ms") is not None and row.get("psnr_db") is not None and row.get("size_mb") is not None:
+            groups.setdefault((row["model"], row["target"], row["batch_size"]), []).append(row)
+    out = []
+    for (model, target, batch), members in groups.items():
+        points = [Point(str(i), {"latency_ms": (m["latency_low_ms"], m["latency_high_ms"]),
+                                 "psnr_db": (m["psnr_db"], m["psnr_db"]), "size_mb": (m["size_mb"], m["size_mb"])})
+                  for i, m in enumerate(members)]
+        front = pareto_front(points, OBJECTIVES)
+        for p in front:
+            members[int(p.key)]["on_front"] = True
+        best = best_under(points, limits, OBJECTIVES, "latency_ms")
+        out.append({"model": model, "target": target, "batch_size": batch,
+                    "front": [_label(members[int(p.key)]) for p in front],
+                    "best": _label(members[int(best.key)]) if best else None, "limits": dict(limits)})
+    return out
+
+
+def _label(row: Mapping[str, Any]) -> str:
+    return f"{row['variant']} {row['format']}/{row['runtime']}"
+
+
+def write_sweep(out_dir: Path, sweep: Sweep, rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> Path:
+    """sweep.json (every point with its runs, the fronts and the best points) and sweep.csv."""
+    import pandas as pd
+
+    from harness.report.tables import write_csv
+
+    path = out_dir / "sweep.json"
+    path.write_text(json.dumps(_finite({
+        "search": sweep.search, "budget": sweep.budget, "repeats": sweep.repeats, "seed": sweep.seed,
+        "threads": list(sweep.threads), "grid_size": sweep.grid_size, "points": [p.to_dict() for p in sweep.points],
+        "rows": rows, "fronts": summary}), indent=1, default=str))
+    write_csv(pd.DataFrame([{k: v for k, v in r.items() if k != "latency_runs_ms"} for r in rows]),
+              out_dir / "sweep.csv")
+    return path
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no infinity: an infinite PSNR (outputs identical to the reference) is written as "inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else "-inf" if value < 0 else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
