@@ -102,7 +102,8 @@ def compression_measurements(artifact: Artifact) -> list[Measurement]:
                                samples=tuple(float(loss) for _, loss in curve),
                                note=f"mean training loss per {curve[0][0]} steps, {curve[-1][0]} steps in "
                                     f"{training['train_seconds']:g} s"))
-    coverage = info.get("coverage") if artifact.format == "onnx" else None
+    coverage = info.get("coverage") if artifact.format in ("onnx", "tflite") else None
     if coverage:
-        out.extend(Measurement(key, float(coverage[key]), "fraction", "onnx-graph") for key in _COVERAGE_FIGURES)
+        out.extend(Measurement(key, float(coverage[key]), "fraction", f"{artifact.format}-graph")
+                   for key in _COVERAGE_FIGURES)
     return out

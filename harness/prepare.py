@@ -45,8 +45,8 @@ def validate_in_worker(timeout_s: float):
 
 def prepare(request: dict[str, Any]) -> dict[str, Any]:
     from harness.artifacts import ArtifactCache
-    from harness.compress import LatentSource, calibration_batches, compressor
-    from harness.compress.steps import compress_onnx, compress_torch, expected_outputs
+    from harness.compress import LatentSource, calibration_batches, compressor, variant_formats
+    from harness.compress.steps import compress_file, compress_torch, expected_outputs
     from harness.exporters import exporter_for_format
     from harness.training import build_trained
     from harness.types import Artifact, CompressionSpec
@@ -60,10 +60,12 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
     base = cache.torch_artifact(spec, model, weights)
     variants = [CompressionSpec.from_dict(v) for v in request.get("variants", ())]
     torch_stage = [v for v in variants if compressor(v.method).stage == "torch"]
-    file_stage = [v for v in variants if compressor(v.method).stage == "onnx"]
+    file_stage = [v for v in variants if compressor(v.method).stage != "torch"]
 
     # Torch-level variants (in suite order: a variant may build on an earlier one).
     torch_variants: dict[str, tuple[Artifact, Any]] = {"fp32": (base, model)}
+    formats = {"fp32": tuple(request["formats"])} | {v.name: variant_formats(v, request["formats"])
+                                                     for v in torch_stage}
     for v in torch_stage:
         parent, parent_model = torch_variants[v.after or "fp32"]
         if parent_model is None:
@@ -81,7 +83,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
             if name != "fp32" and variant_model is not None:
                 expected = expected_outputs(cache, artifact, variant_model, io)
             exports = {"torch": artifact}
-            for fmt in request["formats"]:
+            for fmt in formats[name]:
                 if fmt == "torch":
                     continue
                 if variant_model is None:
@@ -91,13 +93,13 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
                                                 tolerance, expected_path=expected)
             entries[name] = {"expected_path": expected, "artifacts": exports}
         for v in file_stage:
-            parent = entries.get(v.after or "fp32", {}).get("artifacts", {}).get("onnx")
-            if parent is None:  # the suite does not export ONNX: nothing to quantize
+            parent = entries.get(v.after or "fp32", {}).get("artifacts", {}).get(compressor(v.method).stage)
+            if parent is None:  # the suite does not export that format: nothing to quantize
                 continue
             calibration = calibration_batches(spec.make_inputs, int(batch), spec.seed,
                                               int(v.params.get("calibration_batches", 16)))
-            entries[v.name] = {"expected_path": "",
-                               "artifacts": {"onnx": compress_onnx(cache, parent, v, calibration, io)}}
+            artifact = compress_file(cache, parent, v, calibration, io)
+            entries[v.name] = {"expected_path": "", "artifacts": {artifact.format: artifact}}
         batches[str(batch)] = {
             "io": dataclasses.asdict(io),
             "variants": {name: {"expected_path": e["expected_path"],

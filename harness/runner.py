@@ -107,17 +107,14 @@ class SuiteRunner:
         return [r for r in target.runtimes if fmt in runtime_class(r).formats]
 
     def _variant_formats(self, model: str) -> list[tuple[str, tuple[str, ...]]]:
-        """(variant, formats it is measured in) for one model: torch-level variants in every suite format,
-        ONNX-level ones in ONNX only; variants limited to other models are left out."""
-        from harness.compress import compressor
+        """(variant, formats it is measured in) for one model; variants limited to other models are left out."""
+        from harness.compress import variant_formats
 
         out = [("fp32", self.suite.formats)]
         for v in self.suite.variants:
             if not v.applies_to(model):
                 continue
-            stage = compressor(v.method).stage
-            out.append((v.name, self.suite.formats if stage == "torch" else
-                        tuple(f for f in self.suite.formats if f == stage)))
+            out.append((v.name, variant_formats(v, self.suite.formats)))
         return out
 
     def job_count(self) -> int:

@@ -128,6 +128,9 @@ def load_variants(path: Path, tables: list) -> tuple[CompressionSpec, ...]:
         if after and comp.stage == "torch" and stages[after] != "torch":
             raise HarnessInputError(f"{path}: {where}: {method} works on a PyTorch model, but {after!r} is an "
                                     f"{stages[after]} file")
+        if after and comp.stage != "torch" and stages[after] not in ("torch", comp.stage):
+            raise HarnessInputError(f"{path}: {where}: {method} works on a {comp.stage} file, but {after!r} is an "
+                                    f"{stages[after]} file")
         models = table.get("models", [])
         check_list_of(path, f"{where}.models", models, str)
         parent_scope = scopes[after or "fp32"]

@@ -244,3 +244,43 @@ def test_an_untrained_model_is_built_as_it_is(tmp_path):
 def test_training_recipes_are_checked():
     with pytest.raises(ValueError, match="unknown training objective 'gan'"):
         DigitsTraining(DigitsImages(size=8), objective="gan")
+
+
+# -- eager PyTorch int8 --------------------------------------------------------------------------------
+def test_eager_int8_quantizes_every_layer_and_is_rebuilt_from_its_structure():
+    teacher = _deconv(16)
+    q, info = compressor("torch-int8").compress(teacher, resolve_params("torch-int8", {"calibration_batches": 4}),
+                                                _source())
+    assert info["quantized_layers"] == ["1.0", "1.1", "1.3", "1.4", "1.6"]  # 3 ConvTranspose + 2 BatchNorm
+    z = torch.from_numpy(MAKE_LATENTS(8, 777)["z"])
+    with torch.no_grad():
+        err = float((q(z) - teacher(z)).abs().max())
+    assert 0.0 < err < 0.1  # int8: close, not equal
+    skeleton = compressor("torch-int8").restructure(_deconv(16), info["structure"])
+    skeleton.load_state_dict(q.state_dict())
+    with torch.no_grad():
+        assert torch.equal(skeleton(z), q(z))
+
+
+def test_eager_int8_is_measured_in_pytorch_only_and_names_a_missing_kernel():
+    from harness.compress import variant_formats
+    from harness.types import CompressionSpec
+
+    assert variant_formats(CompressionSpec("q", "torch-int8"), ("torch", "onnx", "tflite")) == ("torch",)
+    assert variant_formats(CompressionSpec("d", "distill"), ("torch", "onnx")) == ("torch", "onnx")
+    assert variant_formats(CompressionSpec("t", "tflite-int8"), ("torch", "onnx", "tflite")) == ("tflite",)
+
+    class Skip(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.a(x) + self.b(x)  # an add of quantized tensors has no eager kernel
+
+    source = LatentSource(lambda batch, seed: {"x": np.random.default_rng(seed).standard_normal(
+        (batch, 1, 4, 4)).astype(np.float32)}, 0)
+    with pytest.raises(NotImplementedError):
+        compressor("torch-int8").compress(Skip().eval(), resolve_params("torch-int8", {}), source)
+    with pytest.raises(HarnessInputError, match="engine must be one of"):
+        resolve_params("torch-int8", {"engine": "tpu"})

@@ -3,12 +3,14 @@
 A compressor has ``name``, ``stage`` and ``params`` (name → default; the default's type is the type a suite
 must give), ``description`` and ``tool_versions()`` (part of the artifact id). By stage:
 
-- ``torch``: ``compress(model, params, latents) -> (model, info)`` returns a new ``nn.Module`` (the input
+- ``torch``: optional ``formats`` (those its result can be exported to / run in; default every format);
+  ``compress(model, params, latents) -> (model, info)`` returns a new ``nn.Module`` (the input
   is not modified) and a JSON-able ``info`` with what changed; ``latents`` is a ``LatentSource`` of fresh
   input batches for compressors that train (distillation), None where there is nothing to draw from; ``info["structure"]``, when present, is what
   ``restructure(model, structure)`` needs to turn a freshly built parent into the compressed module's shape,
   so a worker can load the compressed ``state_dict`` (no pickled modules anywhere).
-- ``onnx``: ``compress_file(src, dst, params, calibration) -> info`` writes a compressed copy of an ONNX file.
+- ``onnx`` / ``tflite``: ``compress_file(src, dst, params, calibration) -> info`` writes a compressed copy of an
+  exported file of that format.
 
 ``calibration`` is a list of input batches (name → float32 array) drawn with seeds other than the evaluation
 latents', so fidelity is never measured on the data a compressor was fitted to; so are ``LatentSource``'s.
@@ -23,7 +25,7 @@ import numpy as np
 from harness.errors import HarnessInputError
 from harness.registry import COMPRESSORS
 
-STAGES = ("torch", "onnx")
+STAGES = ("torch", "onnx", "tflite")
 Calibration = Sequence[Mapping[str, np.ndarray]]
 
 
@@ -77,6 +79,14 @@ def check_fraction(params: Mapping[str, Any], key: str = "amount") -> None:
         raise ValueError(f"{key} must be a fraction strictly between 0 and 1, not {params[key]}")
 
 
+def variant_formats(variant: Any, suite_formats: Sequence[str]) -> tuple[str, ...]:
+    """The suite formats a variant is measured in: a torch-stage variant in every one its compressor can be
+    exported to (``formats``, default all), a file-stage variant in its own format only."""
+    comp = compressor(variant.method)
+    allowed = getattr(comp, "formats", None) or (suite_formats if comp.stage == "torch" else (comp.stage,))
+    return tuple(f for f in suite_formats if f in allowed)
+
+
 def calibration_batches(make_inputs: Any, batch: int, seed: int, count: int) -> list[dict[str, np.ndarray]]:
     """``count`` input batches with seeds ``seed+1 … seed+count`` (the evaluation inputs use ``seed``)."""
     return [make_inputs(batch, seed + 1 + i) for i in range(count)]
@@ -100,7 +110,8 @@ class LatentSource:
 
 
 def _register_builtin() -> None:
-    from harness.compress import channels, distill, onnx_quant, unstructured  # noqa: F401  (register on import)
+    from harness.compress import (channels, distill, onnx_quant, tflite_quant,  # noqa: F401  (register)
+                                  torch_quant, unstructured)
 
 
 _register_builtin()

@@ -72,16 +72,21 @@ def expected_outputs(cache: ArtifactCache, artifact: Artifact, model: Any, io: M
     return str(path)
 
 
-def compress_onnx(cache: ArtifactCache, parent: Artifact, variant: CompressionSpec, calibration: Calibration,
+FILE_STAGES = {"onnx": ("model.onnx", "onnxruntime", "ONNX Runtime"), "tflite": ("model.tflite", "litert", "LiteRT")}
+"""stage → (file name, runtime that checks the compressed file, its display name)."""
+
+
+def compress_file(cache: ArtifactCache, parent: Artifact, variant: CompressionSpec, calibration: Calibration,
                   io: ModelIO) -> Artifact:
-    """A compressed copy of an ONNX artifact, checked to load and run in ONNX Runtime (in a worker)."""
+    """A compressed copy of an exported ONNX or TFLite artifact, checked to load and run (in a worker)."""
     comp = compressor(variant.method)
     step, config = _step(variant)
     artifact_id, cached, folder = cache.begin(parent.id, step, config, comp.tool_versions())
     if cached:
         return cached
-    path = folder / "model.onnx"
-    base = dict(id=artifact_id, format="onnx", path=str(path), model=parent.model, variant=variant.name,
+    file_name, runtime, runtime_name = FILE_STAGES[comp.stage]
+    path = folder / file_name
+    base = dict(id=artifact_id, format=comp.stage, path=str(path), model=parent.model, variant=variant.name,
                 batch_size=parent.batch_size, parent_id=parent.id,
                 recipe={"step": step, "params": dict(variant.params), "tools": comp.tool_versions()})
     if parent.status != "ok":
@@ -96,9 +101,9 @@ def compress_onnx(cache: ArtifactCache, parent: Artifact, variant: CompressionSp
         artifact = Artifact(bytes=staged.stat().st_size, compression={**parent.compression, **info}, **base)
         artifact = cache.store(artifact, staged)
     try:
-        cache.validate(artifact, "onnxruntime", io.inputs_path)
+        cache.validate(artifact, runtime, io.inputs_path)
     except RuntimeError as exc:
         failed = Artifact(bytes=artifact.bytes, status="failed", compression=artifact.compression,
-                          error=f"ONNX Runtime cannot run the {variant.method} model: {exc}", **base)
+                          error=f"{runtime_name} cannot run the {variant.method} model: {exc}", **base)
         return cache.store(failed, None)
     return artifact

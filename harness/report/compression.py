@@ -62,9 +62,10 @@ def compression_frame(summary: pd.DataFrame) -> pd.DataFrame:
 def _flags(row: pd.Series, same: pd.DataFrame, key: tuple) -> list[str]:
     """Warnings for one compressed variant's job, each saying what was seen."""
     found = []
-    quantized = row.get("ops_quantized_fraction")
+    quantized, weights = row.get("ops_quantized_fraction"), row.get("weights_quantized_fraction")
     if pd.notna(quantized) and quantized == 0:
-        found.append("no compute op was quantized")
+        found.append("weights stored narrower, but compute stays fp32" if pd.notna(weights) and weights > 0
+                     else "no compute op was quantized")
     base_key = (*key, row["format"], row["runtime"])
     if base_key in same.index:
         base = same.loc[base_key]

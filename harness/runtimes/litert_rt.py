@@ -23,7 +23,7 @@ def _interpreter_module() -> tuple[Any, str]:
     raise RuntimeError("neither 'ai-edge-litert' nor 'tflite-runtime' is installed")
 
 
-def _arg_number(name: str) -> int:
+def arg_number(name: str) -> int:
     found = re.search(r"(\d+)$", name)
     return int(found.group(1)) if found else 0
 
@@ -44,8 +44,19 @@ def io_details(interp: Any) -> tuple[list[dict], list[dict]]:
         return interp.get_input_details(), interp.get_output_details()
     runner = interp.get_signature_runner(next(iter(signatures)))
     ins, outs = runner.get_input_details(), runner.get_output_details()
-    return ([ins[n] | {"name": n} for n in sorted(ins, key=_arg_number)],
-            [outs[n] | {"name": n} for n in sorted(outs, key=_arg_number)])
+    return ([ins[n] | {"name": n} for n in sorted(ins, key=arg_number)],
+            [outs[n] | {"name": n} for n in sorted(outs, key=arg_number)])
+
+
+def _integer_io(detail: Mapping[str, Any]) -> tuple[Any, float, int] | None:
+    """(dtype, scale, zero point) of an int8/uint8 model input or output, None for a float one."""
+    import numpy as np
+
+    dtype = np.dtype(detail["dtype"])
+    if dtype not in (np.dtype(np.int8), np.dtype(np.uint8)):
+        return None
+    scale, zero = detail.get("quantization", (0.0, 0))
+    return (dtype.type, float(scale), int(zero)) if scale else None
 
 
 @RUNTIMES.register("litert")
@@ -81,16 +92,31 @@ class LiteRTRuntime:
     def load(self, artifact: Artifact) -> None:
         interp = open_interpreter(artifact.path, self.options.threads)
         ins, outs = io_details(interp)
-        self._in = [d["index"] for d in ins]
-        self._out = [d["index"] for d in outs]
+        self._in = [(d["index"], _integer_io(d)) for d in ins]
+        self._out = [(d["index"], _integer_io(d)) for d in outs]
         self._interp = interp
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+        """float32 in, float32 out; a fully integer model's int8 inputs are quantized and its outputs
+        dequantized here, with the tensors' own scale and zero point, as an application would (and timed)."""
+        import numpy as np
+
         interp = self._interp
-        for index, array in zip(self._in, inputs.values()):
+        for (index, quant), array in zip(self._in, inputs.values()):
+            if quant:
+                dtype, scale, zero = quant
+                info = np.iinfo(dtype)
+                array = np.clip(np.round(array / scale) + zero, info.min, info.max).astype(dtype)
             interp.set_tensor(index, array)
         interp.invoke()
-        return [interp.get_tensor(i) for i in self._out]
+        outputs = []
+        for index, quant in self._out:
+            out = interp.get_tensor(index)
+            if quant:
+                _, scale, zero = quant
+                out = (out.astype(np.float32) - zero) * np.float32(scale)
+            outputs.append(out)
+        return outputs
 
     def sync(self) -> None:
         """invoke() returns when outputs are ready on CPU delegates: nothing to wait for."""
