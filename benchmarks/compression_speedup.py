@@ -21,6 +21,7 @@ from pathlib import Path
 
 from harness import paths
 from harness.context import machine_context
+from harness.report import write_report
 from harness.report.compression import compression_frame
 from harness.report.tables import summary_frame
 from harness.runner import SuiteRunner
@@ -32,8 +33,9 @@ def one_round(out: Path) -> list[dict]:
     suite = load_suite(paths.PROJECT_ROOT / "suites" / "speedup.toml")
     runner = SuiteRunner(suite, out_dir=out, cache_dir=paths.cache_dir(), models_dir=paths.models_dir(),
                          targets_dir=paths.targets_dir(), progress=False)
-    frame = compression_frame(summary_frame(read_records(runner.run().results_path)))
-    return frame.to_dict("records")
+    results = runner.run().results_path
+    write_report(results)  # each round is a normal run folder: results, CSVs, HTML
+    return compression_frame(summary_frame(read_records(results))).to_dict("records")
 
 
 def main() -> int:

@@ -132,3 +132,32 @@ def test_cpu_affinity_pins_the_worker_and_sets_the_default_threads(built, tmp_pa
 def test_unavailable_cpu_affinity_is_unsupported(tmp_path):
     result = LocalLauncher().run({"mode": "outputs", "runtime": "onnxruntime", "cpu_affinity": [4096]}, 60)
     assert result["status"] == "unsupported" and "cpu_affinity [4096] is not available" in result["error"]
+
+
+class _Doubler:
+    """A stand-in runtime that records the batch sizes it was given."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def infer(self, inputs):
+        (x,) = inputs.values()
+        self.batches.append(len(x))
+        return [x * 2, x[:, :1]]
+
+    def sync(self) -> None:
+        pass
+
+
+def test_the_sample_set_runs_in_whole_batches_and_keeps_order():
+    import numpy as np
+
+    from harness.worker import generate_samples
+
+    rt = _Doubler()
+    x = np.arange(7 * 3, dtype=np.float32).reshape(7, 3)
+    doubled, first = generate_samples(rt, {"z": x}, 3)
+    assert rt.batches == [3, 3]  # the seventh sample does not fill a batch: left out
+    np.testing.assert_array_equal(doubled, x[:6] * 2)
+    np.testing.assert_array_equal(first, x[:6, :1])
+    assert generate_samples(_Doubler(), {"z": x}, 8) == []
