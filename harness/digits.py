@@ -145,6 +145,16 @@ class DigitsClassifier:
         params = [*self.body.parameters(), *self.head.parameters()]
         opt = torch.optim.Adam(params, lr=r["lr"])
         xt, yt = x[~holdout], y[~holdout]
+        with torch.enable_grad():  # also when a caller runs under no_grad
+            self._fit(xt, yt, opt, gen)
+        with torch.no_grad():
+            predicted = self.head(self.body(x[holdout])).argmax(1)
+        return float((predicted == y[holdout]).float().mean())
+
+    def _fit(self, xt: Any, yt: Any, opt: Any, gen: Any) -> None:
+        import torch
+
+        r = CLASSIFIER_RECIPE
         for _ in range(r["epochs"]):
             order = torch.randperm(len(xt), generator=gen)
             for i in range(0, len(xt), r["batch"]):
@@ -153,9 +163,6 @@ class DigitsClassifier:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-        with torch.no_grad():
-            predicted = self.head(self.body(x[holdout])).argmax(1)
-        return float((predicted == y[holdout]).float().mean())
 
     def features_and_labels(self, x64: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(features (N, FEATURES), predicted labels (N,)) for 8×8 images flattened to (N, 64) in [0, 1]."""

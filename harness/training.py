@@ -104,9 +104,19 @@ def train(model: Any, recipe: DigitsTraining, make_inputs: Any) -> dict[str, Any
     opt = torch.optim.Adam([*model.parameters(), *extra_params], lr=recipe.lr)
     every = max(1, recipe.steps // recipe.curve_points)
     curve: list[list[float]] = []
-    window: list[float] = []
     model.train()
     t0 = time.perf_counter()
+    with torch.enable_grad():  # also when a caller runs under no_grad
+        _loop(recipe, images, gen, step_fn, opt, every, curve)
+    model.eval()
+    return {"curve": curve, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _loop(recipe: DigitsTraining, images: Any, gen: Any, step_fn: Any, opt: Any, every: int,
+          curve: list[list[float]]) -> None:
+    import torch
+
+    window: list[float] = []
     for step in range(1, recipe.steps + 1):
         idx = torch.randint(0, len(images), (recipe.batch,), generator=gen)
         loss = step_fn(images[idx], gen)
@@ -117,8 +127,6 @@ def train(model: Any, recipe: DigitsTraining, make_inputs: Any) -> dict[str, Any
         if step % every == 0 or step == recipe.steps:
             curve.append([step, round(float(np.mean(window)), 6)])
             window = []
-    model.eval()
-    return {"curve": curve, "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _vae_step(model: Any, recipe: DigitsTraining, example: dict[str, np.ndarray]) -> tuple[Any, list[Any]]:

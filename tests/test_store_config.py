@@ -107,7 +107,9 @@ def test_default_suite_loads():
     assert suite.models is None and suite.formats == ("torch", "onnx", "tflite")
     assert suite.settings.min_runs == 50 and suite.settings.min_duration_s == 1.0
     assert max(suite.batch_sizes) > 1
-    assert {v.method for v in suite.variants} == {"prune-l1", "prune-channels", "quant-dynamic", "quant-static", "fp16"}
+    assert {v.method for v in suite.variants} == {"prune-l1", "prune-channels", "quant-dynamic", "quant-static", "fp16",
+                                                  "tflite-dynamic", "tflite-int8", "torch-int8", "distill", "separable"}
+    assert {v.name: v.models for v in suite.variants}["separable"] == ("dcgan",)
 
 
 @pytest.mark.parametrize("body, message", [

@@ -44,7 +44,7 @@ def distill_outputs(student: nn.Module, teacher: nn.Module, latents: Any, params
     if latents is None:
         raise ValueError("distillation needs latents to train on (none were given)")
     teacher = teacher.eval()
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():  # enable_grad: also under a caller's no_grad
         torch.manual_seed(int(params["seed"]))
         opt = torch.optim.Adam(student.parameters(), lr=params["lr"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(params["steps"]))
