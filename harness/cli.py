@@ -120,29 +120,39 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from harness.report.tables import summary_frame
     from harness.runner import SuiteRunner, new_run_dir
     from harness.store import read_records
-    from harness.sweep import aggregate, fronts, load_sweep, sweep_suite, thread_targets, write_sweep
+    from harness.sweep import aggregate, fronts, load_sweep, optuna_search, sweep_suite, thread_targets, write_sweep
     from harness.targets import get_target
 
     suite, sweep = load_sweep(args.sweep)
-    suite = sweep_suite(suite, sweep)
     if args.quick:
         suite = dataclasses.replace(suite, settings=dataclasses.replace(suite.settings, **QUICK_SETTINGS))
     out = args.out or new_run_dir(paths.reports_dir(), f"{suite.name}-sweep")
     targets = thread_targets([get_target(paths.targets_dir(), t) for t in suite.targets], sweep.threads)
-    print(f"sweep {suite.name}: {len(sweep.points)} points ({sweep.search}, grid of {sweep.grid_size}) + fp32, "
-          f"{sweep.repeats} runs each, on {', '.join(t.name for t in targets)} → {out}", file=sys.stderr)
-    rounds = []
-    for i in range(sweep.repeats):
-        runner = SuiteRunner(suite, out_dir=out / f"run-{i + 1}", cache_dir=args.cache or paths.cache_dir(),
-                             models_dir=paths.models_dir(), targets_dir=paths.targets_dir(),
-                             progress=not args.no_progress, targets=targets)
-        summary = runner.run()
-        if not summary.results_path.exists():
-            print("no job ran: nothing to report", file=sys.stderr)
-            return EXIT_JOB_FAILED
-        write_report(summary.results_path)
-        rounds.append(compression_frame(summary_frame(read_records(summary.results_path))).to_dict("records"))
-    rows = aggregate(rounds)
+    count = f"{sweep.budget} trials" if sweep.search == "optuna" else f"{len(sweep.points)} points"
+    print(f"sweep {suite.name}: {count} ({sweep.search}, grid of {sweep.grid_size}) + fp32, {sweep.repeats} runs "
+          f"each, on {', '.join(t.name for t in targets)} → {out}", file=sys.stderr)
+
+    def measure(variants: tuple, folder: Path) -> list[dict]:
+        """The suite with these variants, run `repeats` times into folder/run-N; aggregated rows."""
+        rounds = []
+        for i in range(sweep.repeats):
+            runner = SuiteRunner(dataclasses.replace(suite, variants=variants), out_dir=folder / f"run-{i + 1}",
+                                 cache_dir=args.cache or paths.cache_dir(), models_dir=paths.models_dir(),
+                                 targets_dir=paths.targets_dir(), progress=not args.no_progress, targets=targets)
+            results = runner.run().results_path
+            if results.exists():
+                write_report(results)
+                rounds.append(compression_frame(summary_frame(read_records(results))).to_dict("records"))
+        return aggregate(rounds)
+
+    if sweep.search == "optuna":
+        trial = iter(range(1, sweep.budget + 1))
+        rows = optuna_search(sweep, lambda point: measure((point,), out / f"trial-{next(trial)}"))
+    else:
+        rows = measure(sweep_suite(suite, sweep).variants, out)
+    if not rows:
+        print("no job ran: nothing to report", file=sys.stderr)
+        return EXIT_JOB_FAILED
     best = fronts(rows, sweep.limits)
     path = write_sweep(out, sweep, rows, best)
     for group in best:

@@ -6,7 +6,8 @@ A sweep file is a suite file (models, targets, formats, batch sizes, settings) w
 
     [sweep]
     search = "grid"          # grid: every combination | random: `budget` combinations drawn with `seed`
-    budget = 0               # random: how many points; grid: refuse to run more than this (0 = no cap)
+                             # | optuna: `budget` trials of Optuna's multi-objective TPE (latency, PSNR)
+    budget = 0               # random/optuna: how many points; grid: refuse to run more than this (0 = no cap)
     repeats = 2              # each point is measured in this many separate runs (fresh workers each time)
     seed = 0
     threads = [1, 2]         # optional: also sweep intra-op threads (each a copy of every target profile)
@@ -39,7 +40,7 @@ from harness.suite import Suite, suite_from_table
 from harness.tomlconfig import check_keys, check_list_of, read_toml
 from harness.types import CompressionSpec
 
-SEARCHES = ("grid", "random")
+SEARCHES = ("grid", "random", "optuna")
 OBJECTIVES = (Objective("latency_ms", "min"), Objective("psnr_db", "max"), Objective("size_mb", "min"))
 LIMIT_KEYS = {o.name: (float, int) for o in OBJECTIVES}
 _SWEEP_SCHEMA = {"search": str, "budget": int, "repeats": int, "seed": int, "threads": list, "limits": dict,
@@ -55,8 +56,11 @@ class Sweep:
     threads: tuple[int, ...] = ()
     limits: Mapping[str, float] = field(default_factory=dict)
     points: tuple[CompressionSpec, ...] = ()
-    """The compressed variants chosen by the search (fp32 is always measured beside them)."""
+    """The compressed variants chosen by the search (fp32 is always measured beside them); for ``optuna``
+    every grid point, of which the study picks ``budget`` one at a time."""
     grid_size: int = 0
+    space: tuple[tuple[str, tuple[tuple[str, tuple[Any, ...]], ...]], ...] = ()
+    """(method, ((parameter, values), …)) per [[sweep.space]] table: the dimensions Optuna samples."""
 
 
 def load_sweep(path: Path) -> tuple[Suite, Sweep]:
@@ -73,8 +77,13 @@ def load_sweep(path: Path) -> tuple[Suite, Sweep]:
     if search not in SEARCHES:
         raise HarnessInputError(f"{path}: [sweep] search must be one of {', '.join(SEARCHES)}, not {search!r}")
     budget, repeats, seed = raw.get("budget", 0), raw.get("repeats", 2), raw.get("seed", 0)
-    if budget < 0 or repeats < 1 or (search == "random" and budget < 1):
-        raise HarnessInputError(f"{path}: [sweep] needs repeats >= 1 and budget >= 0 (>= 1 for a random search)")
+    if budget < 0 or repeats < 1 or (search != "grid" and budget < 1):
+        raise HarnessInputError(f"{path}: [sweep] needs repeats >= 1 and budget >= 0 "
+                                f"(>= 1 for search = {search!r})")
+    if search == "optuna" and not (len(suite.models or ()) == 1 and len(suite.targets) == 1
+                                   and len(suite.batch_sizes) == 1):
+        raise HarnessInputError(f"{path}: an optuna search optimises one model on one target at one batch size: "
+                                f"list exactly one of each (models, targets, batch_sizes)")
     threads = raw.get("threads", [])
     check_list_of(path, "sweep.threads", threads, int)
     if any(t < 0 for t in threads):
@@ -85,9 +94,11 @@ def load_sweep(path: Path) -> tuple[Suite, Sweep]:
     if search == "grid" and budget and len(grid) > budget:
         raise HarnessInputError(f"{path}: the grid has {len(grid)} points, over the budget of {budget} "
                                 f"(raise the budget or use search = \"random\")")
-    points = grid if search == "grid" else random.Random(seed).sample(grid, min(budget, len(grid)))
+    points = random.Random(seed).sample(grid, min(budget, len(grid))) if search == "random" else grid
+    space = tuple((t["method"], tuple((k, tuple(v if isinstance(v, list) else [v])) for k, v in t.items()
+                                      if k != "method")) for t in raw["space"])
     return suite, Sweep(search, budget, repeats, seed, tuple(threads), {k: float(v) for k, v in limits.items()},
-                        tuple(points), len(grid))
+                        tuple(points), len(grid), space)
 
 
 def expand_space(path: Path, tables: list) -> list[CompressionSpec]:
@@ -112,8 +123,7 @@ def expand_space(path: Path, tables: list) -> list[CompressionSpec]:
                 params = resolve_params(method, given)
             except HarnessInputError as exc:
                 raise HarnessInputError(f"{path}: {where}: {exc}") from None
-            label = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in given.items())
-            name = f"{method}({label})" if label else method
+            name = point_name(method, given)
             if any(p.name == name for p in points):
                 raise HarnessInputError(f"{path}: {where}: point {name} appears twice")
             points.append(CompressionSpec(name=name, method=method, params=params))
@@ -122,6 +132,70 @@ def expand_space(path: Path, tables: list) -> list[CompressionSpec]:
 
 def sweep_suite(suite: Suite, sweep: Sweep) -> Suite:
     return dataclasses.replace(suite, variants=sweep.points)
+
+
+def point_name(method: str, given: Mapping[str, Any]) -> str:
+    label = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in given.items())
+    return f"{method}({label})" if label else method
+
+
+def optuna_search(sweep: Sweep, measure: Any) -> list[dict[str, Any]]:
+    """Ask Optuna (multi-objective TPE, seeded) for ``sweep.budget`` points one at a time; ``measure(point)``
+    runs the suite with that one variant ``repeats`` times and returns its aggregated rows. The objectives are
+    the point's fastest latency (any format and runtime) and its PSNR; a point that fails is told as failed.
+    Returns every row measured (fp32's from every trial pooled)."""
+    try:
+        import optuna
+    except ImportError:
+        raise HarnessInputError("search = \"optuna\" needs the optuna package (pip install optuna)") from None
+    from harness.compress import resolve_params
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["minimize", "maximize"],
+                                sampler=optuna.samplers.TPESampler(seed=sweep.seed))
+    rounds: list[list[dict[str, Any]]] = []
+    seen: dict[str, tuple[float, float] | None] = {}
+    for _ in range(sweep.budget):
+        trial = study.ask()
+        index = trial.suggest_categorical("space", list(range(len(sweep.space))))
+        method, dims = sweep.space[index]
+        given = {k: (trial.suggest_categorical(f"{method}.{k}", list(values)) if len(values) > 1 else values[0])
+                 for k, values in dims}
+        point = CompressionSpec(point_name(method, given), method, resolve_params(method, given))
+        if point.name not in seen:  # a point already measured is told its figures again, not re-run
+            rows = measure(point)
+            rounds.append(rows)
+            mine = [r for r in rows if r["variant"] == point.name and r.get("latency_ms") is not None]
+            seen[point.name] = (min(r["latency_ms"] for r in mine), min(r["psnr_db"] for r in mine)) \
+                if mine and all(r.get("psnr_db") is not None for r in mine) else None
+        values = seen[point.name]
+        if values is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, [values[0], min(values[1], 1e6)])
+    return _merge_trials(rounds)
+
+
+def _merge_trials(trials: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows of several trials: each compressed point once; fp32 (measured in every trial) from all of them."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for rows in trials:
+        for row in rows:
+            key = (row["model"], row["target"], row["batch_size"], row["variant"], row["format"], row["runtime"])
+            if key not in merged:
+                merged[key] = dict(row)
+                continue
+            base = merged[key]
+            runs = base.get("latency_runs_ms", []) + row.get("latency_runs_ms", [])
+            base.update(runs=base["runs"] + row["runs"], runs_ok=base["runs_ok"] + row["runs_ok"],
+                        latency_runs_ms=runs)
+            if runs:
+                base["latency_ms"] = statistics.median(runs)
+                base["latency_low_ms"] = min(v for v in (base.get("latency_low_ms"), row.get("latency_low_ms"))
+                                             if v is not None)
+                base["latency_high_ms"] = max(v for v in (base.get("latency_high_ms"), row.get("latency_high_ms"))
+                                              if v is not None)
+    return list(merged.values())
 
 
 def thread_targets(targets: Sequence[Any], threads: Sequence[int]) -> list[Any]:
@@ -207,6 +281,7 @@ def write_sweep(out_dir: Path, sweep: Sweep, rows: list[dict[str, Any]], summary
     path.write_text(json.dumps(_finite({
         "search": sweep.search, "budget": sweep.budget, "repeats": sweep.repeats, "seed": sweep.seed,
         "threads": list(sweep.threads), "grid_size": sweep.grid_size, "points": [p.to_dict() for p in sweep.points],
+        "measured": sorted({r["variant"] for r in rows}),
         "rows": rows, "fronts": summary}), indent=1, default=str))
     write_csv(pd.DataFrame([{k: v for k, v in r.items() if k != "latency_runs_ms"} for r in rows]),
               out_dir / "sweep.csv")

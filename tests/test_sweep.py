@@ -133,6 +133,9 @@ def test_a_random_search_draws_budget_points_reproducibly(tmp_path):
     (lambda s: s.replace("psnr_db = 20.0", "psnr = 20.0"), "unknown key 'psnr'"),
     (lambda s: s.replace("[sweep]\n", "[sweep]\nthreads = [-1]\n"), "threads must be >= 0"),
     (lambda s: s.split("[sweep]")[0], "needs a \\[sweep\\] table"),
+    (lambda s: s.replace('search = "grid"', 'search = "optuna"').replace("budget = 0", "budget = 2")
+     .replace('formats = ["onnx"]', 'formats = ["onnx"]\ntargets = ["x86-cpu", "rpi4"]'), "exactly one of each"),
+    (lambda s: s.replace('search = "grid"', 'search = "optuna"'), "(>= 1 for search = 'optuna')"),
 ])
 def test_bad_sweep_files_are_one_line_errors(tmp_path, edit, message):
     with pytest.raises(HarnessInputError, match=message):
@@ -167,3 +170,31 @@ def test_harness_sweep_measures_a_tiny_grid_and_writes_the_front(tmp_path):
     assert group["best"] is not None
     assert (tmp_path / "out" / "run-1" / "index.html").is_file() and (tmp_path / "out" / "sweep.csv").is_file()
     assert "front:" in proc.stderr and "best within" in proc.stderr
+
+
+def test_optuna_search_reads_its_space(tmp_path):
+    text = SWEEP.format(search="optuna", budget=3)
+    suite, sweep = load_sweep(_write(tmp_path, text))
+    assert sweep.space[0] == ("prune-channels", (("amount", (0.25, 0.5)),))
+    assert sweep.space[1][1] == (("per_channel", (True, False)), ("calibration_batches", (2,)))
+
+
+@pytest.mark.slow
+def test_harness_sweep_with_optuna_asks_budget_trials(tmp_path):
+    pytest.importorskip("optuna", reason="the optuna package is not installed")
+    text = SWEEP.format(search="optuna", budget=3).replace("repeats = 2", "repeats = 1")
+    text = text.split("[[sweep.space]]\nmethod = \"quant-static\"")[0]  # channel pruning only: 2 points
+    path = _write(tmp_path, text)
+    env = {"EDGE_HARNESS_MODELS": str(COMPRESS_MODELS), "EDGE_HARNESS_CACHE": str(tmp_path / "cache"),
+           "EDGE_HARNESS_REPORTS": str(tmp_path / "reports"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "harness", "sweep", str(path), "--quick", "--no-progress",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=900,
+                          cwd=PROJECT_ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    measured = set(data["measured"]) - {"fp32"}
+    # 3 trials over a 2-point space: each point measured once at most, a repeat is told its earlier figures
+    assert 1 <= len(measured) <= 2 and measured <= {"prune-channels(amount=0.25)", "prune-channels(amount=0.5)"}
+    assert len(list((tmp_path / "out").glob("trial-*/run-1/results.jsonl"))) == len(measured)
+    fp32 = [r for r in data["rows"] if r["variant"] == "fp32"]
+    assert len(fp32) == 1 and fp32[0]["runs"] == len(measured)  # fp32 measured in every trial, pooled
