@@ -5,9 +5,11 @@ upgraded by ``upgrade_to_N`` functions; a record from a newer schema is a clear 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -32,6 +34,34 @@ def upgrade(record: dict[str, Any], source: str = "") -> dict[str, Any]:
         record = UPGRADES[version](record)
         record["schema_version"] = version
     return record
+
+
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block is done, then deliver them.
+
+    In the main thread, Python-level handlers note the signal (Python runs handlers in the main thread whichever
+    thread the kernel picked, so this holds in a process with native thread pools, e.g. PyTorch's); elsewhere the
+    calling thread blocks the signals (which only helps where no other thread can take them)."""
+    if threading.current_thread() is not threading.main_thread():
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(_DEFERRED))
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        return
+    pending: list[int] = []
+    handlers = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in _DEFERRED}
+    try:
+        yield
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)  # now handled as it would have been: KeyboardInterrupt for Ctrl-C
 
 
 class ResultsStore:
@@ -62,8 +92,7 @@ class ResultsStore:
         """Append one record and fsync it. Ctrl-C and SIGTERM wait until the record is whole on disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = (json.dumps(record.to_dict(), allow_nan=False, default=_json_default) + "\n").encode("utf-8")
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with _signals_deferred():
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 view = memoryview(data)
@@ -72,8 +101,6 @@ class ResultsStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def __iter__(self) -> Iterator[RunRecord]:
         return iter(read_records(self.path))

@@ -139,10 +139,17 @@ def test_repair_cuts_a_torn_record_so_appends_stay_readable(tmp_path):
     assert [r.job_key for r in read_records(store.path)] == ["a", "c"]
 
 
-def test_ctrl_c_waits_until_a_record_is_whole(tmp_path):
-    """A SIGINT raised during append is delivered only after the record is written and synced."""
+@pytest.mark.parametrize("other_thread", [False, True])
+def test_ctrl_c_waits_until_a_record_is_whole(tmp_path, other_thread):
+    """A SIGINT raised during append is delivered only after the record is written and synced — also when
+    another thread could take the signal (PyTorch's thread pools live in the harness process)."""
     import os
     import signal
+    import threading
+
+    stop = threading.Event()
+    if other_thread:  # a thread that does not block SIGINT: the kernel may hand the signal to it
+        threading.Thread(target=stop.wait, daemon=True).start()
 
     store = ResultsStore(tmp_path / "r.jsonl")
     big = record("big")
@@ -163,6 +170,7 @@ def test_ctrl_c_waits_until_a_record_is_whole(tmp_path):
             store.append(big)
     finally:
         store_module.os.write = real_write
+        stop.set()
     assert len(calls) > 1
     assert [r.job_key for r in read_records(store.path)] == ["big"]  # whole, despite the interrupt
     assert store.path.read_text().endswith("\n")
