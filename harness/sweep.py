@@ -43,6 +43,10 @@ from harness.types import CompressionSpec
 SEARCHES = ("grid", "random", "optuna")
 OBJECTIVES = (Objective("latency_ms", "min"), Objective("psnr_db", "max"), Objective("size_mb", "min"))
 LIMIT_KEYS = {o.name: (float, int) for o in OBJECTIVES}
+PSNR_CAP_DB = 100.0
+"""PSNRs above this are float round-off against the reference (an export of the fp32 model): ties, not wins."""
+PSNR_RESOLUTION_DB = 0.1
+"""PSNRs this close are ties: the same model in two formats differs by round-off, not by fidelity."""
 _SWEEP_SCHEMA = {"search": str, "budget": int, "repeats": int, "seed": int, "threads": list, "limits": dict,
                  "space": list}
 
@@ -255,7 +259,8 @@ def fronts(rows: Sequence[dict[str, Any]], limits: Mapping[str, float]) -> list[
     out = []
     for (model, target, batch), members in groups.items():
         points = [Point(str(i), {"latency_ms": (m["latency_low_ms"], m["latency_high_ms"]),
-                                 "psnr_db": (m["psnr_db"], m["psnr_db"]), "size_mb": (m["size_mb"], m["size_mb"])})
+                                 "psnr_db": _psnr_interval(m["psnr_db"]),
+                                 "size_mb": (m["size_mb"], m["size_mb"])})
                   for i, m in enumerate(members)]
         front = pareto_front(points, OBJECTIVES)
         for p in front:
@@ -265,6 +270,11 @@ def fronts(rows: Sequence[dict[str, Any]], limits: Mapping[str, float]) -> list[
                     "front": [_label(members[int(p.key)]) for p in front],
                     "best": _label(members[int(best.key)]) if best else None, "limits": dict(limits)})
     return out
+
+
+def _psnr_interval(psnr: float) -> tuple[float, float]:
+    value = min(psnr, PSNR_CAP_DB)
+    return value - PSNR_RESOLUTION_DB / 2, value + PSNR_RESOLUTION_DB / 2
 
 
 def _label(row: Mapping[str, Any]) -> str:

@@ -77,6 +77,18 @@ def test_aggregate_takes_the_median_of_run_medians_and_the_widest_interval():
     assert summary[0]["best"] == "v onnx/onnxruntime"
 
 
+def test_psnrs_beyond_float_round_off_are_ties():
+    """fp32 in two formats: 148 vs 146 dB is round-off, so the faster one alone is on the front."""
+    slow = _row("fp32", 0.40, 0.39, 0.41, 148.4, 0.34) | {"format": "onnx", "runtime": "onnxruntime"}
+    fast = _row("fp32", 0.26, 0.25, 0.27, 146.8, 0.34) | {"format": "tflite", "runtime": "litert"}
+    (group,) = fronts(aggregate([[slow, fast]]), {})
+    assert group["front"] == ["fp32 tflite/litert"]
+    a = _row("v", 0.19, 0.18, 0.20, 34.3601, 0.14)  # the same variant in two runtimes: round-off apart
+    b = _row("v", 0.13, 0.12, 0.14, 34.3598, 0.14) | {"format": "tflite", "runtime": "litert"}
+    (group,) = fronts(aggregate([[a, b]]), {})
+    assert group["front"] == ["v tflite/litert"]
+
+
 # -- sweep files -----------------------------------------------------------------------------------------
 SWEEP = """
 name = "tiny"
