@@ -53,7 +53,8 @@ def test_artifacts_load_and_agree_on_aarch64_and_are_labelled_emulated(tmp_path,
     for r in records:
         assert r.context["machine"] == "aarch64" and r.context["emulated"] is True
         assert r.context["cpu_model"] == "Raspberry Pi 4 Model B Rev 1.4"  # the fake cpuinfo the board sees
-        assert r.measurement("max_abs_error").value <= 1e-5  # agrees with PyTorch on the x86 host
+        # agrees with PyTorch on the x86 host within the export tolerance, over the 256-sample fidelity set
+        assert r.measurement("max_abs_error").value <= 1e-4
         for metric in ("latency", "load_time", "first_inference", "throughput", "peak_rss"):
             m = r.measurement(metric)
             assert m.method.endswith("+emulated") and "never a latency claim" in m.note

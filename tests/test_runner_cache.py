@@ -43,7 +43,7 @@ def test_second_run_reexports_nothing(tmp_path, tiny_models_dir):
         metrics = {m.metric for m in r.measurements}
         assert {"latency", "load_time", "first_inference", "throughput", "peak_rss", "artifact_size",
                 "max_abs_error", "import_time"} <= metrics
-        assert r.measurement("max_abs_error").value < 1e-5
+        assert r.measurement("max_abs_error").value < 1e-4  # the export tolerance, over 256 samples
         assert r.context["cpu_model"] and r.context["runtime_versions"]
         assert r.context["artifact_sha256"]
         assert r.schema_version == 1

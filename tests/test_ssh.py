@@ -54,7 +54,8 @@ def test_ssh_target_runs_the_uploaded_worker_beside_the_local_cpu(sshd, tmp_path
         (t, rt, "ok") for t in ("board", "x86-cpu") for rt in ("onnxruntime", "litert")}
     for r in (r for r in records if r.target == "board"):
         assert r.context["launcher"] == f"ssh root@127.0.0.1:{sshd.port}"
-        assert r.measurement("max_abs_error").value < 1e-5  # outputs came back over SFTP
+        # outputs came back over SFTP: within the export tolerance over the 256-sample fidelity set
+        assert r.measurement("max_abs_error").value < 1e-4
         assert r.measurement("latency").stats["n"] >= 5
     assert len(list(board.glob("worker-*.zip"))) == 1  # the self-contained worker bundle
     key_material = sshd.identity.read_text().splitlines()[1]
