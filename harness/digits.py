@@ -183,3 +183,19 @@ def real_digit_features(cache_root: Path) -> np.ndarray:
     """Classifier features of all 1797 real digits (the 'real data' side of the FID analogue)."""
     images, _ = digits()
     return classifier(cache_root).features_and_labels(images.reshape(-1, 64))[0]
+
+
+def real_digits_floor(cache_root: Path, n: int = 256, seed: int = 0) -> float:
+    """Fréchet distance of ``n`` real digits (drawn with ``seed``) to all of them: the score of a perfect
+    generator measured on a sample set of that size, the floor to read the others against."""
+    images, _ = digits()
+    pick = np.random.default_rng(seed).choice(len(images), n, replace=False)
+    features, _ = classifier(cache_root).features_and_labels(images[pick].reshape(n, 64))
+    return frechet_distance(features, real_digit_features(cache_root))
+
+
+if __name__ == "__main__":  # python -m harness.digits: the classifier's accuracy and the FD floor
+    from harness.paths import cache_dir
+
+    print(f"digits classifier held-out accuracy: {classifier(cache_dir()).accuracy:.3f}")
+    print(f"Fréchet distance, 256 real digits vs all 1797: {real_digits_floor(cache_dir()):.2f}")

@@ -17,12 +17,12 @@ from typing import Any
 import psutil
 
 from harness.capture import tail
+from harness.paths import PROJECT_ROOT
 
 INPUT_FILE_KEYS = ("inputs_path", "samples_path")
 """Request keys naming input files a remote or emulated launcher must copy to where the worker runs."""
 OUTPUT_FILE_KEYS = ("outputs_path", "samples_outputs_path")
 """Request keys naming files the worker writes, which such a launcher brings back."""
-from harness.paths import PROJECT_ROOT
 
 POLL_S = 0.05
 """How often the memory cap is checked (seconds): a burst can overshoot by what it allocates in this time."""

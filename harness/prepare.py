@@ -107,7 +107,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
                                               if fmt in request["formats"]}}
                          for name, e in entries.items()},
         }
-    return {"status": "ok", "error": "", "batches": batches, "training": weights,
+    return {"status": "ok", "error": "", "batches": batches,
             "built": cache.stats.built, "reused": cache.stats.reused}
 
 

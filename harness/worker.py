@@ -5,8 +5,9 @@ Job fields: ``cpu_affinity`` (optional list of CPU numbers, applied first), ``mo
 'memory' | 'energy' (with ``energy``: the target's [energy] table); 'inspect' with ``format`` and ``path``; 'probe'), ``artifact`` (Artifact dict), ``runtime``,
 ``runtime_options`` ({threads, graph_optimization}), ``inputs_path`` (.npz), ``settings`` (RunSettings
 dict), ``batch_size`` and, for 'outputs' and 'latency', ``outputs_path`` (.npz written with the first
-inference's outputs); for 'latency' optionally ``samples_path`` (.npz of the fidelity sample set's inputs) and
-``samples_outputs_path`` (.npz written with its outputs, after the timed runs). Result fields: ``status``, ``error``, ``measurements``, ``context``.
+inference's outputs); for 'latency' optionally ``samples_path`` (.npz of the fidelity sample set's inputs)
+and ``samples_outputs_path`` (.npz written with its outputs, after the timed runs). Result fields: ``status``,
+``error``, ``measurements``, ``context``.
 
 Anything a native library prints to stdout is moved to stderr, so stdout carries only the result.
 """

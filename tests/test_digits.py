@@ -7,7 +7,7 @@ import torch
 from scipy import linalg
 
 from harness.digits import (DigitsImages, classifier, digits, frechet_distance, label_agreement,
-                            real_digit_features)
+                            real_digit_features, real_digits_floor)
 from harness.fidelity import digits_fidelity
 
 
@@ -99,6 +99,7 @@ def test_the_fid_analogue_ranks_noise_far_from_digits_and_digits_close(cache):
     half_a, _ = clf.features_and_labels(images[::2].reshape(-1, 64))
     noise, _ = clf.features_and_labels(np.random.default_rng(0).uniform(0, 1, (900, 64)))
     assert frechet_distance(half_a, real) * 5 < frechet_distance(noise, real)
+    assert real_digits_floor(cache) * 5 < frechet_distance(noise, real)
 
 
 def test_digits_fidelity_compares_generated_digits_with_the_reference(cache):

@@ -164,16 +164,21 @@ def test_thread_counts_copy_each_target():
     assert thread_targets([base], []) == [base]
 
 
+def _harness_sweep(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
+    """`harness sweep --quick` on the compression fixtures, into tmp_path/out; asserts it exits 0."""
+    env = {"EDGE_HARNESS_MODELS": str(COMPRESS_MODELS), "EDGE_HARNESS_CACHE": str(tmp_path / "cache"),
+           "EDGE_HARNESS_REPORTS": str(tmp_path / "reports"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "harness", "sweep", str(_write(tmp_path, text)), "--quick",
+                           "--no-progress", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=900, cwd=PROJECT_ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
 @pytest.mark.slow
 def test_harness_sweep_measures_a_tiny_grid_and_writes_the_front(tmp_path):
     text = SWEEP.format(search="grid", budget=0).replace("[sweep]\n", "[sweep]\nthreads = [1]\n")
-    path = _write(tmp_path, text)
-    env = {"EDGE_HARNESS_MODELS": str(COMPRESS_MODELS), "EDGE_HARNESS_CACHE": str(tmp_path / "cache"),
-           "EDGE_HARNESS_REPORTS": str(tmp_path / "reports"), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "harness", "sweep", str(path), "--quick", "--no-progress",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=900,
-                          cwd=PROJECT_ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = _harness_sweep(tmp_path, text)
     data = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert len(data["rows"]) == 5  # fp32 + 4 points, ONNX Runtime, one target copy
     assert all(r["runs"] == 2 and r["runs_ok"] == 2 and r["target"] == "x86-cpu@1t" for r in data["rows"])
@@ -196,13 +201,7 @@ def test_harness_sweep_with_optuna_asks_budget_trials(tmp_path):
     pytest.importorskip("optuna", reason="the optuna package is not installed")
     text = SWEEP.format(search="optuna", budget=3).replace("repeats = 2", "repeats = 1")
     text = text.split("[[sweep.space]]\nmethod = \"quant-static\"")[0]  # channel pruning only: 2 points
-    path = _write(tmp_path, text)
-    env = {"EDGE_HARNESS_MODELS": str(COMPRESS_MODELS), "EDGE_HARNESS_CACHE": str(tmp_path / "cache"),
-           "EDGE_HARNESS_REPORTS": str(tmp_path / "reports"), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "harness", "sweep", str(path), "--quick", "--no-progress",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=900,
-                          cwd=PROJECT_ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = _harness_sweep(tmp_path, text)
     data = json.loads((tmp_path / "out" / "sweep.json").read_text())
     measured = set(data["measured"]) - {"fp32"}
     # 3 trials over a 2-point space: each point measured once at most, a repeat is told its earlier figures

@@ -221,6 +221,22 @@ def channel_counts(modules: Mapping[str, nn.Module], structure: Mapping[str, Any
             for name, plan in structure.items()}
 
 
+def thinner_network(model: nn.Module, amount: float, multiple: int) -> tuple[nn.Module, dict[str, Any]]:
+    """A copy of ``model`` with ``amount`` of each prunable layer's output channels (lowest L1) removed, and
+    what changed: the plan (``structure``), channels kept per layer, layers left whole and why, parameters."""
+    prunable, kept = find_prunable(model)
+    if not prunable:
+        reasons = "; ".join(f"{n}: {why}" for n, why in kept.items()) or "no conv or linear layer"
+        raise ValueError(f"no layer can lose channels ({reasons})")
+    modules = dict(model.named_modules())
+    structure = {name: {"keep": kept_channels(modules[name], amount, multiple, links.get("group", 1)), **links}
+                 for name, links in prunable.items()}
+    thinner = restructure(copy.deepcopy(model), structure).eval()
+    return thinner, {"structure": structure, "channels": channel_counts(modules, structure),
+                     "layers_left_whole": kept, "parameters_before": parameter_count(model),
+                     "parameters": parameter_count(thinner)}
+
+
 @COMPRESSORS.register("prune-channels")
 class ChannelPruning:
     """Remove ``amount`` of each prunable layer's output channels (lowest L1 norm); ``multiple`` rounds the
@@ -241,21 +257,7 @@ class ChannelPruning:
             raise ValueError(f"multiple must be at least 1, not {params['multiple']}")
 
     def compress(self, model: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
-        prunable, kept = find_prunable(model)
-        if not prunable:
-            reasons = "; ".join(f"{n}: {why}" for n, why in kept.items()) or "no conv or linear layer"
-            raise ValueError(f"no layer can lose channels ({reasons})")
-        modules = dict(model.named_modules())
-        structure = {}
-        for name, links in prunable.items():
-            keep = kept_channels(modules[name], params["amount"], int(params["multiple"]), links.get("group", 1))
-            structure[name] = {"keep": keep, **links}
-        thinner = restructure(copy.deepcopy(model), structure).eval()
-        channels = channel_counts(modules, structure)
-        return thinner, {
-            "structure": structure, "channels": channels, "layers_left_whole": kept,
-            "parameters_before": parameter_count(model), "parameters": parameter_count(thinner),
-        }
+        return thinner_network(model, params["amount"], int(params["multiple"]))
 
     @staticmethod
     def restructure(model: nn.Module, structure: Mapping[str, Any]) -> nn.Module:

@@ -12,8 +12,8 @@ INTEGER_OPS = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "
 """Ops that compute in integers (QOperator format and dynamic quantization)."""
 _INT8_TYPES = {2, 3}  # onnx.TensorProto.UINT8, INT8
 _FP16 = 10  # onnx.TensorProto.FLOAT16
-_MIN_WEIGHT_ELEMENTS = 16
-"""Initializers smaller than this (scales, zero points, shapes) are not counted as weights."""
+MIN_WEIGHT_ELEMENTS = 16
+"""Initializers (tensors) smaller than this (scales, zero points, shapes) are not counted as weights."""
 
 
 def onnx_coverage(path: str) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def onnx_coverage(path: str) -> dict[str, Any]:
     elements: Counter = Counter()
     for init in graph.initializer:
         n = int(numpy_helper.to_array(init).size) if init.dims else 1
-        if n >= _MIN_WEIGHT_ELEMENTS:
+        if n >= MIN_WEIGHT_ELEMENTS:
             elements[_precision(init.data_type)] += n
 
     def weight_precision(name: str) -> str:
@@ -49,9 +49,12 @@ def onnx_coverage(path: str) -> dict[str, Any]:
             ops["int8"] += 1
         elif node.op_type in COMPUTE_OPS and len(node.input) > 1:
             ops[weight_precision(node.input[1])] += 1
-    total_ops = sum(ops.values())
-    total_elements = sum(elements.values())
-    op_types = Counter(node.op_type for node in graph.node)
+    return coverage_summary(ops, elements, Counter(node.op_type for node in graph.node))
+
+
+def coverage_summary(ops: Counter, elements: Counter, op_types: Counter) -> dict[str, Any]:
+    """The coverage figures from counts of compute ops and of weight elements per precision (int8/fp16/fp32)."""
+    total_ops, total_elements = sum(ops.values()), sum(elements.values())
     return {
         "compute_ops": total_ops,
         "ops_int8_fraction": ops["int8"] / total_ops if total_ops else 0.0,

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from harness.compress import check_choice, check_fraction
-from harness.compress.channels import channel_counts, find_prunable, kept_channels, restructure
+from harness.compress.channels import restructure, thinner_network
 from harness.compress.layers import parameter_count
 from harness.registry import COMPRESSORS
 
@@ -104,22 +104,10 @@ class Distillation:
         _check_training(params)
 
     def compress(self, model: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
-        prunable, kept = find_prunable(model)
-        if not prunable:
-            reasons = "; ".join(f"{n}: {why}" for n, why in kept.items()) or "no conv or linear layer"
-            raise ValueError(f"no layer can lose channels ({reasons})")
-        modules = dict(model.named_modules())
-        structure = {name: {"keep": kept_channels(modules[name], params["amount"], int(params["multiple"]),
-                                                  links.get("group", 1)), **links}
-                     for name, links in prunable.items()}
-        student = restructure(copy.deepcopy(model), structure)
+        student, info = thinner_network(model, params["amount"], int(params["multiple"]))
         if params["init"] == "random":
             _reinitialize(student, int(params["seed"]))
-        training = distill_outputs(student, model, latents, params)
-        channels = channel_counts(modules, structure)
-        return student, {"structure": structure, "channels": channels, "layers_left_whole": kept,
-                         "parameters_before": parameter_count(model), "parameters": parameter_count(student),
-                         "distillation": training}
+        return student, info | {"distillation": distill_outputs(student, model, latents, params)}
 
     @staticmethod
     def restructure(model: nn.Module, structure: Mapping[str, Any]) -> nn.Module:

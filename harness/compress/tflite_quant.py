@@ -17,13 +17,14 @@ from importlib.metadata import version
 from typing import Any, Mapping
 
 from harness.compress import Calibration
+from harness.compress.coverage import MIN_WEIGHT_ELEMENTS, coverage_summary
 from harness.registry import COMPRESSORS
 
 COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL", "CONV_3D"}
 """TFLite ops that carry the multiply-accumulates."""
-_WEIGHT_INPUT = {"TRANSPOSE_CONV": 1}
-"""Index of the weight among an op's inputs (1 for every compute op, after TRANSPOSE_CONV's output shape)."""
-_MIN_WEIGHT_ELEMENTS = 16
+_WEIGHT_INPUT = 1
+"""Index of the weight among a compute op's inputs: (input, weight, bias), or for TRANSPOSE_CONV
+(output shape, weight, input, bias) — 1 either way."""
 
 
 def _versions() -> dict[str, str]:
@@ -55,7 +56,7 @@ def tflite_coverage(path: str) -> dict[str, Any]:
     for op in ops:
         if op["op_name"] not in COMPUTE_OPS or len(op["inputs"]) < 2:
             continue
-        weight = op["inputs"][_WEIGHT_INPUT.get(op["op_name"], 1)]
+        weight = op["inputs"][_WEIGHT_INPUT]
         direct = precision(tensors[weight]["dtype"]) if weight in tensors else "fp32"
         op_counts[direct] += 1
         stored, source = direct, weight
@@ -64,17 +65,9 @@ def tflite_coverage(path: str) -> dict[str, Any]:
             source = producer["inputs"][0]
             stored = precision(tensors[source]["dtype"]) if source in tensors else "fp32"
         size = int(np.prod(tensors[source]["shape"])) if source in tensors else 0
-        if size >= _MIN_WEIGHT_ELEMENTS:
+        if size >= MIN_WEIGHT_ELEMENTS:
             elements[stored] += size
-    total_ops, total_elements = sum(op_counts.values()), sum(elements.values())
-    return {
-        "compute_ops": total_ops,
-        "ops_int8_fraction": op_counts["int8"] / total_ops if total_ops else 0.0,
-        "ops_fp16_fraction": op_counts["fp16"] / total_ops if total_ops else 0.0,
-        "weights_int8_fraction": elements["int8"] / total_elements if total_elements else 0.0,
-        "weights_fp16_fraction": elements["fp16"] / total_elements if total_elements else 0.0,
-        "op_types": dict(Counter(op["op_name"] for op in ops)),
-    }
+    return coverage_summary(op_counts, elements, Counter(op["op_name"] for op in ops))
 
 
 class _TFLiteQuantizer:

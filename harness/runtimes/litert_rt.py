@@ -69,6 +69,7 @@ class LiteRTRuntime:
         self._interp: Any = None
         self._in: list[int] = []
         self._out: list[int] = []
+        self._integer_io = False
 
     @staticmethod
     def versions() -> dict[str, str]:
@@ -92,17 +93,29 @@ class LiteRTRuntime:
     def load(self, artifact: Artifact) -> None:
         interp = open_interpreter(artifact.path, self.options.threads)
         ins, outs = io_details(interp)
-        self._in = [(d["index"], _integer_io(d)) for d in ins]
-        self._out = [(d["index"], _integer_io(d)) for d in outs]
+        self._in = [d["index"] for d in ins]
+        self._out = [d["index"] for d in outs]
+        self._in_quant = [_integer_io(d) for d in ins]
+        self._out_quant = [_integer_io(d) for d in outs]
+        self._integer_io = any(self._in_quant) or any(self._out_quant)
         self._interp = interp
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
-        """float32 in, float32 out; a fully integer model's int8 inputs are quantized and its outputs
-        dequantized here, with the tensors' own scale and zero point, as an application would (and timed)."""
+        if self._integer_io:
+            return self._infer_integer_io(inputs)
+        interp = self._interp
+        for index, array in zip(self._in, inputs.values()):
+            interp.set_tensor(index, array)
+        interp.invoke()
+        return [interp.get_tensor(i) for i in self._out]
+
+    def _infer_integer_io(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+        """A fully integer model: float32 inputs are quantized and int8 outputs dequantized here, with the
+        tensors' own scale and zero point, as an application must (inside the timed call)."""
         import numpy as np
 
         interp = self._interp
-        for (index, quant), array in zip(self._in, inputs.values()):
+        for index, quant, array in zip(self._in, self._in_quant, inputs.values()):
             if quant:
                 dtype, scale, zero = quant
                 info = np.iinfo(dtype)
@@ -110,7 +123,7 @@ class LiteRTRuntime:
             interp.set_tensor(index, array)
         interp.invoke()
         outputs = []
-        for index, quant in self._out:
+        for index, quant in zip(self._out, self._out_quant):
             out = interp.get_tensor(index)
             if quant:
                 _, scale, zero = quant
