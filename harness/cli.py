@@ -1,4 +1,6 @@
-"""Command line: ``harness run | sweep | list | report``. Exit codes: 0 ok, 1 some job failed, 2 usage/input error."""
+"""Command line: ``harness run | sweep | list | report | compare | gate``.
+
+Exit codes: 0 ok, 1 some job failed (run) or a regression (gate), 2 usage/input error."""
 from __future__ import annotations
 
 import argparse
@@ -61,6 +63,32 @@ def _parser() -> argparse.ArgumentParser:
                          description="Write results.csv, summary.csv and index.html from a results.jsonl.")
     rep.add_argument("results", type=Path, help="results.jsonl (or the run folder holding it)")
     rep.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: beside the results)")
+    rep.add_argument("--pytest-benchmark", type=Path, metavar="FILE",
+                     help="also write the latency samples in pytest-benchmark's JSON format "
+                          "(read by `pytest-benchmark compare`)")
+
+    from harness.compare import METRICS
+
+    cmp = sub.add_parser("compare", help="compare two runs metric by metric (ratio, CI, significance)",
+                         description="For every job that succeeded in both runs: per metric the candidate/base "
+                                     "ratio, its 95%% bootstrap CI and a significance test (Mann-Whitney U for "
+                                     "p50, bootstrap for p90), with the direction of better known per metric.")
+    cmp.add_argument("base", type=Path, help="baseline results.jsonl (or run folder)")
+    cmp.add_argument("candidate", type=Path, help="candidate results.jsonl (or run folder)")
+    cmp.add_argument("--metric", action="append", choices=list(METRICS), help="only these metrics")
+    cmp.add_argument("--csv", type=Path, metavar="FILE", help="also write the table as CSV")
+
+    gate = sub.add_parser("gate", help="fail CI on a significant regression beyond a threshold",
+                          description="Exit 0 when no metric got significantly worse by more than its threshold, "
+                                      "1 on a regression (or a job that broke or went missing), 2 on an error.")
+    gate.add_argument("--baseline", type=Path, action="append", required=True, metavar="RESULTS",
+                      help="baseline results.jsonl or run folder (repeat to pool several runs)")
+    gate.add_argument("--candidate", type=Path, action="append", required=True, metavar="RESULTS",
+                      help="candidate results.jsonl or run folder (repeat to pool several runs)")
+    gate.add_argument("--config", type=Path, metavar="TOML", help="thresholds, alpha and per-job overrides")
+    gate.add_argument("--markdown", type=Path, metavar="FILE",
+                      help="write the markdown summary here (appends: use $GITHUB_STEP_SUMMARY); default stdout")
+    gate.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
     return parser
 
 
@@ -196,21 +224,87 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     results = args.results / "results.jsonl" if args.results.is_dir() else args.results
     written = write_report(results, args.out)
+    if args.pytest_benchmark:
+        from harness.report.pytest_benchmark import write_pytest_benchmark
+        from harness.store import read_records
+
+        written["pytest_benchmark"] = write_pytest_benchmark(read_records(results), args.pytest_benchmark)
     for path in written.values():
         print(path)
     return EXIT_OK
 
 
+def _records(paths: list[Path]) -> list:
+    from harness.store import read_records
+
+    out = []
+    for path in paths:
+        out.extend(read_records(path / "results.jsonl" if path.is_dir() else path))
+    return out
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from harness.compare import METRICS, compare_runs, comparisons_table, key_label
+    from harness.report.tables import write_csv
+
+    comparisons, status = compare_runs(_records([args.base]), _records([args.candidate]),
+                                       args.metric or list(METRICS))
+    if not comparisons:
+        raise HarnessInputError("no job succeeded in both runs: nothing to compare")
+    rows = []
+    for c in comparisons:
+        ci = f"[{c.ci_low:.3f}, {c.ci_high:.3f}]" if c.ci_low is not None else ""
+        p = f"p={c.p_value:.2g}" if c.p_value is not None else ""
+        direction = "worse" if c.worse_by > 0 else "better" if c.worse_by < 0 else "same"
+        ratio = f"×{c.ratio:.3f}" if c.ratio is not None else ""
+        rows.append(f"{key_label(c.key)}  {c.spec.label}: {c.base:.4g} → {c.candidate:.4g} {c.spec.unit} "
+                    f"{ratio} {ci} {p} ({direction}, {c.spec.better} is better) {c.note}".rstrip())
+    print("\n".join(rows))
+    for what in ("broken", "missing", "new", "fixed"):
+        for item in status[what]:
+            key = item[0] if what == "broken" else item
+            print(f"{key_label(key)}: {what}")
+    if args.csv:
+        write_csv(pd.DataFrame(comparisons_table(comparisons)), args.csv)
+    return EXIT_OK
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from harness.gate import junit_xml, load_gate_config, markdown_summary, run_gate
+
+    config = load_gate_config(args.config)
+    result = run_gate(_records(args.baseline), _records(args.candidate), config)
+    summary = markdown_summary(result)
+    if args.markdown:
+        with open(args.markdown, "a", encoding="utf-8") as f:
+            f.write(summary)
+    else:
+        print(summary)
+    if args.junit:
+        args.junit.write_text(junit_xml(result), encoding="utf-8")
+    print(f"gate: {'FAIL' if result.failed else 'pass'}: {len(result.regressions)} regressions, "
+          f"{len(result.broken)} broken, {len(result.missing)} missing", file=sys.stderr)
+    return EXIT_JOB_FAILED if result.failed else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "list": _cmd_list, "report": _cmd_report}
+    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "list": _cmd_list, "report": _cmd_report,
+                "compare": _cmd_compare, "gate": _cmd_gate}
     try:
         return commands[args.command](args)
     except HarnessInputError as exc:
         if args.debug:
             raise
         print(f"harness: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a file the user named cannot be read or written
+        if args.debug:
+            raise
+        print(f"harness: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("harness: interrupted; results measured so far are kept (re-run with --resume)", file=sys.stderr)

@@ -46,6 +46,23 @@ def coefficient_of_variation(samples: Sequence[float]) -> float:
     return stdev(samples) / m if m else 0.0
 
 
+def _bootstrap(x: np.ndarray, statistic, resamples: int, rng: np.random.Generator,
+               chunk_elements: int = 4_000_000) -> np.ndarray:
+    """``statistic`` (a numpy reducer taking ``axis=1``) of ``resamples`` resamples of ``x`` with replacement.
+
+    Memory is bounded: resamples are drawn in chunks of at most ``chunk_elements`` values.
+    """
+    n = x.size
+    per_chunk = max(1, chunk_elements // n)
+    out = np.empty(resamples)
+    done = 0
+    while done < resamples:
+        k = min(per_chunk, resamples - done)
+        out[done : done + k] = statistic(x[rng.integers(0, n, size=(k, n))], axis=1)
+        done += k
+    return out
+
+
 def bootstrap_median_ci(
     samples: Sequence[float],
     confidence: float = 0.95,
@@ -59,25 +76,68 @@ def bootstrap_median_ci(
     ``chunk_elements`` values, so a million samples does not need a resamples × n matrix at once.
     """
     x = np.asarray(samples, dtype=float)
-    n = x.size
-    if n == 0:
+    if x.size == 0:
         raise ValueError("bootstrap of an empty sample")
     if not 0 < confidence < 1:
         raise ValueError("confidence must be within (0, 1)")
-    if n == 1:
+    if x.size == 1:
         return float(x[0]), float(x[0])
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, chunk_elements // n)
-    medians = np.empty(resamples)
-    done = 0
-    while done < resamples:
-        k = min(per_chunk, resamples - done)
-        idx = rng.integers(0, n, size=(k, n))
-        medians[done : done + k] = np.median(x[idx], axis=1)
-        done += k
+    medians = _bootstrap(x, np.median, resamples, np.random.default_rng(seed), chunk_elements)
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(medians, [alpha, 1 - alpha])
     return float(lo), float(hi)
+
+
+def _p90(x: np.ndarray, axis: int) -> np.ndarray:
+    return np.percentile(x, 90, axis=axis)
+
+
+QUANTILE_STATISTICS = {"median": np.median, "p90": _p90}
+"""Statistics ``bootstrap_ratio`` can compare, by name."""
+
+
+def bootstrap_ratio(
+    base: Sequence[float],
+    candidate: Sequence[float],
+    statistic: str = "median",
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float, float]:
+    """Ratio candidate/base of a statistic ('median' or 'p90'), its percentile-bootstrap CI and a two-sided
+    bootstrap p-value for "the ratio is 1".
+
+    Each side is resampled independently. Returns (ratio, ci_low, ci_high, p_value); the p-value is
+    2·min(share of resampled ratios ≤ 1, share ≥ 1), floored at 1/resamples. Deterministic for ``seed``.
+    """
+    stat = QUANTILE_STATISTICS[statistic]
+    a, b = np.asarray(base, dtype=float), np.asarray(candidate, dtype=float)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("bootstrap of an empty sample")
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must be within (0, 1)")
+    base_stat = float(stat(a[None, :], axis=1)[0])
+    if base_stat <= 0:
+        raise ValueError("the base statistic must be positive to form a ratio")
+    ratio = float(stat(b[None, :], axis=1)[0]) / base_stat
+    rng = np.random.default_rng(seed)
+    ratios = _bootstrap(b, stat, resamples, rng) / np.maximum(_bootstrap(a, stat, resamples, rng), 1e-300)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
+    p = 2 * min(np.mean(ratios <= 1.0), np.mean(ratios >= 1.0))
+    return ratio, float(lo), float(hi), float(min(1.0, max(p, 1.0 / resamples)))
+
+
+def mann_whitney_p(base: Sequence[float], candidate: Sequence[float]) -> float:
+    """Two-sided Mann-Whitney U p-value (scipy; asymptotic with tie and continuity correction for large
+    samples, exact for small ones): do the two samples come from distributions shifted against each other?"""
+    from scipy.stats import mannwhitneyu
+
+    if len(base) == 0 or len(candidate) == 0:
+        raise ValueError("Mann-Whitney U of an empty sample")
+    if np.ptp(np.concatenate([np.asarray(base, float), np.asarray(candidate, float)])) == 0:
+        return 1.0  # every value equal: no evidence of a shift (scipy would divide by a zero variance)
+    return float(mannwhitneyu(candidate, base, alternative="two-sided").pvalue)
 
 
 def halves_agree(samples: Sequence[float], tolerance: float) -> bool:

@@ -1,0 +1,204 @@
+"""Compare two sets of run records job by job: per metric the change, its confidence interval and a
+significance test, with the direction of "better" known per metric. Pure functions over RunRecords.
+
+A job is identified by model, variant, format, runtime, target and batch size. When a side holds several
+records of one job (several results files, or repeats), latency samples are pooled and single values take
+their median.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from harness import stats
+from harness.types import RunRecord
+
+JobKey = tuple[str, str, str, str, str, int]
+KEY_FIELDS = ("model", "variant", "format", "runtime", "target", "batch_size")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric the comparison knows: where it comes from, its unit, and which direction is better.
+
+    ``change`` 'relative': thresholds and changes are fractions of the base value (0.10 = 10%);
+    'absolute': in the metric's own unit (dB for PSNR). ``test`` names the significance test: 'mann-whitney-u'
+    or 'bootstrap' over the latency samples, 'none' for a metric with one value per run (then a threshold
+    alone decides; size and fidelity are deterministic, memory nearly so).
+    """
+
+    name: str
+    label: str
+    unit: str
+    better: str
+    change: str
+    test: str
+    value: Callable[[RunRecord], float | None]
+    samples: Callable[[RunRecord], Sequence[float] | None] = lambda r: None
+
+
+def _measured(metric: str, scale: float = 1.0) -> Callable[[RunRecord], float | None]:
+    def value(r: RunRecord) -> float | None:
+        m = r.measurement(metric)
+        return m.value * scale if m is not None else None
+
+    return value
+
+
+def _latency_samples(r: RunRecord) -> Sequence[float] | None:
+    m = r.measurement("latency")
+    return m.samples if m is not None and m.samples else None
+
+
+def _latency_stat(key: str) -> Callable[[RunRecord], float | None]:
+    def value(r: RunRecord) -> float | None:
+        m = r.measurement("latency")
+        return float(m.stats[key]) if m is not None and m.stats and key in m.stats else None
+
+    return value
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("latency_p50", "latency p50", "ms", "lower", "relative", "mann-whitney-u",
+           _latency_stat("p50"), _latency_samples),
+    Metric("latency_p90", "latency p90", "ms", "lower", "relative", "bootstrap", _latency_stat("p90"),
+           _latency_samples),
+    Metric("peak_memory", "peak RSS", "MiB", "lower", "relative", "none", _measured("peak_rss", 1 / 2**20)),
+    Metric("energy_per_inference", "energy per inference", "J", "lower", "relative", "none",
+           _measured("energy_per_inference")),
+    Metric("size", "artifact size", "bytes", "lower", "relative", "none",
+           lambda r: float(r.artifact_bytes) if r.artifact_bytes else None),
+    Metric("psnr", "PSNR vs fp32", "dB", "higher", "absolute", "none", _measured("psnr")),
+    Metric("label_agreement", "label agreement", "fraction", "higher", "absolute", "none",
+           _measured("label_agreement")),
+    Metric("frechet_distance_digits", "FD to real digits", "feature²", "lower", "absolute", "none",
+           _measured("frechet_distance_digits")),
+)}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric of one job, base vs candidate.
+
+    ``worse_by``: how much worse the candidate is, in the metric's change unit (fraction for relative
+    metrics, metric unit for absolute ones); negative = better. ``ratio``: candidate / base (None where
+    base is 0 or not finite). ``ci_low``/``ci_high``: 95% bootstrap CI of the ratio (sampled metrics only).
+    ``p_value``: from ``test`` (None for 'none').
+    """
+
+    key: JobKey
+    metric: str
+    base: float
+    candidate: float
+    ratio: float | None
+    worse_by: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    test: str = "none"
+    note: str = ""
+
+    @property
+    def spec(self) -> Metric:
+        return METRICS[self.metric]
+
+
+def job_key(r: RunRecord) -> JobKey:
+    return (r.model, r.variant, r.format, r.runtime, r.target, int(r.batch_size))
+
+
+def key_label(key: JobKey) -> str:
+    model, variant, fmt, runtime, target, batch = key
+    return f"{model} · {variant} · {fmt}/{runtime} · {target} · b{batch}"
+
+
+def group_records(records: Iterable[RunRecord]) -> dict[JobKey, list[RunRecord]]:
+    """Records by job key, in file order."""
+    out: dict[JobKey, list[RunRecord]] = {}
+    for r in records:
+        out.setdefault(job_key(r), []).append(r)
+    return out
+
+
+def _worse_by(metric: Metric, base: float, cand: float) -> float:
+    sign = 1.0 if metric.better == "lower" else -1.0
+    if metric.change == "absolute":
+        if math.isinf(base) and math.isinf(cand) and base == cand:
+            return 0.0  # e.g. PSNR +inf on both sides: outputs identical to the reference
+        return sign * (cand - base)
+    if base == 0:
+        return 0.0 if cand == 0 else math.inf * sign * (1 if cand > 0 else -1)
+    return sign * (cand / base - 1.0)
+
+
+def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand: Sequence[RunRecord],
+                   seed: int = 0) -> Comparison | None:
+    """Compare one metric of one job over the ok records of each side (None when a side lacks it)."""
+    base_samples = [x for r in base for x in (metric.samples(r) or ())]
+    cand_samples = [x for r in cand for x in (metric.samples(r) or ())]
+    if metric.test != "none" and len(base_samples) >= 2 and len(cand_samples) >= 2:
+        statistic = "p90" if metric.name == "latency_p90" else "median"
+        ratio, lo, hi, p_boot = stats.bootstrap_ratio(base_samples, cand_samples, statistic, seed=seed)
+        p = stats.mann_whitney_p(base_samples, cand_samples) if metric.test == "mann-whitney-u" else p_boot
+        b = float(stats.QUANTILE_STATISTICS[statistic](np.asarray(base_samples)[None, :], axis=1)[0])
+        return Comparison(key, metric.name, b, b * ratio, ratio, _worse_by(metric, b, b * ratio), lo, hi, p,
+                          metric.test, note=f"{len(base_samples)} vs {len(cand_samples)} samples")
+    base_values = [v for v in (metric.value(r) for r in base) if v is not None]
+    cand_values = [v for v in (metric.value(r) for r in cand) if v is not None]
+    if not base_values or not cand_values:
+        return None
+    b, c = float(np.median(base_values)), float(np.median(cand_values))
+    note = ""
+    if metric.name == "energy_per_inference":
+        methods = {m.method for r in (*base, *cand) if (m := r.measurement("energy_per_inference"))}
+        if len(methods) > 1:
+            return Comparison(key, metric.name, b, c, None, 0.0, test="none",
+                              note=f"not comparable: measured by {' vs '.join(sorted(methods))}")
+        note = f"method {methods.pop()}" if methods else ""
+    ratio = c / b if b and math.isfinite(b) and math.isfinite(c) else None
+    return Comparison(key, metric.name, b, c, ratio, _worse_by(metric, b, c), test="none", note=note)
+
+
+def compare_runs(base: Iterable[RunRecord], candidate: Iterable[RunRecord],
+                 metrics: Sequence[str] = tuple(METRICS)) -> tuple[list[Comparison], dict[str, list]]:
+    """Every requested metric of every job that succeeded on both sides.
+
+    Returns (comparisons, status) where status holds job keys by what happened to them:
+    'broken' (ok in base, not ok in candidate, with the candidate's record), 'missing' (ok in base, absent
+    from the candidate), 'new' (only in the candidate), 'fixed' (not ok in base, ok in the candidate).
+    """
+    base_groups, cand_groups = group_records(base), group_records(candidate)
+    comparisons: list[Comparison] = []
+    status: dict[str, list] = {"broken": [], "missing": [], "new": [], "fixed": []}
+    for key in sorted(set(base_groups) | set(cand_groups), key=str):
+        base_ok = [r for r in base_groups.get(key, []) if r.status == "ok"]
+        cand_all = cand_groups.get(key, [])
+        cand_ok = [r for r in cand_all if r.status == "ok"]
+        if key not in base_groups:
+            status["new"].append(key)
+        elif base_ok and not cand_all:
+            status["missing"].append(key)
+        elif base_ok and not cand_ok:
+            status["broken"].append((key, cand_all[-1]))
+        elif not base_ok and cand_ok:
+            status["fixed"].append(key)
+        if not base_ok or not cand_ok:
+            continue
+        for i, name in enumerate(metrics):
+            found = compare_metric(METRICS[name], key, base_ok, cand_ok, seed=i)
+            if found is not None:
+                comparisons.append(found)
+    return comparisons, status
+
+
+def comparisons_table(comparisons: Sequence[Comparison]) -> list[Mapping[str, object]]:
+    """Rows for printing or CSV: one per job and metric."""
+    return [{
+        "model": c.key[0], "variant": c.key[1], "format": c.key[2], "runtime": c.key[3], "target": c.key[4],
+        "batch_size": c.key[5], "metric": c.metric, "unit": c.spec.unit, "better": c.spec.better,
+        "base": c.base, "candidate": c.candidate, "ratio": c.ratio, "ci_low": c.ci_low, "ci_high": c.ci_high,
+        "p_value": c.p_value, "test": c.test, "worse_by": c.worse_by, "note": c.note,
+    } for c in comparisons]

@@ -1,0 +1,251 @@
+"""The regression gate: a change fails only when it is both significant and larger than its metric's threshold.
+
+Thresholds come from defaults, a gate TOML file, and per-job overrides (by model, variant, format, runtime,
+target). Verdicts are pure; markdown and JUnit XML are views of them.
+
+Exit codes of ``harness gate``: 0 pass, 1 regression, 2 error (bad input, nothing to compare).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+from xml.etree import ElementTree as ET
+
+from harness.compare import KEY_FIELDS, METRICS, Comparison, JobKey, compare_runs, key_label
+from harness.errors import HarnessInputError
+from harness.tomlconfig import check_keys, read_toml
+from harness.types import RunRecord
+
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "latency_p50": 0.08,
+    "latency_p90": 0.20,
+    "peak_memory": 0.10,
+    "energy_per_inference": 0.15,
+    "size": 0.01,
+    "psnr": 1.0,
+    "label_agreement": 0.02,
+    "frechet_distance_digits": 5.0,
+}
+"""Worst acceptable change per metric: fractions for relative metrics (0.10 = 10% worse), metric units for
+absolute ones (PSNR: dB lower; label agreement: share of latents; FD: feature² higher)."""
+DEFAULT_ALPHA = 0.01
+"""Significance level for the sampled metrics (latency): a p-value at or above it is noise."""
+
+
+@dataclass(frozen=True)
+class Override:
+    """Thresholds for the jobs whose fields all equal ``match`` (e.g. model = 'dcgan', target = 'rpi4')."""
+
+    match: Mapping[str, Any]
+    thresholds: Mapping[str, float | None]
+
+    def applies(self, key: JobKey) -> bool:
+        return all(str(dict(zip(KEY_FIELDS, key))[k]) == str(v) for k, v in self.match.items())
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """``thresholds[metric]`` None = that metric is reported but never fails the gate."""
+
+    thresholds: Mapping[str, float | None] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    alpha: float = DEFAULT_ALPHA
+    fail_on_missing: bool = True
+    """A job that succeeded in the baseline and is absent or failed in the candidate fails the gate."""
+    overrides: tuple[Override, ...] = ()
+
+    def threshold(self, key: JobKey, metric: str) -> float | None:
+        """The last matching override wins, then the file's table, then the default."""
+        value = self.thresholds.get(metric, DEFAULT_THRESHOLDS[metric])
+        for o in self.overrides:
+            if o.applies(key) and metric in o.thresholds:
+                value = o.thresholds[metric]
+        return value
+
+
+def _threshold_value(path: Path, where: str, metric: str, value: Any) -> float | None:
+    if metric not in METRICS:
+        raise HarnessInputError(f"{path}: [{where}] unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    if value == "off":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
+        raise HarnessInputError(f"{path}: [{where}] {metric} must be a number >= 0 or \"off\", not {value!r}")
+    return float(value)
+
+
+def load_gate_config(path: Path | None) -> GateConfig:
+    """Read a gate TOML file (None: the defaults). Unknown keys and bad values are one-line errors."""
+    if path is None:
+        return GateConfig()
+    data = read_toml(path)
+    check_keys(path, data, {"alpha": float, "fail_on_missing": bool, "thresholds": dict, "overrides": list})
+    alpha = data.get("alpha", DEFAULT_ALPHA)
+    if not 0 < alpha < 1:
+        raise HarnessInputError(f"{path}: alpha must be within (0, 1), not {alpha}")
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    for metric, value in data.get("thresholds", {}).items():
+        thresholds[metric] = _threshold_value(path, "thresholds", metric, value)
+    overrides = []
+    for i, table in enumerate(data.get("overrides", [])):
+        where = f"overrides {i + 1}"
+        if not isinstance(table, dict):
+            raise HarnessInputError(f"{path}: [[overrides]] entries must be tables")
+        match = {k: v for k, v in table.items() if k in KEY_FIELDS}
+        if not match:
+            raise HarnessInputError(f"{path}: [{where}] matches every job: name at least one of {', '.join(KEY_FIELDS)}")
+        values = {k: _threshold_value(path, where, k, v) for k, v in table.items() if k not in KEY_FIELDS}
+        overrides.append(Override(match, values))
+    return GateConfig(thresholds, alpha, data.get("fail_on_missing", True), tuple(overrides))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A comparison judged: 'regression', 'improvement' (significant and beyond the threshold the other way),
+    'noise' (within the threshold or not significant), or 'info' (metric switched off / not comparable)."""
+
+    comparison: Comparison
+    threshold: float | None
+    significant: bool
+    outcome: str
+    reason: str
+
+
+def judge(c: Comparison, config: GateConfig) -> Verdict:
+    threshold = config.threshold(c.key, c.metric)
+    significant = c.p_value is None or c.p_value < config.alpha
+    test = f"p={c.p_value:.2g}" if c.p_value is not None else "one value per run"
+    change = _change_text(c)
+    if threshold is None or c.note.startswith("not comparable"):
+        return Verdict(c, threshold, significant, "info", c.note or "threshold off")
+    limit = _limit_text(c, threshold)
+    if c.worse_by > threshold and significant:
+        return Verdict(c, threshold, True, "regression", f"{change} worse, beyond {limit} ({test})")
+    if -c.worse_by > threshold and significant:
+        return Verdict(c, threshold, True, "improvement", f"{change} better ({test})")
+    why = "within " + limit if abs(c.worse_by) <= threshold else f"not significant ({test} ≥ α={config.alpha})"
+    return Verdict(c, threshold, significant, "noise", f"{change} {'worse' if c.worse_by > 0 else 'better'}: {why}")
+
+
+def _change_text(c: Comparison) -> str:
+    if c.spec.change == "relative":
+        return f"{abs(c.worse_by):.1%}"
+    return f"{abs(c.worse_by):.3g} {c.spec.unit}"
+
+
+def _limit_text(c: Comparison, threshold: float) -> str:
+    return f"{threshold:.0%}" if c.spec.change == "relative" else f"{threshold:g} {c.spec.unit}"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    verdicts: tuple[Verdict, ...]
+    broken: tuple[tuple[JobKey, RunRecord], ...]
+    missing: tuple[JobKey, ...]
+    new: tuple[JobKey, ...]
+    fail_on_missing: bool
+
+    @property
+    def regressions(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.outcome == "regression"]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.regressions) or (self.fail_on_missing and bool(self.broken or self.missing))
+
+
+def run_gate(base: Sequence[RunRecord], cand: Sequence[RunRecord], config: GateConfig) -> GateResult:
+    """Judge every comparable metric; raises HarnessInputError when no job can be compared."""
+    metrics = [m for m in METRICS]
+    comparisons, status = compare_runs(base, cand, metrics)
+    if not comparisons and not status["broken"] and not status["missing"]:
+        raise HarnessInputError("no job succeeded in both the baseline and the candidate: nothing to compare "
+                                "(do they measure the same models, variants, runtimes, targets and batch sizes?)")
+    return GateResult(tuple(judge(c, config) for c in comparisons), tuple(status["broken"]),
+                      tuple(status["missing"]), tuple(status["new"]), config.fail_on_missing)
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "–"
+    if unit == "bytes":
+        return f"{value / 2**20:.3g} MiB"
+    return f"{value:.4g}" + (f" {unit}" if unit else "")
+
+
+def markdown_summary(result: GateResult, title: str = "Edge Harness regression gate") -> str:
+    """A GitHub-flavoured markdown summary (for $GITHUB_STEP_SUMMARY): verdict, regressions, then all metrics."""
+    verdict = "❌ **FAIL**" if result.failed else "✅ **PASS**"
+    lines = [f"## {title}: {verdict}", ""]
+    improvements = [v for v in result.verdicts if v.outcome == "improvement"]
+    lines.append(f"{len(result.regressions)} regressions, {len(improvements)} improvements, "
+                 f"{len(result.broken)} jobs broken, {len(result.missing)} missing, {len(result.new)} new; "
+                 f"{len(result.verdicts)} metric comparisons.")
+    lines.append("")
+    for key, record in result.broken:
+        first = (record.error or record.status).splitlines()[0] if (record.error or record.status) else ""
+        lines.append(f"- ❌ `{_md(key_label(key))}` now **{record.status}**: {_md(first)}")
+    for key in result.missing:
+        lines.append(f"- ❌ `{_md(key_label(key))}` is missing from the candidate")
+    if result.broken or result.missing:
+        lines.append("")
+    lines += ["| job | metric | base | candidate | ratio (95% CI) | p | threshold | verdict |",
+              "|---|---|---|---|---|---|---|---|"]
+    order = {"regression": 0, "improvement": 1, "noise": 2, "info": 3}
+    for v in sorted(result.verdicts, key=lambda v: order[v.outcome]):
+        c = v.comparison
+        ci = f" ({c.ci_low:.3f}–{c.ci_high:.3f})" if c.ci_low is not None else ""
+        ratio = f"{c.ratio:.3f}{ci}" if c.ratio is not None else "–"
+        icon = {"regression": "❌", "improvement": "🟢", "noise": "", "info": "ℹ️"}[v.outcome]
+        threshold = _limit_text(c, v.threshold) if v.threshold is not None else "off"
+        p = f"{c.p_value:.2g}" if c.p_value is not None else "–"
+        lines.append(f"| {_md(key_label(c.key))} | {c.spec.label} | {_fmt(c.base, c.spec.unit)} | "
+                     f"{_fmt(c.candidate, c.spec.unit)} | {ratio} | {p} | {threshold} | "
+                     f"{icon} {v.outcome}: {_md(v.reason)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    """Escape what would break a markdown table cell or inject markup."""
+    out = text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("\n", " ")
+    return out.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def junit_xml(result: GateResult) -> str:
+    """JUnit XML: one testcase per job and metric (a regression is a failure), plus one per broken or
+    missing job. ElementTree escapes every attribute and text."""
+    suite = ET.Element("testsuite", name="edge-harness-gate")
+    failures = 0
+    for v in result.verdicts:
+        c = v.comparison
+        case = ET.SubElement(suite, "testcase", classname=_xml(key_label(c.key)), name=c.metric)
+        if v.outcome == "regression":
+            failures += 1
+            ET.SubElement(case, "failure", message=_xml(v.reason), type="regression").text = _xml(
+                f"base {_fmt(c.base, c.spec.unit)}, candidate {_fmt(c.candidate, c.spec.unit)}, {c.note}")
+        else:
+            ET.SubElement(case, "system-out").text = _xml(f"{v.outcome}: {v.reason}")
+    for key, record in result.broken:
+        case = ET.SubElement(suite, "testcase", classname=_xml(key_label(key)), name="status")
+        if result.fail_on_missing:
+            failures += 1
+            ET.SubElement(case, "failure", message=f"now {record.status}", type="broken").text = _xml(record.error)
+    for key in result.missing:
+        case = ET.SubElement(suite, "testcase", classname=_xml(key_label(key)), name="status")
+        if result.fail_on_missing:
+            failures += 1
+            ET.SubElement(case, "failure", message="missing from the candidate", type="missing")
+    suite.set("tests", str(len(suite)))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    """Drop characters XML 1.0 cannot carry (control characters from a user's error text)."""
+    return _NOT_XML.sub("\ufffd", text)
