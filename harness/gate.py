@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from xml.etree import ElementTree as ET
 
-from harness.compare import KEY_FIELDS, METRICS, Comparison, JobKey, compare_runs, key_label
+from harness.compare import KEY_FIELDS, METRICS, Comparison, JobKey, compare_runs, job_key, key_label
 from harness.errors import HarnessInputError
 from harness.tomlconfig import check_keys, read_toml
 from harness.types import RunRecord
@@ -157,11 +157,11 @@ class GateResult:
 
 def run_gate(base: Sequence[RunRecord], cand: Sequence[RunRecord], config: GateConfig) -> GateResult:
     """Judge every comparable metric; raises HarnessInputError when no job can be compared."""
-    metrics = [m for m in METRICS]
-    comparisons, status = compare_runs(base, cand, metrics)
-    if not comparisons and not status["broken"] and not status["missing"]:
-        raise HarnessInputError("no job succeeded in both the baseline and the candidate: nothing to compare "
-                                "(do they measure the same models, variants, runtimes, targets and batch sizes?)")
+    comparisons, status = compare_runs(base, cand, list(METRICS))
+    common = {job_key(r) for r in base} & {job_key(r) for r in cand}
+    if not common:
+        raise HarnessInputError("the baseline and the candidate share no job: nothing to compare (do they measure "
+                                "the same models, variants, formats, runtimes, targets and batch sizes?)")
     return GateResult(tuple(judge(c, config) for c in comparisons), tuple(status["broken"]),
                       tuple(status["missing"]), tuple(status["new"]), config.fail_on_missing)
 

@@ -19,6 +19,7 @@ from harness.errors import HarnessInputError
 from harness.external import describe
 from harness.launcher import LocalLauncher
 from harness.paths import PROJECT_ROOT
+from harness.report.images import save_sample_grids
 from harness.runtimes import runtime_class
 from harness.emulated import EMULATED_NOTE, EmulatedLauncher
 from harness.ssh import SshLauncher
@@ -326,6 +327,9 @@ class SuiteRunner:
                 expected = load_outputs(job.expected_path) if job.expected_path else None
             samples = load_outputs(samples_outputs_path) if samples_outputs_path else None
         if reference is not None:
+            grid_reference = load_outputs(job.samples_reference_path) if samples else reference
+            save_sample_grids(self.out_dir, job.key, job.artifact.model, job.batch_size,
+                              samples or outputs, grid_reference)
             if samples:  # none when the sample set is smaller than one batch
                 fidelity = sample_fidelity(samples, load_outputs(job.samples_reference_path),
                                            get_model(job.artifact.model), self.cache_dir)

@@ -63,6 +63,16 @@ def _bootstrap(x: np.ndarray, statistic, resamples: int, rng: np.random.Generato
     return out
 
 
+def robust_cv(samples: Sequence[float]) -> float:
+    """1.4826 × median absolute deviation / median: the CV of a normal sample, unmoved by a few outliers.
+    0.0 when the median is 0."""
+    x = np.asarray(samples, dtype=float)
+    if x.size == 0:
+        raise ValueError("robust CV of an empty sample")
+    med = float(np.median(x))
+    return 1.4826 * float(np.median(np.abs(x - med))) / med if med else 0.0
+
+
 def bootstrap_median_ci(
     samples: Sequence[float],
     confidence: float = 0.95,

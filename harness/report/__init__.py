@@ -22,5 +22,6 @@ def write_report(results_path: Path, out_dir: Path | None = None) -> dict[str, P
     write_csv(tidy_frame(records), paths["csv"])
     summary = compression_frame(summary_frame(records))
     write_csv(summary, paths["summary"])
-    write_html(records, summary, paths["html"], title=f"Edge Harness report: {results_path.parent.name}")
+    write_html(records, summary, paths["html"], title=f"Edge Harness report: {results_path.parent.name}",
+               run_dir=results_path.parent)
     return paths

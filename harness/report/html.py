@@ -1,14 +1,23 @@
 """The HTML view: one self-contained page (inline CSS and SVG, no network), autoescaped by jinja2."""
 from __future__ import annotations
 
+import base64
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import jinja2
 import pandas as pd
 
+from harness.report.compression import LABEL_AGREEMENT_FLOOR, PSNR_FLOOR_DB
+from harness.report.images import reference_file, sample_file
+from harness.report.plots import best_variants, latency_boxes, pareto_plots, per_target
+from harness.stats import robust_cv
 from harness.types import RunRecord
+
+HIGH_CV = 0.10
+"""Robust coefficient of variation (1.4826·MAD / median) above which a job's latency is called noisy. Robust, so
+that a few outliers (one page fault in thousands of runs) do not flag a steady job."""
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("harness.report", "templates"),
@@ -28,25 +37,6 @@ def _fmt(value: object, digits: int = 3) -> str:
 _ENV.filters["fmt"] = _fmt
 
 
-def latency_bars(summary: pd.DataFrame) -> list[dict]:
-    """Bars for an inline SVG chart: median latency with its CI, per successful job."""
-    ok = summary[(summary["status"] == "ok") & summary["latency_p50_ms"].notna()]
-    bars = []
-    for _, row in ok.sort_values(["model", "batch_size", "format", "runtime"]).iterrows():
-        p50 = float(row["latency_p50_ms"])
-        lo, hi = row.get("latency_ci_low_ms"), row.get("latency_ci_high_ms")
-        bars.append({
-            "label": f"{row['model']} · {row['format']}/{row['runtime']} · b{row['batch_size']} · {row['target']}",
-            "p50": p50,
-            "lo": float(lo) if pd.notna(lo) else p50,
-            "hi": float(hi) if pd.notna(hi) else p50,
-        })
-    scale = max((b["hi"] for b in bars), default=1.0) or 1.0
-    for b in bars:
-        b["w"], b["wlo"], b["whi"] = (b["p50"] / scale, b["lo"] / scale, b["hi"] / scale)
-    return bars
-
-
 def variant_groups(summary: pd.DataFrame) -> list[dict]:
     """Per model, target and batch size: every variant's jobs, fp32 first, when the run has variants."""
     if summary.empty or set(summary["variant"]) <= {"fp32"}:
@@ -58,23 +48,96 @@ def variant_groups(summary: pd.DataFrame) -> list[dict]:
     return groups
 
 
-def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, title: str) -> None:
-    contexts = []
-    seen = set()
+def warnings(records: Sequence[RunRecord], summary: pd.DataFrame) -> list[str]:
+    """What a reader must know before trusting the numbers, each saying what to do about it."""
+    found, noisy = [], []
+    for r in records:
+        lat = r.measurement("latency")
+        job = f"{r.model} · {r.variant} · {r.format}/{r.runtime} · b{r.batch_size} · {r.target}"
+        if r.status == "ok" and lat is not None and lat.samples and "emulated" not in lat.method:
+            cv = robust_cv(lat.samples)
+            if cv > HIGH_CV:
+                noisy.append((cv, job))
+        for w in r.context.get("warnings", ()) or ():
+            found.append(f"{job}: {w}")
+    if noisy:
+        noisy.sort(reverse=True)
+        worst = "; ".join(f"{job} {cv:.0%}" for cv, job in noisy[:3])
+        found.insert(0, f"{len(noisy)} jobs with a noisy latency distribution (robust CV = 1.4826·MAD/median > "
+                        f"{HIGH_CV:.0%}; worst: {worst}): close other programs, use fewer threads (e.g. target "
+                        "x86-cpu-1t) or a longer min_duration_s")
+    emulated = sorted({r.target for r in records
+                       if (m := r.measurement("latency")) is not None and "emulated" in m.method})
+    for target in emulated:
+        found.append(f"{target}: timings come from an emulated CPU (qemu-user) and are labelled 'emulated': "
+                     "they show that artifacts load and agree, not how fast a real board is")
+    modelled = sorted({r.target for r in records
+                       if (m := r.measurement("energy_per_inference")) is not None and m.method == "modelled"})
+    for target in modelled:
+        found.append(f"{target}: energy is modelled from CPU time and the profile's power model, not measured "
+                     "(see each figure's error band)")
+    if "flags" in summary:
+        for row in summary[summary["flags"].fillna("") != ""].to_dict("records"):
+            found.append(f"{row['model']} · {row['variant']} · {row['format']}/{row['runtime']} · "
+                         f"b{row['batch_size']} · {row['target']}: {row['flags']}")
+    return found
+
+
+def _data_uri(path: Path) -> str | None:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path.is_file() else None
+
+
+def sample_grids(records: Sequence[RunRecord], run_dir: Path) -> list[dict[str, Any]]:
+    """Per model and batch: the fp32 reference's samples, then every successful job's, same latents."""
+    groups: dict[tuple, dict[str, Any]] = {}
+    for r in sorted(records, key=lambda r: (r.model, r.batch_size, r.variant != "fp32", r.variant, r.format,
+                                            r.runtime, r.target)):
+        image = _data_uri(sample_file(run_dir, r.job_key)) if r.status == "ok" else None
+        if image is None:
+            continue
+        group = groups.setdefault((r.model, r.batch_size), {
+            "model": r.model, "batch": r.batch_size, "rows": [],
+            "reference": _data_uri(reference_file(run_dir, r.model, r.batch_size))})
+        psnr = r.measurement("psnr")
+        group["rows"].append({"label": f"{r.variant} · {r.format}/{r.runtime} · {r.target}", "image": image,
+                              "psnr": psnr.value if psnr else None})
+    return list(groups.values())
+
+
+def run_contexts(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """Distinct machine contexts of the run, with CPU governor, frequency and temperature where readable."""
+    contexts, seen = [], set()
     for r in records:
         keys = ("cpu_model", "cores_available", "threads", "python", "os", "commit", "runtime_versions")
         ctx = {k: r.context.get(k) for k in keys}
-        key = repr(sorted(ctx.items()))
-        if any(v is not None for v in ctx.values()) and key not in seen:
+        before, after = r.context.get("cpu_state_before") or {}, r.context.get("cpu_state_after") or {}
+        ctx["governor"] = before.get("governor")
+        ctx["freq"] = " → ".join(f"{v:.0f}" for v in (before.get("freq_mhz"), after.get("freq_mhz")) if v)
+        ctx["temp"] = " → ".join(f"{v:.0f}" for v in (before.get("temp_c"), after.get("temp_c")) if v is not None)
+        key = repr(sorted((k, v) for k, v in ctx.items() if k not in ("freq", "temp")))
+        if any(v for v in ctx.values()) and key not in seen:
             seen.add(key)
             contexts.append({"target": r.target, "runtime": r.runtime, **ctx})
+    return contexts
+
+
+def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, title: str,
+               run_dir: Path | None = None) -> None:
+    """Render the report; ``run_dir`` holds the samples/ folder (default: the HTML's folder)."""
     failures = [r for r in records if r.status != "ok"]
     html = _ENV.get_template("report.html.j2").render(
         title=title,
         rows=summary.to_dict("records"),
+        best=best_variants(summary, PSNR_FLOOR_DB, LABEL_AGREEMENT_FLOOR),
+        psnr_floor=PSNR_FLOOR_DB,
+        label_floor=LABEL_AGREEMENT_FLOOR,
         variant_groups=variant_groups(summary),
-        bars=latency_bars(summary),
-        contexts=contexts,
+        boxes=latency_boxes(records),
+        pareto=pareto_plots(summary),
+        targets=per_target(summary),
+        grids=sample_grids(records, run_dir or path.parent),
+        warnings=warnings(records, summary),
+        contexts=run_contexts(records),
         failures=failures,
         n_ok=sum(1 for r in records if r.status == "ok"),
         n_total=len(records),

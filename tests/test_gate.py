@@ -1,0 +1,270 @@
+"""Compare and gate: statistics, thresholds and overrides, exit codes, markdown and JUnit outputs."""
+from __future__ import annotations
+
+import json
+import math
+from xml.etree import ElementTree as ET
+
+import numpy as np
+import pytest
+
+from harness import stats
+from harness.cli import main
+from harness.compare import METRICS, compare_metric, compare_runs
+from harness.errors import HarnessInputError
+from harness.gate import GateConfig, junit_xml, load_gate_config, markdown_summary, run_gate
+from harness.store import ResultsStore
+from harness.types import Measurement, RunRecord
+
+
+def job(latency_ms=None, *, model="gen", variant="fp32", target="x86-cpu", status="ok", psnr=None, rss_mb=100.0,
+        size=1000, energy=None, energy_method="modelled", error="") -> RunRecord:
+    """A run record; ``latency_ms`` is the list of samples."""
+    ms = []
+    if latency_ms is not None:
+        samples = tuple(float(x) for x in latency_ms)
+        ms.append(Measurement("latency", float(np.median(samples)), "ms", "perf_counter", samples=samples,
+                              stats=stats.summarize(samples)))
+    if rss_mb is not None:
+        ms.append(Measurement("peak_rss", rss_mb * 2**20, "bytes", "vmhwm"))
+    if psnr is not None:
+        ms.append(Measurement("psnr", psnr, "dB", "vs-torch-fp32"))
+    if energy is not None:
+        ms.append(Measurement("energy_per_inference", energy, "J", energy_method))
+    return RunRecord(job_key=f"{model}:{variant}:{target}", model=model, variant=variant, format="onnx",
+                     runtime="onnxruntime", target=target, batch_size=1, artifact_id="a", artifact_bytes=size,
+                     status=status, error=error, measurements=tuple(ms), context={}, started_at="t", duration_s=1.0)
+
+
+def lognormal(seed: int, n: int = 400, median: float = 1.0, sigma: float = 0.05) -> np.ndarray:
+    return median * np.random.default_rng(seed).lognormal(0.0, sigma, n)
+
+
+# --- statistics ------------------------------------------------------------------------------------------------
+
+def test_mann_whitney_exact_small_sample_hand_computed():
+    # Complete separation of 3 vs 3: P(U = 0) = 1 / C(6, 3) = 1/20, two-sided 0.1.
+    assert stats.mann_whitney_p([1, 2, 3], [4, 5, 6]) == pytest.approx(0.1)
+    assert stats.mann_whitney_p([5, 5, 5], [5, 5, 5]) == 1.0
+
+
+def test_bootstrap_ratio_of_scaled_samples():
+    base = lognormal(1)
+    ratio, lo, hi, p = stats.bootstrap_ratio(base, base * 1.15, seed=0)
+    assert ratio == pytest.approx(1.15)
+    assert lo <= 1.15 <= hi and hi - lo < 0.05
+    assert p == pytest.approx(1 / 2000)  # no resample reached a ratio of 1
+    # Two samples of one distribution: the 95% CI of the ratio covers 1 in about 95% of pairs (percentile
+    # bootstrap CIs of quantiles undercover a little at n = 200: 89-97 of 100 here).
+    for statistic in ("median", "p90"):
+        covered = [lo <= 1.0 <= hi for lo, hi in
+                   (stats.bootstrap_ratio(lognormal(2 * i, 200), lognormal(2 * i + 1, 200), statistic,
+                                          resamples=500)[1:3] for i in range(100))]
+        assert sum(covered) >= 85, statistic
+    assert stats.bootstrap_ratio(base, base * 1.15, seed=3) == stats.bootstrap_ratio(base, base * 1.15, seed=3)
+
+
+def test_robust_cv_ignores_an_outlier():
+    # median 3, absolute deviations 2 1 0 1 97 → MAD 1.
+    assert stats.robust_cv([1, 2, 3, 4, 100]) == pytest.approx(1.4826 / 3)
+    assert stats.coefficient_of_variation([1, 2, 3, 4, 100]) > 1.5
+
+
+# --- comparison ------------------------------------------------------------------------------------------------
+
+def test_directions_of_better():
+    key = ("gen", "fp32", "onnx", "onnxruntime", "x86-cpu", 1)
+    slower = compare_metric(METRICS["latency_p50"], key, [job(lognormal(1))], [job(lognormal(1) * 1.2)])
+    assert slower.worse_by == pytest.approx(0.2) and slower.p_value < 1e-6 and slower.test == "mann-whitney-u"
+    worse_psnr = compare_metric(METRICS["psnr"], key, [job(psnr=40.0)], [job(psnr=37.5)])
+    assert worse_psnr.worse_by == pytest.approx(2.5) and worse_psnr.p_value is None  # dB, absolute
+    better_rss = compare_metric(METRICS["peak_memory"], key, [job(rss_mb=100)], [job(rss_mb=80)])
+    assert better_rss.worse_by == pytest.approx(-0.2) and better_rss.base == pytest.approx(100)
+    identical = compare_metric(METRICS["psnr"], key, [job(psnr=math.inf)], [job(psnr=math.inf)])
+    assert identical.worse_by == 0.0
+
+
+def test_several_records_per_side_are_pooled():
+    a, b = lognormal(1, 200), lognormal(2, 200)
+    pooled = compare_metric(METRICS["latency_p50"], ("k",) * 6, [job(a), job(b)], [job(np.concatenate([a, b]))])
+    assert pooled.ratio == pytest.approx(1.0) and "400 vs 400" in pooled.note
+
+
+def test_status_changes_are_reported():
+    base = [job(lognormal(1)), job(lognormal(1), variant="int8"), job(lognormal(1), variant="gone"),
+            job(None, variant="was-broken", status="failed")]
+    cand = [job(lognormal(2)), job(None, variant="int8", status="crashed", error="Segmentation fault"),
+            job(lognormal(2), variant="was-broken"), job(lognormal(2), variant="new")]
+    comparisons, status = compare_runs(base, cand)
+    assert {c.key[1] for c in comparisons} == {"fp32"}
+    assert [k[1] for k, _ in status["broken"]] == ["int8"]
+    assert [k[1] for k in status["missing"]] == ["gone"]
+    assert [k[1] for k in status["new"]] == ["new"]
+    assert [k[1] for k in status["fixed"]] == ["was-broken"]
+
+
+def test_energy_by_different_methods_is_not_compared():
+    c = compare_metric(METRICS["energy_per_inference"], ("k",) * 6, [job(energy=1.0, energy_method="rapl")],
+                       [job(energy=2.0, energy_method="modelled")])
+    assert c.note.startswith("not comparable")
+    verdict = run_gate([job(lognormal(1), energy=1.0, energy_method="rapl")],
+                       [job(lognormal(2), energy=2.0)], GateConfig())
+    assert not verdict.failed
+    assert [v.outcome for v in verdict.verdicts if v.comparison.metric == "energy_per_inference"] == ["info"]
+
+
+# --- the gate's rule: significant AND beyond the threshold -------------------------------------------------------
+
+def outcome(base, cand, metric="latency_p50", config=None) -> str:
+    result = run_gate(base, cand, config or GateConfig())
+    return next(v.outcome for v in result.verdicts if v.comparison.metric == metric)
+
+
+def test_significant_but_small_change_passes():
+    base = lognormal(1, 4000)
+    assert outcome([job(base)], [job(base * 1.05)]) == "noise"  # p ≈ 0, but 5% < 8%
+
+
+def test_large_but_not_significant_change_passes():
+    # Three wildly spread samples each: a 20% shift in the median is within the noise.
+    assert outcome([job([1.0, 3.0, 0.3])], [job([1.2, 3.6, 0.36])]) == "noise"
+
+
+def test_significant_and_large_change_fails_and_improvements_are_reported():
+    base = lognormal(1)
+    assert outcome([job(base)], [job(base * 1.15)]) == "regression"
+    assert outcome([job(base)], [job(base * 0.8)]) == "improvement"
+    assert outcome([job(base, psnr=40.0)], [job(base, psnr=38.0)], "psnr") == "regression"
+    assert outcome([job(base, psnr=40.0)], [job(base, psnr=39.5)], "psnr") == "noise"
+    assert outcome([job(base, size=1000)], [job(base, size=1100)], "size") == "regression"
+
+
+def test_thresholds_from_a_file_with_overrides(tmp_path):
+    path = tmp_path / "gate.toml"
+    path.write_text("""
+alpha = 0.05
+[thresholds]
+latency_p50 = 0.20
+size = "off"
+[[overrides]]
+model = "gen"
+target = "rpi4"
+latency_p50 = 0.05
+""")
+    config = load_gate_config(path)
+    base = lognormal(1)
+    assert outcome([job(base)], [job(base * 1.15)], config=config) == "noise"  # 15% < 20%
+    on_board = outcome([job(base, target="rpi4")], [job(base * 1.15, target="rpi4")], config=config)
+    assert on_board == "regression"  # the override: 5% for gen on rpi4
+    assert outcome([job(base, size=1)], [job(base, size=1000)], "size", config) == "info"
+    assert config.threshold(("other", "fp32", "onnx", "onnxruntime", "rpi4", 1), "latency_p50") == 0.20
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[thresholds]\nlatency = 0.1", "unknown metric 'latency'"),
+    ("[thresholds]\nlatency_p50 = -0.1", "must be a number >= 0"),
+    ("[thresholds]\nlatency_p50 = true", "must be a number >= 0"),
+    ("alpha = 2.0", "alpha must be within"),
+    ("threshold = 1", "unknown key 'threshold'"),
+    ("[[overrides]]\nlatency_p50 = 0.3", "matches every job"),
+    ("[thresholds", "not valid TOML"),
+])
+def test_bad_gate_files_are_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "gate.toml"
+    path.write_text(text)
+    with pytest.raises(HarnessInputError, match=message) as err:
+        load_gate_config(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_broken_and_missing_jobs_fail_unless_switched_off():
+    base = [job(lognormal(1)), job(lognormal(1), variant="int8")]
+    cand = [job(lognormal(2)), job(None, variant="int8", status="crashed", error="killed")]
+    assert run_gate(base, cand, GateConfig()).failed
+    assert not run_gate(base, cand, GateConfig(fail_on_missing=False)).failed
+    assert run_gate(base, [job(lognormal(2))], GateConfig()).failed  # int8 missing
+    with pytest.raises(HarnessInputError, match="nothing to compare"):
+        run_gate([job(lognormal(1))], [job(lognormal(1), model="other")], GateConfig())
+
+
+# --- outputs ------------------------------------------------------------------------------------------------------
+
+def test_markdown_and_junit_outputs_escape_and_count():
+    base = lognormal(1)
+    evil = "a|b<script>`x`"
+    result = run_gate([job(base, variant=evil), job(base, variant="int8")],
+                      [job(base * 1.2, variant=evil), job(None, variant="int8", status="failed",
+                                                          error="bad \x1b[31m thing\x00")], GateConfig())
+    md = markdown_summary(result)
+    assert md.startswith("## Edge Harness regression gate: ❌ **FAIL**")
+    assert "1 regressions" in md and "1 jobs broken" in md
+    assert "<script>" not in md and "a\\|b&lt;script&gt;'x'" in md
+    regression_row = next(line for line in md.splitlines() if "regression:" in line)
+    assert "latency p50" in regression_row and "20.0% worse, beyond 8%" in regression_row
+    suite = ET.fromstring(junit_xml(result).encode())
+    assert suite.get("failures") == "2"
+    assert int(suite.get("tests")) == len(suite.findall("testcase")) == len(result.verdicts) + 1
+    failures = suite.findall("testcase/failure")
+    assert {f.get("type") for f in failures} == {"regression", "broken"}
+    assert "\x00" not in junit_xml(result) and "\x1b" not in junit_xml(result)
+
+
+# --- the CLI: exit codes and files --------------------------------------------------------------------------------
+
+def write(tmp_path, name, records) -> str:
+    store = ResultsStore(tmp_path / name / "results.jsonl")
+    for r in records:
+        store.append(r)
+    return str(store.path.parent)
+
+
+def test_gate_cli_exit_codes_and_files(tmp_path, capsys):
+    base = write(tmp_path, "base", [job(lognormal(1))])
+    same = write(tmp_path, "same", [job(lognormal(2))])
+    slow = write(tmp_path, "slow", [job(lognormal(3) * 1.15)])
+    md, xml = tmp_path / "summary.md", tmp_path / "gate.xml"
+    assert main(["gate", "--baseline", base, "--candidate", same, "--markdown", str(md), "--junit", str(xml)]) == 0
+    assert "PASS" in md.read_text() and ET.parse(xml).getroot().get("failures") == "0"
+    assert main(["gate", "--baseline", base, "--candidate", slow, "--markdown", str(md)]) == 1
+    assert md.read_text().count("## Edge Harness regression gate") == 2  # appended, as $GITHUB_STEP_SUMMARY wants
+    assert main(["gate", "--baseline", base, "--candidate", str(tmp_path / "nope")]) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[thresholds]\nlatency_p51 = 1")
+    assert main(["gate", "--baseline", base, "--candidate", same, "--config", str(bad)]) == 2
+    other = write(tmp_path, "other", [job(lognormal(2), model="other")])
+    assert main(["gate", "--baseline", base, "--candidate", other]) == 2
+    err = capsys.readouterr().err
+    assert "results file not found" in err and "unknown metric 'latency_p51'" in err and "nothing to compare" in err
+
+
+def test_compare_cli_prints_ratio_ci_and_p_and_writes_csv(tmp_path, capsys):
+    base = write(tmp_path, "base", [job(lognormal(1), psnr=40.0)])
+    slow = write(tmp_path, "slow", [job(lognormal(3) * 1.15, psnr=40.0)])
+    assert main(["compare", base, slow, "--metric", "latency_p50", "--metric", "psnr",
+                 "--csv", str(tmp_path / "c.csv")]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "latency p50" in x)
+    assert "×1.1" in line and "p=" in line and "worse, lower is better" in line
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "c.csv")
+    assert set(table["metric"]) == {"latency_p50", "psnr"}
+    assert table.set_index("metric").loc["latency_p50", "ci_low"] > 1.1
+
+
+def test_pytest_benchmark_export_is_read_by_pytest_benchmark(tmp_path):
+    import subprocess
+    import sys
+
+    run = write(tmp_path, "run", [job([1.0, 2.0, 3.0, 4.0]), job(None, variant="broken", status="failed")])
+    out = tmp_path / "bench" / "0001_run.json"
+    assert main(["report", run, "--pytest-benchmark", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert len(doc["benchmarks"]) == 1  # the failed job has no timing
+    bench = doc["benchmarks"][0]
+    assert bench["stats"]["median"] == pytest.approx(0.0025) and bench["stats"]["rounds"] == 4  # seconds
+    assert bench["stats"]["data"] == pytest.approx([0.001, 0.002, 0.003, 0.004])
+    shown = subprocess.run([sys.executable, "-m", "pytest_benchmark", "compare", str(out), "--columns", "median"],
+                           capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "edge_harness[gen-fp32-onnx-onnxruntime-x86-cpu-1]" in shown.stdout
