@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # torch==2.13.0 first: the local CPU wheel. Any wider torch spec would pull GBs of CUDA packages.
-# openssh-server: the SSH-target tests start a real sshd on 127.0.0.1 (they skip, naming it, without it).
+# openssh-server: the SSH-target tests start a real sshd on 127.0.0.1; chromium: the report is checked in a real
+# headless browser. Without them (not root, no apt) those tests skip, naming the package.
 $(STAMP): pyproject.toml
-	@if [ ! -x /usr/sbin/sshd ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; fi
+	@if { [ ! -x /usr/sbin/sshd ] || ! command -v chromium >/dev/null; } && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server chromium >/dev/null; fi
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
