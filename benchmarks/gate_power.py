@@ -1,7 +1,7 @@
 """Does the regression gate tell noise from change? (a benchmark, not a test)
 
 Each trial makes three real harness runs of suites/gate.toml (dcgan and vae_decoder, fp32 ONNX Runtime, batch 1,
-one thread), each a separate process with fresh workers:
+one thread, latency in 5 rounds of fresh workers), each a separate harness process:
 
   base      the configuration as it is
   same      the same configuration again            → A/A: the gate must pass

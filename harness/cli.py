@@ -246,7 +246,7 @@ def _records(paths: list[Path]) -> list:
 def _cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from harness.compare import METRICS, compare_runs, comparisons_table, key_label
+    from harness.compare import METRICS, compare_runs, comparisons_table, key_label, p_text
     from harness.report.tables import write_csv
 
     comparisons, status = compare_runs(_records([args.base]), _records([args.candidate]),
@@ -256,7 +256,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     rows = []
     for c in comparisons:
         ci = f"[{c.ci_low:.3f}, {c.ci_high:.3f}]" if c.ci_low is not None else ""
-        p = f"p={c.p_value:.2g}" if c.p_value is not None else ""
+        p = f"p={p_text(c.p_value)}" if c.p_value is not None else ""
         direction = "worse" if c.worse_by > 0 else "better" if c.worse_by < 0 else "same"
         ratio = f"×{c.ratio:.3f}" if c.ratio is not None else ""
         rows.append(f"{key_label(c.key)}  {c.spec.label}: {c.base:.4g} → {c.candidate:.4g} {c.spec.unit} "

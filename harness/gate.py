@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from xml.etree import ElementTree as ET
 
-from harness.compare import KEY_FIELDS, METRICS, Comparison, JobKey, compare_runs, job_key, key_label
+from harness.compare import KEY_FIELDS, METRICS, Comparison, JobKey, compare_runs, job_key, key_label, p_text
 from harness.errors import HarnessInputError
 from harness.tomlconfig import check_keys, read_toml
 from harness.types import RunRecord
@@ -115,9 +115,9 @@ class Verdict:
 def judge(c: Comparison, config: GateConfig) -> Verdict:
     threshold = config.threshold(c.key, c.metric)
     significant = c.p_value is None or c.p_value < config.alpha
-    test = f"p={c.p_value:.2g}" if c.p_value is not None else "one value per run"
+    test = f"p={p_text(c.p_value)}" if c.p_value is not None else "one value per run"
     change = _change_text(c)
-    if threshold is None or c.note.startswith("not comparable"):
+    if threshold is None or c.note.startswith(("not comparable", "emulated")):
         return Verdict(c, threshold, significant, "info", c.note or "threshold off")
     limit = _limit_text(c, threshold)
     if c.worse_by > threshold and significant:
@@ -190,20 +190,30 @@ def markdown_summary(result: GateResult, title: str = "Edge Harness regression g
         lines.append(f"- ❌ `{_md(key_label(key))}` is missing from the candidate")
     if result.broken or result.missing:
         lines.append("")
-    lines += ["| job | metric | base | candidate | ratio (95% CI) | p | threshold | verdict |",
-              "|---|---|---|---|---|---|---|---|"]
-    order = {"regression": 0, "improvement": 1, "noise": 2, "info": 3}
-    for v in sorted(result.verdicts, key=lambda v: order[v.outcome]):
+    changed = [v for v in result.verdicts if v.outcome in ("regression", "improvement")]
+    rest = [v for v in result.verdicts if v.outcome not in ("regression", "improvement")]
+    if changed:
+        lines += _table(sorted(changed, key=lambda v: v.outcome != "regression")) + [""]
+    if rest:  # collapsed: on a quiet change this is every row
+        lines += [f"<details><summary>{len(rest)} comparisons within noise or not gated</summary>", ""]
+        lines += _table(rest) + ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def _table(verdicts: Sequence[Verdict]) -> list[str]:
+    lines = ["| job | metric | base | candidate | ratio (95% CI) | p | threshold | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for v in verdicts:
         c = v.comparison
         ci = f" ({c.ci_low:.3f}–{c.ci_high:.3f})" if c.ci_low is not None else ""
         ratio = f"{c.ratio:.3f}{ci}" if c.ratio is not None else "–"
-        icon = {"regression": "❌", "improvement": "🟢", "noise": "", "info": "ℹ️"}[v.outcome]
+        icon = {"regression": "❌ ", "improvement": "🟢 ", "noise": "", "info": "ℹ️ "}[v.outcome]
         threshold = _limit_text(c, v.threshold) if v.threshold is not None else "off"
-        p = f"{c.p_value:.2g}" if c.p_value is not None else "–"
+        p = p_text(c.p_value) if c.p_value is not None else "–"
         lines.append(f"| {_md(key_label(c.key))} | {c.spec.label} | {_fmt(c.base, c.spec.unit)} | "
                      f"{_fmt(c.candidate, c.spec.unit)} | {ratio} | {p} | {threshold} | "
-                     f"{icon} {v.outcome}: {_md(v.reason)} |")
-    return "\n".join(lines) + "\n"
+                     f"{icon}{v.outcome}: {_md(v.reason)} |")
+    return lines
 
 
 def _md(text: str) -> str:

@@ -7,6 +7,8 @@ and never past ``max_duration_s``. Latencies are reported in milliseconds.
 """
 from __future__ import annotations
 
+import dataclasses
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -122,3 +124,30 @@ def run_latency_pass(
         Measurement("throughput", batch_size / median_s if median_s > 0 else 0.0, "items/s", "batch/median"),
     )
     return LatencyPass(measurements, first_outputs)
+
+
+def pool_rounds(first: Sequence[Measurement], more: Sequence[Measurement], batch_size: int) -> list[Measurement]:
+    """Merge another latency round into ``first``: samples pooled and summarised again, each round's median kept
+    as a sample of ``latency_round_medians``, throughput from the pooled median. Load time, first inference and
+    the rest stay the first round's (a cold start happens once)."""
+    def find(ms: Sequence[Measurement], metric: str) -> Measurement | None:
+        return next((m for m in ms if m.metric == metric), None)
+
+    lat, extra = find(first, "latency"), find(more, "latency")
+    if lat is None or extra is None or not lat.samples or not extra.samples:
+        return list(first)
+    rounds = find(first, "latency_round_medians")
+    medians = (rounds.samples if rounds else (lat.value,)) + (extra.value,)
+    pooled = lat.samples + extra.samples
+    summary = stats.summarize(pooled)
+    for key in ("warmup_runs", "warmup_stable", "stopped_by_time_cap"):
+        if key in lat.stats:
+            summary[key] = lat.stats[key]
+    summary["rounds"] = float(len(medians))
+    merged = dataclasses.replace(lat, value=summary["p50"], samples=pooled, stats=summary)
+    median_s = summary["p50"] / 1e3
+    out = [m for m in first if m.metric not in ("latency", "throughput", "latency_round_medians")]
+    return out + [merged,
+                  Measurement("throughput", batch_size / median_s if median_s > 0 else 0.0, "items/s", "batch/median"),
+                  Measurement("latency_round_medians", statistics.median(medians), "ms", lat.method,
+                              samples=tuple(medians), note="median of each latency round (fresh worker process)")]

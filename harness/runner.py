@@ -18,6 +18,7 @@ from harness.context import git_commit
 from harness.errors import HarnessInputError
 from harness.external import describe
 from harness.launcher import LocalLauncher
+from harness.measure import pool_rounds
 from harness.paths import PROJECT_ROOT
 from harness.report.images import save_sample_grids
 from harness.runtimes import runtime_class
@@ -317,7 +318,15 @@ class SuiteRunner:
             board.note(result["status"], result.get("error", ""))
             if result["status"] != "ok":
                 return record(result["status"], _error_text(result), tuple(measurements))
-            measurements.extend(self._label(target, result["measurements"]))
+            latency = self._label(target, result["measurements"])
+            for _ in range(job.settings.rounds - 1):
+                more = launcher.run(self._worker_job(job, target, "latency", str(Path(tmp) / "round.npz")),
+                                    job.settings.timeout_s, memory_cap_bytes=target.memory_cap_bytes)
+                board.note(more["status"], more.get("error", ""))
+                if more["status"] != "ok":
+                    return record(more["status"], "latency round: " + _error_text(more), tuple(measurements))
+                latency = pool_rounds(latency, self._label(target, more["measurements"]), job.batch_size)
+            measurements.extend(latency)
             # A user's own artifact has no PyTorch reference: no fidelity figure, rather than a made-up one.
             outputs = load_outputs(outputs_path)
             reference = load_outputs(job.reference_path) if job.reference_path else None

@@ -221,26 +221,27 @@ def aggregate(rounds: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, A
             grouped.setdefault(key, []).append(row)
     out = []
     for key, rows in grouped.items():
-        ok = [r for r in rows if r["status"] == "ok" and _num(r.get("latency_p50_ms")) is not None]
+        ok = [r for r in rows if r["status"] == "ok" and as_number(r.get("latency_p50_ms")) is not None]
         entry: dict[str, Any] = dict(zip(("model", "target", "batch_size", "variant", "format", "runtime"), key))
         entry |= {"runs": len(rows), "runs_ok": len(ok),
                   "error": next((r.get("error") for r in rows if r["status"] != "ok"), "") or ""}
         if ok:
             p50 = [float(r["latency_p50_ms"]) for r in ok]
-            lows = [_num(r.get("latency_ci_low_ms")) or float(r["latency_p50_ms"]) for r in ok]
-            highs = [_num(r.get("latency_ci_high_ms")) or float(r["latency_p50_ms"]) for r in ok]
-            psnr = _num(ok[0].get("psnr_db"))
+            lows = [as_number(r.get("latency_ci_low_ms")) or float(r["latency_p50_ms"]) for r in ok]
+            highs = [as_number(r.get("latency_ci_high_ms")) or float(r["latency_p50_ms"]) for r in ok]
+            psnr = as_number(ok[0].get("psnr_db"))
             entry |= {"latency_ms": statistics.median(p50), "latency_low_ms": min(lows),
                       "latency_high_ms": max(highs), "latency_runs_ms": p50,
-                      "psnr_db": math.inf if psnr is None and _num(ok[0].get("max_abs_error")) == 0 else psnr,
-                      "size_mb": _num(ok[0].get("size_mb")),
-                      "frechet_distance": _num(ok[0].get("frechet_distance")),
-                      "label_agreement": _num(ok[0].get("label_agreement"))}
+                      "psnr_db": math.inf if psnr is None and as_number(ok[0].get("max_abs_error")) == 0 else psnr,
+                      "size_mb": as_number(ok[0].get("size_mb")),
+                      "frechet_distance": as_number(ok[0].get("frechet_distance")),
+                      "label_agreement": as_number(ok[0].get("label_agreement"))}
         out.append(entry)
     return out
 
 
-def _num(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """float(value), or None for a missing, non-numeric or NaN value (pandas cells)."""
     try:
         number = float(value)
     except (TypeError, ValueError):

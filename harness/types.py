@@ -171,6 +171,11 @@ class RunSettings:
     """Wall-clock limit for one worker process (seconds)."""
     prepare_timeout_s: float = 1800.0
     """Wall-clock limit for building and exporting one model, all formats and batch sizes (seconds)."""
+    rounds: int = 1
+    """Latency is measured in this many fresh worker processes, one after another, and their samples pooled.
+    Each process lands at another memory layout and moment of the machine: pooling rounds averages those
+    run-level effects, which within-process samples cannot see. The rounds' medians are kept
+    (``latency_round_medians``), and ``harness gate`` tests them when both sides have at least 5."""
     fidelity_samples: int = 256
     """Size of the fidelity sample set each artifact generates after its timing pass (0 = fidelity from the
     timing batch only). PSNR, max-abs error and, for digits-trained generators, Fréchet distance and label
@@ -191,6 +196,8 @@ class RunSettings:
             raise ValueError("target_ci_rel_width must be positive")
         if self.fidelity_samples < 0:
             raise ValueError("fidelity_samples must be >= 0")
+        if self.rounds < 1:
+            raise ValueError("rounds must be at least 1")
         if self.timeout_s <= 0 or self.prepare_timeout_s <= 0 or self.memory_runs < 1:
             raise ValueError("timeout_s and prepare_timeout_s must be positive and memory_runs at least 1")
 

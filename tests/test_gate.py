@@ -1,6 +1,7 @@
 """Compare and gate: statistics, thresholds and overrides, exit codes, markdown and JUnit outputs."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from xml.etree import ElementTree as ET
@@ -268,3 +269,65 @@ def test_pytest_benchmark_export_is_read_by_pytest_benchmark(tmp_path):
                            capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert "edge_harness[gen-fp32-onnx-onnxruntime-x86-cpu-1]" in shown.stdout
+
+
+def test_emulated_timings_are_never_gated():
+    base = job(lognormal(1), target="rpi4-emulated")
+    lat = base.measurement("latency")
+    emulated = lambda r: dataclasses.replace(r, measurements=tuple(  # noqa: E731
+        dataclasses.replace(m, method="perf_counter+emulated") if m.metric == "latency" else m
+        for m in r.measurements))
+    slow = job(lognormal(2) * 2.0, target="rpi4-emulated")
+    result = run_gate([emulated(base)], [emulated(slow)], GateConfig())
+    assert not result.failed and lat is not None
+    verdicts = {v.comparison.metric: v for v in result.verdicts}
+    assert verdicts["latency_p50"].outcome == "info" and "emulated" in verdicts["latency_p50"].reason
+
+
+def test_markdown_collapses_the_quiet_rows():
+    base = lognormal(1)
+    md = markdown_summary(run_gate([job(base)], [job(lognormal(2))], GateConfig()))
+    assert "✅ **PASS**" in md and "<details><summary>" in md and md.rstrip().endswith("</details>")
+
+
+def with_rounds(record: RunRecord, medians) -> RunRecord:
+    extra = Measurement("latency_round_medians", float(np.median(medians)), "ms", "perf_counter",
+                        samples=tuple(float(m) for m in medians))
+    return dataclasses.replace(record, measurements=record.measurements + (extra,))
+
+
+def test_p50_is_tested_over_round_medians_when_both_sides_have_five():
+    key = ("k",) * 6
+    base = with_rounds(job(lognormal(1)), [1.00, 1.02, 0.98, 1.01, 0.99])
+    slow = with_rounds(job(lognormal(2) * 1.15), [1.15, 1.17, 1.13, 1.16, 1.14])
+    c = compare_metric(METRICS["latency_p50"], key, [base], [slow])
+    assert c.test == "mann-whitney-u over round medians" and "5 vs 5 rounds" in c.note
+    assert c.p_value == pytest.approx(2 / 252)  # complete separation of 5 vs 5, exact two-sided
+    same = with_rounds(job(lognormal(3)), [1.01, 0.97, 1.03, 1.00, 0.985])
+    assert compare_metric(METRICS["latency_p50"], key, [base], [same]).p_value > 0.5
+    # Fewer rounds (here: one record without rounds): back to the pooled samples.
+    assert compare_metric(METRICS["latency_p50"], key, [job(lognormal(1))], [slow]).test == "mann-whitney-u"
+    # Five separate runs on each side count as five rounds.
+    runs = compare_metric(METRICS["latency_p50"], key, [job(lognormal(i)) for i in range(5)],
+                          [job(lognormal(10 + i) * 1.15) for i in range(5)])
+    assert runs.test == "mann-whitney-u over round medians"
+
+
+def test_pool_rounds_merges_samples_and_keeps_round_medians():
+    from harness.measure import pool_rounds
+
+    def round_of(samples, load):
+        return [Measurement("load_time", load, "ms", "perf_counter"),
+                Measurement("latency", float(np.median(samples)), "ms", "perf_counter", samples=tuple(samples),
+                            stats={**stats.summarize(samples), "warmup_runs": 7.0}),
+                Measurement("throughput", 1.0, "items/s", "batch/median")]
+
+    merged = pool_rounds(round_of([1.0, 2.0, 3.0], 50.0), round_of([4.0, 5.0, 6.0], 60.0), batch_size=2)
+    merged = pool_rounds(merged, round_of([7.0, 8.0, 9.0], 70.0), batch_size=2)
+    by = {m.metric: m for m in merged}
+    assert by["latency"].samples == (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+    assert by["latency"].value == 5.0 and by["latency"].stats["rounds"] == 3.0
+    assert by["latency"].stats["warmup_runs"] == 7.0 and by["load_time"].value == 50.0  # first round's cold start
+    assert by["latency_round_medians"].samples == (2.0, 5.0, 8.0)
+    assert by["throughput"].value == pytest.approx(2 / 5e-3)  # batch / pooled median (s)
+    assert len(merged) == 4

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.sweep import PSNR_CAP_DB, fronts
+from harness.sweep import PSNR_CAP_DB, as_number, fronts
 from harness.types import RunRecord
 
 
@@ -61,14 +61,6 @@ def _inset(pos: float, margin: float = 0.05) -> float:
     return margin + pos * (1 - 2 * margin)
 
 
-def _num(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
 def pareto_plots(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """Per model, target and batch size with ≥ 2 measured points: latency × PSNR × size, front marked.
 
@@ -76,14 +68,14 @@ def pareto_plots(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """
     rows = []
     for rec in summary.to_dict("records"):
-        p50, size = _num(rec.get("latency_p50_ms")), _num(rec.get("size_mb"))
+        p50, size = as_number(rec.get("latency_p50_ms")), as_number(rec.get("size_mb"))
         if rec.get("status") != "ok" or p50 is None or size is None:
             continue
-        psnr = _num(rec.get("psnr_db"))
+        psnr = as_number(rec.get("psnr_db"))
         psnr = PSNR_CAP_DB if psnr is None or psnr > PSNR_CAP_DB else psnr
         rows.append({**{k: rec[k] for k in ("model", "target", "batch_size", "variant", "format", "runtime")},
-                     "latency_ms": p50, "latency_low_ms": _num(rec.get("latency_ci_low_ms")) or p50,
-                     "latency_high_ms": _num(rec.get("latency_ci_high_ms")) or p50, "psnr_db": psnr,
+                     "latency_ms": p50, "latency_low_ms": as_number(rec.get("latency_ci_low_ms")) or p50,
+                     "latency_high_ms": as_number(rec.get("latency_ci_high_ms")) or p50, "psnr_db": psnr,
                      "size_mb": size})
     fronts(rows, {})
     plots = []
@@ -125,7 +117,7 @@ def best_variants(summary: pd.DataFrame, min_psnr: float, min_labels: float) -> 
 
 
 def _fidelity_ok(row: dict[str, Any], min_psnr: float, min_labels: float) -> bool:
-    psnr, labels = _num(row.get("psnr_db")), _num(row.get("label_agreement"))
+    psnr, labels = as_number(row.get("psnr_db")), as_number(row.get("label_agreement"))
     return (psnr is None or psnr >= min_psnr) and (labels is None or labels >= min_labels)
 
 
@@ -140,5 +132,5 @@ def per_target(summary: pd.DataFrame) -> dict[str, Any]:
     rows = []
     for index, values in pivot.iterrows():
         rows.append({"job": " · ".join(str(v) for v in index[:4]) + f" · b{index[4]}",
-                     "values": [_num(values.get(t)) for t in targets]})
+                     "values": [as_number(values.get(t)) for t in targets]})
     return {"targets": list(targets), "rows": rows}
