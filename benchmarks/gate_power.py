@@ -14,7 +14,7 @@ of the slowdown (per job: latency p50 flagged as a regression), and the measured
 Target: no false alarm over ≥ 20 A/A comparisons and ≥ 95% caught. Exit 0 when met, 1 when not.
 Writes reports/gate-power-<time>.json.
 
-Usage: python benchmarks/gate_power.py [--trials 24] [--slowdown 0.15]
+Usage: python benchmarks/gate_power.py [--trials 24] [--slowdown 0.15] [--regate reports/gate-power-<time>]
 """
 from __future__ import annotations
 
@@ -45,10 +45,10 @@ def harness_run(out: Path, slowdown: float) -> Path:
     return out / "results.jsonl"
 
 
-def gate(base: Path, cand: Path) -> dict:
+def gate(base: Path, cand: Path, summary_name: str) -> dict:
     """The CLI's gate (exit code) plus the verdicts, for the record."""
     code = subprocess.run([sys.executable, "-m", "harness", "gate", "--baseline", str(base), "--candidate",
-                           str(cand), "--markdown", str(cand.parent / "gate.md")], capture_output=True).returncode
+                           str(cand), "--markdown", str(cand.parent / summary_name)], capture_output=True).returncode
     result = run_gate(read_records(base), read_records(cand), GateConfig())
     p50 = {f"{c.key[0]}": c.ratio for c in compare_runs(read_records(base), read_records(cand), ["latency_p50"])[0]}
     return {"exit_code": code,
@@ -62,16 +62,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--slowdown", type=float, default=0.15)
+    parser.add_argument("--regate", type=Path, metavar="DIR",
+                        help="judge the trials of an earlier run folder (reports/gate-power-<time>) again with the "
+                             "current gate, measuring nothing")
     args = parser.parse_args()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    root = paths.reports_dir() / f"gate-power-{stamp}"
+    root = args.regate or paths.reports_dir() / f"gate-power-{stamp}"
+    folders = sorted(p for p in root.glob("trial-*") if (p / "slowed" / "results.jsonl").exists()
+                     and (p / "same" / "results.jsonl").exists()) if args.regate else []
+    if args.regate:
+        args.trials = len(folders)
     trials = []
     for i in range(args.trials):
-        folder = root / f"trial-{i + 1:02d}"
-        base = harness_run(folder / "base", 0.0)
-        order = [("same", 0.0), ("slowed", args.slowdown)]
-        runs = {name: harness_run(folder / name, s) for name, s in (order if i % 2 == 0 else order[::-1])}
-        trial = {"aa": gate(base, runs["same"]), "slowed": gate(base, runs["slowed"])}
+        folder = folders[i] if args.regate else root / f"trial-{i + 1:02d}"
+        if args.regate:
+            base, runs = folder / "base" / "results.jsonl", {n: folder / n / "results.jsonl" for n in ("same", "slowed")}
+        else:
+            base = harness_run(folder / "base", 0.0)
+            order = [("same", 0.0), ("slowed", args.slowdown)]
+            runs = {name: harness_run(folder / name, s) for name, s in (order if i % 2 == 0 else order[::-1])}
+        summary_name = f"gate-{stamp}.md"
+        trial = {"aa": gate(base, runs["same"], summary_name), "slowed": gate(base, runs["slowed"], summary_name)}
         trials.append(trial)
         print(f"trial {i + 1}: A/A exit {trial['aa']['exit_code']} "
               f"p50 ×{', '.join(f'{k} {v:.3f}' for k, v in trial['aa']['p50_ratio'].items())}; "
@@ -94,7 +105,8 @@ def main() -> int:
     }
     met = false_alarms == 0 and summary["slowdown_catch_rate"] >= 0.95 and args.trials >= 20
     out = paths.reports_dir() / f"gate-power-{stamp}.json"
-    out.write_text(json.dumps({"machine": machine_context(), "summary": summary, "met": met, "trials": trials},
+    out.write_text(json.dumps({"machine": machine_context(), "summary": summary, "met": met,
+                               "regate_of": str(args.regate) if args.regate else None, "trials": trials},
                               indent=2))
     print(json.dumps(summary, indent=2))
     print(f"{'met' if met else 'NOT met'}: {false_alarms} A/A false alarms in {args.trials}; "

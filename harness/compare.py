@@ -128,6 +128,10 @@ def group_records(records: Iterable[RunRecord]) -> dict[JobKey, list[RunRecord]]
     return out
 
 
+MODELLED_NOTE = "modelled energy (CPU time × assumed power): reported, never gated"
+NOT_GATED_PREFIXES = ("not comparable", "emulated", "modelled")
+"""Comparisons whose note starts so are shown but never fail a gate."""
+
 MIN_ROUNDS_FOR_TEST = 5
 """With at least this many latency rounds (fresh processes) per side, p50 is tested over the rounds' medians:
 5 vs 5 completely separated gives p = 0.008, the smallest two-sided p that Mann-Whitney U can reach there."""
@@ -195,7 +199,9 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
         if len(methods) > 1:
             return Comparison(key, metric.name, b, c, None, 0.0, test="none",
                               note=f"not comparable: measured by {' vs '.join(sorted(methods))}")
-        note = f"method {methods.pop()}" if methods else ""
+        method = methods.pop() if methods else ""
+        # A modelled figure is CPU time × an assumed power (± its error band): latency already gates that time.
+        note = MODELLED_NOTE if method == "modelled" else f"method {method}"
     ratio = c / b if b and math.isfinite(b) and math.isfinite(c) else None
     return Comparison(key, metric.name, b, c, ratio, _worse_by(metric, b, c), test="none", note=note)
 

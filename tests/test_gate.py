@@ -123,7 +123,7 @@ def outcome(base, cand, metric="latency_p50", config=None) -> str:
 
 def test_significant_but_small_change_passes():
     base = lognormal(1, 4000)
-    assert outcome([job(base)], [job(base * 1.05)]) == "noise"  # p ≈ 0, but 5% < 8%
+    assert outcome([job(base)], [job(base * 1.05)]) == "noise"  # p ≈ 0, but 5% < 10%
 
 
 def test_large_but_not_significant_change_passes():
@@ -201,7 +201,7 @@ def test_markdown_and_junit_outputs_escape_and_count():
     assert "1 regressions" in md and "1 jobs broken" in md
     assert "<script>" not in md and "a\\|b&lt;script&gt;'x'" in md
     regression_row = next(line for line in md.splitlines() if "regression:" in line)
-    assert "latency p50" in regression_row and "20.0% worse, beyond 8%" in regression_row
+    assert "latency p50" in regression_row and "20.0% worse, beyond 10%" in regression_row
     suite = ET.fromstring(junit_xml(result).encode())
     assert suite.get("failures") == "2"
     assert int(suite.get("tests")) == len(suite.findall("testcase")) == len(result.verdicts) + 1
@@ -331,3 +331,13 @@ def test_pool_rounds_merges_samples_and_keeps_round_medians():
     assert by["latency_round_medians"].samples == (2.0, 5.0, 8.0)
     assert by["throughput"].value == pytest.approx(2 / 5e-3)  # batch / pooled median (s)
     assert len(merged) == 4
+
+
+def test_measured_energy_is_gated_and_modelled_energy_is_only_reported():
+    base = lognormal(1)
+    rapl = outcome([job(base, energy=1.0, energy_method="rapl")], [job(base, energy=1.3, energy_method="rapl")],
+                   "energy_per_inference")
+    assert rapl == "regression"  # 30% more joules from a real sensor
+    result = run_gate([job(base, energy=1.0)], [job(base, energy=1.3)], GateConfig())
+    (energy,) = [v for v in result.verdicts if v.comparison.metric == "energy_per_inference"]
+    assert energy.outcome == "info" and "never gated" in energy.reason and not result.failed
