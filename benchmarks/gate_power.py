@@ -72,6 +72,9 @@ def main() -> int:
                      and (p / "same" / "results.jsonl").exists()) if args.regate else []
     if args.regate:
         args.trials = len(folders)
+        if not folders:
+            print(f"{root}: no complete trial (trial-*/same and trial-*/slowed with results.jsonl)", file=sys.stderr)
+            return 2
     trials = []
     for i in range(args.trials):
         folder = folders[i] if args.regate else root / f"trial-{i + 1:02d}"

@@ -165,3 +165,14 @@ def test_report_loads_in_headless_chromium_without_console_errors(report_dir):
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (2400, 1400)
     assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # drawn: text, plots and samples, not a blank page
+
+
+def test_per_target_table_renders_in_the_page(tmp_path):
+    from harness.report import write_report
+    from harness.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "results.jsonl")
+    store.append(job(lognormal(1)))
+    store.append(dataclasses.replace(job(lognormal(2, median=40.0)), target="rpi4", job_key="b"))
+    html = write_report(store.path)["html"].read_text()
+    assert 'id="targets"' in html and "<th>rpi4</th>" in html and "<td>40</td>" in html.replace("<td>40.0</td>", "<td>40</td>")

@@ -132,5 +132,5 @@ def per_target(summary: pd.DataFrame) -> dict[str, Any]:
     rows = []
     for index, values in pivot.iterrows():
         rows.append({"job": " · ".join(str(v) for v in index[:4]) + f" · b{index[4]}",
-                     "values": [as_number(values.get(t)) for t in targets]})
+                     "medians": [as_number(values.get(t)) for t in targets]})
     return {"targets": list(targets), "rows": rows}
