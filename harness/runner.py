@@ -336,11 +336,11 @@ class SuiteRunner:
                 expected = load_outputs(job.expected_path) if job.expected_path else None
             samples = load_outputs(samples_outputs_path) if samples_outputs_path else None
         if reference is not None:
-            grid_reference = load_outputs(job.samples_reference_path) if samples else reference
+            samples_reference = load_outputs(job.samples_reference_path) if samples else None
             save_sample_grids(self.out_dir, job.key, job.artifact.model, job.batch_size,
-                              samples or outputs, grid_reference)
+                              samples or outputs, samples_reference or reference)
             if samples:  # none when the sample set is smaller than one batch
-                fidelity = sample_fidelity(samples, load_outputs(job.samples_reference_path),
+                fidelity = sample_fidelity(samples, samples_reference,
                                            get_model(job.artifact.model), self.cache_dir)
             else:
                 fidelity = output_fidelity(outputs, reference)
