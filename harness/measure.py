@@ -4,6 +4,9 @@ Protocol: time the load, time the first inference, warm up until the medians of 
 halves of the warm-up agree (or a warm-up cap is hit), then collect steady-state samples until BOTH
 ``min_runs`` and ``min_duration_s`` are met — optionally until the median's 95% CI is narrow enough —
 and never past ``max_duration_s``. Latencies are reported in milliseconds.
+
+A runtime on a GPU may also get a device timer (``harness.device_timing``): it brackets every timed call
+and its steady-state readings become ``gpu_latency`` beside the host-side ``latency``.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from harness import stats
+from harness.device_timing import DeviceTimer
 from harness.types import Measurement, RunSettings
 
 NS_PER_MS = 1e6
@@ -86,8 +90,10 @@ def run_latency_pass(
     settings: RunSettings,
     batch_size: int,
     clock: Callable[[], int] = time.perf_counter_ns,
+    device_timer: DeviceTimer | None = None,
 ) -> LatencyPass:
-    """Load, first inference, warm-up and steady state for one runtime instance."""
+    """Load, first inference, warm-up and steady state for one runtime instance. With ``device_timer``,
+    each steady-state call is also timed on the device (``gpu_latency``, ms, one reading per sample)."""
     t0 = clock()
     runtime.load(artifact)
     runtime.sync()
@@ -98,11 +104,23 @@ def run_latency_pass(
 
     infer, sync = runtime.infer, runtime.sync
 
-    def call() -> None:
-        infer(inputs)
-        sync()
+    device_ms: list[float] = []
+    if device_timer is None:
+        def call() -> None:
+            infer(inputs)
+            sync()
+    else:
+        start, stop, read = device_timer.start, device_timer.stop, device_timer.read_ms
+
+        def call() -> None:
+            start()
+            infer(inputs)
+            stop()
+            sync()
+            device_ms.append(read())
 
     warm, stable = warm_up(call, settings, clock)
+    device_ms.clear()  # warm-up readings are not steady state
     samples_ns, stop_reason = collect(call, settings, clock)
     samples_ms = [s / NS_PER_MS for s in samples_ns]
     summary = stats.summarize(samples_ms)
@@ -123,7 +141,17 @@ def run_latency_pass(
         ),
         Measurement("throughput", batch_size / median_s if median_s > 0 else 0.0, "items/s", "batch/median"),
     )
+    if device_timer is not None and device_ms:
+        measurements += (device_latency(device_ms, device_timer.method),)
     return LatencyPass(measurements, first_outputs)
+
+
+def device_latency(samples_ms: Sequence[float], method: str) -> Measurement:
+    """The device timer's steady-state readings (ms) as the ``gpu_latency`` measurement."""
+    summary = stats.summarize(samples_ms)
+    return Measurement("gpu_latency", summary["p50"], "ms", method,
+                       samples=tuple(round(s, 6) for s in samples_ms), stats=summary,
+                       note="GPU time between events recorded before and after each timed inference")
 
 
 def pool_rounds(first: Sequence[Measurement], more: Sequence[Measurement], batch_size: int) -> list[Measurement]:
@@ -146,8 +174,13 @@ def pool_rounds(first: Sequence[Measurement], more: Sequence[Measurement], batch
     summary["rounds"] = float(len(medians))
     merged = dataclasses.replace(lat, value=summary["p50"], samples=pooled, stats=summary)
     median_s = summary["p50"] / 1e3
-    out = [m for m in first if m.metric not in ("latency", "throughput", "latency_round_medians")]
-    return out + [merged,
+    pooled_gpu = []
+    gpu, gpu_extra = find(first, "gpu_latency"), find(more, "gpu_latency")
+    if gpu is not None and gpu_extra is not None and gpu.samples and gpu_extra.samples:
+        pooled_gpu = [device_latency(gpu.samples + gpu_extra.samples, gpu.method)]
+    out = [m for m in first if m.metric not in ("latency", "throughput", "latency_round_medians")
+           and not (pooled_gpu and m.metric == "gpu_latency")]
+    return out + pooled_gpu + [merged,
                   Measurement("throughput", batch_size / median_s if median_s > 0 else 0.0, "items/s", "batch/median"),
                   Measurement("latency_round_medians", statistics.median(medians), "ms", lat.method,
                               samples=tuple(medians), note="median of each latency round (fresh worker process)")]

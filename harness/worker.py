@@ -121,7 +121,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         settings = RunSettings.from_dict(job["settings"])
         cpus = os.sched_getaffinity(0)
         context["cpu_state_before"] = read_cpu_state(cpus)
-        result = run_latency_pass(runtime, artifact, inputs, settings, int(job["batch_size"]))
+        from harness.device_timing import device_timer_for
+
+        result = run_latency_pass(runtime, artifact, inputs, settings, int(job["batch_size"]),
+                                  device_timer=device_timer_for(runtime))
         context["cpu_state_after"] = read_cpu_state(cpus)
         context["warnings"] = state_warnings(context["cpu_state_before"], context["cpu_state_after"])
         save_outputs(job["outputs_path"], result.first_outputs)

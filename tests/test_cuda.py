@@ -29,9 +29,21 @@ def test_without_a_gpu_cuda_jobs_are_unsupported_and_the_cpu_still_runs(tmp_path
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device (torch.cuda.is_available() is False)")
 def test_cuda_runtimes_measure_on_the_gpu(tmp_path, tiny_models_dir, shared_cache):
     out = tmp_path / "run"
-    proc = harness("run", "--variant", "none", "--target", "cuda-gpu", "--model", "tiny_gen", "--format", "torch", "--quick",
-                   "--out", str(out), "--cache", str(shared_cache), env={"EDGE_HARNESS_MODELS": str(tiny_models_dir)})
+    proc = harness("run", "--variant", "none", "--target", "cuda-gpu", "--model", "tiny_gen", "--format", "torch", "--format", "onnx",
+                   "--quick", "--out", str(out), "--cache", str(shared_cache), env={"EDGE_HARNESS_MODELS": str(tiny_models_dir)})
     records = read_records(out / "results.jsonl")
     torch_gpu = [r for r in records if r.runtime == "torch-cuda"]
     assert torch_gpu and all(r.status == "ok" for r in torch_gpu), proc.stderr
-    assert all(r.measurement("max_abs_error").value < 1e-4 for r in torch_gpu)
+    for r in torch_gpu:
+        assert r.measurement("max_abs_error").value < 1e-4
+        host, gpu = r.measurement("latency"), r.measurement("gpu_latency")
+        assert gpu is not None and gpu.method == "cuda-event" and len(gpu.samples) == len(host.samples)
+        assert 0 < gpu.value <= host.value * 1.05  # the device sees part of the host-timed call, not more
+        assert r.measurement("gpu_memory").value > 0
+        energy = r.measurement("energy_per_inference")
+        if energy is not None:  # NVML energy needs a Volta or newer GPU and a driver that exposes it
+            assert energy.method == "nvml" and energy.value > 0
+    ort_gpu = [r for r in records if r.runtime == "onnxruntime-cuda"]
+    for r in ort_gpu:  # ok with onnxruntime-gpu installed; otherwise unsupported, naming the missing package
+        assert r.status == "ok" or (r.status == "unsupported" and "onnxruntime-gpu" in r.error), r.error
+        assert r.measurement("gpu_latency") is None  # its own stream: host timing only

@@ -333,6 +333,20 @@ def test_pool_rounds_merges_samples_and_keeps_round_medians():
     assert len(merged) == 4
 
 
+def test_pool_rounds_pools_the_device_timers_readings_too():
+    from harness.measure import device_latency, pool_rounds
+
+    def round_of(host, gpu):
+        return [Measurement("latency", float(np.median(host)), "ms", "perf_counter", samples=tuple(host),
+                            stats=stats.summarize(host)),
+                device_latency(gpu, "cuda-event")]
+
+    merged = pool_rounds(round_of([2.0, 2.0, 2.0], [1.0, 1.0, 1.0]), round_of([3.0, 3.0, 3.0], [1.5, 1.5, 1.5]), 1)
+    (gpu,) = [m for m in merged if m.metric == "gpu_latency"]
+    assert gpu.samples == (1.0, 1.0, 1.0, 1.5, 1.5, 1.5) and gpu.method == "cuda-event"
+    assert gpu.stats["n"] == 6.0 and gpu.value == 1.25
+
+
 def test_measured_energy_is_gated_and_modelled_energy_is_only_reported():
     base = lognormal(1)
     rapl = outcome([job(base, energy=1.0, energy_method="rapl")], [job(base, energy=1.3, energy_method="rapl")],

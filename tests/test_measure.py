@@ -117,3 +117,68 @@ def test_settings_validation():
         RunSettings(min_duration_s=5, max_duration_s=1)
     with pytest.raises(ValueError):
         RunSettings(target_ci_rel_width=0)
+
+
+class FakeDeviceTimer:
+    """A device timer that reads the fake clock: each reading is the device time of one call (ms), here
+    the call's scripted duration minus a fixed host overhead the device never sees."""
+
+    method = "fake-event"
+
+    def __init__(self, clock, host_overhead_ns):
+        self.clock, self.overhead = clock, host_overhead_ns
+        self.started = self.stopped = None
+        self.events = []
+
+    def start(self):
+        self.events.append("start")
+        self.started = self.clock.now
+
+    def stop(self):
+        self.events.append("stop")
+        self.stopped = self.clock.now
+
+    def read_ms(self):
+        self.events.append("read")
+        return (self.stopped - self.started - self.overhead) / MS
+
+
+class SyncRecordingRuntime(ScriptedRuntime):
+    def __init__(self, clock, load_ns, durations, timer):
+        super().__init__(clock, load_ns, durations)
+        self.timer = timer
+
+    def sync(self):
+        self.timer.events.append("sync")
+
+
+def test_a_device_timer_brackets_every_steady_state_call_and_reads_after_sync():
+    clock = FakeClock()
+    timer = FakeDeviceTimer(clock, host_overhead_ns=MS // 2)
+    rt = SyncRecordingRuntime(clock, 5 * MS, steady(30 * MS, 2 * MS), timer)
+    settings = RunSettings(min_runs=40, min_duration_s=0.0, warmup_min_runs=4)
+    result = run_latency_pass(rt, None, {}, settings, 1, clock=clock, device_timer=timer)
+    ms = {m.metric: m for m in result.measurements}
+    gpu, host = ms["gpu_latency"], ms["latency"]
+    assert gpu.method == "fake-event" and gpu.unit == "ms"
+    assert len(gpu.samples) == len(host.samples) == 40  # warm-up readings are dropped
+    assert gpu.value == 1.5 and host.value == 2.0
+    assert gpu.stats["n"] == 40.0
+    # the order inside each timed call: start, infer, stop, sync, then read (after the device is idle)
+    assert timer.events[-4:] == ["start", "stop", "sync", "read"]
+
+
+def test_without_a_device_timer_there_is_no_gpu_latency():
+    ms, _, _ = run(RunSettings(min_runs=10, min_duration_s=0.0, warmup_min_runs=4), steady(30 * MS, 2 * MS))
+    assert "gpu_latency" not in ms
+
+
+def test_only_runtimes_on_torchs_stream_get_cuda_event_timing():
+    from harness.device_timing import device_timer_for
+    from harness.runtimes.cuda import OnnxRuntimeCuda, TorchCudaRuntime
+    from harness.runtimes.onnxruntime_rt import OnnxRuntime
+    from harness.runtimes.torch_eager import TorchEagerRuntime
+
+    assert TorchCudaRuntime.event_stream == "torch-current"
+    for cpu_or_own_stream in (TorchEagerRuntime, OnnxRuntime, OnnxRuntimeCuda):
+        assert device_timer_for(cpu_or_own_stream(None)) is None

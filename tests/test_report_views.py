@@ -176,3 +176,23 @@ def test_per_target_table_renders_in_the_page(tmp_path):
     store.append(dataclasses.replace(job(lognormal(2, median=40.0)), target="rpi4", job_key="b"))
     html = write_report(store.path)["html"].read_text()
     assert 'id="targets"' in html and "<th>rpi4</th>" in html and "<td>40</td>" in html.replace("<td>40.0</td>", "<td>40</td>")
+
+
+def test_gpu_columns_appear_only_when_a_job_has_gpu_figures(tmp_path):
+    from harness.measure import device_latency
+    from harness.report import write_report
+    from harness.store import ResultsStore
+
+    cpu_only = ResultsStore(tmp_path / "cpu" / "results.jsonl")
+    cpu_only.append(job(lognormal(1)))
+    assert "CUDA events" not in write_report(cpu_only.path)["html"].read_text()
+
+    gpu = job(lognormal(2))
+    gpu = dataclasses.replace(gpu, target="cuda-gpu", runtime="torch-cuda", job_key="g", measurements=gpu.measurements + (
+        device_latency([0.25, 0.5, 0.75], "cuda-event"), Measurement("gpu_memory", 3 * 2**20, "bytes", "nvml-process")))
+    both = ResultsStore(tmp_path / "gpu" / "results.jsonl")
+    both.append(job(lognormal(1)))
+    both.append(gpu)
+    html = write_report(both.path)["html"].read_text()
+    assert "<th>GPU p50 ms (CUDA events)</th>" in html and "<th>GPU memory MB</th>" in html
+    assert re.search(r"<td>0\.50*</td>", html) and re.search(r"<td>3(\.0+)?</td>", html)

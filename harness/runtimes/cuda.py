@@ -2,7 +2,9 @@
 present). Without a usable GPU, ``missing()`` says so and the job is recorded ``unsupported``.
 
 Timing stays in the harness's loop: ``sync()`` waits for the GPU (torch.cuda.synchronize), so each
-perf_counter sample covers the whole inference, host↔device copies included.
+perf_counter sample covers the whole inference, host↔device copies included. PyTorch on the GPU also
+declares the stream it computes on, so the loop brackets each call with CUDA events (``gpu_latency``);
+ONNX Runtime's CUDA EP computes on its own stream and keeps host timing only.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class TorchCudaRuntime(TorchEagerRuntime):
     name = "torch-cuda"
     formats = ("torch",)
     device = "cuda"
+    event_stream = "torch-current"  # harness.device_timing: CUDA events on this stream bracket its work
 
     @staticmethod
     def versions() -> dict[str, str]:
@@ -72,10 +75,13 @@ class OnnxRuntimeCuda(OnnxRuntime):
             return "python package 'onnxruntime-gpu' is not installed"
         import onnxruntime as ort
 
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            return ("no CUDA device: onnxruntime has no CUDAExecutionProvider "
-                    f"(installed providers: {', '.join(ort.get_available_providers())}; install onnxruntime-gpu)")
-        return None
+        available = ort.get_available_providers()
+        if "CUDAExecutionProvider" in available:
+            return None
+        no_ep = (f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (its providers: "
+                 f"{', '.join(available)}): install onnxruntime-gpu")
+        no_device = no_cuda_reason()
+        return f"{no_device}; {no_ep}" if no_device else no_ep
 
     def load(self, artifact: Artifact) -> None:
         import onnxruntime as ort
