@@ -175,10 +175,11 @@ def test_without_a_device_timer_there_is_no_gpu_latency():
 
 def test_only_runtimes_on_torchs_stream_get_cuda_event_timing():
     from harness.device_timing import device_timer_for
+    from harness.runtimes import RuntimeOptions
     from harness.runtimes.cuda import OnnxRuntimeCuda, TorchCudaRuntime
     from harness.runtimes.onnxruntime_rt import OnnxRuntime
     from harness.runtimes.torch_eager import TorchEagerRuntime
 
     assert TorchCudaRuntime.event_stream == "torch-current"
     for cpu_or_own_stream in (TorchEagerRuntime, OnnxRuntime, OnnxRuntimeCuda):
-        assert device_timer_for(cpu_or_own_stream(None)) is None
+        assert device_timer_for(cpu_or_own_stream(RuntimeOptions())) is None
