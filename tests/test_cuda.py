@@ -47,3 +47,19 @@ def test_cuda_runtimes_measure_on_the_gpu(tmp_path, tiny_models_dir, shared_cach
     for r in ort_gpu:  # ok with onnxruntime-gpu installed; otherwise unsupported, naming the missing package
         assert r.status == "ok" or (r.status == "unsupported" and "onnxruntime-gpu" in r.error), r.error
         assert r.measurement("gpu_latency") is None  # its own stream: host timing only
+
+
+def test_every_shipped_model_runs_wholly_on_the_device_of_its_inputs():
+    """A tensor made inside forward() without ``device=`` lands on the CPU and breaks the model on a GPU (the lent
+    H100 caught this in the UNet's timestep embedding). The meta device shows it without a GPU: mixing meta and
+    CPU tensors raises the same error."""
+    from harness.paths import models_dir
+    from harness.zoo import discover, get_model
+
+    for name in discover(models_dir()):
+        spec = get_model(name)
+        model = spec.builder(**spec.builder_kwargs).to("meta").eval()
+        inputs = [torch.from_numpy(a).to("meta") for a in spec.make_inputs(2, 0).values()]
+        with torch.no_grad():
+            out = model(*inputs)
+        assert out.device.type == "meta", name
