@@ -82,3 +82,21 @@ def test_export_that_disagrees_with_pytorch_is_marked_failed(diverging_models_di
         assert art.status == "failed"
         assert "exceeds tolerance" in art.error
         assert art.export_max_abs_error == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_missing_exporter_package_is_named_not_a_crash(monkeypatch):
+    """On a machine without litert-torch (the lent GPU image) the tflite exporter's versions still resolve, so the
+    export itself fails with an ImportError that the artifact cache records per artifact."""
+    import sys
+
+    from harness.exporters import NOT_INSTALLED, package_version
+    from harness.exporters.tflite_export import TFLiteExporter
+
+    assert package_version("edge-harness-no-such-package") == NOT_INSTALLED
+    assert package_version("torch") not in ("", NOT_INSTALLED)
+    monkeypatch.setitem(sys.modules, "litert_torch", None)  # import litert_torch now raises ImportError
+    monkeypatch.setattr("harness.exporters.tflite_export.package_version",
+                        lambda p: NOT_INSTALLED if p == "litert-torch" else package_version(p))
+    assert TFLiteExporter.tool_versions()["litert-torch"] == NOT_INSTALLED
+    with pytest.raises(ImportError, match="litert_torch"):
+        TFLiteExporter.export(None, {}, "unused.tflite")

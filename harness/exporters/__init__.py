@@ -12,6 +12,20 @@ import numpy as np
 
 from harness.registry import EXPORTERS
 
+NOT_INSTALLED = "not installed"
+
+
+def package_version(name: str) -> str:
+    """The installed distribution's version, or ``NOT_INSTALLED``: a missing exporter package then fails its
+    exports with a clear ImportError (recorded per artifact) instead of stopping the whole model's preparation,
+    and installing it later changes the artifact id, so the export is tried again."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return NOT_INSTALLED
+
 
 class Exporter(Protocol):
     name: str

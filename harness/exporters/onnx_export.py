@@ -1,11 +1,11 @@
 """ONNX export with ``torch.onnx.export(dynamo=True)``, checked with ``onnx.checker``."""
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import Any, Mapping
 
 import numpy as np
 
+from harness.exporters import package_version
 from harness.registry import EXPORTERS
 
 OPSET = 18
@@ -20,7 +20,7 @@ class OnnxExporter:
 
     @staticmethod
     def tool_versions() -> dict[str, str]:
-        return {p: version(p) for p in ("torch", "onnx", "onnxscript")} | {"opset": str(OPSET)}
+        return {p: package_version(p) for p in ("torch", "onnx", "onnxscript")} | {"opset": str(OPSET)}
 
     @staticmethod
     def export(model: Any, inputs: Mapping[str, np.ndarray], path: str) -> None:

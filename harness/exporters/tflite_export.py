@@ -1,11 +1,11 @@
 """TFLite / LiteRT export with ``litert_torch.convert``."""
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import Any, Mapping
 
 import numpy as np
 
+from harness.exporters import package_version
 from harness.registry import EXPORTERS
 
 
@@ -18,7 +18,7 @@ class TFLiteExporter:
 
     @staticmethod
     def tool_versions() -> dict[str, str]:
-        return {p: version(p) for p in ("torch", "litert-torch", "ai-edge-litert")}
+        return {p: package_version(p) for p in ("torch", "litert-torch", "ai-edge-litert")}
 
     @staticmethod
     def export(model: Any, inputs: Mapping[str, np.ndarray], path: str) -> None:
