@@ -54,8 +54,10 @@ def warm_up(call: Callable[[], None], settings: RunSettings, clock: Callable[[],
             return samples, False
 
 
-def collect(call: Callable[[], None], settings: RunSettings, clock: Callable[[], int]) -> tuple[list[int], str]:
-    """Steady-state samples (ns) and why collection stopped: 'count+duration', 'ci-width' or 'time-cap'."""
+def collect(call: Callable[[], None], settings: RunSettings, clock: Callable[[], int],
+            after: Callable[[], None] | None = None) -> tuple[list[int], str]:
+    """Steady-state samples (ns) and why collection stopped: 'count+duration', 'ci-width' or 'time-cap'.
+    ``after`` runs after each sample's clock has stopped (e.g. reading a device timer), outside the sample."""
     samples: list[int] = []
     append = samples.append
     min_runs = settings.min_runs
@@ -69,6 +71,8 @@ def collect(call: Callable[[], None], settings: RunSettings, clock: Callable[[],
         call()
         t1 = clock()
         append(t1 - t0)
+        if after is not None:
+            after()
         elapsed = t1 - start
         if elapsed >= max_ns:
             return samples, "time-cap"
@@ -105,23 +109,25 @@ def run_latency_pass(
     infer, sync = runtime.infer, runtime.sync
 
     device_ms: list[float] = []
+    read_device: Callable[[], None] | None = None
     if device_timer is None:
         def call() -> None:
             infer(inputs)
             sync()
-    else:
-        start, stop, read = device_timer.start, device_timer.stop, device_timer.read_ms
+    else:  # the event records sit inside the host sample (µs); the read happens after its clock stops
+        start, stop = device_timer.start, device_timer.stop
 
         def call() -> None:
             start()
             infer(inputs)
             stop()
             sync()
-            device_ms.append(read())
 
-    warm, stable = warm_up(call, settings, clock)
-    device_ms.clear()  # warm-up readings are not steady state
-    samples_ns, stop_reason = collect(call, settings, clock)
+        def read_device() -> None:
+            device_ms.append(device_timer.read_ms())
+
+    warm, stable = warm_up(call, settings, clock)  # warm-up device readings are not needed: never read
+    samples_ns, stop_reason = collect(call, settings, clock, after=read_device)
     samples_ms = [s / NS_PER_MS for s in samples_ns]
     summary = stats.summarize(samples_ms)
     summary["warmup_runs"] = float(len(warm))

@@ -140,7 +140,9 @@ class FakeDeviceTimer:
 
     def read_ms(self):
         self.events.append("read")
-        return (self.stopped - self.started - self.overhead) / MS
+        reading = (self.stopped - self.started - self.overhead) / MS
+        self.clock.now += MS  # reading costs time: it must fall outside the host sample
+        return reading
 
 
 class SyncRecordingRuntime(ScriptedRuntime):
@@ -162,7 +164,7 @@ def test_a_device_timer_brackets_every_steady_state_call_and_reads_after_sync():
     gpu, host = ms["gpu_latency"], ms["latency"]
     assert gpu.method == "fake-event" and gpu.unit == "ms"
     assert len(gpu.samples) == len(host.samples) == 40  # warm-up readings are dropped
-    assert gpu.value == 1.5 and host.value == 2.0
+    assert gpu.value == 1.5 and host.value == 2.0  # the 1 ms read is in neither sample
     assert gpu.stats["n"] == 40.0
     # the order inside each timed call: start, infer, stop, sync, then read (after the device is idle)
     assert timer.events[-4:] == ["start", "stop", "sync", "read"]
