@@ -1,20 +1,26 @@
 """Does the regression gate tell noise from change? (a benchmark, not a test)
 
-Each trial makes three real harness runs of suites/gate.toml (dcgan and vae_decoder, fp32 ONNX Runtime, batch 1,
-one thread, latency in 5 rounds of fresh workers), each a separate harness process:
+Two designs, both judged by ``harness gate`` (default thresholds) exactly as CI would:
 
-  base      the configuration as it is
-  same      the same configuration again            → A/A: the gate must pass
-  slowed    ONNX Runtime with an injected slowdown  → the gate must fail on latency p50
-            (benchmarks/plugins/slowdown.py busy-waits --slowdown × each inference's own duration)
+--mode interleaved (default; the design the example CI workflow uses): one ``harness run`` of suites/gate.toml
+(dcgan and vae_decoder, fp32 ONNX Runtime, batch 1, one thread) makes the artifacts and the recorded latency
+requests. Each trial then runs two ``harness ab`` sessions of that run against itself, each measuring both sides
+afresh in --pairs interleaved pairs of rounds (fresh workers, ABBA order):
 
-The order of 'same' and 'slowed' alternates between trials. The gate (default thresholds) is run with
-``harness gate`` exactly as CI would. Reports the A/A false-alarm count (any metric of any job), the catch rate
-of the slowdown (per job: latency p50 flagged as a regression), and the measured p50 ratios.
-Target: no false alarm over ≥ 20 A/A comparisons and ≥ 95% caught. Exit 0 when met, 1 when not.
-Writes reports/gate-power-<time>.json.
+  aa        both sides the same configuration           → A/A: the gate must pass
+  slowed    the candidate's workers load an injected     → the gate must fail on latency p50
+            slowdown (benchmarks/plugins/slowdown.py busy-waits --slowdown × each inference's own duration)
 
-Usage: python benchmarks/gate_power.py [--trials 24] [--slowdown 0.15] [--regate reports/gate-power-<time>]
+--mode separate-runs (the earlier design): each trial makes three separate ``harness run``s — base, same (A/A)
+and slowed — with 5 latency rounds per job, and gates same and slowed against base.
+
+In both the order of the A/A and the slowed measurement alternates between trials. Reports the A/A false-alarm
+count (any metric of any job), the catch rate of the slowdown (per job: latency p50 flagged as a regression), and
+the measured p50 ratios. Target: no false alarm over ≥ 20 A/A comparisons and ≥ 95% caught. Exit 0 when met,
+1 when not. Writes reports/gate-power-<time>.json; the trials' results stay in reports/gate-power-<time>/.
+
+Usage: python benchmarks/gate_power.py [--mode interleaved|separate-runs] [--trials 22] [--slowdown 0.15]
+                                       [--pairs 8] [--regate reports/gate-power-<time>]
 """
 from __future__ import annotations
 
@@ -37,12 +43,22 @@ PLUGIN = Path(__file__).resolve().parent / "plugins" / "slowdown.py"
 
 
 def harness_run(out: Path, slowdown: float) -> Path:
-    env = dict(os.environ)
-    if slowdown:
-        env.update(EDGE_HARNESS_PLUGINS=str(PLUGIN), EDGE_HARNESS_SLOWDOWN=str(slowdown))
+    env = dict(os.environ) | (slowdown_env(slowdown) if slowdown else {})
     subprocess.run([sys.executable, "-m", "harness", "run", "--suite", str(paths.PROJECT_ROOT / "suites" / "gate.toml"),
                     "--out", str(out), "--no-progress"], env=env, check=True, capture_output=True)
     return out / "results.jsonl"
+
+
+def slowdown_env(slowdown: float) -> dict[str, str]:
+    return {"EDGE_HARNESS_PLUGINS": str(PLUGIN), "EDGE_HARNESS_SLOWDOWN": str(slowdown)}
+
+
+def harness_ab(run: Path, out: Path, pairs: int, slowdown: float) -> tuple[Path, Path]:
+    """An A/B session of ``run`` against itself; the candidate's workers slowed when ``slowdown`` > 0."""
+    env = [f"--candidate-env={k}={v}" for k, v in slowdown_env(slowdown).items()] if slowdown else []
+    subprocess.run([sys.executable, "-m", "harness", "ab", "--baseline", str(run), "--candidate", str(run),
+                    "--out", str(out), "--pairs", str(pairs), *env], check=True, capture_output=True)
+    return out / "baseline" / "results.jsonl", out / "candidate" / "results.jsonl"
 
 
 def gate(base: Path, cand: Path, summary_name: str) -> dict:
@@ -60,32 +76,40 @@ def gate(base: Path, cand: Path, summary_name: str) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--mode", choices=["interleaved", "separate-runs"], default="interleaved")
+    parser.add_argument("--trials", type=int, default=22)
     parser.add_argument("--slowdown", type=float, default=0.15)
+    parser.add_argument("--pairs", type=int, default=8, help="interleaved mode: pairs of rounds per session")
     parser.add_argument("--regate", type=Path, metavar="DIR",
                         help="judge the trials of an earlier run folder (reports/gate-power-<time>) again with the "
                              "current gate, measuring nothing")
     args = parser.parse_args()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     root = args.regate or paths.reports_dir() / f"gate-power-{stamp}"
-    folders = sorted(p for p in root.glob("trial-*") if (p / "slowed" / "results.jsonl").exists()
-                     and (p / "same" / "results.jsonl").exists()) if args.regate else []
     if args.regate:
-        args.trials = len(folders)
+        folders = sorted(p for p in root.glob("trial-*") if _sides(p))
         if not folders:
-            print(f"{root}: no complete trial (trial-*/same and trial-*/slowed with results.jsonl)", file=sys.stderr)
+            print(f"{root}: no complete trial (trial-*/ with both an A/A and a slowed result)", file=sys.stderr)
             return 2
+        args.trials = len(folders)
+        args.mode = _sides(folders[0])[0]
+    elif args.mode == "interleaved":
+        run = harness_run(root / "run", 0.0).parent
     trials = []
     for i in range(args.trials):
         folder = folders[i] if args.regate else root / f"trial-{i + 1:02d}"
+        order = [("aa", 0.0), ("slowed", args.slowdown)]
+        order = order if i % 2 == 0 else order[::-1]
         if args.regate:
-            base, runs = folder / "base" / "results.jsonl", {n: folder / n / "results.jsonl" for n in ("same", "slowed")}
+            pairs = _sides(folder)[1]
+        elif args.mode == "interleaved":
+            pairs = {name: harness_ab(run, folder / name, args.pairs, s) for name, s in order}
         else:
             base = harness_run(folder / "base", 0.0)
-            order = [("same", 0.0), ("slowed", args.slowdown)]
-            runs = {name: harness_run(folder / name, s) for name, s in (order if i % 2 == 0 else order[::-1])}
+            made = {name: harness_run(folder / ("same" if name == "aa" else name), s) for name, s in order}
+            pairs = {name: (base, made[name]) for name in made}
         summary_name = f"gate-{stamp}.md"
-        trial = {"aa": gate(base, runs["same"], summary_name), "slowed": gate(base, runs["slowed"], summary_name)}
+        trial = {name: gate(*pairs[name], summary_name) for name in ("aa", "slowed")}
         trials.append(trial)
         print(f"trial {i + 1}: A/A exit {trial['aa']['exit_code']} "
               f"p50 ×{', '.join(f'{k} {v:.3f}' for k, v in trial['aa']['p50_ratio'].items())}; "
@@ -98,7 +122,8 @@ def main() -> int:
     aa_ratios = [r for t in trials for r in t["aa"]["p50_ratio"].values()]
     slow_ratios = [r for t in trials for r in t["slowed"]["p50_ratio"].values()]
     summary = {
-        "trials": args.trials, "slowdown": args.slowdown,
+        "mode": args.mode, "trials": args.trials, "slowdown": args.slowdown,
+        "pairs": args.pairs if args.mode == "interleaved" else None,
         "aa_false_alarms": false_alarms,
         "slowdown_caught_jobs": caught, "slowdown_jobs": len(jobs),
         "slowdown_catch_rate": caught / len(jobs) if jobs else 0.0,
@@ -115,6 +140,18 @@ def main() -> int:
     print(f"{'met' if met else 'NOT met'}: {false_alarms} A/A false alarms in {args.trials}; "
           f"{caught}/{len(jobs)} slowed jobs caught; {out}")
     return 0 if met else 1
+
+
+def _sides(trial: Path) -> tuple[str, dict[str, tuple[Path, Path]]] | None:
+    """An earlier trial's (mode, {'aa'|'slowed': (baseline results, candidate results)}), None if incomplete."""
+    interleaved = {n: (trial / n / "baseline" / "results.jsonl", trial / n / "candidate" / "results.jsonl")
+                   for n in ("aa", "slowed")}
+    separate = {n: (trial / "base" / "results.jsonl", trial / m / "results.jsonl")
+                for n, m in (("aa", "same"), ("slowed", "slowed"))}
+    for mode, sides in (("interleaved", interleaved), ("separate-runs", separate)):
+        if all(p.is_file() for pair in sides.values() for p in pair):
+            return mode, sides
+    return None
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Command line: ``harness run | sweep | list | report | compare | gate``.
+"""Command line: ``harness run | sweep | list | report | compare | gate | ab``.
 
 Exit codes: 0 ok, 1 some job failed (run) or a regression (gate), 2 usage/input error."""
 from __future__ import annotations
@@ -89,7 +89,56 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--markdown", type=Path, metavar="FILE",
                       help="write the markdown summary here (appends: use $GITHUB_STEP_SUMMARY); default stdout")
     gate.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
+
+    ab = sub.add_parser("ab", help="measure two runs' latency again, interleaved round by round, for `gate`",
+                        description="For every job that succeeded in both runs (local targets): run pairs of "
+                                    "latency rounds in fresh workers, baseline and candidate turn about (ABBA), each "
+                                    "side with its own python, checkout and environment; write <out>/baseline and "
+                                    "<out>/candidate results with the session's latency. `harness gate` then tests "
+                                    "the pairs' ratios, which machine drift between runs cannot fake.")
+    ab.add_argument("--baseline", type=Path, required=True, metavar="RUN", help="baseline run folder")
+    ab.add_argument("--candidate", type=Path, required=True, metavar="RUN", help="candidate run folder")
+    ab.add_argument("--out", type=Path, required=True, metavar="DIR", help="session folder")
+    ab.add_argument("--pairs", type=int, default=None, metavar="N", help="rounds per side (default 8)")
+    for side in ("baseline", "candidate"):
+        ab.add_argument(f"--{side}-python", metavar="PY", help=f"python that runs the {side}'s workers "
+                                                                 "(default: this one)")
+        ab.add_argument(f"--{side}-root", type=Path, metavar="DIR",
+                        help=f"checkout whose worker code measures the {side} (default: this one)")
+        ab.add_argument(f"--{side}-env", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"environment variable for the {side}'s workers (repeatable)")
     return parser
+
+
+def _side(args: argparse.Namespace, name: str):
+    from harness.interleave import Side
+
+    env = {}
+    for item in getattr(args, f"{name}_env"):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HarnessInputError(f"--{name}-env {item!r}: expected KEY=VALUE")
+        env[key] = value
+    root = getattr(args, f"{name}_root")
+    if root is not None and not (root / "harness" / "worker.py").is_file():
+        raise HarnessInputError(f"--{name}-root {root}: not an Edge Harness checkout (no harness/worker.py)")
+    run_dir = getattr(args, name)
+    if not run_dir.is_dir():
+        raise HarnessInputError(f"--{name} {run_dir}: not a run folder")
+    defaults = Side(name, run_dir)
+    return Side(name, run_dir, getattr(args, f"{name}_python") or defaults.python,
+                (root or defaults.root).resolve(), env)
+
+
+def _cmd_ab(args: argparse.Namespace) -> int:
+    from harness.interleave import DEFAULT_PAIRS, run_ab
+
+    session = run_ab(_side(args, "baseline"), _side(args, "candidate"), args.out,
+                     args.pairs if args.pairs is not None else DEFAULT_PAIRS)
+    print(f"ab: session {session.session_id}: {len(session.jobs)} jobs, {len(session.failed)} failed, "
+          f"{len(session.left_out)} left out", file=sys.stderr)
+    print(f"harness gate --baseline {session.results['baseline']} --candidate {session.results['candidate']}")
+    return EXIT_JOB_FAILED if session.failed else EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -293,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     commands = {"run": _cmd_run, "sweep": _cmd_sweep, "list": _cmd_list, "report": _cmd_report,
-                "compare": _cmd_compare, "gate": _cmd_gate}
+                "compare": _cmd_compare, "gate": _cmd_gate, "ab": _cmd_ab}
     try:
         return commands[args.command](args)
     except HarnessInputError as exc:

@@ -137,16 +137,38 @@ MIN_ROUNDS_FOR_TEST = 5
 5 vs 5 completely separated gives p = 0.008, the smallest two-sided p that Mann-Whitney U can reach there."""
 
 
-def round_medians(records: Sequence[RunRecord]) -> list[float]:
-    """Each record's per-round latency medians (a record without rounds counts as one round)."""
+def round_medians(records: Sequence[RunRecord], statistic: str = "median") -> list[float]:
+    """Each record's per-round latency medians, or p90s with ``statistic='p90'`` (a record without rounds counts
+    as one round; records from before rounds kept their p90 have none for p90)."""
     out: list[float] = []
+    name, key = ("latency_round_p90s", "p90") if statistic == "p90" else ("latency_round_medians", "p50")
     for r in records:
-        rounds, lat = r.measurement("latency_round_medians"), r.measurement("latency")
+        rounds, lat = r.measurement(name), r.measurement("latency")
         if rounds is not None and rounds.samples:
             out.extend(rounds.samples)
-        elif lat is not None:
-            out.append(lat.value)
+        elif lat is not None and (statistic == "median" or r.measurement("latency_round_medians") is None):
+            out.append(lat.stats.get(key, lat.value) if lat.stats else lat.value)
     return out
+
+
+MIN_PAIRS_FOR_TEST = 6
+"""With at least this many interleaved pairs of rounds (``harness ab``), p50 is tested over the pairs' ratios:
+6 pairs all one way give p = 0.031, the smallest two-sided p the Wilcoxon signed-rank test can reach there."""
+
+
+def paired_rounds(base: Sequence[RunRecord], cand: Sequence[RunRecord],
+                  statistic: str = "median") -> tuple[list[float], list[float]] | None:
+    """The round medians (or p90s) of both sides when they were measured in one A/B session (``harness ab``: one
+    record per side, the same session id, one round per side per pair); None otherwise."""
+    if len(base) != 1 or len(cand) != 1:
+        return None
+    a, b = base[0].context.get("ab"), cand[0].context.get("ab")
+    if not isinstance(a, dict) or not isinstance(b, dict) or a.get("session") != b.get("session"):
+        return None
+    base_rounds, cand_rounds = round_medians(base, statistic), round_medians(cand, statistic)
+    if len(base_rounds) != len(cand_rounds) or len(base_rounds) != a.get("pairs"):
+        return None
+    return base_rounds, cand_rounds
 
 
 def _worse_by(metric: Metric, base: float, cand: float) -> float:
@@ -176,8 +198,14 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
         statistic = "p90" if metric.name == "latency_p90" else "median"
         ratio, lo, hi, p_boot = stats.bootstrap_ratio(base_samples, cand_samples, statistic, seed=seed)
         test, note = metric.test, f"{len(base_samples)} vs {len(cand_samples)} samples"
-        base_rounds, cand_rounds = round_medians(base), round_medians(cand)
-        if metric.test == "mann-whitney-u" and min(len(base_rounds), len(cand_rounds)) >= MIN_ROUNDS_FOR_TEST:
+        base_rounds, cand_rounds = round_medians(base, statistic), round_medians(cand, statistic)
+        paired = paired_rounds(base, cand, statistic)
+        if paired is not None and len(paired[0]) >= MIN_PAIRS_FOR_TEST:
+            # Interleaved rounds: each pair shares the machine's moment, so the pairs' ratios are the evidence.
+            ratio, lo, hi, p = stats.paired_ratio(*paired, seed=seed)
+            test = "wilcoxon signed-rank over paired rounds"
+            note = f"{len(paired[0])} interleaved pairs of rounds (A/B session), {note}"
+        elif metric.test == "mann-whitney-u" and min(len(base_rounds), len(cand_rounds)) >= MIN_ROUNDS_FOR_TEST:
             # The process is the unit of replication: test the rounds' medians, not the pooled samples.
             p = stats.mann_whitney_p(base_rounds, cand_rounds)
             test, note = "mann-whitney-u over round medians", f"{len(base_rounds)} vs {len(cand_rounds)} rounds, {note}"

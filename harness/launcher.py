@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping
 
 import psutil
 
@@ -51,12 +52,20 @@ def _rss(pid: int) -> int:
 
 
 class LocalLauncher:
-    """Runs ``python -m <module>`` as a fresh child process on this machine."""
+    """Runs ``python -m <module>`` as a fresh child process on this machine.
+
+    ``root``: the project checkout whose code the child imports (its cwd, first on PYTHONPATH); ``env``: extra
+    environment variables for the child. ``harness ab`` runs a baseline checkout's worker with its own python
+    and root beside the candidate's.
+    """
 
     name = "local"
 
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(self, python: str = sys.executable, root: Path = PROJECT_ROOT,
+                 env: Mapping[str, str] | None = None) -> None:
         self.python = python
+        self.root = Path(root)
+        self.env = dict(env or {})
 
     def argv(self, module: str) -> list[str]:
         """The command that starts the child (subclasses run it elsewhere, e.g. inside a rootfs)."""
@@ -64,11 +73,11 @@ class LocalLauncher:
 
     def run(self, request: dict[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
             module: str = "harness.worker") -> dict[str, Any]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        env = dict(os.environ) | self.env
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root), env.get("PYTHONPATH")]))
         proc = subprocess.Popen(
             self.argv(module), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=env, cwd=str(PROJECT_ROOT), start_new_session=True, preexec_fn=_die_with_parent,
+            text=True, env=env, cwd=str(self.root), start_new_session=True, preexec_fn=_die_with_parent,
         )
         try:
             return self._wait(proc, request, timeout_s, memory_cap_bytes)

@@ -161,17 +161,18 @@ def device_latency(samples_ms: Sequence[float], method: str) -> Measurement:
 
 
 def pool_rounds(first: Sequence[Measurement], more: Sequence[Measurement], batch_size: int) -> list[Measurement]:
-    """Merge another latency round into ``first``: samples pooled and summarised again, each round's median kept
-    as a sample of ``latency_round_medians``, throughput from the pooled median. Load time, first inference and
-    the rest stay the first round's (a cold start happens once)."""
+    """Merge another latency round into ``first``: samples pooled and summarised again, each round's median and
+    p90 kept as samples of ``latency_round_medians`` and ``latency_round_p90s``, throughput from the pooled median.
+    Load time, first inference and the rest stay the first round's (a cold start happens once)."""
     def find(ms: Sequence[Measurement], metric: str) -> Measurement | None:
         return next((m for m in ms if m.metric == metric), None)
 
     lat, extra = find(first, "latency"), find(more, "latency")
     if lat is None or extra is None or not lat.samples or not extra.samples:
         return list(first)
-    rounds = find(first, "latency_round_medians")
+    rounds, tails = find(first, "latency_round_medians"), find(first, "latency_round_p90s")
     medians = (rounds.samples if rounds else (lat.value,)) + (extra.value,)
+    p90s = (tails.samples if tails else (lat.stats.get("p90", lat.value),)) + (extra.stats.get("p90", extra.value),)
     pooled = lat.samples + extra.samples
     summary = stats.summarize(pooled)
     for key in ("warmup_runs", "warmup_stable", "stopped_by_time_cap"):
@@ -184,9 +185,12 @@ def pool_rounds(first: Sequence[Measurement], more: Sequence[Measurement], batch
     gpu, gpu_extra = find(first, "gpu_latency"), find(more, "gpu_latency")
     if gpu is not None and gpu_extra is not None and gpu.samples and gpu_extra.samples:
         pooled_gpu = [device_latency(gpu.samples + gpu_extra.samples, gpu.method)]
-    out = [m for m in first if m.metric not in ("latency", "throughput", "latency_round_medians")
+    out = [m for m in first if m.metric not in ("latency", "throughput", "latency_round_medians",
+                                                "latency_round_p90s")
            and not (pooled_gpu and m.metric == "gpu_latency")]
     return out + pooled_gpu + [merged,
                   Measurement("throughput", batch_size / median_s if median_s > 0 else 0.0, "items/s", "batch/median"),
                   Measurement("latency_round_medians", statistics.median(medians), "ms", lat.method,
-                              samples=tuple(medians), note="median of each latency round (fresh worker process)")]
+                              samples=tuple(medians), note="median of each latency round (fresh worker process)"),
+                  Measurement("latency_round_p90s", statistics.median(p90s), "ms", lat.method,
+                              samples=tuple(p90s), note="p90 of each latency round (fresh worker process)")]

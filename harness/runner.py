@@ -18,6 +18,7 @@ from harness.context import git_commit
 from harness.errors import HarnessInputError
 from harness.external import describe
 from harness.launcher import LocalLauncher
+from harness.interleave import append_request
 from harness.measure import pool_rounds
 from harness.paths import PROJECT_ROOT
 from harness.report.images import save_sample_grids
@@ -312,8 +313,8 @@ class SuiteRunner:
         with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
             outputs_path = str(Path(tmp) / "outputs.npz")
             samples_outputs_path = str(Path(tmp) / "samples.npz") if job.samples_path else ""
-            result = launcher.run(self._worker_job(job, target, "latency", outputs_path, samples_outputs_path),
-                                  job.settings.timeout_s, memory_cap_bytes=target.memory_cap_bytes)
+            request = self._worker_job(job, target, "latency", outputs_path, samples_outputs_path)
+            result = launcher.run(request, job.settings.timeout_s, memory_cap_bytes=target.memory_cap_bytes)
             context.update(result.get("context", {}))
             board.note(result["status"], result.get("error", ""))
             if result["status"] != "ok":
@@ -327,6 +328,8 @@ class SuiteRunner:
                     return record(more["status"], "latency round: " + _error_text(more), tuple(measurements))
                 latency = pool_rounds(latency, self._label(target, more["measurements"]), job.batch_size)
             measurements.extend(latency)
+            append_request(self.out_dir, job.key, target.name, target.reach, request, job.settings.timeout_s,
+                           target.memory_cap_bytes)
             # A user's own artifact has no PyTorch reference: no fidelity figure, rather than a made-up one.
             outputs = load_outputs(outputs_path)
             reference = load_outputs(job.reference_path) if job.reference_path else None

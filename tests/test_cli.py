@@ -16,7 +16,7 @@ def harness(*args, env=None, timeout=600):
                           timeout=timeout, cwd=PROJECT_ROOT, env=full_env)
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["report"], ["compare"], ["gate"], ["sweep"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["report"], ["compare"], ["gate"], ["sweep"], ["ab"]])
 def test_help_for_every_command(command):
     proc = harness(*command, "--help")
     assert proc.returncode == 0 and "usage: harness" in proc.stdout

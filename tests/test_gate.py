@@ -329,8 +329,9 @@ def test_pool_rounds_merges_samples_and_keeps_round_medians():
     assert by["latency"].value == 5.0 and by["latency"].stats["rounds"] == 3.0
     assert by["latency"].stats["warmup_runs"] == 7.0 and by["load_time"].value == 50.0  # first round's cold start
     assert by["latency_round_medians"].samples == (2.0, 5.0, 8.0)
+    assert by["latency_round_p90s"].samples == pytest.approx((2.8, 5.8, 8.8))  # each round's own p90
     assert by["throughput"].value == pytest.approx(2 / 5e-3)  # batch / pooled median (s)
-    assert len(merged) == 4
+    assert len(merged) == 5
 
 
 def test_pool_rounds_pools_the_device_timers_readings_too():
@@ -355,3 +356,55 @@ def test_measured_energy_is_gated_and_modelled_energy_is_only_reported():
     result = run_gate([job(base, energy=1.0)], [job(base, energy=1.3)], GateConfig())
     (energy,) = [v for v in result.verdicts if v.comparison.metric == "energy_per_inference"]
     assert energy.outcome == "info" and "never gated" in energy.reason and not result.failed
+
+
+def test_paired_ratio_hand_computed():
+    base = [1.0, 1.2, 0.9, 1.1, 1.0, 1.3, 0.95, 1.05]
+    slowed = [b * r for b, r in zip(base, [1.14, 1.16, 1.15, 1.13, 1.17, 1.15, 1.16, 1.14])]
+    ratio, lo, hi, p = stats.paired_ratio(base, slowed, seed=0)
+    assert ratio == pytest.approx(1.15)  # the median of the pairs' ratios, whatever the drift between pairs
+    assert 1.13 <= lo <= 1.15 <= hi <= 1.17
+    assert p == pytest.approx(2 / 2**8)  # all 8 signs one way: exact two-sided Wilcoxon p
+    assert stats.paired_ratio(base, base)[::3] == (1.0, 1.0)
+    with pytest.raises(ValueError):
+        stats.paired_ratio([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError):
+        stats.paired_ratio([1.0, 0.0], [1.0, 1.0])
+
+
+def ab_side(medians, session="s1", side="baseline", seed=0) -> RunRecord:
+    record = with_rounds(job(lognormal(seed) * float(np.median(medians))), medians)
+    return dataclasses.replace(record, context={"ab": {"session": session, "side": side, "pairs": len(medians)}})
+
+
+def test_p50_of_an_ab_session_is_tested_over_its_pairs():
+    key = ("k",) * 6
+    drift = [1.00, 1.25, 0.90, 1.20, 1.05, 1.30, 0.92, 1.15]  # the machine's speed moving between pairs
+    base = ab_side(drift)
+    aa = ab_side([d * r for d, r in zip(drift, [1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.01, 0.99])], side="candidate",
+                 seed=1)
+    slowed = ab_side([d * 1.15 for d in drift], side="candidate", seed=2)
+    c = compare_metric(METRICS["latency_p50"], key, [base], [slowed])
+    assert c.test == "wilcoxon signed-rank over paired rounds" and "8 interleaved pairs" in c.note
+    assert c.ratio == pytest.approx(1.15) and c.p_value == pytest.approx(2 / 2**8)
+    assert outcome([base], [slowed]) == "regression"
+    assert outcome([base], [aa]) == "noise"
+    # Unpaired, the same slowed rounds overlap the drifting base rounds: Mann-Whitney cannot tell.
+    unpaired = compare_metric(METRICS["latency_p50"], key, [with_rounds(job(lognormal(0)), drift)],
+                              [with_rounds(job(lognormal(2)), [d * 1.15 for d in drift])])
+    assert unpaired.test == "mann-whitney-u over round medians" and unpaired.p_value > 0.05
+    # Rounds of different sessions are not pairs.
+    other = ab_side([d * 1.15 for d in drift], session="s2", side="candidate")
+    assert compare_metric(METRICS["latency_p50"], key, [base], [other]).test == "mann-whitney-u over round medians"
+    # p90 of a session: the rounds' own p90s, paired the same way (a slow tail in one round is one pair).
+    tail_base = dataclasses.replace(base, measurements=base.measurements + (
+        Measurement("latency_round_p90s", 1.0, "ms", "perf_counter", samples=tuple(d * 1.2 for d in drift)),))
+    tail_cand = dataclasses.replace(aa, measurements=aa.measurements + (
+        Measurement("latency_round_p90s", 1.0, "ms", "perf_counter",
+                    samples=tuple(d * 1.2 * (1.6 if i == 3 else 1.0) for i, d in enumerate(drift))),))
+    p90 = compare_metric(METRICS["latency_p90"], key, [tail_base], [tail_cand])
+    assert p90.test == "wilcoxon signed-rank over paired rounds" and p90.ratio == pytest.approx(1.0)
+    assert outcome([tail_base], [tail_cand], "latency_p90") == "noise"
+    # Fewer than six pairs cannot reach p < 0.05: not tested as pairs.
+    few = compare_metric(METRICS["latency_p50"], key, [ab_side(drift[:5])], [ab_side(drift[:5], side="candidate")])
+    assert few.test != "wilcoxon signed-rank over paired rounds"

@@ -1,0 +1,179 @@
+"""Interleaved A/B latency (``harness ab``): a baseline's and a candidate's latency rounds measured turn about in
+one session, so that drift of the machine over seconds to minutes lands on both sides alike.
+
+Two runs (e.g. ``harness run`` of the same suite in the base branch's checkout and in the pull request's) each keep
+their jobs' latency requests in ``requests.jsonl``. For every job that succeeded in both, the session runs pair
+after pair of fresh worker processes — one round per side per pair, the baseline first in even pairs and the
+candidate first in odd ones (ABBA), each side with its own python, checkout and environment — and writes each
+side's records with the session's pooled latency in place of the run's own. Memory, size, fidelity and energy
+stay those of the runs. ``harness gate`` sees the pairing (one session id, one round per pair) and tests the
+pairs' ratios (see ``harness.compare``).
+
+Local targets only: a job on an SSH or emulated target is left out with a warning.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from harness.errors import HarnessInputError
+from harness.launcher import LocalLauncher
+from harness.measure import pool_rounds
+from harness.paths import PROJECT_ROOT
+from harness.store import ResultsStore, read_records
+from harness.types import Measurement, RunRecord
+
+REQUESTS_FILE = "requests.jsonl"
+"""In a run folder: one line per job whose latency was measured: the worker request that measured it."""
+DEFAULT_PAIRS = 8
+"""Rounds per side in a session: 8 pairs all one way give a two-sided Wilcoxon p of 0.008."""
+
+
+def append_request(out_dir: Path, job_key: str, target: str, reach: str, request: Mapping[str, Any],
+                   timeout_s: float, memory_cap_bytes: int | None) -> None:
+    """Keep the latency request of a job (without its per-run output files) so a session can replay it."""
+    replayable = {k: v for k, v in request.items()
+                  if k not in ("outputs_path", "samples_path", "samples_outputs_path")}
+    entry = {"job_key": job_key, "target": target, "reach": reach, "timeout_s": timeout_s,
+             "memory_cap_bytes": memory_cap_bytes, "request": replayable}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / REQUESTS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def read_requests(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Job key → the latest request entry of that job in ``run_dir``."""
+    path = run_dir / REQUESTS_FILE
+    if not path.is_file():
+        raise HarnessInputError(f"{run_dir}: no {REQUESTS_FILE}: not a run folder of `harness run`, or one made "
+                                f"before `harness ab` existed (run the suite again)")
+    out: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            out[entry["job_key"]] = entry
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise HarnessInputError(f"{path}:{number}: not a request entry") from None
+    return out
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a session: a run folder and how to start its workers."""
+
+    name: str
+    run_dir: Path
+    python: str = sys.executable
+    root: Path = PROJECT_ROOT
+    """The checkout whose worker measures this side."""
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def launcher(self) -> LocalLauncher:
+        return LocalLauncher(self.python, self.root, self.env)
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a session wrote: the two results files, the jobs measured and those left out (with why)."""
+
+    session_id: str
+    results: Mapping[str, Path]
+    jobs: tuple[str, ...]
+    left_out: Mapping[str, str]
+    failed: Mapping[str, str]
+    """Job key → which side's worker failed, how, and in which round."""
+
+
+def _ok_records(side: Side) -> dict[str, RunRecord]:
+    results = side.run_dir / "results.jsonl" if side.run_dir.is_dir() else side.run_dir
+    return {r.job_key: r for r in read_records(results) if r.status == "ok"}
+
+
+def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIRS,
+           say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Session:
+    """Measure every job both runs completed in ``pairs`` interleaved pairs of rounds; write
+    ``out/baseline/results.jsonl`` and ``out/candidate/results.jsonl``."""
+    if pairs < 1:
+        raise HarnessInputError(f"--pairs must be at least 1, not {pairs}")
+    sides = (baseline, candidate)
+    records = {s.name: _ok_records(s) for s in sides}
+    requests = {s.name: read_requests(s.run_dir) for s in sides}
+    left_out: dict[str, str] = {}
+    jobs = []
+    for key in sorted(set(records["baseline"]) & set(records["candidate"])):
+        entries = [requests[s.name].get(key) for s in sides]
+        if any(e is None for e in entries):
+            left_out[key] = "no latency request recorded"
+        elif any(e["reach"] != "local" for e in entries):
+            left_out[key] = f"target {entries[0]['target']} is not local ({entries[0]['reach']})"
+        else:
+            jobs.append(key)
+    for key, why in left_out.items():
+        say(f"warning: ab: {key} left out: {why}")
+    if not jobs:
+        raise HarnessInputError(f"{baseline.run_dir} and {candidate.run_dir}: no job succeeded in both on a local "
+                                f"target with a recorded request: nothing to measure")
+    paths = {s.name: out / s.name / "results.jsonl" for s in sides}
+    for path in paths.values():
+        if path.exists():
+            raise HarnessInputError(f"{path}: already holds a session's results: choose another --out")
+    session_id = uuid.uuid4().hex[:12]
+    launchers = {s.name: s.launcher() for s in sides}
+    rounds: dict[tuple[str, str], list[list[Measurement]]] = {(s.name, k): [] for s in sides for k in jobs}
+    failed: dict[str, tuple[str, str, str]] = {}
+    """Job key → (the side whose worker failed, its status, what happened): the job is not measured further."""
+    with tempfile.TemporaryDirectory(prefix="edge-harness-ab-") as tmp:
+        for i in range(pairs):
+            order = sides if i % 2 == 0 else sides[::-1]
+            for key in jobs:
+                if key in failed:
+                    continue
+                for side in order:
+                    entry = requests[side.name][key]
+                    request = dict(entry["request"]) | {"outputs_path": str(Path(tmp) / "outputs.npz")}
+                    result = launchers[side.name].run(request, entry["timeout_s"],
+                                                      memory_cap_bytes=entry["memory_cap_bytes"])
+                    if result["status"] != "ok":
+                        error = (result.get("error") or result["status"]).splitlines()[0]
+                        failed[key] = (side.name, result["status"], f"round {i + 1}: {error}")
+                        say(f"{result['status']}: ab: {key}: {side.name} {failed[key][2]}")
+                        break
+                    rounds[(side.name, key)].append([Measurement.from_dict(m) for m in result["measurements"]])
+            say(f"ab: pair {i + 1}/{pairs} done")
+    for side in sides:
+        store = ResultsStore(paths[side.name])
+        for key in jobs:
+            why = failed.get(key, ("", "", ""))
+            store.append(_side_record(records[side.name][key], rounds[(side.name, key)],
+                                      why[1:] if why[0] == side.name else None,
+                                      {"session": session_id, "side": side.name, "pairs": pairs,
+                                       "python": side.python, "root": str(side.root), "env": dict(side.env)}))
+    return Session(session_id, paths, tuple(jobs), left_out,
+                   {key: f"{side} {status} in {what}" for key, (side, status, what) in failed.items()})
+
+
+def _side_record(record: RunRecord, side_rounds: list[list[Measurement]], failure: tuple[str, str] | None,
+                 ab: dict[str, Any]) -> RunRecord:
+    """The run's record with the session's latency: its latency-pass measurements replaced by the pooled rounds.
+    The side whose worker failed gets that status (so a candidate that now crashes fails the gate); the other
+    side keeps its rounds, which are then unpaired."""
+    replaced = {m.metric for r in side_rounds for m in r} | {"latency", "latency_round_medians",
+                                                              "latency_round_p90s", "throughput"}
+    kept = tuple(m for m in record.measurements if m.metric not in replaced)
+    context = dict(record.context) | {"ab": ab}
+    if failure is not None:
+        status, what = failure
+        return dataclasses.replace(record, status=status, error=f"A/B session {what}", measurements=kept,
+                                   context=context)
+    pooled = list(side_rounds[0])
+    for more in side_rounds[1:]:
+        pooled = pool_rounds(pooled, more, record.batch_size)
+    return dataclasses.replace(record, measurements=kept + tuple(pooled), context=context)

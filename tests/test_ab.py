@@ -1,0 +1,81 @@
+"""`harness ab`: interleaved A/B sessions with real workers, and what the gate makes of them."""
+from __future__ import annotations
+
+import json
+
+from harness.compare import METRICS, compare_metric, job_key
+from harness.interleave import REQUESTS_FILE, read_requests
+from harness.store import read_records
+from tests.conftest import FIXTURES
+from tests.test_cli import harness
+
+
+def test_ab_session_measures_both_sides_afresh_and_a_crashing_candidate_fails_the_gate(tmp_path, tiny_models_dir,
+                                                                                          shared_cache):
+    env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir)}
+    run = tmp_path / "run"
+    proc = harness("run", "--variant", "none", "--model", "tiny_gen", "--quick", "--format", "torch", "--format",
+                   "onnx", "--target", "x86-cpu", "--out", str(run), "--cache", str(shared_cache), env=env)
+    assert proc.returncode == 0, proc.stderr
+    records = {r.job_key: r for r in read_records(run / "results.jsonl")}
+    requests = read_requests(run)
+    assert set(requests) == set(records) and len(records) == 4  # torch, onnx × batch 1, 8
+    assert all(e["reach"] == "local" and "outputs_path" not in e["request"] for e in requests.values())
+
+    same = harness("ab", "--baseline", str(run), "--candidate", str(run), "--out", str(tmp_path / "same"),
+                   "--pairs", "3", env=env)
+    assert same.returncode == 0, same.stderr
+    assert same.stdout.split()[:2] == ["harness", "gate"]
+    base = read_records(tmp_path / "same" / "baseline" / "results.jsonl")
+    cand = read_records(tmp_path / "same" / "candidate" / "results.jsonl")
+    assert len(base) == len(cand) == 4
+    for b, c in zip(base, cand):
+        assert b.status == c.status == "ok"
+        assert b.context["ab"]["session"] == c.context["ab"]["session"]
+        assert (b.context["ab"]["side"], c.context["ab"]["side"]) == ("baseline", "candidate")
+        run_latency = records[b.job_key].measurement("latency")
+        for r in (b, c):
+            rounds = r.measurement("latency_round_medians")
+            assert len(rounds.samples) == 3  # one round per pair
+            assert r.measurement("latency").samples != run_latency.samples  # measured afresh, not copied
+            assert r.measurement("peak_rss").value == records[b.job_key].measurement("peak_rss").value  # kept
+    # Three pairs are too few for the paired test: the gate falls back to the pooled samples.
+    c = compare_metric(METRICS["latency_p50"], job_key(base[0]), [base[0]], [cand[0]])
+    assert c.test == "mann-whitney-u"
+
+    # The candidate's own environment reaches only its workers: a plugin that makes ONNX Runtime segfault.
+    plugin = FIXTURES / "plugins" / "crashing_onnxruntime.py"
+    crash = harness("ab", "--baseline", str(run), "--candidate", str(run), "--out", str(tmp_path / "crash"),
+                    "--pairs", "2", f"--candidate-env=EDGE_HARNESS_PLUGINS={plugin}", env=env)
+    assert crash.returncode == 1
+    assert "crashed: ab:" in crash.stderr and "candidate round 1" in crash.stderr
+    side = {name: {(r.format, r.batch_size): r for r in read_records(tmp_path / "crash" / name / "results.jsonl")}
+            for name in ("baseline", "candidate")}
+    for batch in (1, 8):
+        crashed = side["candidate"][("onnx", batch)]
+        assert crashed.status == "crashed" and "A/B session round 1" in crashed.error
+        assert side["baseline"][("onnx", batch)].status == "ok" and side["candidate"][("torch", batch)].status == "ok"
+    gate = harness("gate", "--baseline", str(tmp_path / "crash" / "baseline"), "--candidate",
+                   str(tmp_path / "crash" / "candidate"))
+    assert gate.returncode == 1 and "2 broken" in gate.stderr
+
+
+def test_ab_input_errors_are_one_line_exit_2(tmp_path):
+    run = tmp_path / "old-run"
+    run.mkdir()
+    (run / "results.jsonl").write_text("")
+    cases = [
+        (["--baseline", str(tmp_path / "nope"), "--candidate", str(run)], "not a run folder"),
+        (["--baseline", str(run), "--candidate", str(run)], f"no {REQUESTS_FILE}"),
+        (["--baseline", str(run), "--candidate", str(run), "--baseline-env", "NOEQUALS"], "expected KEY=VALUE"),
+        (["--baseline", str(run), "--candidate", str(run), "--baseline-root", str(tmp_path)],
+         "not an Edge Harness checkout"),
+    ]
+    for args, message in cases:
+        proc = harness("ab", *args, "--out", str(tmp_path / "s"))
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], proc.stderr
+    (run / REQUESTS_FILE).write_text(json.dumps({"nothing": 1}) + "\n")
+    proc = harness("ab", "--baseline", str(run), "--candidate", str(run), "--out", str(tmp_path / "s"))
+    assert proc.returncode == 2 and "not a request entry" in proc.stderr
