@@ -2,10 +2,12 @@
 one session, so that drift of the machine over seconds to minutes lands on both sides alike.
 
 Two runs (e.g. ``harness run`` of the same suite in the base branch's checkout and in the pull request's) each keep
-their jobs' latency requests in ``requests.jsonl``. For every job that succeeded in both, the session runs pair
-after pair of fresh worker processes — one round per side per pair, the baseline first in even pairs and the
-candidate first in odd ones (ABBA), each side with its own python, checkout and environment — and writes each
-side's records with the session's pooled latency in place of the run's own. Memory, size, fidelity and energy
+their jobs' latency requests in ``requests.jsonl``. For every job that succeeded in both, the session runs pairs
+of rounds: in each pair a fresh worker per side — each side with its own python, checkout and environment —
+loads and warms up, then the two take turns of a few tens of milliseconds of timed calls (``harness.lockstep``)
+until both have their samples; the baseline leads in even pairs, the candidate in odd ones; both workers of a pair
+run on the same CPUs (``pair_cpus``). Each side's records
+are written with the session's pooled latency in place of the run's own. Memory, size, fidelity and energy
 stay those of the runs. ``harness gate`` sees the pairing (one session id, one round per pair) and tests the
 pairs' ratios (see ``harness.compare``).
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import uuid
@@ -24,6 +27,7 @@ from typing import Any, Callable, Mapping
 
 from harness.errors import HarnessInputError
 from harness.launcher import LocalLauncher
+from harness.lockstep import DEFAULT_BLOCK_S, run_pair
 from harness.measure import pool_rounds
 from harness.paths import PROJECT_ROOT
 from harness.store import ResultsStore, read_records
@@ -97,10 +101,10 @@ def _ok_records(side: Side) -> dict[str, RunRecord]:
     return {r.job_key: r for r in read_records(results) if r.status == "ok"}
 
 
-def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIRS,
+def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIRS, block_s: float = DEFAULT_BLOCK_S,
            say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Session:
-    """Measure every job both runs completed in ``pairs`` interleaved pairs of rounds; write
-    ``out/baseline/results.jsonl`` and ``out/candidate/results.jsonl``."""
+    """Measure every job both runs completed in ``pairs`` pairs of rounds, each pair two workers in lockstep
+    (turns of ``block_s`` seconds); write ``out/baseline/results.jsonl`` and ``out/candidate/results.jsonl``."""
     if pairs < 1:
         raise HarnessInputError(f"--pairs must be at least 1, not {pairs}")
     sides = (baseline, candidate)
@@ -128,6 +132,8 @@ def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIR
     session_id = uuid.uuid4().hex[:12]
     launchers = {s.name: s.launcher() for s in sides}
     rounds: dict[tuple[str, str], list[list[Measurement]]] = {(s.name, k): [] for s in sides for k in jobs}
+    available = sorted(os.sched_getaffinity(0))
+    pinned: dict[str, list[list[int] | None]] = {}
     failed: dict[str, tuple[str, str, str]] = {}
     """Job key → (the side whose worker failed, its status, what happened): the job is not measured further."""
     with tempfile.TemporaryDirectory(prefix="edge-harness-ab-") as tmp:
@@ -136,14 +142,16 @@ def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIR
             for key in jobs:
                 if key in failed:
                     continue
-                for side in order:
-                    entry = requests[side.name][key]
-                    request = dict(entry["request"]) | {"outputs_path": str(Path(tmp) / "outputs.npz")}
-                    result = launchers[side.name].run(request, entry["timeout_s"],
-                                                      memory_cap_bytes=entry["memory_cap_bytes"])
+                entries = {s.name: requests[s.name][key] for s in sides}
+                cpus = pair_cpus(entries["baseline"]["request"], available, i)
+                pinned.setdefault(key, []).append(cpus)
+                results = run_pair(*[(launchers[s.name], dict(entries[s.name]["request"]) | {
+                    "outputs_path": str(Path(tmp) / f"{s.name}.npz")} | ({"cpu_affinity": cpus} if cpus else {}))
+                    for s in order], timeout_s=2 * max(e["timeout_s"] for e in entries.values()), block_s=block_s)
+                for side, result in zip(order, results):
                     if result["status"] != "ok":
                         error = (result.get("error") or result["status"]).splitlines()[0]
-                        failed[key] = (side.name, result["status"], f"round {i + 1}: {error}")
+                        failed[key] = (side.name, result["status"], f"pair {i + 1}: {error}")
                         say(f"{result['status']}: ab: {key}: {side.name} {failed[key][2]}")
                         break
                     rounds[(side.name, key)].append([Measurement.from_dict(m) for m in result["measurements"]])
@@ -155,9 +163,27 @@ def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIR
             store.append(_side_record(records[side.name][key], rounds[(side.name, key)],
                                       why[1:] if why[0] == side.name else None,
                                       {"session": session_id, "side": side.name, "pairs": pairs,
+                                       "block_s": block_s, "pair_cpus": pinned.get(key, []),
                                        "python": side.python, "root": str(side.root), "env": dict(side.env)}))
     return Session(session_id, paths, tuple(jobs), left_out,
                    {key: f"{side} {status} in {what}" for key, (side, status, what) in failed.items()})
+
+
+def pair_cpus(request: Mapping[str, Any], available: list[int], pair: int) -> list[int] | None:
+    """The CPUs both workers of pair number ``pair`` are pinned to: as many as the job's threads, rotating over
+    the available CPUs from the last one pair by pair. None (left as the request says) when the request pins
+    its own CPUs or uses every core. Measured on this 2-vCPU VM: unpinned, the two workers of a pair were
+    sometimes on CPUs of different speed, and pairs of the same configuration differed by up to 24%."""
+    threads = int(request.get("runtime_options", {}).get("threads", 0))
+    n = len(available)
+    if request.get("cpu_affinity") or threads <= 0 or threads >= n:
+        return None
+    return sorted(available[(n - 1 - pair * threads - k) % n] for k in range(threads))
+
+
+SESSION_METRICS = frozenset({"latency", "latency_round_medians", "latency_round_p90s", "throughput", "gpu_latency"})
+"""What a session measures anew. Import, load and first-inference times stay the run's: in a session the two
+workers start side by side, so those would be measured under each other's load."""
 
 
 def _side_record(record: RunRecord, side_rounds: list[list[Measurement]], failure: tuple[str, str] | None,
@@ -165,8 +191,7 @@ def _side_record(record: RunRecord, side_rounds: list[list[Measurement]], failur
     """The run's record with the session's latency: its latency-pass measurements replaced by the pooled rounds.
     The side whose worker failed gets that status (so a candidate that now crashes fails the gate); the other
     side keeps its rounds, which are then unpaired."""
-    replaced = {m.metric for r in side_rounds for m in r} | {"latency", "latency_round_medians",
-                                                              "latency_round_p90s", "throughput"}
+    replaced = SESSION_METRICS
     kept = tuple(m for m in record.measurements if m.metric not in replaced)
     context = dict(record.context) | {"ab": ab}
     if failure is not None:
@@ -176,4 +201,5 @@ def _side_record(record: RunRecord, side_rounds: list[list[Measurement]], failur
     pooled = list(side_rounds[0])
     for more in side_rounds[1:]:
         pooled = pool_rounds(pooled, more, record.batch_size)
-    return dataclasses.replace(record, measurements=kept + tuple(pooled), context=context)
+    fresh = tuple(m for m in pooled if m.metric in SESSION_METRICS)
+    return dataclasses.replace(record, measurements=kept + fresh, context=context)

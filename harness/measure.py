@@ -54,10 +54,20 @@ def warm_up(call: Callable[[], None], settings: RunSettings, clock: Callable[[],
             return samples, False
 
 
+@dataclass(frozen=True)
+class Pause:
+    """Blocks of timed calls: ``wait()`` runs before the first steady-state sample and after every ``block_s``
+    seconds of them (the lockstep protocol, ``harness.lockstep``). Time spent waiting is not loop time."""
+
+    wait: Callable[[], None]
+    block_s: float
+
+
 def collect(call: Callable[[], None], settings: RunSettings, clock: Callable[[], int],
-            after: Callable[[], None] | None = None) -> tuple[list[int], str]:
+            after: Callable[[], None] | None = None, pause: Pause | None = None) -> tuple[list[int], str]:
     """Steady-state samples (ns) and why collection stopped: 'count+duration', 'ci-width' or 'time-cap'.
-    ``after`` runs after each sample's clock has stopped (e.g. reading a device timer), outside the sample."""
+    ``after`` runs after each sample's clock has stopped (e.g. reading a device timer), outside the sample;
+    ``pause`` splits collection into blocks (durations count only the time spent in blocks)."""
     samples: list[int] = []
     append = samples.append
     min_runs = settings.min_runs
@@ -65,6 +75,10 @@ def collect(call: Callable[[], None], settings: RunSettings, clock: Callable[[],
     max_ns = settings.max_duration_s * 1e9
     ci_target = settings.target_ci_rel_width
     next_ci_check = min_runs
+    if pause is not None:
+        pause.wait()
+        block_ns = pause.block_s * 1e9
+        next_pause = block_ns
     start = clock()
     while True:
         t0 = clock()
@@ -85,6 +99,11 @@ def collect(call: Callable[[], None], settings: RunSettings, clock: Callable[[],
                 if median > 0 and (hi - lo) / median <= ci_target:
                     return samples, "ci-width"
                 next_ci_check = int(len(samples) * 1.25) + 1
+        if pause is not None and elapsed >= next_pause:
+            waited = clock()
+            pause.wait()
+            start += clock() - waited
+            next_pause = elapsed + block_ns
 
 
 def run_latency_pass(
@@ -95,6 +114,7 @@ def run_latency_pass(
     batch_size: int,
     clock: Callable[[], int] = time.perf_counter_ns,
     device_timer: DeviceTimer | None = None,
+    pause: Pause | None = None,
 ) -> LatencyPass:
     """Load, first inference, warm-up and steady state for one runtime instance. With ``device_timer``,
     each steady-state call is also timed on the device (``gpu_latency``, ms, one reading per sample)."""
@@ -127,7 +147,7 @@ def run_latency_pass(
             device_ms.append(device_timer.read_ms())
 
     warm, stable = warm_up(call, settings, clock)  # warm-up device readings are not needed: never read
-    samples_ns, stop_reason = collect(call, settings, clock, after=read_device)
+    samples_ns, stop_reason = collect(call, settings, clock, after=read_device, pause=pause)
     samples_ms = [s / NS_PER_MS for s in samples_ns]
     summary = stats.summarize(samples_ms)
     summary["warmup_runs"] = float(len(warm))

@@ -6,7 +6,8 @@ Job fields: ``cpu_affinity`` (optional list of CPU numbers, applied first), ``mo
 ``runtime_options`` ({threads, graph_optimization}), ``inputs_path`` (.npz), ``settings`` (RunSettings
 dict), ``batch_size`` and, for 'outputs' and 'latency', ``outputs_path`` (.npz written with the first
 inference's outputs); for 'latency' optionally ``samples_path`` (.npz of the fidelity sample set's inputs)
-and ``samples_outputs_path`` (.npz written with its outputs, after the timed runs). Result fields: ``status``,
+and ``samples_outputs_path`` (.npz written with its outputs, after the timed runs), and ``lockstep``
+({block_s}: measure in turns with another worker, ``harness.lockstep``). Result fields: ``status``,
 ``error``, ``measurements``, ``context``.
 
 Anything a native library prints to stdout is moved to stderr, so stdout carries only the result.
@@ -66,7 +67,8 @@ def probe() -> dict[str, Any]:
             "runtimes": {name: RUNTIMES.get(name).missing() for name in RUNTIMES.names()}}
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: dict[str, Any], send: Any = None, receive: Any = None) -> dict[str, Any]:
+    """One request; ``send``/``receive`` are the lockstep channel (``harness.jsonproc.serve``)."""
     from harness.context import machine_context
     from harness.runtimes import RuntimeOptions, runtime_class
     from harness.types import Artifact, Measurement, RunSettings
@@ -123,8 +125,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         context["cpu_state_before"] = read_cpu_state(cpus)
         from harness.device_timing import device_timer_for
 
+        pause = None
+        if job.get("lockstep"):
+            from harness.lockstep import worker_pause
+            from harness.measure import Pause
+
+            pause = Pause(worker_pause(send, receive), float(job["lockstep"]["block_s"]))
         result = run_latency_pass(runtime, artifact, inputs, settings, int(job["batch_size"]),
-                                  device_timer=device_timer_for(runtime))
+                                  device_timer=device_timer_for(runtime), pause=pause)
         context["cpu_state_after"] = read_cpu_state(cpus)
         context["warnings"] = state_warnings(context["cpu_state_before"], context["cpu_state_after"])
         save_outputs(job["outputs_path"], result.first_outputs)
@@ -155,7 +163,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    return serve(run_job)
+    return serve(run_job, interactive=True)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def test_ab_session_measures_both_sides_afresh_and_a_crashing_candidate_fails_th
             rounds = r.measurement("latency_round_medians")
             assert len(rounds.samples) == 3  # one round per pair
             assert r.measurement("latency").samples != run_latency.samples  # measured afresh, not copied
-            assert r.measurement("peak_rss").value == records[b.job_key].measurement("peak_rss").value  # kept
+            for kept in ("peak_rss", "load_time", "first_inference"):  # the run's: not measured in a session
+                assert r.measurement(kept).value == records[b.job_key].measurement(kept).value
     # Three pairs are too few for the paired test: the gate falls back to the pooled samples.
     c = compare_metric(METRICS["latency_p50"], job_key(base[0]), [base[0]], [cand[0]])
     assert c.test == "mann-whitney-u"
@@ -48,12 +49,12 @@ def test_ab_session_measures_both_sides_afresh_and_a_crashing_candidate_fails_th
     crash = harness("ab", "--baseline", str(run), "--candidate", str(run), "--out", str(tmp_path / "crash"),
                     "--pairs", "2", f"--candidate-env=EDGE_HARNESS_PLUGINS={plugin}", env=env)
     assert crash.returncode == 1
-    assert "crashed: ab:" in crash.stderr and "candidate round 1" in crash.stderr
+    assert "crashed: ab:" in crash.stderr and "candidate pair 1: worker killed by SIGSEGV" in crash.stderr
     side = {name: {(r.format, r.batch_size): r for r in read_records(tmp_path / "crash" / name / "results.jsonl")}
             for name in ("baseline", "candidate")}
     for batch in (1, 8):
         crashed = side["candidate"][("onnx", batch)]
-        assert crashed.status == "crashed" and "A/B session round 1" in crashed.error
+        assert crashed.status == "crashed" and "A/B session pair 1" in crashed.error
         assert side["baseline"][("onnx", batch)].status == "ok" and side["candidate"][("torch", batch)].status == "ok"
     gate = harness("gate", "--baseline", str(tmp_path / "crash" / "baseline"), "--candidate",
                    str(tmp_path / "crash" / "candidate"))
