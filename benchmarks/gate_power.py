@@ -20,7 +20,7 @@ the measured p50 ratios. Target: no false alarm over ≥ 20 A/A comparisons and 
 1 when not. Writes reports/gate-power-<time>.json; the trials' results stay in reports/gate-power-<time>/.
 
 Usage: python benchmarks/gate_power.py [--mode interleaved|separate-runs] [--trials 22] [--slowdown 0.15]
-                                       [--pairs 8] [--regate reports/gate-power-<time>]
+                                       [--pairs 8] [--no-pin] [--regate reports/gate-power-<time>]
 """
 from __future__ import annotations
 
@@ -53,9 +53,10 @@ def slowdown_env(slowdown: float) -> dict[str, str]:
     return {"EDGE_HARNESS_PLUGINS": str(PLUGIN), "EDGE_HARNESS_SLOWDOWN": str(slowdown)}
 
 
-def harness_ab(run: Path, out: Path, pairs: int, slowdown: float) -> tuple[Path, Path]:
+def harness_ab(run: Path, out: Path, pairs: int, slowdown: float, pin: bool = True) -> tuple[Path, Path]:
     """An A/B session of ``run`` against itself; the candidate's workers slowed when ``slowdown`` > 0."""
     env = [f"--candidate-env={k}={v}" for k, v in slowdown_env(slowdown).items()] if slowdown else []
+    env += [] if pin else ["--no-pin"]
     subprocess.run([sys.executable, "-m", "harness", "ab", "--baseline", str(run), "--candidate", str(run),
                     "--out", str(out), "--pairs", str(pairs), *env], check=True, capture_output=True)
     return out / "baseline" / "results.jsonl", out / "candidate" / "results.jsonl"
@@ -80,6 +81,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=22)
     parser.add_argument("--slowdown", type=float, default=0.15)
     parser.add_argument("--pairs", type=int, default=8, help="interleaved mode: pairs of rounds per session")
+    parser.add_argument("--no-pin", action="store_true", help="interleaved mode: `harness ab --no-pin`")
     parser.add_argument("--regate", type=Path, metavar="DIR",
                         help="judge the trials of an earlier run folder (reports/gate-power-<time>) again with the "
                              "current gate, measuring nothing")
@@ -103,7 +105,7 @@ def main() -> int:
         if args.regate:
             pairs = _sides(folder)[1]
         elif args.mode == "interleaved":
-            pairs = {name: harness_ab(run, folder / name, args.pairs, s) for name, s in order}
+            pairs = {name: harness_ab(run, folder / name, args.pairs, s, not args.no_pin) for name, s in order}
         else:
             base = harness_run(folder / "base", 0.0)
             made = {name: harness_run(folder / ("same" if name == "aa" else name), s) for name, s in order}
@@ -124,6 +126,7 @@ def main() -> int:
     summary = {
         "mode": args.mode, "trials": args.trials, "slowdown": args.slowdown,
         "pairs": args.pairs if args.mode == "interleaved" else None,
+        "pinned": not args.no_pin if args.mode == "interleaved" else None,
         "aa_false_alarms": false_alarms,
         "slowdown_caught_jobs": caught, "slowdown_jobs": len(jobs),
         "slowdown_catch_rate": caught / len(jobs) if jobs else 0.0,

@@ -100,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument("--candidate", type=Path, required=True, metavar="RUN", help="candidate run folder")
     ab.add_argument("--out", type=Path, required=True, metavar="DIR", help="session folder")
     ab.add_argument("--pairs", type=int, default=None, metavar="N", help="rounds per side (default 8)")
+    ab.add_argument("--no-pin", action="store_true",
+                    help="let the OS place the workers instead of pinning both of a pair to the same CPUs")
     for side in ("baseline", "candidate"):
         ab.add_argument(f"--{side}-python", metavar="PY", help=f"python that runs the {side}'s workers "
                                                                  "(default: this one)")
@@ -134,7 +136,7 @@ def _cmd_ab(args: argparse.Namespace) -> int:
     from harness.interleave import DEFAULT_PAIRS, run_ab
 
     session = run_ab(_side(args, "baseline"), _side(args, "candidate"), args.out,
-                     args.pairs if args.pairs is not None else DEFAULT_PAIRS)
+                     args.pairs if args.pairs is not None else DEFAULT_PAIRS, pin=not args.no_pin)
     print(f"ab: session {session.session_id}: {len(session.jobs)} jobs, {len(session.failed)} failed, "
           f"{len(session.left_out)} left out", file=sys.stderr)
     print(f"harness gate --baseline {session.results['baseline']} --candidate {session.results['candidate']}")

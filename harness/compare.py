@@ -196,23 +196,24 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
     cand_samples = [x for r in cand for x in (metric.samples(r) or ())]
     if metric.test != "none" and len(base_samples) >= 2 and len(cand_samples) >= 2:
         statistic = "p90" if metric.name == "latency_p90" else "median"
-        ratio, lo, hi, p_boot = stats.bootstrap_ratio(base_samples, cand_samples, statistic, seed=seed)
         test, note = metric.test, f"{len(base_samples)} vs {len(cand_samples)} samples"
         base_rounds, cand_rounds = round_medians(base, statistic), round_medians(cand, statistic)
         paired = paired_rounds(base, cand, statistic)
         if paired is not None and len(paired[0]) >= MIN_PAIRS_FOR_TEST:
-            # Interleaved rounds: each pair shares the machine's moment, so the pairs' ratios are the evidence.
+            # Interleaved rounds: each pair shares the machine's moment, so the pairs' ratios are the evidence
+            # (and the pooled samples, 10^5 of them for a fast model, need no bootstrap).
             ratio, lo, hi, p = stats.paired_ratio(*paired, seed=seed)
             test = "wilcoxon signed-rank over paired rounds"
             note = f"{len(paired[0])} interleaved pairs of rounds (A/B session), {note}"
-        elif metric.test == "mann-whitney-u" and min(len(base_rounds), len(cand_rounds)) >= MIN_ROUNDS_FOR_TEST:
-            # The process is the unit of replication: test the rounds' medians, not the pooled samples.
-            p = stats.mann_whitney_p(base_rounds, cand_rounds)
-            test, note = "mann-whitney-u over round medians", f"{len(base_rounds)} vs {len(cand_rounds)} rounds, {note}"
-        elif metric.test == "mann-whitney-u":
-            p = stats.mann_whitney_p(base_samples, cand_samples)
         else:
-            p = p_boot
+            ratio, lo, hi, p = stats.bootstrap_ratio(base_samples, cand_samples, statistic, seed=seed)
+            if metric.test == "mann-whitney-u" and min(len(base_rounds), len(cand_rounds)) >= MIN_ROUNDS_FOR_TEST:
+                # The process is the unit of replication: test the rounds' medians, not the pooled samples.
+                p = stats.mann_whitney_p(base_rounds, cand_rounds)
+                test = "mann-whitney-u over round medians"
+                note = f"{len(base_rounds)} vs {len(cand_rounds)} rounds, {note}"
+            elif metric.test == "mann-whitney-u":
+                p = stats.mann_whitney_p(base_samples, cand_samples)
         b = float(stats.QUANTILE_STATISTICS[statistic](np.asarray(base_samples)[None, :], axis=1)[0])
         return Comparison(key, metric.name, b, b * ratio, ratio, _worse_by(metric, b, b * ratio), lo, hi, p,
                           test, note=note)

@@ -102,9 +102,10 @@ def _ok_records(side: Side) -> dict[str, RunRecord]:
 
 
 def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIRS, block_s: float = DEFAULT_BLOCK_S,
-           say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Session:
+           pin: bool = True, say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Session:
     """Measure every job both runs completed in ``pairs`` pairs of rounds, each pair two workers in lockstep
-    (turns of ``block_s`` seconds); write ``out/baseline/results.jsonl`` and ``out/candidate/results.jsonl``."""
+    (turns of ``block_s`` seconds) on the same CPUs (``pair_cpus``; ``pin=False``: wherever the OS puts them);
+    write ``out/baseline/results.jsonl`` and ``out/candidate/results.jsonl``."""
     if pairs < 1:
         raise HarnessInputError(f"--pairs must be at least 1, not {pairs}")
     sides = (baseline, candidate)
@@ -143,7 +144,7 @@ def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIR
                 if key in failed:
                     continue
                 entries = {s.name: requests[s.name][key] for s in sides}
-                cpus = pair_cpus(entries["baseline"]["request"], available, i)
+                cpus = pair_cpus(entries["baseline"]["request"], available, i) if pin else None
                 pinned.setdefault(key, []).append(cpus)
                 results = run_pair(*[(launchers[s.name], dict(entries[s.name]["request"]) | {
                     "outputs_path": str(Path(tmp) / f"{s.name}.npz")} | ({"cpu_affinity": cpus} if cpus else {}))

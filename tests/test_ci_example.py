@@ -39,3 +39,37 @@ def test_gate_passes_the_baseline_against_itself(tmp_path):
                    "--markdown", str(tmp_path / "summary.md"), "--junit", str(tmp_path / "junit.xml"))
     assert proc.returncode == 0, proc.stderr
     assert "PASS" in (tmp_path / "summary.md").read_text()
+
+
+def test_pull_request_job_measures_base_and_head_then_gates_their_interleaved_session():
+    import posixpath
+
+    from harness.cli import _parser
+
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    job = workflow["jobs"]["ab"]
+    checkouts = {step["with"].get("path"): step["with"] for step in job["steps"]
+                 if step.get("uses", "").startswith("actions/checkout")}
+    assert set(checkouts) == {"candidate", "base"} and "base.sha" in checkouts["base"]["ref"]
+    parsed = {}
+    for step in job["steps"]:
+        if "harness" not in step.get("run", ""):
+            continue
+        argv = shlex.split(step["run"].replace("\n", " "))
+        assert argv[:3] == ["python", "-m", "harness"]
+        args = _parser().parse_args(argv[3:])  # every flag exists
+        where = step["working-directory"]
+
+        def at(path, where=where):
+            return posixpath.normpath(posixpath.join(where, str(path)))
+
+        parsed[(args.command, where)] = (args, at)
+    (base, at_base), (cand, at_cand) = parsed[("run", "base")], parsed[("run", "candidate")]
+    ab, at_ab = parsed[("ab", "candidate")]
+    gate, at_gate = parsed[("gate", "candidate")]
+    assert at_base(base.suite) == "base/suites/gate.toml" and at_cand(cand.suite) == "candidate/suites/gate.toml"
+    assert at_ab(ab.baseline) == at_base(base.out) and at_ab(ab.candidate) == at_cand(cand.out)
+    assert at_ab(ab.baseline_root) == "base"
+    assert [at_gate(p) for p in gate.baseline] == [at_ab(ab.out) + "/baseline"]
+    assert [at_gate(p) for p in gate.candidate] == [at_ab(ab.out) + "/candidate"]
+    load_gate_config(PROJECT_ROOT / gate.config)
