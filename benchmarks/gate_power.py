@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness import paths
-from harness.compare import compare_runs
+from harness.compare import compare_runs, group_records, paired_rounds
 from harness.context import machine_context
 from harness.gate import GateConfig, run_gate
 from harness.store import read_records
@@ -68,7 +68,12 @@ def gate(base: Path, cand: Path, summary_name: str) -> dict:
                            str(cand), "--markdown", str(cand.parent / summary_name)], capture_output=True).returncode
     result = run_gate(read_records(base), read_records(cand), GateConfig())
     p50 = {f"{c.key[0]}": c.ratio for c in compare_runs(read_records(base), read_records(cand), ["latency_p50"])[0]}
-    return {"exit_code": code,
+    pairs = {}
+    for key, recs in group_records(read_records(base)).items():
+        found = paired_rounds(recs, group_records(read_records(cand)).get(key, []))
+        if found:
+            pairs[key[0]] = [c / b for b, c in zip(*found)]
+    return {"exit_code": code, "pair_ratios": pairs,
             "regressions": [f"{v.comparison.key[0]} {v.comparison.metric}: {v.reason}" for v in result.regressions],
             "p50_flagged": sorted({v.comparison.key[0] for v in result.regressions
                                    if v.comparison.metric == "latency_p50"}),
@@ -95,11 +100,13 @@ def main() -> int:
             return 2
         args.trials = len(folders)
         args.mode = _sides(folders[0])[0]
+        args.pairs = None
     elif args.mode == "interleaved":
         run = harness_run(root / "run", 0.0).parent
-    trials = []
+    trials, trials_dirs = [], []
     for i in range(args.trials):
         folder = folders[i] if args.regate else root / f"trial-{i + 1:02d}"
+        trials_dirs.append(folder)
         order = [("aa", 0.0), ("slowed", args.slowdown)]
         order = order if i % 2 == 0 else order[::-1]
         if args.regate:
@@ -125,8 +132,9 @@ def main() -> int:
     slow_ratios = [r for t in trials for r in t["slowed"]["p50_ratio"].values()]
     summary = {
         "mode": args.mode, "trials": args.trials, "slowdown": args.slowdown,
-        "pairs": args.pairs if args.mode == "interleaved" else None,
-        "pinned": not args.no_pin if args.mode == "interleaved" else None,
+        "pairs": (args.pairs or _pairs(trials_dirs[0])) if args.mode == "interleaved" else None,
+        "pinned": _pinned(trials_dirs[0]) if args.regate and args.mode == "interleaved"
+        else (not args.no_pin if args.mode == "interleaved" else None),
         "aa_false_alarms": false_alarms,
         "slowdown_caught_jobs": caught, "slowdown_jobs": len(jobs),
         "slowdown_catch_rate": caught / len(jobs) if jobs else 0.0,
@@ -134,6 +142,11 @@ def main() -> int:
         "aa_p50_ratio_min_median_max": [min(aa_ratios), statistics.median(aa_ratios), max(aa_ratios)],
         "slowed_p50_ratio_min_median_max": [min(slow_ratios), statistics.median(slow_ratios), max(slow_ratios)],
     }
+    aa_pairs = [r for t in trials for rs in t["aa"].get("pair_ratios", {}).values() for r in rs]
+    if aa_pairs:  # interleaved: how far one pair's two rounds of the same configuration can differ
+        summary["aa_pair_ratio_min_max"] = [min(aa_pairs), max(aa_pairs)]
+        summary["aa_pairs_beyond_5pct"] = sum(abs(r - 1) > 0.05 for r in aa_pairs)
+        summary["aa_pairs"] = len(aa_pairs)
     met = false_alarms == 0 and summary["slowdown_catch_rate"] >= 0.95 and args.trials >= 20
     out = paths.reports_dir() / f"gate-power-{stamp}.json"
     out.write_text(json.dumps({"machine": machine_context(), "summary": summary, "met": met,
@@ -143,6 +156,16 @@ def main() -> int:
     print(f"{'met' if met else 'NOT met'}: {false_alarms} A/A false alarms in {args.trials}; "
           f"{caught}/{len(jobs)} slowed jobs caught; {out}")
     return 0 if met else 1
+
+
+def _pairs(trial: Path) -> int:
+    return int(read_records(trial / "aa" / "baseline" / "results.jsonl")[0].context["ab"]["pairs"])
+
+
+def _pinned(trial: Path) -> bool:
+    """Whether an earlier interleaved trial's session pinned its pairs (read from its records)."""
+    record = read_records(trial / "aa" / "baseline" / "results.jsonl")[0]
+    return any(record.context.get("ab", {}).get("pair_cpus", []))
 
 
 def _sides(trial: Path) -> tuple[str, dict[str, tuple[Path, Path]]] | None:

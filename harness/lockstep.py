@@ -45,6 +45,8 @@ class LockstepWorker:
     def __init__(self, launcher: LocalLauncher, request: dict[str, Any], deadline: float) -> None:
         self.deadline = deadline
         self.result: dict[str, Any] | None = None
+        self.pauses = 0
+        self.root = launcher.root
         self._stderr = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ) | launcher.env
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(launcher.root), env.get("PYTHONPATH")]))
@@ -66,6 +68,7 @@ class LockstepWorker:
             except json.JSONDecodeError:
                 message = None
             if message == READY:
+                self.pauses += 1
                 return True
             self._finish(line)
             return False
@@ -131,6 +134,15 @@ class LockstepWorker:
         return self._stderr.read()
 
 
+def _checked(worker: LockstepWorker) -> dict[str, Any]:
+    """A worker's result; an 'ok' from one that never paused measured alone, so it is no lockstep result."""
+    result = worker.result or failure_result("crashed", "worker ended without a result")
+    if result["status"] == "ok" and worker.pauses == 0:
+        return failure_result("failed", f"the worker of {worker.root} ignored the lockstep request and measured "
+                                        f"alone (an Edge Harness from before `harness ab`?)")
+    return result
+
+
 def run_pair(first: tuple[LocalLauncher, dict[str, Any]], second: tuple[LocalLauncher, dict[str, Any]],
              timeout_s: float, block_s: float = DEFAULT_BLOCK_S) -> tuple[dict[str, Any], dict[str, Any]]:
     """Two latency requests measured in lockstep: both workers load and warm up, then take turns of ``block_s``
@@ -144,7 +156,7 @@ def run_pair(first: tuple[LocalLauncher, dict[str, Any]], second: tuple[LocalLau
             for i, w in enumerate(workers):
                 if active[i]:
                     active[i] = w.turn()
-        return tuple(w.result or failure_result("crashed", "worker ended without a result") for w in workers)
+        return tuple(_checked(w) for w in workers)
     finally:
         for w in workers:
             w.close()

@@ -174,8 +174,9 @@ class RunSettings:
     rounds: int = 1
     """Latency is measured in this many fresh worker processes, one after another, and their samples pooled.
     Each process lands at another memory layout and moment of the machine: pooling rounds averages those
-    run-level effects, which within-process samples cannot see. The rounds' medians are kept
-    (``latency_round_medians``), and ``harness gate`` tests them when both sides have at least 5."""
+    run-level effects, which within-process samples cannot see. The rounds' medians and p90s are kept
+    (``latency_round_medians``, ``latency_round_p90s``), and ``harness gate`` tests the medians when both sides
+    have at least 5 (``harness ab`` sessions: the pairs' ratios, see ``harness.compare``)."""
     fidelity_samples: int = 256
     """Size of the fidelity sample set each artifact generates after its timing pass (0 = fidelity from the
     timing batch only). PSNR, max-abs error and, for digits-trained generators, Fréchet distance and label

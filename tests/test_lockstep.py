@@ -85,3 +85,14 @@ def test_both_workers_of_a_pair_share_cpus_rotating_pair_by_pair():
     assert pair_cpus({"runtime_options": {"threads": 0}}, [0, 1], 0) is None  # every core: nothing to pin
     assert pair_cpus({"runtime_options": {"threads": 2}}, [0, 1], 0) is None
     assert pair_cpus(one_thread | {"cpu_affinity": [0]}, [0, 1], 1) is None  # the target pins its own
+
+
+def test_a_worker_that_ignores_lockstep_is_not_taken_for_a_paired_result(tmp_path):
+    from harness.lockstep import run_pair
+
+    fake = tmp_path / "python"  # an old worker: reads its request, answers ok at once, never pauses
+    fake.write_text("#!/bin/sh\nread line\necho '" + json.dumps({"status": "ok", "error": "", "measurements": [],
+                                                                 "context": {}}) + "'\n")
+    fake.chmod(0o755)
+    first, second = run_pair((LocalLauncher(str(fake)), {}), (LocalLauncher(str(fake)), {}), timeout_s=10)
+    assert first["status"] == second["status"] == "failed" and "ignored the lockstep request" in first["error"]
