@@ -33,7 +33,8 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 """Worst acceptable change per metric: fractions for relative metrics (0.10 = 10% worse), metric units for
 absolute ones (PSNR: dB lower; label agreement: share of latents; FD: feature² higher). The p50 default is set
 from the gate benchmark on a shared 2-core machine, where a whole run drifted by 8.7–12.5% against the same
-configuration measured just before (benchmarks/gate_power.py; README)."""
+configuration measured just before (benchmarks/gate_power.py; README). Latency of an interleaved A/B session
+(``harness ab``) stayed within 1.5% of 1 in A/A there: such jobs may take a tighter threshold in a gate file."""
 DEFAULT_ALPHA = 0.05
 """Significance level for the sampled metrics (latency): a p-value at or above it is noise. With 5 latency rounds
 per side, 0.05 lets the rounds' medians overlap twice (exact p = 0.032); 0.01 would demand complete separation."""
