@@ -358,5 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("harness: interrupted; results measured so far are kept (re-run with --resume)", file=sys.stderr)
+        if args.command == "ab":
+            print(f"harness: interrupted; the whole pairs measured so far are kept in {args.out}", file=sys.stderr)
+        else:
+            print("harness: interrupted; results measured so far are kept (re-run with --resume)", file=sys.stderr)
         return 130

@@ -137,35 +137,51 @@ def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIR
     pinned: dict[str, list[list[int] | None]] = {}
     failed: dict[str, tuple[str, str, str]] = {}
     """Job key → (the side whose worker failed, its status, what happened): the job is not measured further."""
-    with tempfile.TemporaryDirectory(prefix="edge-harness-ab-") as tmp:
-        for i in range(pairs):
-            order = sides if i % 2 == 0 else sides[::-1]
-            for key in jobs:
-                if key in failed:
-                    continue
-                entries = {s.name: requests[s.name][key] for s in sides}
-                cpus = pair_cpus(entries["baseline"]["request"], available, i) if pin else None
-                pinned.setdefault(key, []).append(cpus)
-                results = run_pair(*[(launchers[s.name], dict(entries[s.name]["request"]) | {
-                    "outputs_path": str(Path(tmp) / f"{s.name}.npz")} | ({"cpu_affinity": cpus} if cpus else {}))
-                    for s in order], timeout_s=2 * max(e["timeout_s"] for e in entries.values()), block_s=block_s)
-                for side, result in zip(order, results):
-                    if result["status"] != "ok":
-                        error = (result.get("error") or result["status"]).splitlines()[0]
-                        failed[key] = (side.name, result["status"], f"pair {i + 1}: {error}")
-                        say(f"{result['status']}: ab: {key}: {side.name} {failed[key][2]}")
-                        break
-                    rounds[(side.name, key)].append([Measurement.from_dict(m) for m in result["measurements"]])
-            say(f"ab: pair {i + 1}/{pairs} done")
+    interrupted = False
+    try:
+        with tempfile.TemporaryDirectory(prefix="edge-harness-ab-") as tmp:
+            for i in range(pairs):
+                order = sides if i % 2 == 0 else sides[::-1]
+                for key in jobs:
+                    if key in failed:
+                        continue
+                    entries = {s.name: requests[s.name][key] for s in sides}
+                    cpus = pair_cpus(entries["baseline"]["request"], available, i) if pin else None
+                    pinned.setdefault(key, []).append(cpus)
+                    results = run_pair(*[(launchers[s.name], dict(entries[s.name]["request"]) | {
+                        "outputs_path": str(Path(tmp) / f"{s.name}.npz")} | ({"cpu_affinity": cpus} if cpus else {}))
+                        for s in order], timeout_s=2 * max(e["timeout_s"] for e in entries.values()),
+                        block_s=block_s)
+                    for side, result in zip(order, results):
+                        if result["status"] != "ok":
+                            error = (result.get("error") or result["status"]).splitlines()[0]
+                            failed[key] = (side.name, result["status"], f"pair {i + 1}: {error}")
+                            say(f"{result['status']}: ab: {key}: {side.name} {failed[key][2]}")
+                            break
+                        rounds[(side.name, key)].append([Measurement.from_dict(m) for m in result["measurements"]])
+                say(f"ab: pair {i + 1}/{pairs} done")
+    except KeyboardInterrupt:  # keep the whole pairs measured so far: a shorter session, still paired
+        interrupted = True
+        for key in jobs:
+            if key not in failed:
+                done = min(len(rounds[(s.name, key)]) for s in sides)
+                for s in sides:
+                    del rounds[(s.name, key)][done:]
+                del pinned.get(key, [])[done:]
     for side in sides:
         store = ResultsStore(paths[side.name])
         for key in jobs:
+            if not rounds[(side.name, key)] and key not in failed:
+                continue  # interrupted before its first pair
             why = failed.get(key, ("", "", ""))
             store.append(_side_record(records[side.name][key], rounds[(side.name, key)],
                                       why[1:] if why[0] == side.name else None,
-                                      {"session": session_id, "side": side.name, "pairs": pairs,
+                                      {"session": session_id, "side": side.name,
+                                       "pairs": len(pinned.get(key, [])) if interrupted else pairs,
                                        "block_s": block_s, "pair_cpus": pinned.get(key, []),
                                        "python": side.python, "root": str(side.root), "env": dict(side.env)}))
+    if interrupted:
+        raise KeyboardInterrupt
     return Session(session_id, paths, tuple(jobs), left_out,
                    {key: f"{side} {status} in {what}" for key, (side, status, what) in failed.items()})
 

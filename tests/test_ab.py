@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from harness.compare import METRICS, compare_metric, job_key
 from harness.interleave import REQUESTS_FILE, read_requests
 from harness.store import read_records
@@ -43,6 +45,20 @@ def test_ab_session_measures_both_sides_afresh_and_a_crashing_candidate_fails_th
     # Three pairs are too few for the paired test: the gate falls back to the pooled samples.
     c = compare_metric(METRICS["latency_p50"], job_key(base[0]), [base[0]], [cand[0]])
     assert c.test == "mann-whitney-u"
+
+    # Ctrl-C during a session (here: after its second pair) keeps the whole pairs measured: a shorter session.
+    from harness.interleave import Side, run_ab
+
+    def interrupt_after_two(line):
+        if line.startswith("ab: pair 2/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_ab(Side("baseline", run), Side("candidate", run), tmp_path / "cut", pairs=5, say=interrupt_after_two)
+    cut = [read_records(tmp_path / "cut" / side / "results.jsonl") for side in ("baseline", "candidate")]
+    assert [len(records) for records in cut] == [4, 4]
+    for r in cut[0] + cut[1]:
+        assert r.context["ab"]["pairs"] == 2 and len(r.measurement("latency_round_medians").samples) == 2
 
     # The candidate's own environment reaches only its workers: a plugin that makes ONNX Runtime segfault.
     plugin = FIXTURES / "plugins" / "crashing_onnxruntime.py"
