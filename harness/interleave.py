@@ -215,6 +215,9 @@ def _side_record(record: RunRecord, side_rounds: list[list[Measurement]], failur
         status, what = failure
         return dataclasses.replace(record, status=status, error=f"A/B session {what}", measurements=kept,
                                    context=context)
+    if not side_rounds:  # the other side failed in the first pair, before this one measured: no latency here
+        return dataclasses.replace(record, measurements=kept, context=context | {
+            "ab": ab | {"unmeasured": "the other side's worker failed before this side's first round"}})
     pooled = list(side_rounds[0])
     for more in side_rounds[1:]:
         pooled = pool_rounds(pooled, more, record.batch_size)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from harness.compare import METRICS, compare_metric, job_key
 from harness.interleave import REQUESTS_FILE, read_requests
+from harness.paths import PROJECT_ROOT
 from harness.store import read_records
 from tests.conftest import FIXTURES
 from tests.test_cli import harness
@@ -59,6 +61,26 @@ def test_ab_session_measures_both_sides_afresh_and_a_crashing_candidate_fails_th
     assert [len(records) for records in cut] == [4, 4]
     for r in cut[0] + cut[1]:
         assert r.context["ab"]["pairs"] == 2 and len(r.measurement("latency_round_medians").samples) == 2
+
+    # --baseline-root: the baseline's workers import that checkout's code (here a copy whose ONNX Runtime
+    # adapter refuses to infer), the candidate's this one's.
+    base_root = tmp_path / "base-checkout"
+    shutil.copytree(PROJECT_ROOT / "harness", base_root / "harness",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(base_root / "harness" / "runtimes" / "onnxruntime_rt.py", "a") as f:
+        f.write("\n\ndef _refuse(self, inputs):\n    raise RuntimeError('the base checkout worker ran')\n\n"
+                "OnnxRuntime.infer = _refuse\n")
+    other = harness("ab", "--baseline", str(run), "--candidate", str(run), "--out", str(tmp_path / "root"),
+                    "--pairs", "1", "--baseline-root", str(base_root), env=env)
+    assert other.returncode == 1, other.stderr
+    side = {name: {(r.format, r.batch_size): r for r in read_records(tmp_path / "root" / name / "results.jsonl")}
+            for name in ("baseline", "candidate")}
+    for batch in (1, 8):
+        assert "the base checkout worker ran" in side["baseline"][("onnx", batch)].error
+        assert side["candidate"][("onnx", batch)].status == "ok" and side["baseline"][("torch", batch)].status == "ok"
+    gate = harness("gate", "--baseline", str(tmp_path / "root" / "baseline"), "--candidate",
+                   str(tmp_path / "root" / "candidate"))
+    assert gate.returncode == 0, gate.stderr  # a baseline that broke is not the candidate's regression
 
     # The candidate's own environment reaches only its workers: a plugin that makes ONNX Runtime segfault.
     plugin = FIXTURES / "plugins" / "crashing_onnxruntime.py"
