@@ -152,8 +152,9 @@ def round_medians(records: Sequence[RunRecord], statistic: str = "median") -> li
 
 
 MIN_PAIRS_FOR_TEST = 6
-"""With at least this many interleaved pairs of rounds (``harness ab``), p50 is tested over the pairs' ratios:
-6 pairs all one way give p = 0.031, the smallest two-sided p the Wilcoxon signed-rank test can reach there."""
+"""An A/B session (``harness ab``) is tested over its pairs' ratios whatever their number, but only from this many
+pairs can it be significant at 0.05: 6 pairs all one way give p = 0.031 (two-sided Wilcoxon signed-rank), 5 give
+0.0625."""
 
 
 def paired_rounds(base: Sequence[RunRecord], cand: Sequence[RunRecord],
@@ -199,12 +200,14 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
         test, note = metric.test, f"{len(base_samples)} vs {len(cand_samples)} samples"
         base_rounds, cand_rounds = round_medians(base, statistic), round_medians(cand, statistic)
         paired = paired_rounds(base, cand, statistic)
-        if paired is not None and len(paired[0]) >= MIN_PAIRS_FOR_TEST:
+        if paired is not None:
             # Interleaved rounds: each pair shares the machine's moment, so the pairs' ratios are the evidence
-            # (and the pooled samples, 10^5 of them for a fast model, need no bootstrap).
+            # (and the pooled samples, 10^5 of them for a fast model, need no bootstrap). With too few pairs this
+            # is never significant — rather than fall back to the pooled samples, which drift calls significant.
             ratio, lo, hi, p = stats.paired_ratio(*paired, seed=seed)
             test = "wilcoxon signed-rank over paired rounds"
-            note = f"{len(paired[0])} interleaved pairs of rounds (A/B session), {note}"
+            few = f" (fewer than {MIN_PAIRS_FOR_TEST}: never significant)" if len(paired[0]) < MIN_PAIRS_FOR_TEST else ""
+            note = f"{len(paired[0])} interleaved pairs of rounds{few} (A/B session), {note}"
         else:
             ratio, lo, hi, p = stats.bootstrap_ratio(base_samples, cand_samples, statistic, seed=seed)
             if metric.test == "mann-whitney-u" and min(len(base_rounds), len(cand_rounds)) >= MIN_ROUNDS_FOR_TEST:
