@@ -30,6 +30,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -66,11 +67,12 @@ def gate(base: Path, cand: Path, summary_name: str) -> dict:
     """The CLI's gate (exit code) plus the verdicts, for the record."""
     code = subprocess.run([sys.executable, "-m", "harness", "gate", "--baseline", str(base), "--candidate",
                            str(cand), "--markdown", str(cand.parent / summary_name)], capture_output=True).returncode
-    result = run_gate(read_records(base), read_records(cand), GateConfig())
-    p50 = {f"{c.key[0]}": c.ratio for c in compare_runs(read_records(base), read_records(cand), ["latency_p50"])[0]}
-    pairs = {}
-    for key, recs in group_records(read_records(base)).items():
-        found = paired_rounds(recs, group_records(read_records(cand)).get(key, []))
+    base_records, cand_records = read_records(base), read_records(cand)
+    result = run_gate(base_records, cand_records, GateConfig())
+    p50 = {f"{c.key[0]}": c.ratio for c in compare_runs(base_records, cand_records, ["latency_p50"])[0]}
+    pairs, cand_groups = {}, group_records(cand_records)
+    for key, recs in group_records(base_records).items():
+        found = paired_rounds(recs, cand_groups.get(key, []))
         if found:
             pairs[key[0]] = [c / b for b, c in zip(*found)]
     return {"exit_code": code, "pair_ratios": pairs,
@@ -92,6 +94,7 @@ def main() -> int:
                              "current gate, measuring nothing")
     args = parser.parse_args()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    started = time.monotonic()
     root = args.regate or paths.reports_dir() / f"gate-power-{stamp}"
     if args.regate:
         folders = sorted(p for p in root.glob("trial-*") if _sides(p))
@@ -142,6 +145,8 @@ def main() -> int:
         "aa_p50_ratio_min_median_max": [min(aa_ratios), statistics.median(aa_ratios), max(aa_ratios)],
         "slowed_p50_ratio_min_median_max": [min(slow_ratios), statistics.median(slow_ratios), max(slow_ratios)],
     }
+    if not args.regate:
+        summary["wall_s"] = round(time.monotonic() - started)
     aa_pairs = [r for t in trials for rs in t["aa"].get("pair_ratios", {}).values() for r in rs]
     if aa_pairs:  # interleaved: how far one pair's two rounds of the same configuration can differ
         summary["aa_pair_ratio_min_max"] = [min(aa_pairs), max(aa_pairs)]

@@ -90,10 +90,11 @@ def _parser() -> argparse.ArgumentParser:
                       help="write the markdown summary here (appends: use $GITHUB_STEP_SUMMARY); default stdout")
     gate.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
 
-    ab = sub.add_parser("ab", help="measure two runs' latency again, interleaved round by round, for `gate`",
+    ab = sub.add_parser("ab", help="measure two runs' latency again side by side (lockstep pairs), for `gate`",
                         description="For every job that succeeded in both runs (local targets): run pairs of "
-                                    "latency rounds in fresh workers, baseline and candidate turn about (ABBA), each "
-                                    "side with its own python, checkout and environment; write <out>/baseline and "
+                                    "fresh workers, one per side, taking turns of 50 ms of timed calls on the same "
+                                    "CPUs (the leading side alternates), each side with its own python, checkout "
+                                    "and environment; write <out>/baseline and "
                                     "<out>/candidate results with the session's latency. `harness gate` then tests "
                                     "the pairs' ratios, which machine drift between runs cannot fake.")
     ab.add_argument("--baseline", type=Path, required=True, metavar="RUN", help="baseline run folder")

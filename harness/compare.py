@@ -198,7 +198,6 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
     if metric.test != "none" and len(base_samples) >= 2 and len(cand_samples) >= 2:
         statistic = "p90" if metric.name == "latency_p90" else "median"
         test, note = metric.test, f"{len(base_samples)} vs {len(cand_samples)} samples"
-        base_rounds, cand_rounds = round_medians(base, statistic), round_medians(cand, statistic)
         paired = paired_rounds(base, cand, statistic)
         if paired is not None:
             # Interleaved rounds: each pair shares the machine's moment, so the pairs' ratios are the evidence
@@ -210,6 +209,7 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
             note = f"{len(paired[0])} interleaved pairs of rounds{few} (A/B session), {note}"
         else:
             ratio, lo, hi, p = stats.bootstrap_ratio(base_samples, cand_samples, statistic, seed=seed)
+            base_rounds, cand_rounds = round_medians(base), round_medians(cand)
             if metric.test == "mann-whitney-u" and min(len(base_rounds), len(cand_rounds)) >= MIN_ROUNDS_FOR_TEST:
                 # The process is the unit of replication: test the rounds' medians, not the pooled samples.
                 p = stats.mann_whitney_p(base_rounds, cand_rounds)

@@ -71,14 +71,19 @@ class LocalLauncher:
         """The command that starts the child (subclasses run it elsewhere, e.g. inside a rootfs)."""
         return [self.python, "-m", module]
 
-    def run(self, request: dict[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
-            module: str = "harness.worker") -> dict[str, Any]:
+    def start(self, module: str = "harness.worker", stderr: Any = subprocess.PIPE) -> subprocess.Popen:
+        """Start the child with pipes for stdin and stdout, in its own session (killable as a group), dying with
+        the harness."""
         env = dict(os.environ) | self.env
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root), env.get("PYTHONPATH")]))
-        proc = subprocess.Popen(
-            self.argv(module), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        return subprocess.Popen(
+            self.argv(module), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
             text=True, env=env, cwd=str(self.root), start_new_session=True, preexec_fn=_die_with_parent,
         )
+
+    def run(self, request: dict[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
+            module: str = "harness.worker") -> dict[str, Any]:
+        proc = self.start(module)
         try:
             return self._wait(proc, request, timeout_s, memory_cap_bytes)
         except BaseException:  # Ctrl-C or any error here: never leave a worker running behind us
@@ -106,9 +111,7 @@ class LocalLauncher:
                 if time.monotonic() >= deadline:
                     stderr = _kill(proc)
                     return failure_result("timeout", f"worker exceeded {timeout_s:g} s", stderr)
-        if proc.returncode < 0:
-            return failure_result("crashed", f"worker killed by {_signal_name(proc.returncode)}", stderr)
-        return parse_result(stdout, stderr, f"worker exited with code {proc.returncode}")
+        return exit_result(proc.returncode, stdout, stderr)
 
 
 def _die_with_parent() -> None:
@@ -129,6 +132,13 @@ def _kill(proc: subprocess.Popen) -> str:
         proc.kill()
     _, stderr = proc.communicate()
     return stderr or ""
+
+
+def exit_result(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
+    """The result of a worker that has exited: ``crashed`` if a signal killed it, else what it wrote."""
+    if returncode < 0:
+        return failure_result("crashed", f"worker killed by {_signal_name(returncode)}", stderr)
+    return parse_result(stdout, stderr, f"worker exited with code {returncode}")
 
 
 def failure_result(status: str, error: str, stderr: str = "") -> dict[str, Any]:

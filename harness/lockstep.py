@@ -20,7 +20,7 @@ import tempfile
 import time
 from typing import Any, Callable
 
-from harness.launcher import LocalLauncher, _die_with_parent, _kill, _signal_name, failure_result, parse_result
+from harness.launcher import LocalLauncher, _kill, exit_result, failure_result
 
 READY = {"lockstep": "ready"}
 DEFAULT_BLOCK_S = 0.05
@@ -47,13 +47,8 @@ class LockstepWorker:
         self.result: dict[str, Any] | None = None
         self.pauses = 0
         self.root = launcher.root
-        self._stderr = tempfile.TemporaryFile(mode="w+")
-        env = dict(os.environ) | launcher.env
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(launcher.root), env.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            launcher.argv("harness.worker"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            text=True, env=env, cwd=str(launcher.root), start_new_session=True, preexec_fn=_die_with_parent)
-        self._lines: list[str] = []
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # a file: a chatty worker cannot fill a pipe and stall
+        self.proc = launcher.start(stderr=self._stderr)
         self._buffer = ""
         self._send(json.dumps(request))
 
@@ -115,19 +110,16 @@ class LockstepWorker:
 
     def _ended(self) -> None:
         """EOF on stdout: a last unterminated line is the result; otherwise say how the worker died."""
-        code = self.proc.wait()
-        if self._buffer.strip():
-            self._finish(self._buffer)
-            return None
-        if code < 0:
-            self.result = failure_result("crashed", f"worker killed by {_signal_name(code)}", self._stderr_text())
-        else:
-            self.result = parse_result("", self._stderr_text(), f"worker exited with code {code}")
-        return None
+        self._finish(self._buffer)
 
-    def _finish(self, line: str) -> None:
-        code = self.proc.wait()
-        self.result = parse_result(line, self._stderr_text(), f"worker exited with code {code}")
+    def _finish(self, stdout: str) -> None:
+        """The worker's last words (its result line, or nothing): wait for it to exit and judge."""
+        try:
+            code = self.proc.wait(timeout=max(1.0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:  # wrote something, then kept running
+            _kill(self.proc)
+            code = self.proc.wait()
+        self.result = exit_result(code, stdout, self._stderr_text())
 
     def _stderr_text(self) -> str:
         self._stderr.seek(0)
