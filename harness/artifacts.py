@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -40,15 +41,29 @@ def content_id(parent_id: str | None, step: str, config: Mapping[str, Any], tool
 
 
 def max_abs_error(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float:
-    """Largest |output − reference| over all outputs; inf when shapes or counts differ."""
+    """Largest |output − reference| over all outputs; inf when shapes or counts differ, or when an output is
+    NaN / ±inf where the reference is not the same (NaN where the reference is NaN, and the same infinity,
+    agree: an export that reproduces a model's NaN computes what the model computes)."""
     if len(outputs) != len(reference):
         return float("inf")
     worst = 0.0
     for out, ref in zip(outputs, reference):
         if np.shape(out) != np.shape(ref):
             return float("inf")
-        worst = max(worst, float(np.max(np.abs(np.asarray(out, np.float64) - np.asarray(ref, np.float64)))))
+        out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
+        finite = np.isfinite(out) & np.isfinite(ref)
+        agree = (np.isnan(out) & np.isnan(ref)) | (np.isinf(out) & (out == ref))
+        if not np.all(finite | agree):
+            return float("inf")
+        if finite.any():
+            worst = max(worst, float(np.max(np.abs(out[finite] - ref[finite]))))
     return worst
+
+
+def output_scale(reference: list[np.ndarray]) -> float:
+    """max(1, largest finite |value|) of the reference outputs: the export tolerance is relative to it."""
+    finite = [np.abs(r[np.isfinite(r)]) for r in reference]
+    return max([1.0] + [float(f.max()) for f in finite if f.size])
 
 
 def load_outputs(path: str | Path) -> list[np.ndarray]:
@@ -237,13 +252,13 @@ class ArtifactCache:
             return self.store(failed, None)
         reference = load_outputs(expected_path or io.reference_path)
         err = max_abs_error(outputs, reference)
-        scale = max(1.0, max(float(np.max(np.abs(r))) for r in reference))
+        scale = output_scale(reference)
         if err > tolerance * scale:
-            failed = Artifact(
-                bytes=size, status="failed", export_max_abs_error=err,
-                error=f"export error {err:.3g} exceeds tolerance {tolerance * scale:.3g} (max-abs vs PyTorch)",
-                **base,
-            )
+            error = (f"export error {err:.3g} exceeds tolerance {tolerance * scale:.3g} (max-abs vs PyTorch)"
+                     if math.isfinite(err) else "export outputs are NaN/inf where PyTorch's are finite (or differ "
+                                                "in count or shape)")
+            failed = Artifact(bytes=size, status="failed", export_max_abs_error=err if math.isfinite(err) else None,
+                              error=error, **base)
             return self.store(failed, None)
         return self.store(Artifact(bytes=size, export_max_abs_error=err, **base), None)
 

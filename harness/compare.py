@@ -72,6 +72,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("size", "artifact size", "bytes", "lower", "relative", "none",
            lambda r: float(r.artifact_bytes) if r.artifact_bytes else None),
     Metric("psnr", "PSNR vs fp32", "dB", "higher", "absolute", "none", _measured("psnr")),
+    Metric("nonfinite_outputs", "NaN/inf outputs", "fraction", "lower", "absolute", "none",
+           _measured("nonfinite_outputs")),
     Metric("label_agreement", "label agreement", "fraction", "higher", "absolute", "none",
            _measured("label_agreement")),
     Metric("frechet_distance_digits", "FD to real digits", "feature²", "lower", "absolute", "none",

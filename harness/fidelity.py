@@ -14,8 +14,11 @@ from harness.types import Artifact, Measurement
 
 def data_range(reference: np.ndarray) -> tuple[float, str]:
     """The range PSNR is taken over: 1 for outputs in [0, 1] (sigmoid), 2 for outputs in [-1, 1] (tanh) —
-    scikit-image's convention for float images — else the reference's own max − min."""
-    lo, hi = float(np.min(reference)), float(np.max(reference))
+    scikit-image's convention for float images — else the reference's own max − min (finite values only)."""
+    finite = np.asarray(reference)[np.isfinite(reference)]
+    if not finite.size:
+        return 1.0, "range [0,1]"
+    lo, hi = float(np.min(finite)), float(np.max(finite))
     if lo >= 0.0 and hi <= 1.0:
         return 1.0, "range [0,1]"
     if lo >= -1.0 and hi <= 1.0:
@@ -31,25 +34,50 @@ def psnr(output: np.ndarray, reference: np.ndarray) -> float:
 
 
 def output_fidelity(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> list[Measurement] | None:
-    """max-abs error and PSNR of all outputs together vs the reference; None when counts or shapes differ.
-    PSNR is left out for identical outputs (max-abs error 0 says it)."""
+    """Fidelity of all outputs together vs the reference; None when counts or shapes differ.
+
+    ``nonfinite_outputs``: the fraction of output values that are NaN or ±inf (always recorded, so that a gate
+    sees one appear). max-abs error and PSNR (left out for identical outputs: max-abs 0 says it) are taken
+    over the values finite in both; they are left out altogether when an output is NaN / ±inf where the fp32
+    reference is not the same — a figure over the rest would hide the failure."""
     if len(outputs) != len(reference) or any(np.shape(o) != np.shape(r) for o, r in zip(outputs, reference)):
         return None
     out = np.concatenate([np.ravel(o) for o in outputs]).astype(np.float64)
     ref = np.concatenate([np.ravel(r) for r in reference]).astype(np.float64)
-    measurements = [Measurement("max_abs_error", float(np.max(np.abs(out - ref))) if out.size else 0.0, "abs",
-                                "vs-torch-fp32")]
-    value = psnr(out, ref)
+    out_ok, ref_ok = np.isfinite(out), np.isfinite(ref)
+    agree = (np.isnan(out) & np.isnan(ref)) | (np.isinf(out) & (out == ref))
+    diverged = int(np.count_nonzero(~(out_ok & ref_ok) & ~agree))
+    n_bad = int(np.count_nonzero(~out_ok))
+    note = ""
+    if diverged:
+        note = (f"{n_bad} of {out.size} values NaN/inf, {diverged} where fp32 PyTorch's differ: "
+                "no max-abs error or PSNR")
+    elif n_bad:
+        note = f"{n_bad} of {out.size} values NaN/inf, as in fp32 PyTorch: error figures over the finite ones"
+    measurements = [Measurement("nonfinite_outputs", n_bad / out.size if out.size else 0.0, "fraction",
+                                "isfinite", note=note)]
+    if diverged:
+        return measurements
+    both = out_ok & ref_ok
+    out, ref = out[both], ref[both]
+    measurements.append(Measurement("max_abs_error", float(np.max(np.abs(out - ref))) if out.size else 0.0,
+                                    "abs", "vs-torch-fp32"))
+    value = psnr(out, ref) if out.size else math.inf
     if math.isfinite(value):
         measurements.append(Measurement("psnr", value, "dB", "vs-torch-fp32", note=data_range(ref)[1]))
     return measurements
+
+
+def all_finite(arrays: Sequence[np.ndarray]) -> bool:
+    return all(bool(np.all(np.isfinite(a))) for a in arrays)
 
 
 def sample_fidelity(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], spec: Any,
                     cache_root: Path) -> list[Measurement] | None:
     """Fidelity over the sample set (the worker generates as many whole batches of it as fit): max-abs error
     and PSNR, plus, for a generator trained on digits, the digits-classifier Fréchet distance to the fp32
-    outputs and to the real digits, and label agreement with the fp32 outputs. None when shapes differ."""
+    outputs and to the real digits, and label agreement with the fp32 outputs (left out when either side has
+    NaN / inf values: a classifier reads nothing from them). None when shapes differ."""
     if len(outputs) != len(reference) or not outputs:
         return None
     n = len(outputs[0])
@@ -60,7 +88,8 @@ def sample_fidelity(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarra
     note = f"{n} samples"
     measurements = [dataclasses.replace(m, note=f"{m.note}; {note}" if m.note else note) for m in measurements]
     training = getattr(spec, "training", None)
-    if training is not None and training.objective == "vae" and n >= 2:
+    if training is not None and training.objective == "vae" and n >= 2 \
+            and all_finite(outputs[:1]) and all_finite(reference[:1]):
         measurements.extend(digits_fidelity(outputs[0], reference[0], training.images, cache_root))
     return measurements
 

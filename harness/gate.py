@@ -27,11 +27,12 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "energy_per_inference": 0.15,
     "size": 0.01,
     "psnr": 1.0,
+    "nonfinite_outputs": 0.0,
     "label_agreement": 0.02,
     "frechet_distance_digits": 5.0,
 }
 """Worst acceptable change per metric: fractions for relative metrics (0.10 = 10% worse), metric units for
-absolute ones (PSNR: dB lower; label agreement: share of latents; FD: feature² higher). The p50 default is set
+absolute ones (PSNR: dB lower; NaN/inf outputs: any new share fails; label agreement: share of latents; FD: feature² higher). The p50 default is set
 from the gate benchmark on a shared 2-core machine, where a whole run drifted by 8.7–12.5% against the same
 configuration measured just before (benchmarks/gate_power.py; README). Latency of an interleaved A/B session
 (``harness ab``) stayed within 1.5% of 1 in A/A there: such jobs may take a tighter threshold in a gate file."""

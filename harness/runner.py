@@ -3,6 +3,7 @@ pass, then a memory pass), and append one RunRecord per job to the results store
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import tempfile
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from harness import __version__
-from harness.artifacts import load_outputs, max_abs_error
+from harness.artifacts import load_outputs, max_abs_error, output_scale
 from harness.fidelity import compression_measurements, output_fidelity, sample_fidelity
 from harness.context import git_commit
 from harness.errors import HarnessInputError
@@ -305,7 +306,7 @@ class SuiteRunner:
             return record("unsupported", board.missing_runtimes[job.runtime])
         launcher = self.launchers[target.name]
         measurements: list[Measurement] = [Measurement("artifact_size", job.artifact.bytes, "bytes", "stat")]
-        if job.artifact.export_max_abs_error is not None:
+        if job.artifact.export_max_abs_error is not None and math.isfinite(job.artifact.export_max_abs_error):
             measurements.append(Measurement("export_max_abs_error", job.artifact.export_max_abs_error,
                                             "abs", "validation-vs-own-torch-model"))
         if job.artifact.gzip_bytes is not None:
@@ -354,11 +355,12 @@ class SuiteRunner:
         measurements.extend(compression_measurements(job.artifact))
         if expected is not None:
             err = max_abs_error(outputs, expected)
-            allowed = self.suite.export_tolerance * max(1.0, max(float(abs(r).max()) for r in expected))
+            allowed = self.suite.export_tolerance * output_scale(expected)
             if err > allowed:
                 what = "PyTorch" if job.expected_path == job.reference_path else f"its {job.artifact.variant} PyTorch model"
-                return record("failed", f"outputs on {target.name} differ from {what} by {err:.3g} "
-                                        f"(tolerance {allowed:.3g})", tuple(measurements))
+                how = f"by {err:.3g} (tolerance {allowed:.3g})" if math.isfinite(err) else \
+                    "with NaN/inf where it is finite"
+                return record("failed", f"outputs on {target.name} differ from {what} {how}", tuple(measurements))
         memory = launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s,
                               memory_cap_bytes=target.memory_cap_bytes)
         board.note(memory["status"], memory.get("error", ""))

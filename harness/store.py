@@ -1,39 +1,23 @@
 """The results store: an append-only JSON-lines file of RunRecords, one per line, synced as written.
 
 Each record carries ``schema_version``. Readers ignore unknown fields; records from an older schema are
-upgraded by ``upgrade_to_N`` functions; a record from a newer schema is a clear error.
+upgraded by ``UPGRADES``; a record from a newer schema is a clear error. Reading validates every record and
+writing never fails on a value (``harness.records``).
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from harness.errors import HarnessInputError
-from harness.types import SCHEMA_VERSION, RunRecord
+from harness.records import json_line, parse_records
+from harness.types import RunRecord
 
 # version N → function upgrading a version N-1 record dict to version N. Empty while only v1 exists.
 UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
-
-
-def upgrade(record: dict[str, Any], source: str = "") -> dict[str, Any]:
-    version = record.get("schema_version")
-    if not isinstance(version, int) or version < 1:
-        raise HarnessInputError(f"{source}: record has no valid schema_version")
-    if version > SCHEMA_VERSION:
-        raise HarnessInputError(
-            f"{source}: results use schema_version {version}, this harness reads up to {SCHEMA_VERSION}: "
-            "upgrade edge-harness"
-        )
-    while version < SCHEMA_VERSION:
-        version += 1
-        record = UPGRADES[version](record)
-        record["schema_version"] = version
-    return record
 
 
 _DEFERRED = (signal.SIGINT, signal.SIGTERM)
@@ -91,7 +75,7 @@ class ResultsStore:
     def append(self, record: RunRecord) -> None:
         """Append one record and fsync it. Ctrl-C and SIGTERM wait until the record is whole on disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = (json.dumps(record.to_dict(), allow_nan=False, default=_json_default) + "\n").encode("utf-8")
+        data = json_line(record)
         with _signals_deferred():
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -109,34 +93,9 @@ class ResultsStore:
         """Job keys already in the store (any final status): what ``--resume`` skips."""
         if not self.path.exists():
             return set()
-        return {r.job_key for r in read_records(self.path)}
+        return {r.job_key for r in parse_records(self.path, allow_empty=True)}
 
 
 def read_records(path: Path) -> list[RunRecord]:
-    """All records of a results file. A truncated last line (an interrupted write) is skipped."""
-    if not path.is_file():
-        raise HarnessInputError(f"{path}: results file not found")
-    records: list[RunRecord] = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                continue  # the last write was interrupted: everything before it is intact
-            raise HarnessInputError(f"{path}:{number}: not a JSON record") from None
-        if not isinstance(data, dict):
-            raise HarnessInputError(f"{path}:{number}: a record must be a JSON object")
-        try:
-            records.append(RunRecord.from_dict(upgrade(data, f"{path}:{number}")))
-        except (TypeError, ValueError) as exc:
-            raise HarnessInputError(f"{path}:{number}: malformed record: {exc}") from None
-    return records
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+    """All records of a results file, validated (``harness.records.parse_records``)."""
+    return parse_records(path)

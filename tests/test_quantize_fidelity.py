@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from harness.compress import calibration_batches, compressor, resolve_params
 from harness.compress.coverage import onnx_coverage
+from harness.artifacts import max_abs_error, output_scale
 from harness.fidelity import data_range, output_fidelity, psnr
 from harness.report.compression import compression_frame
 
@@ -172,9 +173,36 @@ def test_output_fidelity_reports_max_abs_and_psnr_and_rejects_other_shapes():
     assert measured["max_abs_error"].value == pytest.approx(0.1)
     mse = 6 * 0.01 / 8
     assert measured["psnr"].value == pytest.approx(10 * math.log10(1 / mse), rel=1e-5)
-    assert [m.metric for m in output_fidelity(ref, ref)] == ["max_abs_error"]  # identical: no infinite PSNR
+    assert measured["nonfinite_outputs"].value == 0.0
+    # identical: no infinite PSNR
+    assert [m.metric for m in output_fidelity(ref, ref)] == ["nonfinite_outputs", "max_abs_error"]
     assert output_fidelity([np.zeros((3, 2))], [np.zeros((2, 3))]) is None
     assert output_fidelity(ref[:1], ref) is None
+
+
+def test_nonfinite_outputs_are_a_finding_never_a_nan_figure():
+    ref = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+    # a variant that overflows where the reference is finite: the share is recorded, no error figure at all
+    out = ref.copy()
+    out[0, 1], out[1, 2] = np.nan, np.inf
+    measured = {m.metric: m for m in output_fidelity([out], [ref])}
+    assert set(measured) == {"nonfinite_outputs"}
+    assert measured["nonfinite_outputs"].value == pytest.approx(2 / 8)
+    assert "2 where fp32 PyTorch's differ" in measured["nonfinite_outputs"].note
+    # the model itself is NaN there, and the variant reproduces it: figures over the finite values
+    ref_nan = ref.copy()
+    ref_nan[0, 1] = np.nan
+    out = ref_nan + 0.01
+    measured = {m.metric: m for m in output_fidelity([out], [ref_nan])}
+    assert measured["nonfinite_outputs"].value == pytest.approx(1 / 8)
+    assert measured["max_abs_error"].value == pytest.approx(0.01, rel=1e-4)
+    assert math.isfinite(measured["psnr"].value)
+    # -inf against +inf is a difference, NaN against NaN is not
+    assert max_abs_error([np.array([np.nan, 1.0])], [np.array([np.nan, 1.0])]) == 0.0
+    assert max_abs_error([np.array([np.inf])], [np.array([np.inf])]) == 0.0
+    assert max_abs_error([np.array([-np.inf])], [np.array([np.inf])]) == math.inf
+    assert max_abs_error([np.array([np.nan])], [np.array([0.0])]) == math.inf
+    assert output_scale([np.array([np.nan, -3.0, np.inf])]) == 3.0
 
 
 def _row(variant, fmt, runtime, p50, lo, hi, **extra):

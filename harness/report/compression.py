@@ -54,7 +54,12 @@ def compression_frame(summary: pd.DataFrame) -> pd.DataFrame:
         base_size, base_gzip = lookup(sizes, size_key, "size_mb"), lookup(sizes, size_key, "gzip_mb")
         size_ratio.append(row["size_mb"] / base_size if base_size and pd.notna(row["size_mb"]) else None)
         gzip_ratio.append(row["gzip_mb"] / base_gzip if base_gzip and pd.notna(row.get("gzip_mb")) else None)
-        flags.append("; ".join(_flags(row, same, key)) if ok and row["variant"] != "fp32" else "")
+        if ok and row["variant"] != "fp32":
+            flags.append("; ".join(_flags(row, same, key)))
+        else:
+            nonfinite = row.get("nonfinite_outputs")
+            flags.append(f"non-finite outputs: {nonfinite:.1%} of values NaN/inf (the model itself, in fp32)"
+                         if row["status"] == "ok" and pd.notna(nonfinite) and nonfinite > 0 else "")
     return out.assign(speedup_vs_fp32_onnxruntime=speed_ort, speedup_vs_fp32_same_runtime=speed_same,
                       size_ratio_vs_fp32=size_ratio, gzip_ratio_vs_fp32=gzip_ratio, flags=flags)
 
@@ -80,6 +85,12 @@ def _flags(row: pd.Series, same: pd.DataFrame, key: tuple) -> list[str]:
         sparsity = row.get("weight_sparsity")
         if pd.notna(sparsity) and sparsity >= 0.1 and 1.0 / ratio < SPARSE_NO_GAIN and "slower" not in " ".join(found):
             found.append(f"{sparsity:.0%} zeros in dense kernels: no speed-up (×{1.0 / ratio:.2f})")
+    nonfinite = row.get("nonfinite_outputs")
+    if pd.notna(nonfinite) and nonfinite > 0:
+        diverged = pd.isna(row.get("max_abs_error"))
+        found.append(f"non-finite outputs: {nonfinite:.1%} of values NaN/inf"
+                     + (" where fp32 PyTorch's are not: no PSNR, not a usable variant" if diverged
+                        else ", as in fp32 PyTorch"))
     psnr = row.get("psnr_db")
     if pd.notna(psnr) and math.isfinite(psnr) and psnr < PSNR_FLOOR_DB:
         found.append(f"PSNR {psnr:.1f} dB < {PSNR_FLOOR_DB:.0f} dB vs fp32")

@@ -49,13 +49,25 @@ def as_images(output: np.ndarray) -> np.ndarray | None:
     return None
 
 
+NONFINITE_RGB = (255, 0, 255)
+"""Colour of a pixel whose value is NaN or ±inf (magenta: no generator draws it by accident in grey digits)."""
+
+
 def grid_png(images: np.ndarray, value_range: tuple[float, float], scale: int = SCALE) -> bytes:
-    """One row of images as PNG bytes, values mapped linearly from ``value_range`` to 0–255 and clipped."""
+    """One row of images as PNG bytes, values mapped linearly from ``value_range`` to 0–255 and clipped;
+    NaN / ±inf pixels drawn in ``NONFINITE_RGB``."""
     from PIL import Image
 
     lo, hi = value_range
     span = hi - lo if hi > lo else 1.0
-    pixels = np.clip((images - lo) / span * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    bad = ~np.isfinite(images)
+    pixels = np.clip((np.where(bad, lo, images) - lo) / span * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if bad.any():
+        if pixels.ndim == 3:  # grey: to RGB so the non-finite colour shows
+            pixels = np.repeat(pixels[..., None], 3, axis=-1)
+        else:
+            bad = bad.any(axis=-1)
+        pixels[bad] = NONFINITE_RGB
     gap = 1
     n, h, w = pixels.shape[:3]
     shape = (h, n * (w + gap) - gap) + pixels.shape[3:]
@@ -77,7 +89,8 @@ def save_sample_grids(run_dir: Path, job_key: str, model: str, batch_size: int,
     images, ref_images = as_images(outputs[0][:GRID_SAMPLES]), as_images(reference[0][:GRID_SAMPLES])
     if images is None or ref_images is None or images.shape != ref_images.shape:
         return None
-    value_range = (float(ref_images.min()), float(ref_images.max()))
+    finite = ref_images[np.isfinite(ref_images)]
+    value_range = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     path = sample_file(run_dir, job_key)
     path.parent.mkdir(parents=True, exist_ok=True)
     ref_path = reference_file(run_dir, model, batch_size)

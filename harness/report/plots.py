@@ -64,12 +64,13 @@ def _inset(pos: float, margin: float = 0.05) -> float:
 def pareto_plots(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """Per model, target and batch size with ≥ 2 measured points: latency × PSNR × size, front marked.
 
-    PSNR above 100 dB (round-off) or missing (outputs identical to the reference) is drawn at 100 dB.
+    PSNR above 100 dB (round-off) or missing (outputs identical to the reference) is drawn at 100 dB; a job
+    whose outputs went NaN / inf where the reference's did not has no PSNR and is left out.
     """
     rows = []
     for rec in summary.to_dict("records"):
         p50, size = as_number(rec.get("latency_p50_ms")), as_number(rec.get("size_mb"))
-        if rec.get("status") != "ok" or p50 is None or size is None:
+        if rec.get("status") != "ok" or p50 is None or size is None or outputs_diverged(rec):
             continue
         psnr = as_number(rec.get("psnr_db"))
         psnr = PSNR_CAP_DB if psnr is None or psnr > PSNR_CAP_DB else psnr
@@ -116,9 +117,16 @@ def best_variants(summary: pd.DataFrame, min_psnr: float, min_labels: float) -> 
     return out
 
 
+def outputs_diverged(row: dict[str, Any]) -> bool:
+    """NaN / inf outputs where the fp32 reference differs: no error figure exists (``harness.fidelity``)."""
+    nonfinite = as_number(row.get("nonfinite_outputs"))
+    return bool(nonfinite) and as_number(row.get("max_abs_error")) is None
+
+
 def _fidelity_ok(row: dict[str, Any], min_psnr: float, min_labels: float) -> bool:
     psnr, labels = as_number(row.get("psnr_db")), as_number(row.get("label_agreement"))
-    return (psnr is None or psnr >= min_psnr) and (labels is None or labels >= min_labels)
+    return (not outputs_diverged(row) and (psnr is None or psnr >= min_psnr)
+            and (labels is None or labels >= min_labels))
 
 
 def per_target(summary: pd.DataFrame) -> dict[str, Any]:

@@ -58,6 +58,7 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "peak_rss_mb": peak / 2**20 if peak is not None else None,
             "gpu_memory_mb": value("gpu_memory") / 2**20 if value("gpu_memory") is not None else None,
             "size_mb": r.artifact_bytes / 2**20 if r.artifact_bytes else None,
+            "nonfinite_outputs": value("nonfinite_outputs"),
             "max_abs_error": value("max_abs_error"),
             "psnr_db": value("psnr"),
             "frechet_distance": value("frechet_distance"),
