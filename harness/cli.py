@@ -169,6 +169,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         suite = dataclasses.replace(suite, variants=())
     if args.resume and not args.out:
         out = latest_run_dir(paths.reports_dir(), suite.name)
+    elif args.resume and not (args.out / "results.jsonl").is_file():
+        raise HarnessInputError(f"--resume --out {args.out}: no run to resume there (no results.jsonl); "
+                                "drop --resume to start a new run in that folder")
     else:
         out = args.out or new_run_dir(paths.reports_dir(), suite.name)
     runner = SuiteRunner(
@@ -265,9 +268,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
     else:
         from harness.targets import get_target, list_targets
 
+        broken = 0
         for name in list_targets(paths.targets_dir()):
-            t = get_target(paths.targets_dir(), name)
+            try:
+                t = get_target(paths.targets_dir(), name)
+            except HarnessInputError as exc:  # one bad profile does not hide the others
+                broken += 1
+                print(f"{name:16} {'broken':8} {'':8} {exc}")
+                continue
             print(f"{name:16} {t.reach:8} {t.arch:8} {t.description}")
+        if broken:
+            print(f"harness: error: {broken} target profile(s) cannot be used (above)", file=sys.stderr)
+            return EXIT_USAGE
     return EXIT_OK
 
 

@@ -114,7 +114,12 @@ def make_inputs(signature: list[dict[str, Any]], seed: int = 0) -> dict[str, np.
 
 def describe(path: Path, cache_dir: Path, launcher: Any, timeout_s: float) -> tuple[Artifact, str]:
     """Validate a user's artifact and return it with the path of its seeded example inputs (.npz)."""
-    path = path.resolve()
+    try:
+        path = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise HarnessInputError(f"{path}: file not found") from None
+    except (RuntimeError, OSError) as exc:  # a symlink loop: RuntimeError before Python 3.13, OSError after
+        raise HarnessInputError(f"{path}: cannot resolve the path: {getattr(exc, 'strerror', None) or exc}") from None
     fmt, data = check_static(path)
     digest = hashlib.sha256(data).hexdigest()
     runtime = FORMAT_RUNTIME[fmt]

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessInputError
-from harness.tomlconfig import check_keys, check_list_of, read_toml
+from harness.tomlconfig import check_keys, check_list_of, check_plain_name, read_toml
 from harness.types import FORMATS, CompressionSpec, RunSettings
 
 _SCHEMA = {
@@ -56,7 +57,11 @@ class Suite:
 
 
 def load_suite(path: Path) -> Suite:
-    return suite_from_table(path, read_toml(path))
+    data = read_toml(path)
+    if not data:
+        raise HarnessInputError(f"{path}: the suite is empty (it would run every model with default settings): "
+                                "name at least its models or targets")
+    return suite_from_table(path, data)
 
 
 def suite_from_table(path: Path, data: dict) -> Suite:
@@ -86,7 +91,8 @@ def suite_from_table(path: Path, data: dict) -> Suite:
     except ValueError as exc:
         raise HarnessInputError(f"{path}: [settings] {exc}") from None
     return Suite(
-        name=data.get("name", path.stem),
+        name=check_plain_name(path, "name", data["name"]) if "name" in data else
+        re.sub(r"[^A-Za-z0-9._-]", "_", path.stem).lstrip("._-") or "suite",
         models=tuple(models) if models is not None else None,
         targets=tuple(data.get("targets", ["x86-cpu"])),
         formats=formats,

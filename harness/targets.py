@@ -1,6 +1,7 @@
 """Target profiles: one TOML file per device in targets/. A user adds a device by dropping a file."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from harness.errors import HarnessInputError
@@ -8,6 +9,9 @@ from harness.registry import RUNTIMES
 from harness.runtimes.onnxruntime_rt import GRAPH_LEVELS
 from harness.tomlconfig import check_keys, check_list_of, read_toml
 from harness.types import EmulatedSettings, SshSettings, TargetProfile
+
+ARCHES = ("x86_64", "aarch64", "armv7l", "armv6l", "riscv64", "i686", "ppc64le", "s390x")
+"""What ``uname -m`` (Python's ``platform.machine()``) prints on Linux for the boards and hosts people use."""
 
 REACHES = ("local", "ssh", "emulated")
 """How a target is reached: this machine, a board over SSH, or an arm64 rootfs under qemu-user."""
@@ -38,6 +42,9 @@ def load_target(path: Path) -> TargetProfile:
         if required not in data:
             raise HarnessInputError(f"{path}: missing required key {required!r}")
     check_list_of(path, "runtimes", data["runtimes"], str)
+    if data["arch"] not in ARCHES:
+        raise HarnessInputError(f"{path}: unknown arch {data['arch'][:40]!r} (known: {', '.join(ARCHES)}; what "
+                                "`uname -m` prints on the device)")
     if data["reach"] not in REACHES:
         raise HarnessInputError(f"{path}: reach {data['reach']!r} is not supported here (supported: {', '.join(REACHES)})")
     for runtime in data["runtimes"]:
@@ -50,6 +57,12 @@ def load_target(path: Path) -> TargetProfile:
     check_list_of(path, "cpu_affinity", affinity, int)
     if any(c < 0 for c in affinity) or len(set(affinity)) != len(affinity):
         raise HarnessInputError(f"{path}: 'cpu_affinity' must list distinct CPU numbers >= 0")
+    if data["reach"] == "local" and affinity:
+        usable = sorted(os.sched_getaffinity(0))
+        missing = sorted(set(affinity) - set(usable))
+        if missing:
+            raise HarnessInputError(f"{path}: 'cpu_affinity' names CPU {', '.join(map(str, missing))}, which this "
+                                    f"machine does not let the harness use (CPUs: {_ranges(usable)})")
     energy = _load_energy(path, data.get("energy", {}))
     memory_cap_mb = data.get("memory_cap_mb", 0)
     if memory_cap_mb < 0:
@@ -82,6 +95,17 @@ def load_target(path: Path) -> TargetProfile:
         emulated=emulated,
         source=str(path),
     )
+
+
+def _ranges(cpus: list[int]) -> str:
+    """[0, 1, 2, 5] → '0-2, 5'."""
+    spans: list[list[int]] = []
+    for cpu in cpus:
+        if spans and spans[-1][1] == cpu - 1:
+            spans[-1][1] = cpu
+        else:
+            spans.append([cpu, cpu])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _load_ssh(path: Path, data: dict) -> SshSettings:

@@ -17,8 +17,11 @@ latents', so fidelity is never measured on the data a compressor was fitted to; 
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -40,6 +43,37 @@ class Compressor(Protocol):
 
     def check(self, params: Mapping[str, Any]) -> None:
         """Raise ValueError saying what is wrong with a parameter value."""
+
+
+@contextlib.contextmanager
+def phase(doing: str) -> Iterator[None]:
+    """Name what a compressor is doing (``with phase("calibrating on 8 batches"):``): an exception raised
+    inside, often a library's bare internal message, is reported with it (``failure_text``)."""
+    try:
+        yield
+    except Exception as exc:
+        if not hasattr(exc, "harness_phase"):
+            try:
+                exc.harness_phase = doing  # type: ignore[attr-defined]
+            except AttributeError:  # an exception type with __slots__: reported without the phase
+                pass
+        raise
+
+
+def failure_text(exc: BaseException, method: str, variant: str, model: str) -> str:
+    """One line for a compressor that raised: the variant, the model, what it was doing (its ``phase``), the
+    exception, and where in a library it was raised (the innermost frame outside the harness)."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    doing = getattr(exc, "harness_phase", "")
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    harness_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if frames and not os.path.abspath(frames[-1].filename).startswith(harness_root):
+        parts = os.path.normpath(frames[-1].filename).split(os.sep)
+        short = os.sep.join(parts[parts.index("site-packages") + 1:] if "site-packages" in parts else parts[-2:])
+        where = f" (raised in {short}:{frames[-1].lineno}, {frames[-1].name})"
+    return (f"{method} ({variant}) on {model} failed" + (f" while {doing}" if doing else "")
+            + f": {type(exc).__name__}: {first}{where}")
 
 
 def compressor(name: str) -> Any:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.compress import check_choice, check_fraction
+from harness.compress import check_choice, check_fraction, phase
 from harness.compress.channels import restructure, thinner_network
 from harness.compress.layers import parameter_count
 from harness.registry import COMPRESSORS
@@ -104,10 +104,13 @@ class Distillation:
         _check_training(params)
 
     def compress(self, model: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
-        student, info = thinner_network(model, params["amount"], int(params["multiple"]))
+        with phase("planning the thinner student (channel plan)"):
+            student, info = thinner_network(model, params["amount"], int(params["multiple"]))
         if params["init"] == "random":
             _reinitialize(student, int(params["seed"]))
-        return student, info | {"distillation": distill_outputs(student, model, latents, params)}
+        with phase(f"training the student for {int(params['steps'])} steps"):
+            training = distill_outputs(student, model, latents, params)
+        return student, info | {"distillation": training}
 
     @staticmethod
     def restructure(model: nn.Module, structure: Mapping[str, Any]) -> nn.Module:
@@ -234,7 +237,8 @@ class DepthwiseSeparable:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(params["seed"]))
             student = make_separable(copy.deepcopy(model), layers, init_from_weights=True)
-        training = distill_outputs(student, model, latents, params)
+        with phase(f"training the separable student for {int(params['steps'])} steps"):
+            training = distill_outputs(student, model, latents, params)
         return student, {"structure": {"layers": layers}, "separable_layers": layers, "layers_left_whole": left,
                          "parameters_before": parameter_count(model), "parameters": parameter_count(student),
                          "distillation": training}

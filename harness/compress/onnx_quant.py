@@ -17,7 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from harness.compress import Calibration, check_choice
+from harness.compress import Calibration, check_choice, phase
 from harness.compress.coverage import onnx_coverage
 from harness.registry import COMPRESSORS
 
@@ -92,7 +92,7 @@ class DynamicQuantization(_Quantizer):
     def compress_file(self, src: str, dst: str, params: Mapping[str, Any], calibration: Calibration) -> dict:
         from onnxruntime.quantization import quantize_dynamic
 
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, phase("quantizing (onnxruntime quantize_dynamic)"):
             quantize_dynamic(_preprocessed(src, tmp), dst, weight_type=_quant_type(params["weight_type"]),
                              per_channel=params["per_channel"])
         return {"coverage": onnx_coverage(dst)}
@@ -133,7 +133,8 @@ class StaticQuantization(_Quantizer):
 
         batches = list(calibration)[: params["calibration_batches"]]
         reader = _reader(batches)
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, \
+                phase(f"calibrating and quantizing (onnxruntime quantize_static, {len(batches)} batches)"):
             quantize_static(
                 _preprocessed(src, tmp), dst, reader,
                 quant_format=QuantFormat.QDQ if params["format"] == "qdq" else QuantFormat.QOperator,
@@ -159,6 +160,7 @@ class Float16(_Quantizer):
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        model = convert_float_to_float16(onnx.load(src), keep_io_types=True)
+        with phase("converting to float16 (onnxruntime float16 converter)"):
+            model = convert_float_to_float16(onnx.load(src), keep_io_types=True)
         onnx.save(model, dst)
         return {"coverage": onnx_coverage(dst)}

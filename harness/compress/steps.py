@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from harness.artifacts import ArtifactCache, ModelIO, _atomic_savez
-from harness.compress import Calibration, LatentSource, compressor
+from harness.compress import Calibration, LatentSource, compressor, failure_text
 from harness.types import Artifact, CompressionSpec
 
 
@@ -19,9 +19,8 @@ def _step(variant: CompressionSpec) -> tuple[str, dict[str, Any]]:
     return f"compress-{variant.method}", {"name": variant.name, "params": dict(variant.params)}
 
 
-def _failure(exc: Exception, variant: CompressionSpec) -> str:
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{variant.method} ({variant.name}) failed: {type(exc).__name__}: {first}"
+def _failure(exc: Exception, variant: CompressionSpec, model: str) -> str:
+    return failure_text(exc, variant.method, variant.name, model)
 
 
 def compress_torch(cache: ArtifactCache, parent: Artifact, parent_model: Any, variant: CompressionSpec,
@@ -44,7 +43,7 @@ def compress_torch(cache: ArtifactCache, parent: Artifact, parent_model: Any, va
     try:
         model, info = comp.compress(parent_model, variant.params, latents)
     except Exception as exc:  # a compressor's failure is a result to record
-        return cache.store(Artifact(bytes=0, status="failed", error=_failure(exc, variant),
+        return cache.store(Artifact(bytes=0, status="failed", error=_failure(exc, variant, parent.model),
                                     recipe={**recipe, "compress": list(parent.recipe.get("compress", ()))},
                                     **base), None), None
     structure = info.pop("structure", None)
@@ -97,7 +96,7 @@ def compress_file(cache: ArtifactCache, parent: Artifact, variant: CompressionSp
         try:
             info = comp.compress_file(parent.path, str(staged), variant.params, calibration)
         except Exception as exc:
-            return cache.store(Artifact(bytes=0, status="failed", error=_failure(exc, variant), **base), None)
+            return cache.store(Artifact(bytes=0, status="failed", error=_failure(exc, variant, parent.model), **base), None)
         artifact = Artifact(bytes=staged.stat().st_size, compression={**parent.compression, **info}, **base)
         artifact = cache.store(artifact, staged)
     try:

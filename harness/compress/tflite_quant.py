@@ -16,7 +16,7 @@ from collections import Counter
 from importlib.metadata import version
 from typing import Any, Mapping
 
-from harness.compress import Calibration
+from harness.compress import Calibration, phase
 from harness.compress.coverage import MIN_WEIGHT_ELEMENTS, coverage_summary
 from harness.registry import COMPRESSORS
 
@@ -91,8 +91,10 @@ class _TFLiteQuantizer:
         self.configure(qt, params)
         calibrated = None
         if qt.need_calibration:
-            calibrated = qt.calibrate(_calibration_data(src, calibration), num_threads=1)
-        result = qt.quantize(calibrated, enable_progress_report=False)
+            with phase(f"calibrating (AI Edge Quantizer, {len(calibration)} batches)"):
+                calibrated = qt.calibrate(_calibration_data(src, calibration), num_threads=1)
+        with phase("quantizing (AI Edge Quantizer)"):
+            result = qt.quantize(calibrated, enable_progress_report=False)
         staged = dst + ".part"
         result.export_model(staged, overwrite=True)
         shutil.move(staged, dst)

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from harness.compress import check_choice
+from harness.compress import check_choice, phase
 from harness.compress.layers import parameter_count
 from harness.registry import COMPRESSORS
 
@@ -81,13 +81,17 @@ class EagerStaticInt8:
     def compress(self, model: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
         if latents is None:
             raise ValueError("calibration needs latents (none were given)")
-        prepared = _prepared(model, params["engine"])
+        with phase("placing observers (torch.ao.quantization.prepare)"):
+            prepared = _prepared(model, params["engine"])
         with torch.no_grad():
-            for i in range(int(params["calibration_batches"])):
-                prepared(*(torch.from_numpy(a) for a in latents.batch(16, i).values()))
-            quantized = _converted(prepared)
+            with phase(f"calibrating the observers on {int(params['calibration_batches'])} batches of 16 latents"):
+                for i in range(int(params["calibration_batches"])):
+                    prepared(*(torch.from_numpy(a) for a in latents.batch(16, i).values()))
+            with phase("converting to quantized modules (torch.ao.quantization.convert)"):
+                quantized = _converted(prepared)
             example = [torch.from_numpy(a) for a in latents.batch(2, 10_000).values()]
-            quantized(*example)  # an op without a quantized kernel fails here, with PyTorch's message
+            with phase("running the int8 model once"):
+                quantized(*example)  # an op without a quantized kernel fails here, with PyTorch's message
         from torch.ao.nn.quantized import DeQuantize, Quantize
 
         quantized_layers = sorted(name for name, m in quantized.named_modules()
