@@ -197,8 +197,12 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
                           note="emulated timing: not a latency claim, never gated")
     base_samples = [x for r in base for x in (metric.samples(r) or ())]
     cand_samples = [x for r in cand for x in (metric.samples(r) or ())]
+    statistic = "p90" if metric.name == "latency_p90" else "median"
+    if metric.test != "none" and len(base_samples) >= 2 and len(cand_samples) >= 2 and \
+            float(stats.QUANTILE_STATISTICS[statistic](np.asarray(base_samples)[None, :], axis=1)[0]) <= 0:
+        return Comparison(key, metric.name, 0.0, metric.value(cand[0]) or 0.0, None, 0.0, test="none",
+                          note="the base statistic is 0: no ratio, not tested")
     if metric.test != "none" and len(base_samples) >= 2 and len(cand_samples) >= 2:
-        statistic = "p90" if metric.name == "latency_p90" else "median"
         test, note = metric.test, f"{len(base_samples)} vs {len(cand_samples)} samples"
         paired = paired_rounds(base, cand, statistic)
         if paired is not None:

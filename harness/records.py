@@ -23,6 +23,8 @@ from harness.types import RUN_STATUSES, SCHEMA_VERSION, RunRecord
 MAX_MAGNITUDE = 1e15
 """Largest |number| accepted in a record (latencies in ms, bytes, counts, joules all stay far below)."""
 
+DURATION_UNITS = ("ms", "s", "us", "ns")
+
 _TEXT_FIELDS = ("job_key", "model", "variant", "format", "runtime", "target", "artifact_id", "error",
                 "started_at")
 _REQUIRED = ("job_key", "model", "variant", "format", "runtime", "target", "batch_size", "status")
@@ -78,14 +80,15 @@ def _measurement(data: Any, field: str) -> None:
         _text(m[key], f"{field}.{key}")
     if "value" not in m:
         raise _Bad(f"{field}.value", "is missing")
-    _number(m["value"], f"{field}.value")
+    floor = 0.0 if m["unit"] in DURATION_UNITS else None  # a duration is never negative
+    _number(m["value"], f"{field}.value", floor)
     _text(m.get("note", ""), f"{field}.note")
     samples = m.get("samples")
     if samples is not None:
         if not isinstance(samples, list):
             raise _Bad(f"{field}.samples", f"must be a list of numbers, not {_type_name(samples)}")
         for i, sample in enumerate(samples):
-            _number(sample, f"{field}.samples[{i}]")
+            _number(sample, f"{field}.samples[{i}]", floor)
     stats = m.get("stats")
     if stats is not None:
         for key, value in _object(stats, f"{field}.stats").items():
