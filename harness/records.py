@@ -110,6 +110,8 @@ def _context(data: Any) -> None:
         for key in ("freq_mhz", "temp_c"):
             if state.get(key) is not None:
                 _number(state[key], f"context.{side}.{key}")
+    if ctx.get("runtime_versions") is not None:
+        _object(ctx["runtime_versions"], "context.runtime_versions")
     ab = ctx.get("ab")
     if ab is not None:
         ab = _object(ab, "context.ab")
@@ -205,20 +207,32 @@ def parse_records(path: Path, allow_empty: bool = False) -> list[RunRecord]:
     return records
 
 
+def _plain(value: Any) -> Any:
+    """A copy made of JSON's types: numpy scalars become Python numbers, unknown objects their text (floats,
+    NaN included, are kept)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "item"):
+        try:
+            return _plain(value.item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
 def _finite_or_none(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None; numpy scalars become Python numbers; other unknown
-    objects their text."""
+    """Non-finite floats become None (in a value already made ``_plain``)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
         return [_finite_or_none(v) for v in value]
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    if hasattr(value, "item"):
-        return _finite_or_none(value.item())
-    return str(value)
+    return value
 
 
 def _finite_number(value: Any) -> bool:
@@ -231,6 +245,7 @@ def json_line(record: RunRecord) -> bytes:
     try:
         text = json.dumps(data, allow_nan=False)
     except (ValueError, TypeError):
+        data = _plain(data)
         kept, dropped = [], []
         for m in data["measurements"]:
             value = m.get("value")

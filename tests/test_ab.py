@@ -10,6 +10,7 @@ from harness.compare import METRICS, compare_metric, job_key
 from harness.interleave import REQUESTS_FILE, read_requests
 from harness.paths import PROJECT_ROOT
 from harness.store import read_records
+from tests.mutations import SMALL_RUN
 from tests.conftest import FIXTURES
 from tests.test_cli import harness
 
@@ -102,7 +103,7 @@ def test_ab_session_measures_both_sides_afresh_and_a_crashing_candidate_fails_th
 def test_ab_input_errors_are_one_line_exit_2(tmp_path):
     run = tmp_path / "old-run"
     run.mkdir()
-    (run / "results.jsonl").write_text("")
+    (run / "results.jsonl").write_bytes(SMALL_RUN.read_bytes())  # a run from before requests.jsonl was kept
     cases = [
         (["--baseline", str(tmp_path / "nope"), "--candidate", str(run)], "not a run folder"),
         (["--baseline", str(run), "--candidate", str(run)], f"no {REQUESTS_FILE}"),
