@@ -205,7 +205,10 @@ class SuiteRunner:
                     summary.skipped_completed += 1
                     bar.update(1)
                     continue
-                record = self._run_job(job, self.targets_by_name[job.target], planned.export_error)
+                try:
+                    record = self._run_job(job, self.targets_by_name[job.target], planned.export_error)
+                except Exception as exc:  # a harness bug or an input nobody foresaw: this job fails, the suite goes on
+                    record = self._harness_error(job, exc)
                 self.store.append(record)
                 summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
                 if record.status not in ("ok",):
@@ -222,6 +225,20 @@ class SuiteRunner:
         summary.exports_built = len(self.exports_built)
         summary.exports_reused = len(self.exports_reused)
         return summary
+
+    def _harness_error(self, job: Job, exc: Exception) -> RunRecord:
+        """The record of a job whose measurement raised in the harness itself (not in a worker)."""
+        import traceback
+
+        tail = "".join(traceback.format_exception(exc)[-3:]).strip()
+        return RunRecord(
+            job_key=job.key, model=job.artifact.model, variant=job.artifact.variant, format=job.artifact.format,
+            runtime=job.runtime, target=job.target, batch_size=job.batch_size, artifact_id=job.artifact.id,
+            artifact_bytes=job.artifact.bytes, status="failed",
+            error=f"harness error while measuring: {type(exc).__name__}: {exc} (please report it)\n{tail}",
+            measurements=(), context={"commit": self.commit, "harness_version": __version__,
+                                      "suite": self.suite.name},
+            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), duration_s=0.0)
 
     # -- boards -------------------------------------------------------------------------------------
     def _board(self, target: TargetProfile) -> "BoardState":

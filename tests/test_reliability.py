@@ -137,3 +137,29 @@ def test_an_empty_results_file_is_named_not_a_traceback(tmp_path):
         assert code == 2 and err.strip() == (f"harness: error: {path}: is empty: no job was recorded (did the run "
                                              "stop before its first job?)"), err
     assert ResultsStore(path).completed_keys() == set()  # --resume of a run that stopped that early starts over
+
+
+@pytest.mark.slow
+def test_an_error_in_the_harness_itself_fails_one_job_and_the_suite_goes_on(tmp_path, monkeypatch, tiny_models_dir,
+                                                                            shared_cache):
+    import harness.runner as runner
+
+    calls = []
+
+    def broken_fidelity(*args, **kwargs):  # the first job's fidelity step raises, as a harness bug would
+        calls.append(1)
+        if len(calls) == 1:
+            raise ZeroDivisionError("float division by zero")
+        return original(*args, **kwargs)
+
+    original = runner.sample_fidelity
+    monkeypatch.setattr(runner, "sample_fidelity", broken_fidelity)
+    monkeypatch.setenv("EDGE_HARNESS_MODELS", str(tiny_models_dir))
+    out = tmp_path / "run"
+    code, err = cli("run", "--model", "tiny_gen", "--format", "onnx", "--format", "tflite", "--variant", "none",
+                    "--quick", "--out", str(out), "--cache", str(shared_cache), "--no-progress")
+    assert code == 1 and "Traceback" not in err
+    records = parse_records(out / "results.jsonl")
+    assert [r.status for r in records] == ["failed", "ok", "ok", "ok"]  # onnx, tflite × batch 1, 8
+    assert records[0].error.startswith("harness error while measuring: ZeroDivisionError: float division by zero")
+    assert (out / "index.html").is_file()
