@@ -196,7 +196,8 @@ class ArtifactCache:
         recipe = {"step": "build", "model": spec.name, "builder_kwargs": dict(spec.builder_kwargs),
                   "seed": spec.seed, "source": spec.source}
         if weights:
-            recipe["training"] = {k: v for k, v in weights.items() if k != "cached"}
+            recipe["checkpoint" if "checkpoint" in weights else "training"] = \
+                {k: v for k, v in weights.items() if k != "cached"}
         artifact = Artifact(
             id=artifact_id, format="torch", path=str(path), bytes=staged.stat().st_size, model=spec.name,
             variant="fp32", batch_size=None, parent_id=None, recipe=recipe,
@@ -255,8 +256,8 @@ class ArtifactCache:
         scale = output_scale(reference)
         if err > tolerance * scale:
             error = (f"export error {err:.3g} exceeds tolerance {tolerance * scale:.3g} (max-abs vs PyTorch)"
-                     if math.isfinite(err) else "export outputs are NaN/inf where PyTorch's are finite (or differ "
-                                                "in count or shape)")
+                     if math.isfinite(err) else "export outputs are NaN/inf where PyTorch's are not, or the other way "
+                                                "round (or differ in count or shape)")
             failed = Artifact(bytes=size, status="failed", export_max_abs_error=err if math.isfinite(err) else None,
                               error=error, **base)
             return self.store(failed, None)

@@ -13,8 +13,7 @@ from harness.errors import HarnessInputError
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
 
-QUICK_SETTINGS = dict(min_runs=5, min_duration_s=0.05, max_duration_s=5.0, warmup_min_runs=2,
-                      warmup_max_runs=20, warmup_max_s=1.0, memory_runs=2, energy_min_s=0.1)
+from harness.api import QUICK_SETTINGS  # noqa: E402  (re-exported: benchmarks and plugins import it from here)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite and write a report",
                          description="Export every model of the suite, measure each artifact on each target, "
                                      "append results to <out>/results.jsonl and write results.csv and index.html.")
-    run.add_argument("--suite", type=Path, help="suite TOML file (default: suites/default.toml)")
+    run.add_argument("--suite", metavar="FILE|NAME",
+                     help="suite TOML file, or the name of a suite in the project's or the built-in suites "
+                          "(default: the project's default_suite, else the built-in default)")
     run.add_argument("--target", action="append", metavar="NAME", help="target profile(s) instead of the suite's")
     run.add_argument("--model", action="append", metavar="NAME", help="model(s) instead of the suite's")
     run.add_argument("--format", action="append", choices=["torch", "onnx", "tflite"], help="format(s) instead of the suite's")
@@ -55,9 +56,17 @@ def _parser() -> argparse.ArgumentParser:
     swp.add_argument("--cache", type=Path, metavar="DIR", help="artifact cache (default: ~/.cache/edge-harness)")
     swp.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    lst = sub.add_parser("list", help="list models, targets or compressors",
-                         description="List the models in models/, the targets in targets/ or the registered compressors.")
-    lst.add_argument("what", choices=["models", "targets", "compressors"])
+    lst = sub.add_parser("list", help="list models, targets, suites or compressors, and where each comes from",
+                         description="List the models, target profiles and suites this folder's harness sees (the "
+                                     "built-ins, then the project's, which override built-ins by name), or the "
+                                     "registered compressors.")
+    lst.add_argument("what", choices=["models", "targets", "suites", "compressors"])
+
+    init = sub.add_parser("init", help="write a starter edge-harness.toml and suite into this project",
+                          description="Write a commented edge-harness.toml (your generator, its inputs and "
+                                      "checkpoint) and bench/suites/quick.toml into the current folder. Never "
+                                      "overwrites a file.")
+    init.add_argument("--dir", type=Path, default=Path("."), help="project folder (default: the current one)")
 
     rep = sub.add_parser("report", help="derive CSV and HTML from a results file",
                          description="Write results.csv, summary.csv and index.html from a results.jsonl.")
@@ -145,55 +154,20 @@ def _cmd_ab(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness import paths
-    from harness.report import write_report
-    from harness.runner import SuiteRunner, latest_run_dir, new_run_dir
-    from harness.suite import load_suite
+    from harness import api
 
-    suite = load_suite(args.suite or paths.default_suite())
-    overrides: dict = {}
-    if args.target:
-        overrides["targets"] = tuple(args.target)
-    if args.model:
-        overrides["models"] = tuple(args.model)
-    if args.format:
-        overrides["formats"] = tuple(args.format)
-    if args.artifact:
-        overrides["models"] = tuple(args.model or ())
-    if args.quick:
-        overrides["settings"] = dataclasses.replace(suite.settings, **QUICK_SETTINGS)
-    suite = dataclasses.replace(suite, **overrides)
-    if args.variant:
-        suite = suite.select_variants(tuple(args.variant))
-    if args.artifact:
-        suite = dataclasses.replace(suite, variants=())
-    if args.resume and not args.out:
-        out = latest_run_dir(paths.reports_dir(), suite.name)
-    elif args.resume and not (args.out / "results.jsonl").is_file():
-        raise HarnessInputError(f"--resume --out {args.out}: no run to resume there (no results.jsonl); "
-                                "drop --resume to start a new run in that folder")
-    else:
-        out = args.out or new_run_dir(paths.reports_dir(), suite.name)
-    runner = SuiteRunner(
-        suite, out_dir=out, cache_dir=args.cache or paths.cache_dir(), models_dir=paths.models_dir(),
-        targets_dir=paths.targets_dir(), progress=not args.no_progress, resume=args.resume,
-        external=tuple(args.artifact or ()),
-    )
-    print(f"suite {suite.name}: {len(runner.models)} models × {1 + len(suite.variants)} variants × "
-          f"{', '.join(suite.formats)}"
-          + (f" + {len(runner.external)} artifact files" if runner.external else "")
-          + f" on {', '.join(suite.targets)} → {out}", file=sys.stderr)
-    summary = runner.run()
-    if not summary.results_path.exists():
+    run = api.run(args.suite, models=args.model or (), targets=args.target or (), formats=args.format or (),
+                  variants=args.variant or (), artifacts=args.artifact or (), quick=args.quick, out=args.out,
+                  cache=args.cache, resume=args.resume, progress=not args.no_progress)
+    if not run.records:
         print("no job ran: nothing to report", file=sys.stderr)
         return EXIT_JOB_FAILED
-    written = write_report(summary.results_path)
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items())) or "nothing new"
-    print(f"jobs: {counts}; artifacts built {summary.exports_built}, reused {summary.exports_reused}"
-          + (f"; {summary.skipped_completed} already done" if summary.skipped_completed else ""), file=sys.stderr)
-    print(f"report: {written['html']}", file=sys.stderr)
-    print(summary.results_path)
-    return EXIT_JOB_FAILED if summary.failed else EXIT_OK
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(run.statuses.items())) or "nothing new"
+    print(f"jobs: {counts}; artifacts built {run.artifacts_built}, reused {run.artifacts_reused}"
+          + (f"; {run.already_done} already done" if run.already_done else ""), file=sys.stderr)
+    print(f"report: {run.html}", file=sys.stderr)
+    print(run.results_path)
+    return EXIT_JOB_FAILED if any(s not in ("ok", "unsupported") for s in run.statuses) else EXIT_OK
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -210,7 +184,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.quick:
         suite = dataclasses.replace(suite, settings=dataclasses.replace(suite.settings, **QUICK_SETTINGS))
     out = args.out or new_run_dir(paths.reports_dir(), f"{suite.name}-sweep")
-    targets = thread_targets([get_target(paths.targets_dir(), t) for t in suite.targets], sweep.threads)
+    targets = thread_targets([get_target(paths.targets_dirs(), t) for t in suite.targets], sweep.threads)
     count = f"{sweep.budget} trials" if sweep.search == "optuna" else f"{len(sweep.points)} points"
     print(f"sweep {suite.name}: {count} ({sweep.search}, grid of {sweep.grid_size}) + fp32, {sweep.repeats} runs "
           f"each, on {', '.join(t.name for t in targets)} → {out}", file=sys.stderr)
@@ -220,8 +194,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         rounds = []
         for i in range(sweep.repeats):
             runner = SuiteRunner(dataclasses.replace(suite, variants=variants), out_dir=folder / f"run-{i + 1}",
-                                 cache_dir=args.cache or paths.cache_dir(), models_dir=paths.models_dir(),
-                                 targets_dir=paths.targets_dir(), progress=not args.no_progress, targets=targets)
+                                 cache_dir=args.cache or paths.cache_dir(), progress=not args.no_progress,
+                                 targets=targets)
             results = runner.run().results_path
             if results.exists():
                 write_report(results)
@@ -260,26 +234,52 @@ def _cmd_list(args: argparse.Namespace) -> int:
             print(f"{name:16} {comp.stage:6} {comp.description} ({params})")
         return EXIT_OK
     if args.what == "models":
-        from harness.zoo import discover, get_model
+        from harness.zoo import discover_all, get_model
 
-        for name in discover(paths.models_dir()):
+        for name in discover_all():
             spec = get_model(name)
-            print(f"{name:16} {spec.kind:10} {spec.description}")
+            print(f"{name:16} {spec.kind:10} {spec.description}  [{_origin(spec.source)}]")
+    elif args.what == "suites":
+        found: dict[str, Path] = {}
+        for folder in paths.suites_dirs():
+            for path in sorted(folder.glob("*.toml")):
+                found[path.stem] = path
+        for name, path in sorted(found.items()):
+            print(f"{name:16} [{_origin(str(path))}]")
     else:
-        from harness.targets import get_target, list_targets
+        from harness.targets import get_target, target_files
 
         broken = 0
-        for name in list_targets(paths.targets_dir()):
+        for name, path in target_files(paths.targets_dirs()).items():
             try:
-                t = get_target(paths.targets_dir(), name)
+                t = get_target(paths.targets_dirs(), name)
             except HarnessInputError as exc:  # one bad profile does not hide the others
                 broken += 1
                 print(f"{name:16} {'broken':8} {'':8} {exc}")
                 continue
-            print(f"{name:16} {t.reach:8} {t.arch:8} {t.description}")
+            print(f"{name:16} {t.reach:8} {t.arch:8} {t.description}  [{_origin(str(path))}]")
         if broken:
             print(f"harness: error: {broken} target profile(s) cannot be used (above)", file=sys.stderr)
             return EXIT_USAGE
+    return EXIT_OK
+
+
+def _origin(source: str) -> str:
+    """Where a model, target or suite comes from: 'built-in' or its file."""
+    from harness import paths
+
+    path = Path(source)
+    for kind in ("models", "targets", "suites"):
+        if path.parent == paths.builtin_dir(kind).resolve() or path.parent == paths.builtin_dir(kind):
+            return "built-in"
+    return str(path)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from harness.starter import write_starter
+
+    for path in write_starter(args.dir):
+        print(path)
     return EXIT_OK
 
 
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     commands = {"run": _cmd_run, "sweep": _cmd_sweep, "list": _cmd_list, "report": _cmd_report,
-                "compare": _cmd_compare, "gate": _cmd_gate, "ab": _cmd_ab}
+                "compare": _cmd_compare, "gate": _cmd_gate, "ab": _cmd_ab, "init": _cmd_init}
     try:
         return commands[args.command](args)
     except HarnessInputError as exc:

@@ -205,6 +205,9 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
     if metric.test != "none" and len(base_samples) >= 2 and len(cand_samples) >= 2:
         test, note = metric.test, f"{len(base_samples)} vs {len(cand_samples)} samples"
         paired = paired_rounds(base, cand, statistic)
+        if paired is not None and min(min(paired[0]), min(paired[1])) <= 0:
+            return Comparison(key, metric.name, float(np.median(paired[0])), float(np.median(paired[1])), None, 0.0,
+                              test="none", note="a round's statistic is 0: no ratio, not tested")
         if paired is not None:
             # Interleaved rounds: each pair shares the machine's moment, so the pairs' ratios are the evidence
             # (and the pooled samples, 10^5 of them for a fast model, need no bootstrap). With too few pairs this

@@ -26,20 +26,23 @@ def data_range(reference: np.ndarray) -> tuple[float, str]:
     return hi - lo, "range of the reference"
 
 
-def psnr(output: np.ndarray, reference: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB (inf when the outputs are identical)."""
+def psnr(output: np.ndarray, reference: np.ndarray, value_range: tuple[float, float] | None = None) -> float:
+    """Peak signal-to-noise ratio in dB (inf when the outputs are identical), over ``value_range`` when the
+    model declares one, else over ``data_range(reference)``."""
     mse = float(np.mean((np.asarray(output, np.float64) - np.asarray(reference, np.float64)) ** 2))
-    peak, _ = data_range(reference)
+    peak = value_range[1] - value_range[0] if value_range else data_range(reference)[0]
     return math.inf if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)
 
 
-def output_fidelity(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> list[Measurement] | None:
+def output_fidelity(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray],
+                    value_range: tuple[float, float] | None = None) -> list[Measurement] | None:
     """Fidelity of all outputs together vs the reference; None when counts or shapes differ.
 
     ``nonfinite_outputs``: the fraction of output values that are NaN or ±inf (always recorded, so that a gate
     sees one appear). max-abs error and PSNR (left out for identical outputs: max-abs 0 says it) are taken
-    over the values finite in both; they are left out altogether when an output is NaN / ±inf where the fp32
-    reference is not the same — a figure over the rest would hide the failure."""
+    over the values finite in both; they are left out altogether, and ``nonfinite_mismatch`` (the fraction of
+    values finite on one side only) recorded instead, when outputs and the fp32 reference differ in where they
+    are NaN / ±inf — a figure over the rest would hide the failure."""
     if len(outputs) != len(reference) or any(np.shape(o) != np.shape(r) for o, r in zip(outputs, reference)):
         return None
     out = np.concatenate([np.ravel(o) for o in outputs]).astype(np.float64)
@@ -50,21 +53,24 @@ def output_fidelity(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarra
     n_bad = int(np.count_nonzero(~out_ok))
     note = ""
     if diverged:
-        note = (f"{n_bad} of {out.size} values NaN/inf, {diverged} where fp32 PyTorch's differ: "
-                "no max-abs error or PSNR")
+        note = (f"{n_bad} of {out.size} values NaN/inf; {diverged} differ from fp32 PyTorch in being finite or "
+                "not: no max-abs error or PSNR")
     elif n_bad:
         note = f"{n_bad} of {out.size} values NaN/inf, as in fp32 PyTorch: error figures over the finite ones"
     measurements = [Measurement("nonfinite_outputs", n_bad / out.size if out.size else 0.0, "fraction",
                                 "isfinite", note=note)]
     if diverged:
+        measurements.append(Measurement("nonfinite_mismatch", diverged / out.size, "fraction", "isfinite-vs-torch-fp32",
+                                        note="values NaN/inf on one side and not the other (or another infinity)"))
         return measurements
     both = out_ok & ref_ok
     out, ref = out[both], ref[both]
     measurements.append(Measurement("max_abs_error", float(np.max(np.abs(out - ref))) if out.size else 0.0,
                                     "abs", "vs-torch-fp32"))
-    value = psnr(out, ref) if out.size else math.inf
+    value = psnr(out, ref, value_range) if out.size else math.inf
     if math.isfinite(value):
-        measurements.append(Measurement("psnr", value, "dB", "vs-torch-fp32", note=data_range(ref)[1]))
+        note = f"declared range [{value_range[0]:g},{value_range[1]:g}]" if value_range else data_range(ref)[1]
+        measurements.append(Measurement("psnr", value, "dB", "vs-torch-fp32", note=note))
     return measurements
 
 
@@ -82,7 +88,7 @@ def sample_fidelity(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarra
         return None
     n = len(outputs[0])
     reference = [r[:n] for r in reference]
-    measurements = output_fidelity(outputs, reference)
+    measurements = output_fidelity(outputs, reference, getattr(spec, "output_range", None))
     if measurements is None or n == 0:
         return measurements
     note = f"{n} samples"

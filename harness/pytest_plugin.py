@@ -58,8 +58,7 @@ class EdgeHarness:
                                    variants=base.variants if suite else ())
         results = self.out_dir / "results.jsonl"
         before = len(read_records(results)) if results.exists() else 0
-        runner = SuiteRunner(spec, out_dir=self.out_dir, cache_dir=paths.cache_dir(), models_dir=paths.models_dir(),
-                             targets_dir=paths.targets_dir(), progress=False,
+        runner = SuiteRunner(spec, out_dir=self.out_dir, cache_dir=paths.cache_dir(), progress=False,
                              external=tuple(Path(a) for a in artifacts))
         runner.run()
         self.used = True

@@ -6,9 +6,10 @@ anything wrong is a one-line ``HarnessInputError`` naming the file, the line and
 and within ``MAX_MAGNITUDE``: the harness never writes larger ones, and the statistics downstream (squares, sums
 of 10^5 samples, integer conversions for plots) stay finite below it.
 
-``json_line`` is the writer's side: a record whose values cannot be written as strict JSON (NaN, ±inf, an
-object JSON does not know) is written anyway — a measurement with a non-finite value is left out and named in
-``context["unwritable"]``, other non-finite numbers become null — so no value can cost a run its results.
+``json_line`` is the writer's side, with the reader's rules: a record whose values the reader would refuse (NaN,
+±inf, beyond ±1e15, a negative duration) or that JSON cannot hold (numpy scalars, other objects) is written anyway
+— such a measurement, sample or statistic is left out and named in ``context["unwritable"]``, other non-finite
+numbers in the context become null — so no value can cost a run its results.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ MAX_MAGNITUDE = 1e15
 """Largest |number| accepted in a record (latencies in ms, bytes, counts, joules all stay far below)."""
 
 DURATION_UNITS = ("ms", "s", "us", "ns")
+DURATION_STATS = ("min", "max", "mean", "p50", "p90", "p95", "p99", "median_ci_low", "median_ci_high")
+"""Statistics of a duration's samples that are durations themselves (never negative)."""
 
 _TEXT_FIELDS = ("job_key", "model", "variant", "format", "runtime", "target", "artifact_id", "error",
                 "started_at")
@@ -92,7 +95,7 @@ def _measurement(data: Any, field: str) -> None:
     stats = m.get("stats")
     if stats is not None:
         for key, value in _object(stats, f"{field}.stats").items():
-            _number(value, f"{field}.stats.{key}")
+            _number(value, f"{field}.stats.{key}", floor if key in DURATION_STATS else None)
 
 
 def _context(data: Any) -> None:
@@ -235,32 +238,35 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _finite_number(value: Any, duration: bool = False) -> bool:
+    """What the reader accepts as a number (``_number``): finite, within ±MAX_MAGNITUDE, ≥ 0 for a duration."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and abs(value) <= MAX_MAGNITUDE and (value >= 0 or not duration))
 
 
 def json_line(record: RunRecord) -> bytes:
     """One results-file line for ``record``: strict JSON, whatever its values (see the module docstring)."""
-    data = record.to_dict()
-    try:
-        text = json.dumps(data, allow_nan=False)
-    except (ValueError, TypeError):
-        data = _plain(data)
-        kept, dropped = [], []
-        for m in data["measurements"]:
-            value = m.get("value")
-            if _finite_number(value):
-                kept.append(m)
-            else:
-                dropped.append(f"{m.get('metric')}={value!r}")
-        for m in kept:
-            if isinstance(m.get("samples"), (list, tuple)):
-                m["samples"] = [x for x in m["samples"] if _finite_number(x)]
-            if isinstance(m.get("stats"), dict):
-                m["stats"] = {k: v for k, v in m["stats"].items() if _finite_number(v)}
-        data["measurements"] = kept
-        data = _finite_or_none(data)
-        if dropped:
-            data["context"]["unwritable"] = ("left out, not a finite number: " + ", ".join(dropped))
-        text = json.dumps(data, allow_nan=False)
-    return (text + "\n").encode("utf-8")
+    data = _plain(record.to_dict())
+    kept, dropped = [], []
+    for m in data["measurements"]:
+        duration = m.get("unit") in DURATION_UNITS
+        if not _finite_number(m.get("value"), duration):
+            dropped.append(f"{m.get('metric')}={m.get('value')!r}")
+            continue
+        if isinstance(m.get("samples"), list):
+            bad = [x for x in m["samples"] if not _finite_number(x, duration)]
+            if bad:
+                m["samples"] = [x for x in m["samples"] if _finite_number(x, duration)]
+                dropped.append(f"{len(bad)} of the {m.get('metric')} samples (e.g. {bad[0]!r})")
+        if isinstance(m.get("stats"), dict):
+            bad = [k for k, v in m["stats"].items() if not _finite_number(v, duration and k in DURATION_STATS)]
+            if bad:
+                m["stats"] = {k: v for k, v in m["stats"].items() if k not in bad}
+                dropped.append(f"{m.get('metric')} statistics {', '.join(bad)}")
+        kept.append(m)
+    data["measurements"] = kept
+    data = _finite_or_none(data)
+    if dropped:
+        data["context"]["unwritable"] = ("left out, not a finite number within ±1e15 (durations ≥ 0): "
+                                         + "; ".join(dropped))
+    return (json.dumps(data, allow_nan=False) + "\n").encode("utf-8")

@@ -21,6 +21,7 @@ from harness.external import describe
 from harness.launcher import LocalLauncher
 from harness.interleave import append_request
 from harness.measure import pool_rounds
+from harness import paths
 from harness.paths import PROJECT_ROOT
 from harness.report.images import save_sample_grids
 from harness.runtimes import runtime_class
@@ -30,7 +31,7 @@ from harness.store import ResultsStore
 from harness.suite import Suite
 from harness.targets import get_target
 from harness.types import Artifact, Job, Measurement, RunRecord, TargetProfile
-from harness.zoo import discover, get_model
+from harness.zoo import discover, discover_all, get_model
 
 
 @dataclass
@@ -58,23 +59,28 @@ class SuiteRunner:
         suite: Suite,
         out_dir: Path,
         cache_dir: Path,
-        models_dir: Path,
-        targets_dir: Path,
+        models_dir: Path | list[Path] | None = None,
+        targets_dir: Path | list[Path] | None = None,
         launcher: Any | None = None,
         progress: bool = True,
         resume: bool = False,
         external: tuple[Path, ...] = (),
         targets: list[TargetProfile] | None = None,
     ) -> None:
-        """``external``: artifact files the user brings (measured as they are, without a PyTorch reference);
-        ``targets``: profiles to use instead of loading the suite's by name (e.g. a sweep's thread variants)."""
+        """``models_dir`` / ``targets_dir``: where models and profiles are (default: the built-ins plus the current
+        project's, ``harness.paths``); ``external``: artifact files the user brings (measured as they are, without
+        a PyTorch reference); ``targets``: profiles to use instead of loading the suite's by name (e.g. a sweep's
+        thread variants)."""
         self.suite = suite
         self.out_dir = out_dir
         self.launcher = launcher or LocalLauncher()
         self.progress = progress
         self.resume = resume
         self.models = self._select_models(models_dir)
-        self.targets = targets if targets is not None else [get_target(targets_dir, name) for name in suite.targets]
+        folders = targets_dir if targets_dir is not None else paths.targets_dirs()
+        self.targets = targets if targets is not None else [get_target(folders, name) for name in suite.targets]
+        self._check_checkpoints()
+        self._model_contexts: dict[str, dict[str, Any]] = {}
         self.targets_by_name = {t.name: t for t in self.targets}
         self.cache_dir = cache_dir
         self.exports_built: list[str] = []
@@ -93,8 +99,33 @@ class SuiteRunner:
             return EmulatedLauncher(target.emulated)
         return self.launcher
 
-    def _select_models(self, models_dir: Path) -> list[str]:
-        available = discover(models_dir)
+    def _model_context(self, model: str) -> dict[str, Any]:
+        """Where the model comes from (its file or project config) and, for a user's checkpoint, which one."""
+        if model not in self._model_contexts:
+            from harness.hashing import file_sha256
+
+            try:
+                spec = get_model(model)
+            except HarnessInputError:  # a user's own artifact file: no model behind it
+                self._model_contexts[model] = {}
+                return {}
+            ctx: dict[str, Any] = {"model_source": spec.source}
+            if spec.checkpoint is not None:
+                ctx["checkpoint"] = spec.checkpoint.to_dict() | {"sha256": file_sha256(Path(spec.checkpoint.path))}
+            self._model_contexts[model] = ctx
+        return self._model_contexts[model]
+
+    def _check_checkpoints(self) -> None:
+        """A declared checkpoint that does not fit its model is an input error before anything is measured."""
+        from harness.checkpoints import load_checkpoint
+
+        for name in self.models:
+            spec = get_model(name)
+            if spec.checkpoint is not None:
+                load_checkpoint(spec.builder(**spec.builder_kwargs), spec.checkpoint)
+
+    def _select_models(self, models_dir: Path | list[Path] | None) -> list[str]:
+        available = discover(models_dir) if models_dir is not None else discover_all()
         for variant in self.suite.variants:
             unknown = [m for m in variant.models if m not in available]
             if unknown:
@@ -302,7 +333,7 @@ class SuiteRunner:
             "commit": self.commit, "harness_version": __version__, "suite": self.suite.name,
             "target_description": target.description, "artifact_sha256": job.artifact.sha256,
             "artifact_recipe": dict(job.artifact.recipe),
-        }
+        } | self._model_context(job.artifact.model)
 
         def record(status: str, error: str, measurements: tuple[Measurement, ...] = ()) -> RunRecord:
             return RunRecord(
@@ -364,7 +395,7 @@ class SuiteRunner:
                 fidelity = sample_fidelity(samples, samples_reference,
                                            get_model(job.artifact.model), self.cache_dir)
             else:
-                fidelity = output_fidelity(outputs, reference)
+                fidelity = output_fidelity(outputs, reference, get_model(job.artifact.model).output_range)
             if fidelity is None:
                 return record("failed", "outputs differ in count or shape from the PyTorch reference",
                               tuple(measurements))
@@ -376,7 +407,7 @@ class SuiteRunner:
             if err > allowed:
                 what = "PyTorch" if job.expected_path == job.reference_path else f"its {job.artifact.variant} PyTorch model"
                 how = f"by {err:.3g} (tolerance {allowed:.3g})" if math.isfinite(err) else \
-                    "with NaN/inf where it is finite"
+                    "in where outputs are NaN/inf"
                 return record("failed", f"outputs on {target.name} differ from {what} {how}", tuple(measurements))
         memory = launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s,
                               memory_cap_bytes=target.memory_cap_bytes)

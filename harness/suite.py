@@ -58,10 +58,12 @@ class Suite:
 
 def load_suite(path: Path) -> Suite:
     data = read_toml(path)
-    if not data:
-        raise HarnessInputError(f"{path}: the suite is empty (it would run every model with default settings): "
+    suite = suite_from_table(path, data)  # unknown keys and wrong types first
+    if not {"models", "targets", "variants"} & set(data):
+        what = "is empty" if not data else "names no models, targets or variants"
+        raise HarnessInputError(f"{path}: the suite {what} (it would run every model with default settings): "
                                 "name at least its models or targets")
-    return suite_from_table(path, data)
+    return suite
 
 
 def suite_from_table(path: Path, data: dict) -> Suite:

@@ -10,8 +10,10 @@ from harness.runtimes.onnxruntime_rt import GRAPH_LEVELS
 from harness.tomlconfig import check_keys, check_list_of, read_toml
 from harness.types import EmulatedSettings, SshSettings, TargetProfile
 
-ARCHES = ("x86_64", "aarch64", "armv7l", "armv6l", "riscv64", "i686", "ppc64le", "s390x")
-"""What ``uname -m`` (Python's ``platform.machine()``) prints on Linux for the boards and hosts people use."""
+ARCHES = ("x86_64", "aarch64", "arm64", "armv8l", "armv7l", "armv6l", "riscv64", "i686", "ppc64le", "s390x",
+          "loongarch64", "mips64")
+"""What ``uname -m`` (Python's ``platform.machine()``) prints on the boards and hosts people use (Linux; arm64 on
+macOS)."""
 
 REACHES = ("local", "ssh", "emulated")
 """How a target is reached: this machine, a board over SSH, or an arm64 rootfs under qemu-user."""
@@ -129,15 +131,29 @@ def _load_ssh(path: Path, data: dict) -> SshSettings:
     return SshSettings(**settings)
 
 
-def list_targets(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.toml"))
+def _folders(folders: Path | list[Path]) -> list[Path]:
+    return folders if isinstance(folders, list) else [folders]
 
 
-def get_target(folder: Path, name: str) -> TargetProfile:
-    path = folder / f"{name}.toml"
-    if not path.is_file():
-        known = ", ".join(list_targets(folder)) or "none"
-        raise HarnessInputError(f"unknown target {name!r} (known: {known}; profiles live in {folder})")
+def target_files(folders: Path | list[Path]) -> dict[str, Path]:
+    """name → profile file; a later folder (the project's) overrides an earlier one (the built-ins) by name."""
+    found: dict[str, Path] = {}
+    for folder in _folders(folders):
+        for path in sorted(folder.glob("*.toml")):
+            found[path.stem] = path
+    return dict(sorted(found.items()))
+
+
+def list_targets(folders: Path | list[Path]) -> list[str]:
+    return list(target_files(folders))
+
+
+def get_target(folders: Path | list[Path], name: str) -> TargetProfile:
+    path = target_files(folders).get(name)
+    if path is None:
+        known = ", ".join(list_targets(folders)) or "none"
+        where = ", ".join(str(f) for f in _folders(folders))
+        raise HarnessInputError(f"unknown target {name!r} (known: {known}; profiles live in {where})")
     return load_target(path)
 
 

@@ -63,14 +63,20 @@ def weights_key(spec: Any) -> str:
 
 
 def build_trained(spec: Any, cache_root: Path) -> tuple[Any, dict[str, Any]]:
-    """The spec's generator in eval mode, with trained weights when it declares training (trained now, or
-    loaded from the cache), and what is known about them: ``{}`` for an untrained model, else
+    """The spec's generator in eval mode, with the user's checkpoint loaded when it declares one, or trained
+    weights when it declares training (trained now, or loaded from the cache), and what is known about them:
+    ``{"weights_sha256", "checkpoint"}`` for a checkpoint, ``{}`` for an untrained model, else
     ``{"weights_sha256", "training": recipe, "curve": [[step, loss], ...], "seconds", "cached"}``."""
     import torch
 
     from harness.hashing import file_sha256
 
     model = spec.builder(**spec.builder_kwargs)
+    if getattr(spec, "checkpoint", None) is not None:
+        from harness.checkpoints import load_checkpoint
+
+        digest = load_checkpoint(model, spec.checkpoint)
+        return model.eval(), {"weights_sha256": digest, "checkpoint": spec.checkpoint.to_dict()}
     if spec.training is None:
         return model, {}
     folder = cache_root / "weights" / f"{spec.name}-{weights_key(spec)}"

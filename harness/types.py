@@ -33,9 +33,14 @@ class ModelSpec:
     kind: str = "generator"
     builder_kwargs: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
-    """Path of the models/*.py file that defines the spec (the worker rebuilds torch models from it)."""
+    """Path of the file that defines the spec: a models/*.py file, or the project config declaring it (the worker
+    rebuilds torch models from it)."""
     training: Any = None
     """A ``harness.training.DigitsTraining`` when the generator is trained on digits (weights cached), else None."""
+    checkpoint: Any = None
+    """A ``harness.checkpoints.Checkpoint``: the user's weights, loaded after the builder (None = as built)."""
+    output_range: tuple[float, float] | None = None
+    """The output's nominal value range, when declared: PSNR is taken over it (else inferred, see fidelity)."""
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def register_model(
             source=str(Path(source).resolve()) if source else "",
             training=training,
         )
-        if name in MODELS and MODELS.get(name).source != spec.source:
+        if name in MODELS and MODELS.get(name).source != spec.source and not is_builtin(MODELS.get(name).source):
             raise HarnessInputError(f"{spec.source}: model {name!r} is already defined in {MODELS.get(name).source}")
         MODELS.register(name, replace=True)(spec)  # same file imported again after an edit
         return builder
@@ -53,34 +53,74 @@ def register_model(
     return add
 
 
+def is_builtin(source: str) -> bool:
+    """A model from the shipped zoo (a project's model of the same name overrides it)."""
+    from harness.paths import builtin_dir
+
+    return bool(source) and Path(source).parent == builtin_dir("models").resolve()
+
+
 def load_model_file(path: Path) -> list[str]:
-    """Import one model file; return the names it registered. A file that registers none is an error."""
+    """Import one model file (``*.py``), or a project config's declared models (``*.toml``); return the names it
+    registered. A file that registers none is an error."""
     path = path.resolve()
+    if path.suffix == ".toml":
+        return _load_project_models(path)
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as exc:
         raise HarnessInputError(f"{path}: cannot read model file: {exc.strerror}") from None
     if _loaded_files.get(path) == digest:
         return [n for n in MODELS.names() if MODELS.get(n).source == str(path)]
-    before = {n for n in MODELS.names() if MODELS.get(n).source != str(path)}
     import_python_file(path, f"edge_harness_models.{path.stem}", "model file")
     _loaded_files[path] = digest
-    added = sorted(set(MODELS.names()) - before)
+    added = sorted(n for n in MODELS.names() if MODELS.get(n).source == str(path))
     if not added:
         raise HarnessInputError(f"{path}: defines no generator (decorate a builder with register_model)")
     return added
 
 
-def discover(models_dir: Path) -> list[str]:
-    """Import every ``*.py`` in ``models_dir`` (files starting with '_' are helpers, not models)."""
-    if not models_dir.is_dir():
-        raise HarnessInputError(f"models folder not found: {models_dir}")
-    names: list[str] = []
-    for path in sorted(models_dir.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        names.extend(load_model_file(path))
+def _load_project_models(path: Path) -> list[str]:
+    from harness.declared import register_declared
+    from harness.project import add_import_paths, load_project
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if _loaded_files.get(path) == digest:
+        return [n for n in MODELS.names() if MODELS.get(n).source == str(path)]
+    project = load_project(path)
+    add_import_paths(project)
+    names = register_declared(path, project.models)
+    _loaded_files[path] = digest
     return names
+
+
+def discover(models_dir: Path | list[Path], project_config: Path | None = None) -> list[str]:
+    """Import every ``*.py`` of the folders, in order (files starting with '_' are helpers, not models), then a
+    project config's declared models; a later source overrides a built-in model of the same name."""
+    names: list[str] = []
+    for folder in (models_dir if isinstance(models_dir, list) else [models_dir]):
+        if not folder.is_dir():
+            raise HarnessInputError(f"models folder not found: {folder}")
+        for path in sorted(folder.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            names.extend(load_model_file(path))
+    if project_config is not None:
+        names.extend(load_model_file(project_config))
+    return list(dict.fromkeys(names))
+
+
+def discover_all() -> list[str]:
+    """Every model this folder's harness sees: the built-in zoo, the project's model files and declared models."""
+    from harness.paths import models_dirs
+    from harness.project import current_project
+
+    project = current_project()
+    if project is not None:
+        from harness.project import add_import_paths
+
+        add_import_paths(project)  # a project model file may import the project's package
+    return discover(models_dirs(), project.source if project and project.models else None)
 
 
 def get_model(name: str) -> ModelSpec:

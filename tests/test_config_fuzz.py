@@ -33,15 +33,15 @@ def test_fuzz_suite_files_through_run(tmp_path, monkeypatch, rng):
     empty_models = tmp_path / "models"
     empty_models.mkdir(exist_ok=True)
     monkeypatch.setenv("EDGE_HARNESS_MODELS", str(empty_models))
-    monkeypatch.setenv("EDGE_HARNESS_REPORTS", str(tmp_path / "reports"))
+    reports = tmp_path / "a" / "reports"  # a suite name is the run folder's name: ../../outside would leave it
+    monkeypatch.setenv("EDGE_HARNESS_REPORTS", str(reports))
     _, text = mutated_toml(rng, DEFAULT_SUITE)
     path = tmp_path / "suite.toml"
     path.write_text(text, encoding="utf-8")
-    out = tmp_path / "run"
-    shutil.rmtree(out, ignore_errors=True)
-    code, err = cli("run", "--suite", str(path), "--out", str(out), "--no-progress", "--cache", str(tmp_path / "c"))
+    code, err = cli("run", "--suite", str(path), "--no-progress", "--cache", str(tmp_path / "c"))
     _one_line_or_ok(code, err, path)
-    assert not (tmp_path / "outside").exists()
+    assert not list(tmp_path.glob("outside*")) and not list(tmp_path.glob("a/outside*"))
+    shutil.rmtree(reports, ignore_errors=True)
 
 
 @FUZZ

@@ -186,9 +186,16 @@ def test_nonfinite_outputs_are_a_finding_never_a_nan_figure():
     out = ref.copy()
     out[0, 1], out[1, 2] = np.nan, np.inf
     measured = {m.metric: m for m in output_fidelity([out], [ref])}
-    assert set(measured) == {"nonfinite_outputs"}
+    assert set(measured) == {"nonfinite_outputs", "nonfinite_mismatch"}
     assert measured["nonfinite_outputs"].value == pytest.approx(2 / 8)
-    assert "2 where fp32 PyTorch's differ" in measured["nonfinite_outputs"].note
+    assert measured["nonfinite_mismatch"].value == pytest.approx(2 / 8)
+    assert "2 differ from fp32 PyTorch" in measured["nonfinite_outputs"].note
+    # a variant that is finite where the model itself is NaN differs from it too: no error figure either
+    ref_nan = ref.copy()
+    ref_nan[0, 0] = np.nan
+    measured = {m.metric: m for m in output_fidelity([ref], [ref_nan])}
+    assert set(measured) == {"nonfinite_outputs", "nonfinite_mismatch"}
+    assert measured["nonfinite_outputs"].value == 0.0 and measured["nonfinite_mismatch"].value == 1 / 8
     # the model itself is NaN there, and the variant reproduces it: figures over the finite values
     ref_nan = ref.copy()
     ref_nan[0, 1] = np.nan

@@ -32,6 +32,8 @@ def test_a_record_with_non_finite_values_is_written_and_says_what_was_left_out(t
         Measurement("distill_loss", float("nan"), "mse", "distillation-vs-teacher", samples=(0.5, float("nan"))),
         Measurement("max_abs_error", float("inf"), "abs", "vs-torch-fp32"),
         Measurement("psnr", np.float32(31.5), "dB", "vs-torch-fp32"),
+        Measurement("energy_per_inference", 3.2e21, "J", "meter"),  # finite, but beyond what the reader takes
+        Measurement("load_time", 2.0, "ms", "perf_counter", samples=(2.0, -1.0)),  # a negative duration
     ), context={"cpu_model": "x", "temp": float("nan"), "numpy": np.float64(2.5), "thing": object(),
                 "nested": {"a": [float("-inf"), 1]}})
     store.append(odd)
@@ -39,11 +41,14 @@ def test_a_record_with_non_finite_values_is_written_and_says_what_was_left_out(t
     records = parse_records(store.path)  # strict JSON, valid records: every later reader takes them
     assert [r.job_key for r in records] == ["before", "odd", "after"]
     written = records[1]
-    assert [m.metric for m in written.measurements] == ["latency", "psnr"]
+    assert [m.metric for m in written.measurements] == ["latency", "psnr", "load_time"]
     assert written.measurement("latency").samples == (1.0, 2.0)
     assert written.measurement("latency").stats == {"p50": 1.5}
     assert written.measurement("psnr").value == 31.5
-    assert written.context["unwritable"] == "left out, not a finite number: distill_loss=nan, max_abs_error=inf"
+    assert written.context["unwritable"] == (
+        "left out, not a finite number within ±1e15 (durations ≥ 0): 1 of the latency samples (e.g. nan); "
+        "latency statistics cv; distill_loss=nan; max_abs_error=inf; energy_per_inference=3.2e+21; "
+        "1 of the load_time samples (e.g. -1.0)")
     assert written.context["temp"] is None and written.context["numpy"] == 2.5
     assert written.context["nested"] == {"a": [None, 1]} and written.context["thing"].startswith("<object")
     assert "NaN" not in store.path.read_text() and "Infinity" not in store.path.read_text()
@@ -163,3 +168,34 @@ def test_an_error_in_the_harness_itself_fails_one_job_and_the_suite_goes_on(tmp_
     assert [r.status for r in records] == ["failed", "ok", "ok", "ok"]  # onnx, tflite × batch 1, 8
     assert records[0].error.startswith("harness error while measuring: ZeroDivisionError: float division by zero")
     assert (out / "index.html").is_file()
+
+
+def _session_side(rounds: list[float]):
+    r = job([1.0, 1.1, 0.9, 1.2] * 10)
+    return dataclasses.replace(r, context={"ab": {"session": "s1", "pairs": len(rounds)}}, measurements=(
+        *r.measurements, Measurement("latency_round_medians", float(np.median(rounds)), "ms", "perf_counter",
+                                     samples=tuple(rounds))))
+
+
+def test_a_session_round_of_zero_is_reported_not_a_traceback(tmp_path):
+    base, cand = tmp_path / "base.jsonl", tmp_path / "cand.jsonl"
+    ResultsStore(base).append(_session_side([1.0, 0.0, 1.1, 1.0, 1.0, 1.0]))
+    ResultsStore(cand).append(_session_side([1.0, 1.0, 1.1, 1.0, 1.2, 1.0]))
+    code, err = cli("compare", str(base), str(cand))
+    assert code == 0, err
+    code, err = cli("gate", "--baseline", str(base), "--candidate", str(cand), "--markdown", str(tmp_path / "m"))
+    assert code == 0, err
+    from harness.compare import compare_runs
+
+    comparisons, _ = compare_runs(parse_records(base), parse_records(cand), ["latency_p50"])
+    assert comparisons[0].note == "a round's statistic is 0: no ratio, not tested"
+
+
+def test_a_run_whose_latencies_are_all_zero_still_reports(tmp_path):
+    path = tmp_path / "results.jsonl"
+    zero = job([0.0] * 8)
+    ResultsStore(path).append(zero)
+    ResultsStore(path).append(dataclasses.replace(zero, variant="fp16", job_key="k2"))
+    code, err = cli("report", str(path))
+    assert code == 0, err
+    assert (tmp_path / "index.html").is_file()

@@ -85,12 +85,12 @@ def _flags(row: pd.Series, same: pd.DataFrame, key: tuple) -> list[str]:
         sparsity = row.get("weight_sparsity")
         if pd.notna(sparsity) and sparsity >= 0.1 and 1.0 / ratio < SPARSE_NO_GAIN and "slower" not in " ".join(found):
             found.append(f"{sparsity:.0%} zeros in dense kernels: no speed-up (×{1.0 / ratio:.2f})")
-    nonfinite = row.get("nonfinite_outputs")
-    if pd.notna(nonfinite) and nonfinite > 0:
-        diverged = pd.isna(row.get("max_abs_error"))
-        found.append(f"non-finite outputs: {nonfinite:.1%} of values NaN/inf"
-                     + (" where fp32 PyTorch's are not: no PSNR, not a usable variant" if diverged
-                        else ", as in fp32 PyTorch"))
+    nonfinite, mismatch = row.get("nonfinite_outputs"), row.get("nonfinite_mismatch")
+    if pd.notna(mismatch) and mismatch > 0:
+        found.append(f"non-finite outputs: {nonfinite:.1%} of values NaN/inf, {mismatch:.1%} where fp32 PyTorch "
+                     "differs (NaN/inf on one side only): no PSNR, not a usable variant")
+    elif pd.notna(nonfinite) and nonfinite > 0:
+        found.append(f"non-finite outputs: {nonfinite:.1%} of values NaN/inf, as in fp32 PyTorch")
     psnr = row.get("psnr_db")
     if pd.notna(psnr) and math.isfinite(psnr) and psnr < PSNR_FLOOR_DB:
         found.append(f"PSNR {psnr:.1f} dB < {PSNR_FLOOR_DB:.0f} dB vs fp32")

@@ -18,7 +18,8 @@ from harness.types import RunRecord
 def log_axis(lo: float, hi: float) -> tuple[float, float, list[tuple[float, str]]]:
     """A log axis covering lo..hi (both > 0): (log10 lo, log10 hi, ticks as (position 0..1, label)) at 1-2-5
     steps."""
-    lo, hi = max(lo, 1e-9), max(hi, lo * 1.0001)
+    lo = max(lo, 1e-9)
+    hi = max(hi, lo * 1.0001)
     a, b = math.floor(math.log10(lo) * 10) / 10, math.ceil(math.log10(hi) * 10) / 10
     if b - a < 0.3:
         a, b = a - 0.15, b + 0.15
@@ -118,9 +119,9 @@ def best_variants(summary: pd.DataFrame, min_psnr: float, min_labels: float) -> 
 
 
 def outputs_diverged(row: dict[str, Any]) -> bool:
-    """NaN / inf outputs where the fp32 reference differs: no error figure exists (``harness.fidelity``)."""
-    nonfinite = as_number(row.get("nonfinite_outputs"))
-    return bool(nonfinite) and as_number(row.get("max_abs_error")) is None
+    """Outputs NaN / inf where the fp32 reference is not, or the other way round: fidelity was measured but no
+    error figure exists (``harness.fidelity``)."""
+    return as_number(row.get("nonfinite_outputs")) is not None and as_number(row.get("max_abs_error")) is None
 
 
 def _fidelity_ok(row: dict[str, Any], min_psnr: float, min_labels: float) -> bool:

@@ -59,6 +59,7 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "gpu_memory_mb": value("gpu_memory") / 2**20 if value("gpu_memory") is not None else None,
             "size_mb": r.artifact_bytes / 2**20 if r.artifact_bytes else None,
             "nonfinite_outputs": value("nonfinite_outputs"),
+            "nonfinite_mismatch": value("nonfinite_mismatch"),
             "max_abs_error": value("max_abs_error"),
             "psnr_db": value("psnr"),
             "frechet_distance": value("frechet_distance"),

@@ -1,0 +1,163 @@
+"""The Python API, for notebooks and scripts: the same engine and workers as the command line, results as pandas.
+
+    import harness.api as eh
+
+    run = eh.run("mine", quick=True)               # a suite file or name (None: the project's default suite)
+    run.summary()                                  # one row per job: latency, speed-ups, size, fidelity, flags
+    run.measurements()                             # tidy: one row per measurement
+    run.html                                       # the report (index.html)
+
+    old = eh.load("reports/mine-20261128-101500")  # any run folder or results.jsonl
+    eh.gate(old, run)                              # the CI gate's verdicts as a DataFrame (.attrs["failed"])
+
+Bad input raises ``harness.errors.HarnessInputError`` with the command line's one-line message.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from harness.errors import HarnessInputError
+from harness.types import RunRecord
+
+QUICK_SETTINGS = dict(min_runs=5, min_duration_s=0.05, max_duration_s=5.0, warmup_min_runs=2,
+                      warmup_max_runs=20, warmup_max_s=1.0, memory_runs=2, energy_min_s=0.1)
+"""``--quick``: few runs per job — a smoke test, not a measurement."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder's results: records and the derived tables."""
+
+    path: Path
+    """The run folder (results.jsonl, CSVs, index.html, samples/)."""
+    records: tuple[RunRecord, ...]
+    statuses: dict[str, int] = dataclasses.field(default_factory=dict)
+    """This call's jobs by status (empty for a loaded run)."""
+    artifacts_built: int = 0
+    artifacts_reused: int = 0
+    already_done: int = 0
+    """Jobs skipped by ``resume`` because the run had them already."""
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.jsonl"
+
+    @property
+    def html(self) -> Path:
+        return self.path / "index.html"
+
+    def measurements(self) -> Any:
+        """Tidy pandas DataFrame: one row per measurement (latency statistics as latency_p50, … rows)."""
+        from harness.report.tables import tidy_frame
+
+        return tidy_frame(self.records)
+
+    def summary(self) -> Any:
+        """Wide pandas DataFrame: one row per job, with speed-ups, size ratios, fidelity and flags."""
+        from harness.report.compression import compression_frame
+        from harness.report.tables import summary_frame
+
+        return compression_frame(summary_frame(self.records))
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.records if r.status not in ("ok", "unsupported"))
+
+
+def load(path: str | Path) -> Run:
+    """A run from its folder or its results.jsonl (validated: one-line errors)."""
+    from harness.store import read_records
+
+    path = Path(path)
+    results = path / "results.jsonl" if path.is_dir() else path
+    return Run(results.parent, tuple(read_records(results)))
+
+
+def build_suite(suite: str | Path | None = None, *, models: Sequence[str] = (), targets: Sequence[str] = (),
+                formats: Sequence[str] = (), variants: Sequence[str] = (), artifacts: Sequence[str | Path] = (),
+                quick: bool = False, settings: dict[str, Any] | None = None) -> Any:
+    """A ``Suite``: a file or name (``harness.paths.find_suite``) with the command line's overrides."""
+    from harness import paths
+    from harness.suite import load_suite
+
+    loaded = load_suite(paths.find_suite(suite))
+    overrides: dict[str, Any] = {}
+    if targets:
+        overrides["targets"] = tuple(targets)
+    if models or artifacts:
+        overrides["models"] = tuple(models)
+    if formats:
+        overrides["formats"] = tuple(formats)
+    changes = (QUICK_SETTINGS if quick else {}) | (settings or {})
+    if changes:
+        try:
+            overrides["settings"] = dataclasses.replace(loaded.settings, **changes)
+        except (TypeError, ValueError) as exc:
+            raise HarnessInputError(f"settings: {exc}") from None
+    loaded = dataclasses.replace(loaded, **overrides)
+    if variants:
+        loaded = loaded.select_variants(tuple(variants))
+    if artifacts:
+        loaded = dataclasses.replace(loaded, variants=())
+    return loaded
+
+
+def run(suite: str | Path | None = None, *, models: Sequence[str] = (), targets: Sequence[str] = (),
+        formats: Sequence[str] = (), variants: Sequence[str] = (), artifacts: Sequence[str | Path] = (),
+        quick: bool = False, settings: dict[str, Any] | None = None, out: str | Path | None = None,
+        cache: str | Path | None = None, resume: bool = False, progress: bool = False, report: bool = True) -> Run:
+    """Run a suite (as ``harness run``) and return its results. ``settings`` overrides ``[settings]`` fields."""
+    from harness import paths
+    from harness.report import write_report
+    from harness.runner import SuiteRunner, latest_run_dir, new_run_dir
+    from harness.store import read_records
+
+    spec = build_suite(suite, models=models, targets=targets, formats=formats, variants=variants,
+                       artifacts=artifacts, quick=quick, settings=settings)
+    if resume and out is None:
+        folder = latest_run_dir(paths.reports_dir(), spec.name)
+    elif resume and not (Path(out) / "results.jsonl").is_file():
+        raise HarnessInputError(f"--resume --out {out}: no run to resume there (no results.jsonl); "
+                                "drop --resume to start a new run in that folder")
+    else:
+        folder = Path(out) if out is not None else new_run_dir(paths.reports_dir(), spec.name)
+    runner = SuiteRunner(spec, out_dir=folder, cache_dir=Path(cache) if cache else paths.cache_dir(),
+                         progress=progress, resume=resume, external=tuple(Path(a) for a in artifacts))
+    if progress:
+        print(f"suite {spec.name}: {len(runner.models)} models × {1 + len(spec.variants)} variants × "
+              f"{', '.join(spec.formats)}" + (f" + {len(runner.external)} artifact files" if runner.external else "")
+              + f" on {', '.join(spec.targets)} → {folder}", file=sys.stderr)
+    summary = runner.run()
+    records = tuple(read_records(summary.results_path)) if summary.results_path.exists() else ()
+    if records and report:
+        write_report(summary.results_path)
+    return Run(folder, records, dict(summary.statuses), summary.exports_built, summary.exports_reused,
+               summary.skipped_completed)
+
+
+def gate(baseline: Run | str | Path | Sequence[Run | str | Path], candidate: Run | str | Path | Sequence[Any],
+         config: str | Path | None = None) -> Any:
+    """The CI gate's verdicts (one row per job and metric) as a DataFrame; ``.attrs`` holds ``failed`` (the
+    exit status ``harness gate`` would give: 1 on a regression or a broken / missing job), ``markdown``."""
+    import pandas as pd
+
+    from harness.gate import load_gate_config, markdown_summary, run_gate
+
+    def records(side: Any) -> list[RunRecord]:
+        items = side if isinstance(side, (list, tuple)) else [side]
+        return [r for item in items for r in (item if isinstance(item, Run) else load(item)).records]
+
+    result = run_gate(records(baseline), records(candidate), load_gate_config(Path(config) if config else None))
+    rows = [{"model": v.comparison.key[0], "variant": v.comparison.key[1], "format": v.comparison.key[2],
+             "runtime": v.comparison.key[3], "target": v.comparison.key[4], "batch_size": v.comparison.key[5],
+             "metric": v.comparison.metric, "base": v.comparison.base, "candidate": v.comparison.candidate,
+             "ratio": v.comparison.ratio, "p_value": v.comparison.p_value, "threshold": v.threshold,
+             "outcome": v.outcome, "why": v.reason} for v in result.verdicts]
+    frame = pd.DataFrame(rows)
+    frame.attrs["failed"] = bool(result.failed)
+    frame.attrs["markdown"] = markdown_summary(result)
+    return frame
