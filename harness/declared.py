@@ -151,6 +151,7 @@ def register_declared(source: Path, models: Mapping[str, Mapping[str, Any]]) -> 
         for required in ("factory", "inputs"):
             if required not in table:
                 raise HarnessInputError(f"{where} needs {required!r}")
+        import_factory(table["factory"], where)  # a wrong path or a missing package: said now, not in a worker
         inputs = _inputs(f"models.{name}", source, table["inputs"])
         value_range = table.get("output_range")
         if value_range is not None:

@@ -23,6 +23,7 @@ from harness.interleave import append_request
 from harness.measure import pool_rounds
 from harness import paths
 from harness.paths import PROJECT_ROOT
+from harness.project import current_project
 from harness.report.images import save_sample_grids
 from harness.runtimes import runtime_class
 from harness.emulated import EMULATED_NOTE, EmulatedLauncher
@@ -88,7 +89,10 @@ class SuiteRunner:
         self.store = ResultsStore(out_dir / "results.jsonl")
         # Validated up front: a broken file is a one-line input error before anything is measured.
         self.external = [describe(path, cache_dir, self.launcher, suite.settings.timeout_s) for path in external]
-        self.commit = git_commit(PROJECT_ROOT)
+        self.commit = git_commit(PROJECT_ROOT) if paths.is_checkout() else ""  # an installed harness: its version
+        project = current_project()
+        self.project_context = {"project": str(project.source),
+                                "project_commit": git_commit(project.root)} if project else {}
         self.launchers = {t.name: self._launcher_for(t) for t in self.targets}
         self.boards: dict[str, BoardState] = {}
 
@@ -333,7 +337,7 @@ class SuiteRunner:
             "commit": self.commit, "harness_version": __version__, "suite": self.suite.name,
             "target_description": target.description, "artifact_sha256": job.artifact.sha256,
             "artifact_recipe": dict(job.artifact.recipe),
-        } | self._model_context(job.artifact.model)
+        } | self.project_context | self._model_context(job.artifact.model)
 
         def record(status: str, error: str, measurements: tuple[Measurement, ...] = ()) -> RunRecord:
             return RunRecord(

@@ -1,0 +1,195 @@
+"""A user's project: config found upwards, built-ins overridden by name, generators declared by import path with
+their checkpoint (every checkpoint problem a one-line exit 2), `harness init`."""
+from __future__ import annotations
+
+import pickle
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from harness.checkpoints import Checkpoint, load_checkpoint
+from harness.errors import HarnessInputError
+from harness.project import find_config
+from tests.test_results_fuzz import cli
+
+NET = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self, width: int = 8) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, width)
+            self.out = nn.Linear(width, 16)
+
+        def forward(self, z):
+            return torch.tanh(self.out(torch.relu(self.fc(z)))).view(-1, 1, 4, 4)
+
+    def make(width: int = 8):
+        return Net(width)
+''')
+
+
+class Net(torch.nn.Module):
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, width)
+        self.out = torch.nn.Linear(width, 16)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    root = tmp_path / "proj"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "nets.py").write_text(NET)
+    (root / "sub" / "deeper").mkdir(parents=True)
+    monkeypatch.chdir(root / "sub" / "deeper")  # found from a folder below the config
+    for key in ("EDGE_HARNESS_MODELS", "EDGE_HARNESS_TARGETS", "EDGE_HARNESS_PROJECT"):
+        monkeypatch.delenv(key, raising=False)
+    # one process, one project: forget the models other tests' projects registered in this process
+    from harness import zoo
+    from harness.registry import MODELS
+
+    monkeypatch.setattr(MODELS, "_items", dict(MODELS._items))
+    monkeypatch.setattr(zoo, "_loaded_files", dict(zoo._loaded_files))
+    yield root
+
+
+def write_config(root, extra: str = "", checkpoint: str = 'checkpoint = "w.safetensors"') -> None:
+    (root / "edge-harness.toml").write_text(textwrap.dedent(f'''
+        [models.net]
+        factory = "pkg.nets:make"
+        kwargs = {{ width = 8 }}
+        inputs = [{{ name = "z", shape = [4] }}]
+        {checkpoint}
+        {extra}
+    '''))
+
+
+def test_config_found_upwards_and_in_pyproject(project):
+    assert find_config() is None
+    (project / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.edge-harness]\ntargets_dir = "."\n')
+    assert find_config() == project / "pyproject.toml"
+    write_config(project)
+    assert find_config() == project / "edge-harness.toml"  # the dedicated file wins in the same folder
+
+
+def test_a_declared_model_with_its_checkpoint_is_listed(project):
+    save_file({k: v.contiguous() for k, v in Net().state_dict().items()}, project / "w.safetensors")
+    write_config(project)
+    code, err = cli("list", "models")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("make, config, message", [
+    (lambda p: p.write_bytes(b"\x20\x00\x00\x00\x00\x00\x00\x00{\"fc"), {}, "not a readable safetensors file"),
+    (lambda p: save_file({"fc.weight": torch.zeros(8, 4)}, p), {},
+     "does not match the model's parameters: missing fc.bias, out.bias, out.weight"),
+    (lambda p: save_file({k: v.contiguous() for k, v in Net().state_dict().items()} | {"extra": torch.zeros(1)}, p),
+     {}, "unexpected extra"),
+    (lambda p: save_file({k: v.contiguous() for k, v in Net(6).state_dict().items()}, p), {},
+     "tensors of the wrong shape (checkpoint vs model): fc.bias (6,) vs (8,)"),
+    (lambda p: save_file({f"g.{k}": v.contiguous() for k, v in Net().state_dict().items()}, p),
+     {"key": "ema"}, "no 'ema' in the checkpoint (checkpoint_key = 'ema'; found: g.fc.bias"),
+])
+def test_checkpoint_problems_are_one_line_naming_the_file(tmp_path, make, config, message):
+    path = tmp_path / "w.safetensors"
+    make(path)
+    with pytest.raises(HarnessInputError) as info:
+        load_checkpoint(Net(), Checkpoint(str(path), config.get("key", "")))
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value) and "\n" not in str(info.value)
+
+
+class Sneaky:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_torch_checkpoints_nested_prefixed_and_refused(tmp_path):
+    state = Net().state_dict()
+    nested = tmp_path / "nested.pt"
+    torch.save({"epoch": 3, "state_dict": {"generator": state}}, nested)
+    model = Net()
+    load_checkpoint(model, Checkpoint(str(nested), "state_dict.generator"))
+    assert torch.equal(model.fc.weight, state["fc.weight"])
+    prefixed = tmp_path / "dp.pt"
+    torch.save({f"module.{k}": v for k, v in state.items()}, prefixed)
+    load_checkpoint(Net(), Checkpoint(str(prefixed), "module"))
+    with pytest.raises(HarnessInputError, match=r"nested state_dicts under: state_dict \(set checkpoint_key\)"):
+        load_checkpoint(Net(), Checkpoint(str(nested)))
+    pickled = tmp_path / "pickled.pt"
+    with open(pickled, "wb") as f:
+        pickle.dump({"fc.weight": Sneaky()}, f)
+    with pytest.raises(HarnessInputError, match="refused by torch.load\\(weights_only=True\\)"):
+        load_checkpoint(Net(), Checkpoint(str(pickled)))
+    with pytest.raises(HarnessInputError, match="checkpoint not found"):
+        load_checkpoint(Net(), Checkpoint(str(tmp_path / "none.pt")))
+
+
+def test_a_mismatched_checkpoint_stops_a_run_before_anything_runs(project, tmp_path):
+    save_file({k: v.contiguous() for k, v in Net(6).state_dict().items()}, project / "w.safetensors")
+    write_config(project)
+    (project / "s.toml").write_text('models = ["net"]\ntargets = ["x86-cpu"]\nformats = ["onnx"]\n')
+    out = tmp_path / "run"
+    code, err = cli("run", "--suite", str(project / "s.toml"), "--out", str(out), "--no-progress",
+                    "--cache", str(tmp_path / "cache"))
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{project / 'w.safetensors'}: tensors of the wrong shape" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("table, message", [
+    ('factory = "pkg.nets"\ninputs = [{ name = "z", shape = [4] }]', "must look like 'package.module:ClassOrFunction'"),
+    ('factory = "nope.nets:make"\ninputs = [{ name = "z", shape = [4] }]', "cannot import 'nope.nets'"),
+    ('factory = "pkg.nets:missing"\ninputs = [{ name = "z", shape = [4] }]', "has no 'missing'"),
+    ('factory = "pkg.nets:make"', "needs 'inputs'"),
+    ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [0] }]', "shape must hold sizes >= 1"),
+    ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4], kind = "gauss" }]', "kind must be one of"),
+    ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4] }]\noutput_range = [1, -1]', "high > low"),
+    ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4] }]\ncolour = 1', "unknown key 'colour'"),
+])
+def test_bad_model_declarations_are_one_line(project, table, message):
+    (project / "edge-harness.toml").write_text(f"[models.net]\n{table}\n")
+    code, err = cli("list", "models")
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_project_entries_override_built_ins_by_name(project):
+    (project / "targets").mkdir()
+    (project / "targets" / "x86-cpu.toml").write_text(
+        'name = "x86-cpu"\ndescription = "mine"\narch = "x86_64"\nreach = "local"\nruntimes = ["onnxruntime"]\n')
+    (project / "models").mkdir()
+    (project / "models" / "dcgan.py").write_text(textwrap.dedent('''
+        from harness.model_helpers import latent_inputs, seeded
+        from harness.zoo import register_model
+        from pkg.nets import Net
+
+        @register_model("dcgan", make_inputs=latent_inputs((4,)), description="my own dcgan")
+        def build():
+            return seeded(Net, seed=0)
+    '''))
+    (project / "edge-harness.toml").write_text('targets_dir = "targets"\nmodels_dir = "models"\n')
+    from harness import paths
+    from harness.targets import get_target
+    from harness.zoo import discover_all, get_model
+
+    assert get_target(paths.targets_dirs(), "x86-cpu").description == "mine"
+    assert "dcgan" in discover_all() and get_model("dcgan").description == "my own dcgan"
+
+
+def test_init_writes_a_starter_and_never_overwrites(project):
+    code, err = cli("init", "--dir", str(project))
+    assert code == 0, err
+    assert (project / "edge-harness.toml").is_file() and (project / "bench" / "suites" / "quick.toml").is_file()
+    before = (project / "edge-harness.toml").read_text()
+    code, err = cli("init", "--dir", str(project))
+    assert code == 2 and "already exists; harness init never overwrites" in err
+    assert (project / "edge-harness.toml").read_text() == before
+    code, err = cli("list", "suites")
+    assert code == 0
+    # the starter names a placeholder package: listing models says what to edit, in one line
+    code, err = cli("list", "models")
+    assert code == 2 and "cannot import 'mypkg.generator'" in err and err.count("\n") == 1
