@@ -73,3 +73,22 @@ def test_pull_request_job_measures_base_and_head_then_gates_their_interleaved_se
     assert [at_gate(p) for p in gate.baseline] == [at_ab(ab.out) + "/baseline"]
     assert [at_gate(p) for p in gate.candidate] == [at_ab(ab.out) + "/candidate"]
     load_gate_config(PROJECT_ROOT / gate.config)
+
+
+def test_the_user_project_template_runs_harness_commands_that_parse():
+    """examples/user-project-ci.yml: installs from the package index, runs the project's suite, gates it."""
+    from harness.cli import _parser
+
+    template = yaml.safe_load((PROJECT_ROOT / "examples" / "user-project-ci.yml").read_text())
+    steps = template["jobs"]["bench"]["steps"]
+    install = next(s["run"] for s in steps if "pip install edge-harness" in s.get("run", ""))
+    assert install.index("torch==2.13.0") < install.index("pip install edge-harness")
+    seen = set()
+    for step in steps:
+        for line in step.get("run", "").splitlines():
+            argv = shlex.split(line.replace("$GITHUB_STEP_SUMMARY", "summary.md"))
+            if argv[:1] == ["harness"]:
+                _parser().parse_args(argv[1:])  # every flag exists
+                seen.add(argv[1])
+    assert seen == {"run", "ab", "gate"}
+    assert all("--baseline-root" not in s.get("run", "") for s in steps)  # the harness is the same on both sides
