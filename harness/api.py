@@ -127,6 +127,8 @@ def run(suite: str | Path | None = None, *, models: Sequence[str] = (), targets:
         folder = Path(out) if out is not None else new_run_dir(paths.reports_dir(), spec.name)
     runner = SuiteRunner(spec, out_dir=folder, cache_dir=Path(cache) if cache else paths.cache_dir(),
                          progress=progress, resume=resume, external=tuple(Path(a) for a in artifacts))
+    if report:  # index.html after each model: a first report while later models still prepare
+        runner.on_model_done = write_report
     if progress:
         print(f"suite {spec.name}: {len(runner.models)} models × {1 + len(spec.variants)} variants × "
               f"{', '.join(spec.formats)}" + (f" + {len(runner.external)} artifact files" if runner.external else "")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import psutil
 
@@ -26,6 +26,7 @@ OUTPUT_FILE_KEYS = ("outputs_path", "samples_outputs_path")
 """Request keys naming files the worker writes, which such a launcher brings back."""
 
 POLL_S = 0.05
+WAIT_CALLBACK_S = 0.5
 """How often the memory cap is checked (seconds): a burst can overshoot by what it allocates in this time."""
 
 
@@ -82,26 +83,35 @@ class LocalLauncher:
         )
 
     def run(self, request: dict[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
-            module: str = "harness.worker") -> dict[str, Any]:
+            module: str = "harness.worker", on_wait: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Run one request in a fresh child; ``on_wait`` is called about every ``WAIT_CALLBACK_S`` while it runs
+        (the harness shows the child's progress with it)."""
         proc = self.start(module)
         try:
-            return self._wait(proc, request, timeout_s, memory_cap_bytes)
+            return self._wait(proc, request, timeout_s, memory_cap_bytes, on_wait)
         except BaseException:  # Ctrl-C or any error here: never leave a worker running behind us
             _kill(proc)
             raise
 
     def _wait(self, proc: subprocess.Popen, request: dict[str, Any], timeout_s: float,
-              memory_cap_bytes: int | None) -> dict[str, Any]:
+              memory_cap_bytes: int | None, on_wait: Callable[[], None] | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         payload: str | None = json.dumps(request)
-        peak = 0
+        peak, last_callback = 0, time.monotonic()
         while True:
+            wait = max(0.0, deadline - time.monotonic())
+            if memory_cap_bytes:
+                wait = POLL_S
+            elif on_wait is not None:
+                wait = min(wait, WAIT_CALLBACK_S)
             try:
-                stdout, stderr = proc.communicate(payload, timeout=POLL_S if memory_cap_bytes else
-                                                  max(0.0, deadline - time.monotonic()))
+                stdout, stderr = proc.communicate(payload, timeout=wait)
                 break
             except subprocess.TimeoutExpired:
                 payload = None  # sent with the first call
+                if on_wait is not None and time.monotonic() - last_callback >= WAIT_CALLBACK_S:
+                    last_callback = time.monotonic()
+                    on_wait()
                 if memory_cap_bytes:
                     peak = max(peak, _rss(proc.pid))
                     if peak > memory_cap_bytes:

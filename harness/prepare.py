@@ -5,7 +5,8 @@ process only.
 
 Request: ``model``, ``source`` (the model file), ``cache`` (folder), ``formats``, ``batch_sizes``,
 ``tolerance``, ``timeout_s`` (for each validation worker), ``variants`` (CompressionSpec dicts, optional),
-``samples`` (size of the fidelity sample set, optional). A generator that declares digits training is trained
+``samples`` (size of the fidelity sample set, optional), ``progress_path`` (optional: progress lines go there,
+``harness.progress``). A generator that declares digits training is trained
 here on first use (weights cached under ``<cache>/weights``).
 Result: ``status``, ``batches`` ({batch: {"io": {...}, "variants":
 {variant: {"expected_path": outputs its artifacts must reproduce ('' = none: judged by fidelity only),
@@ -14,6 +15,7 @@ Result: ``status``, ``batches`` ({batch: {"io": {...}, "variants":
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import progress
 from harness.jsonproc import serve
 
 
@@ -52,6 +55,9 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
     from harness.types import Artifact, CompressionSpec
     from harness.zoo import get_model, load_model_file
 
+    if request.get("progress_path"):
+        os.environ[progress.ENV] = request["progress_path"]  # training and distillation report through it
+    progress.report("building")
     load_model_file(Path(request["source"]))
     spec = get_model(request["model"])
     model, weights = build_trained(spec, Path(request["cache"]))
@@ -71,6 +77,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
         if parent_model is None:
             torch_variants[v.name] = (_failed_child(parent, v.name), None)
             continue
+        progress.report(f"compressing: {v.name} ({v.method})")
         torch_variants[v.name] = compress_torch(cache, parent, parent_model, v,
                                                 LatentSource(spec.make_inputs, spec.seed))
 
@@ -89,6 +96,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
                 if variant_model is None:
                     exports[fmt] = _failed_child(artifact, name, fmt)
                 else:
+                    progress.report(f"exporting {name} → {fmt}, batch {batch}")
                     exports[fmt] = cache.export(artifact, variant_model, exporter_for_format(fmt), io, int(batch),
                                                 tolerance, expected_path=expected)
             entries[name] = {"expected_path": expected, "artifacts": exports}
@@ -98,6 +106,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
                 continue
             calibration = calibration_batches(spec.make_inputs, int(batch), spec.seed,
                                               int(v.params.get("calibration_batches", 16)))
+            progress.report(f"compressing: {v.name} ({v.method}), batch {batch}")
             artifact = compress_file(cache, parent, v, calibration, io)
             entries[v.name] = {"expected_path": "", "artifacts": {artifact.format: artifact}}
         batches[str(batch)] = {

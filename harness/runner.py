@@ -23,6 +23,7 @@ from harness.interleave import append_request
 from harness.measure import pool_rounds
 from harness import paths
 from harness.paths import PROJECT_ROOT
+from harness.progress import latest as latest_progress
 from harness.project import current_project
 from harness.report.images import save_sample_grids
 from harness.runtimes import runtime_class
@@ -95,6 +96,10 @@ class SuiteRunner:
                                 "project_commit": git_commit(project.root)} if project else {}
         self.launchers = {t.name: self._launcher_for(t) for t in self.targets}
         self.boards: dict[str, BoardState] = {}
+        self.status: Any = lambda text: None
+        """Shows what the harness is doing between jobs (set by ``run`` to the progress bar's status)."""
+        self.on_model_done: Any = None
+        """Called with the results path after each model's last job (``harness run`` rewrites the report)."""
 
     def _launcher_for(self, target: TargetProfile) -> Any:
         if target.reach == "ssh":
@@ -168,14 +173,23 @@ class SuiteRunner:
         """Yield jobs model by model; each model is built and exported in its own process first."""
         for model_name in self.models:
             spec = get_model(model_name)
-            prepared = self.launcher.run(
-                {"model": model_name, "source": spec.source, "cache": str(self.cache_dir),
-                 "formats": list(self.suite.formats), "batch_sizes": list(self.suite.batch_sizes),
-                 "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
-                 "variants": [v.to_dict() for v in self.suite.variants if v.applies_to(model_name)],
-                 "samples": self.suite.settings.fidelity_samples},
-                self.suite.settings.prepare_timeout_s, module="harness.prepare",
-            )
+            self.status(f"preparing {model_name}")
+            with tempfile.TemporaryDirectory(prefix="edge-harness-progress-") as tmp:
+                progress_path = Path(tmp) / "progress.jsonl"
+
+                def show() -> None:
+                    text = latest_progress(progress_path)
+                    self.status(f"preparing {model_name}" + (f": {text}" if text else ""))
+
+                prepared = self.launcher.run(
+                    {"model": model_name, "source": spec.source, "cache": str(self.cache_dir),
+                     "formats": list(self.suite.formats), "batch_sizes": list(self.suite.batch_sizes),
+                     "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
+                     "variants": [v.to_dict() for v in self.suite.variants if v.applies_to(model_name)],
+                     "samples": self.suite.settings.fidelity_samples, "progress_path": str(progress_path)},
+                    self.suite.settings.prepare_timeout_s, module="harness.prepare", on_wait=show,
+                )
+            self.status("")
             if prepared["status"] != "ok":
                 yield from self._unprepared_jobs(spec, prepared)
                 continue
@@ -231,9 +245,14 @@ class SuiteRunner:
         done = self.store.completed_keys() if self.resume else set()
         bar = tqdm(total=self.job_count(), unit="job", file=sys.stderr, disable=not self.progress,
                    dynamic_ncols=True)
+        self.status = lambda text: bar.set_description_str(text[:90]) if text else None
+        previous_model = None
         try:
             for planned in self.plan():
                 job = planned.job
+                if previous_model is not None and job.artifact.model != previous_model:
+                    self._model_done(bar)
+                previous_model = job.artifact.model
                 label = f"{job.artifact.model} {job.artifact.format}/{job.runtime} b{job.batch_size} @{job.target}"
                 bar.set_description_str(label[:60])
                 if job.key in done:
@@ -254,6 +273,7 @@ class SuiteRunner:
                 bar.update(1)
         finally:
             bar.close()
+            self.status = lambda text: None
             for launcher in self.launchers.values():
                 if hasattr(launcher, "close"):
                     launcher.close()
@@ -274,6 +294,15 @@ class SuiteRunner:
             measurements=(), context={"commit": self.commit, "harness_version": __version__,
                                       "suite": self.suite.name},
             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), duration_s=0.0)
+
+    def _model_done(self, bar: Any) -> None:
+        """After a model's last job: the report so far (a first report while later models still prepare)."""
+        if self.on_model_done is None or not self.store.path.is_file():
+            return
+        try:
+            self.on_model_done(self.store.path)
+        except Exception as exc:  # the interim report is a courtesy; the final one reports the error
+            bar.write(f"warning: interim report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     # -- boards -------------------------------------------------------------------------------------
     def _board(self, target: TargetProfile) -> "BoardState":
@@ -339,7 +368,19 @@ class SuiteRunner:
             "artifact_recipe": dict(job.artifact.recipe),
         } | self.project_context | self._model_context(job.artifact.model)
 
+        passes: dict[str, float] = {}
+        context["pass_seconds"] = passes  # where the job's wall time went: each worker pass, and the harness's own
+
+        def timed(name: str, call: Any) -> dict[str, Any]:
+            t = time.monotonic()
+            try:
+                return call()
+            finally:
+                passes[name] = round(passes.get(name, 0.0) + time.monotonic() - t, 3)
+
         def record(status: str, error: str, measurements: tuple[Measurement, ...] = ()) -> RunRecord:
+            passes["harness"] = round(max(0.0, time.monotonic() - t0 - sum(v for k, v in passes.items()
+                                                                             if k != "harness")), 3)
             return RunRecord(
                 job_key=job.key, model=job.artifact.model, variant=job.artifact.variant,
                 format=job.artifact.format, runtime=job.runtime, target=job.target,
@@ -367,15 +408,17 @@ class SuiteRunner:
             outputs_path = str(Path(tmp) / "outputs.npz")
             samples_outputs_path = str(Path(tmp) / "samples.npz") if job.samples_path else ""
             request = self._worker_job(job, target, "latency", outputs_path, samples_outputs_path)
-            result = launcher.run(request, job.settings.timeout_s, memory_cap_bytes=target.memory_cap_bytes)
+            result = timed("latency", lambda: launcher.run(request, job.settings.timeout_s,
+                                                            memory_cap_bytes=target.memory_cap_bytes))
             context.update(result.get("context", {}))
             board.note(result["status"], result.get("error", ""))
             if result["status"] != "ok":
                 return record(result["status"], _error_text(result), tuple(measurements))
             latency = self._label(target, result["measurements"])
             for _ in range(job.settings.rounds - 1):
-                more = launcher.run(self._worker_job(job, target, "latency", str(Path(tmp) / "round.npz")),
-                                    job.settings.timeout_s, memory_cap_bytes=target.memory_cap_bytes)
+                more = timed("latency", lambda: launcher.run(
+                    self._worker_job(job, target, "latency", str(Path(tmp) / "round.npz")), job.settings.timeout_s,
+                    memory_cap_bytes=target.memory_cap_bytes))
                 board.note(more["status"], more.get("error", ""))
                 if more["status"] != "ok":
                     return record(more["status"], "latency round: " + _error_text(more), tuple(measurements))
@@ -413,15 +456,16 @@ class SuiteRunner:
                 how = f"by {err:.3g} (tolerance {allowed:.3g})" if math.isfinite(err) else \
                     "in where outputs are NaN/inf"
                 return record("failed", f"outputs on {target.name} differ from {what} {how}", tuple(measurements))
-        memory = launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s,
-                              memory_cap_bytes=target.memory_cap_bytes)
+        memory = timed("memory", lambda: launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s,
+                                                      memory_cap_bytes=target.memory_cap_bytes))
         board.note(memory["status"], memory.get("error", ""))
         if memory["status"] != "ok":
             return record(memory["status"], "memory pass: " + _error_text(memory), tuple(measurements))
         measurements.extend(self._label(target, memory["measurements"]))
         if target.energy.get("sources"):
-            energy = launcher.run(self._worker_job(job, target, "energy") | {"energy": dict(target.energy)},
-                                  job.settings.timeout_s, memory_cap_bytes=target.memory_cap_bytes)
+            energy = timed("energy", lambda: launcher.run(
+                self._worker_job(job, target, "energy") | {"energy": dict(target.energy)}, job.settings.timeout_s,
+                memory_cap_bytes=target.memory_cap_bytes))
             board.note(energy["status"], energy.get("error", ""))
             if energy["status"] != "ok":
                 return record(energy["status"], "energy pass: " + _error_text(energy), tuple(measurements))

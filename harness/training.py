@@ -123,7 +123,10 @@ def _loop(recipe: DigitsTraining, images: Any, gen: Any, step_fn: Any, opt: Any,
     import torch
 
     window: list[float] = []
+    from harness import progress
+
     for step in range(1, recipe.steps + 1):
+        progress.report(f"training on digits ({recipe.objective})", step - 1, recipe.steps)
         idx = torch.randint(0, len(images), (recipe.batch,), generator=gen)
         loss = step_fn(images[idx], gen)
         opt.zero_grad()

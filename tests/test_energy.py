@@ -194,3 +194,36 @@ def test_gpu_memory_from_nvml_per_process_accounting(monkeypatch):
     (m,) = gpu_measurements(types.SimpleNamespace(device="cuda"))
     assert m.metric == "gpu_memory" and m.value == 123 * 2**20 and m.method == "nvml-process"
     assert gpu_measurements(types.SimpleNamespace()) == ()  # CPU runtimes: no GPU figure
+
+
+class _SpinRuntime:
+    """A runtime whose inference burns a little CPU (the modelled probe reads CPU time)."""
+
+    def load(self, artifact):
+        pass
+
+    def infer(self, inputs):
+        sum(range(2000))
+        return []
+
+    def sync(self):
+        pass
+
+
+def test_modelled_only_energy_uses_a_short_window_and_a_sensor_keeps_energy_min_s(tmp_path):
+    from harness.energy.window import MODELLED_WINDOW_S, run_energy_pass
+    from harness.types import RunSettings
+
+    settings = RunSettings(min_runs=5, energy_min_s=3.0, warmup_min_runs=1)
+    model = {"power_model": {"idle_w": 2.0, "active_w_per_core": 4.0}}
+    measured, _ = run_energy_pass(_SpinRuntime(), None, {}, settings, 1, {"sources": ["modelled"], **model})
+    window = next(m for m in measured if m.metric == "energy_per_inference").stats["window_s"]
+    assert MODELLED_WINDOW_S <= window < settings.energy_min_s
+    counter = tmp_path / "joules"
+    counter.write_text("0\n")
+    meter = {"sources": ["meter", "modelled"], **model,
+             "meter": {"command": [sys.executable, "-c", f"print(open({str(counter)!r}).read())"]}}
+    measured, unavailable = run_energy_pass(_SpinRuntime(), None, {}, settings, 1, meter)
+    assert not unavailable
+    windows = [m.stats["window_s"] for m in measured if m.metric == "energy_per_inference"]
+    assert len(windows) == 2 and all(w >= settings.energy_min_s for w in windows)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness import progress
 from harness.compress import check_choice, check_fraction, phase
 from harness.compress.channels import restructure, thinner_network
 from harness.compress.layers import parameter_count
@@ -54,6 +55,7 @@ def distill_outputs(student: nn.Module, teacher: nn.Module, latents: Any, params
         _train_with_frozen_norm_statistics(student)
         t0 = time.perf_counter()
         for step in range(1, int(params["steps"]) + 1):
+            progress.report("distilling the student", step - 1, int(params["steps"]))
             inputs = [torch.from_numpy(a) for a in latents.batch(int(params["batch"]), step - 1).values()]
             with torch.no_grad():
                 target = _outputs(teacher(*inputs))
