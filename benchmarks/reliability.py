@@ -7,7 +7,7 @@ command line in this process (``harness.cli.main``: an exception escaping it is 
                   value of the wrong type or size → report, compare, gate (as candidate and as baseline)
   results-file    the real file cut, prefixed with a byte-order mark, padded with binary bytes, CRLF, emptied,
                   given a garbage or deeply nested line, or huge sample values → the same four commands
-  suite-toml      suites/default.toml mutated (deep nesting, bad values and names, deleted lines, binary) →
+  suite-toml      suites/full.toml mutated (deep nesting, bad values and names, deleted lines, binary) →
                   harness run (with no models to measure: a valid suite costs nothing)
   target-toml     targets/x86-cpu.toml mutated the same way → harness list targets
   artifact        --artifact files: missing, a folder, a symlink loop, empty, cut or random-byte .onnx/.tflite
@@ -136,7 +136,7 @@ def main_benchmark() -> None:
         os.environ["EDGE_HARNESS_MODELS"] = str(empty_models)
         os.environ["EDGE_HARNESS_REPORTS"] = str(tmp / "reports")
         tally = Tally()
-        default_suite = suite_base((ROOT / "suites" / "default.toml").read_text())
+        default_suite = suite_base((ROOT / "suites" / "full.toml").read_text())
         for i in range(args.per_class):
             kind, text = mutated_toml(rng, default_suite)
             tally.kinds[kind.split(" (")[0]] += 1

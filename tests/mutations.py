@@ -183,6 +183,6 @@ def mutated_toml(rng: random.Random, text: str) -> tuple[str, str]:
 
 
 def suite_base(default_suite_text: str) -> str:
-    """suites/default.toml without its variants' model lists, so that a valid mutant runs nothing when no models
+    """suites/full.toml without its variants' model lists, so that a valid mutant runs nothing when no models
     are found (the fuzzers point EDGE_HARNESS_MODELS at an empty folder) instead of naming unknown models."""
     return "\n".join(line for line in default_suite_text.splitlines() if not line.startswith("models = [")) + "\n"

@@ -15,7 +15,7 @@ from tests.test_results_fuzz import cli
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
                 derandomize=True)
-DEFAULT_SUITE = suite_base((paths.PROJECT_ROOT / "suites" / "default.toml").read_text())
+DEFAULT_SUITE = suite_base((paths.PROJECT_ROOT / "suites" / "full.toml").read_text())
 X86_TARGET = (paths.PROJECT_ROOT / "targets" / "x86-cpu.toml").read_text()
 
 

@@ -100,16 +100,20 @@ def test_unknown_target_names_the_known_ones(tmp_path):
         get_target(tmp_path, "b")
 
 
-def test_default_suite_loads():
-    from harness.paths import default_suite
+def test_default_and_full_suites_load():
+    from harness.paths import PROJECT_ROOT, default_suite
 
     suite = load_suite(default_suite())
-    assert suite.models is None and suite.formats == ("torch", "onnx", "tflite")
-    assert suite.settings.min_runs == 50 and suite.settings.min_duration_s == 1.0
-    assert max(suite.batch_sizes) > 1
-    assert {v.method for v in suite.variants} == {"prune-l1", "prune-channels", "quant-dynamic", "quant-static", "fp16",
-                                                  "tflite-dynamic", "tflite-int8", "torch-int8", "distill", "separable"}
-    assert {v.name: v.models for v in suite.variants}["separable"] == ("dcgan",)
+    assert suite.name == "default" and suite.formats == ("torch", "onnx", "tflite")
+    assert suite.models == ("vae_decoder", "mlp_gan", "unet_denoiser", "dcgan")  # cheapest first
+    assert suite.settings.min_runs == 50 and suite.settings.min_duration_s == 1.0  # the same measuring rules
+    full = load_suite(PROJECT_ROOT / "suites" / "full.toml")
+    assert full.models is None and max(full.batch_sizes) > 1
+    assert full.settings == suite.settings
+    assert {v.method for v in full.variants} == {"prune-l1", "prune-channels", "quant-dynamic", "quant-static", "fp16",
+                                                 "tflite-dynamic", "tflite-int8", "torch-int8", "distill", "separable"}
+    assert {v.name: v.models for v in full.variants}["separable"] == ("dcgan",)
+    assert {v.name for v in suite.variants} < {v.name for v in full.variants}
 
 
 @pytest.mark.parametrize("body, message", [
