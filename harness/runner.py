@@ -97,6 +97,7 @@ class SuiteRunner:
         self.launchers = {t.name: self._launcher_for(t) for t in self.targets}
         self.boards: dict[str, BoardState] = {}
         self.status: Any = lambda text: None
+        self._between_models: Any = lambda: None
         """Shows what the harness is doing between jobs (set by ``run`` to the progress bar's status)."""
         self.on_model_done: Any = None
         """Called with the results path after each model's last job (``harness run`` rewrites the report)."""
@@ -171,7 +172,9 @@ class SuiteRunner:
 
     def plan(self) -> Iterator[PlannedJob]:
         """Yield jobs model by model; each model is built and exported in its own process first."""
-        for model_name in self.models:
+        for i, model_name in enumerate(self.models):
+            if i:
+                self._between_models()  # the report so far, before the next model's preparation
             spec = get_model(model_name)
             self.status(f"preparing {model_name}")
             with tempfile.TemporaryDirectory(prefix="edge-harness-progress-") as tmp:
@@ -246,13 +249,10 @@ class SuiteRunner:
         bar = tqdm(total=self.job_count(), unit="job", file=sys.stderr, disable=not self.progress,
                    dynamic_ncols=True)
         self.status = lambda text: bar.set_description_str(text[:90]) if text else None
-        previous_model = None
+        self._between_models = lambda: self._model_done(bar)
         try:
             for planned in self.plan():
                 job = planned.job
-                if previous_model is not None and job.artifact.model != previous_model:
-                    self._model_done(bar)
-                previous_model = job.artifact.model
                 label = f"{job.artifact.model} {job.artifact.format}/{job.runtime} b{job.batch_size} @{job.target}"
                 bar.set_description_str(label[:60])
                 if job.key in done:
@@ -273,7 +273,7 @@ class SuiteRunner:
                 bar.update(1)
         finally:
             bar.close()
-            self.status = lambda text: None
+            self.status, self._between_models = (lambda text: None), (lambda: None)
             for launcher in self.launchers.values():
                 if hasattr(launcher, "close"):
                     launcher.close()

@@ -21,3 +21,15 @@ def build_all(models_dir: Path, cache_root: Path, name: str, batch: int = 1, tol
     exports = {fmt: cache.export(base, model, exporter_for_format(fmt), io, batch, tolerance)
                for fmt in ("onnx", "tflite")}
     return cache, base, io, exports
+
+
+QUICK_SETTINGS_TOML = """[settings]
+min_runs = 5
+min_duration_s = 0.02
+warmup_min_runs = 2
+warmup_max_runs = 10
+memory_runs = 1
+energy_min_s = 0.05
+fidelity_samples = 16
+"""
+"""A suite's [settings] for tests that run whole suites: few runs, a smoke test of the machinery."""

@@ -11,6 +11,7 @@ import pytest
 
 from harness.store import read_records
 from tests.conftest import FIXTURES
+from tests.helpers import QUICK_SETTINGS_TOML
 from tests.test_cli import harness
 
 pytestmark = pytest.mark.slow
@@ -20,15 +21,7 @@ name = "nonfinite"
 targets = ["x86-cpu"]
 formats = ["torch", "onnx"]
 batch_sizes = [2]
-[settings]
-min_runs = 5
-min_duration_s = 0.02
-warmup_min_runs = 2
-warmup_max_runs = 10
-memory_runs = 1
-energy_min_s = 0.05
-fidelity_samples = 16
-
+""" + QUICK_SETTINGS_TOML + """
 [[variants]]
 name = "distill-diverged"   # a learning rate far too high: the student's weights overflow
 method = "distill"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.paths import PROJECT_ROOT
+from tests.helpers import QUICK_SETTINGS_TOML
 
 pytestmark = pytest.mark.slow
 
@@ -75,14 +76,7 @@ models = ["studio_gen"]
 targets = ["x86-cpu"]
 formats = ["torch", "onnx"]
 batch_sizes = [1]
-[settings]
-min_runs = 10
-min_duration_s = 0.05
-warmup_min_runs = 2
-warmup_max_runs = 10
-memory_runs = 1
-energy_min_s = 0.05
-fidelity_samples = 16
+''' + QUICK_SETTINGS_TOML + '''
 [[variants]]
 name = "int8"
 method = "quant-dynamic"

@@ -52,13 +52,13 @@ def test_a_report_is_written_after_each_model_and_preparation_shows_its_steps(tm
                         lambda path, *a: written.append(len(path.read_text().splitlines())) or original(path, *a))
     run = api.run(models=["tiny_gen", "unbounded_gen"], formats=["onnx"], variants=["none"], quick=True,
                   out=tmp_path / "run", cache=tmp_path / "cache", progress=True)
-    assert run.statuses == {"ok": 4}  # 2 models × batch 1 and 8
-    assert written == [2, 4]  # after the first model (its 2 jobs), then the final report
+    assert run.statuses == {"ok": 2}  # 2 models, batch 1 (the default suite)
+    assert written == [1, 2]  # after the first model (its job), then the final report
     shown = capfd.readouterr().err  # the progress bar's lines
     for text in ("preparing tiny_gen", "tiny_gen onnx/onnxruntime b1 @x86-cpu"):
         assert text in shown, shown[-2000:]
     # the prepare child's steps (polled twice a second over its few seconds: at least one is seen)
-    assert re.search(r"preparing unbounded_gen: (building|exporting fp32 → onnx, batch [18])", shown), shown[-2000:]
+    assert re.search(r"preparing unbounded_gen: (building|exporting fp32 → onnx, batch 1)", shown), shown[-2000:]
     record = run.records[0]
     assert set(record.context["pass_seconds"]) == {"latency", "memory", "energy", "harness"}
     assert abs(sum(record.context["pass_seconds"].values()) - record.duration_s) < 0.05

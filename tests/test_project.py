@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from harness.checkpoints import Checkpoint, load_checkpoint
 from harness.errors import HarnessInputError
 from harness.project import find_config
+from tests.helpers import QUICK_SETTINGS_TOML
 from tests.test_results_fuzz import cli
 
 NET = textwrap.dedent('''
@@ -193,3 +194,64 @@ def test_init_writes_a_starter_and_never_overwrites(project):
     # the starter names a placeholder package: listing models says what to edit, in one line
     code, err = cli("list", "models")
     assert code == 2 and "cannot import 'mypkg.generator'" in err and err.count("\n") == 1
+
+
+DENOISER = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+    class Denoiser(nn.Module):
+        """x (1×8×8) and an integer timestep → predicted noise, through a skip connection."""
+
+        def __init__(self, ch: int = 8) -> None:
+            super().__init__()
+            self.inp = nn.Conv2d(1, ch, 3, padding=1)
+            self.mid = nn.Conv2d(ch, ch, 3, padding=1)
+            self.out = nn.Conv2d(ch, 1, 3, padding=1)
+            self.temb = nn.Linear(1, ch)
+
+        def forward(self, x, t):
+            h = torch.relu(self.inp(x)) + self.temb(t.float().unsqueeze(1) / 1000.0)[:, :, None, None]
+            return self.out(torch.relu(self.mid(h)) + h)
+''')
+
+
+@pytest.mark.slow
+def test_every_kind_of_compressor_works_on_a_declared_model_with_a_timestep_input(project, tmp_path):
+    (project / "pkg" / "denoise.py").write_text(DENOISER)
+    (project / "edge-harness.toml").write_text(textwrap.dedent('''
+        [models.denoiser]
+        factory = "pkg.denoise:Denoiser"
+        inputs = [{ name = "x", shape = [1, 8, 8] }, { name = "t", shape = [], kind = "integer", low = 0, high = 1000 }]
+        seed = 3
+    '''))
+    (project / "s.toml").write_text('models = ["denoiser"]\ntargets = ["x86-cpu"]\nformats = ["onnx", "tflite"]\n'
+                                    + QUICK_SETTINGS_TOML + textwrap.dedent('''
+        [[variants]]
+        name = "distill"
+        method = "distill"
+        amount = 0.5
+        steps = 20
+        [[variants]]
+        name = "l1"
+        method = "prune-l1"
+        [[variants]]
+        name = "int8"
+        method = "quant-static"
+        calibration_batches = 2
+        [[variants]]
+        name = "tfl"
+        method = "tflite-dynamic"
+    '''))
+    out = tmp_path / "run"
+    code, err = cli("run", "--suite", str(project / "s.toml"), "--out", str(out), "--no-progress",
+                    "--cache", str(tmp_path / "cache"))
+    from harness.records import parse_records
+
+    records = {(r.variant, r.format): r for r in parse_records(out / "results.jsonl")}
+    assert code == 0, (err, {k: r.error for k, r in records.items() if r.status != "ok"})
+    assert set(records) == {("fp32", "onnx"), ("fp32", "tflite"), ("distill", "onnx"), ("distill", "tflite"),
+                            ("l1", "onnx"), ("l1", "tflite"), ("int8", "onnx"), ("tfl", "tflite")}
+    distill = records[("distill", "onnx")]
+    assert any(m.metric == "distill_loss" for m in distill.measurements)
+    assert distill.context["model_source"] == str(project / "edge-harness.toml")
