@@ -21,3 +21,14 @@ def diverging_models_dir() -> Path:
 def shared_cache(tmp_path_factory) -> Path:
     """One artifact cache for the session, so exports of the tiny model happen once."""
     return tmp_path_factory.mktemp("artifact-cache")
+
+
+@pytest.fixture
+def isolated_models(monkeypatch):
+    """One process, one project: forget, for this test, the models other tests registered in this process (a model
+    name defined in two files is an input error, rightly, within one real run)."""
+    from harness import zoo
+    from harness.registry import MODELS
+
+    monkeypatch.setattr(MODELS, "_items", dict(MODELS._items))
+    monkeypatch.setattr(zoo, "_loaded_files", dict(zoo._loaded_files))

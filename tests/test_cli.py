@@ -11,6 +11,10 @@ from harness.paths import PROJECT_ROOT
 
 
 def harness(*args, env=None, timeout=600):
+    """``python -m harness ARGS`` from the checkout. A ``run`` without ``--suite`` runs ``suites/full.toml`` (batch 1
+    and 8, every variant: what these tests were written against), not the smaller default suite."""
+    if args[:1] == ("run",) and "--suite" not in args:
+        args = (*args, "--suite", "full")
     full_env = dict(os.environ) | (env or {})
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=PROJECT_ROOT, env=full_env)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def start(out, cache, models_dir):
     env = dict(os.environ) | {"EDGE_HARNESS_MODELS": str(models_dir)}
-    return subprocess.Popen([sys.executable, "-m", "harness", "run", "--variant", "none", "--model", "tiny_gen", "--quick",
+    return subprocess.Popen([sys.executable, "-m", "harness", "run", "--suite", "full", "--variant", "none", "--model", "tiny_gen", "--quick",
                              "--no-progress", "--out", str(out), "--cache", str(cache)],
                             cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

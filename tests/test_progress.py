@@ -36,8 +36,8 @@ def test_without_the_variable_nothing_is_written(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_report_is_written_after_each_model_and_preparation_shows_its_steps(tmp_path, monkeypatch, shared_cache,
-                                                                              capfd):
+def test_a_report_is_written_after_each_model_and_preparation_shows_its_steps(tmp_path, monkeypatch, capfd,
+                                                                              isolated_models):
     import harness.report
     from harness import api
 

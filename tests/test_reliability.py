@@ -161,7 +161,8 @@ def test_an_error_in_the_harness_itself_fails_one_job_and_the_suite_goes_on(tmp_
     monkeypatch.setattr(runner, "sample_fidelity", broken_fidelity)
     monkeypatch.setenv("EDGE_HARNESS_MODELS", str(tiny_models_dir))
     out = tmp_path / "run"
-    code, err = cli("run", "--model", "tiny_gen", "--format", "onnx", "--format", "tflite", "--variant", "none",
+    code, err = cli("run", "--suite", "full", "--model", "tiny_gen", "--format", "onnx", "--format", "tflite",
+                    "--variant", "none",
                     "--quick", "--out", str(out), "--cache", str(shared_cache), "--no-progress")
     assert code == 1 and "Traceback" not in err
     records = parse_records(out / "results.jsonl")

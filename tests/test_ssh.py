@@ -104,7 +104,7 @@ def test_a_board_that_drops_mid_suite_is_marked_and_the_rest_goes_on(sshd, tmp_p
     targets = targets_with(tmp_path, board=sshd.target_toml("board", sys.executable, tmp_path / "board"))
     out = tmp_path / "run"
     env = dict(os.environ) | {"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--variant", "none", "--model", "tiny_gen", "--format", "onnx",
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--suite", "full", "--variant", "none", "--model", "tiny_gen", "--format", "onnx",
                              "--format", "tflite", "--quick", "--no-progress", "--out", str(out), "--cache",
                              str(shared_cache), "--target", "board", "--target", "x86-cpu"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

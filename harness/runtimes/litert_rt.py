@@ -59,6 +59,22 @@ def _integer_io(detail: Mapping[str, Any]) -> tuple[Any, float, int] | None:
     return (dtype.type, float(scale), int(zero)) if scale else None
 
 
+def _conform(array: Any, dtype: Any, index: int) -> Any:
+    """An input in the dtype the interpreter declares, where the exporter narrowed it (litert-torch turns an int64
+    input, e.g. a diffusion timestep, into int32): integer to integer when every value fits, float64 to float32."""
+    import numpy as np
+
+    target = np.dtype(dtype)
+    if array.dtype.kind in "iu" and target.kind in "iu":
+        info = np.iinfo(target)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise ValueError(f"input {index}: values outside {target.name}, the type the TFLite model takes")
+        return array.astype(target)
+    if array.dtype.kind == "f" and target.kind == "f":
+        return array.astype(target)
+    return array  # anything else: LiteRT's own error names the types
+
+
 @RUNTIMES.register("litert")
 class LiteRTRuntime:
     name = "litert"
@@ -98,14 +114,15 @@ class LiteRTRuntime:
         self._in_quant = [_integer_io(d) for d in ins]
         self._out_quant = [_integer_io(d) for d in outs]
         self._integer_io = any(self._in_quant) or any(self._out_quant)
+        self._in_dtypes = [d["dtype"] for d in ins]
         self._interp = interp
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
         if self._integer_io:
             return self._infer_integer_io(inputs)
         interp = self._interp
-        for index, array in zip(self._in, inputs.values()):
-            interp.set_tensor(index, array)
+        for index, dtype, array in zip(self._in, self._in_dtypes, inputs.values()):
+            interp.set_tensor(index, array if array.dtype == dtype else _conform(array, dtype, index))
         interp.invoke()
         return [interp.get_tensor(i) for i in self._out]
 
