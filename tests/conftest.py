@@ -25,10 +25,10 @@ def shared_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def isolated_models(monkeypatch):
-    """One process, one project: forget, for this test, the models other tests registered in this process (a model
-    name defined in two files is an input error, rightly, within one real run)."""
+    """One process, one project: this test starts with no model registered and leaves none behind (a model name
+    defined in two files is an input error, rightly, within one real run; tests in one process use many)."""
     from harness import zoo
     from harness.registry import MODELS
 
-    monkeypatch.setattr(MODELS, "_items", dict(MODELS._items))
-    monkeypatch.setattr(zoo, "_loaded_files", dict(zoo._loaded_files))
+    monkeypatch.setattr(MODELS, "_items", {})
+    monkeypatch.setattr(zoo, "_loaded_files", {})
