@@ -26,8 +26,9 @@ OUTPUT_FILE_KEYS = ("outputs_path", "samples_outputs_path")
 """Request keys naming files the worker writes, which such a launcher brings back."""
 
 POLL_S = 0.05
-WAIT_CALLBACK_S = 0.5
 """How often the memory cap is checked (seconds): a burst can overshoot by what it allocates in this time."""
+WAIT_CALLBACK_S = 0.5
+"""How often ``run``'s ``on_wait`` is called while a child runs (seconds)."""
 
 
 def _signal_name(returncode: int) -> str:

@@ -97,10 +97,10 @@ class SuiteRunner:
         self.launchers = {t.name: self._launcher_for(t) for t in self.targets}
         self.boards: dict[str, BoardState] = {}
         self.status: Any = lambda text: None
-        self._between_models: Any = lambda: None
         """Shows what the harness is doing between jobs (set by ``run`` to the progress bar's status)."""
+        self._between_models: Any = lambda: None
         self.on_model_done: Any = None
-        """Called with the results path after each model's last job (``harness run`` rewrites the report)."""
+        """Called with the results path before each model after the first (``harness run`` rewrites the report)."""
 
     def _launcher_for(self, target: TargetProfile) -> Any:
         if target.reach == "ssh":
