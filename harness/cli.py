@@ -8,7 +8,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from harness import __version__
+from harness import __version__, interrupts
 from harness.errors import HarnessInputError
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
@@ -348,6 +348,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         print(summary)
     if args.junit:
         args.junit.write_text(junit_xml(result), encoding="utf-8")
+    if result.untestable:
+        print(f"harness: warning: {len(result.untestable)} comparisons are not gated: "
+              f"{result.untestable[0].reason}", file=sys.stderr)
     print(f"gate: {'FAIL' if result.failed else 'pass'}: {len(result.regressions)} regressions, "
           f"{len(result.broken)} broken, {len(result.missing)} missing", file=sys.stderr)
     return EXIT_JOB_FAILED if result.failed else EXIT_OK
@@ -359,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"run": _cmd_run, "sweep": _cmd_sweep, "list": _cmd_list, "report": _cmd_report,
                 "compare": _cmd_compare, "gate": _cmd_gate, "ab": _cmd_ab, "init": _cmd_init}
     try:
-        return commands[args.command](args)
+        with interrupts.watching():
+            return commands[args.command](args)
     except HarnessInputError as exc:
         if args.debug:
             raise

@@ -48,6 +48,16 @@ def _measured(metric: str, scale: float = 1.0) -> Callable[[RunRecord], float | 
     return value
 
 
+def _psnr(r: RunRecord) -> float | None:
+    """PSNR vs fp32 (dB); +inf where the outputs were identical (a record cannot hold an infinite PSNR, so the
+    fidelity step leaves it out and records max-abs error 0)."""
+    m = r.measurement("psnr")
+    if m is not None:
+        return m.value
+    err = r.measurement("max_abs_error")
+    return math.inf if err is not None and err.value == 0 else None
+
+
 def _latency_samples(r: RunRecord) -> Sequence[float] | None:
     m = r.measurement("latency")
     return m.samples if m is not None and m.samples else None
@@ -71,7 +81,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            _measured("energy_per_inference")),
     Metric("size", "artifact size", "bytes", "lower", "relative", "none",
            lambda r: float(r.artifact_bytes) if r.artifact_bytes else None),
-    Metric("psnr", "PSNR vs fp32", "dB", "higher", "absolute", "none", _measured("psnr")),
+    Metric("psnr", "PSNR vs fp32", "dB", "higher", "absolute", "none", _psnr),
     Metric("nonfinite_outputs", "NaN/inf outputs", "fraction", "lower", "absolute", "none",
            _measured("nonfinite_outputs")),
     Metric("label_agreement", "label agreement", "fraction", "higher", "absolute", "none",
@@ -88,7 +98,8 @@ class Comparison:
     ``worse_by``: how much worse the candidate is, in the metric's change unit (fraction for relative
     metrics, metric unit for absolute ones); negative = better. ``ratio``: candidate / base (None where
     base is 0 or not finite). ``ci_low``/``ci_high``: 95% bootstrap CI of the ratio (sampled metrics only).
-    ``p_value``: from ``test`` (None for 'none').
+    ``p_value``: from ``test`` (None for 'none'). ``min_p``: the smallest p-value that test could give with these
+    sample sizes (``stats.smallest_p``; None where it is far below any sensible α).
     """
 
     key: JobKey
@@ -102,6 +113,7 @@ class Comparison:
     p_value: float | None = None
     test: str = "none"
     note: str = ""
+    min_p: float | None = None
 
     @property
     def spec(self) -> Metric:
@@ -213,22 +225,41 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
             # (and the pooled samples, 10^5 of them for a fast model, need no bootstrap). With too few pairs this
             # is never significant — rather than fall back to the pooled samples, which drift calls significant.
             ratio, lo, hi, p = stats.paired_ratio(*paired, seed=seed)
+            min_p = stats.smallest_p("wilcoxon", len(paired[0]))
             test = "wilcoxon signed-rank over paired rounds"
             few = f" (fewer than {MIN_PAIRS_FOR_TEST}: never significant)" if len(paired[0]) < MIN_PAIRS_FOR_TEST else ""
             note = f"{len(paired[0])} interleaved pairs of rounds{few} (A/B session), {note}"
         else:
             ratio, lo, hi, p = stats.bootstrap_ratio(base_samples, cand_samples, statistic, seed=seed)
-            base_rounds, cand_rounds = round_medians(base), round_medians(cand)
-            if metric.test == "mann-whitney-u" and min(len(base_rounds), len(cand_rounds)) >= MIN_ROUNDS_FOR_TEST:
+            min_p = stats.smallest_p("bootstrap", len(base_samples), len(cand_samples))
+            b = None
+            base_rounds, cand_rounds = round_medians(base, statistic), round_medians(cand, statistic)
+            enough_rounds = min(len(base_rounds), len(cand_rounds)) >= MIN_ROUNDS_FOR_TEST
+            if enough_rounds and statistic == "p90" and min(base_rounds) > 0:
+                # The process is the unit of replication: the pooled samples of separate runs call any drift
+                # between processes significant. The rounds' p90s are the evidence: their median's ratio, its
+                # bootstrap CI and a Mann-Whitney U test between them.
+                ratio, lo, hi, _ = stats.bootstrap_ratio(base_rounds, cand_rounds, "median", seed=seed)
+                p = stats.mann_whitney_p(base_rounds, cand_rounds)
+                min_p = stats.smallest_p("mann-whitney-u", len(base_rounds), len(cand_rounds))
+                b = float(np.median(base_rounds))
+                test = "mann-whitney-u over round p90s"
+                note = f"{len(base_rounds)} vs {len(cand_rounds)} rounds, {note}"
+            elif metric.test == "mann-whitney-u" and enough_rounds:
                 # The process is the unit of replication: test the rounds' medians, not the pooled samples.
                 p = stats.mann_whitney_p(base_rounds, cand_rounds)
+                min_p = stats.smallest_p("mann-whitney-u", len(base_rounds), len(cand_rounds))
                 test = "mann-whitney-u over round medians"
                 note = f"{len(base_rounds)} vs {len(cand_rounds)} rounds, {note}"
             elif metric.test == "mann-whitney-u":
                 p = stats.mann_whitney_p(base_samples, cand_samples)
+                min_p = stats.smallest_p("mann-whitney-u", len(base_samples), len(cand_samples))
+            if b is not None:
+                return Comparison(key, metric.name, b, b * ratio, ratio, _worse_by(metric, b, b * ratio), lo, hi, p,
+                                  test, note=note, min_p=min_p)
         b = float(stats.QUANTILE_STATISTICS[statistic](np.asarray(base_samples)[None, :], axis=1)[0])
         return Comparison(key, metric.name, b, b * ratio, ratio, _worse_by(metric, b, b * ratio), lo, hi, p,
-                          test, note=note)
+                          test, note=note, min_p=min_p)
     base_values = [v for v in (metric.value(r) for r in base) if v is not None]
     cand_values = [v for v in (metric.value(r) for r in cand) if v is not None]
     if not base_values or not cand_values:

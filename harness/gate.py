@@ -125,6 +125,8 @@ def judge(c: Comparison, config: GateConfig) -> Verdict:
     change = _change_text(c)
     if threshold is None or c.note.startswith(NOT_GATED_PREFIXES):
         return Verdict(c, threshold, significant, "info", c.note or "threshold off")
+    if c.p_value is not None and c.min_p is not None and c.min_p >= config.alpha:
+        return Verdict(c, threshold, False, "info", untestable_reason(c, config.alpha))
     limit = _limit_text(c, threshold)
     if c.worse_by > threshold and significant:
         return Verdict(c, threshold, True, "regression", f"{change} worse, beyond {limit} ({test})")
@@ -134,7 +136,15 @@ def judge(c: Comparison, config: GateConfig) -> Verdict:
     return Verdict(c, threshold, significant, "noise", f"{change} {'worse' if c.worse_by > 0 else 'better'}: {why}")
 
 
+def untestable_reason(c: Comparison, alpha: float) -> str:
+    """Why a comparison cannot fail the gate at ``alpha``: its test cannot reach a p-value below it."""
+    return (f"not gated: α={alpha:g} is at or below the smallest p-value {c.test} can give here "
+            f"({p_text(c.min_p or 0.0)}; {c.note}) — measure more rounds or pairs, or raise alpha")
+
+
 def _change_text(c: Comparison) -> str:
+    if not math.isfinite(c.worse_by):  # e.g. PSNR from identical outputs (+inf) to a finite figure
+        return f"{c.base:.3g} → {c.candidate:.3g} {c.spec.unit}"
     if c.spec.change == "relative":
         return f"{abs(c.worse_by):.1%}"
     return f"{abs(c.worse_by):.3g} {c.spec.unit}"
@@ -155,6 +165,11 @@ class GateResult:
     @property
     def regressions(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.outcome == "regression"]
+
+    @property
+    def untestable(self) -> list[Verdict]:
+        """Comparisons that α makes impossible to find significant (their metric is not gated at all)."""
+        return [v for v in self.verdicts if v.outcome == "info" and v.reason.startswith("not gated: α=")]
 
     @property
     def failed(self) -> bool:
@@ -189,6 +204,9 @@ def markdown_summary(result: GateResult, title: str = "Edge Harness regression g
                  f"{len(result.broken)} jobs broken, {len(result.missing)} missing, {len(result.new)} new; "
                  f"{len(result.verdicts)} metric comparisons.")
     lines.append("")
+    if result.untestable:
+        lines += [f"⚠️ {len(result.untestable)} comparisons cannot be significant at this α, so they are not gated: "
+                  f"{_md(result.untestable[0].reason)}", ""]
     for key, record in result.broken:
         first = (record.error or record.status).splitlines()[0] if (record.error or record.status) else ""
         lines.append(f"- ❌ `{_md(key_label(key))}` now **{record.status}**: {_md(first)}")

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 import psutil
 
+from harness import interrupts
 from harness.capture import tail
 from harness.paths import PROJECT_ROOT
 
@@ -27,6 +28,8 @@ OUTPUT_FILE_KEYS = ("outputs_path", "samples_outputs_path")
 
 POLL_S = 0.05
 """How often the memory cap is checked (seconds): a burst can overshoot by what it allocates in this time."""
+INTERRUPT_CHECK_S = 1.0
+"""Waiting for a child, the harness looks at least this often (seconds) for a Ctrl-C a finalizer swallowed."""
 WAIT_CALLBACK_S = 0.5
 """How often ``run``'s ``on_wait`` is called while a child runs (seconds)."""
 
@@ -106,10 +109,11 @@ class LocalLauncher:
             elif on_wait is not None:
                 wait = min(wait, WAIT_CALLBACK_S)
             try:
-                stdout, stderr = proc.communicate(payload, timeout=wait)
+                stdout, stderr = proc.communicate(payload, timeout=min(wait, INTERRUPT_CHECK_S))
                 break
             except subprocess.TimeoutExpired:
                 payload = None  # sent with the first call
+                interrupts.check()  # a Ctrl-C whose KeyboardInterrupt a finalizer swallowed
                 if on_wait is not None and time.monotonic() - last_callback >= WAIT_CALLBACK_S:
                     last_callback = time.monotonic()
                     on_wait()

@@ -1,8 +1,9 @@
 """Lockstep latency: two workers (a baseline's and a candidate's) take turns measuring in short blocks, so that
 both see the machine as it is within a fraction of a second of each other.
 
-Worker side: a latency request with ``lockstep = {"block_s": …}`` makes the timing loop pause before its first
-steady-state sample and after every ``block_s`` of timed calls: the worker writes ``{"lockstep": "ready"}`` on
+Worker side: a latency request with ``lockstep = {"block_s": …}`` makes the timing loop pause after its load and
+first inference (the warm-up then runs in a turn of its own, never beside the other side's import and load), before
+its first steady-state sample and after every ``block_s`` of timed calls: the worker writes ``{"lockstep": "ready"}`` on
 its result channel and waits for a ``go`` line on stdin. Paused time never counts toward the loop's durations.
 The final result line follows as usual.
 
@@ -20,6 +21,7 @@ import tempfile
 import time
 from typing import Any, Callable
 
+from harness import interrupts
 from harness.launcher import LocalLauncher, _kill, exit_result, failure_result
 
 READY = {"lockstep": "ready"}
@@ -100,6 +102,7 @@ class LockstepWorker:
                                                  self._stderr_text())
                     return None
                 if not sel.select(min(left, 1.0)):
+                    interrupts.check()  # a Ctrl-C whose KeyboardInterrupt a finalizer swallowed
                     continue
                 chunk = os.read(self.proc.stdout.fileno(), 65536).decode("utf-8", "replace")
                 if not chunk:  # EOF: the worker is gone
@@ -137,8 +140,8 @@ def _checked(worker: LockstepWorker) -> dict[str, Any]:
 
 def run_pair(first: tuple[LocalLauncher, dict[str, Any]], second: tuple[LocalLauncher, dict[str, Any]],
              timeout_s: float, block_s: float = DEFAULT_BLOCK_S) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Two latency requests measured in lockstep: both workers load and warm up, then take turns of ``block_s``
-    (``first`` always starts a round of turns) until both have finished. Returns both final results."""
+    """Two latency requests measured in lockstep: both workers load, then warm up in turns, then take turns of
+    ``block_s`` (``first`` always starts a round of turns) until both have finished. Returns both final results."""
     deadline = time.monotonic() + timeout_s
     workers = [LockstepWorker(launcher, request | {"lockstep": {"block_s": block_s}}, deadline)
                for launcher, request in (first, second)]

@@ -11,6 +11,7 @@ and its steady-state readings become ``gpu_latency`` beside the host-side ``late
 from __future__ import annotations
 
 import dataclasses
+import gc
 import statistics
 import time
 from dataclasses import dataclass
@@ -56,8 +57,9 @@ def warm_up(call: Callable[[], None], settings: RunSettings, clock: Callable[[],
 
 @dataclass(frozen=True)
 class Pause:
-    """Blocks of timed calls: ``wait()`` runs before the first steady-state sample and after every ``block_s``
-    seconds of them (the lockstep protocol, ``harness.lockstep``). Time spent waiting is not loop time."""
+    """Blocks of timed calls: ``wait()`` runs after the load and first inference (so that the warm-up has a turn of
+    its own), before the first steady-state sample and after every ``block_s`` seconds of them (the lockstep
+    protocol, ``harness.lockstep``). Time spent waiting is not loop time."""
 
     wait: Callable[[], None]
     block_s: float
@@ -67,7 +69,20 @@ def collect(call: Callable[[], None], settings: RunSettings, clock: Callable[[],
             after: Callable[[], None] | None = None, pause: Pause | None = None) -> tuple[list[int], str]:
     """Steady-state samples (ns) and why collection stopped: 'count+duration', 'ci-width' or 'time-cap'.
     ``after`` runs after each sample's clock has stopped (e.g. reading a device timer), outside the sample;
-    ``pause`` splits collection into blocks (durations count only the time spent in blocks)."""
+    ``pause`` splits collection into blocks (durations count only the time spent in blocks). The garbage collector
+    is off while samples are taken (a collection inside a µs-scale call would be its p99), on again after."""
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        return _collect(call, settings, clock, after, pause)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _collect(call: Callable[[], None], settings: RunSettings, clock: Callable[[], int],
+             after: Callable[[], None] | None, pause: Pause | None) -> tuple[list[int], str]:
     samples: list[int] = []
     append = samples.append
     min_runs = settings.min_runs
@@ -125,6 +140,8 @@ def run_latency_pass(
 
     first_ns, first_outputs = _timed_call(lambda: runtime.infer(inputs), runtime.sync, clock)
     first_outputs = [np.array(o, copy=True) for o in first_outputs]
+    if pause is not None:  # in lockstep, warm up in a turn of one's own: never while the other side loads
+        pause.wait()
 
     infer, sync = runtime.infer, runtime.sync
 

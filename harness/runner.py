@@ -26,6 +26,7 @@ from harness.paths import PROJECT_ROOT
 from harness.progress import latest as latest_progress
 from harness.project import current_project
 from harness.report.images import save_sample_grids
+from harness import interrupts
 from harness.runtimes import runtime_class
 from harness.emulated import EMULATED_NOTE, EmulatedLauncher
 from harness.ssh import SshLauncher
@@ -251,26 +252,8 @@ class SuiteRunner:
         self.status = lambda text: bar.set_description_str(text[:90]) if text else None
         self._between_models = lambda: self._model_done(bar)
         try:
-            for planned in self.plan():
-                job = planned.job
-                label = f"{job.artifact.model} {job.artifact.format}/{job.runtime} b{job.batch_size} @{job.target}"
-                bar.set_description_str(label[:60])
-                if job.key in done:
-                    summary.skipped_completed += 1
-                    bar.update(1)
-                    continue
-                try:
-                    record = self._run_job(job, self.targets_by_name[job.target], planned.export_error)
-                except Exception as exc:  # a harness bug or an input nobody foresaw: this job fails, the suite goes on
-                    record = self._harness_error(job, exc)
-                self.store.append(record)
-                summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
-                if record.status not in ("ok",):
-                    first_line = record.error.splitlines()[0] if record.error else ""
-                    bar.write(f"{record.status}: {label}: {first_line}", file=sys.stderr)
-                for warning in record.context.get("warnings", []):
-                    bar.write(f"warning: {label}: {warning}", file=sys.stderr)
-                bar.update(1)
+            with interrupts.watching():
+                self._run_planned(summary, done, bar)
         finally:
             bar.close()
             self.status, self._between_models = (lambda text: None), (lambda: None)
@@ -280,6 +263,32 @@ class SuiteRunner:
         summary.exports_built = len(self.exports_built)
         summary.exports_reused = len(self.exports_reused)
         return summary
+
+    def _run_planned(self, summary: "RunSummary", done: set[str], bar: Any) -> None:
+        """Measure each planned job and append its record; a Ctrl-C whose KeyboardInterrupt was swallowed (it landed
+        in a finalizer) still stops the suite here, after the record of the job it interrupted."""
+        for planned in self.plan():
+            interrupts.check()  # a Ctrl-C during the model's preparation
+            job = planned.job
+            label = f"{job.artifact.model} {job.artifact.format}/{job.runtime} b{job.batch_size} @{job.target}"
+            bar.set_description_str(label[:60])
+            if job.key in done:
+                summary.skipped_completed += 1
+                bar.update(1)
+                continue
+            try:
+                record = self._run_job(job, self.targets_by_name[job.target], planned.export_error)
+            except Exception as exc:  # a harness bug or an input nobody foresaw: this job fails, the suite goes on
+                record = self._harness_error(job, exc)
+            self.store.append(record)
+            summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
+            if record.status not in ("ok",):
+                first_line = record.error.splitlines()[0] if record.error else ""
+                bar.write(f"{record.status}: {label}: {first_line}", file=sys.stderr)
+            for warning in record.context.get("warnings", []):
+                bar.write(f"warning: {label}: {warning}", file=sys.stderr)
+            bar.update(1)
+            interrupts.check()
 
     def _harness_error(self, job: Job, exc: Exception) -> RunRecord:
         """The record of a job whose measurement raised in the harness itself (not in a worker)."""

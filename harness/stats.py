@@ -150,6 +150,21 @@ def mann_whitney_p(base: Sequence[float], candidate: Sequence[float]) -> float:
     return float(mannwhitneyu(candidate, base, alternative="two-sided").pvalue)
 
 
+def smallest_p(test: str, n_base: int, n_candidate: int = 0, resamples: int = 2000) -> float:
+    """The smallest two-sided p-value ``test`` can give with these sample sizes: the test applied to completely
+    separated data ('mann-whitney-u': 2/C(n+m, n) when exact; 'wilcoxon': n pairs all one way, 2/2^n when exact;
+    'bootstrap': the floor 1/resamples). A significance level at or below it can never be reached."""
+    if test == "mann-whitney-u":
+        return mann_whitney_p(np.arange(n_base, dtype=float), np.arange(n_base, n_base + n_candidate, dtype=float))
+    if test == "wilcoxon":
+        from scipy.stats import wilcoxon
+
+        return float(wilcoxon(np.arange(1, n_base + 1, dtype=float), alternative="two-sided").pvalue)
+    if test == "bootstrap":
+        return 1.0 / resamples
+    raise ValueError(f"unknown test {test!r}")
+
+
 def paired_ratio(base: Sequence[float], candidate: Sequence[float], confidence: float = 0.95,
                  resamples: int = 2000, seed: int = 0) -> tuple[float, float, float, float]:
     """Paired comparison of two equally long sequences (pair i measured side by side, e.g. interleaved rounds):
@@ -178,13 +193,17 @@ def paired_ratio(base: Sequence[float], candidate: Sequence[float], confidence: 
     return float(np.median(ratios)), float(lo), float(hi), p
 
 
+WARMUP_HALF_MIN = 5
+"""The fewest samples in each half of the warm-up stability test: two medians of 2 samples agree by chance."""
+
+
 def halves_agree(samples: Sequence[float], tolerance: float) -> bool:
     """Warm-up stability test: do the medians of the first and second halves differ by ≤ tolerance?
 
-    The difference is relative to the second half's median. Needs at least 4 samples.
+    The difference is relative to the second half's median. Needs ``2 * WARMUP_HALF_MIN`` samples.
     """
     n = len(samples)
-    if n < 4:
+    if n < 2 * WARMUP_HALF_MIN:
         return False
     half = n // 2
     first = percentile(samples[:half], 50)

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from harness.compare import METRICS, compare_metric, job_key
+from harness.gate import GateConfig, run_gate
 from harness.interleave import REQUESTS_FILE, read_requests
 from harness.paths import PROJECT_ROOT
 from harness.store import read_records
@@ -45,9 +47,16 @@ def test_ab_session_measures_both_sides_afresh_and_a_crashing_candidate_fails_th
             assert r.measurement("latency").samples != run_latency.samples  # measured afresh, not copied
             for kept in ("peak_rss", "load_time", "first_inference"):  # the run's: not measured in a session
                 assert r.measurement(kept).value == records[b.job_key].measurement(kept).value
-    # The gate tests a session over its pairs; two pairs can never be significant.
+    # The gate tests a session over its pairs: the ratio is the median of the pairs' ratios, and two pairs can never
+    # be significant (p ≥ 0.5 whatever they measure), which the verdict says rather than calling it noise.
     c = compare_metric(METRICS["latency_p50"], job_key(base[0]), [base[0]], [cand[0]])
-    assert c.test == "wilcoxon signed-rank over paired rounds" and c.p_value >= 0.5
+    assert c.test == "wilcoxon signed-rank over paired rounds" and c.min_p == pytest.approx(0.5)
+    pair_ratios = [y / x for x, y in zip(base[0].measurement("latency_round_medians").samples,
+                                         cand[0].measurement("latency_round_medians").samples)]
+    assert c.ratio == pytest.approx(float(np.median(pair_ratios)))
+    p50 = next(v for v in run_gate([base[0]], [cand[0]], GateConfig()).verdicts
+               if v.comparison.metric == "latency_p50")
+    assert p50.outcome == "info" and p50.reason.startswith("not gated: α=0.05")
 
     # Ctrl-C during a session (here: after its first pair) keeps the whole pairs measured: a shorter session.
     from harness.interleave import Side, run_ab

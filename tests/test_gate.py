@@ -127,8 +127,11 @@ def test_significant_but_small_change_passes():
 
 
 def test_large_but_not_significant_change_passes():
-    # Three wildly spread samples each: a 20% shift in the median is within the noise.
-    assert outcome([job([1.0, 3.0, 0.3])], [job([1.2, 3.6, 0.36])]) == "noise"
+    # Eight wildly spread samples each: a 20% shift in the median is within the noise.
+    spread = [1.0, 3.0, 0.3, 2.0, 0.5, 1.5, 0.8, 2.5]
+    assert outcome([job(spread)], [job([x * 1.2 for x in spread])]) == "noise"
+    # Three each: no shift could be significant (3 vs 3 gives p ≥ 0.1), and the verdict says so.
+    assert outcome([job([1.0, 3.0, 0.3])], [job([1.2, 3.6, 0.36])]) == "info"
 
 
 def test_significant_and_large_change_fails_and_improvements_are_reported():
@@ -411,4 +414,55 @@ def test_p50_of_an_ab_session_is_tested_over_its_pairs():
     few_slow = ab_side([d * 1.15 for d in drift[:5]], side="candidate", seed=2)
     few = compare_metric(METRICS["latency_p50"], key, [few_base], [few_slow])
     assert few.test == "wilcoxon signed-rank over paired rounds" and "never significant" in few.note
-    assert few.p_value == pytest.approx(2 / 2**5) and outcome([few_base], [few_slow]) == "noise"
+    assert few.p_value == pytest.approx(2 / 2**5) and outcome([few_base], [few_slow]) == "info"
+
+
+def test_p90_is_tested_over_round_p90s_when_both_sides_have_five():
+    """Five separate runs a side whose processes drift by a few percent, the same drift on both sides: the pooled
+    samples called the p90's small shift significant; the rounds' p90s (the unit of replication) do not."""
+    key = ("k",) * 6
+    base_scales, cand_scales = [1.00, 1.06, 0.95, 1.03, 0.98], [1.04, 0.97, 1.01, 1.07, 0.99]
+    base = [job(lognormal(i, n=2000) * s) for i, s in enumerate(base_scales)]
+    cand = [job(lognormal(20 + i, n=2000) * s) for i, s in enumerate(cand_scales)]
+    pooled = compare_metric(METRICS["latency_p90"], key, base[:1], cand[:1])
+    assert pooled.test == "bootstrap"
+    c = compare_metric(METRICS["latency_p90"], key, base, cand)
+    assert c.test == "mann-whitney-u over round p90s" and "5 vs 5 rounds" in c.note
+    assert c.p_value > 0.3
+    assert c.ci_low < 1 < c.ci_high  # the CI shown is the rounds' too
+    round_p90s = [float(np.percentile(r.measurement("latency").samples, 90)) for r in base]
+    assert c.base == pytest.approx(float(np.median(round_p90s)), rel=1e-3)
+    # A real 15% slowdown of every round is still caught.
+    slow = [job(lognormal(40 + i, n=2000) * s * 1.15) for i, s in enumerate(base_scales)]
+    caught = compare_metric(METRICS["latency_p90"], key, base, slow)
+    assert caught.p_value < 0.05 and caught.worse_by == pytest.approx(0.15, abs=0.05)
+
+
+def test_a_job_whose_outputs_were_identical_and_now_degrade_fails_on_psnr():
+    """Identical outputs leave PSNR out of the record (it is +inf); the comparison reads it as +inf, so a drop from
+    identical to 20 dB is a regression, and identical on both sides is no change."""
+    def identical(r):
+        return dataclasses.replace(r, measurements=r.measurements + (
+            Measurement("max_abs_error", 0.0, "abs", "vs-torch-fp32"),))
+
+    result = run_gate([identical(job(lognormal(1)))], [job(lognormal(1), psnr=20.0)], GateConfig())
+    verdicts = {v.comparison.metric: v for v in result.verdicts}
+    assert verdicts["psnr"].outcome == "regression" and result.failed
+    assert verdicts["psnr"].comparison.base == math.inf
+    same = run_gate([identical(job(lognormal(1)))], [identical(job(lognormal(1)))], GateConfig())
+    assert {v.comparison.metric: v.outcome for v in same.verdicts}["psnr"] == "noise" and not same.failed
+
+
+def test_an_alpha_no_test_can_reach_is_said_not_silently_ungated():
+    """8 pairs give p ≥ 2/256 = 0.0078: at α = 0.005 a 15% slowdown could never fail the gate. The verdict says so
+    (info, 'not gated'), and the markdown summary warns; at the default α the same pairs are a regression."""
+    drift = [1.00, 1.25, 0.90, 1.20, 1.05, 1.30, 0.92, 1.15]
+    base, slowed = ab_side(drift), ab_side([d * 1.15 for d in drift], side="candidate", seed=2)
+    strict = GateConfig(alpha=0.005)
+    result = run_gate([base], [slowed], strict)
+    p50 = next(v for v in result.verdicts if v.comparison.metric == "latency_p50")
+    assert p50.outcome == "info" and "α=0.005" in p50.reason and "0.0078" in p50.reason
+    assert p50.comparison.min_p == pytest.approx(2 / 2**8)
+    assert result.untestable and "cannot be significant at this α" in markdown_summary(result)
+    assert outcome([base], [slowed]) == "regression"  # α = 0.05 is reachable
+    assert not run_gate([base], [slowed], GateConfig()).untestable

@@ -33,10 +33,11 @@ def test_pauses_split_collection_into_blocks_and_paused_time_is_not_loop_time():
     # (with them, the 0.5-s cap would have stopped the loop after the first block).
     assert latency.stats["n"] == 50 and latency.stats["stopped_by_time_cap"] == 0.0
     assert all(s == 2.0 for s in latency.samples)  # no wait inside a sample
+    assert waits[0] == 1  # after the load and first inference: the warm-up gets a turn of its own
     calls_before_loop = 1 + 4  # first inference + warm-up
-    assert waits[0] == calls_before_loop  # before the first steady-state sample
-    assert [b - a for a, b in zip(waits, waits[1:])] == [10] * 4  # then every 20 ms of calls
-    assert len(waits) == 5  # and not again after the last sample
+    assert waits[1] == calls_before_loop  # before the first steady-state sample
+    assert [b - a for a, b in zip(waits[1:], waits[2:])] == [10] * 4  # then every 20 ms of calls
+    assert len(waits) == 6  # and not again after the last sample
 
 
 def test_worker_pause_speaks_ready_and_go():

@@ -185,3 +185,33 @@ def test_only_runtimes_on_torchs_stream_get_cuda_event_timing():
     assert TorchCudaRuntime.event_stream == "torch-current"
     for cpu_or_own_stream in (TorchEagerRuntime, OnnxRuntime, OnnxRuntimeCuda):
         assert device_timer_for(cpu_or_own_stream(RuntimeOptions())) is None
+
+
+def test_warmup_judges_at_least_five_samples_a_half():
+    """warmup_min_runs = 2 asks for little, but stability is never judged on fewer than 5 + 5 samples."""
+    ms, _, _ = run(RunSettings(min_runs=10, min_duration_s=0.0, warmup_min_runs=2), steady(30 * MS, 2 * MS))
+    assert ms["latency"].stats["warmup_stable"] == 1.0 and ms["latency"].stats["warmup_runs"] == 10
+    capped = RunSettings(min_runs=10, min_duration_s=0.0, warmup_min_runs=2, warmup_max_runs=6)
+    ms, _, _ = run(capped, steady(30 * MS, 2 * MS))
+    assert ms["latency"].stats["warmup_stable"] == 0.0 and ms["latency"].stats["warmup_runs"] == 6
+
+
+def test_the_garbage_collector_is_off_while_samples_are_taken_and_back_on_after():
+    import gc
+
+    seen = []
+
+    class Recording(ScriptedRuntime):
+        def infer(self, inputs):
+            seen.append(gc.isenabled())
+            return super().infer(inputs)
+
+    clock = FakeClock()
+    rt = Recording(clock, 5 * MS, steady(30 * MS, 2 * MS))
+    assert gc.isenabled()
+    result = run_latency_pass(rt, None, {}, RunSettings(min_runs=20, min_duration_s=0.0, warmup_min_runs=4), 1,
+                              clock=clock)
+    n = int({m.metric: m for m in result.measurements}["latency"].stats["n"])
+    assert seen[-n:] == [False] * n  # every steady-state sample
+    assert seen[0] is True  # the first inference ran with it on
+    assert gc.isenabled()

@@ -72,11 +72,14 @@ def test_bootstrap_chunking_bounds_memory_without_changing_the_answer_much():
 
 
 def test_halves_agree():
-    assert stats.halves_agree([10, 10, 10, 10], 0.1)
-    assert not stats.halves_agree([20, 20, 10, 10], 0.1)  # first half 2x the second
-    assert stats.halves_agree([10.5, 10.5, 10, 10], 0.05)  # exactly 5% apart
-    assert not stats.halves_agree([10.6, 10.6, 10, 10], 0.05)
-    assert not stats.halves_agree([1, 1, 1], 0.5)  # too few samples to judge
+    assert stats.halves_agree([10] * 10, 0.1)
+    assert not stats.halves_agree([20] * 5 + [10] * 5, 0.1)  # first half 2x the second
+    assert stats.halves_agree([10.5] * 5 + [10] * 5, 0.05)  # exactly 5% apart
+    assert not stats.halves_agree([10.6] * 5 + [10] * 5, 0.05)
+    # Too few samples to judge: two medians of 2 (or 4) samples agree by chance.
+    assert not stats.halves_agree([1, 1, 1], 0.5)
+    assert not stats.halves_agree([10, 10, 10, 10], 0.1)
+    assert not stats.halves_agree([10] * 9, 0.1)
 
 
 def test_summarize_hand_computed():

@@ -161,3 +161,16 @@ def test_the_sample_set_runs_in_whole_batches_and_keeps_order():
     np.testing.assert_array_equal(doubled, x[:6] * 2)
     np.testing.assert_array_equal(first, x[:6, :1])
     assert generate_samples(_Doubler(), {"z": x}, 8) == []
+
+
+@pytest.mark.slow
+def test_import_time_counts_the_library_import_even_when_missing_would_import_it_first(built, tmp_path):
+    """A CUDA adapter's missing() imports torch / onnxruntime to ask for a device; import_time used to be ~0 there."""
+    _, _, io, exports = built
+    plugin = PROJECT_ROOT / "tests" / "fixtures" / "plugins" / "device_query_runtime.py"
+    job = _job(exports["onnx"], "device-query", io, "latency", tmp_path)
+    result = LocalLauncher(env={"EDGE_HARNESS_PLUGINS": str(plugin)}).run(job, 120)
+    assert result["status"] == "ok", result
+    import_ms = next(m["value"] for m in result["measurements"] if m["metric"] == "import_time")
+    assert import_ms >= 400  # the library's own 0.4 s import
+    assert result["context"]["runtime_versions"] == {"slow_runtime_lib": "1"}
