@@ -19,14 +19,14 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from harness import paths
-from harness.context import machine_context
+from harness.config import paths
+from harness.engine.context import machine_context
 from harness.report import write_report
 from harness.report.compression import compression_frame
 from harness.report.tables import summary_frame
-from harness.runner import SuiteRunner
-from harness.store import read_records
-from harness.suite import load_suite
+from harness.run.runner import SuiteRunner
+from harness.results.store import read_records
+from harness.config.suite import load_suite
 
 
 def one_round(out: Path) -> list[dict]:

@@ -34,11 +34,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from harness import paths
-from harness.compare import compare_runs, group_records, paired_rounds
-from harness.context import machine_context
-from harness.gate import GateConfig, run_gate
-from harness.store import read_records
+from harness.config import paths
+from harness.analysis.compare import compare_runs, group_records, paired_rounds
+from harness.engine.context import machine_context
+from harness.analysis.gate import GateConfig, run_gate
+from harness.results.store import read_records
 
 PLUGIN = Path(__file__).resolve().parent / "plugins" / "slowdown.py"
 

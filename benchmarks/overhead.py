@@ -21,13 +21,13 @@ from datetime import datetime
 from pathlib import Path
 
 
-from harness import paths
+from harness.config import paths
 from harness.cli import QUICK_SETTINGS
-from harness.context import machine_context
-from harness.measure import run_latency_pass
-from harness.runner import SuiteRunner
+from harness.engine.context import machine_context
+from harness.engine.measure import run_latency_pass
+from harness.run.runner import SuiteRunner
 from harness.runtimes import RuntimeOptions, runtime_class
-from harness.suite import Suite
+from harness.config.suite import Suite
 from harness.types import RunSettings
 from harness.worker import load_inputs
 

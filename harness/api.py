@@ -70,7 +70,7 @@ class Run:
 
 def load(path: str | Path) -> Run:
     """A run from its folder or its results.jsonl (validated: one-line errors)."""
-    from harness.store import read_records
+    from harness.results.store import read_records
 
     path = Path(path)
     results = path / "results.jsonl" if path.is_dir() else path
@@ -80,9 +80,9 @@ def load(path: str | Path) -> Run:
 def build_suite(suite: str | Path | None = None, *, models: Sequence[str] = (), targets: Sequence[str] = (),
                 formats: Sequence[str] = (), variants: Sequence[str] = (), artifacts: Sequence[str | Path] = (),
                 quick: bool = False, settings: dict[str, Any] | None = None) -> Any:
-    """A ``Suite``: a file or name (``harness.paths.find_suite``) with the command line's overrides."""
-    from harness import paths
-    from harness.suite import load_suite
+    """A ``Suite``: a file or name (``harness.config.paths.find_suite``) with the command line's overrides."""
+    from harness.config import paths
+    from harness.config.suite import load_suite
 
     loaded = load_suite(paths.find_suite(suite))
     overrides: dict[str, Any] = {}
@@ -111,11 +111,13 @@ def run(suite: str | Path | None = None, *, models: Sequence[str] = (), targets:
         quick: bool = False, settings: dict[str, Any] | None = None, out: str | Path | None = None,
         cache: str | Path | None = None, resume: bool = False, progress: bool = False, report: bool = True) -> Run:
     """Run a suite (as ``harness run``) and return its results. ``settings`` overrides ``[settings]`` fields."""
-    from harness import paths
+    from harness.config import paths
+    from harness.plugins import load_plugins
     from harness.report import write_report
-    from harness.runner import SuiteRunner, latest_run_dir, new_run_dir
-    from harness.store import read_records
+    from harness.results.store import read_records
+    from harness.run.runner import SuiteRunner, latest_run_dir, new_run_dir
 
+    load_plugins()
     spec = build_suite(suite, models=models, targets=targets, formats=formats, variants=variants,
                        artifacts=artifacts, quick=quick, settings=settings)
     if resume and out is None:
@@ -147,7 +149,7 @@ def gate(baseline: Run | str | Path | Sequence[Run | str | Path], candidate: Run
     exit status ``harness gate`` would give: 1 on a regression or a broken / missing job), ``markdown``."""
     import pandas as pd
 
-    from harness.gate import load_gate_config, markdown_summary, run_gate
+    from harness.analysis.gate import load_gate_config, markdown_summary, run_gate
 
     def records(side: Any) -> list[RunRecord]:
         items = side if isinstance(side, (list, tuple)) else [side]

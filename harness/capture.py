@@ -30,7 +30,7 @@ def captured_output(log: list[str]) -> Iterator[None]:
             log.append(sink.read().decode("utf-8", "replace"))
 
 
-def tail(text: str, lines: int = 15) -> str:
+def tail(text: str, lines: int = 30) -> str:
     """The last ``lines`` non-empty lines of ``text``."""
     kept = [ln for ln in text.splitlines() if ln.strip()]
     return "\n".join(kept[-lines:])

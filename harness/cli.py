@@ -8,8 +8,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from harness import __version__, interrupts
+from harness import __version__
+
+from harness.launch import interrupts
 from harness.errors import HarnessInputError
+from harness.plugins import load_plugins
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -76,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="also write the latency samples in pytest-benchmark's JSON format "
                           "(read by `pytest-benchmark compare`)")
 
-    from harness.compare import METRICS
+    from harness.analysis.compare import METRICS
 
     cmp = sub.add_parser("compare", help="compare two runs metric by metric (ratio, CI, significance)",
                          description="For every job that succeeded in both runs: per metric the candidate/base "
@@ -123,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _side(args: argparse.Namespace, name: str):
-    from harness.interleave import Side
+    from harness.run.interleave import Side
 
     env = {}
     for item in getattr(args, f"{name}_env"):
@@ -143,7 +146,7 @@ def _side(args: argparse.Namespace, name: str):
 
 
 def _cmd_ab(args: argparse.Namespace) -> int:
-    from harness.interleave import DEFAULT_PAIRS, run_ab
+    from harness.run.interleave import DEFAULT_PAIRS, run_ab
 
     session = run_ab(_side(args, "baseline"), _side(args, "candidate"), args.out,
                      args.pairs if args.pairs is not None else DEFAULT_PAIRS, pin=not args.no_pin)
@@ -171,42 +174,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from harness import paths
-    from harness.report import write_report
-    from harness.report.compression import compression_frame
-    from harness.report.tables import summary_frame
-    from harness.runner import SuiteRunner, new_run_dir
-    from harness.store import read_records
-    from harness.sweep import aggregate, fronts, load_sweep, optuna_search, sweep_suite, thread_targets, write_sweep
-    from harness.targets import get_target
+    from harness.run.sweep import fronts, load_sweep, run_sweep, write_sweep
 
     suite, sweep = load_sweep(args.sweep)
     if args.quick:
         suite = dataclasses.replace(suite, settings=dataclasses.replace(suite.settings, **QUICK_SETTINGS))
-    out = args.out or new_run_dir(paths.reports_dir(), f"{suite.name}-sweep")
-    targets = thread_targets([get_target(paths.targets_dirs(), t) for t in suite.targets], sweep.threads)
-    count = f"{sweep.budget} trials" if sweep.search == "optuna" else f"{len(sweep.points)} points"
-    print(f"sweep {suite.name}: {count} ({sweep.search}, grid of {sweep.grid_size}) + fp32, {sweep.repeats} runs "
-          f"each, on {', '.join(t.name for t in targets)} → {out}", file=sys.stderr)
-
-    def measure(variants: tuple, folder: Path) -> list[dict]:
-        """The suite with these variants, run `repeats` times into folder/run-N; aggregated rows."""
-        rounds = []
-        for i in range(sweep.repeats):
-            runner = SuiteRunner(dataclasses.replace(suite, variants=variants), out_dir=folder / f"run-{i + 1}",
-                                 cache_dir=args.cache or paths.cache_dir(), progress=not args.no_progress,
-                                 targets=targets)
-            results = runner.run().results_path
-            if results.exists():
-                write_report(results)
-                rounds.append(compression_frame(summary_frame(read_records(results))).to_dict("records"))
-        return aggregate(rounds)
-
-    if sweep.search == "optuna":
-        trial = iter(range(1, sweep.budget + 1))
-        rows = optuna_search(sweep, lambda point: measure((point,), out / f"trial-{next(trial)}"))
-    else:
-        rows = measure(sweep_suite(suite, sweep).variants, out)
+    out, rows = run_sweep(suite, sweep, out=args.out, cache=args.cache, progress=not args.no_progress,
+                          say=lambda line: print(line, file=sys.stderr))
     if not rows:
         print("no job ran: nothing to report", file=sys.stderr)
         return EXIT_JOB_FAILED
@@ -222,7 +196,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from harness import paths
+    from harness.config import paths
 
     if args.what == "compressors":
         from harness.compress import compressor
@@ -247,7 +221,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for name, path in sorted(found.items()):
             print(f"{name:16} [{_origin(str(path))}]")
     else:
-        from harness.targets import get_target, target_files
+        from harness.config.targets import get_target, target_files
 
         broken = 0
         for name, path in target_files(paths.targets_dirs()).items():
@@ -266,7 +240,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _origin(source: str) -> str:
     """Where a model, target or suite comes from: 'built-in' or its file."""
-    from harness import paths
+    from harness.config import paths
 
     path = Path(source)
     for kind in ("models", "targets", "suites"):
@@ -276,7 +250,7 @@ def _origin(source: str) -> str:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from harness.starter import write_starter
+    from harness.config.starter import write_starter
 
     for path in write_starter(args.dir):
         print(path)
@@ -290,7 +264,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     written = write_report(results, args.out)
     if args.pytest_benchmark:
         from harness.report.pytest_benchmark import write_pytest_benchmark
-        from harness.store import read_records
+        from harness.results.store import read_records
 
         written["pytest_benchmark"] = write_pytest_benchmark(read_records(results), args.pytest_benchmark)
     for path in written.values():
@@ -299,7 +273,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _records(paths: list[Path]) -> list:
-    from harness.store import read_records
+    from harness.results.store import read_records
 
     out = []
     for path in paths:
@@ -310,7 +284,7 @@ def _records(paths: list[Path]) -> list:
 def _cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from harness.compare import METRICS, compare_runs, comparisons_table, key_label, p_text
+    from harness.analysis.compare import METRICS, compare_runs, comparisons_table, key_label, p_text
     from harness.report.tables import write_csv
 
     comparisons, status = compare_runs(_records([args.base]), _records([args.candidate]),
@@ -336,7 +310,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
-    from harness.gate import junit_xml, load_gate_config, markdown_summary, run_gate
+    from harness.analysis.gate import junit_xml, load_gate_config, markdown_summary, run_gate
 
     config = load_gate_config(args.config)
     result = run_gate(_records(args.baseline), _records(args.candidate), config)
@@ -362,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"run": _cmd_run, "sweep": _cmd_sweep, "list": _cmd_list, "report": _cmd_report,
                 "compare": _cmd_compare, "gate": _cmd_gate, "ab": _cmd_ab, "init": _cmd_init}
     try:
+        load_plugins()
         with interrupts.watching():
             return commands[args.command](args)
     except HarnessInputError as exc:

@@ -195,7 +195,7 @@ def real_digits_floor(cache_root: Path, n: int = 256, seed: int = 0) -> float:
 
 
 if __name__ == "__main__":  # python -m harness.digits: the classifier's accuracy and the FD floor
-    from harness.paths import cache_dir
+    from harness.config.paths import cache_dir
 
     print(f"digits classifier held-out accuracy: {classifier(cache_dir()).accuracy:.3f}")
     print(f"Fréchet distance, 256 real digits vs all 1797: {real_digits_floor(cache_dir()):.2f}")

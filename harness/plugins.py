@@ -1,5 +1,9 @@
-"""Plugins: Python files named in ``EDGE_HARNESS_PLUGINS`` (separated by ':') are imported once, in the
-harness and in every worker, so they can register runtimes or exporters without editing the harness."""
+"""Plugins: Python files named in ``EDGE_HARNESS_PLUGINS`` (separated by ':') are imported once per process, so
+they can register runtimes, exporters, compressors or energy probes without editing the harness.
+
+Every process entry point loads them — ``harness`` (cli), the Python API, the pytest plugin, each worker and the
+prepare child — after the built-in extensions, never as a side effect of importing one extension package (an
+exporter plugin used to reach the prepare child only because something there happened to import the runtimes)."""
 from __future__ import annotations
 
 import os

@@ -44,12 +44,14 @@ class EdgeHarness:
         """Measure artifact files (.onnx/.tflite, as they are) and/or zoo models (exported to ``formats``) on
         ``target``; returns this call's RunRecords. ``settings`` overrides RunSettings fields (e.g. min_runs);
         ``suite`` takes variants and settings from a suite file."""
-        from harness import paths
+        from harness.config import paths
         from harness.cli import QUICK_SETTINGS
-        from harness.runner import SuiteRunner
-        from harness.store import read_records
-        from harness.suite import load_suite
+        from harness.run.runner import SuiteRunner
+        from harness.results.store import read_records
+        from harness.config.suite import load_suite
+        from harness.plugins import load_plugins
 
+        load_plugins()
         base = load_suite(Path(suite) if suite else paths.default_suite())
         run_settings = dataclasses.replace(base.settings, **(QUICK_SETTINGS if self.quick else {}),
                                            **(settings or {}))
@@ -74,7 +76,7 @@ def edge_harness(request: pytest.FixtureRequest) -> EdgeHarness:
     if harness.used and (out / "results.jsonl").exists():
         from harness.report import write_report
         from harness.report.pytest_benchmark import write_pytest_benchmark
-        from harness.store import read_records
+        from harness.results.store import read_records
 
         write_report(out / "results.jsonl")
         write_pytest_benchmark(read_records(out / "results.jsonl"), out / "pytest-benchmark.json")

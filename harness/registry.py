@@ -52,3 +52,5 @@ MODELS: Registry = Registry("model")
 EXPORTERS: Registry = Registry("exporter")
 RUNTIMES: Registry = Registry("runtime")
 COMPRESSORS: Registry = Registry("compressor")
+ENERGY_PROBES: Registry = Registry("energy probe")
+"""name → class; instances are made with (config mapping, root path for sysfs readers) (``harness.energy``)."""

@@ -52,7 +52,7 @@ def weights_key(spec: Any) -> str:
     """The cache key of a spec's trained weights ('' for a model without training)."""
     import torch
 
-    from harness.artifacts import content_id
+    from harness.build.artifacts import content_id
     from harness.zoo import source_digest
 
     if spec.training is None:
@@ -73,7 +73,7 @@ def build_trained(spec: Any, cache_root: Path) -> tuple[Any, dict[str, Any]]:
 
     model = spec.builder(**spec.builder_kwargs)
     if getattr(spec, "checkpoint", None) is not None:
-        from harness.checkpoints import load_checkpoint
+        from harness.build.checkpoints import load_checkpoint
 
         digest = load_checkpoint(model, spec.checkpoint)
         return model.eval(), {"weights_sha256": digest, "checkpoint": spec.checkpoint.to_dict()}
@@ -123,7 +123,7 @@ def _loop(recipe: DigitsTraining, images: Any, gen: Any, step_fn: Any, opt: Any,
     import torch
 
     window: list[float] = []
-    from harness import progress
+    from harness.build import progress
 
     for step in range(1, recipe.steps + 1):
         progress.report(f"training on digits ({recipe.objective})", step - 1, recipe.steps)

@@ -38,7 +38,7 @@ class ModelSpec:
     training: Any = None
     """A ``harness.training.DigitsTraining`` when the generator is trained on digits (weights cached), else None."""
     checkpoint: Any = None
-    """A ``harness.checkpoints.Checkpoint``: the user's weights, loaded after the builder (None = as built)."""
+    """A ``harness.build.checkpoints.Checkpoint``: the user's weights, loaded after the builder (None = as built)."""
     output_range: tuple[float, float] | None = None
     """The output's nominal value range, when declared: PSNR is taken over it (else inferred, see fidelity)."""
 
@@ -181,7 +181,7 @@ class RunSettings:
     Each process lands at another memory layout and moment of the machine: pooling rounds averages those
     run-level effects, which within-process samples cannot see. The rounds' medians and p90s are kept
     (``latency_round_medians``, ``latency_round_p90s``), and ``harness gate`` tests the medians when both sides
-    have at least 5 (``harness ab`` sessions: the pairs' ratios, see ``harness.compare``)."""
+    have at least 5 (``harness ab`` sessions: the pairs' ratios, see ``harness.analysis.compare``)."""
     fidelity_samples: int = 256
     """Size of the fidelity sample set each artifact generates after its timing pass (0 = fidelity from the
     timing batch only). PSNR, max-abs error and, for digits-trained generators, Fréchet distance and label

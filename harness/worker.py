@@ -1,16 +1,11 @@
-"""The measurement worker: ``python -m harness.worker`` reads one JSON job on stdin and writes one JSON
-result on stdout. The same worker runs locally, over SSH or on a fleet node.
+"""The measurement worker: ``python -m harness.worker`` reads one ``WorkerRequest`` (``harness.protocol``) on stdin
+and writes one ``WorkerResult`` line on stdout. The same worker runs locally, over SSH on a board (from the worker
+bundle: this module, the floor modules, ``engine``, ``runtimes`` and ``energy``), in an emulated rootfs, or on a
+cluster node.
 
-Job fields: ``cpu_affinity`` (optional list of CPU numbers, applied first), ``mode`` ('outputs' | 'latency' |
-'memory' | 'energy' (with ``energy``: the target's [energy] table); 'inspect' with ``format`` and ``path``; 'probe'), ``artifact`` (Artifact dict), ``runtime``,
-``runtime_options`` ({threads, graph_optimization}), ``inputs_path`` (.npz), ``settings`` (RunSettings
-dict), ``batch_size`` and, for 'outputs' and 'latency', ``outputs_path`` (.npz written with the first
-inference's outputs); for 'latency' optionally ``samples_path`` (.npz of the fidelity sample set's inputs)
-and ``samples_outputs_path`` (.npz written with its outputs, after the timed runs), and ``lockstep``
-({block_s}: measure in turns with another worker, ``harness.lockstep``). Result fields: ``status``,
-``error``, ``measurements``, ``context``.
-
-Anything a native library prints to stdout is moved to stderr, so stdout carries only the result.
+Each mode is one function of ``MODES``: 'probe' (the board check) and 'inspect' (a user's artifact's inputs) need
+no runtime instance; 'outputs', 'latency', 'memory' and 'energy' get a loaded-on-demand runtime, the inputs and the
+run context. Anything a native library prints to stdout is moved to stderr, so stdout carries only the result.
 """
 from __future__ import annotations
 
@@ -18,9 +13,9 @@ import dataclasses
 import importlib.util
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
-from harness.jsonproc import serve
+from harness.protocol import WorkerRequest, WorkerResult, serve
 
 WORKER_PACKAGES = ("numpy", "psutil")
 """What the worker itself needs on a board, besides a runtime (numpy is imported lazily so that the
@@ -56,40 +51,115 @@ def generate_samples(runtime: Any, samples: dict[str, Any], batch_size: int) -> 
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def probe() -> dict[str, Any]:
+# -- modes without a runtime instance -----------------------------------------------------------------------------
+def probe(request: WorkerRequest | None = None) -> WorkerResult:
     """The board check: the machine, the worker's own packages, and what each runtime is missing."""
-    from harness.context import machine_context
+    from harness.engine.context import machine_context
     from harness.runtimes import RUNTIMES  # importing the package registers the built-in adapters
 
     missing = [p for p in WORKER_PACKAGES if importlib.util.find_spec(p) is None]
-    return {"status": "ok", "error": "", "measurements": [], "context": machine_context(),
-            "missing_packages": missing,
-            "runtimes": {name: RUNTIMES.get(name).missing() for name in RUNTIMES.names()}}
+    return WorkerResult("ok", context=machine_context(), extra={
+        "missing_packages": missing, "runtimes": {name: RUNTIMES.get(name).missing() for name in RUNTIMES.names()}})
 
 
-def run_job(job: dict[str, Any], send: Any = None, receive: Any = None) -> dict[str, Any]:
-    """One request; ``send``/``receive`` are the lockstep channel (``harness.jsonproc.serve``)."""
-    from harness.context import machine_context
+def inspect(request: WorkerRequest) -> WorkerResult:
+    """The inputs of a user's artifact, read by loading it."""
+    from harness.runtimes.signature import read_signature
+
+    return WorkerResult("ok", extra={"signature": read_signature(request.format, request.path)})
+
+
+# -- modes that run the artifact ----------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Loaded:
+    """What a measuring mode gets: the runtime (not yet loaded with the artifact), the artifact, the inputs, the
+    run context so far, the import time of the runtime's library (ms) and the lockstep channel."""
+
+    runtime: Any
+    artifact: Any
+    inputs: dict[str, Any]
+    context: dict[str, Any]
+    import_ms: float
+    send: Any = None
+    receive: Any = None
+
+
+def outputs(request: WorkerRequest, job: Loaded) -> tuple:
+    job.runtime.load(job.artifact)
+    result = job.runtime.infer(job.inputs)
+    job.runtime.sync()
+    save_outputs(request.outputs_path, result)
+    return ()
+
+
+def latency(request: WorkerRequest, job: Loaded) -> tuple:
+    import os
+
+    from harness.engine.cpustate import read_cpu_state, state_warnings
+    from harness.engine.device_timing import device_timer_for
+    from harness.engine.measure import Pause, run_latency_pass
+    from harness.types import Measurement, RunSettings
+
+    settings = RunSettings.from_dict(request.settings or {})
+    cpus = os.sched_getaffinity(0)
+    job.context["cpu_state_before"] = read_cpu_state(cpus)
+    pause = None
+    if request.lockstep:
+        from harness.protocol import worker_pause
+
+        pause = Pause(worker_pause(job.send, job.receive), float(request.lockstep["block_s"]))
+    result = run_latency_pass(job.runtime, job.artifact, job.inputs, settings, request.batch_size,
+                              device_timer=device_timer_for(job.runtime), pause=pause)
+    job.context["cpu_state_after"] = read_cpu_state(cpus)
+    job.context["warnings"] = state_warnings(job.context["cpu_state_before"], job.context["cpu_state_after"])
+    save_outputs(request.outputs_path, result.first_outputs)
+    if request.samples_path:  # after timing, so that it never disturbs a timed run
+        save_outputs(request.samples_outputs_path,
+                     generate_samples(job.runtime, load_inputs(request.samples_path), request.batch_size))
+    return (Measurement("import_time", job.import_ms, "ms", "perf_counter"), *result.measurements)
+
+
+def memory(request: WorkerRequest, job: Loaded) -> tuple:
+    from harness.engine.memory import run_memory_pass
+    from harness.types import RunSettings
+
+    settings = RunSettings.from_dict(request.settings or {})
+    return tuple(run_memory_pass(job.runtime, job.artifact, job.inputs, settings.memory_runs))
+
+
+def energy(request: WorkerRequest, job: Loaded) -> tuple:
+    from harness.energy.window import run_energy_pass
+    from harness.types import RunSettings
+
+    settings = RunSettings.from_dict(request.settings or {})
+    measurements, unavailable = run_energy_pass(job.runtime, job.artifact, job.inputs, settings, request.batch_size,
+                                                dict(request.energy or {}))
+    job.context["energy_unavailable"] = unavailable
+    return tuple(measurements)
+
+
+MODES: dict[str, Callable[..., Any]] = {"probe": probe, "inspect": inspect, "outputs": outputs, "latency": latency,
+                                        "memory": memory, "energy": energy}
+"""Every mode of ``harness.protocol.MODES``: probe / inspect take the request; the others the request and a
+``Loaded``."""
+
+
+def _prepare_runtime(request: WorkerRequest, send: Any, receive: Any) -> Loaded | WorkerResult:
+    """Pin the CPUs, import the runtime's library (timed), check it can run here, make the runtime instance."""
+    from harness.engine.context import machine_context
     from harness.runtimes import RuntimeOptions, runtime_class
-    from harness.types import Artifact, Measurement, RunSettings
+    from harness.types import Artifact
 
-    if job.get("mode") == "probe":
-        return probe()
-    if job.get("mode") == "inspect":  # the inputs of a user's artifact, read by loading it
-        from harness.external import read_signature
-
-        return {"status": "ok", "error": "", "signature": read_signature(job["format"], job["path"]),
-                "measurements": [], "context": {}}
-    affinity = job.get("cpu_affinity") or []
+    affinity = list(request.cpu_affinity)
     if affinity:
         import os
 
         available = sorted(os.sched_getaffinity(0))
         if not set(affinity) <= set(available):
-            return {"status": "unsupported", "measurements": [], "context": {},
-                    "error": f"cpu_affinity {sorted(affinity)} is not available here (CPUs: {available})"}
+            return WorkerResult("unsupported", f"cpu_affinity {sorted(affinity)} is not available here "
+                                               f"(CPUs: {available})")
         os.sched_setaffinity(0, affinity)
-    runtime_cls = runtime_class(job["runtime"])
+    runtime_cls = runtime_class(request.runtime)
     # The library's import is timed first: missing() and versions() may import it themselves (the CUDA adapters
     # ask torch or onnxruntime for their devices), after which preload() would find it imported and time ~0.
     t0 = time.perf_counter_ns()
@@ -103,72 +173,33 @@ def run_job(job: dict[str, Any], send: Any = None, receive: Any = None) -> dict[
         context["cpu_affinity"] = sorted(affinity)
     missing = runtime_cls.missing()
     if missing:
-        return {"status": "unsupported", "error": missing, "measurements": [], "context": context}
+        return WorkerResult("unsupported", missing, context=context)
     context["runtime_versions"] = runtime_cls.versions()
-    options = RuntimeOptions(**job.get("runtime_options", {}))
+    options = RuntimeOptions(**request.runtime_options)
     if options.threads == 0:  # "all cores": the same explicit count for every runtime, not each one's default
         options = dataclasses.replace(options, threads=context["cores_available"])
     context["threads"] = options.threads
-    runtime = runtime_cls(options)
-    artifact = Artifact.from_dict(job["artifact"])
-    inputs = load_inputs(job["inputs_path"])
-    mode = job["mode"]
-    if mode == "outputs":
-        runtime.load(artifact)
-        outputs = runtime.infer(inputs)
-        runtime.sync()
-        save_outputs(job["outputs_path"], outputs)
-        measurements: tuple = ()
-    elif mode == "latency":
-        from harness.measure import run_latency_pass
+    return Loaded(runtime_cls(options), Artifact.from_dict(request.artifact or {}), load_inputs(request.inputs_path),
+                  context, import_ms, send, receive)
 
-        import os
 
-        from harness.cpustate import read_cpu_state, state_warnings
-
-        settings = RunSettings.from_dict(job["settings"])
-        cpus = os.sched_getaffinity(0)
-        context["cpu_state_before"] = read_cpu_state(cpus)
-        from harness.device_timing import device_timer_for
-
-        pause = None
-        if job.get("lockstep"):
-            from harness.lockstep import worker_pause
-            from harness.measure import Pause
-
-            pause = Pause(worker_pause(send, receive), float(job["lockstep"]["block_s"]))
-        result = run_latency_pass(runtime, artifact, inputs, settings, int(job["batch_size"]),
-                                  device_timer=device_timer_for(runtime), pause=pause)
-        context["cpu_state_after"] = read_cpu_state(cpus)
-        context["warnings"] = state_warnings(context["cpu_state_before"], context["cpu_state_after"])
-        save_outputs(job["outputs_path"], result.first_outputs)
-        if job.get("samples_path"):  # after timing, so that it never disturbs a timed run
-            save_outputs(job["samples_outputs_path"],
-                         generate_samples(runtime, load_inputs(job["samples_path"]), int(job["batch_size"])))
-        measurements = (Measurement("import_time", import_ms, "ms", "perf_counter"), *result.measurements)
-    elif mode == "memory":
-        from harness.memory import run_memory_pass
-
-        settings = RunSettings.from_dict(job["settings"])
-        measurements = run_memory_pass(runtime, artifact, inputs, settings.memory_runs)
-    elif mode == "energy":
-        from harness.energy.window import run_energy_pass
-
-        settings = RunSettings.from_dict(job["settings"])
-        measurements, unavailable = run_energy_pass(runtime, artifact, inputs, settings, int(job["batch_size"]),
-                                                    job.get("energy", {}))
-        context["energy_unavailable"] = unavailable
-    else:
-        raise ValueError(f"unknown worker mode {mode!r}")
-    return {
-        "status": "ok",
-        "error": "",
-        "measurements": [m.to_dict() for m in measurements],
-        "context": context,
-    }
+def run_job(data: dict[str, Any], send: Any = None, receive: Any = None) -> WorkerResult:
+    """One request; ``send``/``receive`` are the lockstep channel (``harness.protocol.serve``)."""
+    request = WorkerRequest.from_dict(data)
+    mode = MODES[request.mode]
+    if request.mode in ("probe", "inspect"):
+        return mode(request)
+    job = _prepare_runtime(request, send, receive)
+    if isinstance(job, WorkerResult):
+        return job
+    measurements = mode(request, job)
+    return WorkerResult("ok", measurements=tuple(m.to_dict() for m in measurements), context=job.context)
 
 
 def main() -> int:
+    from harness.plugins import load_plugins
+
+    load_plugins()
     return serve(run_job, interactive=True)
 
 

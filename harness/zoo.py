@@ -55,7 +55,7 @@ def register_model(
 
 def is_builtin(source: str) -> bool:
     """A model from the shipped zoo (a project's model of the same name overrides it)."""
-    from harness.paths import builtin_dir
+    from harness.config.paths import builtin_dir
 
     return bool(source) and Path(source).parent == builtin_dir("models").resolve()
 
@@ -81,8 +81,8 @@ def load_model_file(path: Path) -> list[str]:
 
 
 def _load_project_models(path: Path) -> list[str]:
-    from harness.declared import register_declared
-    from harness.project import add_import_paths, load_project
+    from harness.build.declared import register_declared
+    from harness.config.project import add_import_paths, load_project
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if _loaded_files.get(path) == digest:
@@ -112,12 +112,12 @@ def discover(models_dir: Path | list[Path], project_config: Path | None = None) 
 
 def discover_all() -> list[str]:
     """Every model this folder's harness sees: the built-in zoo, the project's model files and declared models."""
-    from harness.paths import models_dirs
-    from harness.project import current_project
+    from harness.config.paths import models_dirs
+    from harness.config.project import current_project
 
     project = current_project()
     if project is not None:
-        from harness.project import add_import_paths
+        from harness.config.project import add_import_paths
 
         add_import_paths(project)  # a project model file may import the project's package
     return discover(models_dirs(), project.source if project and project.models else None)

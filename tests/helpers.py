@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.artifacts import ArtifactCache
-from harness.prepare import validate_in_worker
+from harness.build.artifacts import ArtifactCache
+from harness.build.prepare import validate_in_worker
 from harness.zoo import discover, get_model
 
 

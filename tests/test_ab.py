@@ -7,11 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from harness.compare import METRICS, compare_metric, job_key
-from harness.gate import GateConfig, run_gate
-from harness.interleave import REQUESTS_FILE, read_requests
-from harness.paths import PROJECT_ROOT
-from harness.store import read_records
+from harness.analysis.compare import METRICS, compare_metric, job_key
+from harness.analysis.gate import GateConfig, run_gate
+from harness.run.interleave import REQUESTS_FILE, read_requests
+from harness.config.paths import PROJECT_ROOT
+from harness.results.store import read_records
 from tests.mutations import SMALL_RUN
 from tests.conftest import FIXTURES
 from tests.test_cli import harness
@@ -59,7 +59,7 @@ def test_ab_session_measures_both_sides_afresh_and_a_crashing_candidate_fails_th
     assert p50.outcome == "info" and p50.reason.startswith("not gated: α=0.05")
 
     # Ctrl-C during a session (here: after its first pair) keeps the whole pairs measured: a shorter session.
-    from harness.interleave import Side, run_ab
+    from harness.run.interleave import Side, run_ab
 
     def interrupt_after_one(line):
         if line.startswith("ab: pair 1/"):

@@ -5,10 +5,10 @@ import shlex
 
 import yaml
 
-from harness.gate import load_gate_config
-from harness.paths import PROJECT_ROOT
-from harness.store import read_records
-from harness.suite import load_suite
+from harness.analysis.gate import load_gate_config
+from harness.config.paths import PROJECT_ROOT
+from harness.results.store import read_records
+from harness.config.suite import load_suite
 from tests.test_cli import harness
 
 WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "edge-harness-gate.yml"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from harness.paths import PROJECT_ROOT
+from harness.config.paths import PROJECT_ROOT
 
 
 def harness(*args, env=None, timeout=600):

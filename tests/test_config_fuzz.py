@@ -9,7 +9,7 @@ import shutil
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import paths
+from harness.config import paths
 from tests.mutations import mutated_toml, suite_base
 from tests.test_results_fuzz import cli
 

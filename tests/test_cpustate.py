@@ -1,5 +1,5 @@
 """CPU state readers against a fake sysfs tree, and the warnings they raise."""
-from harness.cpustate import read_cpu_state, state_warnings
+from harness.engine.cpustate import read_cpu_state, state_warnings
 
 
 def fake_sysfs(root, governor="performance", freqs_khz=(2400000, 2200000), temps_mc=(45000, 52000)):
@@ -36,8 +36,8 @@ def test_warnings_for_governor_switch_throttling_and_heat():
 
 
 def test_cpu_model_prefers_the_board_model_on_arm(tmp_path):
-    from harness.context import cpu_model
-    from harness.emulated import RPI4_CPUINFO
+    from harness.engine.context import cpu_model
+    from harness.launch.emulated import RPI4_CPUINFO
 
     (tmp_path / "arm").write_text(RPI4_CPUINFO)
     assert cpu_model(tmp_path / "arm") == "Raspberry Pi 4 Model B Rev 1.4"

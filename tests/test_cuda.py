@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.store import read_records
+from harness.results.store import read_records
 from tests.test_cli import harness
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ def test_every_shipped_model_runs_wholly_on_the_device_of_its_inputs():
     """A tensor made inside forward() without ``device=`` lands on the CPU and breaks the model on a GPU (the lent
     H100 caught this in the UNet's timestep embedding). The meta device shows it without a GPU: mixing meta and
     CPU tensors raises the same error."""
-    from harness.paths import models_dir
+    from harness.config.paths import models_dir
     from harness.zoo import discover, get_model
 
     for name in discover(models_dir()):

@@ -8,7 +8,7 @@ from scipy import linalg
 
 from harness.digits import (DigitsImages, classifier, digits, frechet_distance, label_agreement,
                             real_digit_features, real_digits_floor)
-from harness.fidelity import digits_fidelity
+from harness.analysis.fidelity import digits_fidelity
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.emulated import EmulatedLauncher
-from harness.paths import targets_dir
-from harness.store import read_records
-from harness.targets import get_target
+from harness.launch.emulated import EmulatedLauncher
+from harness.config.paths import targets_dir
+from harness.results.store import read_records
+from harness.config.targets import get_target
 from tests.test_cli import harness
 
 pytestmark = pytest.mark.slow

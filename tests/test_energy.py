@@ -185,7 +185,7 @@ def test_modelled_energy_by_hand(monkeypatch):
 
 
 def test_gpu_memory_from_nvml_per_process_accounting(monkeypatch):
-    from harness.memory import gpu_measurements
+    from harness.engine.memory import gpu_measurements
 
     module = fake_pynvml([])
     module.nvmlDeviceGetComputeRunningProcesses = lambda handle: [

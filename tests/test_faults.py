@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from harness.store import read_records
+from harness.results.store import read_records
 from tests.conftest import FIXTURES
 from tests.test_cli import harness
 

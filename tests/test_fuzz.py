@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.errors import HarnessInputError
-from harness.external import check_static
-from harness.store import read_records
-from harness.suite import load_suite
-from harness.targets import load_target
+from harness.build.external import check_static
+from harness.results.store import read_records
+from harness.config.suite import load_suite
+from harness.config.targets import load_target
 from tests.test_store_config import record
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

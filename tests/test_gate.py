@@ -11,10 +11,10 @@ import pytest
 
 from harness import stats
 from harness.cli import main
-from harness.compare import METRICS, compare_metric, compare_runs
+from harness.analysis.compare import METRICS, compare_metric, compare_runs
 from harness.errors import HarnessInputError
-from harness.gate import GateConfig, junit_xml, load_gate_config, markdown_summary, run_gate
-from harness.store import ResultsStore
+from harness.analysis.gate import GateConfig, junit_xml, load_gate_config, markdown_summary, run_gate
+from harness.results.store import ResultsStore
 from harness.types import Measurement, RunRecord
 
 
@@ -317,7 +317,7 @@ def test_p50_is_tested_over_round_medians_when_both_sides_have_five():
 
 
 def test_pool_rounds_merges_samples_and_keeps_round_medians():
-    from harness.measure import pool_rounds
+    from harness.engine.measure import pool_rounds
 
     def round_of(samples, load):
         return [Measurement("load_time", load, "ms", "perf_counter"),
@@ -338,7 +338,7 @@ def test_pool_rounds_merges_samples_and_keeps_round_medians():
 
 
 def test_pool_rounds_pools_the_device_timers_readings_too():
-    from harness.measure import device_latency, pool_rounds
+    from harness.engine.measure import device_latency, pool_rounds
 
     def round_of(host, gpu):
         return [Measurement("latency", float(np.median(host)), "ms", "perf_counter", samples=tuple(host),

@@ -10,8 +10,8 @@ import time
 import psutil
 import pytest
 
-from harness.paths import PROJECT_ROOT
-from harness.store import read_records
+from harness.config.paths import PROJECT_ROOT
+from harness.results.store import read_records
 from tests.test_cli import harness
 
 pytestmark = pytest.mark.slow

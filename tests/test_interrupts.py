@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from harness import interrupts
-from harness.store import read_records
+from harness.launch import interrupts
+from harness.results.store import read_records
 from tests.test_runner_cache import make_runner, tiny_suite
 
 

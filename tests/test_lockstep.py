@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from harness.interleave import pair_cpus
-from harness.launcher import LocalLauncher
-from harness.lockstep import READY, LockstepWorker, worker_pause
-from harness.measure import Pause, run_latency_pass
+from harness.run.interleave import pair_cpus
+from harness.launch.local import LocalLauncher
+from harness.launch.lockstep import LockstepWorker
+from harness.protocol import READY, worker_pause
+from harness.engine.measure import Pause, run_latency_pass
 from harness.types import RunSettings
 from tests.test_measure import MS, FakeClock, ScriptedRuntime, steady
 
@@ -89,11 +90,11 @@ def test_both_workers_of_a_pair_share_cpus_rotating_pair_by_pair():
 
 
 def test_a_worker_that_ignores_lockstep_is_not_taken_for_a_paired_result(tmp_path):
-    from harness.lockstep import run_pair
+    from harness.launch.lockstep import run_pair
 
     fake = tmp_path / "python"  # an old worker: reads its request, answers ok at once, never pauses
-    fake.write_text("#!/bin/sh\nread line\necho '" + json.dumps({"status": "ok", "error": "", "measurements": [],
-                                                                 "context": {}}) + "'\n")
+    fake.write_text("#!/bin/sh\nread line\necho '" + json.dumps({"protocol": 1, "status": "ok", "error": "",
+                                                                 "measurements": [], "context": {}}) + "'\n")
     fake.chmod(0o755)
     first, second = run_pair((LocalLauncher(str(fake)), {}), (LocalLauncher(str(fake)), {}), timeout_s=10)
     assert first["status"] == second["status"] == "failed" and "ignored the lockstep request" in first["error"]

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from harness.measure import run_latency_pass
+from harness.engine.measure import run_latency_pass
 from harness.types import RunSettings
 
 MS = 1_000_000  # ns
@@ -176,7 +176,7 @@ def test_without_a_device_timer_there_is_no_gpu_latency():
 
 
 def test_only_runtimes_on_torchs_stream_get_cuda_event_timing():
-    from harness.device_timing import device_timer_for
+    from harness.engine.device_timing import device_timer_for
     from harness.runtimes import RuntimeOptions
     from harness.runtimes.cuda import OnnxRuntimeCuda, TorchCudaRuntime
     from harness.runtimes.onnxruntime_rt import OnnxRuntime

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import read_records
+from harness.results.store import read_records
 from tests.conftest import FIXTURES
 from tests.helpers import QUICK_SETTINGS_TOML
 from tests.test_cli import harness

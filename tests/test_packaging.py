@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import PROJECT_ROOT
+from harness.config.paths import PROJECT_ROOT
 from tests.helpers import QUICK_SETTINGS_TOML
 
 pytestmark = pytest.mark.slow
@@ -131,7 +131,7 @@ def run(installed: dict, *args: str, cwd: Path | None = None) -> subprocess.Comp
 
 
 def test_the_installed_harness_is_the_wheel_not_the_checkout(installed):
-    where = subprocess.run([str(installed["python"]), "-c", "import harness, harness.paths as p; "
+    where = subprocess.run([str(installed["python"]), "-c", "import harness, harness.config.paths as p; "
                             "print(harness.__file__); print(p.is_checkout())"], cwd=installed["project"],
                            env=installed["env"], capture_output=True, text=True, check=True).stdout.split()
     assert where[0].startswith(installed["site"]) and where[1] == "False"

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from harness import progress
+from harness.build import progress
 from tests.conftest import FIXTURES
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from harness.checkpoints import Checkpoint, load_checkpoint
+from harness.build.checkpoints import Checkpoint, load_checkpoint
 from harness.errors import HarnessInputError
-from harness.project import find_config
+from harness.config.project import find_config
 from tests.helpers import QUICK_SETTINGS_TOML
 from tests.test_results_fuzz import cli
 
@@ -172,8 +172,8 @@ def test_project_entries_override_built_ins_by_name(project):
             return seeded(Net, seed=0)
     '''))
     (project / "edge-harness.toml").write_text('targets_dir = "targets"\nmodels_dir = "models"\n')
-    from harness import paths
-    from harness.targets import get_target
+    from harness.config import paths
+    from harness.config.targets import get_target
     from harness.zoo import discover_all, get_model
 
     assert get_target(paths.targets_dirs(), "x86-cpu").description == "mine"
@@ -247,7 +247,7 @@ def test_every_kind_of_compressor_works_on_a_declared_model_with_a_timestep_inpu
     code, err = cli("run", "--suite", str(project / "s.toml"), "--out", str(out), "--no-progress",
                     "--cache", str(tmp_path / "cache"))
     assert (out / "results.jsonl").is_file(), err
-    from harness.records import parse_records
+    from harness.results.records import parse_records
 
     records = {(r.variant, r.format): r for r in parse_records(out / "results.jsonl")}
     assert code == 0, (err, {k: r.error for k, r in records.items() if r.status != "ok"})

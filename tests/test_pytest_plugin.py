@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from harness.store import read_records
+from harness.results.store import read_records
 from tests.helpers import build_all
 
 pytest_plugins = ["pytester"]

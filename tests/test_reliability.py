@@ -11,11 +11,11 @@ import pytest
 
 from harness.compress import failure_text, phase
 from harness.errors import HarnessInputError
-from harness.gate import GateConfig, run_gate
-from harness.records import parse_records
-from harness.store import ResultsStore
-from harness.suite import load_suite
-from harness.targets import load_target
+from harness.analysis.gate import GateConfig, run_gate
+from harness.results.records import parse_records
+from harness.results.store import ResultsStore
+from harness.config.suite import load_suite
+from harness.config.targets import load_target
 from harness.types import Measurement
 from tests.test_cli import harness
 from tests.test_gate import job
@@ -147,7 +147,7 @@ def test_an_empty_results_file_is_named_not_a_traceback(tmp_path):
 @pytest.mark.slow
 def test_an_error_in_the_harness_itself_fails_one_job_and_the_suite_goes_on(tmp_path, monkeypatch, tiny_models_dir,
                                                                             shared_cache):
-    import harness.runner as runner
+    import harness.run.runner as runner
 
     calls = []
 
@@ -186,7 +186,7 @@ def test_a_session_round_of_zero_is_reported_not_a_traceback(tmp_path):
     assert code == 0, err
     code, err = cli("gate", "--baseline", str(base), "--candidate", str(cand), "--markdown", str(tmp_path / "m"))
     assert code == 0, err
-    from harness.compare import compare_runs
+    from harness.analysis.compare import compare_runs
 
     comparisons, _ = compare_runs(parse_records(base), parse_records(cand), ["latency_p50"])
     assert comparisons[0].note == "a round's statistic is 0: no ratio, not tested"

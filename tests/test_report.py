@@ -5,7 +5,7 @@ import pandas as pd
 
 from harness.report import write_report
 from harness.report.tables import neutralise_formulas, tidy_frame
-from harness.store import ResultsStore
+from harness.results.store import ResultsStore
 from tests.test_store_config import record
 
 

@@ -169,7 +169,7 @@ def test_report_loads_in_headless_chromium_without_console_errors(report_dir):
 
 def test_per_target_table_renders_in_the_page(tmp_path):
     from harness.report import write_report
-    from harness.store import ResultsStore
+    from harness.results.store import ResultsStore
 
     store = ResultsStore(tmp_path / "results.jsonl")
     store.append(job(lognormal(1)))
@@ -179,9 +179,9 @@ def test_per_target_table_renders_in_the_page(tmp_path):
 
 
 def test_gpu_columns_appear_only_when_a_job_has_gpu_figures(tmp_path):
-    from harness.measure import device_latency
+    from harness.engine.measure import device_latency
     from harness.report import write_report
-    from harness.store import ResultsStore
+    from harness.results.store import ResultsStore
 
     cpu_only = ResultsStore(tmp_path / "cpu" / "results.jsonl")
     cpu_only.append(job(lognormal(1)))

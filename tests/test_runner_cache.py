@@ -6,10 +6,10 @@ import dataclasses
 import pytest
 
 from harness.cli import QUICK_SETTINGS
-from harness.paths import targets_dir
-from harness.runner import SuiteRunner
-from harness.store import read_records
-from harness.suite import Suite
+from harness.config.paths import targets_dir
+from harness.run.runner import SuiteRunner
+from harness.results.store import read_records
+from harness.config.suite import Suite
 from harness.types import RunSettings
 
 pytestmark = pytest.mark.slow

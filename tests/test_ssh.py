@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from harness.paths import targets_dir
-from harness.store import read_records
+from harness.config.paths import targets_dir
+from harness.results.store import read_records
 from tests.sshd import Sshd, keygen, require_sshd
 from tests.test_cli import harness
 

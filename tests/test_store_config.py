@@ -6,9 +6,9 @@ import json
 import pytest
 
 from harness.errors import HarnessInputError
-from harness.store import ResultsStore, read_records
-from harness.suite import load_suite
-from harness.targets import get_target, load_target
+from harness.results.store import ResultsStore, read_records
+from harness.config.suite import load_suite
+from harness.config.targets import get_target, load_target
 from harness.types import SCHEMA_VERSION, Measurement, RunRecord
 
 
@@ -51,8 +51,8 @@ def test_future_schema_and_garbage_are_one_line_errors(tmp_path):
 
 
 def test_shipped_targets_load():
-    from harness.paths import targets_dir
-    from harness.targets import list_targets
+    from harness.config.paths import targets_dir
+    from harness.config.targets import list_targets
 
     t = get_target(targets_dir(), "x86-cpu")
     assert t.reach == "local" and t.runtimes == ("torch", "onnxruntime", "litert") and t.threads == 0
@@ -101,7 +101,7 @@ def test_unknown_target_names_the_known_ones(tmp_path):
 
 
 def test_default_and_full_suites_load():
-    from harness.paths import PROJECT_ROOT, default_suite
+    from harness.config.paths import PROJECT_ROOT, default_suite
 
     suite = load_suite(default_suite())
     assert suite.name == "default" and suite.formats == ("torch", "onnx", "tflite")
@@ -166,7 +166,7 @@ def test_ctrl_c_waits_until_a_record_is_whole(tmp_path, other_thread):
             os.kill(os.getpid(), signal.SIGINT)  # arrives mid-append
         return real_write(fd, data[: max(1, len(data) // 2)])  # and the write is short: a second call is needed
 
-    import harness.store as store_module
+    import harness.results.store as store_module
 
     store_module.os.write = write_then_interrupt
     try:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessInputError
-from harness.paths import PROJECT_ROOT
-from harness.pareto import Objective, Point, best_under, dominates, pareto_front
-from harness.sweep import aggregate, fronts, load_sweep, thread_targets
+from harness.config.paths import PROJECT_ROOT
+from harness.analysis.pareto import Objective, Point, best_under, dominates, pareto_front
+from harness.run.sweep import aggregate, fronts, load_sweep, thread_targets
 
 LAT, PSNR, SIZE = Objective("latency_ms", "min"), Objective("psnr_db", "max"), Objective("size_mb", "min")
 OBJ = (LAT, PSNR, SIZE)
@@ -155,8 +155,8 @@ def test_bad_sweep_files_are_one_line_errors(tmp_path, edit, message):
 
 
 def test_thread_counts_copy_each_target():
-    from harness.targets import get_target
-    from harness.paths import targets_dir
+    from harness.config.targets import get_target
+    from harness.config.paths import targets_dir
 
     base = get_target(targets_dir(), "x86-cpu")
     copies = thread_targets([base], [1, 2])

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from harness.compress import calibration_batches, compressor, resolve_params
-from harness.fidelity import psnr
+from harness.analysis.fidelity import psnr
 from harness.model_helpers import latent_inputs
 from harness.runtimes import RuntimeOptions, runtime_class
 from harness.types import Artifact
@@ -96,7 +96,7 @@ def test_fp16_casts_the_weights(tiny_tflite):
 
 def test_tflite_variants_load_in_suites_and_refuse_an_onnx_parent(tmp_path):
     from harness.errors import HarnessInputError
-    from harness.suite import load_suite
+    from harness.config.suite import load_suite
 
     path = tmp_path / "s.toml"
     path.write_text('name = "t"\n[[variants]]\nmethod = "tflite-int8"\ncalibration_batches = 2\n'

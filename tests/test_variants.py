@@ -8,10 +8,10 @@ import pytest
 
 from harness.cli import QUICK_SETTINGS
 from harness.errors import HarnessInputError
-from harness.paths import targets_dir
-from harness.runner import SuiteRunner
-from harness.store import read_records
-from harness.suite import Suite, load_suite
+from harness.config.paths import targets_dir
+from harness.run.runner import SuiteRunner
+from harness.results.store import read_records
+from harness.config.suite import Suite, load_suite
 from harness.types import RunSettings
 
 COMPRESS_MODELS = Path(__file__).parent / "fixtures" / "compress"

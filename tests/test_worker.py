@@ -9,8 +9,8 @@ from importlib.metadata import version
 
 import pytest
 
-from harness.launcher import LocalLauncher
-from harness.paths import PROJECT_ROOT
+from harness.launch.local import LocalLauncher
+from harness.config.paths import PROJECT_ROOT
 from harness.types import RunSettings
 from tests.helpers import build_all
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import progress
+from harness.build import progress
 from harness.compress import check_choice, check_fraction, phase
 from harness.compress.channels import restructure, thinner_network
 from harness.compress.layers import parameter_count

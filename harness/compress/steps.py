@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.artifacts import ArtifactCache, ModelIO, _atomic_savez
+from harness.build.artifacts import ArtifactCache, ModelIO, _atomic_savez
 from harness.compress import Calibration, LatentSource, compressor, failure_text
 from harness.types import Artifact, CompressionSpec
 
@@ -28,7 +28,7 @@ def compress_torch(cache: ArtifactCache, parent: Artifact, parent_model: Any, va
     """A compressed torch artifact and its module (None when the compression failed)."""
     import torch
 
-    from harness.torch_model import load_torch_artifact
+    from harness.build.torch_model import load_torch_artifact
 
     comp = compressor(variant.method)
     step, config = _step(variant)

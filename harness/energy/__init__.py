@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from harness.registry import Registry
+from harness.registry import ENERGY_PROBES
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,6 @@ class EnergyProbe(Protocol):
     def begin(self) -> None: ...
 
     def end(self) -> EnergyReading: ...
-
-
-ENERGY_PROBES: Registry = Registry("energy probe")
-"""name → class; instances are made with (config mapping, root path for sysfs readers)."""
 
 
 def make_probe(name: str, config: Mapping[str, Any], root: str = "/") -> EnergyProbe:

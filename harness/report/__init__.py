@@ -6,7 +6,7 @@ from pathlib import Path
 from harness.report.compression import compression_frame
 from harness.report.html import write_html
 from harness.report.tables import summary_frame, tidy_frame, write_csv
-from harness.store import read_records
+from harness.results.store import read_records
 
 
 def write_report(results_path: Path, out_dir: Path | None = None) -> dict[str, Path]:

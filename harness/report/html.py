@@ -11,6 +11,7 @@ import pandas as pd
 
 from harness.report.compression import LABEL_AGREEMENT_FLOOR, PSNR_FLOOR_DB
 from harness.report.images import reference_file, sample_file
+from harness.analysis.metrics import CATALOGUE
 from harness.report.plots import best_variants, latency_boxes, pareto_plots, per_target
 from harness.stats import robust_cv
 from harness.types import RunRecord
@@ -141,5 +142,6 @@ def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, 
         failures=failures,
         n_ok=sum(1 for r in records if r.status == "ok"),
         n_total=len(records),
+        metrics=CATALOGUE,
     )
     path.write_text(html, encoding="utf-8")

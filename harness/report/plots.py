@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.sweep import PSNR_CAP_DB, as_number, fronts
+from harness.analysis.sweep_fronts import PSNR_CAP_DB, as_number, fronts
 from harness.types import RunRecord
 
 
@@ -120,7 +120,7 @@ def best_variants(summary: pd.DataFrame, min_psnr: float, min_labels: float) -> 
 
 def outputs_diverged(row: dict[str, Any]) -> bool:
     """Outputs NaN / inf where the fp32 reference is not, or the other way round: fidelity was measured but no
-    error figure exists (``harness.fidelity``)."""
+    error figure exists (``harness.analysis.fidelity``)."""
     return as_number(row.get("nonfinite_outputs")) is not None and as_number(row.get("max_abs_error")) is None
 
 

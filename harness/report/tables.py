@@ -6,6 +6,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from harness.analysis.metrics import METRICS
 from harness.types import RunRecord
 
 ID_COLUMNS = ["model", "variant", "format", "runtime", "target", "batch_size", "status", "artifact_id"]
@@ -32,7 +33,8 @@ def tidy_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
 
 
 def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
-    """One row per job with the figures people compare first."""
+    """One row per job with the figures people compare first (the catalogue's metrics in their ``summary_column``,
+    read by the catalogue's own definition)."""
     rows = []
     for r in records:
         lat = r.measurement("latency")
@@ -42,36 +44,38 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             m = r.measurement(metric)
             return m.value if m else None
 
-        peak = value("peak_rss")
+        def catalogue(metric: str) -> float | None:  # a metric of the catalogue: its one definition
+            return METRICS[metric].value(r)
+
         rows.append({
             **{c: getattr(r, c) for c in ID_COLUMNS},
-            "latency_p50_ms": stats.get("p50"),
-            "latency_p90_ms": stats.get("p90"),
+            "latency_p50_ms": catalogue("latency_p50"),
+            "latency_p90_ms": catalogue("latency_p90"),
             "latency_ci_low_ms": stats.get("median_ci_low"),
             "latency_ci_high_ms": stats.get("median_ci_high"),
             "latency_cv": stats.get("cv"),
             "samples": stats.get("n"),
-            "gpu_latency_p50_ms": value("gpu_latency"),
+            "gpu_latency_p50_ms": catalogue("gpu_latency_p50"),
             "throughput_items_s": value("throughput"),
             "load_ms": value("load_time"),
             "first_inference_ms": value("first_inference"),
-            "peak_rss_mb": peak / 2**20 if peak is not None else None,
+            "peak_rss_mb": catalogue("peak_memory"),
             "gpu_memory_mb": value("gpu_memory") / 2**20 if value("gpu_memory") is not None else None,
             "size_mb": r.artifact_bytes / 2**20 if r.artifact_bytes else None,
-            "nonfinite_outputs": value("nonfinite_outputs"),
+            "nonfinite_outputs": catalogue("nonfinite_outputs"),
             "nonfinite_mismatch": value("nonfinite_mismatch"),
             "max_abs_error": value("max_abs_error"),
             "psnr_db": value("psnr"),
             "frechet_distance": value("frechet_distance"),
-            "frechet_distance_digits": value("frechet_distance_digits"),
-            "label_agreement": value("label_agreement"),
+            "frechet_distance_digits": catalogue("frechet_distance_digits"),
+            "label_agreement": catalogue("label_agreement"),
             "distill_loss": value("distill_loss"),
             "gzip_mb": value("artifact_gzip_size") / 2**20 if value("artifact_gzip_size") else None,
             "weight_sparsity": value("weight_sparsity"),
             "parameters": value("parameters"),
             "ops_quantized_fraction": _sum_or_none(value("ops_int8_fraction"), value("ops_fp16_fraction")),
             "weights_quantized_fraction": _sum_or_none(value("weights_int8_fraction"), value("weights_fp16_fraction")),
-            "energy_per_inference_j": value("energy_per_inference"),
+            "energy_per_inference_j": catalogue("energy_per_inference"),
             "energy_method": r.measurement("energy_per_inference").method if r.measurement("energy_per_inference") else None,
             "error": r.error.splitlines()[0] if r.error else "",
         })

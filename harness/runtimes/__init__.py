@@ -57,10 +57,6 @@ def _register_builtin() -> None:
 
 
 _register_builtin()
-# Plugins last: they may build on the built-in adapters. Imported here so the worker sees them too.
-from harness.plugins import load_plugins  # noqa: E402
 
 if TYPE_CHECKING:
     import numpy as np
-
-load_plugins()

@@ -38,7 +38,7 @@ class TorchCudaRuntime(TorchEagerRuntime):
     name = "torch-cuda"
     formats = ("torch",)
     device = "cuda"
-    event_stream = "torch-current"  # harness.device_timing: CUDA events on this stream bracket its work
+    event_stream = "torch-current"  # harness.engine.device_timing: CUDA events on this stream bracket its work
 
     @staticmethod
     def versions() -> dict[str, str]:

@@ -19,25 +19,14 @@ import selectors
 import subprocess
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any
 
-from harness import interrupts
-from harness.launcher import LocalLauncher, _kill, exit_result, failure_result
+from harness.launch import interrupts
+from harness.launch.local import LocalLauncher, _kill
+from harness.protocol import READY, exit_result, failure_result, wire
 
-READY = {"lockstep": "ready"}
 DEFAULT_BLOCK_S = 0.05
 """One turn of timed calls (seconds): short against the seconds over which a shared machine's speed wanders."""
-
-
-def worker_pause(send: Callable[[dict[str, Any]], None], receive: Callable[[], str]) -> Callable[[], None]:
-    """The worker's pause: say ready, wait for the harness's ``go`` (EOF or anything else is an error)."""
-    def pause() -> None:
-        send(READY)
-        line = receive()
-        if line.strip() != "go":
-            raise RuntimeError(f"lockstep: expected 'go' from the harness, got {line.strip()[:40]!r}"
-                               if line else "lockstep: the harness closed the channel")
-    return pause
 
 
 class LockstepWorker:
@@ -52,7 +41,7 @@ class LockstepWorker:
         self._stderr = tempfile.TemporaryFile(mode="w+")  # a file: a chatty worker cannot fill a pipe and stall
         self.proc = launcher.start(stderr=self._stderr)
         self._buffer = ""
-        self._send(json.dumps(request))
+        self._send(json.dumps(wire(request)))
 
     def wait_ready(self) -> bool:
         """Until the worker is paused (True) or finished (False)."""

@@ -8,7 +8,6 @@ under qemu when it sees the host's x86 cpuinfo), then chroot and exec the rootfs
 """
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -17,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.hashing import file_sha256
-from harness.launcher import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, LocalLauncher
-from harness.ssh import worker_bundle
+from harness.launch.local import LocalLauncher
+from harness.protocol import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, wire
+from harness.launch.ssh import worker_bundle
 from harness.types import EmulatedSettings
 
 RPI4_CPUINFO = "".join(
@@ -32,9 +32,10 @@ EMULATED_NOTE = "qemu-user emulation: a functional check, never a latency claim 
 class EmulatedLauncher(LocalLauncher):
     name = "emulated"
 
-    def __init__(self, settings: EmulatedSettings) -> None:
+    def __init__(self, settings: EmulatedSettings, with_models: bool = False) -> None:
         super().__init__()
         self.settings = settings
+        self.with_models = with_models
         self.rootfs = Path(settings.rootfs)
         self.stage_dir = "/tmp/edge-harness"
 
@@ -62,7 +63,7 @@ class EmulatedLauncher(LocalLauncher):
         return ["unshare", "--mount", "--propagation", "private", "--fork", "/bin/sh", "-c", script]
 
     def _bundle(self) -> str:
-        data, digest = worker_bundle()
+        data, digest = worker_bundle(self.with_models)
         inside = f"/opt/edge-harness/worker-{digest[:16]}.zip"
         target = self.rootfs / inside.lstrip("/")
         if not target.exists():
@@ -82,7 +83,7 @@ class EmulatedLauncher(LocalLauncher):
         why = self.missing()
         if why:
             return {"status": "unsupported", "error": why, "measurements": [], "context": {}}
-        staged = json.loads(json.dumps(request))
+        staged = wire(request)
         artifact = staged.get("artifact")
         if artifact and artifact.get("path"):
             digest = artifact.get("sha256") or file_sha256(artifact["path"])
@@ -105,7 +106,7 @@ class EmulatedLauncher(LocalLauncher):
         for key, inside in outputs_inside.items():
             produced = self.rootfs / inside.lstrip("/")
             if produced.exists():
-                shutil.move(str(produced), request[key])
+                shutil.move(str(produced), wire(request)[key])
         result.setdefault("context", {})["launcher"] = f"emulated aarch64 (qemu-user) in {self.rootfs}"
         result["context"]["emulated"] = True
         return result

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessInputError
+from harness.protocol import WorkerRequest
 from harness.types import Artifact
 
 SUFFIX_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
@@ -76,29 +77,6 @@ def check_static(path: Path) -> tuple[str, bytes]:
     return fmt, data
 
 
-def read_signature(fmt: str, path: str) -> list[dict[str, Any]]:
-    """Inputs of a loadable artifact, in call order: [{name, shape, dtype}] (run inside a worker)."""
-    if fmt == "onnx":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        types = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-                 "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
-                 "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
-        out = []
-        for i in session.get_inputs():
-            if i.type not in types:
-                raise ValueError(f"input {i.name!r} has unsupported type {i.type}")
-            shape = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
-            out.append({"name": i.name, "shape": shape, "dtype": types[i.type]})
-        return out
-    from harness.runtimes.litert_rt import io_details, open_interpreter
-
-    ordered, _ = io_details(open_interpreter(path))
-    return [{"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
-            for d in ordered]
-
-
 def make_inputs(signature: list[dict[str, Any]], seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded example inputs: standard normal for floats, zeros for integers and booleans."""
     rng = np.random.default_rng(seed)
@@ -123,7 +101,7 @@ def describe(path: Path, cache_dir: Path, launcher: Any, timeout_s: float) -> tu
     fmt, data = check_static(path)
     digest = hashlib.sha256(data).hexdigest()
     runtime = FORMAT_RUNTIME[fmt]
-    result = launcher.run({"mode": "inspect", "format": fmt, "path": str(path), "runtime": runtime}, timeout_s)
+    result = launcher.run(WorkerRequest("inspect", format=fmt, path=str(path), runtime=runtime), timeout_s)
     if result["status"] != "ok":
         raise HarnessInputError(f"{path}: {runtime} cannot load it ({result['status']}): "
                                 f"{_first_line(Exception(result.get('error', '')))}")

@@ -24,9 +24,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from harness.checkpoints import Checkpoint
+from harness.build.checkpoints import Checkpoint
 from harness.errors import HarnessInputError
-from harness.tomlconfig import check_keys, check_list_of
+from harness.config.tomlconfig import check_keys, check_list_of
 
 _MODEL_SCHEMA = {"factory": str, "kwargs": dict, "inputs": list, "output_range": list, "checkpoint": str,
                  "checkpoint_key": str, "strict": bool, "seed": int, "description": str, "kind": str}

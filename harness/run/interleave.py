@@ -4,12 +4,12 @@ one session, so that drift of the machine over seconds to minutes lands on both 
 Two runs (e.g. ``harness run`` of the same suite in the base branch's checkout and in the pull request's) each keep
 their jobs' latency requests in ``requests.jsonl``. For every job that succeeded in both, the session runs pairs
 of rounds: in each pair a fresh worker per side — each side with its own python, checkout and environment —
-loads and warms up, then the two take turns of a few tens of milliseconds of timed calls (``harness.lockstep``)
+loads and warms up, then the two take turns of a few tens of milliseconds of timed calls (``harness.launch.lockstep``)
 until both have their samples; the baseline leads in even pairs, the candidate in odd ones; both workers of a pair
 run on the same CPUs (``pair_cpus``). Each side's records
 are written with the session's pooled latency in place of the run's own. Memory, size, fidelity and energy
 stay those of the runs. ``harness gate`` sees the pairing (one session id, one round per pair) and tests the
-pairs' ratios (see ``harness.compare``).
+pairs' ratios (see ``harness.analysis.compare``).
 
 Local targets only: a job on an SSH or emulated target is left out with a warning.
 """
@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from harness.errors import HarnessInputError
-from harness.launcher import LocalLauncher
-from harness.lockstep import DEFAULT_BLOCK_S, run_pair
-from harness.measure import pool_rounds
-from harness.paths import PROJECT_ROOT
-from harness.store import ResultsStore, read_records
+from harness.launch.local import LocalLauncher
+from harness.launch.lockstep import DEFAULT_BLOCK_S, run_pair
+from harness.engine.measure import pool_rounds
+from harness.config.paths import PROJECT_ROOT
+from harness.results.store import ResultsStore, read_records
 from harness.types import Measurement, RunRecord
 
 REQUESTS_FILE = "requests.jsonl"

@@ -17,14 +17,9 @@ from typing import Any, Callable, Mapping
 
 import psutil
 
-from harness import interrupts
-from harness.capture import tail
-from harness.paths import PROJECT_ROOT
-
-INPUT_FILE_KEYS = ("inputs_path", "samples_path")
-"""Request keys naming input files a remote or emulated launcher must copy to where the worker runs."""
-OUTPUT_FILE_KEYS = ("outputs_path", "samples_outputs_path")
-"""Request keys naming files the worker writes, which such a launcher brings back."""
+from harness.config.paths import PROJECT_ROOT
+from harness.launch import interrupts
+from harness.protocol import exit_result, failure_result, wire
 
 POLL_S = 0.05
 """How often the memory cap is checked (seconds): a burst can overshoot by what it allocates in this time."""
@@ -32,13 +27,6 @@ INTERRUPT_CHECK_S = 1.0
 """Waiting for a child, the harness looks at least this often (seconds) for a Ctrl-C a finalizer swallowed."""
 WAIT_CALLBACK_S = 0.5
 """How often ``run``'s ``on_wait`` is called while a child runs (seconds)."""
-
-
-def _signal_name(returncode: int) -> str:
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
 
 
 def _rss(pid: int) -> int:
@@ -100,7 +88,7 @@ class LocalLauncher:
     def _wait(self, proc: subprocess.Popen, request: dict[str, Any], timeout_s: float,
               memory_cap_bytes: int | None, on_wait: Callable[[], None] | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
-        payload: str | None = json.dumps(request)
+        payload: str | None = json.dumps(wire(request))
         peak, last_callback = 0, time.monotonic()
         while True:
             wait = max(0.0, deadline - time.monotonic())
@@ -147,38 +135,3 @@ def _kill(proc: subprocess.Popen) -> str:
         proc.kill()
     _, stderr = proc.communicate()
     return stderr or ""
-
-
-def exit_result(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
-    """The result of a worker that has exited: ``crashed`` if a signal killed it, else what it wrote."""
-    if returncode < 0:
-        return failure_result("crashed", f"worker killed by {_signal_name(returncode)}", stderr)
-    return parse_result(stdout, stderr, f"worker exited with code {returncode}")
-
-
-def failure_result(status: str, error: str, stderr: str = "") -> dict[str, Any]:
-    """A result for a child that gave none (killed, hung, unreachable), with the tail of its stderr."""
-    out = {"status": status, "error": error, "measurements": [], "context": {}}
-    if stderr:
-        out["stderr_tail"] = tail(stderr)
-    return out
-
-
-def parse_result(stdout: str, stderr: str, exited: str) -> dict[str, Any]:
-    """The child's JSON result (its last stdout line), or a ``crashed`` result saying what came instead.
-
-    ``exited`` describes how the child ended, e.g. "worker exited with code 3". A MemoryError is ``oom``.
-    """
-    lines = [ln for ln in stdout.splitlines() if ln.strip()]
-    try:
-        result = json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError:
-        result = None
-    if not isinstance(result, dict) or "status" not in result:
-        what = "no result" if not lines else "a result that is not a JSON object with a status"
-        return failure_result("crashed", f"{exited} and {what}", stderr)
-    if result["status"] == "failed" and str(result.get("error", "")).startswith("MemoryError"):
-        result["status"] = "oom"
-    if result["status"] != "ok" and stderr:
-        result["stderr_tail"] = tail(stderr)
-    return result

@@ -1,7 +1,7 @@
 """Where models, targets, suites, reports and the artifact cache are.
 
 Built-ins ship with the package (``harness/_builtin/{models,targets,suites}`` in a wheel; the checkout's
-top-level folders when run from a checkout). A user's project (``harness.project``: ``edge-harness.toml`` or
+top-level folders when run from a checkout). A user's project (``harness.config.project``: ``edge-harness.toml`` or
 ``[tool.edge-harness]``, found from the current folder upwards) adds its own folders on top; an entry of the
 project overrides a built-in of the same name. ``EDGE_HARNESS_MODELS`` / ``EDGE_HARNESS_TARGETS`` replace the
 built-in folder, ``EDGE_HARNESS_REPORTS`` / ``EDGE_HARNESS_CACHE`` the reports folder and the cache.
@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+"""The ``harness`` package folder."""
 PROJECT_ROOT = PACKAGE_DIR.parent
 """The checkout (from a checkout), or the site-packages folder holding the package (installed)."""
 
@@ -28,7 +29,7 @@ def builtin_dir(kind: str) -> Path:
 
 
 def _project():
-    from harness.project import current_project
+    from harness.config.project import current_project
 
     return current_project()
 

@@ -2,7 +2,7 @@
 
 Each record carries ``schema_version``. Readers ignore unknown fields; records from an older schema are
 upgraded by ``UPGRADES``; a record from a newer schema is a clear error. Reading validates every record and
-writing never fails on a value (``harness.records``).
+writing never fails on a value (``harness.results.records``).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from harness.records import json_line, parse_records
+from harness.results.records import json_line, parse_records
 from harness.types import RunRecord
 
 # version N → function upgrading a version N-1 record dict to version N. Empty while only v1 exists.
@@ -97,5 +97,5 @@ class ResultsStore:
 
 
 def read_records(path: Path) -> list[RunRecord]:
-    """All records of a results file, validated (``harness.records.parse_records``)."""
+    """All records of a results file, validated (``harness.results.records.parse_records``)."""
     return parse_records(path)

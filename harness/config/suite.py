@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessInputError
-from harness.tomlconfig import check_keys, check_list_of, check_plain_name, read_toml
+from harness.config.tomlconfig import check_keys, check_list_of, check_plain_name, read_toml
 from harness.types import FORMATS, CompressionSpec, RunSettings
 
 _SCHEMA = {

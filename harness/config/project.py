@@ -1,6 +1,6 @@
 """The user's project: ``edge-harness.toml``, or ``[tool.edge-harness]`` in ``pyproject.toml``, found from the
 current folder upwards. It adds the project's own models, targets and suites to the built-in ones (a project
-entry overrides a built-in of the same name) and declares generators by import path (``harness.declared``).
+entry overrides a built-in of the same name) and declares generators by import path (``harness.build.declared``).
 
 Keys (paths are relative to the file's folder)::
 
@@ -11,7 +11,7 @@ Keys (paths are relative to the file's folder)::
     reports_dir = "reports"            # run folders (default: <project>/reports)
     python_path = ["src"]              # folders to import the project's packages from (default: the project
                                        # folder, and src/ when it exists)
-    [models.NAME]                      # a generator declared by import path (see harness.declared)
+    [models.NAME]                      # a generator declared by import path (see harness.build.declared)
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from harness.errors import HarnessInputError
-from harness.tomlconfig import check_keys, check_list_of, read_toml
+from harness.config.tomlconfig import check_keys, check_list_of, read_toml
 
 CONFIG_FILE = "edge-harness.toml"
 _SCHEMA = {"models_dir": str, "targets_dir": str, "suites_dir": str, "default_suite": str, "reports_dir": str,
@@ -43,7 +43,7 @@ class Project:
     cache_dir: Path | None = None
     python_path: tuple[Path, ...] = ()
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """[models.NAME] tables, checked by ``harness.declared`` when the models are loaded."""
+    """[models.NAME] tables, checked by ``harness.build.declared`` when the models are loaded."""
 
 
 def find_config(start: Path | None = None) -> Path | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from harness.errors import HarnessInputError
 from harness.registry import RUNTIMES
 from harness.runtimes.onnxruntime_rt import GRAPH_LEVELS
-from harness.tomlconfig import check_keys, check_list_of, read_toml
+from harness.config.tomlconfig import check_keys, check_list_of, read_toml
 from harness.types import EmulatedSettings, SshSettings, TargetProfile
 
 ARCHES = ("x86_64", "aarch64", "arm64", "armv8l", "armv7l", "armv6l", "riscv64", "i686", "ppc64le", "s390x",
@@ -187,7 +187,7 @@ def _load_energy(path: Path, table: dict) -> dict:
 
 
 def _load_emulated(path: Path, data: dict) -> EmulatedSettings:
-    from harness.paths import cache_dir
+    from harness.config.paths import cache_dir
 
     table = data.get("emulated", {})
     check_keys(path, table, {"rootfs": str, "python": str}, where="emulated")

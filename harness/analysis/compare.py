@@ -9,86 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from harness import stats
+from harness.analysis.metrics import METRICS, Metric  # noqa: F401  (the catalogue; compared here)
 from harness.types import RunRecord
 
 JobKey = tuple[str, str, str, str, str, int]
 KEY_FIELDS = ("model", "variant", "format", "runtime", "target", "batch_size")
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric the comparison knows: where it comes from, its unit, and which direction is better.
-
-    ``change`` 'relative': thresholds and changes are fractions of the base value (0.10 = 10%);
-    'absolute': in the metric's own unit (dB for PSNR). ``test`` names the significance test: 'mann-whitney-u'
-    or 'bootstrap' over the latency samples, 'none' for a metric with one value per run (then a threshold
-    alone decides; size and fidelity are deterministic, memory nearly so).
-    """
-
-    name: str
-    label: str
-    unit: str
-    better: str
-    change: str
-    test: str
-    value: Callable[[RunRecord], float | None]
-    samples: Callable[[RunRecord], Sequence[float] | None] = lambda r: None
-
-
-def _measured(metric: str, scale: float = 1.0) -> Callable[[RunRecord], float | None]:
-    def value(r: RunRecord) -> float | None:
-        m = r.measurement(metric)
-        return m.value * scale if m is not None else None
-
-    return value
-
-
-def _psnr(r: RunRecord) -> float | None:
-    """PSNR vs fp32 (dB); +inf where the outputs were identical (a record cannot hold an infinite PSNR, so the
-    fidelity step leaves it out and records max-abs error 0)."""
-    m = r.measurement("psnr")
-    if m is not None:
-        return m.value
-    err = r.measurement("max_abs_error")
-    return math.inf if err is not None and err.value == 0 else None
-
-
-def _latency_samples(r: RunRecord) -> Sequence[float] | None:
-    m = r.measurement("latency")
-    return m.samples if m is not None and m.samples else None
-
-
-def _latency_stat(key: str) -> Callable[[RunRecord], float | None]:
-    def value(r: RunRecord) -> float | None:
-        m = r.measurement("latency")
-        return float(m.stats[key]) if m is not None and m.stats and key in m.stats else None
-
-    return value
-
-
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("latency_p50", "latency p50", "ms", "lower", "relative", "mann-whitney-u",
-           _latency_stat("p50"), _latency_samples),
-    Metric("latency_p90", "latency p90", "ms", "lower", "relative", "bootstrap", _latency_stat("p90"),
-           _latency_samples),
-    Metric("peak_memory", "peak RSS", "MiB", "lower", "relative", "none", _measured("peak_rss", 1 / 2**20)),
-    Metric("energy_per_inference", "energy per inference", "J", "lower", "relative", "none",
-           _measured("energy_per_inference")),
-    Metric("size", "artifact size", "bytes", "lower", "relative", "none",
-           lambda r: float(r.artifact_bytes) if r.artifact_bytes else None),
-    Metric("psnr", "PSNR vs fp32", "dB", "higher", "absolute", "none", _psnr),
-    Metric("nonfinite_outputs", "NaN/inf outputs", "fraction", "lower", "absolute", "none",
-           _measured("nonfinite_outputs")),
-    Metric("label_agreement", "label agreement", "fraction", "higher", "absolute", "none",
-           _measured("label_agreement")),
-    Metric("frechet_distance_digits", "FD to real digits", "feature²", "lower", "absolute", "none",
-           _measured("frechet_distance_digits")),
-)}
 
 
 @dataclass(frozen=True)
@@ -209,14 +139,14 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
                           note="emulated timing: not a latency claim, never gated")
     base_samples = [x for r in base for x in (metric.samples(r) or ())]
     cand_samples = [x for r in cand for x in (metric.samples(r) or ())]
-    statistic = "p90" if metric.name == "latency_p90" else "median"
+    statistic = "p90" if metric.name.endswith("_p90") else "median"
     if metric.test != "none" and len(base_samples) >= 2 and len(cand_samples) >= 2 and \
             float(stats.QUANTILE_STATISTICS[statistic](np.asarray(base_samples)[None, :], axis=1)[0]) <= 0:
         return Comparison(key, metric.name, 0.0, metric.value(cand[0]) or 0.0, None, 0.0, test="none",
                           note="the base statistic is 0: no ratio, not tested")
     if metric.test != "none" and len(base_samples) >= 2 and len(cand_samples) >= 2:
         test, note = metric.test, f"{len(base_samples)} vs {len(cand_samples)} samples"
-        paired = paired_rounds(base, cand, statistic)
+        paired = paired_rounds(base, cand, statistic) if metric.rounds else None
         if paired is not None and min(min(paired[0]), min(paired[1])) <= 0:
             return Comparison(key, metric.name, float(np.median(paired[0])), float(np.median(paired[1])), None, 0.0,
                               test="none", note="a round's statistic is 0: no ratio, not tested")
@@ -233,7 +163,8 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
             ratio, lo, hi, p = stats.bootstrap_ratio(base_samples, cand_samples, statistic, seed=seed)
             min_p = stats.smallest_p("bootstrap", len(base_samples), len(cand_samples))
             b = None
-            base_rounds, cand_rounds = round_medians(base, statistic), round_medians(cand, statistic)
+            base_rounds, cand_rounds = (round_medians(base, statistic), round_medians(cand, statistic)) \
+                if metric.rounds else ([], [])  # a metric without per-round figures: its pooled samples
             enough_rounds = min(len(base_rounds), len(cand_rounds)) >= MIN_ROUNDS_FOR_TEST
             if enough_rounds and statistic == "p90" and min(base_rounds) > 0:
                 # The process is the unit of replication: the pooled samples of separate runs call any drift

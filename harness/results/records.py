@@ -150,7 +150,7 @@ def check_record(data: Any) -> RunRecord:
 
 
 def _upgrade(record: dict[str, Any]) -> dict[str, Any]:
-    from harness.store import UPGRADES
+    from harness.results.store import UPGRADES
 
     version = record.get("schema_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:

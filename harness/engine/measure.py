@@ -5,7 +5,7 @@ halves of the warm-up agree (or a warm-up cap is hit), then collect steady-state
 ``min_runs`` and ``min_duration_s`` are met — optionally until the median's 95% CI is narrow enough —
 and never past ``max_duration_s``. Latencies are reported in milliseconds.
 
-A runtime on a GPU may also get a device timer (``harness.device_timing``): it brackets every timed call
+A runtime on a GPU may also get a device timer (``harness.engine.device_timing``): it brackets every timed call
 and its steady-state readings become ``gpu_latency`` beside the host-side ``latency``.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from harness import stats
-from harness.device_timing import DeviceTimer
+from harness.engine.device_timing import DeviceTimer
 from harness.types import Measurement, RunSettings
 
 NS_PER_MS = 1e6
@@ -59,7 +59,7 @@ def warm_up(call: Callable[[], None], settings: RunSettings, clock: Callable[[],
 class Pause:
     """Blocks of timed calls: ``wait()`` runs after the load and first inference (so that the warm-up has a turn of
     its own), before the first steady-state sample and after every ``block_s`` seconds of them (the lockstep
-    protocol, ``harness.lockstep``). Time spent waiting is not loop time."""
+    protocol, ``harness.launch.lockstep``). Time spent waiting is not loop time."""
 
     wait: Callable[[], None]
     block_s: float

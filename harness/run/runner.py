@@ -2,38 +2,32 @@
 pass, then a memory pass), and append one RunRecord per job to the results store as it completes."""
 from __future__ import annotations
 
-import dataclasses
-import math
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 from harness import __version__
-from harness.artifacts import load_outputs, max_abs_error, output_scale
-from harness.fidelity import compression_measurements, output_fidelity, sample_fidelity
-from harness.context import git_commit
+from harness.engine.context import git_commit
 from harness.errors import HarnessInputError
-from harness.external import describe
-from harness.launcher import LocalLauncher
-from harness.interleave import append_request
-from harness.measure import pool_rounds
-from harness import paths
-from harness.paths import PROJECT_ROOT
-from harness.progress import latest as latest_progress
-from harness.project import current_project
-from harness.report.images import save_sample_grids
-from harness import interrupts
+from harness.build.external import describe
+from harness.launch.local import LocalLauncher
+from harness.config import paths
+from harness.config.paths import PROJECT_ROOT
+from harness.build.progress import latest as latest_progress
+from harness.config.project import current_project
+from harness.launch import interrupts
 from harness.runtimes import runtime_class
-from harness.emulated import EMULATED_NOTE, EmulatedLauncher
-from harness.ssh import SshLauncher
-from harness.store import ResultsStore
-from harness.suite import Suite
-from harness.targets import get_target
-from harness.types import Artifact, Job, Measurement, RunRecord, TargetProfile
+from harness.launch.emulated import EmulatedLauncher
+from harness.launch.ssh import SshLauncher
+from harness.protocol import WorkerRequest
+from harness.run.job import JobRun, error_text
+from harness.results.store import ResultsStore
+from harness.config.suite import Suite
+from harness.config.targets import get_target
+from harness.types import Artifact, Job, RunRecord, TargetProfile
 from harness.zoo import discover, discover_all, get_model
 
 
@@ -71,7 +65,7 @@ class SuiteRunner:
         targets: list[TargetProfile] | None = None,
     ) -> None:
         """``models_dir`` / ``targets_dir``: where models and profiles are (default: the built-ins plus the current
-        project's, ``harness.paths``); ``external``: artifact files the user brings (measured as they are, without
+        project's, ``harness.config.paths``); ``external``: artifact files the user brings (measured as they are, without
         a PyTorch reference); ``targets``: profiles to use instead of loading the suite's by name (e.g. a sweep's
         thread variants)."""
         self.suite = suite
@@ -104,10 +98,11 @@ class SuiteRunner:
         """Called with the results path before each model after the first (``harness run`` rewrites the report)."""
 
     def _launcher_for(self, target: TargetProfile) -> Any:
+        with_models = any(runtime_class(r).formats == ("torch",) for r in target.runtimes)
         if target.reach == "ssh":
-            return SshLauncher(target.ssh)
+            return SshLauncher(target.ssh, with_models)
         if target.reach == "emulated":
-            return EmulatedLauncher(target.emulated)
+            return EmulatedLauncher(target.emulated, with_models)
         return self.launcher
 
     def _model_context(self, model: str) -> dict[str, Any]:
@@ -128,7 +123,7 @@ class SuiteRunner:
 
     def _check_checkpoints(self) -> None:
         """A declared checkpoint that does not fit its model is an input error before anything is measured."""
-        from harness.checkpoints import load_checkpoint
+        from harness.build.checkpoints import load_checkpoint
 
         for name in self.models:
             spec = get_model(name)
@@ -191,7 +186,7 @@ class SuiteRunner:
                      "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
                      "variants": [v.to_dict() for v in self.suite.variants if v.applies_to(model_name)],
                      "samples": self.suite.settings.fidelity_samples, "progress_path": str(progress_path)},
-                    self.suite.settings.prepare_timeout_s, module="harness.prepare", on_wait=show,
+                    self.suite.settings.prepare_timeout_s, module="harness.build.prepare", on_wait=show,
                 )
             self.status("")
             if prepared["status"] != "ok":
@@ -225,7 +220,7 @@ class SuiteRunner:
 
     def _unprepared_jobs(self, spec: Any, prepared: dict[str, Any]) -> Iterator[PlannedJob]:
         """Every job of a model whose prepare step failed, crashed or hung, carrying that status."""
-        error = f"preparing {spec.name} {prepared['status']}: {_error_text(prepared)}"
+        error = f"preparing {spec.name} {prepared['status']}: {error_text(prepared)}"
         for batch in self.suite.batch_sizes:
             for variant, formats in self._variant_formats(spec.name):
                 for fmt in formats:
@@ -321,11 +316,11 @@ class SuiteRunner:
         if target.reach == "local":
             state = BoardState()
         else:
-            probe = self.launchers[target.name].run({"mode": "probe"}, 120)
+            probe = self.launchers[target.name].run(WorkerRequest("probe"), 120)
             if probe["status"] == "unreachable":
                 state = BoardState(down=f"board {target.name} unreachable: {probe['error']}")
             elif probe["status"] != "ok":
-                state = BoardState(down=f"board {target.name} check failed ({probe['status']}): {_error_text(probe)}",
+                state = BoardState(down=f"board {target.name} check failed ({probe['status']}): {error_text(probe)}",
                                    down_status="unsupported")
             else:
                 ctx = probe["context"]
@@ -343,144 +338,13 @@ class SuiteRunner:
         self.boards[target.name] = state
         return state
 
-    @staticmethod
-    def _label(target: TargetProfile, raw: list[dict[str, Any]]) -> list[Measurement]:
-        """Measurements from a worker; under emulation every one is labelled so it is never read as a timing."""
-        measurements = [Measurement.from_dict(m) for m in raw]
-        if target.reach != "emulated":
-            return measurements
-        return [dataclasses.replace(m, method=f"{m.method}+emulated", note=EMULATED_NOTE) for m in measurements]
-
-    def _worker_job(self, job: Job, target: TargetProfile, mode: str, outputs_path: str = "",
-                    samples_outputs_path: str = "") -> dict[str, Any]:
-        samples = {"samples_path": job.samples_path, "samples_outputs_path": samples_outputs_path} \
-            if samples_outputs_path else {}
-        return samples | {
-            "mode": mode,
-            "artifact": job.artifact.to_dict(),
-            "runtime": job.runtime,
-            "runtime_options": {"threads": target.threads,
-                                "graph_optimization": target.onnx_graph_optimization},
-            "cpu_affinity": list(target.cpu_affinity),
-            "inputs_path": job.inputs_path,
-            "outputs_path": outputs_path,
-            "settings": job.settings.to_dict(),
-            "batch_size": job.batch_size,
-        }
-
     def _run_job(self, job: Job, target: TargetProfile, export_error: str) -> RunRecord:
-        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        t0 = time.monotonic()
-        context: dict[str, Any] = {
-            "commit": self.commit, "harness_version": __version__, "suite": self.suite.name,
-            "target_description": target.description, "artifact_sha256": job.artifact.sha256,
-            "artifact_recipe": dict(job.artifact.recipe),
-        } | self.project_context | self._model_context(job.artifact.model)
-
-        passes: dict[str, float] = {}
-        context["pass_seconds"] = passes  # where the job's wall time went: each worker pass, and the harness's own
-
-        def timed(name: str, call: Any) -> dict[str, Any]:
-            t = time.monotonic()
-            try:
-                return call()
-            finally:
-                passes[name] = round(passes.get(name, 0.0) + time.monotonic() - t, 3)
-
-        def record(status: str, error: str, measurements: tuple[Measurement, ...] = ()) -> RunRecord:
-            passes["harness"] = round(max(0.0, time.monotonic() - t0 - sum(v for k, v in passes.items()
-                                                                             if k != "harness")), 3)
-            return RunRecord(
-                job_key=job.key, model=job.artifact.model, variant=job.artifact.variant,
-                format=job.artifact.format, runtime=job.runtime, target=job.target,
-                batch_size=job.batch_size, artifact_id=job.artifact.id, artifact_bytes=job.artifact.bytes,
-                status=status, error=error, measurements=measurements, context=context,
-                started_at=started, duration_s=round(time.monotonic() - t0, 3),
-            )
-
-        if export_error:
-            status = job.artifact.status if job.artifact.status in ("crashed", "timeout", "oom") else "failed"
-            return record(status, export_error)
-        board = self._board(target)
-        if board.down:
-            return record(board.down_status, board.down)
-        if job.runtime in board.missing_runtimes:
-            return record("unsupported", board.missing_runtimes[job.runtime])
-        launcher = self.launchers[target.name]
-        measurements: list[Measurement] = [Measurement("artifact_size", job.artifact.bytes, "bytes", "stat")]
-        if job.artifact.export_max_abs_error is not None and math.isfinite(job.artifact.export_max_abs_error):
-            measurements.append(Measurement("export_max_abs_error", job.artifact.export_max_abs_error,
-                                            "abs", "validation-vs-own-torch-model"))
-        if job.artifact.gzip_bytes is not None:
-            measurements.append(Measurement("artifact_gzip_size", job.artifact.gzip_bytes, "bytes", "zlib-6"))
-        with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
-            outputs_path = str(Path(tmp) / "outputs.npz")
-            samples_outputs_path = str(Path(tmp) / "samples.npz") if job.samples_path else ""
-            request = self._worker_job(job, target, "latency", outputs_path, samples_outputs_path)
-            result = timed("latency", lambda: launcher.run(request, job.settings.timeout_s,
-                                                            memory_cap_bytes=target.memory_cap_bytes))
-            context.update(result.get("context", {}))
-            board.note(result["status"], result.get("error", ""))
-            if result["status"] != "ok":
-                return record(result["status"], _error_text(result), tuple(measurements))
-            latency = self._label(target, result["measurements"])
-            for _ in range(job.settings.rounds - 1):
-                more = timed("latency", lambda: launcher.run(
-                    self._worker_job(job, target, "latency", str(Path(tmp) / "round.npz")), job.settings.timeout_s,
-                    memory_cap_bytes=target.memory_cap_bytes))
-                board.note(more["status"], more.get("error", ""))
-                if more["status"] != "ok":
-                    return record(more["status"], "latency round: " + _error_text(more), tuple(measurements))
-                latency = pool_rounds(latency, self._label(target, more["measurements"]), job.batch_size)
-            measurements.extend(latency)
-            append_request(self.out_dir, job.key, target.name, target.reach, request, job.settings.timeout_s,
-                           target.memory_cap_bytes)
-            # A user's own artifact has no PyTorch reference: no fidelity figure, rather than a made-up one.
-            outputs = load_outputs(outputs_path)
-            reference = load_outputs(job.reference_path) if job.reference_path else None
-            if job.expected_path == job.reference_path:  # an uncompressed artifact: the same file
-                expected = reference
-            else:
-                expected = load_outputs(job.expected_path) if job.expected_path else None
-            samples = load_outputs(samples_outputs_path) if samples_outputs_path else None
-        if reference is not None:
-            samples_reference = load_outputs(job.samples_reference_path) if samples else None
-            save_sample_grids(self.out_dir, job.key, job.artifact.model, job.batch_size,
-                              samples or outputs, samples_reference or reference)
-            if samples:  # none when the sample set is smaller than one batch
-                fidelity = sample_fidelity(samples, samples_reference,
-                                           get_model(job.artifact.model), self.cache_dir)
-            else:
-                fidelity = output_fidelity(outputs, reference, get_model(job.artifact.model).output_range)
-            if fidelity is None:
-                return record("failed", "outputs differ in count or shape from the PyTorch reference",
-                              tuple(measurements))
-            measurements.extend(fidelity)
-        measurements.extend(compression_measurements(job.artifact))
-        if expected is not None:
-            err = max_abs_error(outputs, expected)
-            allowed = self.suite.export_tolerance * output_scale(expected)
-            if err > allowed:
-                what = "PyTorch" if job.expected_path == job.reference_path else f"its {job.artifact.variant} PyTorch model"
-                how = f"by {err:.3g} (tolerance {allowed:.3g})" if math.isfinite(err) else \
-                    "in where outputs are NaN/inf"
-                return record("failed", f"outputs on {target.name} differ from {what} {how}", tuple(measurements))
-        memory = timed("memory", lambda: launcher.run(self._worker_job(job, target, "memory"), job.settings.timeout_s,
-                                                      memory_cap_bytes=target.memory_cap_bytes))
-        board.note(memory["status"], memory.get("error", ""))
-        if memory["status"] != "ok":
-            return record(memory["status"], "memory pass: " + _error_text(memory), tuple(measurements))
-        measurements.extend(self._label(target, memory["measurements"]))
-        if target.energy.get("sources"):
-            energy = timed("energy", lambda: launcher.run(
-                self._worker_job(job, target, "energy") | {"energy": dict(target.energy)}, job.settings.timeout_s,
-                memory_cap_bytes=target.memory_cap_bytes))
-            board.note(energy["status"], energy.get("error", ""))
-            if energy["status"] != "ok":
-                return record(energy["status"], "energy pass: " + _error_text(energy), tuple(measurements))
-            measurements.extend(Measurement.from_dict(m) for m in energy["measurements"])
-            context["energy_unavailable"] = energy.get("context", {}).get("energy_unavailable", {})
-        return record("ok", "", tuple(measurements))
+        """One job as named steps (``harness.run.job``)."""
+        context = {"commit": self.commit, "harness_version": __version__, "suite": self.suite.name} \
+            | self.project_context | self._model_context(job.artifact.model)
+        board = self._board(target) if not export_error else BoardState()
+        return JobRun(job, target, self.launchers[target.name], board, self.suite, self.out_dir, self.cache_dir,
+                      context).run(export_error)
 
 
 @dataclass
@@ -499,13 +363,6 @@ class BoardState:
         self.unreachable_in_a_row = self.unreachable_in_a_row + 1 if status == "unreachable" else 0
         if self.unreachable_in_a_row >= 2:
             self.down = f"board unreachable since an earlier job of this run: {error}"
-
-
-def _error_text(result: dict[str, Any]) -> str:
-    text = result.get("error", "") or result["status"]
-    if result.get("stderr_tail"):
-        text += "\n" + result["stderr_tail"]
-    return text
 
 
 def new_run_dir(reports: Path, suite_name: str) -> Path:

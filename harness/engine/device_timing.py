@@ -1,4 +1,4 @@
-"""Device-side timers for the harness's timing loop (the loop stays in ``harness.measure``).
+"""Device-side timers for the harness's timing loop (the loop stays in ``harness.engine.measure``).
 
 A CUDA event pair brackets each timed inference on the stream the runtime computes on; after the loop's
 ``sync()`` the GPU time between the two events is read in milliseconds. It is recorded beside the host-side

@@ -20,7 +20,7 @@ A sweep file is a suite file (models, targets, formats, batch sizes, settings) w
     amount = [0.5, 0.625, 0.75]
 
 Latency is known to within the bootstrap CIs of the median over the repeated runs (lowest low to highest high);
-two points whose intervals overlap are tied on latency (see ``harness.pareto``).
+two points whose intervals overlap are tied on latency (see ``harness.analysis.pareto``).
 """
 from __future__ import annotations
 
@@ -35,18 +35,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness.errors import HarnessInputError
-from harness.pareto import Objective, Point, best_under, pareto_front
-from harness.suite import Suite, suite_from_table
-from harness.tomlconfig import check_keys, check_list_of, read_toml
+from harness.analysis.sweep_fronts import OBJECTIVES, PSNR_CAP_DB, aggregate, as_number, fronts  # noqa: F401
+from harness.config.suite import Suite, suite_from_table
+from harness.config.tomlconfig import check_keys, check_list_of, read_toml
 from harness.types import CompressionSpec
 
 SEARCHES = ("grid", "random", "optuna")
-OBJECTIVES = (Objective("latency_ms", "min"), Objective("psnr_db", "max"), Objective("size_mb", "min"))
 LIMIT_KEYS = {o.name: (float, int) for o in OBJECTIVES}
-PSNR_CAP_DB = 100.0
-"""PSNRs above this are float round-off against the reference (an export of the fp32 model): ties, not wins."""
-PSNR_RESOLUTION_DB = 0.1
-"""PSNRs this close are ties: the same model in two formats differs by round-off, not by fidelity."""
 _SWEEP_SCHEMA = {"search": str, "budget": int, "repeats": int, "seed": int, "threads": list, "limits": dict,
                  "space": list}
 
@@ -209,77 +204,40 @@ def thread_targets(targets: Sequence[Any], threads: Sequence[int]) -> list[Any]:
     return [dataclasses.replace(t, name=f"{t.name}@{n}t", threads=n) for t in targets for n in threads]
 
 
-# -- aggregation (pure) --------------------------------------------------------------------------------------
-def aggregate(rounds: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
-    """Summary rows of each repeated run → one row per (model, target, batch, variant, format, runtime): the
-    median of the per-run medians, its interval (lowest CI low to highest CI high), PSNR (inf when identical to
-    the reference), size, and how many runs were ok."""
-    grouped: dict[tuple, list[Mapping[str, Any]]] = {}
-    for frame in rounds:
-        for row in frame:
-            key = (row["model"], row["target"], row["batch_size"], row["variant"], row["format"], row["runtime"])
-            grouped.setdefault(key, []).append(row)
-    out = []
-    for key, rows in grouped.items():
-        ok = [r for r in rows if r["status"] == "ok" and as_number(r.get("latency_p50_ms")) is not None]
-        entry: dict[str, Any] = dict(zip(("model", "target", "batch_size", "variant", "format", "runtime"), key))
-        entry |= {"runs": len(rows), "runs_ok": len(ok),
-                  "error": next((r.get("error") for r in rows if r["status"] != "ok"), "") or ""}
-        if ok:
-            p50 = [float(r["latency_p50_ms"]) for r in ok]
-            lows = [as_number(r.get("latency_ci_low_ms")) or float(r["latency_p50_ms"]) for r in ok]
-            highs = [as_number(r.get("latency_ci_high_ms")) or float(r["latency_p50_ms"]) for r in ok]
-            psnr = as_number(ok[0].get("psnr_db"))
-            entry |= {"latency_ms": statistics.median(p50), "latency_low_ms": min(lows),
-                      "latency_high_ms": max(highs), "latency_runs_ms": p50,
-                      "psnr_db": math.inf if psnr is None and as_number(ok[0].get("max_abs_error")) == 0 else psnr,
-                      "size_mb": as_number(ok[0].get("size_mb")),
-                      "frechet_distance": as_number(ok[0].get("frechet_distance")),
-                      "label_agreement": as_number(ok[0].get("label_agreement"))}
-        out.append(entry)
-    return out
+def run_sweep(suite: Suite, sweep: Sweep, out: Path | None = None, cache: Path | None = None, progress: bool = True,
+              say: Any = print) -> tuple[Path, list[dict[str, Any]]]:
+    """Measure a sweep: every point (or every Optuna trial) beside fp32, ``sweep.repeats`` separate runs each, on
+    every target (× ``sweep.threads``). Returns the sweep folder and the aggregated rows (``aggregate``)."""
+    from harness.config import paths
+    from harness.config.targets import get_target
+    from harness.report import write_report
+    from harness.report.compression import compression_frame
+    from harness.report.tables import summary_frame
+    from harness.results.store import read_records
+    from harness.run.runner import SuiteRunner, new_run_dir
 
+    out = out or new_run_dir(paths.reports_dir(), f"{suite.name}-sweep")
+    targets = thread_targets([get_target(paths.targets_dirs(), t) for t in suite.targets], sweep.threads)
+    count = f"{sweep.budget} trials" if sweep.search == "optuna" else f"{len(sweep.points)} points"
+    say(f"sweep {suite.name}: {count} ({sweep.search}, grid of {sweep.grid_size}) + fp32, {sweep.repeats} runs "
+        f"each, on {', '.join(t.name for t in targets)} → {out}")
 
-def as_number(value: Any) -> float | None:
-    """float(value), or None for a missing, non-numeric or NaN value (pandas cells)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
+    def measure(variants: tuple, folder: Path) -> list[dict[str, Any]]:
+        """The suite with these variants, run `repeats` times into folder/run-N; aggregated rows."""
+        rounds = []
+        for i in range(sweep.repeats):
+            runner = SuiteRunner(dataclasses.replace(suite, variants=variants), out_dir=folder / f"run-{i + 1}",
+                                 cache_dir=cache or paths.cache_dir(), progress=progress, targets=targets)
+            results = runner.run().results_path
+            if results.exists():
+                write_report(results)
+                rounds.append(compression_frame(summary_frame(read_records(results))).to_dict("records"))
+        return aggregate(rounds)
 
-
-def fronts(rows: Sequence[dict[str, Any]], limits: Mapping[str, float]) -> list[dict[str, Any]]:
-    """Per (model, target, batch): the Pareto front over the rows that ran ok and have every objective, and
-    the fastest point within ``limits``. Marks rows with ``on_front``."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
-        row["on_front"] = False
-        if row.get("latency_ms") is not None and row.get("psnr_db") is not None and row.get("size_mb") is not None:
-            groups.setdefault((row["model"], row["target"], row["batch_size"]), []).append(row)
-    out = []
-    for (model, target, batch), members in groups.items():
-        points = [Point(str(i), {"latency_ms": (m["latency_low_ms"], m["latency_high_ms"]),
-                                 "psnr_db": _psnr_interval(m["psnr_db"]),
-                                 "size_mb": (m["size_mb"], m["size_mb"])})
-                  for i, m in enumerate(members)]
-        front = pareto_front(points, OBJECTIVES)
-        for p in front:
-            members[int(p.key)]["on_front"] = True
-        best = best_under(points, limits, OBJECTIVES, "latency_ms")
-        out.append({"model": model, "target": target, "batch_size": batch,
-                    "front": [_label(members[int(p.key)]) for p in front],
-                    "best": _label(members[int(best.key)]) if best else None, "limits": dict(limits)})
-    return out
-
-
-def _psnr_interval(psnr: float) -> tuple[float, float]:
-    value = min(psnr, PSNR_CAP_DB)
-    return value - PSNR_RESOLUTION_DB / 2, value + PSNR_RESOLUTION_DB / 2
-
-
-def _label(row: Mapping[str, Any]) -> str:
-    return f"{row['variant']} {row['format']}/{row['runtime']}"
+    if sweep.search == "optuna":
+        trial = iter(range(1, sweep.budget + 1))
+        return out, optuna_search(sweep, lambda point: measure((point,), out / f"trial-{next(trial)}"))
+    return out, measure(sweep_suite(suite, sweep).variants, out)
 
 
 def write_sweep(out_dir: Path, sweep: Sweep, rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> Path:

@@ -14,23 +14,14 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from xml.etree import ElementTree as ET
 
-from harness.compare import (KEY_FIELDS, METRICS, NOT_GATED_PREFIXES, Comparison, JobKey, compare_runs, job_key,
+from harness.analysis.metrics import CATALOGUE
+from harness.analysis.compare import (KEY_FIELDS, METRICS, NOT_GATED_PREFIXES, Comparison, JobKey, compare_runs, job_key,
                              key_label, p_text)
 from harness.errors import HarnessInputError
-from harness.tomlconfig import check_keys, read_toml
+from harness.config.tomlconfig import check_keys, read_toml
 from harness.types import RunRecord
 
-DEFAULT_THRESHOLDS: dict[str, float] = {
-    "latency_p50": 0.10,
-    "latency_p90": 0.20,
-    "peak_memory": 0.10,
-    "energy_per_inference": 0.15,
-    "size": 0.01,
-    "psnr": 1.0,
-    "nonfinite_outputs": 0.0,
-    "label_agreement": 0.02,
-    "frechet_distance_digits": 5.0,
-}
+DEFAULT_THRESHOLDS: dict[str, float | None] = {m.name: m.threshold for m in CATALOGUE}
 """Worst acceptable change per metric: fractions for relative metrics (0.10 = 10% worse), metric units for
 absolute ones (PSNR: dB lower; NaN/inf outputs: any new share fails; label agreement: share of latents; FD: feature² higher). The p50 default is set
 from the gate benchmark on a shared 2-core machine, where a whole run drifted by 8.7–12.5% against the same

@@ -1,4 +1,4 @@
-"""The prepare step, in its own process: ``python -m harness.prepare`` builds one generator from its model
+"""The prepare step, in its own process: ``python -m harness.build.prepare`` builds one generator from its model
 file, computes the seeded example inputs and fp32 reference outputs, and exports and validates each format
 through the artifact cache. A model that crashes or hangs while being built or exported takes down this
 process only.
@@ -6,7 +6,7 @@ process only.
 Request: ``model``, ``source`` (the model file), ``cache`` (folder), ``formats``, ``batch_sizes``,
 ``tolerance``, ``timeout_s`` (for each validation worker), ``variants`` (CompressionSpec dicts, optional),
 ``samples`` (size of the fidelity sample set, optional), ``progress_path`` (optional: progress lines go there,
-``harness.progress``). A generator that declares digits training is trained
+``harness.build.progress``). A generator that declares digits training is trained
 here on first use (weights cached under ``<cache>/weights``).
 Result: ``status``, ``batches`` ({batch: {"io": {...}, "variants":
 {variant: {"expected_path": outputs its artifacts must reproduce ('' = none: judged by fidelity only),
@@ -23,21 +23,22 @@ from typing import Any
 
 import numpy as np
 
-from harness import progress
-from harness.jsonproc import serve
+from harness.build import progress
+from harness.protocol import serve
 
 
 def validate_in_worker(timeout_s: float):
     """A validation function for ArtifactCache: run an artifact once in a fresh worker, return its outputs."""
-    from harness.artifacts import load_outputs
-    from harness.launcher import LocalLauncher
+    from harness.build.artifacts import load_outputs
+    from harness.launch.local import LocalLauncher
+    from harness.protocol import WorkerRequest
 
     def validate(artifact, runtime: str, inputs_path: str) -> list[np.ndarray]:
         with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
             outputs_path = str(Path(tmp) / "outputs.npz")
-            job = {"mode": "outputs", "artifact": artifact.to_dict(), "runtime": runtime,
-                   "runtime_options": {"threads": 1}, "inputs_path": inputs_path, "outputs_path": outputs_path}
-            result = LocalLauncher().run(job, timeout_s)
+            request = WorkerRequest("outputs", artifact=artifact.to_dict(), runtime=runtime,
+                                    runtime_options={"threads": 1}, inputs_path=inputs_path, outputs_path=outputs_path)
+            result = LocalLauncher().run(request, timeout_s)
             if result["status"] != "ok":
                 detail = result.get("error", "") or result["status"]
                 raise RuntimeError(f"{result['status']}: {detail}")
@@ -47,7 +48,7 @@ def validate_in_worker(timeout_s: float):
 
 
 def prepare(request: dict[str, Any]) -> dict[str, Any]:
-    from harness.artifacts import ArtifactCache
+    from harness.build.artifacts import ArtifactCache
     from harness.compress import LatentSource, calibration_batches, compressor, variant_formats
     from harness.compress.steps import compress_file, compress_torch, expected_outputs
     from harness.exporters import exporter_for_format
@@ -128,4 +129,7 @@ def _failed_child(parent: Any, variant: str, fmt: str | None = None) -> Any:
 
 
 if __name__ == "__main__":
+    from harness.plugins import load_plugins
+
+    load_plugins()
     sys.exit(serve(prepare))

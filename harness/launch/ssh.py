@@ -21,20 +21,37 @@ from pathlib import Path
 from typing import Any
 
 from harness.hashing import file_sha256
-from harness.launcher import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, failure_result, parse_result
+from harness.protocol import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, failure_result, parse_result, wire
 from harness.types import SshSettings
 
 REMOTE_EXIT_TIMEOUT = 124
 """Exit status of coreutils ``timeout`` when it stopped the worker."""
 
 
-@lru_cache(maxsize=1)
-def worker_bundle() -> tuple[bytes, str]:
-    """A deterministic zip of the harness package (Python files only) and its sha256."""
-    root = Path(__file__).resolve().parent
+WORKER_SIDE = ("__init__.py", "worker.py", "protocol.py", "types.py", "stats.py", "errors.py", "registry.py",
+               "capture.py", "plugins.py", "pyfile.py", "engine/", "runtimes/", "energy/")
+"""What a board needs to measure ONNX and TFLite artifacts: the worker, the floor modules it speaks and computes
+with, the engine, the runtime adapters and the energy probes (paths inside the ``harness`` package)."""
+
+
+def bundle_files(with_models: bool = False) -> list[Path]:
+    """The package files of the worker bundle: the worker side only, or (``with_models``, for a target that runs
+    PyTorch eager, which rebuilds the generator from its model code) the whole package with its built-in zoo."""
+    root = Path(__file__).resolve().parent.parent
+    files = sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+    if with_models:
+        return files
+    return [p for p in files if any(str(p.relative_to(root)).startswith(entry) if entry.endswith("/")
+                                    else str(p.relative_to(root)) == entry for entry in WORKER_SIDE)]
+
+
+@lru_cache(maxsize=2)
+def worker_bundle(with_models: bool = False) -> tuple[bytes, str]:
+    """A deterministic zip of the worker bundle (``bundle_files``) and its sha256."""
+    root = Path(__file__).resolve().parent.parent
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(root.rglob("*.py")):
+        for path in bundle_files(with_models):
             info = zipfile.ZipInfo(str(Path("harness") / path.relative_to(root)), date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, path.read_bytes())
@@ -49,8 +66,10 @@ class Unreachable(Exception):
 class SshLauncher:
     name = "ssh"
 
-    def __init__(self, settings: SshSettings) -> None:
+    def __init__(self, settings: SshSettings, with_models: bool = False) -> None:
+        """``with_models``: the target runs PyTorch eager, so the bundle carries the model code (``bundle_files``)."""
         self.settings = settings
+        self.with_models = with_models
         self._client: Any = None
         self._sftp: Any = None
         self._uploaded: set[str] = set()
@@ -131,7 +150,7 @@ class SshLauncher:
         self._uploaded.add(remote)
 
     def _upload_bundle(self) -> str:
-        data, digest = worker_bundle()
+        data, digest = worker_bundle(self.with_models)
         remote = posixpath.join(self.settings.workdir, f"worker-{digest[:16]}.zip")
         if remote not in self._uploaded:
             try:
@@ -149,7 +168,7 @@ class SshLauncher:
     def _stage(self, request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """Upload what the request refers to; return it with board paths, and the remote output paths."""
         wd = self.settings.workdir
-        staged = json.loads(json.dumps(request))
+        staged = wire(request)
         artifact = staged.get("artifact")
         if artifact and artifact.get("path"):
             digest = artifact.get("sha256") or file_sha256(artifact["path"])
@@ -215,7 +234,7 @@ class SshLauncher:
         result = parse_result(out, err, f"worker on {self.settings.host} exited with code {status}")
         if result["status"] == "ok":
             for key, remote in remote_outputs.items():
-                self._sftp.get(remote, request[key])
+                self._sftp.get(remote, wire(request)[key])
                 self._sftp.remove(remote)
         result.setdefault("context", {})["launcher"] = f"ssh {self.where}"
         return result

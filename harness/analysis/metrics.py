@@ -1,0 +1,124 @@
+"""The metric catalogue: every metric that runs can be compared and gated on, defined once — its name, label, unit,
+which direction is better, how a change is expressed, which significance test judges it, its default gate
+threshold, the summary-table column that shows it, and how its value (and samples) are read from a record.
+
+Read by ``compare`` (what to compare and how), ``gate`` (default thresholds), ``report.tables`` (the summary
+columns these metrics fill) and the HTML report (its glossary of gated metrics). Adding a metric is one entry here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from harness.types import RunRecord
+
+BETTER = ("lower", "higher")
+CHANGES = ("relative", "absolute")
+TESTS = ("mann-whitney-u", "bootstrap", "none")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric runs are compared on.
+
+    ``change`` 'relative': thresholds and changes are fractions of the base value (0.10 = 10%); 'absolute': in the
+    metric's own unit (dB for PSNR). ``test``: 'mann-whitney-u' or 'bootstrap' over the samples, 'none' for a metric
+    with one value per run (a threshold alone decides; size and fidelity are deterministic, memory nearly so).
+    ``threshold``: the gate's default worst acceptable change (None: reported, never gated unless a gate file sets
+    one). ``rounds``: the measurement holding this statistic per latency round (fresh worker), when rounds are kept.
+    ``summary_column``: the column of the report's summary table that shows it (None: not shown there as such).
+    """
+
+    name: str
+    label: str
+    unit: str
+    better: str
+    change: str
+    test: str
+    value: Callable[[RunRecord], float | None]
+    samples: Callable[[RunRecord], Sequence[float] | None] = lambda r: None
+    threshold: float | None = None
+    rounds: str | None = None
+    summary_column: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.better not in BETTER or self.change not in CHANGES or self.test not in TESTS:
+            raise ValueError(f"metric {self.name}: better/change/test must be one of {BETTER}/{CHANGES}/{TESTS}")
+
+    @property
+    def gated(self) -> bool:
+        return self.threshold is not None
+
+
+def measured(metric: str, scale: float = 1.0) -> Callable[[RunRecord], float | None]:
+    """The value of measurement ``metric`` × ``scale`` (None where the record has none)."""
+    def value(r: RunRecord) -> float | None:
+        m = r.measurement(metric)
+        return m.value * scale if m is not None else None
+
+    return value
+
+
+def psnr(r: RunRecord) -> float | None:
+    """PSNR vs fp32 (dB); +inf where the outputs were identical (a record cannot hold an infinite PSNR, so the
+    fidelity step leaves it out and records max-abs error 0)."""
+    m = r.measurement("psnr")
+    if m is not None:
+        return m.value
+    err = r.measurement("max_abs_error")
+    return math.inf if err is not None and err.value == 0 else None
+
+
+def samples_of(metric: str) -> Callable[[RunRecord], Sequence[float] | None]:
+    def samples(r: RunRecord) -> Sequence[float] | None:
+        m = r.measurement(metric)
+        return m.samples if m is not None and m.samples else None
+
+    return samples
+
+
+def stat_of(metric: str, key: str) -> Callable[[RunRecord], float | None]:
+    """Statistic ``key`` (p50, p90, …) of a sampled measurement."""
+    def value(r: RunRecord) -> float | None:
+        m = r.measurement(metric)
+        return float(m.stats[key]) if m is not None and m.stats and key in m.stats else None
+
+    return value
+
+
+CATALOGUE: tuple[Metric, ...] = (
+    Metric("latency_p50", "latency p50", "ms", "lower", "relative", "mann-whitney-u", stat_of("latency", "p50"),
+           samples_of("latency"), threshold=0.10, rounds="latency_round_medians", summary_column="latency_p50_ms",
+           description="median steady-state latency of one inference (host clock)"),
+    Metric("latency_p90", "latency p90", "ms", "lower", "relative", "bootstrap", stat_of("latency", "p90"),
+           samples_of("latency"), threshold=0.20, rounds="latency_round_p90s", summary_column="latency_p90_ms",
+           description="90th-percentile steady-state latency"),
+    Metric("gpu_latency_p50", "GPU latency p50", "ms", "lower", "relative", "mann-whitney-u",
+           stat_of("gpu_latency", "p50"), samples_of("gpu_latency"), threshold=0.10,
+           summary_column="gpu_latency_p50_ms",
+           description="median GPU time between CUDA events around each inference (PyTorch on CUDA)"),
+    Metric("peak_memory", "peak RSS", "MiB", "lower", "relative", "none", measured("peak_rss", 1 / 2**20),
+           threshold=0.10, summary_column="peak_rss_mb", description="peak resident memory of the worker process"),
+    Metric("energy_per_inference", "energy per inference", "J", "lower", "relative", "none",
+           measured("energy_per_inference"), threshold=0.15, summary_column="energy_per_inference_j",
+           description="energy per inference, by the method the record names (modelled figures are never gated)"),
+    Metric("size", "artifact size", "bytes", "lower", "relative", "none",
+           lambda r: float(r.artifact_bytes) if r.artifact_bytes else None, threshold=0.01,
+           description="the artifact file's size"),
+    Metric("psnr", "PSNR vs fp32", "dB", "higher", "absolute", "none", psnr, threshold=1.0,
+           description="PSNR of the outputs against fp32 PyTorch on the same inputs (+inf: identical)"),
+    Metric("nonfinite_outputs", "NaN/inf outputs", "fraction", "lower", "absolute", "none",
+           measured("nonfinite_outputs"), threshold=0.0, summary_column="nonfinite_outputs",
+           description="share of output values that are NaN or ±inf: any new share fails"),
+    Metric("label_agreement", "label agreement", "fraction", "higher", "absolute", "none",
+           measured("label_agreement"), threshold=0.02, summary_column="label_agreement",
+           description="share of latents on which a digits classifier reads the same digit as for fp32"),
+    Metric("frechet_distance_digits", "FD to real digits", "feature²", "lower", "absolute", "none",
+           measured("frechet_distance_digits"), threshold=5.0, summary_column="frechet_distance_digits",
+           description="Fréchet distance of the samples' classifier features to real digits"),
+)
+
+METRICS: dict[str, Metric] = {m.name: m for m in CATALOGUE}
+"""The catalogue by name."""

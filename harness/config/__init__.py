@@ -1,0 +1,2 @@
+"""Configuration, host side: suites, target profiles, the user's project file, where things are — strict TOML with
+one-line errors."""

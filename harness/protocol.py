@@ -1,0 +1,272 @@
+"""The protocol between the harness and every child it starts (a measurement worker, locally, on a board over SSH,
+in an emulated rootfs, on a cluster node; the prepare child): one JSON request on stdin, one JSON result line on
+stdout, whatever else anything prints goes to stderr.
+
+Requests to a worker are ``WorkerRequest``s and results ``WorkerResult``s, each with ``to_dict`` / ``from_dict``;
+both carry ``protocol`` (``PROTOCOL_VERSION``). A child and a harness of different versions (a board's old worker
+bundle, ``harness ab --baseline-root`` of an old checkout) refuse each other with an error naming both versions.
+A request without ``protocol`` is read as version 1 (harnesses before the typed protocol did not send it; the
+fields are the same). ``serve`` is the child's side (one request, one result), ``parse_result`` the harness's.
+
+Standard library and ``harness.types`` only: this module ships in the worker bundle.
+"""
+from __future__ import annotations
+
+import dataclasses
+import faulthandler
+import json
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from harness.capture import tail
+from harness.types import RUN_STATUSES
+
+PROTOCOL_VERSION = 1
+
+STATUSES = RUN_STATUSES
+"""Every status a child's result (and so a run record) can have — one closed set, ``harness.types.RUN_STATUSES``:
+ok; failed (the child reported an error); crashed (killed by a signal, or no result); timeout; oom (memory cap or
+MemoryError); unsupported (this runtime or option cannot run here); unreachable (the board or node could not be
+reached)."""
+
+MODES = ("outputs", "latency", "memory", "energy", "inspect", "probe")
+"""What a worker request asks: 'outputs' (one inference, outputs saved), 'latency' (the timing pass), 'memory',
+'energy', 'inspect' (the inputs of a user's artifact), 'probe' (the board check)."""
+
+INPUT_FILE_KEYS = ("inputs_path", "samples_path")
+"""Request fields naming input files a remote or emulated launcher must copy to where the worker runs."""
+OUTPUT_FILE_KEYS = ("outputs_path", "samples_outputs_path")
+"""Request fields naming files the worker writes, which such a launcher brings back."""
+
+READY = {"lockstep": "ready"}
+"""In lockstep (``harness.launch.lockstep``) the worker writes this line when it pauses, then waits for ``go``."""
+
+
+class ProtocolError(ValueError):
+    """A request or result that does not follow this protocol (or another version of it)."""
+
+
+def _check_version(data: Mapping[str, Any], what: str, default: int | None) -> None:
+    version = data.get("protocol", default)
+    if version is None:
+        raise ProtocolError(f"{what} names no protocol version (this Edge Harness speaks {PROTOCOL_VERSION}): run the "
+                            f"same version of Edge Harness on both sides")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"{what} speaks protocol {version}, this Edge Harness speaks {PROTOCOL_VERSION}: run the "
+                            f"same version of Edge Harness on both sides")
+
+
+@dataclass(frozen=True)
+class WorkerRequest:
+    """One job for a measurement worker. Paths are on the machine the worker runs on (launchers rewrite them)."""
+
+    mode: str
+    runtime: str = ""
+    artifact: Mapping[str, Any] | None = None
+    """An ``Artifact.to_dict()``."""
+    runtime_options: Mapping[str, Any] = field(default_factory=dict)
+    """``RuntimeOptions`` fields: threads (0 = every core the worker may use), graph_optimization."""
+    cpu_affinity: tuple[int, ...] = ()
+    inputs_path: str = ""
+    outputs_path: str = ""
+    samples_path: str = ""
+    """'latency': the fidelity sample set's inputs (.npz), run after the timed runs."""
+    samples_outputs_path: str = ""
+    settings: Mapping[str, Any] | None = None
+    """A ``RunSettings.to_dict()``."""
+    batch_size: int = 1
+    energy: Mapping[str, Any] | None = None
+    """'energy': the target's [energy] table."""
+    lockstep: Mapping[str, Any] | None = None
+    """'latency' in turns with another worker: ``{"block_s": seconds}``."""
+    format: str = ""
+    path: str = ""
+    """'inspect': the artifact's format and file."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ProtocolError(f"unknown worker mode {self.mode!r} (known: {', '.join(MODES)})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form: ``protocol`` and every field that differs from its default."""
+        out: dict[str, Any] = {"protocol": PROTOCOL_VERSION}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if f.name == "mode" or value != default:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkerRequest:
+        """Read a request; another protocol version, an unknown field or a missing mode is a ProtocolError."""
+        if not isinstance(data, Mapping):
+            raise ProtocolError("the request must be a JSON object")
+        _check_version(data, "the request", default=1)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known - {"protocol"})
+        if unknown:
+            raise ProtocolError(f"request fields this worker does not know: {', '.join(unknown)} (a newer harness?)")
+        if "mode" not in data:
+            raise ProtocolError("the request has no mode")
+        values = {k: v for k, v in data.items() if k in known}
+        if "cpu_affinity" in values:
+            values["cpu_affinity"] = tuple(values["cpu_affinity"] or ())
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> WorkerRequest:
+        return dataclasses.replace(self, **changes)
+
+
+def wire(request: WorkerRequest | Mapping[str, Any]) -> dict[str, Any]:
+    """A request as sent — a WorkerRequest's ``to_dict()``, or a plain request (the prepare child's) with
+    ``protocol`` stamped on unless it names one — as a fresh copy a launcher may rewrite (paths on a board)."""
+    data = request.to_dict() if isinstance(request, WorkerRequest) else {"protocol": PROTOCOL_VERSION} | dict(request)
+    return json.loads(json.dumps(data))
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """What a child answers (or what the launcher says for one that could not: killed, hung, unreachable).
+
+    ``measurements`` are ``Measurement.to_dict()``s; ``extra`` holds what one mode adds (``signature`` for
+    'inspect'; ``runtimes`` and ``missing_packages`` for 'probe'; the prepare child's ``batches``)."""
+
+    status: str
+    error: str = ""
+    measurements: tuple[Mapping[str, Any], ...] = ()
+    context: Mapping[str, Any] = field(default_factory=dict)
+    stderr_tail: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ProtocolError(f"unknown status {self.status!r} (known: {', '.join(STATUSES)})")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"protocol": PROTOCOL_VERSION, "status": self.status, "error": self.error,
+               "measurements": [dict(m) for m in self.measurements], "context": dict(self.context)}
+        if self.stderr_tail:
+            out["stderr_tail"] = self.stderr_tail
+        return out | dict(self.extra)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkerResult:
+        """Read a result; another protocol version or an unknown status is a ProtocolError."""
+        if not isinstance(data, Mapping) or "status" not in data:
+            raise ProtocolError("a result must be a JSON object with a status")
+        _check_version(data, "the worker", default=None)
+        core = {"protocol", "status", "error", "measurements", "context", "stderr_tail"}
+        return cls(status=data["status"], error=str(data.get("error") or ""),
+                   measurements=tuple(data.get("measurements") or ()), context=dict(data.get("context") or {}),
+                   stderr_tail=str(data.get("stderr_tail") or ""),
+                   extra={k: v for k, v in data.items() if k not in core})
+
+    @classmethod
+    def failure(cls, status: str, error: str, stderr: str = "") -> WorkerResult:
+        """A child that gave no result (killed, hung, unreachable), with the tail of its stderr."""
+        return cls(status=status, error=error, stderr_tail=tail(stderr) if stderr else "")
+
+
+# -- the child's side ---------------------------------------------------------------------------------------------
+def serve(handler: Callable[..., WorkerResult | dict[str, Any]], interactive: bool = False) -> int:
+    """Run ``handler`` on the request read from stdin and write its result as one line on stdout.
+
+    The request is the first line of stdin (or, if that is not a whole JSON object, all of it); its version is
+    checked here (``handler`` gets the dict). With ``interactive`` the handler is called as
+    ``handler(request, send, receive)``: ``send(obj)`` writes a JSON line on the result channel now, ``receive()``
+    reads the next line of stdin ('' at EOF) — the lockstep channel. An exception becomes a 'failed' result with the
+    traceback on stderr.
+    """
+    result_fd = os.dup(1)
+    os.dup2(2, 1)  # native libraries that print to stdout now print to stderr
+    sys.stdout = sys.stderr
+    faulthandler.enable()  # a native crash leaves the Python stack on stderr, which the harness records
+    out = os.fdopen(result_fd, "w")
+
+    def send(message: dict[str, Any]) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    try:
+        text = sys.stdin.readline()
+        try:
+            request = json.loads(text)
+        except json.JSONDecodeError:
+            request = json.loads(text + sys.stdin.read())
+        if not isinstance(request, dict):
+            raise ProtocolError("the request must be a JSON object")
+        _check_version(request, "the request", default=1)
+        result = handler(request, send, sys.stdin.readline) if interactive else handler(request)
+        if isinstance(result, WorkerResult):
+            result = result.to_dict()
+    except Exception as exc:  # reported to the harness as a failed job, with the traceback's tail
+        traceback.print_exc()
+        result = WorkerResult("failed", f"{type(exc).__name__}: {exc}".strip()[:2000]).to_dict()
+    result["protocol"] = PROTOCOL_VERSION
+    with out:
+        out.write(json.dumps(result) + "\n")
+    return 0
+
+
+def worker_pause(send: Callable[[dict[str, Any]], None], receive: Callable[[], str]) -> Callable[[], None]:
+    """The worker's lockstep pause: say ready, wait for the harness's ``go`` (EOF or anything else is an error)."""
+    def pause() -> None:
+        send(READY)
+        line = receive()
+        if line.strip() != "go":
+            raise RuntimeError(f"lockstep: expected 'go' from the harness, got {line.strip()[:40]!r}"
+                               if line else "lockstep: the harness closed the channel")
+    return pause
+
+
+# -- the harness's side -------------------------------------------------------------------------------------------
+def signal_name(returncode: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def exit_result(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
+    """The result of a child that has exited: ``crashed`` if a signal killed it, else what it wrote."""
+    if returncode < 0:
+        return failure_result("crashed", f"worker killed by {signal_name(returncode)}", stderr)
+    return parse_result(stdout, stderr, f"worker exited with code {returncode}")
+
+
+def failure_result(status: str, error: str, stderr: str = "") -> dict[str, Any]:
+    """The wire form of ``WorkerResult.failure``."""
+    return WorkerResult.failure(status, error, stderr).to_dict()
+
+
+def parse_result(stdout: str, stderr: str, exited: str) -> dict[str, Any]:
+    """The child's result (its last stdout line), checked against this protocol; a ``crashed`` result saying what
+    came instead, or a ``failed`` one naming both versions. ``exited`` describes how the child ended, e.g. "worker
+    exited with code 3". A MemoryError is ``oom``. Returns the wire form."""
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    try:
+        data = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or "status" not in data:
+        what = "no result" if not lines else "a result that is not a JSON object with a status"
+        return failure_result("crashed", f"{exited} and {what}", stderr)
+    try:
+        result = WorkerResult.from_dict(data)
+    except ProtocolError as exc:
+        return failure_result("failed", str(exc), stderr)
+    if result.status == "failed" and result.error.startswith("MemoryError"):
+        result = dataclasses.replace(result, status="oom")
+    if not result.ok and stderr:
+        result = dataclasses.replace(result, stderr_tail=tail(stderr))
+    return result.to_dict()

@@ -1,0 +1,1 @@
+"""Running, host side: planning a suite, running one job as named steps, A/B sessions, sweeps, Ctrl-C."""

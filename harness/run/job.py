@@ -1,0 +1,203 @@
+"""One job, run as named steps — the artifact's own figures, the latency pass (and its further rounds), fidelity
+against the fp32 reference, the export tolerance, the memory pass, the energy pass — each ending the job with a
+record when it fails. The runner plans jobs and keeps the store; this module measures one.
+
+Every pass runs in a fresh worker through the target's launcher (``harness.protocol`` requests).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.analysis.fidelity import compression_measurements, output_fidelity, sample_fidelity
+from harness.build.artifacts import load_outputs, max_abs_error, output_scale
+from harness.config.suite import Suite
+from harness.engine.measure import pool_rounds
+from harness.launch.emulated import EMULATED_NOTE
+from harness.protocol import WorkerRequest
+from harness.report.images import save_sample_grids
+from harness.run.interleave import append_request
+from harness.types import Job, Measurement, RunRecord, TargetProfile
+from harness.zoo import get_model
+
+
+def worker_request(job: Job, target: TargetProfile, mode: str, outputs_path: str = "",
+                   samples_outputs_path: str = "") -> WorkerRequest:
+    """The request for one pass of ``job`` on ``target``."""
+    return WorkerRequest(
+        mode=mode, artifact=job.artifact.to_dict(), runtime=job.runtime,
+        runtime_options={"threads": target.threads, "graph_optimization": target.onnx_graph_optimization},
+        cpu_affinity=tuple(target.cpu_affinity), inputs_path=job.inputs_path, outputs_path=outputs_path,
+        samples_path=job.samples_path if samples_outputs_path else "", samples_outputs_path=samples_outputs_path,
+        settings=job.settings.to_dict(), batch_size=job.batch_size,
+        energy=dict(target.energy) if mode == "energy" else None)
+
+
+def worker_measurements(target: TargetProfile, raw: list[dict[str, Any]]) -> list[Measurement]:
+    """Measurements from a worker; under emulation every one is labelled so it is never read as a timing."""
+    measurements = [Measurement.from_dict(m) for m in raw]
+    if target.reach != "emulated":
+        return measurements
+    return [dataclasses.replace(m, method=f"{m.method}+emulated", note=EMULATED_NOTE) for m in measurements]
+
+
+def error_text(result: dict[str, Any]) -> str:
+    """A failed result's error, with the tail of the child's stderr."""
+    text = result.get("error", "") or result["status"]
+    if result.get("stderr_tail"):
+        text += "\n" + result["stderr_tail"]
+    return text
+
+
+class Stop(Exception):
+    """A step ended the job: ``status`` and ``error`` go into its record."""
+
+    def __init__(self, status: str, error: str) -> None:
+        super().__init__(error)
+        self.status, self.error = status, error
+
+
+class JobRun:
+    """Measure one job. ``board`` is the runner's ``BoardState`` for the target (notes unreachable results);
+    ``context`` starts the record's context (commit, suite, project, model)."""
+
+    STEPS = ("artifact_figures", "latency", "fidelity", "tolerance", "memory", "energy")
+
+    def __init__(self, job: Job, target: TargetProfile, launcher: Any, board: Any, suite: Suite, out_dir: Path,
+                 cache_dir: Path, context: dict[str, Any]) -> None:
+        self.job, self.target, self.launcher, self.board = job, target, launcher, board
+        self.suite, self.out_dir, self.cache_dir = suite, out_dir, cache_dir
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.t0 = time.monotonic()
+        self.context = dict(context) | {
+            "target_description": target.description, "artifact_sha256": job.artifact.sha256,
+            "artifact_recipe": dict(job.artifact.recipe)}
+        self.passes: dict[str, float] = {}
+        self.context["pass_seconds"] = self.passes  # where the job's wall time went: each pass, and the harness's
+        self.measurements: list[Measurement] = []
+        self.outputs: list[Any] = []
+        self.samples: list[Any] | None = None
+
+    # -- the record ----------------------------------------------------------------------------------------------
+    def record(self, status: str, error: str) -> RunRecord:
+        job = self.job
+        self.passes["harness"] = round(max(0.0, time.monotonic() - self.t0 - sum(
+            v for k, v in self.passes.items() if k != "harness")), 3)
+        return RunRecord(
+            job_key=job.key, model=job.artifact.model, variant=job.artifact.variant, format=job.artifact.format,
+            runtime=job.runtime, target=job.target, batch_size=job.batch_size, artifact_id=job.artifact.id,
+            artifact_bytes=job.artifact.bytes, status=status, error=error, measurements=tuple(self.measurements),
+            context=self.context, started_at=self.started, duration_s=round(time.monotonic() - self.t0, 3))
+
+    def run(self, export_error: str = "") -> RunRecord:
+        """Every step in order; the first that stops the job gives its record."""
+        if export_error:
+            status = self.job.artifact.status if self.job.artifact.status in ("crashed", "timeout", "oom") else "failed"
+            return self.record(status, export_error)
+        if self.board.down:
+            return self.record(self.board.down_status, self.board.down)
+        if self.job.runtime in self.board.missing_runtimes:
+            return self.record("unsupported", self.board.missing_runtimes[self.job.runtime])
+        try:
+            for step in self.STEPS:
+                getattr(self, step)()
+        except Stop as stop:
+            return self.record(stop.status, stop.error)
+        return self.record("ok", "")
+
+    def _pass(self, name: str, request: WorkerRequest, what: str = "") -> dict[str, Any]:
+        """One worker pass, timed into ``pass_seconds``; a result that is not ok stops the job."""
+        t = time.monotonic()
+        try:
+            result = self.launcher.run(request, self.job.settings.timeout_s,
+                                       memory_cap_bytes=self.target.memory_cap_bytes)
+        finally:
+            self.passes[name] = round(self.passes.get(name, 0.0) + time.monotonic() - t, 3)
+        self.board.note(result["status"], result.get("error", ""))
+        if result["status"] != "ok":
+            raise Stop(result["status"], what + error_text(result))
+        return result
+
+    # -- the steps -----------------------------------------------------------------------------------------------
+    def artifact_figures(self) -> None:
+        """Size, gzip size and the export's own validation error: known before anything runs."""
+        artifact = self.job.artifact
+        self.measurements.append(Measurement("artifact_size", artifact.bytes, "bytes", "stat"))
+        if artifact.export_max_abs_error is not None and math.isfinite(artifact.export_max_abs_error):
+            self.measurements.append(Measurement("export_max_abs_error", artifact.export_max_abs_error, "abs",
+                                                 "validation-vs-own-torch-model"))
+        if artifact.gzip_bytes is not None:
+            self.measurements.append(Measurement("artifact_gzip_size", artifact.gzip_bytes, "bytes", "zlib-6"))
+
+    def latency(self) -> None:
+        """The timing pass (its first outputs and the sample set's outputs kept for fidelity), then any further
+        rounds in fresh workers, pooled. The request is kept for ``harness ab``."""
+        job, target = self.job, self.target
+        with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
+            outputs_path = str(Path(tmp) / "outputs.npz")
+            samples_outputs_path = str(Path(tmp) / "samples.npz") if job.samples_path else ""
+            request = worker_request(job, target, "latency", outputs_path, samples_outputs_path)
+            result = self._pass("latency", request)
+            self.context.update(result.get("context", {}))
+            latency = worker_measurements(target, result["measurements"])
+            for _ in range(job.settings.rounds - 1):
+                more = self._pass("latency", worker_request(job, target, "latency", str(Path(tmp) / "round.npz")),
+                                  "latency round: ")
+                latency = pool_rounds(latency, worker_measurements(target, more["measurements"]), job.batch_size)
+            self.measurements.extend(latency)
+            append_request(self.out_dir, job.key, target.name, target.reach, request.to_dict(),
+                           job.settings.timeout_s, target.memory_cap_bytes)
+            self.outputs = load_outputs(outputs_path)
+            self.samples = load_outputs(samples_outputs_path) if samples_outputs_path else None
+
+    def fidelity(self) -> None:
+        """Against the fp32 PyTorch reference (a user's own artifact has none: no figure, rather than a made-up one);
+        the sample grids for the report."""
+        job = self.job
+        if not job.reference_path:
+            return
+        reference = load_outputs(job.reference_path)
+        samples_reference = load_outputs(job.samples_reference_path) if self.samples else None
+        save_sample_grids(self.out_dir, job.key, job.artifact.model, job.batch_size,
+                          self.samples or self.outputs, samples_reference or reference)
+        if self.samples:  # none when the sample set is smaller than one batch
+            fidelity = sample_fidelity(self.samples, samples_reference, get_model(job.artifact.model), self.cache_dir)
+        else:
+            fidelity = output_fidelity(self.outputs, reference, get_model(job.artifact.model).output_range)
+        if fidelity is None:
+            raise Stop("failed", "outputs differ in count or shape from the PyTorch reference")
+        self.measurements.extend(fidelity)
+
+    def tolerance(self) -> None:
+        """The outputs must reproduce what they are expected to (PyTorch fp32 for an export of it; the variant's own
+        PyTorch model for an export of a compressed one) within the suite's export tolerance."""
+        job = self.job
+        self.measurements.extend(compression_measurements(job.artifact))
+        if not job.expected_path:
+            return
+        expected = load_outputs(job.expected_path)
+        err = max_abs_error(self.outputs, expected)
+        allowed = self.suite.export_tolerance * output_scale(expected)
+        if err > allowed:
+            what = "PyTorch" if job.expected_path == job.reference_path else f"its {job.artifact.variant} PyTorch model"
+            how = f"by {err:.3g} (tolerance {allowed:.3g})" if math.isfinite(err) else "in where outputs are NaN/inf"
+            raise Stop("failed", f"outputs on {self.target.name} differ from {what} {how}")
+
+    def memory(self) -> None:
+        memory = self._pass("memory", worker_request(self.job, self.target, "memory"), "memory pass: ")
+        self.measurements.extend(worker_measurements(self.target, memory["measurements"]))
+
+    def energy(self) -> None:
+        """Only for a target with energy sources; the record says which sources were unavailable and why."""
+        if not self.target.energy.get("sources"):
+            return
+        energy = self._pass("energy", worker_request(self.job, self.target, "energy"), "energy pass: ")
+        self.measurements.extend(Measurement.from_dict(m) for m in energy["measurements"])
+        self.context["energy_unavailable"] = energy.get("context", {}).get("energy_unavailable", {})
+
+
