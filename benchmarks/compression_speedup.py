@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.config import paths
+from harness.plugins import load_plugins
 from harness.engine.context import machine_context
 from harness.report import write_report
 from harness.report.compression import compression_frame
@@ -44,6 +45,7 @@ def main() -> int:
     parser.add_argument("--target-speedup", type=float, default=3.0)
     parser.add_argument("--min-psnr", type=float, default=30.0)
     args = parser.parse_args()
+    load_plugins()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     rounds = [one_round(paths.reports_dir() / f"compression-speedup-{stamp}" / f"round-{i + 1}")
               for i in range(args.rounds)]

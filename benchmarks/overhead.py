@@ -22,6 +22,7 @@ from pathlib import Path
 
 
 from harness.config import paths
+from harness.plugins import load_plugins
 from harness.cli import QUICK_SETTINGS
 from harness.engine.context import machine_context
 from harness.engine.measure import run_latency_pass
@@ -122,6 +123,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--models", nargs="+", default=["mlp_gan", "vae_decoder", "dcgan"])
     args = parser.parse_args()
+    load_plugins()
 
     rows = []
     for art, runtime, inputs in artifacts(args.models):

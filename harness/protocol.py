@@ -91,13 +91,11 @@ class WorkerRequest:
             raise ProtocolError(f"unknown worker mode {self.mode!r} (known: {', '.join(MODES)})")
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire form: ``protocol`` and every field that differs from its default."""
+        """The wire form: ``protocol`` and every field (a worker of the same version may rely on each one)."""
         out: dict[str, Any] = {"protocol": PROTOCOL_VERSION}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            if f.name == "mode" or value != default:
-                out[f.name] = list(value) if isinstance(value, tuple) else value
+            out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
     @classmethod

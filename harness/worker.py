@@ -184,7 +184,11 @@ def _prepare_runtime(request: WorkerRequest, send: Any, receive: Any) -> Loaded 
 
 
 def run_job(data: dict[str, Any], send: Any = None, receive: Any = None) -> WorkerResult:
-    """One request; ``send``/``receive`` are the lockstep channel (``harness.protocol.serve``)."""
+    """One request; ``send``/``receive`` are the lockstep channel (``harness.protocol.serve``). Plugins load here,
+    inside ``serve``: a broken one is a failed result naming it, and what it prints goes to stderr."""
+    from harness.plugins import load_plugins
+
+    load_plugins()
     request = WorkerRequest.from_dict(data)
     mode = MODES[request.mode]
     if request.mode in ("probe", "inspect"):
@@ -197,9 +201,6 @@ def run_job(data: dict[str, Any], send: Any = None, receive: Any = None) -> Work
 
 
 def main() -> int:
-    from harness.plugins import load_plugins
-
-    load_plugins()
     return serve(run_job, interactive=True)
 
 

@@ -439,8 +439,9 @@ def test_p90_is_tested_over_round_p90s_when_both_sides_have_five():
 
 
 def test_a_job_whose_outputs_were_identical_and_now_degrade_fails_on_psnr():
-    """Identical outputs leave PSNR out of the record (it is +inf); the comparison reads it as +inf, so a drop from
-    identical to 20 dB is a regression, and identical on both sides is no change."""
+    """Identical outputs leave PSNR out of the record (it is +inf); the comparison reads it as the 100 dB cap, so a
+    drop from identical to 20 dB is a regression, and identical against identical or against round-off (150 dB) is
+    no change."""
     def identical(r):
         return dataclasses.replace(r, measurements=r.measurements + (
             Measurement("max_abs_error", 0.0, "abs", "vs-torch-fp32"),))
@@ -448,9 +449,11 @@ def test_a_job_whose_outputs_were_identical_and_now_degrade_fails_on_psnr():
     result = run_gate([identical(job(lognormal(1)))], [job(lognormal(1), psnr=20.0)], GateConfig())
     verdicts = {v.comparison.metric: v for v in result.verdicts}
     assert verdicts["psnr"].outcome == "regression" and result.failed
-    assert verdicts["psnr"].comparison.base == math.inf
+    assert verdicts["psnr"].comparison.base == 100.0  # identical reads as the cap (round-off is not a win)
     same = run_gate([identical(job(lognormal(1)))], [identical(job(lognormal(1)))], GateConfig())
     assert {v.comparison.metric: v.outcome for v in same.verdicts}["psnr"] == "noise" and not same.failed
+    roundoff = run_gate([identical(job(lognormal(1)))], [job(lognormal(1), psnr=150.0)], GateConfig())
+    assert {v.comparison.metric: v.outcome for v in roundoff.verdicts}["psnr"] == "noise"
 
 
 def test_an_alpha_no_test_can_reach_is_said_not_silently_ungated():

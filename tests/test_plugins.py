@@ -32,3 +32,20 @@ def test_plugins_load_at_each_entry_point_not_as_an_import_side_effect():
                      if any(isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", "")) ==
                             "load_plugins" for n in ast.walk(ast.parse(p.read_text()))))
     assert callers == ["api.py", "build/prepare.py", "cli.py", "pytest_plugin.py", "worker.py"]
+
+
+def test_a_broken_plugin_in_a_worker_is_a_failed_result_naming_it(tmp_path):
+    """Plugins load inside the worker's request handling: a plugin that raises is one 'failed' result, and what a
+    plugin prints never reaches the result channel."""
+    from harness.launch.local import LocalLauncher
+    from harness.protocol import WorkerRequest
+
+    chatty = tmp_path / "chatty.py"
+    chatty.write_text("print('hello from a plugin')\n")
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('no licence server')\n")
+    ok = LocalLauncher(env={"EDGE_HARNESS_PLUGINS": str(chatty)}).run(WorkerRequest("probe"), 60)
+    assert ok["status"] == "ok"
+    failed = LocalLauncher(env={"EDGE_HARNESS_PLUGINS": str(broken)}).run(WorkerRequest("probe"), 60)
+    assert failed["status"] == "failed"
+    assert f"{broken}: plugin failed to import: RuntimeError: no licence server" in failed["error"]

@@ -7,11 +7,10 @@ import math
 import statistics
 from typing import Any, Mapping, Sequence
 
+from harness.analysis.metrics import PSNR_CAP_DB
 from harness.analysis.pareto import Objective, Point, best_under, pareto_front
 
 OBJECTIVES = (Objective("latency_ms", "min"), Objective("psnr_db", "max"), Objective("size_mb", "min"))
-PSNR_CAP_DB = 100.0
-"""PSNRs above this are float round-off against the reference (an export of the fp32 model): ties, not wins."""
 PSNR_RESOLUTION_DB = 0.1
 """PSNRs this close are ties: the same model in two formats differs by round-off, not by fidelity."""
 

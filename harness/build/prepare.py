@@ -56,6 +56,9 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
     from harness.types import Artifact, CompressionSpec
     from harness.zoo import get_model, load_model_file
 
+    from harness.plugins import load_plugins
+
+    load_plugins()  # inside serve: a broken plugin is a failed result naming it
     if request.get("progress_path"):
         os.environ[progress.ENV] = request["progress_path"]  # training and distillation report through it
     progress.report("building")
@@ -129,7 +132,4 @@ def _failed_child(parent: Any, variant: str, fmt: str | None = None) -> Any:
 
 
 if __name__ == "__main__":
-    from harness.plugins import load_plugins
-
-    load_plugins()
     sys.exit(serve(prepare))

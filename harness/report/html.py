@@ -142,6 +142,6 @@ def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, 
         failures=failures,
         n_ok=sum(1 for r in records if r.status == "ok"),
         n_total=len(records),
-        metrics=CATALOGUE,
+        metrics=[m for m in CATALOGUE if any(m.value(r) is not None for r in records if r.status == "ok")],
     )
     path.write_text(html, encoding="utf-8")

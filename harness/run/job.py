@@ -110,8 +110,9 @@ class JobRun:
             return self.record(stop.status, stop.error)
         return self.record("ok", "")
 
-    def _pass(self, name: str, request: WorkerRequest, what: str = "") -> dict[str, Any]:
-        """One worker pass, timed into ``pass_seconds``; a result that is not ok stops the job."""
+    def _pass(self, name: str, request: WorkerRequest, what: str = "", keep_context: bool = False) -> dict[str, Any]:
+        """One worker pass, timed into ``pass_seconds``; a result that is not ok stops the job. ``keep_context``: the
+        result's context (machine, runtime versions, launcher) goes into the record, whatever the status."""
         t = time.monotonic()
         try:
             result = self.launcher.run(request, self.job.settings.timeout_s,
@@ -119,6 +120,8 @@ class JobRun:
         finally:
             self.passes[name] = round(self.passes.get(name, 0.0) + time.monotonic() - t, 3)
         self.board.note(result["status"], result.get("error", ""))
+        if keep_context:
+            self.context.update(result.get("context", {}))
         if result["status"] != "ok":
             raise Stop(result["status"], what + error_text(result))
         return result
@@ -142,8 +145,7 @@ class JobRun:
             outputs_path = str(Path(tmp) / "outputs.npz")
             samples_outputs_path = str(Path(tmp) / "samples.npz") if job.samples_path else ""
             request = worker_request(job, target, "latency", outputs_path, samples_outputs_path)
-            result = self._pass("latency", request)
-            self.context.update(result.get("context", {}))
+            result = self._pass("latency", request, keep_context=True)
             latency = worker_measurements(target, result["measurements"])
             for _ in range(job.settings.rounds - 1):
                 more = self._pass("latency", worker_request(job, target, "latency", str(Path(tmp) / "round.npz")),

@@ -98,7 +98,7 @@ class SuiteRunner:
         """Called with the results path before each model after the first (``harness run`` rewrites the report)."""
 
     def _launcher_for(self, target: TargetProfile) -> Any:
-        with_models = any(runtime_class(r).formats == ("torch",) for r in target.runtimes)
+        with_models = any("torch" in runtime_class(r).formats for r in target.runtimes)
         if target.reach == "ssh":
             return SshLauncher(target.ssh, with_models)
         if target.reach == "emulated":
