@@ -349,6 +349,9 @@ def test_pool_rounds_pools_the_device_timers_readings_too():
     (gpu,) = [m for m in merged if m.metric == "gpu_latency"]
     assert gpu.samples == (1.0, 1.0, 1.0, 1.5, 1.5, 1.5) and gpu.method == "cuda-event"
     assert gpu.stats["n"] == 6.0 and gpu.value == 1.25
+    merged = pool_rounds(merged, round_of([3.0, 3.0, 3.0], [2.0, 2.0, 2.0]), 1)
+    (rounds,) = [m for m in merged if m.metric == "gpu_latency_round_medians"]
+    assert rounds.samples == (1.0, 1.5, 2.0) and rounds.value == 1.5  # each round's GPU median, for the gate
 
 
 def test_measured_energy_is_gated_and_modelled_energy_is_only_reported():

@@ -81,13 +81,17 @@ MIN_ROUNDS_FOR_TEST = 5
 5 vs 5 completely separated gives p = 0.008, the smallest two-sided p that Mann-Whitney U can reach there."""
 
 
-def round_medians(records: Sequence[RunRecord], statistic: str = "median") -> list[float]:
+def round_medians(records: Sequence[RunRecord], statistic: str = "median", rounds_name: str | None = None,
+                  sampled: str = "latency") -> list[float]:
     """Each record's per-round latency medians, or p90s with ``statistic='p90'`` (a record without rounds counts
-    as one round; records from before rounds kept their p90 have none for p90)."""
+    as one round; records from before rounds kept their p90 have none for p90). ``rounds_name`` / ``sampled``: the
+    per-round measurement and the sampled one of another metric (the GPU's: gpu_latency_round_medians,
+    gpu_latency)."""
     out: list[float] = []
     name, key = ("latency_round_p90s", "p90") if statistic == "p90" else ("latency_round_medians", "p50")
+    name = rounds_name or name
     for r in records:
-        rounds, lat = r.measurement(name), r.measurement("latency")
+        rounds, lat = r.measurement(name), r.measurement(sampled)
         if rounds is not None and rounds.samples:
             out.extend(rounds.samples)
         elif lat is not None and (statistic == "median" or r.measurement("latency_round_medians") is None):
@@ -101,8 +105,8 @@ pairs can it be significant at 0.05: 6 pairs all one way give p = 0.031 (two-sid
 0.0625."""
 
 
-def paired_rounds(base: Sequence[RunRecord], cand: Sequence[RunRecord],
-                  statistic: str = "median") -> tuple[list[float], list[float]] | None:
+def paired_rounds(base: Sequence[RunRecord], cand: Sequence[RunRecord], statistic: str = "median",
+                  rounds_name: str | None = None, sampled: str = "latency") -> tuple[list[float], list[float]] | None:
     """The round medians (or p90s) of both sides when they were measured in one A/B session (``harness ab``: one
     record per side, the same session id, one round per side per pair); None otherwise."""
     if len(base) != 1 or len(cand) != 1:
@@ -110,7 +114,8 @@ def paired_rounds(base: Sequence[RunRecord], cand: Sequence[RunRecord],
     a, b = base[0].context.get("ab"), cand[0].context.get("ab")
     if not isinstance(a, dict) or not isinstance(b, dict) or a.get("session") != b.get("session"):
         return None
-    base_rounds, cand_rounds = round_medians(base, statistic), round_medians(cand, statistic)
+    base_rounds = round_medians(base, statistic, rounds_name, sampled)
+    cand_rounds = round_medians(cand, statistic, rounds_name, sampled)
     if len(base_rounds) != len(cand_rounds) or len(base_rounds) != a.get("pairs"):
         return None
     return base_rounds, cand_rounds
@@ -146,7 +151,7 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
                           note="the base statistic is 0: no ratio, not tested")
     if metric.test != "none" and len(base_samples) >= 2 and len(cand_samples) >= 2:
         test, note = metric.test, f"{len(base_samples)} vs {len(cand_samples)} samples"
-        paired = paired_rounds(base, cand, statistic) if metric.rounds else None
+        paired = paired_rounds(base, cand, statistic, metric.rounds, metric.sampled) if metric.rounds else None
         if paired is not None and min(min(paired[0]), min(paired[1])) <= 0:
             return Comparison(key, metric.name, float(np.median(paired[0])), float(np.median(paired[1])), None, 0.0,
                               test="none", note="a round's statistic is 0: no ratio, not tested")
@@ -163,7 +168,8 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
             ratio, lo, hi, p = stats.bootstrap_ratio(base_samples, cand_samples, statistic, seed=seed)
             min_p = stats.smallest_p("bootstrap", len(base_samples), len(cand_samples))
             b = None
-            base_rounds, cand_rounds = (round_medians(base, statistic), round_medians(cand, statistic)) \
+            base_rounds, cand_rounds = (round_medians(base, statistic, metric.rounds, metric.sampled),
+                                        round_medians(cand, statistic, metric.rounds, metric.sampled)) \
                 if metric.rounds else ([], [])  # a metric without per-round figures: its pooled samples
             enough_rounds = min(len(base_rounds), len(cand_rounds)) >= MIN_ROUNDS_FOR_TEST
             if enough_rounds and statistic == "p90" and min(base_rounds) > 0:

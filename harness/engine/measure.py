@@ -199,7 +199,8 @@ def device_latency(samples_ms: Sequence[float], method: str) -> Measurement:
 
 def pool_rounds(first: Sequence[Measurement], more: Sequence[Measurement], batch_size: int) -> list[Measurement]:
     """Merge another latency round into ``first``: samples pooled and summarised again, each round's median and
-    p90 kept as samples of ``latency_round_medians`` and ``latency_round_p90s``, throughput from the pooled median.
+    p90 kept as samples of ``latency_round_medians`` and ``latency_round_p90s`` (and the device timer's medians as
+    ``gpu_latency_round_medians``), throughput from the pooled median.
     Load time, first inference and the rest stay the first round's (a cold start happens once)."""
     def find(ms: Sequence[Measurement], metric: str) -> Measurement | None:
         return next((m for m in ms if m.metric == metric), None)
@@ -221,10 +222,14 @@ def pool_rounds(first: Sequence[Measurement], more: Sequence[Measurement], batch
     pooled_gpu = []
     gpu, gpu_extra = find(first, "gpu_latency"), find(more, "gpu_latency")
     if gpu is not None and gpu_extra is not None and gpu.samples and gpu_extra.samples:
-        pooled_gpu = [device_latency(gpu.samples + gpu_extra.samples, gpu.method)]
+        gpu_rounds = find(first, "gpu_latency_round_medians")
+        gpu_medians = (gpu_rounds.samples if gpu_rounds else (gpu.value,)) + (gpu_extra.value,)
+        pooled_gpu = [device_latency(gpu.samples + gpu_extra.samples, gpu.method),
+                      Measurement("gpu_latency_round_medians", statistics.median(gpu_medians), "ms", gpu.method,
+                                  samples=tuple(gpu_medians), note="GPU median of each latency round")]
     out = [m for m in first if m.metric not in ("latency", "throughput", "latency_round_medians",
                                                 "latency_round_p90s")
-           and not (pooled_gpu and m.metric == "gpu_latency")]
+           and not (pooled_gpu and m.metric in ("gpu_latency", "gpu_latency_round_medians"))]
     return out + pooled_gpu + [merged,
                   Measurement("throughput", batch_size / median_s if median_s > 0 else 0.0, "items/s", "batch/median"),
                   Measurement("latency_round_medians", statistics.median(medians), "ms", lat.method,
