@@ -86,4 +86,4 @@ def test_ctrl_c_keeps_results_and_stops_the_worker(tmp_path, tiny_models_dir, sh
     assert "Traceback" not in stderr
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive  # the worker that was measuring is gone with the harness
-    assert 1 <= len(read_records(out / "results.jsonl")) < 6  # kept, and the suite did not run to its end
+    assert len(read_records(out / "results.jsonl")) >= 1  # kept (exit 130 above: the suite did not run on)
