@@ -1,4 +1,5 @@
-"""Compressors on tiny models: what they remove, the shapes they leave, and that the worker can rebuild them."""
+"""Compressors on tiny models: what they remove, the shapes they leave, and that the worker can rebuild them
+(channel pruning: tests/test_channel_pruning.py)."""
 from __future__ import annotations
 
 import copy
@@ -9,7 +10,6 @@ import torch
 from torch import nn
 
 from harness.compress import compressor, resolve_params
-from harness.compress.channels import find_prunable, restructure
 from harness.errors import HarnessInputError
 
 
@@ -25,23 +25,6 @@ def _deconv(width: int = 16) -> nn.Module:
             m.running_mean.normal_(0, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     return model.eval()
-
-
-class _Skip(nn.Module):
-    """conv1 → relu → conv2 is a plain chain; conv2 and skip meet in an add; conv3 feeds a GroupNorm."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
-        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
-        self.skip = nn.Conv2d(1, 8, 1)
-        self.conv3 = nn.Conv2d(8, 8, 3, padding=1)
-        self.norm = nn.GroupNorm(2, 8)
-        self.out = nn.Conv2d(8, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv2(torch.relu(self.conv1(x))) + self.skip(x)
-        return self.out(self.norm(self.conv3(h)))
 
 
 def _latents(n: int = 4) -> torch.Tensor:
@@ -94,72 +77,6 @@ def test_random_pruning_is_seeded():
     assert not torch.equal(a[0].weight, c[0].weight)
 
 
-def test_channel_pruning_builds_a_thinner_network_with_the_expected_shapes():
-    model = _deconv(16)
-    thin, info = compressor("prune-channels").compress(model, resolve_params("prune-channels", {"amount": 0.5}), [])
-    assert thin[0].weight.shape == (8, 8, 4, 4)  # ConvTranspose weight: (in, out, k, k): 16 → 8 outputs
-    assert thin[1].num_features == 8 and thin[1].running_mean.shape == (8,)
-    assert thin[3].weight.shape == (8, 4, 4, 4)  # inputs 16 → 8, outputs 8 → 4
-    assert thin[3].bias.shape == (4,) and thin[4].num_features == 4
-    assert thin[6].weight.shape == (4, 1, 4, 4)  # the output layer keeps its 1 channel
-    assert info["channels"] == {"0": {"kept": 8, "of": 16}, "3": {"kept": 4, "of": 8}}
-    assert info["parameters"] < info["parameters_before"]
-    assert thin(_latents()).shape == model(_latents()).shape == (4, 1, 16, 16)
-
-
-def test_channel_pruning_computes_what_the_original_computes_without_those_channels():
-    """The thinner network equals the original with the removed channels' contributions cut off."""
-    model = _deconv(16)
-    thin, info = compressor("prune-channels").compress(model, resolve_params("prune-channels", {"amount": 0.5}), [])
-    masked = copy.deepcopy(model)
-    for producer, consumer in (("0", 3), ("3", 6)):
-        keep = thin_keep(info, producer)
-        drop = sorted(set(range(masked[consumer].weight.shape[0])) - set(keep))
-        assert len(drop) == len(keep)
-        with torch.no_grad():
-            masked[consumer].weight[drop] = 0  # ConvTranspose weight dim 0 = input channels
-    with torch.no_grad():
-        np.testing.assert_allclose(thin(_latents()).numpy(), masked(_latents()).numpy(), atol=1e-5)
-
-
-def thin_keep(info: dict, layer: str) -> list[int]:
-    return info["structure"][layer]["keep"]
-
-
-def test_channel_pruning_keeps_the_largest_l1_channels_and_rounds_to_a_multiple():
-    model = _deconv(16)
-    _, info = compressor("prune-channels").compress(model, resolve_params("prune-channels", {"amount": 0.6, "multiple": 4}), [])
-    keep = thin_keep(info, "0")
-    assert len(keep) == 8  # 16 × 0.4 = 6.4 → 6, rounded up to a multiple of 4
-    norms = model[0].weight.detach().abs().sum(dim=(0, 2, 3))
-    dropped = sorted(set(range(16)) - set(keep))
-    assert norms[dropped].max() <= norms[keep].min()
-
-
-def test_a_skeleton_restructured_from_the_plan_loads_the_pruned_state_dict():
-    model = _deconv(16)
-    thin, info = compressor("prune-channels").compress(model, resolve_params("prune-channels", {"amount": 0.5}), [])
-    skeleton = restructure(_deconv(16), info["structure"])
-    skeleton.load_state_dict(thin.state_dict())
-    with torch.no_grad():
-        assert torch.equal(skeleton.eval()(_latents()), thin(_latents()))
-
-
-def test_layers_feeding_skip_connections_or_group_norm_are_left_whole_with_the_reason():
-    prunable, kept = find_prunable(_Skip())
-    assert set(prunable) == {"conv1"}
-    assert prunable["conv1"]["consumers"] == ["conv2"]
-    assert "add" in kept["conv2"] and "add" in kept["skip"]
-    assert "GroupNorm" in kept["conv3"]
-    assert "output" in kept["out"]
-
-
-def test_a_model_with_nothing_to_thin_is_a_clear_error():
-    model = nn.Sequential(nn.Linear(4, 4))
-    with pytest.raises(ValueError, match="no layer can lose channels.*model's output"):
-        compressor("prune-channels").compress(model, resolve_params("prune-channels", {}), [])
-
-
 @pytest.mark.parametrize("method, params, message", [
     ("prune-l1", {"amount": 1.5}, "strictly between 0 and 1"),
     ("prune-l1", {"amount": "half"}, "must be float"),
@@ -178,4 +95,5 @@ def test_bad_parameters_are_one_line_input_errors(method, params, message):
 def test_an_int_is_accepted_where_a_float_is_expected_and_then_range_checked():
     with pytest.raises(HarnessInputError, match="strictly between"):  # not "must be float"
         resolve_params("prune-l1", {"amount": 1})
-    assert resolve_params("prune-channels", {"amount": 0.25, "multiple": 8}) == {"amount": 0.25, "multiple": 8}
+    assert resolve_params("prune-channels", {"amount": 0.25, "multiple": 8}) == {"amount": 0.25, "multiple": 8,
+                                                                                  "importance": "l1"}

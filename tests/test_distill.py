@@ -1,4 +1,5 @@
-"""Training on digits, distillation, the depthwise-separable variant, and channel pruning through Unflatten."""
+"""Training on digits, distillation and the depthwise-separable variant (students from builder arguments:
+tests/test_channel_pruning.py)."""
 from __future__ import annotations
 
 import copy
@@ -10,7 +11,6 @@ import torch
 from torch import nn
 
 from harness.compress import LatentSource, compressor, resolve_params
-from harness.compress.channels import find_prunable
 from harness.digits import DigitsImages
 from harness.errors import HarnessInputError
 from harness.model_helpers import latent_inputs
@@ -27,21 +27,6 @@ def _deconv(width: int = 16) -> nn.Module:
         nn.ConvTranspose2d(width, width // 2, 4, 2, 1), nn.BatchNorm2d(width // 2), nn.ReLU(),
         nn.ConvTranspose2d(width // 2, 1, 4, 2, 1), nn.Tanh(),
     ).eval()
-
-
-class _FcDecoder(nn.Module):
-    """Linear → Unflatten(C=8, 4×4) → ReLU → ConvT → ConvT: the fc layer can lose whole feature maps."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(6, 8 * 4 * 4)
-        self.unflatten = nn.Unflatten(1, (8, 4, 4))
-        self.act = nn.ReLU()
-        self.up1 = nn.ConvTranspose2d(8, 4, 4, 2, 1)
-        self.up2 = nn.ConvTranspose2d(4, 1, 4, 2, 1)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.up2(torch.relu(self.up1(self.act(self.unflatten(self.fc(z)))))))
 
 
 def _source() -> LatentSource:
@@ -65,7 +50,7 @@ def test_distillation_trains_a_thinner_student_towards_the_teacher():
     assert curve[-1][0] == 150 and len(curve) >= 10
     assert curve[-1][1] < curve[0][1] / 2  # the loss fell
     untrained, _ = compressor("prune-channels").compress(teacher, resolve_params("prune-channels", {"amount": 0.5}),
-                                                         None)
+                                                         _source())
     assert _mse(student, teacher) < _mse(untrained, teacher) / 2  # better than pruning without fine-tuning
     assert not student.training
     json.dumps(info)  # recorded in the artifact as it is
@@ -97,7 +82,7 @@ def test_distillation_parameters_are_checked():
         resolve_params("distill", {"init": "zeros"})
     with pytest.raises(HarnessInputError, match="steps and batch must be at least 1"):
         resolve_params("distill", {"steps": 0})
-    with pytest.raises(ValueError, match="needs latents"):
+    with pytest.raises(ValueError, match="traces the model on example inputs, and none were given"):
         compressor("distill").compress(_deconv(), resolve_params("distill", {}), None)
 
 
@@ -164,24 +149,6 @@ def test_separable_starts_from_the_rank_one_factorisation_of_each_kernel(layer):
 def test_separable_says_why_when_nothing_qualifies():
     with pytest.raises(ValueError, match="no layer can become depthwise-separable"):
         compressor("separable").compress(nn.Sequential(nn.Linear(4, 4)), resolve_params("separable", {}), _source())
-
-
-# -- channel pruning through Unflatten -----------------------------------------------------------------
-def test_a_linear_layer_loses_whole_feature_maps_through_unflatten():
-    model = _FcDecoder().eval()
-    prunable, _ = find_prunable(model)
-    assert prunable["fc"] == {"norms": [], "consumers": ["up1"], "group": 16, "unflatten": ["unflatten"]}
-    thin, info = compressor("prune-channels").compress(model, resolve_params("prune-channels", {"amount": 0.5}), None)
-    assert info["channels"]["fc"] == {"kept": 4, "of": 8}
-    assert thin.fc.weight.shape == (4 * 16, 6) and thin.unflatten.unflattened_size == (4, 4, 4)
-    assert thin.up1.weight.shape[0] == 4
-    masked = copy.deepcopy(model)
-    with torch.no_grad():  # the same as the original with the dropped channels' contributions cut off
-        for producer, consumer, channels in (("fc", masked.up1, 8), ("up1", masked.up2, 4)):
-            drop = sorted(set(range(channels)) - set(info["structure"][producer]["keep"]))
-            consumer.weight[drop] = 0  # ConvTranspose weight dim 0 = input channels
-        z = torch.randn(3, 6)
-        np.testing.assert_allclose(thin(z).numpy(), masked(z).numpy(), atol=1e-5)
 
 
 # -- training on digits -------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
     from harness.build.artifacts import ArtifactCache
     from harness.compress import LatentSource, calibration_batches, compressor, variant_formats
     from harness.compress.steps import compress_file, compress_torch, expected_outputs
+    from harness.build.torch_model import own_builder
     from harness.exporters import exporter_for_format
     from harness.training import build_trained
     from harness.types import Artifact, CompressionSpec
@@ -83,7 +84,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
             continue
         progress.report(f"compressing: {v.name} ({v.method})")
         torch_variants[v.name] = compress_torch(cache, parent, parent_model, v,
-                                                LatentSource(spec.make_inputs, spec.seed))
+                                                LatentSource(spec.make_inputs, spec.seed, own_builder(spec)))
 
     batches: dict[str, Any] = {}
     for batch in request["batch_sizes"]:

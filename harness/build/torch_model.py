@@ -1,5 +1,6 @@
 """Rebuild a torch artifact as an ``nn.Module``: build the generator from its model file, replay the
-structural part of each compression step (e.g. thinner layers), then load the saved ``state_dict``.
+structural part of each compression step (e.g. thinner layers, or a student built afresh), then load the
+saved ``state_dict``.
 
 The same code serves the worker (the PyTorch eager runtime) and the prepare step (exporting a cached
 compressed variant), so what is exported is exactly what is measured. No module is ever unpickled.
@@ -7,9 +8,30 @@ compressed variant), so what is exported is exactly what is measured. No module 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from harness.types import Artifact
+
+
+def own_builder(spec: Any, builder_kwargs: Mapping[str, Any] | None = None) -> Callable[..., Any]:
+    """``build(**overrides)``: a fresh module from the model's own builder, its ``builder_kwargs`` overlaid."""
+    base = dict(spec.builder_kwargs if builder_kwargs is None else builder_kwargs)
+
+    def build(**overrides: Any) -> Any:
+        return spec.builder(**{**base, **overrides})
+
+    return build
+
+
+def rebuilt(rebuild: Mapping[str, Any], build: Callable[..., Any]) -> Any:
+    """The module a ``{"rebuild": {"builder", "kwargs"}}`` structure names: ``builder(**kwargs)`` when a
+    ``package.module:attr`` builder is named, else the model's own ``build(**kwargs)``."""
+    kwargs = dict(rebuild.get("kwargs", {}))
+    if rebuild.get("builder"):
+        from harness.build.declared import import_factory
+
+        return import_factory(rebuild["builder"], "student_builder")(**kwargs)
+    return build(**kwargs)
 
 
 def build_skeleton(recipe: Mapping[str, Any]) -> Any:
@@ -20,10 +42,13 @@ def build_skeleton(recipe: Mapping[str, Any]) -> Any:
     spec = get_model(recipe["model"])
     model = spec.builder(**recipe["builder_kwargs"])
     for step in recipe.get("compress", ()):
-        if step.get("structure"):
+        structure = step.get("structure")
+        if structure and "rebuild" in structure:
+            model = rebuilt(structure["rebuild"], own_builder(spec, recipe["builder_kwargs"]))
+        elif structure:
             from harness.compress import compressor
 
-            model = compressor(step["method"]).restructure(model, step["structure"])
+            model = compressor(step["method"]).restructure(model, structure)
     return model
 
 

@@ -6,9 +6,12 @@ must give), ``description`` and ``tool_versions()`` (part of the artifact id). B
 - ``torch``: optional ``formats`` (those its result can be exported to / run in; default every format);
   ``compress(model, params, latents) -> (model, info)`` returns a new ``nn.Module`` (the input
   is not modified) and a JSON-able ``info`` with what changed; ``latents`` is a ``LatentSource`` of fresh
-  input batches for compressors that train (distillation), None where there is nothing to draw from; ``info["structure"]``, when present, is what
-  ``restructure(model, structure)`` needs to turn a freshly built parent into the compressed module's shape,
-  so a worker can load the compressed ``state_dict`` (no pickled modules anywhere).
+  input batches (and of fresh modules from the model's builder) for compressors that train or trace
+  (distillation, channel pruning), None where there is nothing to draw from; ``info["structure"]``, when
+  present, is what ``restructure(model, structure)`` needs to turn a freshly built parent into the compressed
+  module's shape, so a worker can load the compressed ``state_dict`` (no pickled modules anywhere); a structure
+  ``{"rebuild": {"builder": "pkg.module:attr" or "", "kwargs": {...}}}`` says the compressed module is built
+  afresh instead (by that builder, or the model's own with its ``builder_kwargs`` overlaid).
 - ``onnx`` / ``tflite``: ``compress_file(src, dst, params, calibration) -> info`` writes a compressed copy of an
   exported file of that format.
 
@@ -133,10 +136,13 @@ inputs (``seed``), calibration (``seed+1…``) and the fidelity sample set (``se
 
 @dataclass(frozen=True)
 class LatentSource:
-    """Fresh, seeded input batches from a model's ``make_inputs(batch, seed)``, for compressors that train."""
+    """Fresh, seeded input batches from a model's ``make_inputs(batch, seed)``, for compressors that train or
+    trace; and ``build(**overrides)``, a fresh untrained module from the model's own builder with its
+    ``builder_kwargs`` overlaid (a student of another width), None where the builder is not at hand."""
 
     make_inputs: Callable[[int, int], dict[str, np.ndarray]]
     seed: int
+    build: Callable[..., Any] | None = None
 
     def batch(self, size: int, index: int) -> dict[str, np.ndarray]:
         """Training batch number ``index`` (0, 1, …) of ``size`` inputs."""

@@ -1,37 +1,46 @@
-"""Structured channel pruning: remove the lowest-L1 output channels of conv / conv-transpose / linear layers
-and rebuild a genuinely thinner network (Li et al., "Pruning Filters for Efficient ConvNets", 2017).
+"""Structured channel pruning: remove the least important output channels of conv / conv-transpose / linear
+layers and everything coupled to them, leaving a genuinely thinner network (Li et al., "Pruning Filters for
+Efficient ConvNets", 2017), through skip connections.
 
-Which layers can lose channels is found by tracing the model with ``torch.fx``: a layer qualifies when its
-output reaches only channel-wise operations (BatchNorm, element-wise activations, dropout) and then other
-conv / conv-transpose / linear layers of the same kind, each used once; a linear layer whose output an
-``nn.Unflatten(1, (C, H, W))`` turns into C feature maps for convs loses whole maps (blocks of H·W units).
-Anything else downstream — the
-model's output, a reshape, an add or concat (skip connections), a GroupNorm — keeps the layer whole. The
-layers left alone are listed in the info, so a user sees why a model did not get thinner.
+Which channels must go together is found by Torch-Pruning's dependency graph (Fang et al., "DepGraph",
+CVPR 2023): a layer's output channels, the BatchNorm / GroupNorm / InstanceNorm that normalise them, the
+input channels of every layer that reads them — through ``torch.cat`` (index-mapped), residual adds, time
+embeddings broadcast over feature maps — form one *group*, ranked by one importance (L1 or L2 magnitude over
+the whole group, or FPGM's distance to the geometric median) and pruned together. GroupNorm groups lose the
+same number of channels each, so ``num_groups`` still divides the width. A linear layer whose output an
+``nn.Unflatten(1, (C, H, W))`` turns into C feature maps loses whole maps (blocks of H·W units), which
+Torch-Pruning does not map: that case is handled here.
+
+What stays whole, with the reason in the info: layers whose channels reach the model's output, layers whose
+channels no other layer reads, a linear layer reshaped other than by an ``nn.Unflatten`` module.
+
+The plan is recorded twice: ``groups`` (each group's root layer, the channels it removed, how many it kept, the
+layers it reached: what a user reads) and ``structure`` (each changed module's new sizes and tensor shapes: what a
+worker needs to rebuild the thinner skeleton before loading the ``state_dict``, without Torch-Pruning and
+without unpickling a module).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import math
+import warnings
 from importlib.metadata import version
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
-import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 
-from harness.compress import check_fraction
+from harness.compress import check_choice, check_fraction, phase
 from harness.compress.layers import WEIGHT_LAYERS, parameter_count
 from harness.registry import COMPRESSORS
 
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+IMPORTANCE = ("l1", "l2", "fpgm")
+"""Channel importance criteria: group L1 magnitude (the 2017 paper's), group L2 magnitude, and FPGM (He et al.,
+CVPR 2019: channels nearest the geometric median of their layer are redundant, whatever their size)."""
+
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.GELU, nn.Tanh, nn.Sigmoid,
-                        nn.Hardswish, nn.Hardtanh, nn.Dropout, nn.Identity)
-_ELEMENTWISE_FUNCTIONS = {torch.relu, torch.tanh, torch.sigmoid, F.relu, F.relu6, F.leaky_relu, F.elu, F.silu,
-                          F.gelu, F.hardswish, F.hardtanh, F.dropout, torch.nn.functional.tanh,
-                          torch.nn.functional.sigmoid}
-_ELEMENTWISE_METHODS = {"relu", "tanh", "sigmoid", "relu_", "tanh_", "sigmoid_"}
 
 
 def out_dim(layer: nn.Module) -> int:
@@ -39,225 +48,293 @@ def out_dim(layer: nn.Module) -> int:
     return 1 if isinstance(layer, _CONV_T) else 0
 
 
-def _in_dim(layer: nn.Module) -> int:
-    return 0 if isinstance(layer, _CONV_T) else 1
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Torch-Pruning prints and warns about what it traces; the harness reports what it decided instead."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
 
 
-def _kind(layer: nn.Module) -> str:
-    return "linear" if isinstance(layer, nn.Linear) else "conv"
+def _importance(name: str) -> Any:
+    import torch_pruning as tp
+
+    if name == "fpgm":
+        return tp.importance.FPGMImportance(p=2)
+    return tp.importance.GroupMagnitudeImportance(p=1 if name == "l1" else 2)
 
 
-def _grouped(layer: nn.Module) -> bool:
-    return getattr(layer, "groups", 1) != 1
+def _example_inputs(latents: Any) -> tuple[torch.Tensor, ...]:
+    if latents is None:
+        raise ValueError("channel pruning traces the model on example inputs, and none were given")
+    return tuple(torch.from_numpy(a) for a in latents.batch(2, 0).values())
 
 
-def find_prunable(model: nn.Module) -> tuple[dict[str, dict[str, list[str]]], dict[str, str]]:
-    """Trace ``model``; return (prunable layer → {"norms": [...], "consumers": [...]}, kept layer → why)."""
+def _outputs(out: Any) -> list[torch.Tensor]:
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
+    import torch_pruning as tp
+
     try:
-        graph = fx.symbolic_trace(model).graph
-    except Exception as exc:  # fx cannot trace data-dependent control flow
-        raise ValueError(f"torch.fx cannot trace the model ({type(exc).__name__}: {exc}); "
-                         f"channel pruning needs a traceable forward") from None
+        with _quiet(), torch.enable_grad():
+            return tp.DependencyGraph().build_dependency(model, example_inputs=list(inputs), verbose=False)
+    except Exception as exc:
+        raise ValueError(f"Torch-Pruning cannot trace the model ({type(exc).__name__}: {exc})") from None
+
+
+def _member_name(graph: Any, module: nn.Module) -> str | None:
+    """A group member's module name, or None for Torch-Pruning's stand-ins for functions (cat, add, reshape)."""
+    return graph._module2name.get(module) if isinstance(module, nn.Module) else None
+
+
+def _member(graph: Any, dep: Any) -> str | None:
+    """'layer.in' / 'layer.out' for a conv or linear layer a group reaches, the name alone for a norm layer."""
+    name = _member_name(graph, dep.target.module)
+    if name is None or not isinstance(dep.target.module, WEIGHT_LAYERS):
+        return name
+    return f"{name}.{'out' if graph.is_out_channel_pruning_fn(dep.handler) else 'in'}"
+
+
+def _full_group(graph: Any, layer: nn.Module) -> Any:
+    pruner = graph.get_pruner_of_module(layer)
+    return graph.get_pruning_group(layer, pruner.prune_out_channels, list(range(pruner.get_out_channels(layer))))
+
+
+def _unflatten_for(model: nn.Module, layer: nn.Module) -> tuple[str, int] | None:
+    """(name, units per channel) of the ``nn.Unflatten(1, (C, *spatial))`` that shapes ``layer``'s output, if any."""
+    if not isinstance(layer, nn.Linear):
+        return None
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Unflatten) and mod.dim == 1 and len(mod.unflattened_size) >= 2:
+            sizes = [int(v) for v in mod.unflattened_size]
+            if math.prod(sizes) == layer.out_features:
+                return name, math.prod(sizes[1:])
+    return None
+
+
+def _returned_layers(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> set[str]:
+    """Layers whose output tensor the model returns as it is (no activation after them)."""
+    seen: list[tuple[Any, str]] = []  # the tensors themselves: an id alone can be reused once a tensor is freed
+
+    def note(name: str) -> Any:
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            seen.append((out, name))
+        return hook
+
+    hooks = [m.register_forward_hook(note(name)) for name, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
+    try:
+        with torch.no_grad():
+            outputs = _outputs(model(*inputs))
+        return {name for out, name in seen if any(out is o for o in outputs)}
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def survey(model: nn.Module, graph: Any, inputs: tuple[torch.Tensor, ...]
+           ) -> tuple[dict[str, str], dict[str, tuple[str, int]]]:
+    """(layer → why its channels stay whole, linear layer → (Unflatten module, units per channel)) for every
+    conv / conv-transpose / linear layer of ``model``."""
+    from torch_pruning import ops
+
+    returned = _returned_layers(model, inputs)
+    whole: dict[str, str] = {}
+    blocked: dict[str, tuple[str, int]] = {}
+    for name, layer in model.named_modules():
+        if not isinstance(layer, WEIGHT_LAYERS):
+            continue
+        if layer not in graph.module2node:
+            whole[name] = "not reached by the traced forward"
+            continue
+        group = _full_group(graph, layer)
+        consumers = [(dep.target.module, idxs) for dep, idxs in group
+                     if isinstance(dep.target.module, WEIGHT_LAYERS) and graph.is_in_channel_pruning_fn(dep.handler)]
+        if name in returned or any(isinstance(dep.target.module, ops._OutputOp) for dep, _ in group):
+            whole[name] = "its channels reach the model's output"
+        elif not consumers:
+            whole[name] = "no layer reads its channels"
+        elif (any(isinstance(dep.target.module, ops._ReshapeOp) for dep, _ in group)
+              and any(len(set(idxs)) != graph.get_out_channels(layer) for _, idxs in consumers)):
+            # a reshape between them, which Torch-Pruning does not map channel for channel
+            unflatten = _unflatten_for(model, layer)
+            if unflatten is None:
+                whole[name] = ("its output is reshaped before other layers read it (only a linear layer's "
+                               "nn.Unflatten(1, (C, H, W)) module is followed)")
+            else:
+                blocked[name] = unflatten
+    return whole, blocked
+
+
+def _keep_count(channels: int, amount: float, multiple: int) -> int:
+    """Channels kept: ``int(channels × (1 − amount))`` rounded down to ``multiple`` (Torch-Pruning's rule)."""
+    keep = int(channels * (1.0 - amount))
+    return keep - keep % multiple
+
+
+def _prune_through_unflatten(model: nn.Module, graph: Any, name: str, unflatten: tuple[str, int], amount: float,
+                             multiple: int) -> dict[str, Any]:
+    """Remove whole feature maps from linear layer ``name`` (blocks of units, lowest L1) and the same channels
+    from everything after its ``nn.Unflatten``; the group's record."""
     modules = dict(model.named_modules())
-    calls: dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-    prunable: dict[str, dict[str, list[str]]] = {}
-    kept: dict[str, str] = {}
-    for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[node.target], WEIGHT_LAYERS):
+    layer, (unflatten_name, units) = modules[name], unflatten
+    channels = layer.out_features // units
+    norms = layer.weight.detach().abs().reshape(channels, -1).sum(dim=1)
+    keep = sorted(int(i) for i in torch.argsort(norms, descending=True, stable=True)[:_keep_count(channels, amount,
+                                                                                                     multiple)])
+    drop = sorted(set(range(channels)) - set(keep))
+    members = []
+    for dep, _ in _full_group(graph, layer):
+        target = dep.target.module
+        member = _member_name(graph, target)
+        if member is None or target is layer:
             continue
-        layer = modules[node.target]
-        if _grouped(layer):
-            kept[node.target] = "grouped convolution"
-            continue
-        if calls[node.target] > 1:
-            kept[node.target] = "called more than once"
-            continue
-        why, links = _follow(node, layer, modules, calls)
-        if why:
-            kept[node.target] = why
-        else:
-            prunable[node.target] = links
-    return prunable, kept
+        dep.handler(target, drop)
+        members.append(_member(graph, dep))
+    graph.get_pruner_of_module(layer).prune_out_channels(layer, [c * units + u for c in drop for u in range(units)])
+    sizes = tuple(modules[unflatten_name].unflattened_size)
+    modules[unflatten_name].unflattened_size = (len(keep), *sizes[1:])
+    return {"layer": name, "kept": len(keep), "of": channels, "removed": drop,
+            "members": [f"{unflatten_name} (whole maps of {units})", *members]}
 
 
-def _follow(start: fx.Node, layer: nn.Module, modules: dict[str, nn.Module],
-            calls: dict[str, int]) -> tuple[str, dict[str, Any]]:
-    """Walk the users of ``start``'s output: ('' or why not prunable, {"norms", "consumers"} plus, through an
-    Unflatten, {"group": units per channel, "unflatten": [module]})."""
-    norms: list[str] = []
-    consumers: list[str] = []
-    unflatten: list[str] = []
-    group, kind = 1, _kind(layer)
-    frontier = list(start.users)
-    seen: set[fx.Node] = set()
-    while frontier:
-        node = frontier.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        if node.op == "call_module":
-            mod = modules[node.target]
-            if calls[node.target] > 1:
-                return f"its output reaches {node.target}, which is called more than once", {}
-            if isinstance(mod, _BATCH_NORM):
-                norms.append(node.target)
-                frontier.extend(node.users)
-                continue
-            if isinstance(mod, _ELEMENTWISE_MODULES):
-                frontier.extend(node.users)
-                continue
-            blocks = _unflatten_blocks(mod, layer) if not unflatten else 0
-            if blocks:
-                unflatten.append(node.target)
-                group, kind = blocks, "conv"
-                frontier.extend(node.users)
-                continue
-            if isinstance(mod, WEIGHT_LAYERS) and _kind(mod) == kind and not _grouped(mod):
-                consumers.append(node.target)
-                continue
-            return f"its output reaches {type(mod).__name__} {node.target}", {}
-        if node.op == "call_function" and node.target in _ELEMENTWISE_FUNCTIONS and _only_tensor_arg(node):
-            frontier.extend(node.users)
-            continue
-        if node.op == "call_method" and node.target in _ELEMENTWISE_METHODS and _only_tensor_arg(node):
-            frontier.extend(node.users)
-            continue
-        what = "the model's output" if node.op == "output" else f"{node.op} {getattr(node.target, '__name__', node.target)}"
-        return f"its output reaches {what}", {}
-    if not consumers:
-        return "no layer consumes its channels", {}
-    links: dict[str, Any] = {"norms": norms, "consumers": consumers}
-    if unflatten:
-        links |= {"group": group, "unflatten": unflatten}
-    return "", links
+def _sizes(module: nn.Module) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(module).items()
+            if not k.startswith("_") and (isinstance(v, int) and not isinstance(v, bool)
+                                          or isinstance(v, tuple) and all(isinstance(i, int) for i in v))}
 
 
-def _unflatten_blocks(mod: nn.Module, layer: nn.Module) -> int:
-    """Units per channel when ``mod`` is an ``Unflatten(1, (C, *spatial))`` of a linear layer's output, else 0."""
-    if not (isinstance(mod, nn.Unflatten) and isinstance(layer, nn.Linear) and mod.dim == 1):
-        return 0
-    sizes = tuple(int(v) for v in mod.unflattened_size)
-    blocks = 1
-    for v in sizes[1:]:
-        blocks *= v
-    return blocks if len(sizes) >= 2 and sizes[0] * blocks == layer.out_features else 0
+def shape_plan(before: nn.Module, after: nn.Module) -> dict[str, Any]:
+    """{module: {"sizes": {attribute: new value}, "tensors": {parameter or buffer: new shape}}} for every module
+    of ``after`` that differs from the same-named module of ``before``."""
+    old = dict(before.named_modules())
+    plan: dict[str, Any] = {}
+    for name, module in after.named_modules():
+        sizes = {k: v for k, v in _sizes(module).items() if _sizes(old[name]).get(k) != v}
+        tensors = {k: list(t.shape) for k, t in [*module.named_parameters(recurse=False),
+                                                  *module.named_buffers(recurse=False)]
+                   if t is not None and tuple(t.shape) != tuple(getattr(old[name], k).shape)}
+        if sizes or tensors:
+            plan[name] = {"sizes": sizes, "tensors": tensors}
+    return plan
 
 
-def _only_tensor_arg(node: fx.Node) -> bool:
-    return sum(isinstance(a, fx.Node) for a in (*node.args, *node.kwargs.values())) == 1
-
-
-def _select(tensor: torch.Tensor, dim: int, index: torch.Tensor) -> nn.Parameter:
-    return nn.Parameter(tensor.detach().index_select(dim, index).clone(), requires_grad=tensor.requires_grad)
-
-
-def _thin_outputs(layer: nn.Module, index: torch.Tensor) -> None:
-    layer.weight = _select(layer.weight, out_dim(layer), index)
-    if layer.bias is not None:
-        layer.bias = _select(layer.bias, 0, index)
-    if isinstance(layer, nn.Linear):
-        layer.out_features = len(index)
-    else:
-        layer.out_channels = len(index)
-
-
-def _thin_inputs(layer: nn.Module, index: torch.Tensor) -> None:
-    layer.weight = _select(layer.weight, _in_dim(layer), index)
-    if isinstance(layer, nn.Linear):
-        layer.in_features = len(index)
-    else:
-        layer.in_channels = len(index)
-
-
-def _thin_norm(norm: nn.Module, index: torch.Tensor) -> None:
-    if norm.affine:
-        norm.weight = _select(norm.weight, 0, index)
-        norm.bias = _select(norm.bias, 0, index)
-    if norm.track_running_stats:
-        norm.running_mean = norm.running_mean.index_select(0, index).clone()
-        norm.running_var = norm.running_var.index_select(0, index).clone()
-    norm.num_features = len(index)
-
-
-def restructure(model: nn.Module, structure: Mapping[str, Any]) -> nn.Module:
-    """Apply a pruning plan ({layer: {"keep": [...], "norms": [...], "consumers": [...]}, optionally "group"
-    and "unflatten"}) in place."""
-    modules = dict(model.named_modules())
-    for name, plan in structure.items():
-        index = torch.tensor(plan["keep"], dtype=torch.long)
-        group = int(plan.get("group", 1))
-        units = (index[:, None] * group + torch.arange(group)[None, :]).reshape(-1) if group > 1 else index
-        _thin_outputs(modules[name], units)
-        for unflatten in plan.get("unflatten", ()):
-            sizes = tuple(modules[unflatten].unflattened_size)
-            modules[unflatten].unflattened_size = (len(index), *sizes[1:])
-        for norm in plan["norms"]:
-            _thin_norm(modules[norm], index)
-        for consumer in plan["consumers"]:
-            _thin_inputs(modules[consumer], index)
+def apply_shape_plan(model: nn.Module, plan: Mapping[str, Any]) -> nn.Module:
+    """Resize ``model``'s modules (in place) as ``shape_plan`` recorded; the tensors are left uninitialised,
+    for ``load_state_dict`` to fill."""
+    for name, change in plan.items():
+        module = model.get_submodule(name) if name else model
+        for key, value in change["sizes"].items():
+            setattr(module, key, tuple(value) if isinstance(value, list) else value)
+        for key, shape in change["tensors"].items():
+            old = getattr(module, key)
+            if isinstance(old, nn.Parameter):
+                setattr(module, key, nn.Parameter(torch.empty(shape, dtype=old.dtype), requires_grad=old.requires_grad))
+            else:
+                module.register_buffer(key, torch.empty(shape, dtype=old.dtype))
     return model
 
 
-def kept_channels(layer: nn.Module, amount: float, multiple: int, group: int = 1) -> list[int]:
-    """Indices (ascending) of the output channels with the largest L1 norm, count rounded up to ``multiple``;
-    a channel is ``group`` consecutive output units (a linear layer unflattened into feature maps)."""
-    weight = layer.weight.detach()
-    dim = out_dim(layer)
-    channels = weight.shape[dim] // group
-    norms = weight.abs().transpose(0, dim).reshape(channels, -1).sum(dim=1)
-    keep = max(1, round(channels * (1.0 - amount)))
-    keep = min(channels, -(-keep // multiple) * multiple)
-    order = torch.argsort(norms, descending=True, stable=True)[:keep]
-    return sorted(int(i) for i in order)
+def thinner_network(model: nn.Module, amount: float, multiple: int, latents: Any,
+                    importance: str = "l1") -> tuple[nn.Module, dict[str, Any]]:
+    """A copy of ``model`` with ``amount`` of each group's channels removed (the least important by
+    ``importance``), and what changed: ``groups``, ``channels`` (kept / of, per root layer), ``layers_left_whole``
+    with the reasons, parameters before and after, and the ``structure`` a worker rebuilds it from."""
+    import torch_pruning as tp
 
-
-def channel_counts(modules: Mapping[str, nn.Module], structure: Mapping[str, Any]) -> dict[str, dict[str, int]]:
-    """{layer: {"kept": channels kept, "of": channels before}} for a pruning plan."""
-    return {name: {"kept": len(plan["keep"]),
-                   "of": modules[name].weight.shape[out_dim(modules[name])] // int(plan.get("group", 1))}
-            for name, plan in structure.items()}
-
-
-def thinner_network(model: nn.Module, amount: float, multiple: int) -> tuple[nn.Module, dict[str, Any]]:
-    """A copy of ``model`` with ``amount`` of each prunable layer's output channels (lowest L1) removed, and
-    what changed: the plan (``structure``), channels kept per layer, layers left whole and why, parameters."""
-    prunable, kept = find_prunable(model)
-    if not prunable:
-        reasons = "; ".join(f"{n}: {why}" for n, why in kept.items()) or "no conv or linear layer"
+    inputs = _example_inputs(latents)
+    try:
+        with torch.no_grad():
+            reference = [o.shape for o in _outputs(model.eval()(*inputs))]
+    except Exception as exc:
+        raise ValueError(f"the model does not run on its example inputs ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    thinner = copy.deepcopy(model).eval()
+    with phase("tracing the model's channel dependencies (Torch-Pruning)"):
+        graph = _graph(thinner, inputs)
+        whole, blocked = survey(thinner, graph, inputs)
+    modules = dict(thinner.named_modules())
+    roots = [n for n, m in modules.items() if isinstance(m, WEIGHT_LAYERS) and n not in whole and n not in blocked]
+    if not roots and not blocked:
+        reasons = "; ".join(f"{n}: {why}" for n, why in whole.items()) or "no conv or linear layer"
         raise ValueError(f"no layer can lose channels ({reasons})")
-    modules = dict(model.named_modules())
-    structure = {name: {"keep": kept_channels(modules[name], amount, multiple, links.get("group", 1)), **links}
-                 for name, links in prunable.items()}
-    thinner = restructure(copy.deepcopy(model), structure).eval()
-    return thinner, {"structure": structure, "channels": channel_counts(modules, structure),
-                     "layers_left_whole": kept, "parameters_before": parameter_count(model),
+    groups = []
+    with phase("pruning whole feature maps through nn.Unflatten"), torch.no_grad():
+        for name, unflatten in blocked.items():
+            groups.append(_prune_through_unflatten(thinner, graph, name, unflatten, amount, multiple))
+    with phase("pruning channel groups (Torch-Pruning)"), _quiet():
+        ignored = [modules[n] for n in (*whole, *blocked)]
+        pruner = tp.pruner.BasePruner(thinner, list(inputs), importance=_importance(importance),
+                                      pruning_ratio=amount, ignored_layers=ignored, round_to=multiple)
+        for group in pruner.step(interactive=True):
+            root = group[0][0].target.module
+            before = pruner.DG.get_out_channels(root)
+            members = sorted({m for dep, _ in group if (m := _member(pruner.DG, dep)) is not None}
+                             - {f"{_member_name(pruner.DG, root)}.out"})
+            removed = sorted(int(i) for i in group[0][1])
+            group.prune()
+            groups.append({"layer": _member_name(pruner.DG, root), "kept": before - len(removed), "of": before,
+                           "removed": removed, "members": members})
+    thinner.eval()
+    emptied = [n for n, m in thinner.named_modules() if isinstance(m, WEIGHT_LAYERS) and 0 in m.weight.shape]
+    if emptied:
+        raise ValueError(f"no channel would be left in {', '.join(emptied)} (amount {amount}, multiple {multiple}: "
+                         "the channels kept are rounded down to the multiple); lower the amount or the multiple")
+    with torch.no_grad():
+        after = [o.shape for o in _outputs(thinner(*inputs))]
+    if after != reference:
+        raise ValueError(f"pruning changed the model's output shapes ({reference} → {after}); a layer whose output "
+                         "is also returned directly cannot be traced apart from its other uses")
+    untouched = {n: _why_untouched(modules[n], amount, multiple) for n in roots
+                 if not any(g["layer"] == n or f"{n}.out" in g["members"] for g in groups)}
+    if not groups:
+        reasons = "; ".join(f"{n}: {why}" for n, why in {**whole, **untouched}.items())
+        raise ValueError(f"no layer lost channels ({reasons})")
+    return thinner, {"structure": {"shapes": shape_plan(model, thinner)},
+                     "groups": groups, "importance": importance,
+                     "channels": {g["layer"]: {"kept": g["kept"], "of": g["of"]} for g in groups},
+                     "layers_left_whole": {**whole, **untouched}, "parameters_before": parameter_count(model),
                      "parameters": parameter_count(thinner)}
+
+
+def _why_untouched(layer: nn.Module, amount: float, multiple: int) -> str:
+    channels = layer.weight.shape[out_dim(layer)] * (getattr(layer, "groups", 1) if out_dim(layer) else 1)
+    keep = _keep_count(channels, amount, multiple)
+    if keep == 0:
+        return f"it would keep no channel: int({channels} × (1 − {amount})) rounded down to a multiple of {multiple} is 0"
+    if keep == channels:
+        return f"amount {amount} removes none of its {channels} channels"
+    return "Torch-Pruning left its group whole"
+
+
+def restructure(model: nn.Module, structure: Mapping[str, Any]) -> nn.Module:
+    """The freshly built parent resized as the pruning plan recorded (weights to be loaded)."""
+    return apply_shape_plan(model, structure["shapes"])
 
 
 @COMPRESSORS.register("prune-channels")
 class ChannelPruning:
-    """Remove ``amount`` of each prunable layer's output channels (lowest L1 norm); ``multiple`` rounds the
-    channels kept up to a multiple (SIMD-friendly widths)."""
+    """Remove ``amount`` of each channel group (lowest ``importance``); ``multiple`` rounds the channels kept to
+    a multiple (SIMD-friendly widths)."""
 
     name = "prune-channels"
     stage = "torch"
-    description = "structured L1 channel pruning: a thinner network (fx-traced dependencies)"
-    params: Mapping[str, Any] = {"amount": 0.5, "multiple": 1}
+    description = "structured channel pruning through skips and norms: a thinner network (Torch-Pruning DepGraph)"
+    params: Mapping[str, Any] = {"amount": 0.5, "multiple": 1, "importance": "l1"}
 
     @staticmethod
     def tool_versions() -> dict[str, str]:
-        return {"torch": version("torch")}
+        return {"torch": version("torch"), "torch-pruning": version("torch-pruning")}
 
     def check(self, params: Mapping[str, Any]) -> None:
         check_fraction(params)
+        check_choice(params, "importance", IMPORTANCE)
         if params["multiple"] < 1:
             raise ValueError(f"multiple must be at least 1, not {params['multiple']}")
 
     def compress(self, model: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
-        return thinner_network(model, params["amount"], int(params["multiple"]))
+        return thinner_network(model, params["amount"], int(params["multiple"]), latents, params["importance"])
 
     @staticmethod
     def restructure(model: nn.Module, structure: Mapping[str, Any]) -> nn.Module:

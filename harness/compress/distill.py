@@ -2,9 +2,11 @@
 here on outputs: mean squared error to the teacher's outputs on fresh latents):
 
 - ``distill``: a thinner student — the teacher's layers with ``amount`` of their channels removed (the same
-  fx-traced plan as ``prune-channels``), starting from the teacher's strongest channels (``init = "pruned"``,
-  i.e. channel pruning with a fine-tune) or from random weights (``init = "random"``, a half-width student
-  trained from scratch at ``amount = 0.5``).
+  Torch-Pruning plan as ``prune-channels``, through skips and norms), starting from the teacher's strongest
+  channels (``init = "pruned"``, i.e. channel pruning with a fine-tune) or from random weights
+  (``init = "random"``); or a student built afresh, whatever the topology: the model's own builder with
+  ``student_kwargs`` overlaid on its ``builder_kwargs`` (``student_kwargs = { ch = 16 }``), or the builder a
+  user names (``student_builder = "pkg.module:build_small"``, called with ``student_kwargs``).
 - ``separable``: a lighter architecture — every k×k conv / conv-transpose with groups 1 becomes a depthwise
   and a pointwise layer (MobileNet-style), then is distilled from the teacher.
 
@@ -23,7 +25,7 @@ from torch import nn
 
 from harness.build import progress
 from harness.compress import check_choice, check_fraction, phase
-from harness.compress.channels import restructure, thinner_network
+from harness.compress.channels import IMPORTANCE, restructure, thinner_network
 from harness.compress.layers import parameter_count
 from harness.registry import COMPRESSORS
 
@@ -87,29 +89,40 @@ def _outputs(out: Any) -> list[torch.Tensor]:
 
 @COMPRESSORS.register("distill")
 class Distillation:
-    """A student with ``amount`` of each prunable layer's channels removed, distilled from the teacher."""
+    """A student distilled from the teacher: the teacher with ``amount`` of each channel group removed, or
+    one built by the model's own builder (``student_kwargs``) or by a named ``student_builder``."""
 
     name = "distill"
     stage = "torch"
-    description = "distillation into a thinner student (pruned or random init), training curve recorded"
-    params: Mapping[str, Any] = {"amount": 0.5, "multiple": 1, "init": "pruned", **_TRAINING_PARAMS}
+    description = ("distillation into a thinner student (pruned or random init, or built with other builder "
+                   "arguments), training curve recorded")
+    params: Mapping[str, Any] = {"amount": 0.5, "multiple": 1, "init": "pruned", "importance": "l1",
+                                 "student_kwargs": {}, "student_builder": "", **_TRAINING_PARAMS}
 
     @staticmethod
     def tool_versions() -> dict[str, str]:
-        return {"torch": version("torch")}
+        return {"torch": version("torch"), "torch-pruning": version("torch-pruning")}
 
     def check(self, params: Mapping[str, Any]) -> None:
         check_fraction(params)
         check_choice(params, "init", ("pruned", "random"))
+        check_choice(params, "importance", IMPORTANCE)
         if params["multiple"] < 1:
             raise ValueError(f"multiple must be at least 1, not {params['multiple']}")
+        builder = params["student_builder"]
+        if builder and (":" not in builder or builder.startswith(":") or builder.endswith(":")):
+            raise ValueError(f"student_builder must look like 'package.module:function', not {builder!r}")
         _check_training(params)
 
     def compress(self, model: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
-        with phase("planning the thinner student (channel plan)"):
-            student, info = thinner_network(model, params["amount"], int(params["multiple"]))
-        if params["init"] == "random":
-            _reinitialize(student, int(params["seed"]))
+        if params["student_kwargs"] or params["student_builder"]:
+            student, info = _built_student(model, params, latents)
+        else:
+            with phase("planning the thinner student (channel plan)"):
+                student, info = thinner_network(model, params["amount"], int(params["multiple"]), latents,
+                                                params["importance"])
+            if params["init"] == "random":
+                _reinitialize(student, int(params["seed"]))
         with phase(f"training the student for {int(params['steps'])} steps"):
             training = distill_outputs(student, model, latents, params)
         return student, info | {"distillation": training}
@@ -117,6 +130,35 @@ class Distillation:
     @staticmethod
     def restructure(model: nn.Module, structure: Mapping[str, Any]) -> nn.Module:
         return restructure(model, structure)
+
+
+def _built_student(teacher: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
+    """A fresh student from the model's own builder (``student_kwargs`` overlaid) or the named one; seeded."""
+    from harness.build.torch_model import rebuilt
+
+    rebuild = {"builder": params["student_builder"], "kwargs": dict(params["student_kwargs"])}
+    if latents is None or (not rebuild["builder"] and latents.build is None):
+        raise ValueError("a student from builder arguments needs the model's builder and inputs (none were given)")
+    by = rebuild["builder"] or "the model's builder"
+    with phase(f"building the student with {by}({_kwargs_text(rebuild['kwargs'])})"):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(params["seed"]))
+            student = rebuilt(rebuild, latents.build)
+        if not isinstance(student, nn.Module):
+            raise ValueError(f"{by} returned a {type(student).__name__}, not a torch nn.Module")
+        student = student.eval()
+        inputs = [torch.from_numpy(a) for a in latents.batch(2, 0).values()]
+        with torch.no_grad():
+            got, want = _outputs(student(*inputs)), _outputs(teacher.eval()(*inputs))
+        if [o.shape for o in got] != [o.shape for o in want]:
+            raise ValueError(f"the student's outputs have shapes {[tuple(o.shape) for o in got]}, the teacher's "
+                             f"{[tuple(o.shape) for o in want]}")
+    return student, {"structure": {"rebuild": rebuild}, "student": {"builder": by, "kwargs": rebuild["kwargs"]},
+                     "parameters_before": parameter_count(teacher), "parameters": parameter_count(student)}
+
+
+def _kwargs_text(kwargs: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 
 
 def _reinitialize(model: nn.Module, seed: int) -> None:

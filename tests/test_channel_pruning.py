@@ -1,0 +1,373 @@
+"""Structured channel pruning (Torch-Pruning's dependency graph): groups through cat, add and norm layers, the
+layers left whole and why, the plan a worker rebuilds from, and students built with other builder arguments."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harness.compress import LatentSource, compressor, resolve_params
+from harness.compress.channels import restructure
+from harness.errors import HarnessInputError
+from harness.zoo import get_model, load_model_file
+
+SKIPS = Path(__file__).parent / "fixtures" / "skips"
+
+
+def _images(shape: tuple[int, ...]) -> LatentSource:
+    return LatentSource(lambda batch, seed: {"x": np.random.default_rng(seed).standard_normal(
+        (batch, *shape)).astype(np.float32)}, 0)
+
+
+def _prune(model: nn.Module, source: LatentSource, **params) -> tuple[nn.Module, dict]:
+    return compressor("prune-channels").compress(model, resolve_params("prune-channels", params), source)
+
+
+def _out(model: nn.Module, source: LatentSource, batch: int = 3) -> torch.Tensor:
+    with torch.no_grad():
+        return model(*[torch.from_numpy(a) for a in source.batch(batch, 99).values()])
+
+
+def _group(info: dict, layer: str) -> dict:
+    return next(g for g in info["groups"] if g["layer"] == layer)
+
+
+def _pix2pix(ch: int = 8) -> nn.Module:
+    load_model_file(SKIPS / "pix2pix_unet.py")
+    return get_model("pix2pix_unet").builder(ch=ch)
+
+
+# -- a plain chain ---------------------------------------------------------------------------------------
+def _deconv(width: int = 16) -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.ConvTranspose2d(8, width, 4, 1, 0, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.ConvTranspose2d(width, width // 2, 4, 2, 1), nn.BatchNorm2d(width // 2), nn.ReLU(),
+        nn.ConvTranspose2d(width // 2, 1, 4, 2, 1), nn.Tanh(),
+    )
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def test_a_chain_loses_channels_with_its_batch_norms_and_keeps_its_output_layer_whole():
+    model, source = _deconv(16), _images((8, 1, 1))
+    thin, info = _prune(model, source, amount=0.5)
+    assert thin[0].weight.shape == (8, 8, 4, 4)  # ConvTranspose weight: (in, out, k, k): 16 → 8 outputs
+    assert thin[1].num_features == 8 and thin[1].running_mean.shape == (8,)
+    assert thin[3].weight.shape == (8, 4, 4, 4) and thin[3].bias.shape == (4,) and thin[4].num_features == 4
+    assert thin[6].weight.shape == (4, 1, 4, 4)  # the output layer keeps its 1 channel
+    assert info["channels"] == {"0": {"kept": 8, "of": 16}, "3": {"kept": 4, "of": 8}}
+    assert info["layers_left_whole"] == {"6": "its channels reach the model's output"}
+    assert _group(info, "0")["members"] == ["1", "3.in"]  # its BatchNorm, and the next layer's inputs
+    assert info["parameters"] < info["parameters_before"]
+    assert _out(thin, source).shape == _out(model, source).shape == (3, 1, 16, 16)
+    json.dumps(info)  # recorded in the artifact as it is
+
+
+def test_the_removed_channels_are_those_whose_whole_group_is_least_important():
+    """Zero channels 1, 5, 9, 13 of the first layer everywhere they appear: they are the ones removed, and the
+    thinner network computes exactly what the original does."""
+    model, source = _deconv(16), _images((8, 1, 1))
+    dead = [1, 5, 9, 13]
+    with torch.no_grad():
+        model[0].weight[:, dead] = 0
+        model[1].weight[dead] = 0
+        model[1].bias[dead] = 0
+        model[1].running_mean[dead] = 0
+        model[3].weight[dead] = 0
+    thin, info = _prune(model, source, amount=0.25)
+    assert _group(info, "0")["removed"] == dead
+    assert info["channels"]["0"] == {"kept": 12, "of": 16}
+    # Layer 3 loses 2 of its 8 channels too; cut those from the original to compare like with like.
+    masked = copy.deepcopy(model)
+    with torch.no_grad():
+        masked[6].weight[_group(info, "3")["removed"]] = 0
+    np.testing.assert_allclose(_out(thin, source).numpy(), _out(masked, source).numpy(), atol=1e-5)
+
+
+def test_multiple_rounds_the_channels_kept_down_and_a_layer_left_empty_stays_whole():
+    model, source = _deconv(16), _images((8, 1, 1))
+    _, info = _prune(model, source, amount=0.3, multiple=4)
+    assert info["channels"] == {"0": {"kept": 8, "of": 16}, "3": {"kept": 4, "of": 8}}  # int(16 × 0.7) = 11 → 8
+    _, info = _prune(model, source, amount=0.7, multiple=4)
+    assert info["channels"] == {"0": {"kept": 4, "of": 16}}
+    assert info["layers_left_whole"]["3"] == ("it would keep no channel: int(8 × (1 − 0.7)) rounded down to a "
+                                              "multiple of 4 is 0")
+    with pytest.raises(ValueError, match="no layer lost channels \\(6: its channels reach the model's output; 0: it "
+                                         "would keep no channel"):
+        _prune(model, source, amount=0.9, multiple=4)
+
+
+def test_importance_criteria_differ_and_are_recorded():
+    model, source = _deconv(16), _images((8, 1, 1))
+    _, l1 = _prune(model, source, amount=0.5, importance="l1")
+    _, fpgm = _prune(model, source, amount=0.5, importance="fpgm")
+    assert l1["importance"] == "l1" and fpgm["importance"] == "fpgm"
+    assert _group(l1, "0")["removed"] != _group(fpgm, "0")["removed"]
+    with pytest.raises(HarnessInputError, match="importance must be one of l1, l2, fpgm"):
+        resolve_params("prune-channels", {"importance": "taylor"})
+
+
+# -- through skips and norms ------------------------------------------------------------------------------
+def test_a_pix2pix_unet_is_pruned_through_its_concatenated_skips_and_instance_norms():
+    model, source = _pix2pix(8), _images((3, 32, 32))
+    thin, info = _prune(model, source, amount=0.5)
+    assert {g["layer"] for g in info["groups"]} == {"d1.conv", "d2.conv", "d3.conv", "u1.conv", "u2.conv"}
+    assert info["layers_left_whole"] == {"final.1": "its channels reach the model's output"}
+    assert thin.d2.norm.num_features == 8 and thin.d2.norm.weight.shape == (8,)
+    # u1 reads d3 (32 → 16 channels); u2 reads cat(u1, d2) = 8 + 8; final reads cat(u2, d1) = 4 + 4.
+    assert thin.u1.conv.in_channels == 16 and thin.u2.conv.in_channels == 16 and thin.final[1].in_channels == 8
+    assert _group(info, "d1.conv")["members"] == ["d2.conv.in", "final.1.in"]  # the skip reaches the final layer
+    assert _group(info, "d2.conv")["members"] == ["d2.norm", "d3.conv.in", "u2.conv.in"]
+    assert _out(thin, source).shape == (3, 3, 32, 32)
+
+
+def test_channels_dead_on_both_sides_of_a_concatenation_are_removed_at_the_right_offsets():
+    """d1's channels reach the final conv through the second half of a cat (offset 8); u2's through the first
+    half. Zero half of each group everywhere it appears: pruning removes exactly those, through both halves, and
+    the output is unchanged."""
+    model, source = _pix2pix(8), _images((3, 32, 32))
+    dead = {"d1": [0, 2, 4, 6], "d2": [1, 3, 5, 7, 9, 11, 13, 15], "d3": list(range(16)),
+            "u1": list(range(0, 16, 2)), "u2": [4, 5, 6, 7]}
+    with torch.no_grad():
+        for block, channels in dead.items():
+            layer = getattr(model, block)
+            layer.conv.weight[channels] = 0
+            if isinstance(layer.norm, nn.InstanceNorm2d):
+                layer.norm.weight[channels] = 0
+                layer.norm.bias[channels] = 0
+        # and where each group is read: d1 → d2 and final (second half of the last cat); d2 → d3 and u2 (second
+        # half); d3 → u1; u1 → u2 (first half); u2 → final (first half)
+        model.d2.conv.weight[:, dead["d1"]] = 0
+        model.final[1].weight[:, [8 + c for c in dead["d1"]]] = 0
+        model.d3.conv.weight[:, dead["d2"]] = 0
+        model.u2.conv.weight[:, [16 + c for c in dead["d2"]]] = 0
+        model.u1.conv.weight[:, dead["d3"]] = 0
+        model.u2.conv.weight[:, dead["u1"]] = 0
+        model.final[1].weight[:, dead["u2"]] = 0
+    thin, info = _prune(model, source, amount=0.5)
+    for block, channels in dead.items():
+        assert _group(info, f"{block}.conv")["removed"] == channels, block
+    np.testing.assert_allclose(_out(thin, source).numpy(), _out(model, source).numpy(), atol=1e-5)
+
+
+class _Residual(nn.Module):
+    """conv_in → [GroupNorm(4) → SiLU → conv_a] + conv_in (a residual add) → GroupNorm(4) → conv_out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv_in = nn.Conv2d(1, 16, 3, padding=1)
+        self.norm_a = nn.GroupNorm(4, 16)
+        self.conv_a = nn.Conv2d(16, 16, 3, padding=1)
+        self.norm_out = nn.GroupNorm(4, 16)
+        self.conv_out = nn.Conv2d(16, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)
+        h = h + self.conv_a(nn.functional.silu(self.norm_a(h)))
+        return self.conv_out(nn.functional.silu(self.norm_out(h)))
+
+
+def test_a_residual_add_prunes_both_branches_together_and_group_norm_keeps_its_groups():
+    model, source = _Residual().eval(), _images((1, 8, 8))
+    thin, info = _prune(model, source, amount=0.5)
+    assert thin.conv_in.out_channels == thin.conv_a.out_channels == 8  # the add couples them: one group
+    assert [g["layer"] for g in info["groups"]] in (["conv_in"], ["conv_a"])
+    assert thin.norm_a.num_channels == thin.norm_out.num_channels == 8 and thin.norm_a.num_groups == 4
+    removed = info["groups"][0]["removed"]
+    assert [sum(1 for c in removed if c // 4 == g) for g in range(4)] == [2, 2, 2, 2]  # evenly from each group
+    assert info["layers_left_whole"] == {"conv_out": "its channels reach the model's output"}
+    assert _out(thin, source).shape == (3, 1, 8, 8)
+
+
+def test_the_zoo_unet_topology_is_pruned_through_time_embeddings_adds_and_cats():
+    load_model_file(SKIPS / "unet_untrained.py")
+    spec = get_model("unet_untrained")
+    model, source = spec.builder(**spec.builder_kwargs), LatentSource(spec.make_inputs, 0)
+    thin, info = _prune(model, source, amount=0.5)
+    assert info["layers_left_whole"] == {"out.2": "its channels reach the model's output"}
+    assert thin.mid.temb.out_features == thin.mid.conv1.out_channels == 16  # the embedding added per channel
+    assert thin.dec2.conv1.in_channels == thin.up2.out_channels + thin.down2.conv2.out_channels  # cat
+    assert info["parameters"] < 0.3 * info["parameters_before"]
+    assert _out(thin, source).shape == (3, 1, 32, 32)
+
+
+@pytest.mark.parametrize("make, shape", [(lambda: _pix2pix(8), (3, 32, 32)), (lambda: _deconv(16), (8, 1, 1)),
+                                         (lambda: _Residual().eval(), (1, 8, 8))])
+def test_a_skeleton_resized_from_the_recorded_plan_loads_the_pruned_weights(make, shape):
+    model, source = make(), _images(shape)
+    thin, info = _prune(model, source, amount=0.5)
+    structure = json.loads(json.dumps(info["structure"]))  # as stored in the recipe
+    skeleton = restructure(make(), structure)
+    skeleton.load_state_dict(thin.state_dict())
+    assert torch.equal(_out(skeleton.eval(), source), _out(thin, source))
+
+
+# -- what stays whole, and why ------------------------------------------------------------------------------
+class _Unflattened(nn.Module):
+    """Linear → Unflatten(C=8, 4×4) → ReLU → ConvT → ConvT: the linear layer can lose whole feature maps."""
+
+    def __init__(self, unflatten: bool = True) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(6, 8 * 4 * 4)
+        self.unflatten = nn.Unflatten(1, (8, 4, 4)) if unflatten else None
+        self.up1 = nn.ConvTranspose2d(8, 4, 4, 2, 1)
+        self.up2 = nn.ConvTranspose2d(4, 1, 4, 2, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z)
+        h = self.unflatten(h) if self.unflatten is not None else h.view(-1, 8, 4, 4)
+        return torch.sigmoid(self.up2(torch.relu(self.up1(torch.relu(h)))))
+
+
+def test_a_linear_layer_loses_whole_feature_maps_through_unflatten():
+    model, source = _Unflattened().eval(), _images((6,))
+    thin, info = _prune(model, source, amount=0.5)
+    assert info["channels"]["fc"] == {"kept": 4, "of": 8}
+    assert thin.fc.weight.shape == (4 * 16, 6) and thin.unflatten.unflattened_size == (4, 4, 4)
+    assert thin.up1.weight.shape[0] == 4
+    masked = copy.deepcopy(model)
+    with torch.no_grad():  # the same as the original with the dropped channels' contributions cut off
+        masked.up1.weight[_group(info, "fc")["removed"]] = 0  # ConvTranspose weight dim 0 = input channels
+        masked.up2.weight[_group(info, "up1")["removed"]] = 0
+    np.testing.assert_allclose(_out(thin, source).numpy(), _out(masked, source).numpy(), atol=1e-5)
+    skeleton = restructure(_Unflattened().eval(), json.loads(json.dumps(info["structure"])))
+    skeleton.load_state_dict(thin.state_dict())
+    assert torch.equal(_out(skeleton, source), _out(thin, source))
+
+
+def test_a_reshape_by_a_function_keeps_the_linear_layer_whole_with_the_reason():
+    _, info = _prune(_Unflattened(unflatten=False).eval(), _images((6,)), amount=0.5)
+    assert "reshaped before other layers read it" in info["layers_left_whole"]["fc"]
+    assert info["channels"] == {"up1": {"kept": 2, "of": 4}}
+
+
+def test_a_model_with_nothing_to_thin_or_no_inputs_is_a_clear_error():
+    with pytest.raises(ValueError, match="no layer can lose channels \\(0: its channels reach the model's output"):
+        _prune(nn.Sequential(nn.Linear(4, 4)), _images((4,)))
+    with pytest.raises(ValueError, match="traces the model on example inputs, and none were given"):
+        _prune(_deconv(), None)
+
+
+def test_a_model_that_cannot_run_on_its_inputs_is_a_clear_error():
+    with pytest.raises(ValueError, match="the model does not run on its example inputs \\(RuntimeError"):
+        _prune(_deconv(), _images((3, 1, 1)))  # 3 input channels for an 8-channel layer
+
+
+# -- students built by a builder -----------------------------------------------------------------------------
+def _built(ch: int = 8) -> LatentSource:
+    model_source = _images((3, 32, 32))
+    return LatentSource(model_source.make_inputs, 0, build=lambda **kw: _pix2pix(**{"ch": ch, **kw}))
+
+
+def test_a_student_from_the_models_own_builder_with_other_arguments_is_distilled():
+    teacher, source = _pix2pix(8), _built(8)
+    params = resolve_params("distill", {"student_kwargs": {"ch": 4}, "steps": 40, "lr": 3e-3})
+    student, info = compressor("distill").compress(teacher, params, source)
+    assert student.d1.conv.out_channels == 4 and info["student"] == {"builder": "the model's builder",
+                                                                     "kwargs": {"ch": 4}}
+    assert info["structure"] == {"rebuild": {"builder": "", "kwargs": {"ch": 4}}}
+    assert info["parameters"] < 0.3 * info["parameters_before"]
+    curve = info["distillation"]["curve"]
+    assert curve[-1][1] < curve[0][1]
+    from harness.build.torch_model import rebuilt
+
+    skeleton = rebuilt(info["structure"]["rebuild"], source.build)
+    skeleton.load_state_dict(student.state_dict())
+    assert torch.equal(_out(skeleton.eval(), source), _out(student, source))
+
+
+def test_a_student_from_a_named_builder_is_distilled_and_its_shape_checked(monkeypatch):
+    monkeypatch.syspath_prepend(str(SKIPS))
+    teacher, source = _pix2pix(8), _built(8)
+    params = resolve_params("distill", {"student_builder": "pix2pix_unet:Pix2PixUNet", "student_kwargs": {"ch": 2},
+                                        "steps": 5})
+    student, info = compressor("distill").compress(teacher, params, source)
+    assert student.d1.conv.out_channels == 2
+    assert info["structure"]["rebuild"] == {"builder": "pix2pix_unet:Pix2PixUNet", "kwargs": {"ch": 2}}
+    wrong = resolve_params("distill", {"student_builder": "pix2pix_unet:Down", "student_kwargs": {"cin": 3,
+                                                                                                  "cout": 3}})
+    with pytest.raises(ValueError, match=r"the student's outputs have shapes \[\(2, 3, 16, 16\)\], the teacher's "
+                                         r"\[\(2, 3, 32, 32\)\]"):
+        compressor("distill").compress(teacher, wrong, source)
+    with pytest.raises(HarnessInputError, match="student_builder must look like 'package.module:function'"):
+        resolve_params("distill", {"student_builder": "pix2pix_unet"})
+    with pytest.raises(HarnessInputError, match="cannot import 'no_such_module'"):
+        compressor("distill").compress(teacher, resolve_params("distill", {"student_builder": "no_such_module:f"}),
+                                       source)
+
+
+# -- end to end: every format --------------------------------------------------------------------------------
+SKIP_VARIANTS = """
+[[variants]]
+name = "thin"
+method = "prune-channels"
+amount = 0.5
+
+[[variants]]
+name = "student"
+method = "distill"
+amount = 0.5
+steps = 20
+
+[[variants]]
+name = "narrow"
+method = "distill"
+student_kwargs = { ch = 4 }
+steps = 20
+models = ["pix2pix_unet"]
+
+[[variants]]
+name = "narrow-unet"
+method = "distill"
+student_kwargs = { base = 8 }
+steps = 20
+models = ["unet_untrained"]
+"""
+
+
+@pytest.mark.slow
+def test_skip_models_are_pruned_and_distilled_and_run_in_every_format(tmp_path):
+    """The pix2pix-style UNet and the zoo UNet's topology, thinned three ways, exported to ONNX and TFLite (each
+    export checked against the compressed PyTorch model within the export tolerance) and measured in all three."""
+    import dataclasses
+
+    from harness.cli import QUICK_SETTINGS
+    from harness.config.paths import targets_dir
+    from harness.config.suite import Suite, load_suite
+    from harness.results.store import read_records
+    from harness.run.runner import SuiteRunner
+    from harness.types import RunSettings
+
+    path = tmp_path / "s.toml"
+    path.write_text('name = "skips"\nmodels = ["pix2pix_unet", "unet_untrained"]\n' + SKIP_VARIANTS)
+    suite = Suite(name="skips", models=("pix2pix_unet", "unet_untrained"), targets=("x86-cpu",),
+                  formats=("torch", "onnx", "tflite"), batch_sizes=(1,), export_tolerance=1e-4,
+                  settings=RunSettings(**QUICK_SETTINGS), variants=load_suite(path).variants)
+    runner = SuiteRunner(suite, out_dir=tmp_path / "r", cache_dir=tmp_path / "cache", models_dir=SKIPS,
+                         targets_dir=targets_dir(), progress=False)
+    records = read_records(runner.run().results_path)
+    assert len(records) == runner.job_count() == 2 * 3 * 3 + 2 * 3  # (fp32, thin, student) × 3 formats, narrow
+    assert all(r.status == "ok" for r in records), [(r.model, r.variant, r.format, r.error) for r in records
+                                                    if r.status != "ok"]
+    by = {(r.model, r.variant, r.format): r for r in records}
+    for model in ("pix2pix_unet", "unet_untrained"):
+        spec = get_model(model)
+        full = sum(p.numel() for p in spec.builder(**spec.builder_kwargs).parameters())
+        narrow = "narrow" if model == "pix2pix_unet" else "narrow-unet"
+        for fmt in ("torch", "onnx", "tflite"):
+            assert by[(model, "thin", fmt)].measurement("parameters").value < 0.35 * full
+            assert by[(model, narrow, fmt)].measurement("parameters").value < 0.35 * full
+            # the export reproduces the compressed torch model (checked when exported) and so its fidelity
+            assert by[(model, "thin", fmt)].measurement("psnr").value == pytest.approx(
+                by[(model, "thin", "torch")].measurement("psnr").value, abs=0.05)
