@@ -5,8 +5,8 @@ stdout, whatever else anything prints goes to stderr.
 Requests to a worker are ``WorkerRequest``s and results ``WorkerResult``s, each with ``to_dict`` / ``from_dict``;
 both carry ``protocol`` (``PROTOCOL_VERSION``). A child and a harness of different versions (a board's old worker
 bundle, ``harness ab --baseline-root`` of an old checkout) refuse each other with an error naming both versions.
-A request without ``protocol`` is read as version 1 (harnesses before the typed protocol did not send it; the
-fields are the same). ``serve`` is the child's side (one request, one result), ``parse_result`` the harness's.
+A request without ``protocol`` is read as version 1 (harnesses before the typed protocol did not send it).
+Version 2 added the ``sampling`` mode (a denoiser's whole sampling loop) and its ``sampler`` field. ``serve`` is the child's side (one request, one result), ``parse_result`` the harness's.
 
 Standard library and ``harness.types`` only: this module ships in the worker bundle.
 """
@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 from harness.capture import tail
 from harness.types import RUN_STATUSES
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 STATUSES = RUN_STATUSES
 """Every status a child's result (and so a run record) can have — one closed set, ``harness.types.RUN_STATUSES``:
@@ -32,7 +32,7 @@ ok; failed (the child reported an error); crashed (killed by a signal, or no res
 MemoryError); unsupported (this runtime or option cannot run here); unreachable (the board or node could not be
 reached)."""
 
-MODES = ("outputs", "latency", "memory", "energy", "inspect", "probe")
+MODES = ("outputs", "latency", "sampling", "memory", "energy", "inspect", "probe")
 """What a worker request asks: 'outputs' (one inference, outputs saved), 'latency' (the timing pass), 'memory',
 'energy', 'inspect' (the inputs of a user's artifact), 'probe' (the board check)."""
 
@@ -85,6 +85,9 @@ class WorkerRequest:
     format: str = ""
     path: str = ""
     """'inspect': the artifact's format and file."""
+    sampler: Mapping[str, Any] | None = None
+    """'sampling': ``{"sampler": Sampler.to_dict(), "inputs": [the denoiser's input names, in order]}``; the
+    inputs file holds the loop's initial noise, the samples file the sample set's."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

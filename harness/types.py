@@ -41,6 +41,9 @@ class ModelSpec:
     """A ``harness.build.checkpoints.Checkpoint``: the user's weights, loaded after the builder (None = as built)."""
     output_range: tuple[float, float] | None = None
     """The output's nominal value range, when declared: PSNR is taken over it (else inferred, see fidelity)."""
+    sampler: Any = None
+    """A ``harness.sampling.Sampler`` for a denoiser: its jobs also measure the whole sampling loop (None = one
+    call is the whole generation)."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,9 @@ class RunSettings:
     """Size of the fidelity sample set each artifact generates after its timing pass (0 = fidelity from the
     timing batch only). PSNR, max-abs error and, for digits-trained generators, Fréchet distance and label
     agreement are taken over it."""
+    loop_samples: int = 64
+    """For a denoiser with a sampler: how many images the whole sampling loop generates for the trajectory's
+    fidelity (from the same initial noises as the fp32 pipeline; 0 = the timing batch's images only)."""
 
     def __post_init__(self) -> None:
         if self.min_runs < 1 or self.warmup_min_runs < 1:
@@ -200,8 +206,8 @@ class RunSettings:
             raise ValueError("warmup_tolerance must be a fraction between 0 and 1")
         if self.target_ci_rel_width is not None and self.target_ci_rel_width <= 0:
             raise ValueError("target_ci_rel_width must be positive")
-        if self.fidelity_samples < 0:
-            raise ValueError("fidelity_samples must be >= 0")
+        if self.fidelity_samples < 0 or self.loop_samples < 0:
+            raise ValueError("fidelity_samples and loop_samples must be >= 0")
         if self.rounds < 1:
             raise ValueError("rounds must be at least 1")
         if self.timeout_s <= 0 or self.prepare_timeout_s <= 0 or self.memory_runs < 1:
@@ -264,6 +270,14 @@ class Job:
     samples_path: str = ""
     """The fidelity sample set's inputs ('' = none), and below its fp32 PyTorch outputs."""
     samples_reference_path: str = ""
+    sampler: Mapping[str, Any] | None = None
+    """A denoiser's ``Sampler.to_dict()`` with its input order (``{"sampler": …, "inputs": [...]}``): the job also
+    measures the whole sampling loop. The loop's initial noise for timing and its fp32 PyTorch final images, then
+    the loop's sample set (initial noises) and its fp32 final images, follow."""
+    loop_inputs_path: str = ""
+    loop_reference_path: str = ""
+    loop_samples_path: str = ""
+    loop_samples_reference_path: str = ""
 
     @property
     def key(self) -> str:

@@ -5,7 +5,7 @@ cluster node.
 
 Each mode is one function of ``MODES``: 'probe' (the board check) and 'inspect' (a user's artifact's inputs) need
 no runtime instance; 'outputs', 'latency', 'memory' and 'energy' get a loaded-on-demand runtime, the inputs and the
-run context. Anything a native library prints to stdout is moved to stderr, so stdout carries only the result.
+run context ('sampling' wraps the runtime in a denoiser's whole sampling loop). Anything a native library prints to stdout is moved to stderr, so stdout carries only the result.
 """
 from __future__ import annotations
 
@@ -119,6 +119,46 @@ def latency(request: WorkerRequest, job: Loaded) -> tuple:
     return (Measurement("import_time", job.import_ms, "ms", "perf_counter"), *result.measurements)
 
 
+def sampling(request: WorkerRequest, job: Loaded) -> tuple:
+    """The whole sampling loop, timed as one inference (``loop_latency``: ms per generated batch, with its
+    ``loop_step_latency`` and the sampler's ``loop_overhead``); then the loop's sample set, for the trajectory's
+    fidelity."""
+    from harness.engine.measure import run_latency_pass
+    from harness.engine.sampling_loop import SamplingLoop
+    from harness.sampling import Sampler
+    from harness.types import Measurement, RunSettings
+    from harness import stats
+
+    settings = RunSettings.from_dict(request.settings or {})
+    spec = dict(request.sampler or {})
+    sampler = Sampler.from_dict(spec.get("sampler", {}))
+    loop = SamplingLoop(job.runtime, sampler, spec.get("inputs", ()))
+    result = run_latency_pass(loop, job.artifact, job.inputs, settings, request.batch_size)
+    by = {m.metric: m for m in result.measurements}
+    timed = loop.loops[-len(by["latency"].samples):]  # the steady-state loops: the last ones run
+    step_ms = [ns / 1e6 for steps in timed for ns in steps]
+    overhead_ms = [total - sum(ns for ns in steps) / 1e6 for total, steps in zip(by["latency"].samples, timed)]
+    note = f"{sampler.label}, {request.batch_size} image(s) per loop"
+    out = (
+        Measurement("loop_latency", by["latency"].value, "ms", "perf_counter", samples=by["latency"].samples,
+                    stats=by["latency"].stats, note=f"one whole sampling loop: {note}"),
+        Measurement("loop_step_latency", stats.summarize(step_ms)["p50"], "ms", "perf_counter",
+                    stats=stats.summarize(step_ms), note=f"one denoiser step within the loop ({len(step_ms)} steps)"),
+        Measurement("loop_overhead", stats.summarize(overhead_ms)["p50"], "ms", "perf_counter",
+                    samples=tuple(round(v, 6) for v in overhead_ms),
+                    note="a loop's time not spent in its denoiser steps: the sampler's arithmetic"),
+        Measurement("loop_throughput", request.batch_size / (by["latency"].value / 1e3), "items/s", "batch/median",
+                    note="generated images per second"),
+        Measurement("loop_first", by["first_inference"].value, "ms", "perf_counter",
+                    note="the first whole loop after load"),
+    )
+    save_outputs(request.outputs_path, result.first_outputs)
+    if request.samples_path:  # after timing, so that it never disturbs a timed run
+        save_outputs(request.samples_outputs_path,
+                     generate_samples(loop, load_inputs(request.samples_path), request.batch_size))
+    return out
+
+
 def memory(request: WorkerRequest, job: Loaded) -> tuple:
     from harness.engine.memory import run_memory_pass
     from harness.types import RunSettings
@@ -139,7 +179,7 @@ def energy(request: WorkerRequest, job: Loaded) -> tuple:
 
 
 MODES: dict[str, Callable[..., Any]] = {"probe": probe, "inspect": inspect, "outputs": outputs, "latency": latency,
-                                        "memory": memory, "energy": energy}
+                                        "sampling": sampling, "memory": memory, "energy": energy}
 """Every mode of ``harness.protocol.MODES``: probe / inspect take the request; the others the request and a
 ``Loaded``."""
 

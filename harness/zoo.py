@@ -28,9 +28,11 @@ def register_model(
     kind: str = "generator",
     builder_kwargs: dict[str, Any] | None = None,
     training: Any = None,
+    sampler: Any = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator for a builder function ``builder(**builder_kwargs) -> nn.Module``. ``training``: a
-    ``harness.training.DigitsTraining`` to train the generator briefly on digits (weights cached)."""
+    ``harness.training.DigitsTraining`` to train the generator briefly on digits (weights cached). ``sampler``: a
+    ``harness.sampling.Sampler`` for a denoiser, whose jobs then also measure the whole sampling loop."""
 
     def add(builder: Callable[..., Any]) -> Callable[..., Any]:
         source = sys.modules[builder.__module__].__file__ or ""
@@ -44,6 +46,7 @@ def register_model(
             builder_kwargs=dict(builder_kwargs or {}),
             source=str(Path(source).resolve()) if source else "",
             training=training,
+            sampler=sampler,
         )
         if name in MODELS and MODELS.get(name).source != spec.source and not is_builtin(MODELS.get(name).source):
             raise HarnessInputError(f"{spec.source}: model {name!r} is already defined in {MODELS.get(name).source}")

@@ -10,7 +10,7 @@ import pytest
 from harness.run.interleave import pair_cpus
 from harness.launch.local import LocalLauncher
 from harness.launch.lockstep import LockstepWorker
-from harness.protocol import READY, worker_pause
+from harness.protocol import PROTOCOL_VERSION, READY, worker_pause
 from harness.engine.measure import Pause, run_latency_pass
 from harness.types import RunSettings
 from tests.test_measure import MS, FakeClock, ScriptedRuntime, steady
@@ -93,7 +93,7 @@ def test_a_worker_that_ignores_lockstep_is_not_taken_for_a_paired_result(tmp_pat
     from harness.launch.lockstep import run_pair
 
     fake = tmp_path / "python"  # an old worker: reads its request, answers ok at once, never pauses
-    fake.write_text("#!/bin/sh\nread line\necho '" + json.dumps({"protocol": 1, "status": "ok", "error": "",
+    fake.write_text("#!/bin/sh\nread line\necho '" + json.dumps({"protocol": PROTOCOL_VERSION, "status": "ok", "error": "",
                                                                  "measurements": [], "context": {}}) + "'\n")
     fake.chmod(0o755)
     first, second = run_pair((LocalLauncher(str(fake)), {}), (LocalLauncher(str(fake)), {}), timeout_s=10)

@@ -79,11 +79,12 @@ def all_finite(arrays: Sequence[np.ndarray]) -> bool:
 
 
 def sample_fidelity(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], spec: Any,
-                    cache_root: Path) -> list[Measurement] | None:
+                    cache_root: Path, images: bool = False) -> list[Measurement] | None:
     """Fidelity over the sample set (the worker generates as many whole batches of it as fit): max-abs error
     and PSNR, plus, for a generator trained on digits, the digits-classifier Fréchet distance to the fp32
     outputs and to the real digits, and label agreement with the fp32 outputs (left out when either side has
-    NaN / inf values: a classifier reads nothing from them). None when shapes differ."""
+    NaN / inf values: a classifier reads nothing from them). ``images``: the outputs are generated images whatever
+    the training objective (a denoiser's sampling loop). None when shapes differ."""
     if len(outputs) != len(reference) or not outputs:
         return None
     n = len(outputs[0])
@@ -94,7 +95,7 @@ def sample_fidelity(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarra
     note = f"{n} samples"
     measurements = [dataclasses.replace(m, note=f"{m.note}; {note}" if m.note else note) for m in measurements]
     training = getattr(spec, "training", None)
-    if training is not None and training.objective == "vae" and n >= 2 \
+    if training is not None and (images or training.objective == "vae") and n >= 2 \
             and all_finite(outputs[:1]) and all_finite(reference[:1]):
         measurements.extend(digits_fidelity(outputs[0], reference[0], training.images, cache_root))
     return measurements

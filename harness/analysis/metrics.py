@@ -75,6 +75,15 @@ def psnr(r: RunRecord) -> float | None:
     return PSNR_CAP_DB if err is not None and err.value == 0 else None
 
 
+def loop_psnr(r: RunRecord) -> float | None:
+    """The sampling loop's PSNR vs the fp32 pipeline (dB), capped like ``psnr``."""
+    m = r.measurement("loop_psnr")
+    if m is not None:
+        return min(m.value, PSNR_CAP_DB)
+    err = r.measurement("loop_max_abs_error")
+    return PSNR_CAP_DB if err is not None and err.value == 0 else None
+
+
 def samples_of(metric: str) -> Callable[[RunRecord], Sequence[float] | None]:
     def samples(r: RunRecord) -> Sequence[float] | None:
         m = r.measurement(metric)
@@ -123,6 +132,17 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("frechet_distance_digits", "FD to real digits", "feature²", "lower", "absolute", "none",
            measured("frechet_distance_digits"), threshold=5.0, summary_column="frechet_distance_digits",
            description="Fréchet distance of the samples' classifier features to real digits"),
+    Metric("loop_latency_p50", "sampling loop p50", "ms", "lower", "relative", "mann-whitney-u",
+           stat_of("loop_latency", "p50"), samples_of("loop_latency"), threshold=0.10,
+           summary_column="loop_latency_p50_ms", sampled="loop_latency",
+           description="median time of a denoiser's whole sampling loop: one generated batch, every step"),
+    Metric("loop_psnr", "loop PSNR vs fp32", "dB", "higher", "absolute", "none", loop_psnr, threshold=1.0,
+           summary_column="loop_psnr_db",
+           description="PSNR of the sampling loop's final images against the fp32 pipeline's from the same noise"),
+    Metric("loop_label_agreement", "loop label agreement", "fraction", "higher", "absolute", "none",
+           measured("loop_label_agreement"), threshold=0.02, summary_column="loop_label_agreement",
+           description="share of initial noises on which a digits classifier reads the same digit in the loop's "
+                       "final image as in the fp32 pipeline's"),
 )
 
 METRICS: dict[str, Metric] = {m.name: m for m in CATALOGUE}

@@ -30,6 +30,8 @@ from harness.zoo import source_digest
 
 SAMPLES_SEED_OFFSET = 900_000
 """The fidelity sample set's inputs use seed ``spec.seed + SAMPLES_SEED_OFFSET``."""
+LOOP_SEED_OFFSET = 800_000
+"""A sampling loop's initial noise: seed ``spec.seed + LOOP_SEED_OFFSET`` for timing, ``+ 1`` for its sample set."""
 
 
 def content_id(parent_id: str | None, step: str, config: Mapping[str, Any], tools: Mapping[str, str]) -> str:
@@ -88,6 +90,12 @@ class ModelIO:
     reference_path: str
     samples_path: str = ""
     samples_reference_path: str = ""
+    loop_inputs_path: str = ""
+    """A denoiser with a sampler: the loop's initial noise for the timing batch ('' = none), its fp32 PyTorch final
+    images, then the loop's sample set (initial noises) and its final images."""
+    loop_reference_path: str = ""
+    loop_samples_path: str = ""
+    loop_samples_reference_path: str = ""
 
 
 class ArtifactCache:
@@ -144,7 +152,7 @@ class ArtifactCache:
 
     # -- steps --------------------------------------------------------------------------------------
     def model_io(self, spec: ModelSpec, model: Any, batch_size: int, weights: Mapping[str, Any] | None = None,
-                 samples: int = 0) -> ModelIO:
+                 samples: int = 0, loop_samples: int = 0) -> ModelIO:
         """Example inputs (seeded) and the fp32 PyTorch outputs for them; with ``samples`` > 0 also the
         fidelity sample set: that many inputs drawn with seed ``spec.seed + SAMPLES_SEED_OFFSET`` (never
         the timing inputs, calibration or distillation latents) and their fp32 outputs."""
@@ -153,7 +161,51 @@ class ArtifactCache:
         if samples > 0:
             samples_path, samples_reference_path = self._inputs_and_outputs(
                 spec, model, samples, spec.seed + SAMPLES_SEED_OFFSET, weights)
-        return ModelIO(inputs_path, reference_path, samples_path, samples_reference_path)
+        loop: dict[str, str] = {}
+        if spec.sampler is not None:
+            loop["loop_inputs_path"], loop["loop_reference_path"] = self._loop_io(
+                spec, model, batch_size, spec.seed + LOOP_SEED_OFFSET, weights)
+            if loop_samples > 0:
+                loop["loop_samples_path"], loop["loop_samples_reference_path"] = self._loop_io(
+                    spec, model, loop_samples, spec.seed + LOOP_SEED_OFFSET + 1, weights)
+        return ModelIO(inputs_path, reference_path, samples_path, samples_reference_path, **loop)
+
+    def _loop_io(self, spec: ModelSpec, model: Any, count: int, seed: int,
+                 weights: Mapping[str, Any] | None) -> tuple[str, str]:
+        """``count`` initial noises and the images the fp32 PyTorch denoiser generates from them through the
+        model's sampler (the same numpy loop the worker runs around every artifact)."""
+        import torch
+
+        from harness.engine.sampling_loop import NOISE_INPUT
+        from harness.sampling import sample
+
+        sampler = spec.sampler
+        key = content_id(
+            None,
+            "loop-io",
+            {"model": spec.name, "count": count, "seed": seed, "source": source_digest(spec),
+             "builder_kwargs": dict(spec.builder_kwargs), "weights": (weights or {}).get("weights_sha256", ""),
+             "sampler": sampler.to_dict()},
+            {"torch": version("torch"), "numpy": np.__version__},
+        )
+        folder = self.root / "io" / key
+        inputs_path, reference_path = folder / "noise.npz", folder / "images.npz"
+        if not (inputs_path.is_file() and reference_path.is_file()):
+            folder.mkdir(parents=True, exist_ok=True)
+            example = spec.make_inputs(1, 0)
+            names = list(example)
+            noise = np.random.default_rng(seed).standard_normal(
+                (count, *example[sampler.image_input].shape[1:])).astype(np.float32)
+
+            def denoise(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+                values = {sampler.image_input: torch.from_numpy(x), sampler.time_input: torch.from_numpy(t)}
+                with torch.no_grad():
+                    out = model(*(values[n] for n in names))
+                return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
+
+            _atomic_savez(inputs_path, {NOISE_INPUT: noise})
+            _atomic_savez(reference_path, {"output_0": sample(denoise, sampler, noise)})
+        return str(inputs_path), str(reference_path)
 
     def _inputs_and_outputs(self, spec: ModelSpec, model: Any, count: int, seed: int,
                             weights: Mapping[str, Any] | None) -> tuple[str, str]:

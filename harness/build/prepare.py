@@ -5,7 +5,8 @@ process only.
 
 Request: ``model``, ``source`` (the model file), ``cache`` (folder), ``formats``, ``batch_sizes``,
 ``tolerance``, ``timeout_s`` (for each validation worker), ``variants`` (CompressionSpec dicts, optional),
-``samples`` (size of the fidelity sample set, optional), ``progress_path`` (optional: progress lines go there,
+``samples`` (size of the fidelity sample set, optional), ``loop_samples`` (a denoiser with a sampler: how many
+images its loop's sample set generates, optional), ``progress_path`` (optional: progress lines go there,
 ``harness.build.progress``). A generator that declares digits training is trained
 here on first use (weights cached under ``<cache>/weights``).
 Result: ``status``, ``batches`` ({batch: {"io": {...}, "variants":
@@ -88,7 +89,8 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
 
     batches: dict[str, Any] = {}
     for batch in request["batch_sizes"]:
-        io = cache.model_io(spec, model, int(batch), weights, int(request.get("samples", 0)))
+        io = cache.model_io(spec, model, int(batch), weights, int(request.get("samples", 0)),
+                            int(request.get("loop_samples", 0)))
         entries: dict[str, Any] = {}
         for name, (artifact, variant_model) in torch_variants.items():
             expected = io.reference_path

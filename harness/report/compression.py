@@ -28,7 +28,8 @@ def compression_frame(summary: pd.DataFrame) -> pd.DataFrame:
     out = summary.copy()
     if out.empty:
         return out.assign(speedup_vs_fp32_onnxruntime=None, speedup_vs_fp32_same_runtime=None,
-                          size_ratio_vs_fp32=None, gzip_ratio_vs_fp32=None, flags="")
+                          loop_speedup_vs_fp32_onnxruntime=None, size_ratio_vs_fp32=None, gzip_ratio_vs_fp32=None,
+                          flags="")
     fp32 = _fp32(summary)
     ort = fp32[fp32["runtime"] == "onnxruntime"].set_index(_KEY)
     same = fp32.set_index([*_KEY, "format", "runtime"])
@@ -41,7 +42,7 @@ def compression_frame(summary: pd.DataFrame) -> pd.DataFrame:
         value = value.iloc[0] if isinstance(value, pd.Series) else value
         return float(value) if pd.notna(value) else None
 
-    speed_ort, speed_same, size_ratio, gzip_ratio, flags = [], [], [], [], []
+    speed_ort, speed_same, loop_ort, size_ratio, gzip_ratio, flags = [], [], [], [], [], []
     for _, row in out.iterrows():
         key = (row["model"], row["target"], row["batch_size"])
         p50 = row.get("latency_p50_ms")
@@ -50,6 +51,10 @@ def compression_frame(summary: pd.DataFrame) -> pd.DataFrame:
         same_p50 = lookup(same, (*key, row["format"], row["runtime"]), "latency_p50_ms")
         speed_ort.append(ort_p50 / p50 if ok and ort_p50 else None)
         speed_same.append(same_p50 / p50 if ok and same_p50 else None)
+        loop_p50 = row.get("loop_latency_p50_ms")
+        ort_loop = lookup(ort, key, "loop_latency_p50_ms") if "loop_latency_p50_ms" in ort.columns else None
+        loop_ort.append(ort_loop / loop_p50 if row["status"] == "ok" and pd.notna(loop_p50) and loop_p50 > 0
+                        and ort_loop else None)
         size_key = (row["model"], row["batch_size"], row["format"])
         base_size, base_gzip = lookup(sizes, size_key, "size_mb"), lookup(sizes, size_key, "gzip_mb")
         size_ratio.append(row["size_mb"] / base_size if base_size and pd.notna(row["size_mb"]) else None)
@@ -61,7 +66,8 @@ def compression_frame(summary: pd.DataFrame) -> pd.DataFrame:
             flags.append(f"non-finite outputs: {nonfinite:.1%} of values NaN/inf (the model itself, in fp32)"
                          if row["status"] == "ok" and pd.notna(nonfinite) and nonfinite > 0 else "")
     return out.assign(speedup_vs_fp32_onnxruntime=speed_ort, speedup_vs_fp32_same_runtime=speed_same,
-                      size_ratio_vs_fp32=size_ratio, gzip_ratio_vs_fp32=gzip_ratio, flags=flags)
+                      loop_speedup_vs_fp32_onnxruntime=loop_ort, size_ratio_vs_fp32=size_ratio,
+                      gzip_ratio_vs_fp32=gzip_ratio, flags=flags)
 
 
 def _flags(row: pd.Series, same: pd.DataFrame, key: tuple) -> list[str]:
@@ -97,6 +103,23 @@ def _flags(row: pd.Series, same: pd.DataFrame, key: tuple) -> list[str]:
     agreement = row.get("label_agreement")
     if pd.notna(agreement) and agreement < LABEL_AGREEMENT_FLOOR:
         found.append(f"draws another digit than fp32 on {1 - agreement:.0%} of latents")
+    found.extend(_loop_flags(row))
+    return found
+
+
+def _loop_flags(row: pd.Series) -> list[str]:
+    """A denoiser's sampling loop: errors that compound over the trajectory, which one step does not show."""
+    loop, step = row.get("loop_psnr_db"), row.get("psnr_db")
+    found = []
+    if pd.notna(loop) and math.isfinite(loop) and loop < PSNR_FLOOR_DB:
+        if pd.notna(step) and step >= PSNR_FLOOR_DB:
+            found.append(f"drifts over the sampling loop: PSNR {step:.1f} dB on one step, {loop:.1f} dB on the "
+                         "final images")
+        else:
+            found.append(f"sampling loop PSNR {loop:.1f} dB < {PSNR_FLOOR_DB:.0f} dB vs the fp32 pipeline")
+    agreement = row.get("loop_label_agreement")
+    if pd.notna(agreement) and agreement < LABEL_AGREEMENT_FLOOR:
+        found.append(f"the sampling loop draws another digit than fp32 from {1 - agreement:.0%} of noises")
     return found
 
 

@@ -49,6 +49,16 @@ def variant_groups(summary: pd.DataFrame) -> list[dict]:
     return groups
 
 
+def loop_rows(summary: pd.DataFrame) -> list[dict]:
+    """Jobs of denoisers measured over their whole sampling loop, for the one-step vs loop table."""
+    if summary.empty or "loop_latency_p50_ms" not in summary.columns:
+        return []
+    frame = summary[summary["loop_latency_p50_ms"].notna()]
+    frame = frame.assign(_base=frame["variant"] != "fp32").sort_values(
+        ["model", "target", "batch_size", "_base", "variant", "format", "runtime"])
+    return frame.to_dict("records")
+
+
 def warnings(records: Sequence[RunRecord], summary: pd.DataFrame) -> list[str]:
     """What a reader must know before trusting the numbers, each saying what to do about it."""
     found, noisy = [], []
@@ -133,6 +143,7 @@ def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, 
         psnr_floor=PSNR_FLOOR_DB,
         label_floor=LABEL_AGREEMENT_FLOOR,
         variant_groups=variant_groups(summary),
+        loop_rows=loop_rows(summary),
         boxes=latency_boxes(records),
         pareto=pareto_plots(summary),
         targets=per_target(summary),

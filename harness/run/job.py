@@ -66,7 +66,7 @@ class JobRun:
     """Measure one job. ``board`` is the runner's ``BoardState`` for the target (notes unreachable results);
     ``context`` starts the record's context (commit, suite, project, model)."""
 
-    STEPS = ("artifact_figures", "latency", "fidelity", "tolerance", "memory", "energy")
+    STEPS = ("artifact_figures", "latency", "fidelity", "tolerance", "sampling", "memory", "energy")
 
     def __init__(self, job: Job, target: TargetProfile, launcher: Any, board: Any, suite: Suite, out_dir: Path,
                  cache_dir: Path, context: dict[str, Any]) -> None:
@@ -189,6 +189,28 @@ class JobRun:
             what = "PyTorch" if job.expected_path == job.reference_path else f"its {job.artifact.variant} PyTorch model"
             how = f"by {err:.3g} (tolerance {allowed:.3g})" if math.isfinite(err) else "in where outputs are NaN/inf"
             raise Stop("failed", f"outputs on {self.target.name} differ from {what} {how}")
+
+    def sampling(self) -> None:
+        """A denoiser with a sampler: the whole loop timed as one inference in a fresh worker (``loop_*``
+        figures), and the trajectory's fidelity — the final images against the fp32 PyTorch pipeline's from the
+        same initial noise — beside the one-step figures."""
+        job, target = self.job, self.target
+        if not job.sampler or not job.loop_inputs_path:
+            return
+        with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
+            outputs_path = str(Path(tmp) / "loop.npz")
+            samples_outputs_path = str(Path(tmp) / "loop-samples.npz") if job.loop_samples_path else ""
+            request = dataclasses.replace(
+                worker_request(job, target, "sampling", outputs_path, samples_outputs_path),
+                inputs_path=job.loop_inputs_path, samples_path=job.loop_samples_path, sampler=dict(job.sampler))
+            result = self._pass("sampling", request, "sampling loop: ")
+            self.measurements.extend(worker_measurements(target, result["measurements"]))
+            images = load_outputs(samples_outputs_path or outputs_path)
+        reference = load_outputs(job.loop_samples_reference_path if samples_outputs_path else job.loop_reference_path)
+        fidelity = sample_fidelity(images, reference, get_model(job.artifact.model), self.cache_dir, images=True)
+        if fidelity is None:
+            raise Stop("failed", "the sampling loop's images differ in count or shape from the fp32 pipeline's")
+        self.measurements.extend(dataclasses.replace(m, metric=f"loop_{m.metric}") for m in fidelity)
 
     def memory(self) -> None:
         memory = self._pass("memory", worker_request(self.job, self.target, "memory"), "memory pass: ")

@@ -185,7 +185,8 @@ class SuiteRunner:
                      "formats": list(self.suite.formats), "batch_sizes": list(self.suite.batch_sizes),
                      "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
                      "variants": [v.to_dict() for v in self.suite.variants if v.applies_to(model_name)],
-                     "samples": self.suite.settings.fidelity_samples, "progress_path": str(progress_path)},
+                     "samples": self.suite.settings.fidelity_samples,
+                     "loop_samples": self.suite.settings.loop_samples, "progress_path": str(progress_path)},
                     self.suite.settings.prepare_timeout_s, module="harness.build.prepare", on_wait=show,
                 )
             self.status("")
@@ -209,7 +210,8 @@ class SuiteRunner:
                                           io["inputs_path"], io["reference_path"], batch,
                                           expected_path=produced["expected_path"],
                                           samples_path=io.get("samples_path", ""),
-                                          samples_reference_path=io.get("samples_reference_path", ""))
+                                          samples_reference_path=io.get("samples_reference_path", ""),
+                                          **self._loop(spec, io))
                                 yield PlannedJob(job, artifact.error if artifact.status != "ok" else "")
 
         for artifact, inputs_path in self.external:
@@ -217,6 +219,15 @@ class SuiteRunner:
                 for runtime in self._runtimes_for(target, artifact.format):
                     yield PlannedJob(Job(artifact, runtime, target.name, self.suite.settings, inputs_path, "",
                                          artifact.batch_size or 1))
+
+    @staticmethod
+    def _loop(spec: Any, io: dict[str, Any]) -> dict[str, Any]:
+        """A denoiser's sampling-loop fields of its jobs (none for a model without a sampler)."""
+        if spec.sampler is None or not io.get("loop_inputs_path"):
+            return {}
+        return {"sampler": {"sampler": spec.sampler.to_dict(), "inputs": list(spec.make_inputs(1, spec.seed))},
+                **{k: io.get(k, "") for k in ("loop_inputs_path", "loop_reference_path", "loop_samples_path",
+                                              "loop_samples_reference_path")}}
 
     def _unprepared_jobs(self, spec: Any, prepared: dict[str, Any]) -> Iterator[PlannedJob]:
         """Every job of a model whose prepare step failed, crashed or hung, carrying that status."""
