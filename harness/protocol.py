@@ -86,8 +86,9 @@ class WorkerRequest:
     path: str = ""
     """'inspect': the artifact's format and file."""
     sampler: Mapping[str, Any] | None = None
-    """'sampling': ``{"sampler": Sampler.to_dict(), "inputs": [the denoiser's input names, in order]}``; the
-    inputs file holds the loop's initial noise, the samples file the sample set's."""
+    """'sampling': ``{"sampler": Sampler.to_dict(), "inputs": [the denoiser's input names, in order],
+    "time_dtype": its timestep input's dtype}``; the inputs file holds the loop's initial noise, the samples file
+    the sample set's."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -132,7 +132,7 @@ def sampling(request: WorkerRequest, job: Loaded) -> tuple:
     settings = RunSettings.from_dict(request.settings or {})
     spec = dict(request.sampler or {})
     sampler = Sampler.from_dict(spec.get("sampler", {}))
-    loop = SamplingLoop(job.runtime, sampler, spec.get("inputs", ()))
+    loop = SamplingLoop(job.runtime, sampler, spec.get("inputs", ()), spec.get("time_dtype", "float32"))
     result = run_latency_pass(loop, job.artifact, job.inputs, settings, request.batch_size)
     by = {m.metric: m for m in result.measurements}
     timed = loop.loops[-len(by["latency"].samples):]  # the steady-state loops: the last ones run

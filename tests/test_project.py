@@ -150,6 +150,10 @@ def test_a_mismatched_checkpoint_stops_a_run_before_anything_runs(project, tmp_p
     ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4], kind = "gauss" }]', "kind must be one of"),
     ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4] }]\noutput_range = [1, -1]', "high > low"),
     ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4] }]\ncolour = 1', "unknown key 'colour'"),
+    ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4] }]\nsampler = { method = "euler" }',
+     "sampler method must be one of ddim, ddpm"),
+    ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4] }]\nsampler = { steps = 4 }',
+     "the sampler's inputs ('x', 't') are not the model's ('z')"),
 ])
 def test_bad_model_declarations_are_one_line(project, table, message):
     (project / "edge-harness.toml").write_text(f"[models.net]\n{table}\n")
@@ -224,6 +228,7 @@ def test_every_kind_of_compressor_works_on_a_declared_model_with_a_timestep_inpu
         factory = "pkg.denoise:Denoiser"
         inputs = [{ name = "x", shape = [1, 8, 8] }, { name = "t", shape = [], kind = "integer", low = 0, high = 1000 }]
         seed = 3
+        sampler = { method = "ddpm", steps = 4 }
     '''))
     (project / "s.toml").write_text('models = ["denoiser"]\ntargets = ["x86-cpu"]\nformats = ["onnx", "tflite"]\n'
                                     + QUICK_SETTINGS_TOML + textwrap.dedent('''
@@ -255,4 +260,6 @@ def test_every_kind_of_compressor_works_on_a_declared_model_with_a_timestep_inpu
                             ("l1", "onnx"), ("l1", "tflite"), ("int8", "onnx"), ("tfl", "tflite")}
     distill = records[("distill", "onnx")]
     assert any(m.metric == "distill_loss" for m in distill.measurements)
+    for record in records.values():  # its int64 timestep: the sampling loop passes the model's own type
+        assert record.measurement("loop_latency").samples, (record.variant, record.format)
     assert distill.context["model_source"] == str(project / "edge-harness.toml")

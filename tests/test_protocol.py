@@ -22,14 +22,17 @@ def test_a_request_round_trips_with_every_field():
     assert data["protocol"] == PROTOCOL_VERSION and data["cpu_affinity"] == [0, 1]
     assert data["batch_size"] == 1 and data["samples_path"] == ""  # every field is sent, defaults too
     assert WorkerRequest.from_dict(json.loads(json.dumps(data))) == request
-    assert WorkerRequest.from_dict({"mode": "probe"}) == WorkerRequest("probe")  # no version: read as version 1
+    with pytest.raises(ProtocolError, match="the request speaks protocol 1, this Edge Harness speaks 2"):
+        WorkerRequest.from_dict({"mode": "probe"})  # no version: read as version 1, which had no sampling mode
+    looped = WorkerRequest("sampling", sampler={"sampler": {"steps": 4}, "inputs": ["x", "t"]})
+    assert WorkerRequest.from_dict(json.loads(json.dumps(looped.to_dict()))) == looped
 
 
 @pytest.mark.parametrize("data, message", [
     ({"mode": "latency", "protocol": PROTOCOL_VERSION + 1}, f"speaks protocol {PROTOCOL_VERSION + 1}"),
-    ({"mode": "dance"}, "unknown worker mode 'dance'"),
-    ({"mode": "latency", "warp": 9}, "does not know: warp"),
-    ({"runtime": "onnxruntime"}, "no mode"),
+    ({"mode": "dance", "protocol": PROTOCOL_VERSION}, "unknown worker mode 'dance'"),
+    ({"mode": "latency", "warp": 9, "protocol": PROTOCOL_VERSION}, "does not know: warp"),
+    ({"runtime": "onnxruntime", "protocol": PROTOCOL_VERSION}, "no mode"),
     (["latency"], "must be a JSON object"),
 ])
 def test_a_request_of_another_version_or_shape_is_refused(data, message):
@@ -38,7 +41,8 @@ def test_a_request_of_another_version_or_shape_is_refused(data, message):
 
 
 def test_results_round_trip_and_statuses_are_one_closed_set():
-    assert STATUSES == RUN_STATUSES and set(MODES) == {"outputs", "latency", "memory", "energy", "inspect", "probe"}
+    assert STATUSES == RUN_STATUSES and set(MODES) == {"outputs", "latency", "sampling", "memory", "energy",
+                                                              "inspect", "probe"}
     result = WorkerResult("ok", measurements=({"metric": "latency"},), context={"threads": 1},
                           extra={"signature": [{"name": "z"}]})
     data = result.to_dict()

@@ -127,7 +127,7 @@ def test_a_grid_expands_every_combination_with_resolved_parameters(tmp_path):
     assert names == ["prune-channels(amount=0.25)", "prune-channels(amount=0.5)",
                      "quant-static(per_channel=True, calibration_batches=2)",
                      "quant-static(per_channel=False, calibration_batches=2)"]
-    assert sweep.points[0].params == {"amount": 0.25, "multiple": 1}
+    assert sweep.points[0].params == {"amount": 0.25, "multiple": 1, "importance": "l1"}
     assert sweep.repeats == 2 and sweep.limits == {"psnr_db": 20.0} and suite.models == ("tiny_deconv",)
 
 

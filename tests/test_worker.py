@@ -10,6 +10,7 @@ from importlib.metadata import version
 import pytest
 
 from harness.launch.local import LocalLauncher
+from harness.protocol import PROTOCOL_VERSION
 from harness.config.paths import PROJECT_ROOT
 from harness.types import RunSettings
 from tests.helpers import build_all
@@ -29,7 +30,9 @@ def _job(artifact, runtime, io, mode, tmp_path):
 
 
 def _raw_worker(job):
-    proc = subprocess.run([sys.executable, "-m", "harness.worker"], input=json.dumps(job), capture_output=True,
+    """The worker as a board runs it: one JSON request (of this protocol version) on stdin."""
+    proc = subprocess.run([sys.executable, "-m", "harness.worker"], input=json.dumps({"protocol": PROTOCOL_VERSION,
+                                                                                       **job}), capture_output=True,
                           text=True, timeout=120, cwd=PROJECT_ROOT)
     return proc
 
@@ -42,7 +45,7 @@ def test_latency_job_returns_one_json_line_with_measurements(built, tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout  # native chatter (XNNPACK INFO lines) went to stderr
     result = json.loads(lines[0])
-    assert result["status"] == "ok" and result["protocol"] == 1
+    assert result["status"] == "ok" and result["protocol"] == PROTOCOL_VERSION
     metrics = {m["metric"]: m for m in result["measurements"]}
     assert set(metrics) == {"import_time", "load_time", "first_inference", "latency", "throughput"}
     assert metrics["latency"]["stats"]["n"] >= 5 and len(metrics["latency"]["samples"]) >= 5

@@ -198,7 +198,9 @@ class ArtifactCache:
                 (count, *example[sampler.image_input].shape[1:])).astype(np.float32)
 
             def denoise(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-                values = {sampler.image_input: torch.from_numpy(x), sampler.time_input: torch.from_numpy(t)}
+                time_dtype = example[sampler.time_input].dtype
+                values = {sampler.image_input: torch.from_numpy(x),
+                          sampler.time_input: torch.from_numpy(t.astype(time_dtype))}
                 with torch.no_grad():
                     out = model(*(values[n] for n in names))
                 return (out[0] if isinstance(out, (tuple, list)) else out).numpy()

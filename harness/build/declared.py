@@ -12,6 +12,10 @@
     strict = true                       # every parameter in both the model and the checkpoint
     seed = 0                            # seeds the example inputs (and the weights when there is no checkpoint)
     description = "..."
+    # a denoiser: also measure its whole sampling loop (harness.sampling.Sampler's fields; these are the defaults
+    # but for steps: linear β schedule 1e-4 → 0.02 over 1000 training steps, inputs "x" and "t", x0 clipped to ±1)
+    sampler = { method = "ddim", steps = 20, train_steps = 1000, beta_start = 1e-4, beta_end = 0.02,
+                image_input = "x", time_input = "t", clip = 1.0 }
 
 The project config file is the models' source: every process (the prepare step, each worker) rebuilds them by
 loading it (``harness.zoo.load_model_file``), so its sha256, and the checkpoint's, are part of every artifact id.
@@ -29,7 +33,8 @@ from harness.errors import HarnessInputError
 from harness.config.tomlconfig import check_keys, check_list_of
 
 _MODEL_SCHEMA = {"factory": str, "kwargs": dict, "inputs": list, "output_range": list, "checkpoint": str,
-                 "checkpoint_key": str, "strict": bool, "seed": int, "description": str, "kind": str}
+                 "checkpoint_key": str, "strict": bool, "seed": int, "description": str, "kind": str,
+                 "sampler": dict}
 _INPUT_SCHEMA = {"name": str, "shape": list, "kind": str, "low": (int, float), "high": (int, float), "dtype": str}
 INPUT_KINDS = ("normal", "uniform", "integer")
 FLOAT_DTYPES = ("float32", "float16", "float64")
@@ -138,6 +143,23 @@ def _builder(factory_ref: str, where: str, seed: int, init_seed: bool) -> Callab
     return build
 
 
+def _sampler(where: str, raw: Mapping[str, Any] | None, inputs: tuple[InputSpec, ...]) -> Any:
+    """The declared ``sampler`` table as a ``Sampler``, its input names checked against the model's inputs."""
+    if raw is None:
+        return None
+    from harness.sampling import Sampler
+
+    try:
+        sampler = Sampler.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise HarnessInputError(f"{where}: {exc}") from None
+    names = [i.name for i in inputs]
+    if sorted(names) != sorted([sampler.image_input, sampler.time_input]):
+        raise HarnessInputError(f"{where}: the sampler's inputs ({sampler.image_input!r}, {sampler.time_input!r}) "
+                                f"are not the model's ({', '.join(map(repr, names))})")
+    return sampler
+
+
 def register_declared(source: Path, models: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Register every ``[models.NAME]`` of a project config; return the names."""
     from harness.registry import MODELS
@@ -165,13 +187,14 @@ def register_declared(source: Path, models: Mapping[str, Mapping[str, Any]]) -> 
         elif "checkpoint_key" in table:
             raise HarnessInputError(f"{where}: checkpoint_key needs a checkpoint")
         seed = table.get("seed", 0)
+        sampler = _sampler(where, table.get("sampler"), inputs)
         spec = ModelSpec(
             name=name, builder=_builder(table["factory"], where, seed, init_seed=checkpoint is None),
             make_inputs=declared_inputs(inputs), seed=seed,
             description=table.get("description", f"{table['factory']} (declared in {source.name})"),
             kind=table.get("kind", "generator"), builder_kwargs=dict(table.get("kwargs", {})),
             source=str(source), checkpoint=checkpoint,
-            output_range=tuple(float(v) for v in value_range) if value_range else None,
+            output_range=tuple(float(v) for v in value_range) if value_range else None, sampler=sampler,
         )
         if name in MODELS and MODELS.get(name).source not in (str(source), "") and \
                 not is_builtin(MODELS.get(name).source):

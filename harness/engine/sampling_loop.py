@@ -19,14 +19,15 @@ NOISE_INPUT = "noise"
 
 class SamplingLoop:
     """``load / infer / sync`` over a runtime adapter: ``infer({"noise": x_T})`` runs every step and returns
-    the generated images. ``loops`` holds, per ``infer`` call, each step's time in ns."""
+    the generated images. The timestep goes to the denoiser as ``time_dtype`` (its input's own type). ``loops`` holds, per ``infer`` call, each step's time in ns."""
 
-    def __init__(self, runtime: Any, sampler: Sampler, input_names: Sequence[str],
+    def __init__(self, runtime: Any, sampler: Sampler, input_names: Sequence[str], time_dtype: str = "float32",
                  clock: Callable[[], int] = time.perf_counter_ns) -> None:
         if set(input_names) != {sampler.image_input, sampler.time_input}:
             raise ValueError(f"the sampler's inputs ({sampler.image_input!r}, {sampler.time_input!r}) are not the "
                              f"denoiser's ({', '.join(map(repr, input_names))})")
         self.runtime, self.sampler, self.input_names, self.clock = runtime, sampler, list(input_names), clock
+        self.time_dtype = np.dtype(time_dtype)
         self.loops: list[list[int]] = []
 
     def load(self, artifact: Any) -> None:
@@ -39,7 +40,7 @@ class SamplingLoop:
 
         def denoise(x: np.ndarray, t: np.ndarray) -> np.ndarray:
             start = clock()
-            values = {image: x, time_input: t}
+            values = {image: x, time_input: t.astype(self.time_dtype)}
             out = runtime.infer({name: values[name] for name in self.input_names})
             runtime.sync()
             eps = np.asarray(out[0])

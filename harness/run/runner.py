@@ -225,7 +225,9 @@ class SuiteRunner:
         """A denoiser's sampling-loop fields of its jobs (none for a model without a sampler)."""
         if spec.sampler is None or not io.get("loop_inputs_path"):
             return {}
-        return {"sampler": {"sampler": spec.sampler.to_dict(), "inputs": list(spec.make_inputs(1, spec.seed))},
+        example = spec.make_inputs(1, spec.seed)
+        return {"sampler": {"sampler": spec.sampler.to_dict(), "inputs": list(example),
+                            "time_dtype": str(example[spec.sampler.time_input].dtype)},
                 **{k: io.get(k, "") for k in ("loop_inputs_path", "loop_reference_path", "loop_samples_path",
                                               "loop_samples_reference_path")}}
 
