@@ -191,3 +191,39 @@ def test_a_denoiser_with_a_sampler_is_measured_over_its_whole_loop_beside_one_st
     assert "Diffusion: one step and the whole sampling loop" in html
     row = json.loads(json.dumps(half.to_dict()))  # the loop figures travel in the versioned JSON
     assert {"loop_latency", "loop_psnr"} <= {m["metric"] for m in row["measurements"]}
+
+
+# -- distilling a denoiser on its trajectories ------------------------------------------------------------------
+def _tiny_denoiser():
+    from harness.compress import LatentSource
+    from harness.zoo import get_model, load_model_file
+
+    load_model_file(DENOISER / "tiny_denoiser.py")
+    spec = get_model("tiny_denoiser")
+    return spec, spec.builder(**spec.builder_kwargs), LatentSource(spec.make_inputs, spec.seed, sampler=spec.sampler)
+
+
+def test_trajectory_batches_mix_the_teachers_sampling_states_with_fresh_inputs():
+    from harness.compress.distill import TRAJECTORY_POOL, TrajectoryBatches
+
+    spec, teacher, source = _tiny_denoiser()
+    batches = TrajectoryBatches.of(teacher, source, seed=0)
+    assert batches.size == TRAJECTORY_POOL * spec.sampler.steps  # every step of every trajectory
+    visited_t = set(np.unique(batches.pool["t"]).tolist())
+    assert visited_t == {float(t) for t in timesteps(spec.sampler)}
+    batch = batches.batch(8, 3)
+    assert batch["x"].shape == (8, 1, 8, 8) and batch["t"].dtype == np.float32
+    assert set(batch["t"][:4].tolist()) <= visited_t  # the first half from trajectories
+    np.testing.assert_array_equal(batch["x"][4:], source.batch(4, 3)["x"])  # the second half fresh
+    assert np.array_equal(batch["x"], batches.batch(8, 3)["x"])  # seeded
+
+
+def test_distilling_on_trajectories_needs_a_sampler_and_records_its_data():
+    from harness.compress import LatentSource, compressor, resolve_params
+
+    spec, teacher, source = _tiny_denoiser()
+    params = resolve_params("distill", {"data": "trajectories", "steps": 5})
+    _, info = compressor("distill").compress(teacher, params, source)
+    assert "teacher's sampling trajectories" in info["distillation"]["data"]
+    with pytest.raises(ValueError, match="needs a denoiser that declares a sampler"):
+        compressor("distill").compress(teacher, params, LatentSource(spec.make_inputs, spec.seed))

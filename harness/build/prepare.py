@@ -85,7 +85,8 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
             continue
         progress.report(f"compressing: {v.name} ({v.method})")
         torch_variants[v.name] = compress_torch(cache, parent, parent_model, v,
-                                                LatentSource(spec.make_inputs, spec.seed, own_builder(spec)))
+                                                LatentSource(spec.make_inputs, spec.seed, own_builder(spec),
+                                                             spec.sampler))
 
     batches: dict[str, Any] = {}
     for batch in request["batch_sizes"]:

@@ -143,6 +143,9 @@ class LatentSource:
     make_inputs: Callable[[int, int], dict[str, np.ndarray]]
     seed: int
     build: Callable[..., Any] | None = None
+    sampler: Any = None
+    """The denoiser's ``harness.sampling.Sampler`` (None for other generators): distillation can train on the
+    inputs its sampling trajectories visit."""
 
     def batch(self, size: int, index: int) -> dict[str, np.ndarray]:
         """Training batch number ``index`` (0, 1, …) of ``size`` inputs."""

@@ -6,7 +6,9 @@ here on outputs: mean squared error to the teacher's outputs on fresh latents):
   channels (``init = "pruned"``, i.e. channel pruning with a fine-tune) or from random weights
   (``init = "random"``); or a student built afresh, whatever the topology: the model's own builder with
   ``student_kwargs`` overlaid on its ``builder_kwargs`` (``student_kwargs = { ch = 16 }``), or the builder a
-  user names (``student_builder = "pkg.module:build_small"``, called with ``student_kwargs``).
+  user names (``student_builder = "pkg.module:build_small"``, called with ``student_kwargs``). For a denoiser
+  with a sampler, ``data = "trajectories"`` trains on the inputs its sampling loop visits (half of each batch
+  drawn from the teacher's own trajectories, half fresh inputs): what the student sees when it is used.
 - ``separable``: a lighter architecture — every k×k conv / conv-transpose with groups 1 becomes a depthwise
   and a pointwise layer (MobileNet-style), then is distilled from the teacher.
 
@@ -97,7 +99,7 @@ class Distillation:
     description = ("distillation into a thinner student (pruned or random init, or built with other builder "
                    "arguments), training curve recorded")
     params: Mapping[str, Any] = {"amount": 0.5, "multiple": 1, "init": "pruned", "importance": "l1",
-                                 "student_kwargs": {}, "student_builder": "", **_TRAINING_PARAMS}
+                                 "student_kwargs": {}, "student_builder": "", "data": "inputs", **_TRAINING_PARAMS}
 
     @staticmethod
     def tool_versions() -> dict[str, str]:
@@ -107,6 +109,7 @@ class Distillation:
         check_fraction(params)
         check_choice(params, "init", ("pruned", "random"))
         check_choice(params, "importance", IMPORTANCE)
+        check_choice(params, "data", ("inputs", "trajectories"))
         if params["multiple"] < 1:
             raise ValueError(f"multiple must be at least 1, not {params['multiple']}")
         builder = params["student_builder"]
@@ -123,13 +126,65 @@ class Distillation:
                                                 params["importance"])
             if params["init"] == "random":
                 _reinitialize(student, int(params["seed"]))
+        batches = latents
+        if params["data"] == "trajectories":
+            with phase("sampling the teacher's trajectories"):
+                batches = TrajectoryBatches.of(model, latents, int(params["seed"]))
         with phase(f"training the student for {int(params['steps'])} steps"):
-            training = distill_outputs(student, model, latents, params)
+            training = distill_outputs(student, model, batches, params)
+        if params["data"] == "trajectories":
+            training["data"] = batches.describe()
         return student, info | {"distillation": training}
 
     @staticmethod
     def restructure(model: nn.Module, structure: Mapping[str, Any]) -> nn.Module:
         return restructure(model, structure)
+
+
+TRAJECTORY_POOL = 512
+"""Initial noises whose teacher trajectories feed ``data = "trajectories"`` (every step of each is kept)."""
+
+
+class TrajectoryBatches:
+    """Distillation batches for a denoiser: half (x_t, t) pairs its fp32 sampling loop visits from
+    ``TRAJECTORY_POOL`` seeded noises (drawn at random, seeded), half fresh inputs from ``make_inputs``."""
+
+    def __init__(self, pool: dict[str, np.ndarray], latents: Any, seed: int) -> None:
+        self.pool, self.latents, self.seed = pool, latents, seed
+        self.size = len(next(iter(pool.values())))
+
+    @classmethod
+    def of(cls, teacher: nn.Module, latents: Any, seed: int) -> "TrajectoryBatches":
+        from harness.compress import TRAINING_SEED_OFFSET
+        from harness.sampling import sample
+
+        sampler = getattr(latents, "sampler", None) if latents is not None else None
+        if sampler is None:
+            raise ValueError("data = 'trajectories' needs a denoiser that declares a sampler")
+        example = latents.make_inputs(1, latents.seed)
+        names, time_dtype = list(example), example[sampler.time_input].dtype
+        rng = np.random.default_rng(latents.seed + TRAINING_SEED_OFFSET - 1 - seed)
+        noise = rng.standard_normal((TRAJECTORY_POOL, *example[sampler.image_input].shape[1:])).astype(np.float32)
+        visited: dict[str, list[np.ndarray]] = {n: [] for n in names}
+
+        def denoise(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+            values = {sampler.image_input: x, sampler.time_input: t.astype(time_dtype)}
+            for n in names:
+                visited[n].append(values[n])
+            with torch.no_grad():
+                out = teacher.eval()(*(torch.from_numpy(values[n]) for n in names))
+            return _outputs(out)[0].numpy()
+
+        sample(denoise, sampler, noise)
+        return cls({n: np.concatenate(v) for n, v in visited.items()}, latents, seed)
+
+    def batch(self, size: int, index: int) -> dict[str, np.ndarray]:
+        fresh = self.latents.batch(size - size // 2, index)
+        rows = np.random.default_rng([self.seed, index]).integers(0, self.size, size // 2)
+        return {n: np.concatenate([self.pool[n][rows], fresh[n]]) for n in self.pool}
+
+    def describe(self) -> str:
+        return f"half from {self.size} (x_t, t) pairs of the teacher's sampling trajectories, half fresh inputs"
 
 
 def _built_student(teacher: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
