@@ -55,11 +55,13 @@ def _row_figures(r: dict) -> dict:
 
 
 def pareto_front(entries: list[dict]) -> list[dict]:
-    """The entries no other beats on both the lowest-round speed-up and PSNR (identical outputs count as 100 dB)."""
+    """The entries no other beats on both the lowest-round speed-up and PSNR (capped at 100 dB: round-off). An entry
+    without a PSNR (outputs NaN/inf where fp32's are not) is no point of the front."""
     def psnr(e: dict) -> float:
-        return 100.0 if e["psnr_db"] is None or e["psnr_db"] != e["psnr_db"] else min(e["psnr_db"], 100.0)
+        return min(e["psnr_db"], 100.0)
 
-    points = [e for e in entries if e["speedup_min"] is not None]
+    points = [e for e in entries if e["speedup_min"] is not None and e["psnr_db"] is not None
+              and e["psnr_db"] == e["psnr_db"]]
     return sorted((e for e in points if not any(
         o["speedup_min"] >= e["speedup_min"] and psnr(o) >= psnr(e) and
         (o["speedup_min"] > e["speedup_min"] or psnr(o) > psnr(e)) for o in points)),
@@ -121,8 +123,8 @@ def main() -> int:
                               f"{args.min_labels:g}"))
         fronts[model] = pareto_front([e for e in rows.values() if e["model"] == model])
         print("  Pareto front (× fp32 ORT lowest round, PSNR dB): " + ", ".join(
-            f"{e['variant']}/{e['runtime']}/b{e['batch']} ×{e['speedup_min']:.2f} "
-            f"{'identical' if e['psnr_db'] is None else format(e['psnr_db'], '.1f')}" for e in fronts[model]))
+            f"{e['variant']}/{e['runtime']}/b{e['batch']} ×{e['speedup_min']:.2f} {min(e['psnr_db'], 100.0):.1f}"
+            for e in fronts[model]))
     out = paths.reports_dir() / f"compression-speedup-{stamp}.json"
     out.write_text(json.dumps({"context": machine_context(), "rounds": args.rounds, "target_speedup": args.target_speedup,
                                "min_psnr_db": args.min_psnr, "min_labels": args.min_labels,

@@ -75,37 +75,42 @@ def timesteps(sampler: Sampler) -> np.ndarray:
     return np.round(np.linspace(sampler.train_steps - 1, 0, sampler.steps)).astype(np.int64)
 
 
-def step_noise(sampler: Sampler, shape: tuple[int, ...], step: int) -> np.ndarray:
-    """DDPM's fresh noise at ``step`` (seeded by the sampler's seed and the step; float32)."""
-    return np.random.default_rng([sampler.seed, step]).standard_normal(shape).astype(np.float32)
+def step_noise(sampler: Sampler, shape: tuple[int, ...], step: int, rows: np.ndarray) -> np.ndarray:
+    """DDPM's fresh noise at ``step`` for the images ``rows`` of a sample set (each image's own, seeded by the
+    sampler's seed, the step and its row: the same whichever batches a set is generated in; float32)."""
+    return np.stack([np.random.default_rng([sampler.seed, step, int(r)]).standard_normal(shape[1:])
+                     for r in rows]).astype(np.float32)
 
 
 def sample(denoise: Callable[[np.ndarray, np.ndarray], np.ndarray], sampler: Sampler, noise: np.ndarray,
-           on_step: Callable[[int], None] | None = None) -> np.ndarray:
+           on_step: Callable[[int], None] | None = None, rows: np.ndarray | None = None) -> np.ndarray:
     """Run the trajectory from ``noise`` (x_T, float32 N×…) and return the generated images (float32).
 
     ``denoise(x_t, t)`` returns the predicted noise for a batch (``t``: float32, one per item). ``on_step(i)`` is
-    called after step ``i``'s denoiser call (the worker times steps with it)."""
-    abar = alpha_bars(sampler)
+    called after step ``i``'s denoiser call. ``rows``: the images' rows in their sample set (default 0…N−1),
+    which seed DDPM's per-image noise. The arithmetic is float32 throughout (the same on every NumPy)."""
+    abar = alpha_bars(sampler).astype(np.float32)
     ts = timesteps(sampler)
+    rows = np.arange(len(noise)) if rows is None else np.asarray(rows)
+    one = np.float32(1.0)
     x = noise.astype(np.float32)
     for i, t in enumerate(ts):
         eps = np.asarray(denoise(x, np.full(len(x), float(t), dtype=np.float32)), dtype=np.float32)
         if on_step is not None:
             on_step(i)
         a_t = abar[t]
-        a_prev = abar[ts[i + 1]] if i + 1 < len(ts) else 1.0
-        x0 = (x - np.sqrt(1.0 - a_t) * eps) / np.sqrt(a_t)
+        a_prev = abar[ts[i + 1]] if i + 1 < len(ts) else one
+        x0 = (x - np.sqrt(one - a_t) * eps) / np.sqrt(a_t)
         if sampler.clip:
-            x0 = np.clip(x0, -sampler.clip, sampler.clip)
+            x0 = np.clip(x0, np.float32(-sampler.clip), np.float32(sampler.clip))
         if sampler.method == "ddim" or i + 1 == len(ts):
             # η = 0: the deterministic DDIM step, re-deriving ε from the (clipped) x0 estimate
-            eps_hat = (x - np.sqrt(a_t) * x0) / np.sqrt(1.0 - a_t)
-            x = np.sqrt(a_prev) * x0 + np.sqrt(1.0 - a_prev) * eps_hat
+            eps_hat = (x - np.sqrt(a_t) * x0) / np.sqrt(one - a_t)
+            x = np.sqrt(a_prev) * x0 + np.sqrt(one - a_prev) * eps_hat
         else:  # DDPM ancestral step on the respaced schedule: the posterior q(x_prev | x_t, x0)
-            beta = 1.0 - a_t / a_prev
-            mean = (np.sqrt(a_prev) * beta / (1.0 - a_t)) * x0 + (np.sqrt(1.0 - beta) * (1.0 - a_prev) / (1.0 - a_t)) * x
-            var = beta * (1.0 - a_prev) / (1.0 - a_t)
-            x = mean + np.sqrt(var) * step_noise(sampler, x.shape, i)
+            beta = one - a_t / a_prev
+            mean = (np.sqrt(a_prev) * beta / (one - a_t)) * x0 + (np.sqrt(one - beta) * (one - a_prev) / (one - a_t)) * x
+            var = beta * (one - a_prev) / (one - a_t)
+            x = mean + np.sqrt(var) * step_noise(sampler, x.shape, i, rows)
         x = x.astype(np.float32)
     return x

@@ -262,4 +262,6 @@ def test_every_kind_of_compressor_works_on_a_declared_model_with_a_timestep_inpu
     assert any(m.metric == "distill_loss" for m in distill.measurements)
     for record in records.values():  # its int64 timestep: the sampling loop passes the model's own type
         assert record.measurement("loop_latency").samples, (record.variant, record.format)
+    # DDPM draws fresh noise per image and step: the worker (one image at a time) walks the reference's paths
+    assert records[("fp32", "onnx")].measurement("loop_psnr").value > 60
     assert distill.context["model_source"] == str(project / "edge-harness.toml")

@@ -60,6 +60,18 @@ def test_ddpm_noise_is_seeded_and_ddim_is_deterministic():
     assert not np.allclose(a, sample(denoise, Sampler("ddim", steps=8), noise))
 
 
+def test_ddpm_gives_each_image_its_own_noise_whatever_the_batches():
+    """The worker generates a sample set batch by batch; the reference in one call: the same images."""
+    sampler = Sampler("ddpm", steps=6, seed=2)
+    noise = np.random.default_rng(5).standard_normal((6, 1, 4, 4)).astype(np.float32)
+    def denoise(x, t):
+        return 0.2 * x
+    whole = sample(denoise, sampler, noise)
+    parts = [sample(denoise, sampler, noise[i:i + 2], rows=np.arange(i, i + 2)) for i in (0, 2, 4)]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert not np.allclose(whole[0], whole[1])
+
+
 @pytest.mark.parametrize("fields, message", [
     ({"method": "euler"}, "method must be one of ddim, ddpm"),
     ({"steps": 0}, "steps must be between 1 and train_steps"),
@@ -180,10 +192,10 @@ def test_a_denoiser_with_a_sampler_is_measured_over_its_whole_loop_beside_one_st
         loop, step = record.measurement("loop_latency"), record.measurement("loop_step_latency")
         assert loop.samples and "DDIM 5 steps, 2 image(s) per loop" in loop.note
         assert record.measurement("loop_overhead").value >= 0
-        assert 5 * step.value < 3 * loop.value  # five steps make most of a loop
+        assert step.stats["n"] == 5 * len(loop.samples)  # every step of every timed loop
         assert "16 samples" in record.measurement("loop_nonfinite_outputs").note
         assert record.context["pass_seconds"]["sampling"] > 0
-    assert by[("fp32", "torch")].measurement("loop_max_abs_error").value == 0.0  # the reference pipeline itself
+    assert by[("fp32", "torch")].measurement("loop_max_abs_error").value < 1e-5  # the reference pipeline itself
     assert by[("fp32", "onnx")].measurement("loop_psnr").value > 80  # the export walks the same path
     half = by[("half", "onnx")]
     assert 20 < half.measurement("loop_psnr").value < by[("fp32", "onnx")].measurement("loop_psnr").value

@@ -176,7 +176,8 @@ class ArtifactCache:
         model's sampler (the same numpy loop the worker runs around every artifact)."""
         import torch
 
-        from harness.engine.sampling_loop import NOISE_INPUT
+        from harness import sampling
+        from harness.engine.sampling_loop import NOISE_INPUT, ROW_INPUT
         from harness.sampling import sample
 
         sampler = spec.sampler
@@ -185,7 +186,8 @@ class ArtifactCache:
             "loop-io",
             {"model": spec.name, "count": count, "seed": seed, "source": source_digest(spec),
              "builder_kwargs": dict(spec.builder_kwargs), "weights": (weights or {}).get("weights_sha256", ""),
-             "sampler": sampler.to_dict()},
+             "sampler": sampler.to_dict(),
+             "sampling_code": hashlib.sha256(Path(sampling.__file__).read_bytes()).hexdigest()},
             {"torch": version("torch"), "numpy": np.__version__},
         )
         folder = self.root / "io" / key
@@ -205,7 +207,7 @@ class ArtifactCache:
                     out = model(*(values[n] for n in names))
                 return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
 
-            _atomic_savez(inputs_path, {NOISE_INPUT: noise})
+            _atomic_savez(inputs_path, {NOISE_INPUT: noise, ROW_INPUT: np.arange(count, dtype=np.int64)})
             _atomic_savez(reference_path, {"output_0": sample(denoise, sampler, noise)})
         return str(inputs_path), str(reference_path)
 

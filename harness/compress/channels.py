@@ -175,8 +175,9 @@ def _keep_count(channels: int, amount: float, multiple: int) -> int:
 
 def _prune_through_unflatten(model: nn.Module, graph: Any, name: str, unflatten: tuple[str, int], amount: float,
                              multiple: int) -> dict[str, Any]:
-    """Remove whole feature maps from linear layer ``name`` (blocks of units, lowest L1) and the same channels
-    from everything after its ``nn.Unflatten``; the group's record."""
+    """Remove whole feature maps from linear layer ``name`` (blocks of units, lowest L1 over each map's units
+    whatever the ``importance``) and the same channels from everything after its ``nn.Unflatten``; the group's
+    record."""
     modules = dict(model.named_modules())
     layer, (unflatten_name, units) = modules[name], unflatten
     channels = layer.out_features // units
@@ -184,15 +185,19 @@ def _prune_through_unflatten(model: nn.Module, graph: Any, name: str, unflatten:
     keep = sorted(int(i) for i in torch.argsort(norms, descending=True, stable=True)[:_keep_count(channels, amount,
                                                                                                      multiple)])
     drop = sorted(set(range(channels)) - set(keep))
+    drop_units = [c * units + u for c in drop for u in range(units)]
     members = []
     for dep, _ in _full_group(graph, layer):
         target = dep.target.module
         member = _member_name(graph, target)
         if member is None or target is layer:
             continue
-        dep.handler(target, drop)
+        pruner = graph.get_pruner_of_module(target)
+        width = (pruner.get_out_channels(target) if graph.is_out_channel_pruning_fn(dep.handler)
+                 else pruner.get_in_channels(target))
+        dep.handler(target, drop_units if width == layer.out_features else drop)  # before / after the reshape
         members.append(_member(graph, dep))
-    graph.get_pruner_of_module(layer).prune_out_channels(layer, [c * units + u for c in drop for u in range(units)])
+    graph.get_pruner_of_module(layer).prune_out_channels(layer, drop_units)
     sizes = tuple(modules[unflatten_name].unflattened_size)
     modules[unflatten_name].unflattened_size = (len(keep), *sizes[1:])
     return {"layer": name, "kept": len(keep), "of": channels, "removed": drop,
@@ -263,7 +268,7 @@ def thinner_network(model: nn.Module, amount: float, multiple: int, latents: Any
     with phase("pruning whole feature maps through nn.Unflatten"), torch.no_grad():
         for name, unflatten in blocked.items():
             groups.append(_prune_through_unflatten(thinner, graph, name, unflatten, amount, multiple))
-    with phase("pruning channel groups (Torch-Pruning)"), _quiet():
+    with phase("pruning channel groups (Torch-Pruning)"), _quiet(), torch.enable_grad():
         ignored = [modules[n] for n in (*whole, *blocked)]
         pruner = tp.pruner.BasePruner(thinner, list(inputs), importance=_importance(importance),
                                       pruning_ratio=amount, ignored_layers=ignored, round_to=multiple)

@@ -14,7 +14,9 @@ import numpy as np
 from harness.sampling import Sampler, sample
 
 NOISE_INPUT = "noise"
-"""The loop's one input: the initial noise x_T (float32, the denoiser's image shape with the batch)."""
+"""The loop's input: the initial noise x_T (float32, the denoiser's image shape with the batch)."""
+ROW_INPUT = "row"
+"""And each image's row in its sample set (int64; seeds DDPM's per-image noise)."""
 
 
 class SamplingLoop:
@@ -47,7 +49,7 @@ class SamplingLoop:
             steps.append(clock() - start)
             return eps
 
-        images = sample(denoise, self.sampler, np.asarray(inputs[NOISE_INPUT]))
+        images = sample(denoise, self.sampler, np.asarray(inputs[NOISE_INPUT]), rows=inputs.get(ROW_INPUT))
         self.loops.append(steps)
         return [images]
 

@@ -111,6 +111,10 @@ def _loop_flags(row: pd.Series) -> list[str]:
     """A denoiser's sampling loop: errors that compound over the trajectory, which one step does not show."""
     loop, step = row.get("loop_psnr_db"), row.get("psnr_db")
     found = []
+    mismatch = row.get("loop_nonfinite_mismatch")
+    if pd.notna(mismatch) and mismatch > 0:
+        found.append(f"the sampling loop's images are NaN/inf where the fp32 pipeline's are not ({mismatch:.1%} of "
+                     "values): no loop PSNR, not a usable variant")
     if pd.notna(loop) and math.isfinite(loop) and loop < PSNR_FLOOR_DB:
         if pd.notna(step) and step >= PSNR_FLOOR_DB:
             found.append(f"drifts over the sampling loop: PSNR {step:.1f} dB on one step, {loop:.1f} dB on the "

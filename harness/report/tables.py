@@ -73,6 +73,8 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "loop_step_ms": value("loop_step_latency"),
             "loop_psnr_db": catalogue("loop_psnr"),
             "loop_frechet_distance": value("loop_frechet_distance"),
+            "loop_nonfinite_outputs": value("loop_nonfinite_outputs"),
+            "loop_nonfinite_mismatch": value("loop_nonfinite_mismatch"),
             "loop_label_agreement": catalogue("loop_label_agreement"),
             "distill_loss": value("distill_loss"),
             "gzip_mb": value("artifact_gzip_size") / 2**20 if value("artifact_gzip_size") else None,

@@ -205,8 +205,10 @@ class JobRun:
                 inputs_path=job.loop_inputs_path, samples_path=job.loop_samples_path, sampler=dict(job.sampler))
             result = self._pass("sampling", request, "sampling loop: ")
             self.measurements.extend(worker_measurements(target, result["measurements"]))
-            images = load_outputs(samples_outputs_path or outputs_path)
-        reference = load_outputs(job.loop_samples_reference_path if samples_outputs_path else job.loop_reference_path)
+            images = load_outputs(samples_outputs_path) if samples_outputs_path else []
+            reference = load_outputs(job.loop_samples_reference_path) if images else []
+            if not images:  # no sample set, or one smaller than a batch: the timing batch's images
+                images, reference = load_outputs(outputs_path), load_outputs(job.loop_reference_path)
         fidelity = sample_fidelity(images, reference, get_model(job.artifact.model), self.cache_dir, images=True)
         if fidelity is None:
             raise Stop("failed", "the sampling loop's images differ in count or shape from the fp32 pipeline's")
