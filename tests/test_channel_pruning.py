@@ -371,3 +371,17 @@ def test_skip_models_are_pruned_and_distilled_and_run_in_every_format(tmp_path):
             # the export reproduces the compressed torch model (checked when exported) and so its fidelity
             assert by[(model, "thin", fmt)].measurement("psnr").value == pytest.approx(
                 by[(model, "thin", "torch")].measurement("psnr").value, abs=0.05)
+
+
+def test_an_edited_student_builder_file_makes_another_artifact_id(tmp_path, monkeypatch):
+    from harness.compress.steps import _step
+    from harness.types import CompressionSpec
+
+    (tmp_path / "my_students.py").write_text("def small(ch=4):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    variant = CompressionSpec("s", "distill", resolve_params("distill", {"student_builder": "my_students:small"}))
+    before = _step(variant)[1]["student_builder_sha256"]
+    (tmp_path / "my_students.py").write_text("def small(ch=8):\n    return None\n")
+    assert len(before) == 64 and _step(variant)[1]["student_builder_sha256"] != before
+    plain = CompressionSpec("p", "distill", resolve_params("distill", {}))
+    assert "student_builder_sha256" not in _step(plain)[1]  # ids of other variants unchanged

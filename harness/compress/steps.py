@@ -16,7 +16,27 @@ from harness.types import Artifact, CompressionSpec
 
 
 def _step(variant: CompressionSpec) -> tuple[str, dict[str, Any]]:
-    return f"compress-{variant.method}", {"name": variant.name, "params": dict(variant.params)}
+    """The step and config a compressed artifact's id hashes: the variant, and the source of a user's code it names
+    (``student_builder``: an edited builder file is another student)."""
+    config: dict[str, Any] = {"name": variant.name, "params": dict(variant.params)}
+    builder = variant.params.get("student_builder", "")
+    if builder:
+        config["student_builder_sha256"] = _module_digest(str(builder).partition(":")[0])
+    return f"compress-{variant.method}", config
+
+
+def _module_digest(module: str) -> str:
+    """sha256 of an importable module's source file ('' when it cannot be found: the compressor then says why)."""
+    import hashlib
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return ""
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        return ""
+    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
 
 
 def _failure(exc: Exception, variant: CompressionSpec, model: str) -> str:
