@@ -15,6 +15,7 @@ from harness.compress import LatentSource, compressor, resolve_params
 from harness.compress.channels import restructure
 from harness.errors import HarnessInputError
 from harness.zoo import get_model, load_model_file
+from tests.test_compress import _deconv  # the same BatchNorm chain the other compressors are tested on
 
 SKIPS = Path(__file__).parent / "fixtures" / "skips"
 
@@ -43,20 +44,6 @@ def _pix2pix(ch: int = 8) -> nn.Module:
 
 
 # -- a plain chain ---------------------------------------------------------------------------------------
-def _deconv(width: int = 16) -> nn.Module:
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.ConvTranspose2d(8, width, 4, 1, 0, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-        nn.ConvTranspose2d(width, width // 2, 4, 2, 1), nn.BatchNorm2d(width // 2), nn.ReLU(),
-        nn.ConvTranspose2d(width // 2, 1, 4, 2, 1), nn.Tanh(),
-    )
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return model.eval()
-
-
 def test_a_chain_loses_channels_with_its_batch_norms_and_keeps_its_output_layer_whole():
     model, source = _deconv(16), _images((8, 1, 1))
     thin, info = _prune(model, source, amount=0.5)
@@ -340,8 +327,6 @@ models = ["unet_untrained"]
 def test_skip_models_are_pruned_and_distilled_and_run_in_every_format(tmp_path):
     """The pix2pix-style UNet and the zoo UNet's topology, thinned three ways, exported to ONNX and TFLite (each
     export checked against the compressed PyTorch model within the export tolerance) and measured in all three."""
-    import dataclasses
-
     from harness.cli import QUICK_SETTINGS
     from harness.config.paths import targets_dir
     from harness.config.suite import Suite, load_suite
