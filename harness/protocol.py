@@ -6,7 +6,9 @@ Requests to a worker are ``WorkerRequest``s and results ``WorkerResult``s, each 
 both carry ``protocol`` (``PROTOCOL_VERSION``). A child and a harness of different versions (a board's old worker
 bundle, ``harness ab --baseline-root`` of an old checkout) refuse each other with an error naming both versions.
 A request without ``protocol`` is read as version 1 (harnesses before the typed protocol did not send it).
-Version 2 added the ``sampling`` mode (a denoiser's whole sampling loop) and its ``sampler`` field. ``serve`` is the child's side (one request, one result), ``parse_result`` the harness's.
+Version 2 added the ``sampling`` mode (a denoiser's whole sampling loop) and its ``sampler`` field; version 3 the
+sampler's ``decoder`` (a second artifact the worker loads). ``serve`` is the child's side (one request, one
+result), ``parse_result`` the harness's; ``request_artifacts`` lists the artifacts a launcher must stage.
 
 Standard library and ``harness.types`` only: this module ships in the worker bundle.
 """
@@ -24,7 +26,7 @@ from typing import Any, Callable, Mapping
 from harness.capture import tail
 from harness.types import RUN_STATUSES
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 STATUSES = RUN_STATUSES
 """Every status a child's result (and so a run record) can have — one closed set, ``harness.types.RUN_STATUSES``:
@@ -87,8 +89,8 @@ class WorkerRequest:
     """'inspect': the artifact's format and file."""
     sampler: Mapping[str, Any] | None = None
     """'sampling': ``{"sampler": Sampler.to_dict(), "inputs": [the denoiser's input names, in order],
-    "time_dtype": its timestep input's dtype}``; the inputs file holds the loop's initial noise, the samples file
-    the sample set's."""
+    "time_dtype": its timestep input's dtype, "decoder": {"artifact": Artifact.to_dict(), "input": its input name}
+    (only with a decoder)}``; the inputs file holds the loop's initial noise, the samples file the sample set's."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -121,6 +123,13 @@ class WorkerRequest:
 
     def replace(self, **changes: Any) -> WorkerRequest:
         return dataclasses.replace(self, **changes)
+
+
+def request_artifacts(staged: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The artifact dicts inside a wire-form request (the job's, and a sampler's decoder), for a launcher to copy
+    where the worker runs and rewrite in place with the paths there."""
+    found = [staged.get("artifact"), ((staged.get("sampler") or {}).get("decoder") or {}).get("artifact")]
+    return [a for a in found if isinstance(a, dict) and a.get("path")]
 
 
 def wire(request: WorkerRequest | Mapping[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ prepare time and any runtime's artifact in the worker (locally, on a board, on a
 
 ``Sampler`` is what a denoiser model declares: the method, the number of steps, the noise schedule it was
 trained with (linear β from ``beta_start`` to ``beta_end`` over ``train_steps``, as in DDPM, Ho et al. 2020),
-and the names of its image and timestep inputs. The timesteps are evenly spaced over the training steps
+the names of its image and timestep inputs, and optionally the decoder model its final latents go through. The timesteps are evenly spaced over the training steps
 (DDIM's "uniform" skip, Song et al. 2021); DDPM here is the ancestral sampler on that same respaced schedule,
 its noise drawn from ``seed`` so that every artifact of a model walks the same path.
 """
@@ -35,6 +35,9 @@ class Sampler:
     """The predicted clean image is clipped to [-clip, clip] at each step (0 = never), as image diffusion does."""
     seed: int = 0
     """DDPM's per-step noise comes from this seed (the same for every artifact of the model)."""
+    decoder: str = ""
+    """A registered model that turns the loop's final latents into images (a latent diffusion's VAE decoder; one
+    input, shaped like the denoiser's image input); '' = the loop's output is the image."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -61,7 +64,7 @@ class Sampler:
 
     @property
     def label(self) -> str:
-        return f"{self.method.upper()} {self.steps} steps"
+        return f"{self.method.upper()} {self.steps} steps" + (f" + decoder {self.decoder}" if self.decoder else "")
 
 
 def alpha_bars(sampler: Sampler) -> np.ndarray:

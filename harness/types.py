@@ -272,8 +272,8 @@ class Job:
     samples_reference_path: str = ""
     sampler: Mapping[str, Any] | None = None
     """A denoiser's ``Sampler.to_dict()`` with its input order and timestep type (``{"sampler": …, "inputs": [...],
-    "time_dtype": …}``): the job also
-    measures the whole sampling loop. The loop's initial noise for timing and its fp32 PyTorch final images, then
+    "time_dtype": …}``, and ``"decoder": {"input": …, "artifact": its fp32 artifact in the job's format}`` for a
+    latent diffusion): the job also measures the whole sampling loop. The loop's initial noise for timing and its fp32 PyTorch final images, then
     the loop's sample set (initial noises) and its fp32 final images, follow."""
     loop_inputs_path: str = ""
     loop_reference_path: str = ""

@@ -82,6 +82,8 @@ class Loaded:
     import_ms: float
     send: Any = None
     receive: Any = None
+    options: Any = None
+    """The ``RuntimeOptions`` the runtime was made with (a second adapter, e.g. a sampler's decoder, gets the same)."""
 
 
 def outputs(request: WorkerRequest, job: Loaded) -> tuple:
@@ -121,32 +123,47 @@ def latency(request: WorkerRequest, job: Loaded) -> tuple:
 
 def sampling(request: WorkerRequest, job: Loaded) -> tuple:
     """The whole sampling loop, timed as one inference (``loop_latency``: ms per generated batch, with its
-    ``loop_step_latency`` and the sampler's ``loop_overhead``); then the loop's sample set, for the trajectory's
-    fidelity."""
+    ``loop_step_latency``, the decoder's ``loop_decode_latency`` and the sampler's ``loop_overhead``); then the
+    loop's sample set, for the trajectory's fidelity."""
     from harness.engine.measure import run_latency_pass
     from harness.engine.sampling_loop import SamplingLoop
     from harness.sampling import Sampler
-    from harness.types import Measurement, RunSettings
+    from harness.types import Artifact, Measurement, RunSettings
     from harness import stats
 
     settings = RunSettings.from_dict(request.settings or {})
     spec = dict(request.sampler or {})
     sampler = Sampler.from_dict(spec.get("sampler", {}))
-    loop = SamplingLoop(job.runtime, sampler, spec.get("inputs", ()), spec.get("time_dtype", "float32"))
+    decoder = dict(spec.get("decoder") or {})
+    if sampler.decoder and not decoder.get("artifact"):
+        raise ValueError(f"the sampler names the decoder {sampler.decoder!r} but the request carries no artifact "
+                         "for it")
+    loop = SamplingLoop(job.runtime, sampler, spec.get("inputs", ()), spec.get("time_dtype", "float32"),
+                        decoder=type(job.runtime)(job.options) if decoder else None,
+                        decoder_input=decoder.get("input", ""),
+                        decoder_artifact=Artifact.from_dict(decoder["artifact"]) if decoder else None)
     result = run_latency_pass(loop, job.artifact, job.inputs, settings, request.batch_size)
     by = {m.metric: m for m in result.measurements}
-    timed = loop.loops[-len(by["latency"].samples):]  # the steady-state loops: the last ones run
+    n = len(by["latency"].samples)
+    timed = loop.loops[-n:]  # the steady-state loops: the last ones run
+    decodes_ms = [ns / 1e6 for ns in loop.decodes[-n:]] if decoder else [0.0] * n
     step_ms = [ns / 1e6 for steps in timed for ns in steps]
-    overhead_ms = [total - sum(ns for ns in steps) / 1e6 for total, steps in zip(by["latency"].samples, timed)]
+    overhead_ms = [total - sum(ns for ns in steps) / 1e6 - dec
+                   for total, steps, dec in zip(by["latency"].samples, timed, decodes_ms)]
     note = f"{sampler.label}, {request.batch_size} image(s) per loop"
-    out = (
+    decode = (Measurement("loop_decode_latency", stats.summarize(decodes_ms)["p50"], "ms", "perf_counter",
+                          samples=tuple(round(v, 6) for v in decodes_ms), stats=stats.summarize(decodes_ms),
+                          note=f"the decoder {sampler.decoder} on the loop's final latents, once per loop"),) \
+        if decoder else ()
+    out = decode + (
         Measurement("loop_latency", by["latency"].value, "ms", "perf_counter", samples=by["latency"].samples,
                     stats=by["latency"].stats, note=f"one whole sampling loop: {note}"),
         Measurement("loop_step_latency", stats.summarize(step_ms)["p50"], "ms", "perf_counter",
                     stats=stats.summarize(step_ms), note=f"one denoiser step within the loop ({len(step_ms)} steps)"),
         Measurement("loop_overhead", stats.summarize(overhead_ms)["p50"], "ms", "perf_counter",
                     samples=tuple(round(v, 6) for v in overhead_ms),
-                    note="a loop's time not spent in its denoiser steps: the sampler's arithmetic"),
+                    note="a loop's time not spent in its denoiser steps" + (" or its decoder" if decoder else "")
+                         + ": the sampler's arithmetic"),
         Measurement("loop_throughput", request.batch_size / (by["latency"].value / 1e3), "items/s", "batch/median",
                     note="generated images per second"),
         Measurement("loop_first", by["first_inference"].value, "ms", "perf_counter",
@@ -220,7 +237,7 @@ def _prepare_runtime(request: WorkerRequest, send: Any, receive: Any) -> Loaded 
         options = dataclasses.replace(options, threads=context["cores_available"])
     context["threads"] = options.threads
     return Loaded(runtime_cls(options), Artifact.from_dict(request.artifact or {}), load_inputs(request.inputs_path),
-                  context, import_ms, send, receive)
+                  context, import_ms, send, receive, options)
 
 
 def run_job(data: dict[str, Any], send: Any = None, receive: Any = None) -> WorkerResult:

@@ -239,3 +239,80 @@ def test_distilling_on_trajectories_needs_a_sampler_and_records_its_data():
     assert "teacher's sampling trajectories" in info["distillation"]["data"]
     with pytest.raises(ValueError, match="needs a denoiser that declares a sampler"):
         compressor("distill").compress(teacher, params, LatentSource(spec.make_inputs, spec.seed))
+
+
+# -- a latent diffusion's decoder after the loop ------------------------------------------------------------------
+LATENT = Path(__file__).parent / "fixtures" / "latent"
+
+
+class _SteppedDecoder(_SteppedRuntime):
+    def infer(self, inputs):
+        self.clock.ns += self.step_ns
+        self.calls += 1
+        self.order = list(inputs)
+        return [np.zeros((len(inputs["z"]), 1, 8, 8), np.float32)]
+
+
+def test_a_decoders_time_is_part_of_the_loop_and_kept_apart():
+    clock = _FakeClock()
+    denoiser, decoder = _SteppedRuntime(clock, step_ns=1_000_000), _SteppedDecoder(clock, step_ns=3_000_000)
+    loop = SamplingLoop(denoiser, Sampler("ddim", steps=4, decoder="d"), ["x", "t"], clock=clock, decoder=decoder,
+                        decoder_input="z", decoder_artifact="decoder-artifact")
+    settings = RunSettings(min_runs=5, min_duration_s=0.0, warmup_min_runs=2, warmup_max_runs=2)
+    result = run_latency_pass(loop, None, {NOISE_INPUT: np.ones((2, 4, 4, 4), np.float32)}, settings, 2, clock=clock)
+    latency = next(m for m in result.measurements if m.metric == "latency")
+    assert all(s == 4 * 1.0 + 3.0 for s in latency.samples)  # 4 steps of 1 ms and one 3 ms decode
+    assert loop.decodes == [3_000_000] * len(loop.loops) and decoder.calls == decoder.syncs == len(loop.loops)
+    assert decoder.order == ["z"] and result.first_outputs[0].shape == (2, 1, 8, 8)  # the decoder's images
+
+
+def test_a_decoder_needs_its_input_name():
+    with pytest.raises(ValueError, match="decoder needs the name of its input"):
+        SamplingLoop(_SteppedRuntime(_FakeClock(), 1), Sampler(), ["x", "t"], decoder=object())
+
+
+def test_launchers_stage_the_decoders_artifact_beside_the_denoisers():
+    from harness.protocol import WorkerRequest, request_artifacts, wire
+
+    request = WorkerRequest("sampling", artifact={"id": "d", "path": "/a/den.onnx"}, sampler={
+        "sampler": Sampler(decoder="vae").to_dict(), "decoder": {"input": "z", "artifact": {"path": "/a/dec.onnx"}}})
+    staged = wire(request)
+    found = request_artifacts(staged)
+    assert [a["path"] for a in found] == ["/a/den.onnx", "/a/dec.onnx"]
+    found[1]["path"] = "/board/dec.onnx"  # rewritten in place, as a launcher does
+    assert staged["sampler"]["decoder"]["artifact"]["path"] == "/board/dec.onnx"
+
+
+@pytest.mark.slow
+def test_a_latent_diffusion_is_measured_through_its_decoder(tmp_path):
+    from harness.build.artifacts import load_outputs
+    from harness.cli import QUICK_SETTINGS
+    from harness.config.paths import targets_dir
+    from harness.config.suite import Suite
+    from harness.results.store import read_records
+    from harness.run.runner import SuiteRunner
+    from harness.types import CompressionSpec
+
+    suite = Suite(name="latent", models=("tiny_latent", "tiny_latent_mismatched"), targets=("x86-cpu",),
+                  formats=("torch", "onnx"), batch_sizes=(2,), export_tolerance=1e-4,
+                  settings=RunSettings(**QUICK_SETTINGS | {"loop_samples": 8}),
+                  variants=(CompressionSpec("half", "fp16", models=("tiny_latent",)),))
+    runner = SuiteRunner(suite, out_dir=tmp_path / "r", cache_dir=tmp_path / "cache", models_dir=LATENT,
+                         targets_dir=targets_dir(), progress=False)
+    records = read_records(runner.run().results_path)
+    mismatched = [r for r in records if r.model == "tiny_latent_mismatched"]
+    assert mismatched and all(r.status == "failed" for r in mismatched)
+    assert "the sampler's decoder 'tiny_bad_decoder' must take one input shaped like the denoiser's 'x' (4, 4, 4), " \
+           "not z (4, 2, 2)" in mismatched[0].error
+    by = {(r.variant, r.format): r for r in records if r.model == "tiny_latent"}
+    assert {r.status for r in by.values()} == {"ok"}, [r.error for r in by.values()]
+    for record in by.values():
+        decode, loop = record.measurement("loop_decode_latency"), record.measurement("loop_latency")
+        assert 0 < decode.value < loop.value and len(decode.samples) == len(loop.samples)
+        assert "DDIM 4 steps + decoder tiny_latent_decoder" in loop.note
+        assert record.measurement("loop_overhead").value >= 0
+    assert by[("fp32", "torch")].measurement("loop_max_abs_error").value < 1e-5  # the reference pipeline itself
+    assert by[("fp32", "onnx")].measurement("loop_psnr").value > 80  # denoiser and decoder exported
+    assert 20 < by[("half", "onnx")].measurement("loop_psnr").value < by[("fp32", "onnx")].measurement("loop_psnr").value
+    references = [load_outputs(p)[0] for p in (tmp_path / "cache" / "io").rglob("images.npz")]
+    assert references and all(r.shape[1:] == (1, 8, 8) for r in references)  # the decoder's images, not latents

@@ -124,3 +124,22 @@ def test_a_board_that_drops_mid_suite_is_marked_and_the_rest_goes_on(sshd, tmp_p
     assert {r.status for r in later} == {"unreachable"}
     assert "since an earlier job of this run" in later[-1].error  # given up on, not retried for every job
     assert {r.status for r in records if r.target == "x86-cpu"} == {"ok"}
+
+
+def test_a_latent_diffusions_decoder_is_staged_on_the_board_beside_its_denoiser(sshd, tmp_path, shared_cache):
+    from pathlib import Path
+
+    board = tmp_path / "board"
+    targets = targets_with(tmp_path, board=sshd.target_toml("board", sys.executable, board))
+    env = {"EDGE_HARNESS_MODELS": str(Path(__file__).parent / "fixtures" / "latent"),
+           "EDGE_HARNESS_TARGETS": str(targets)}
+    proc = harness("run", "--variant", "none", "--model", "tiny_latent", "--format", "onnx", "--quick", "--no-progress", "--target", "board", "--out", str(tmp_path / "run"),
+                   "--cache", str(shared_cache), env=env)
+    assert proc.returncode == 0, proc.stderr
+    records = read_records(tmp_path / "run" / "results.jsonl")
+    assert len(records) == 2 and {r.status for r in records} == {"ok"}, [r.error for r in records]  # batch 1 and 8
+    for record in records:
+        assert record.context["launcher"] == f"ssh root@127.0.0.1:{sshd.port}"
+        assert record.measurement("loop_decode_latency").value > 0
+        assert record.measurement("loop_psnr").value > 80  # denoiser and decoder both ran on the board
+    assert len(list(board.glob("artifacts/*/*.onnx"))) == 4  # denoiser and decoder, per batch, content-addressed

@@ -152,10 +152,11 @@ class ArtifactCache:
 
     # -- steps --------------------------------------------------------------------------------------
     def model_io(self, spec: ModelSpec, model: Any, batch_size: int, weights: Mapping[str, Any] | None = None,
-                 samples: int = 0, loop_samples: int = 0) -> ModelIO:
+                 samples: int = 0, loop_samples: int = 0, decoder: tuple | None = None) -> ModelIO:
         """Example inputs (seeded) and the fp32 PyTorch outputs for them; with ``samples`` > 0 also the
         fidelity sample set: that many inputs drawn with seed ``spec.seed + SAMPLES_SEED_OFFSET`` (never
-        the timing inputs, calibration or distillation latents) and their fp32 outputs."""
+        the timing inputs, calibration or distillation latents) and their fp32 outputs. ``decoder``: a sampler's
+        decoder as (spec, model, weights), which turns the loop's final latents into its reference images."""
         inputs_path, reference_path = self._inputs_and_outputs(spec, model, batch_size, spec.seed, weights)
         samples_path = samples_reference_path = ""
         if samples > 0:
@@ -164,16 +165,17 @@ class ArtifactCache:
         loop: dict[str, str] = {}
         if spec.sampler is not None:
             loop["loop_inputs_path"], loop["loop_reference_path"] = self._loop_io(
-                spec, model, batch_size, spec.seed + LOOP_SEED_OFFSET, weights)
+                spec, model, batch_size, spec.seed + LOOP_SEED_OFFSET, weights, decoder)
             if loop_samples > 0:
                 loop["loop_samples_path"], loop["loop_samples_reference_path"] = self._loop_io(
-                    spec, model, loop_samples, spec.seed + LOOP_SEED_OFFSET + 1, weights)
+                    spec, model, loop_samples, spec.seed + LOOP_SEED_OFFSET + 1, weights, decoder)
         return ModelIO(inputs_path, reference_path, samples_path, samples_reference_path, **loop)
 
     def _loop_io(self, spec: ModelSpec, model: Any, count: int, seed: int,
-                 weights: Mapping[str, Any] | None) -> tuple[str, str]:
+                 weights: Mapping[str, Any] | None, decoder: tuple | None = None) -> tuple[str, str]:
         """``count`` initial noises and the images the fp32 PyTorch denoiser generates from them through the
-        model's sampler (the same numpy loop the worker runs around every artifact)."""
+        model's sampler (the same numpy loop the worker runs around every artifact), then through the fp32
+        PyTorch decoder when the sampler has one."""
         import torch
 
         from harness import sampling
@@ -187,7 +189,10 @@ class ArtifactCache:
             {"model": spec.name, "count": count, "seed": seed, "source": source_digest(spec),
              "builder_kwargs": dict(spec.builder_kwargs), "weights": (weights or {}).get("weights_sha256", ""),
              "sampler": sampler.to_dict(),
-             "sampling_code": hashlib.sha256(Path(sampling.__file__).read_bytes()).hexdigest()},
+             "sampling_code": hashlib.sha256(Path(sampling.__file__).read_bytes()).hexdigest(),
+             **({"decoder": {"model": decoder[0].name, "source": source_digest(decoder[0]),
+                             "builder_kwargs": dict(decoder[0].builder_kwargs),
+                             "weights": (decoder[2] or {}).get("weights_sha256", "")}} if decoder else {})},
             {"torch": version("torch"), "numpy": np.__version__},
         )
         folder = self.root / "io" / key
@@ -208,7 +213,12 @@ class ArtifactCache:
                 return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
 
             _atomic_savez(inputs_path, {NOISE_INPUT: noise, ROW_INPUT: np.arange(count, dtype=np.int64)})
-            _atomic_savez(reference_path, {"output_0": sample(denoise, sampler, noise)})
+            images = sample(denoise, sampler, noise)
+            if decoder:
+                with torch.no_grad():
+                    out = decoder[1](torch.from_numpy(images))
+                images = (out[0] if isinstance(out, (tuple, list)) else out).numpy()
+            _atomic_savez(reference_path, {"output_0": images})
         return str(inputs_path), str(reference_path)
 
     def _inputs_and_outputs(self, spec: ModelSpec, model: Any, count: int, seed: int,

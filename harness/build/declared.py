@@ -15,7 +15,7 @@
     # a denoiser: also measure its whole sampling loop (harness.sampling.Sampler's fields; these are the defaults
     # but for steps: linear β schedule 1e-4 → 0.02 over 1000 training steps, inputs "x" and "t", x0 clipped to ±1)
     sampler = { method = "ddim", steps = 20, train_steps = 1000, beta_start = 1e-4, beta_end = 0.02,
-                image_input = "x", time_input = "t", clip = 1.0 }
+                image_input = "x", time_input = "t", clip = 1.0 }   # + decoder = "vae" (a latent diffusion)
 
 The project config file is the models' source: every process (the prepare step, each worker) rebuilds them by
 loading it (``harness.zoo.load_model_file``), so its sha256, and the checkpoint's, are part of every artifact id.

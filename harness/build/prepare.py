@@ -6,12 +6,14 @@ process only.
 Request: ``model``, ``source`` (the model file), ``cache`` (folder), ``formats``, ``batch_sizes``,
 ``tolerance``, ``timeout_s`` (for each validation worker), ``variants`` (CompressionSpec dicts, optional),
 ``samples`` (size of the fidelity sample set, optional), ``loop_samples`` (a denoiser with a sampler: how many
-images its loop's sample set generates, optional), ``progress_path`` (optional: progress lines go there,
+images its loop's sample set generates, optional), ``decoder_source`` (the model file of the sampler's decoder,
+when it is another file), ``progress_path`` (optional: progress lines go there,
 ``harness.build.progress``). A generator that declares digits training is trained
 here on first use (weights cached under ``<cache>/weights``).
 Result: ``status``, ``batches`` ({batch: {"io": {...}, "variants":
 {variant: {"expected_path": outputs its artifacts must reproduce ('' = none: judged by fidelity only),
-"artifacts": {fmt: Artifact dict}}}}}) with "fp32" first, ``built`` and ``reused`` (artifact ids).
+"artifacts": {fmt: Artifact dict}}}, "decoder": {"input": name, "artifacts": {fmt: Artifact dict}} (a sampler's
+decoder, fp32, in each format)}}) with "fp32" first, ``built`` and ``reused`` (artifact ids).
 """
 from __future__ import annotations
 
@@ -70,6 +72,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
     cache = ArtifactCache(Path(request["cache"]), validate=validate_in_worker(float(request["timeout_s"])))
     tolerance = float(request["tolerance"])
     base = cache.torch_artifact(spec, model, weights)
+    decoder = _loop_decoder(spec, request, cache)
     variants = [CompressionSpec.from_dict(v) for v in request.get("variants", ())]
     torch_stage = [v for v in variants if compressor(v.method).stage == "torch"]
     file_stage = [v for v in variants if compressor(v.method).stage != "torch"]
@@ -91,7 +94,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
     batches: dict[str, Any] = {}
     for batch in request["batch_sizes"]:
         io = cache.model_io(spec, model, int(batch), weights, int(request.get("samples", 0)),
-                            int(request.get("loop_samples", 0)))
+                            int(request.get("loop_samples", 0)), decoder=decoder and decoder[:3])
         entries: dict[str, Any] = {}
         for name, (artifact, variant_model) in torch_variants.items():
             expected = io.reference_path
@@ -119,6 +122,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
             entries[v.name] = {"expected_path": "", "artifacts": {artifact.format: artifact}}
         batches[str(batch)] = {
             "io": dataclasses.asdict(io),
+            **({"decoder": _decoder_exports(cache, decoder, request, int(batch))} if decoder else {}),
             "variants": {name: {"expected_path": e["expected_path"],
                                 "artifacts": {fmt: a.to_dict() for fmt, a in e["artifacts"].items()
                                               if fmt in request["formats"]}}
@@ -126,6 +130,47 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
         }
     return {"status": "ok", "error": "", "batches": batches,
             "built": cache.stats.built, "reused": cache.stats.reused}
+
+
+def _loop_decoder(spec: Any, request: dict[str, Any], cache: Any) -> tuple | None:
+    """A sampler's decoder: (its spec, model, weights, input name, fp32 torch artifact), or None without one. A
+    decoder that is not registered, or whose input is not the denoiser's image, is a one-line error."""
+    from harness.errors import HarnessInputError
+    from harness.training import build_trained
+    from harness.zoo import MODELS, get_model, load_model_file
+
+    if spec.sampler is None or not spec.sampler.decoder:
+        return None
+    name = spec.sampler.decoder
+    if name not in MODELS.names() and request.get("decoder_source"):
+        load_model_file(Path(request["decoder_source"]))
+    if name not in MODELS.names():
+        raise HarnessInputError(f"{spec.name}: the sampler's decoder {name!r} is not a registered model")
+    dspec = get_model(name)
+    example, latent = dspec.make_inputs(1, dspec.seed), spec.make_inputs(1, spec.seed)[spec.sampler.image_input]
+    if len(example) != 1 or next(iter(example.values())).shape[1:] != latent.shape[1:]:
+        shapes = ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in example.items())
+        raise HarnessInputError(f"{spec.name}: the sampler's decoder {name!r} must take one input shaped like the "
+                                f"denoiser's {spec.sampler.image_input!r} {tuple(latent.shape[1:])}, not {shapes}")
+    progress.report(f"building the decoder {name}")
+    dmodel, dweights = build_trained(dspec, Path(request["cache"]))
+    return dspec, dmodel, dweights, next(iter(example)), cache.torch_artifact(dspec, dmodel, dweights)
+
+
+def _decoder_exports(cache: Any, decoder: tuple, request: dict[str, Any], batch: int) -> dict[str, Any]:
+    """The decoder's fp32 artifact in each of the suite's formats at ``batch``, validated like any export."""
+    from harness.exporters import exporter_for_format
+
+    dspec, dmodel, dweights, input_name, base = decoder
+    io = cache.model_io(dspec, dmodel, batch, dweights)
+    artifacts = {"torch": base}
+    for fmt in request["formats"]:
+        if fmt != "torch":
+            progress.report(f"exporting the decoder {dspec.name} → {fmt}, batch {batch}")
+            artifacts[fmt] = cache.export(base, dmodel, exporter_for_format(fmt), io, batch,
+                                          float(request["tolerance"]))
+    return {"input": input_name, "artifacts": {fmt: a.to_dict() for fmt, a in artifacts.items()
+                                               if fmt in request["formats"]}}
 
 
 def _failed_child(parent: Any, variant: str, fmt: str | None = None) -> Any:

@@ -1,8 +1,9 @@
 """A denoiser's whole sampling loop as one inference, so the harness's one timing loop (warm-up, stopping rule,
 statistics) measures time per generated image end to end: every step calls the runtime adapter's ``infer`` and
 ``sync`` on the same loaded artifact, and the sampler's own arithmetic (numpy) runs between steps, as it would in
-the user's application. Each step's time (denoiser call, sync and the copy of its output to the host) is kept,
-so a loop's time splits into its steps and the sampler's overhead.
+the user's application; a latent diffusion's decoder (a second adapter of the same runtime) turns the final latents
+into images. Each step's time (denoiser call, sync and the copy of its output to the host) and the decoder's are
+kept, so a loop's time splits into its steps, the decoder and the sampler's overhead.
 """
 from __future__ import annotations
 
@@ -21,19 +22,29 @@ ROW_INPUT = "row"
 
 class SamplingLoop:
     """``load / infer / sync`` over a runtime adapter: ``infer({"noise": x_T})`` runs every step and returns
-    the generated images. The timestep goes to the denoiser as ``time_dtype`` (its input's own type). ``loops`` holds, per ``infer`` call, each step's time in ns."""
+    the generated images. The timestep goes to the denoiser as ``time_dtype`` (its input's own type). ``loops``
+    holds, per ``infer`` call, each step's time in ns; ``decodes`` the decoder's (``decoder``: a runtime adapter,
+    fed the final latents as its input ``decoder_input``; its artifact is ``load``'s second)."""
 
     def __init__(self, runtime: Any, sampler: Sampler, input_names: Sequence[str], time_dtype: str = "float32",
-                 clock: Callable[[], int] = time.perf_counter_ns) -> None:
+                 clock: Callable[[], int] = time.perf_counter_ns, decoder: Any = None,
+                 decoder_input: str = "", decoder_artifact: Any = None) -> None:
         if set(input_names) != {sampler.image_input, sampler.time_input}:
             raise ValueError(f"the sampler's inputs ({sampler.image_input!r}, {sampler.time_input!r}) are not the "
                              f"denoiser's ({', '.join(map(repr, input_names))})")
         self.runtime, self.sampler, self.input_names, self.clock = runtime, sampler, list(input_names), clock
         self.time_dtype = np.dtype(time_dtype)
+        if decoder is not None and not decoder_input:
+            raise ValueError("a sampling loop's decoder needs the name of its input")
+        self.decoder, self.decoder_input, self.decoder_artifact = decoder, decoder_input, decoder_artifact
         self.loops: list[list[int]] = []
+        self.decodes: list[int] = []
 
     def load(self, artifact: Any) -> None:
+        """The denoiser's artifact, then the decoder's (both count as the loop's load)."""
         self.runtime.load(artifact)
+        if self.decoder is not None:
+            self.decoder.load(self.decoder_artifact)
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         steps: list[int] = []
@@ -51,6 +62,12 @@ class SamplingLoop:
 
         images = sample(denoise, self.sampler, np.asarray(inputs[NOISE_INPUT]), rows=inputs.get(ROW_INPUT))
         self.loops.append(steps)
+        if self.decoder is not None:
+            start = clock()
+            out = self.decoder.infer({self.decoder_input: images})
+            self.decoder.sync()
+            images = np.asarray(out[0])
+            self.decodes.append(clock() - start)
         return [images]
 
     def sync(self) -> None:

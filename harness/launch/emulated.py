@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.hashing import file_sha256
 from harness.launch.local import LocalLauncher
-from harness.protocol import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, wire
+from harness.protocol import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, request_artifacts, wire
 from harness.launch.ssh import worker_bundle
 from harness.types import EmulatedSettings
 
@@ -84,8 +84,7 @@ class EmulatedLauncher(LocalLauncher):
         if why:
             return {"status": "unsupported", "error": why, "measurements": [], "context": {}}
         staged = wire(request)
-        artifact = staged.get("artifact")
-        if artifact and artifact.get("path"):
+        for artifact in request_artifacts(staged):
             digest = artifact.get("sha256") or file_sha256(artifact["path"])
             artifact["path"] = self._copy_in(
                 artifact["path"], f"{self.stage_dir}/artifacts/{digest[:20]}/{Path(artifact['path']).name}")

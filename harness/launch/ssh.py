@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.hashing import file_sha256
-from harness.protocol import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, failure_result, parse_result, wire
+from harness.protocol import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, failure_result, parse_result, request_artifacts, wire
 from harness.types import SshSettings
 
 REMOTE_EXIT_TIMEOUT = 124
@@ -169,8 +169,7 @@ class SshLauncher:
         """Upload what the request refers to; return it with board paths, and the remote output paths."""
         wd = self.settings.workdir
         staged = wire(request)
-        artifact = staged.get("artifact")
-        if artifact and artifact.get("path"):
+        for artifact in request_artifacts(staged):
             digest = artifact.get("sha256") or file_sha256(artifact["path"])
             remote = posixpath.join(wd, "artifacts", digest[:20], Path(artifact["path"]).name)
             self._upload(artifact["path"], remote, Path(artifact["path"]).stat().st_size)

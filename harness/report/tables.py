@@ -71,6 +71,7 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "label_agreement": catalogue("label_agreement"),
             "loop_latency_p50_ms": catalogue("loop_latency_p50"),
             "loop_step_ms": value("loop_step_latency"),
+            "loop_decode_ms": value("loop_decode_latency"),
             "loop_psnr_db": catalogue("loop_psnr"),
             "loop_frechet_distance": value("loop_frechet_distance"),
             "loop_nonfinite_outputs": value("loop_nonfinite_outputs"),

@@ -197,6 +197,13 @@ class JobRun:
         job, target = self.job, self.target
         if not job.sampler or not job.loop_inputs_path:
             return
+        decoder_name = job.sampler["sampler"].get("decoder", "")
+        if decoder_name:
+            decoder = (job.sampler.get("decoder") or {}).get("artifact")
+            if not decoder or decoder.get("status", "ok") != "ok":
+                why = (decoder or {}).get("error") or "none was made"
+                raise Stop("failed", f"sampling loop: the decoder {decoder_name} has no {job.artifact.format} "
+                                     f"artifact: {why}")
         with tempfile.TemporaryDirectory(prefix="edge-harness-") as tmp:
             outputs_path = str(Path(tmp) / "loop.npz")
             samples_outputs_path = str(Path(tmp) / "loop-samples.npz") if job.loop_samples_path else ""
@@ -209,7 +216,8 @@ class JobRun:
             reference = load_outputs(job.loop_samples_reference_path) if images else []
             if not images:  # no sample set, or one smaller than a batch: the timing batch's images
                 images, reference = load_outputs(outputs_path), load_outputs(job.loop_reference_path)
-        fidelity = sample_fidelity(images, reference, get_model(job.artifact.model), self.cache_dir, images=True)
+        image_model = get_model(decoder_name or job.artifact.model)  # the images are the decoder's, if any
+        fidelity = sample_fidelity(images, reference, image_model, self.cache_dir, images=True)
         if fidelity is None:
             raise Stop("failed", "the sampling loop's images differ in count or shape from the fp32 pipeline's")
         self.measurements.extend(dataclasses.replace(m, metric=f"loop_{m.metric}") for m in fidelity)

@@ -28,7 +28,7 @@ from harness.results.store import ResultsStore
 from harness.config.suite import Suite
 from harness.config.targets import get_target
 from harness.types import Artifact, Job, RunRecord, TargetProfile
-from harness.zoo import discover, discover_all, get_model
+from harness.zoo import MODELS, discover, discover_all, get_model
 
 
 @dataclass
@@ -186,7 +186,8 @@ class SuiteRunner:
                      "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
                      "variants": [v.to_dict() for v in self.suite.variants if v.applies_to(model_name)],
                      "samples": self.suite.settings.fidelity_samples,
-                     "loop_samples": self.suite.settings.loop_samples, "progress_path": str(progress_path)},
+                     "loop_samples": self.suite.settings.loop_samples, "progress_path": str(progress_path),
+                     "decoder_source": self._decoder_source(spec)},
                     self.suite.settings.prepare_timeout_s, module="harness.build.prepare", on_wait=show,
                 )
             self.status("")
@@ -211,7 +212,7 @@ class SuiteRunner:
                                           expected_path=produced["expected_path"],
                                           samples_path=io.get("samples_path", ""),
                                           samples_reference_path=io.get("samples_reference_path", ""),
-                                          **self._loop(spec, io))
+                                          **self._loop(spec, io, entry.get("decoder"), fmt))
                                 yield PlannedJob(job, artifact.error if artifact.status != "ok" else "")
 
         for artifact, inputs_path in self.external:
@@ -221,13 +222,23 @@ class SuiteRunner:
                                          artifact.batch_size or 1))
 
     @staticmethod
-    def _loop(spec: Any, io: dict[str, Any]) -> dict[str, Any]:
-        """A denoiser's sampling-loop fields of its jobs (none for a model without a sampler)."""
+    def _decoder_source(spec: Any) -> str:
+        """The model file of a sampler's decoder, when it is registered here ('' otherwise: prepare says so)."""
+        name = spec.sampler.decoder if spec.sampler is not None else ""
+        return get_model(name).source if name and name in MODELS.names() else ""
+
+    @staticmethod
+    def _loop(spec: Any, io: dict[str, Any], decoder: dict[str, Any] | None, fmt: str) -> dict[str, Any]:
+        """A denoiser's sampling-loop fields of its jobs (none for a model without a sampler); its decoder's
+        artifact in the job's format."""
         if spec.sampler is None or not io.get("loop_inputs_path"):
             return {}
         example = spec.make_inputs(1, spec.seed)
-        return {"sampler": {"sampler": spec.sampler.to_dict(), "inputs": list(example),
-                            "time_dtype": str(example[spec.sampler.time_input].dtype)},
+        loop = {"sampler": spec.sampler.to_dict(), "inputs": list(example),
+                "time_dtype": str(example[spec.sampler.time_input].dtype)}
+        if decoder:
+            loop["decoder"] = {"input": decoder["input"], "artifact": decoder["artifacts"].get(fmt)}
+        return {"sampler": loop,
                 **{k: io.get(k, "") for k in ("loop_inputs_path", "loop_reference_path", "loop_samples_path",
                                               "loop_samples_reference_path")}}
 
