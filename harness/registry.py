@@ -54,3 +54,5 @@ RUNTIMES: Registry = Registry("runtime")
 COMPRESSORS: Registry = Registry("compressor")
 ENERGY_PROBES: Registry = Registry("energy probe")
 """name → class; instances are made with (config mapping, root path for sysfs readers) (``harness.energy``)."""
+OP_PROFILERS: Registry = Registry("op profiler")
+"""runtime name → ``profile(runtime, artifact, inputs, runs) -> OpProfile`` (``harness.profiling``)."""

@@ -192,6 +192,9 @@ class RunSettings:
     loop_samples: int = 64
     """For a denoiser with a sampler: how many images the whole sampling loop generates for the trajectory's
     fidelity (from the same initial noises as the fp32 pipeline; 0 = the timing batch's images only)."""
+    profile_runs: int = 10
+    """Profiled inferences in each job's profile pass (a worker of its own, after the timing passes): per-op times
+    from the runtime's profiler, and the roofline (0 = no profile pass)."""
 
     def __post_init__(self) -> None:
         if self.min_runs < 1 or self.warmup_min_runs < 1:
@@ -206,8 +209,8 @@ class RunSettings:
             raise ValueError("warmup_tolerance must be a fraction between 0 and 1")
         if self.target_ci_rel_width is not None and self.target_ci_rel_width <= 0:
             raise ValueError("target_ci_rel_width must be positive")
-        if self.fidelity_samples < 0 or self.loop_samples < 0:
-            raise ValueError("fidelity_samples and loop_samples must be >= 0")
+        if self.fidelity_samples < 0 or self.loop_samples < 0 or self.profile_runs < 0:
+            raise ValueError("fidelity_samples, loop_samples and profile_runs must be >= 0")
         if self.rounds < 1:
             raise ValueError("rounds must be at least 1")
         if self.timeout_s <= 0 or self.prepare_timeout_s <= 0 or self.memory_runs < 1:
@@ -279,6 +282,9 @@ class Job:
     loop_reference_path: str = ""
     loop_samples_path: str = ""
     loop_samples_reference_path: str = ""
+    work: Mapping[str, Any] | None = None
+    """FLOPs and bytes per inference of the model the artifact was made from (``harness.build.work.Work.to_dict()``,
+    or ``{"error": …}``); None for a user's own artifact (no PyTorch model to count on)."""
 
     @property
     def key(self) -> str:

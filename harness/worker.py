@@ -69,6 +69,19 @@ def inspect(request: WorkerRequest) -> WorkerResult:
     return WorkerResult("ok", extra={"signature": read_signature(request.format, request.path)})
 
 
+def ceilings(request: WorkerRequest) -> WorkerResult:
+    """The machine's peak GFLOP/s and memory bandwidth for the roofline, at the request's thread count (0 = every
+    core the worker may use)."""
+    import os
+
+    from harness.profiling.ceilings import measure_ceilings
+
+    if request.cpu_affinity:
+        os.sched_setaffinity(0, list(request.cpu_affinity))
+    threads = int((request.runtime_options or {}).get("threads", 0)) or len(os.sched_getaffinity(0))
+    return WorkerResult("ok", extra={"ceilings": measure_ceilings(threads).to_dict()})
+
+
 # -- modes that run the artifact ----------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Loaded:
@@ -176,6 +189,26 @@ def sampling(request: WorkerRequest, job: Loaded) -> tuple:
     return out
 
 
+def profile(request: WorkerRequest, job: Loaded) -> tuple:
+    """Per-op profile (``context["op_profile"]``: ``harness.profiling.ops.OpProfile``) with the runtime's own profiler,
+    in a worker of its own: ``settings.profile_runs`` profiled inferences after one warm-up. A runtime without a
+    profiler says so in ``op_profile_unavailable``."""
+    from harness.profiling import op_profiler
+    from harness.types import RunSettings
+
+    settings = RunSettings.from_dict(request.settings or {})
+    profiler = op_profiler(request.runtime)
+    if profiler is None:
+        job.context["op_profile_unavailable"] = f"no op profiler is registered for the runtime {request.runtime!r}"
+        return ()
+    result = profiler(job.runtime, job.artifact, job.inputs, max(1, settings.profile_runs))
+    if not result.ops:
+        job.context["op_profile_unavailable"] = "; ".join(result.notes) or "the profiler recorded no op"
+        return ()
+    job.context["op_profile"] = result.to_dict()
+    return ()
+
+
 def memory(request: WorkerRequest, job: Loaded) -> tuple:
     from harness.engine.memory import run_memory_pass
     from harness.types import RunSettings
@@ -195,10 +228,12 @@ def energy(request: WorkerRequest, job: Loaded) -> tuple:
     return tuple(measurements)
 
 
-MODES: dict[str, Callable[..., Any]] = {"probe": probe, "inspect": inspect, "outputs": outputs, "latency": latency,
-                                        "sampling": sampling, "memory": memory, "energy": energy}
-"""Every mode of ``harness.protocol.MODES``: probe / inspect take the request; the others the request and a
-``Loaded``."""
+MODES: dict[str, Callable[..., Any]] = {"probe": probe, "inspect": inspect, "ceilings": ceilings, "outputs": outputs,
+                                        "latency": latency, "sampling": sampling, "profile": profile,
+                                        "memory": memory, "energy": energy}
+"""Every mode of ``harness.protocol.MODES``: probe / inspect / ceilings take the request; the others the request and
+a ``Loaded``."""
+REQUEST_ONLY = ("probe", "inspect", "ceilings")
 
 
 def _prepare_runtime(request: WorkerRequest, send: Any, receive: Any) -> Loaded | WorkerResult:
@@ -248,7 +283,7 @@ def run_job(data: dict[str, Any], send: Any = None, receive: Any = None) -> Work
     load_plugins()
     request = WorkerRequest.from_dict(data)
     mode = MODES[request.mode]
-    if request.mode in ("probe", "inspect"):
+    if request.mode in REQUEST_ONLY:
         return mode(request)
     job = _prepare_runtime(request, send, receive)
     if isinstance(job, WorkerResult):

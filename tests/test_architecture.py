@@ -17,7 +17,7 @@ from harness.config.paths import PACKAGE_DIR
 FLOORS = [
     ("floor", 0, ("harness", "harness.types", "harness.errors", "harness.stats", "harness.hashing", "harness.capture",
                   "harness.registry", "harness.protocol", "harness.pyfile", "harness.plugins", "harness.sampling")),
-    ("worker side", 1, ("harness.engine", "harness.runtimes", "harness.energy", "harness.worker")),
+    ("worker side", 1, ("harness.engine", "harness.runtimes", "harness.energy", "harness.profiling", "harness.worker")),
     ("config, results", 2, ("harness.config", "harness.results")),
     ("analysis, launch", 3, ("harness.analysis", "harness.launch")),
     ("build", 4, ("harness.build", "harness.compress", "harness.exporters", "harness.zoo", "harness.training",
@@ -99,9 +99,12 @@ def test_the_engine_imports_only_the_standard_library_numpy_and_psutil():
 WORKER_BUNDLE = ["__init__.py", "capture.py", "energy/__init__.py", "energy/counters.py", "energy/modelled.py",
                  "energy/sampled.py", "energy/window.py", "engine/__init__.py", "engine/context.py",
                  "engine/cpustate.py", "engine/device_timing.py", "engine/measure.py", "engine/memory.py",
-                 "engine/sampling_loop.py", "errors.py", "plugins.py", "protocol.py", "pyfile.py", "registry.py", "runtimes/__init__.py", "runtimes/cuda.py",
-                 "runtimes/litert_rt.py", "runtimes/onnxruntime_rt.py", "runtimes/signature.py",
-                 "runtimes/torch_eager.py", "sampling.py", "stats.py", "types.py", "worker.py"]
+                 "engine/sampling_loop.py", "errors.py", "plugins.py", "profiling/__init__.py",
+                 "profiling/ceilings.py", "profiling/families.py", "profiling/litert_ops.py",
+                 "profiling/onnxruntime_ops.py", "profiling/ops.py", "profiling/torch_ops.py", "protocol.py", "pyfile.py",
+                 "registry.py", "runtimes/__init__.py", "runtimes/cuda.py", "runtimes/litert_rt.py",
+                 "runtimes/onnxruntime_rt.py", "runtimes/signature.py", "runtimes/torch_eager.py", "sampling.py",
+                 "stats.py", "types.py", "worker.py"]
 
 
 def test_the_worker_bundle_for_boards_holds_the_worker_side_only():

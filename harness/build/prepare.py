@@ -12,7 +12,8 @@ when it is another file), ``progress_path`` (optional: progress lines go there,
 here on first use (weights cached under ``<cache>/weights``).
 Result: ``status``, ``batches`` ({batch: {"io": {...}, "variants":
 {variant: {"expected_path": outputs its artifacts must reproduce ('' = none: judged by fidelity only),
-"artifacts": {fmt: Artifact dict}}}, "decoder": {"input": name, "artifacts": {fmt: Artifact dict}} (a sampler's
+"artifacts": {fmt: Artifact dict}, "work": FLOPs and bytes per inference (``harness.build.work``)}},
+"decoder": {"input": name, "artifacts": {fmt: Artifact dict}} (a sampler's
 decoder, fp32, in each format)}}) with "fp32" first, ``built`` and ``reused`` (artifact ids).
 """
 from __future__ import annotations
@@ -110,7 +111,8 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
                     progress.report(f"exporting {name} → {fmt}, batch {batch}")
                     exports[fmt] = cache.export(artifact, variant_model, exporter_for_format(fmt), io, int(batch),
                                                 tolerance, expected_path=expected)
-            entries[name] = {"expected_path": expected, "artifacts": exports}
+            entries[name] = {"expected_path": expected, "artifacts": exports,
+                             "work": _work(variant_model, spec.make_inputs(int(batch), spec.seed))}
         for v in file_stage:
             parent = entries.get(v.after or "fp32", {}).get("artifacts", {}).get(compressor(v.method).stage)
             if parent is None:  # the suite does not export that format: nothing to quantize
@@ -119,17 +121,30 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
                                               int(v.params.get("calibration_batches", 16)))
             progress.report(f"compressing: {v.name} ({v.method}), batch {batch}")
             artifact = compress_file(cache, parent, v, calibration, io)
-            entries[v.name] = {"expected_path": "", "artifacts": {artifact.format: artifact}}
+            entries[v.name] = {"expected_path": "", "artifacts": {artifact.format: artifact},
+                               "work": entries.get(v.after or "fp32", {}).get("work")}
         batches[str(batch)] = {
             "io": dataclasses.asdict(io),
             **({"decoder": _decoder_exports(cache, decoder, request, int(batch))} if decoder else {}),
-            "variants": {name: {"expected_path": e["expected_path"],
+            "variants": {name: {"expected_path": e["expected_path"], "work": e["work"],
                                 "artifacts": {fmt: a.to_dict() for fmt, a in e["artifacts"].items()
                                               if fmt in request["formats"]}}
                          for name, e in entries.items()},
         }
     return {"status": "ok", "error": "", "batches": batches,
             "built": cache.stats.built, "reused": cache.stats.reused}
+
+
+def _work(model: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """FLOPs and bytes of one inference (``harness.build.work``), or ``{"error": why}`` when counting fails."""
+    from harness.build.work import count_work
+
+    if model is None:
+        return None
+    try:
+        return count_work(model, inputs).to_dict()
+    except Exception as exc:  # an op the counter cannot run under its dispatch mode: the roofline is left out
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def _loop_decoder(spec: Any, request: dict[str, Any], cache: Any) -> tuple | None:

@@ -29,9 +29,10 @@ REMOTE_EXIT_TIMEOUT = 124
 
 
 WORKER_SIDE = ("__init__.py", "worker.py", "protocol.py", "types.py", "stats.py", "errors.py", "registry.py",
-               "capture.py", "plugins.py", "pyfile.py", "sampling.py", "engine/", "runtimes/", "energy/")
+               "capture.py", "plugins.py", "pyfile.py", "sampling.py", "engine/", "runtimes/", "energy/", "profiling/")
 """What a board needs to measure ONNX and TFLite artifacts: the worker, the floor modules it speaks and computes
-with, the engine, the runtime adapters and the energy probes (paths inside the ``harness`` package)."""
+with, the engine, the runtime adapters, the energy probes and the op profilers (paths inside the ``harness``
+package)."""
 
 
 def bundle_files(with_models: bool = False) -> list[Path]:

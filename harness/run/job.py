@@ -1,5 +1,6 @@
 """One job, run as named steps — the artifact's own figures, the latency pass (and its further rounds), fidelity
-against the fp32 reference, the export tolerance, the memory pass, the energy pass — each ending the job with a
+against the fp32 reference, the export tolerance, a denoiser's sampling loop, the memory pass, the energy pass, the
+profile pass (per-op times and the roofline; its failure is noted, never the job's) — each ending the job with a
 record when it fails. The runner plans jobs and keeps the store; this module measures one.
 
 Every pass runs in a fresh worker through the target's launcher (``harness.protocol`` requests).
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.fidelity import compression_measurements, output_fidelity, sample_fidelity
+from harness.analysis.roofline import roofline_point
 from harness.build.artifacts import load_outputs, max_abs_error, output_scale
 from harness.config.suite import Suite
 from harness.engine.measure import pool_rounds
 from harness.launch.emulated import EMULATED_NOTE
+from harness.profiling.ops import OpProfile
 from harness.protocol import WorkerRequest
 from harness.report.images import save_sample_grids
 from harness.run.interleave import append_request
@@ -66,7 +69,7 @@ class JobRun:
     """Measure one job. ``board`` is the runner's ``BoardState`` for the target (notes unreachable results);
     ``context`` starts the record's context (commit, suite, project, model)."""
 
-    STEPS = ("artifact_figures", "latency", "fidelity", "tolerance", "sampling", "memory", "energy")
+    STEPS = ("artifact_figures", "latency", "fidelity", "tolerance", "sampling", "memory", "energy", "profile")
 
     def __init__(self, job: Job, target: TargetProfile, launcher: Any, board: Any, suite: Suite, out_dir: Path,
                  cache_dir: Path, context: dict[str, Any]) -> None:
@@ -234,4 +237,77 @@ class JobRun:
         self.measurements.extend(Measurement.from_dict(m) for m in energy["measurements"])
         self.context["energy_unavailable"] = energy.get("context", {}).get("energy_unavailable", {})
 
+    def profile(self) -> None:
+        """Where the time goes, after every timed pass: per-op times from the runtime's own profiler in a worker of
+        its own (``context["op_profile"]``, and the profiler's overhead against the timing pass), and the roofline:
+        the model's FLOPs and bytes per inference against the target's measured ceilings. A profiler that fails or
+        is missing is noted in the record (``op_profile_unavailable``); the job's status stays what its
+        measurements made it."""
+        job, target = self.job, self.target
+        if job.settings.profile_runs <= 0:
+            return
+        latency = next((m for m in self.measurements if m.metric == "latency"), None)
+        try:
+            result = self._pass("profile", worker_request(job, target, "profile"), "profile pass: ")
+        except Stop as stop:
+            self.context["op_profile_unavailable"] = f"{stop.status}: {stop.error.splitlines()[0][:300]}"
+            result = {}
+        found = result.get("context", {})
+        if found.get("op_profile"):
+            profile = OpProfile.from_dict(found["op_profile"])
+            self.context["op_profile"] = found["op_profile"]
+            self.measurements.append(Measurement(
+                "profile_run_time", profile.run_ms, "ms", profile.method,
+                note=f"median of {profile.runs} profiled inferences, the profiler's own clock"))
+            if latency is not None and latency.value > 0 and profile.run_ms > 0:
+                self.measurements.append(Measurement(
+                    "profiler_overhead", profile.run_ms / latency.value, "ratio", "profiled median / timing median",
+                    note="how much the profiler itself slows an inference (1 = not at all)"))
+        elif found.get("op_profile_unavailable"):
+            self.context["op_profile_unavailable"] = found["op_profile_unavailable"]
+        self._roofline(latency)
+
+    def _roofline(self, latency: Measurement | None) -> None:
+        job, target = self.job, self.target
+        work = job.work or {}
+        if target.reach == "emulated" or latency is None or not work.get("flops") or not work.get("bytes"):
+            if work.get("error"):
+                self.context["roofline_unavailable"] = f"counting FLOPs failed: {work['error']}"
+            return
+        ceilings = self._ceilings()
+        if ceilings is None:
+            return
+        point = roofline_point(work["flops"], work["bytes"], latency.value, ceilings["peak_gflops"],
+                               ceilings["bandwidth_gbs"])
+        method = "flop_counter / latency p50"
+        self.measurements.extend([
+            Measurement("flops", work["flops"], "FLOP", "torch.utils.flop_counter",
+                        note="per inference of the batch; 2 per multiply-add of matmul/conv only"),
+            Measurement("bytes_moved", work["bytes"], "bytes", "aten op tensor sizes",
+                        note="per inference of the batch: every non-view op's tensor inputs and outputs"),
+            Measurement("arithmetic_intensity", point.intensity, "FLOP/byte", "flops / bytes_moved"),
+            Measurement("achieved_gflops", point.achieved_gflops, "GFLOP/s", method),
+            Measurement("peak_fraction", point.peak_fraction, "fraction", f"achieved / {ceilings['peak_method']}"),
+            Measurement("roof_fraction", point.roof_fraction, "fraction", "achieved / min(peak, intensity × bandwidth)"),
+        ])
+        self.context["roofline"] = {"bound": point.bound, "attainable_gflops": point.attainable_gflops,
+                                    "ceilings": ceilings, "work_by_family": dict(work.get("by_family", {})),
+                                    "work_method": work.get("method", "")}
+
+    def _ceilings(self) -> dict[str, Any] | None:
+        """The target's ceilings, measured once per run in a worker of their own (at the target's threads)."""
+        board = self.board
+        if board.ceilings is None and not board.ceilings_error:
+            request = WorkerRequest("ceilings", runtime_options={"threads": self.target.threads},
+                                    cpu_affinity=tuple(self.target.cpu_affinity))
+            t = time.monotonic()
+            result = self.launcher.run(request, self.job.settings.timeout_s)
+            self.passes["ceilings"] = round(time.monotonic() - t, 3)
+            if result["status"] == "ok" and result.get("ceilings"):
+                board.ceilings = result["ceilings"]
+            else:
+                board.ceilings_error = f"measuring the target's ceilings {result['status']}: {error_text(result)}"[:300]
+        if board.ceilings_error:
+            self.context["roofline_unavailable"] = board.ceilings_error
+        return board.ceilings
 

@@ -209,7 +209,7 @@ class SuiteRunner:
                             for runtime in self._runtimes_for(target, fmt):
                                 job = Job(artifact, runtime, target.name, self.suite.settings,
                                           io["inputs_path"], io["reference_path"], batch,
-                                          expected_path=produced["expected_path"],
+                                          expected_path=produced["expected_path"], work=produced.get("work"),
                                           samples_path=io.get("samples_path", ""),
                                           samples_reference_path=io.get("samples_reference_path", ""),
                                           **self._loop(spec, io, entry.get("decoder"), fmt))
@@ -381,6 +381,9 @@ class BoardState:
     missing_runtimes: dict[str, str] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)
     unreachable_in_a_row: int = 0
+    ceilings: dict[str, Any] | None = None
+    """The target's peak GFLOP/s and bandwidth for the roofline, measured once per run (``harness.profiling``)."""
+    ceilings_error: str = ""
 
     def note(self, status: str, error: str) -> None:
         """After two unreachable results in a row, give up on the board for the rest of the run."""

@@ -63,6 +63,11 @@ class OnnxRuntime:
             artifact.path, sess_options=self.session_options(), providers=["CPUExecutionProvider"]
         )
 
+    @property
+    def session(self) -> Any:
+        """The loaded ``InferenceSession`` (the op profiler ends its profiling through it)."""
+        return self._session
+
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
         return self._session.run(None, inputs)
 
