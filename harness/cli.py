@@ -48,6 +48,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", type=Path, metavar="DIR", help="artifact cache (default: ~/.cache/edge-harness)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    prof = sub.add_parser("profile", help="where the time goes: per-op profiles, roofline, placement",
+                          description="Measure the chosen models, variants or artifact files as `harness run` does, "
+                                      "each job followed by a profile pass (the runtime's own op profiler) and the "
+                                      "roofline; print where the time goes per job and write the report.")
+    prof.add_argument("--suite", metavar="FILE|NAME", help="suite TOML file or name (default: as `harness run`)")
+    prof.add_argument("--target", action="append", metavar="NAME", help="target profile(s) instead of the suite's")
+    prof.add_argument("--model", action="append", metavar="NAME", help="model(s) instead of the suite's")
+    prof.add_argument("--format", action="append", choices=["torch", "onnx", "tflite"],
+                      help="format(s) instead of the suite's")
+    prof.add_argument("--variant", action="append", metavar="NAME",
+                      help="only these compressed variants (and those they build on); 'none' for none")
+    prof.add_argument("--artifact", action="append", type=Path, metavar="FILE",
+                      help="profile this .onnx or .tflite file as it is (no FLOP count: no PyTorch model)")
+    prof.add_argument("--runs", type=int, default=20, help="profiled inferences per job (default 20)")
+    prof.add_argument("--quick", action="store_true", help="few timed runs per job before the profile")
+    prof.add_argument("--out", type=Path, metavar="DIR", help="run folder (default: reports/<suite>-<timestamp>)")
+    prof.add_argument("--cache", type=Path, metavar="DIR", help="artifact cache (default: ~/.cache/edge-harness)")
+    prof.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     swp = sub.add_parser("sweep", help="search compression hyperparameters; Pareto front and best under limits",
                          description="Measure every point of a sweep file's [[sweep.space]] (grid or random search) "
                                      "beside fp32, in `repeats` separate runs; write sweep.json and sweep.csv with "
@@ -168,6 +187,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(run.statuses.items())) or "nothing new"
     print(f"jobs: {counts}; artifacts built {run.artifacts_built}, reused {run.artifacts_reused}"
           + (f"; {run.already_done} already done" if run.already_done else ""), file=sys.stderr)
+    print(f"report: {run.html}", file=sys.stderr)
+    print(run.results_path)
+    return EXIT_JOB_FAILED if any(s not in ("ok", "unsupported") for s in run.statuses) else EXIT_OK
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from harness import api
+    from harness.report.profile import profile_text
+
+    if args.runs < 1:
+        raise HarnessInputError(f"--runs must be at least 1, not {args.runs}")
+    run = api.run(args.suite, models=args.model or (), targets=args.target or (), formats=args.format or (),
+                  variants=args.variant or (), artifacts=args.artifact or (), quick=args.quick, out=args.out,
+                  cache=args.cache, progress=not args.no_progress, settings={"profile_runs": args.runs})
+    if not run.records:
+        print("no job ran: nothing to profile", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    print(profile_text(run.records), file=sys.stderr)
+    for r in run.records:
+        why = r.context.get("op_profile_unavailable") or (r.error.splitlines()[0] if r.status != "ok" else "")
+        if why:
+            print(f"{r.model} {r.variant} {r.format}/{r.runtime} on {r.target}: no profile: {why}", file=sys.stderr)
     print(f"report: {run.html}", file=sys.stderr)
     print(run.results_path)
     return EXIT_JOB_FAILED if any(s not in ("ok", "unsupported") for s in run.statuses) else EXIT_OK
@@ -333,7 +374,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "list": _cmd_list, "report": _cmd_report,
+    commands = {"run": _cmd_run, "profile": _cmd_profile, "sweep": _cmd_sweep, "list": _cmd_list, "report": _cmd_report,
                 "compare": _cmd_compare, "gate": _cmd_gate, "ab": _cmd_ab, "init": _cmd_init}
     try:
         load_plugins()

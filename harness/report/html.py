@@ -13,6 +13,7 @@ from harness.report.compression import LABEL_AGREEMENT_FLOOR, PSNR_FLOOR_DB
 from harness.report.images import reference_file, sample_file
 from harness.analysis.metrics import CATALOGUE
 from harness.report.plots import best_variants, latency_boxes, pareto_plots, per_target
+from harness.report.profile import roofline_plots, time_breakdown
 from harness.stats import robust_cv
 from harness.types import RunRecord
 
@@ -144,6 +145,8 @@ def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, 
         label_floor=LABEL_AGREEMENT_FLOOR,
         variant_groups=variant_groups(summary),
         loop_rows=loop_rows(summary),
+        breakdown=time_breakdown(records),
+        rooflines=roofline_plots(records),
         boxes=latency_boxes(records),
         pareto=pareto_plots(summary),
         targets=per_target(summary),

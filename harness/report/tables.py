@@ -7,6 +7,7 @@ from typing import Iterable
 import pandas as pd
 
 from harness.analysis.metrics import METRICS
+from harness.profiling.ops import OpProfile
 from harness.types import RunRecord
 
 ID_COLUMNS = ["model", "variant", "format", "runtime", "target", "batch_size", "status", "artifact_id"]
@@ -72,6 +73,11 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "loop_latency_p50_ms": catalogue("loop_latency_p50"),
             "loop_step_ms": value("loop_step_latency"),
             "loop_decode_ms": value("loop_decode_latency"),
+            "flops": value("flops"),
+            "achieved_gflops": value("achieved_gflops"),
+            "peak_fraction": value("peak_fraction"),
+            "top_op_family": _top_family(r),
+            "profiler_overhead": value("profiler_overhead"),
             "loop_psnr_db": catalogue("loop_psnr"),
             "loop_frechet_distance": value("loop_frechet_distance"),
             "loop_nonfinite_outputs": value("loop_nonfinite_outputs"),
@@ -88,6 +94,12 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "error": r.error.splitlines()[0] if r.error else "",
         })
     return pd.DataFrame(rows)
+
+
+def _top_family(r: RunRecord) -> str | None:
+    """The op family that took the most time in the job's profile pass (None without one)."""
+    raw = r.context.get("op_profile")
+    return next(iter(OpProfile.from_dict(raw).families()), None) if raw else None
 
 
 def _sum_or_none(*values: float | None) -> float | None:

@@ -1,0 +1,215 @@
+"""Where the time goes: the op-name map, FLOP and byte counts against hand-computed values, the roofline arithmetic,
+a profile of a tiny model in each runtime (real profilers), and a profile pass that cannot fail a measured job."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harness.analysis.roofline import ridge_point, roofline_point
+from harness.build.work import count_work
+from harness.profiling import families
+from harness.profiling.families import FAMILIES, op_family
+from harness.profiling.litert_ops import xnnpack_family, xnnpack_op_type
+from harness.profiling.ops import OpProfile, OpTime, aggregate
+
+TINY = Path(__file__).parent / "fixtures" / "models"
+
+
+# -- one map of op names across runtimes -------------------------------------------------------------------------
+@pytest.mark.parametrize("names, family", [
+    (("Conv", "FusedConv", "QLinearConv", "ConvInteger", "CONV_2D", "DEPTHWISE_CONV_2D", "aten::conv2d",
+      "aten::mkldnn_convolution", "quantized::conv2d"), "conv"),
+    (("ConvTranspose", "TRANSPOSE_CONV", "aten::conv_transpose2d"), "conv-transpose"),
+    (("Gemm", "MatMul", "MatMulInteger", "DynamicQuantizeMatMul", "FULLY_CONNECTED", "BATCH_MATMUL", "aten::linear",
+      "aten::addmm", "quantized::linear_dynamic"), "matmul"),
+    (("Relu", "LeakyRelu", "Tanh", "Sigmoid", "RELU", "LEAKY_RELU", "TANH", "LOGISTIC", "aten::relu", "aten::tanh",
+      "aten::silu"), "activation"),
+    (("BatchNormalization", "InstanceNormalization", "GroupNormalization", "aten::batch_norm", "aten::group_norm",
+      "aten::instance_norm"), "norm"),
+    (("Concat", "CONCATENATION", "aten::cat"), "concat"),
+    (("Reshape", "Transpose", "ReorderOutput", "RESHAPE", "TRANSPOSE", "aten::view", "aten::permute"), "layout"),
+    (("Resize", "RESIZE_NEAREST_NEIGHBOR", "aten::upsample_nearest2d"), "resize"),
+    (("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QUANTIZE", "DEQUANTIZE",
+      "aten::quantize_per_tensor"), "quantize"),
+    (("DELEGATE",), "delegate"),
+])
+def test_each_runtimes_op_names_land_on_one_family(names, family):
+    assert {n: op_family(n) for n in names} == {n: family for n in names}
+
+
+def test_an_unknown_op_is_other_and_every_mapped_family_is_listed():
+    assert op_family("MyCustomOp") == "other" and op_family("aten::my_custom") == "other"
+    assert set(families._EXACT.values()) <= set(FAMILIES)
+
+
+def test_the_op_name_map_has_no_key_written_twice():
+    tree = ast.parse(Path(families.__file__).read_text())
+    literal = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                   and getattr(n.targets[0], "id", "") == "_EXACT")
+    keys = [k.value for k in literal.keys]
+    assert sorted(k for k in set(keys) if keys.count(k) > 1) == []
+
+
+@pytest.mark.parametrize("xnnpack, op_type, family", [
+    ("Deconvolution (NHWC, F32) Subconv2D", "XNNPACK Deconvolution", "conv-transpose"),
+    ("Convolution (NHWC, F32) IGEMM", "XNNPACK Convolution", "conv"),
+    ("Delegate/Fully Connected (NC, F32) GEMM", "XNNPACK Fully Connected", "matmul"),
+    ("TanH (NC)", "XNNPACK TanH", "activation"),
+    ("Static Reshape (NC)", "XNNPACK Static Reshape", "layout"),
+])
+def test_xnnpack_operator_names_map_onto_the_same_families(xnnpack, op_type, family):
+    assert xnnpack_op_type(xnnpack) == op_type and xnnpack_family(op_type) == family
+
+
+def test_op_rows_aggregate_per_op_with_shares_families_and_placement():
+    events = [("n1", "Conv", "CPU", 2.0), ("n1", "Conv", "CPU", 4.0), ("n2", "Relu", "CPU", 1.0),
+              ("n2", "Relu", "CPU", 1.0), ("n3", "ConvTranspose", "CUDA", 2.0), ("n3", "ConvTranspose", "CUDA", 2.0)]
+    rows = aggregate(events, runs=2)
+    assert [(r.name, r.family, r.calls, r.total_ms, r.mean_ms) for r in rows] == [
+        ("n1", "conv", 2, 6.0, 3.0), ("n3", "conv-transpose", 2, 4.0, 2.0), ("n2", "activation", 2, 2.0, 1.0)]
+    assert sum(r.share for r in rows) == pytest.approx(1.0) and rows[0].share == pytest.approx(0.5)
+    profile = OpProfile("r", "m", 2, 6.0, rows)
+    assert profile.families() == {"conv": 3.0, "conv-transpose": 2.0, "activation": 1.0}  # ms per run
+    assert profile.placement() == {"CPU": {"ops": 2, "share": pytest.approx(8 / 12)},
+                                   "CUDA": {"ops": 1, "share": pytest.approx(4 / 12)}}
+    assert OpProfile.from_dict(profile.to_dict()) == profile
+
+
+# -- FLOPs and bytes against hand-computed values ---------------------------------------------------------------
+def _work(module: nn.Module, *shape: int):
+    return count_work(module.eval(), {"x": np.zeros(shape, np.float32)})
+
+
+def test_linear_flops_are_two_per_multiply_add_and_its_bytes_are_its_tensors():
+    work = _work(nn.Linear(100, 256), 3, 100)
+    assert work.flops == 2 * 3 * 100 * 256  # bias not counted
+    # addmm reads the bias (256), the input (3×100) and the weight (100×256; its transpose is a view) and writes 3×256
+    assert work.bytes == 4 * (256 + 3 * 100 + 100 * 256 + 3 * 256)
+    assert dict(work.by_family) == {"matmul": {"flops": work.flops, "bytes": work.bytes}}
+
+
+def test_conv2d_flops():
+    work = _work(nn.Conv2d(3, 8, 3, padding=1), 2, 3, 10, 12)
+    assert work.flops == 2 * 2 * 8 * 10 * 12 * 3 * 3 * 3  # N · Cout · Hout · Wout · Cin · k · k multiply-adds
+    assert set(work.by_family) == {"conv"}
+
+
+def test_conv_transpose2d_flops_and_family():
+    work = _work(nn.ConvTranspose2d(4, 8, 4, stride=2, padding=1), 2, 4, 5, 5)
+    assert work.flops == 2 * 2 * 4 * 5 * 5 * 8 * 4 * 4  # every input pixel scatters a Cout·k·k patch
+    assert set(work.by_family) == {"conv-transpose"}
+
+
+def test_the_seed_mlp_generator_does_its_textbook_multiply_adds():
+    from harness.config.paths import models_dir
+    from harness.zoo import get_model, load_model_file
+
+    load_model_file(models_dir() / "mlp_gan.py")
+    spec = get_model("mlp_gan")
+    model = spec.builder(**spec.builder_kwargs).eval()
+    work = count_work(model, spec.make_inputs(4, 0))
+    # latent 100 → 256 → 784: 100·256 + 256·784 multiply-adds per sample, 2 FLOPs each; biases, ReLU, Tanh: 0
+    assert work.flops == 4 * 2 * (100 * 256 + 256 * 784)
+    assert work.by_family["matmul"]["flops"] == work.flops and work.by_family["activation"]["flops"] == 0
+
+
+# -- the roofline arithmetic -------------------------------------------------------------------------------------
+def test_roofline_point_for_a_memory_bound_and_a_compute_bound_job():
+    assert ridge_point(100.0, 20.0) == 5.0  # FLOP/byte where the roofs meet
+    slow = roofline_point(flops=2e9, bytes_moved=1e9, latency_ms=200.0, peak_gflops=100.0, bandwidth_gbs=20.0)
+    assert slow.intensity == 2.0 and slow.achieved_gflops == pytest.approx(10.0)
+    assert slow.attainable_gflops == pytest.approx(40.0) and slow.bound == "memory"  # 2 FLOP/B × 20 GB/s
+    assert slow.peak_fraction == pytest.approx(0.1) and slow.roof_fraction == pytest.approx(0.25)
+    dense = roofline_point(flops=1e10, bytes_moved=1e8, latency_ms=200.0, peak_gflops=100.0, bandwidth_gbs=20.0)
+    assert dense.bound == "compute" and dense.attainable_gflops == 100.0 and dense.achieved_gflops == pytest.approx(50)
+    with pytest.raises(ValueError, match="must be positive"):
+        roofline_point(0, 1, 1, 1, 1)
+
+
+# -- the worker's profile and ceilings modes --------------------------------------------------------------------
+def test_a_runtime_without_a_profiler_is_noted_not_failed(monkeypatch):
+    import harness.profiling
+    from harness.protocol import WorkerRequest
+    from harness.worker import Loaded, profile
+
+    monkeypatch.setattr(harness.profiling, "op_profiler", lambda runtime: None)
+    job = Loaded(runtime=None, artifact=None, inputs={}, context={}, import_ms=0.0)
+    assert profile(WorkerRequest("profile", runtime="mystery"), job) == ()
+    assert job.context["op_profile_unavailable"] == "no op profiler is registered for the runtime 'mystery'"
+
+
+def test_the_ceilings_mode_measures_peak_compute_and_bandwidth():
+    from harness.launch.local import LocalLauncher
+    from harness.protocol import WorkerRequest
+
+    result = LocalLauncher().run(WorkerRequest("ceilings", runtime_options={"threads": 1}), 120)
+    assert result["status"] == "ok", result.get("error")
+    ceilings = result["ceilings"]
+    assert ceilings["peak_gflops"] > 0.1 and ceilings["bandwidth_gbs"] > 0.1 and ceilings["threads"] == 1
+    assert "GEMM 1024³" in ceilings["peak_method"] and "copy" in ceilings["bandwidth_method"]
+
+
+@pytest.mark.slow
+def test_a_tiny_model_is_profiled_in_every_runtime_after_its_timing_passes(tmp_path):
+    from harness.api import QUICK_SETTINGS
+    from harness.config.paths import targets_dir
+    from harness.config.suite import Suite
+    from harness.results.store import read_records
+    from harness.run.runner import SuiteRunner
+    from harness.types import RunSettings
+
+    suite = Suite(name="prof", models=("tiny_gen",), targets=("x86-cpu",), formats=("torch", "onnx", "tflite"),
+                  batch_sizes=(2,), export_tolerance=1e-4,
+                  settings=RunSettings(**QUICK_SETTINGS | {"profile_runs": 4}))
+    runner = SuiteRunner(suite, out_dir=tmp_path / "r", cache_dir=tmp_path / "cache", models_dir=TINY,
+                         targets_dir=targets_dir(), progress=False)
+    records = {r.runtime: r for r in read_records(runner.run().results_path)}
+    assert {r.status for r in records.values()} == {"ok"}, [r.error for r in records.values()]
+    expected = {"torch": ("aten::linear", "CPU"), "onnxruntime": ("FusedGemm", "CPUExecutionProvider"),  # Gemm + ReLU fused
+                "litert": ("XNNPACK Fully Connected", "XNNPACK delegate")}
+    for runtime, (op_type, provider) in expected.items():
+        record = records[runtime]
+        profile = OpProfile.from_dict(record.context["op_profile"])
+        assert profile.runs == 4 and profile.run_ms > 0
+        assert any(op.type == op_type and op.provider == provider and op.family == "matmul" for op in profile.ops), \
+            [(o.type, o.provider) for o in profile.ops]
+        assert any(op.family == "conv-transpose" for op in profile.ops)  # the ConvTranspose2d, whatever its name
+        assert all(op.calls % 4 == 0 for op in profile.ops if op.family != "host")  # every op of every profiled run
+        assert record.measurement("profiler_overhead").value > 0
+        # the roofline: tiny_gen's Linear 8 → 64 and ConvTranspose 4 → 1 (k 4, 4×4 in) per sample, batch 2
+        assert record.measurement("flops").value == 2 * 2 * (8 * 64 + 4 * 4 * 4 * 1 * 4 * 4)
+        assert 0 < record.measurement("peak_fraction").value < 1
+        assert record.context["roofline"]["bound"] in ("memory", "compute")
+    passes = [r.context["pass_seconds"] for r in records.values()]
+    assert sum("ceilings" in p for p in passes) == 1  # the target's ceilings: measured once per run
+    from harness.report import write_report
+
+    html = write_report(tmp_path / "r" / "results.jsonl")["html"].read_text()
+    assert "Where the time goes" in html and "Roofline · x86-cpu" in html
+    assert html.count('class="seg f-conv-transpose"') == 3  # one bar segment per runtime's job
+
+
+@pytest.mark.slow
+def test_harness_profile_prints_where_the_time_goes(tmp_path, shared_cache):
+    from tests.test_cli import harness
+
+    proc = harness("profile", "--model", "tiny_gen", "--format", "tflite", "--variant", "none", "--quick",
+                   "--runs", "3", "--no-progress", "--out", str(tmp_path / "p"), "--cache", str(shared_cache),
+                   env={"EDGE_HARNESS_MODELS": str(TINY)})
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny_gen · x86-cpu · batch 1" in proc.stderr
+    assert "fp32 · tflite/litert:" in proc.stderr and "ms of ops per inference" in proc.stderr
+    assert "XNNPACK Fully Connected (" in proc.stderr and "roofline on x86-cpu: peak" in proc.stderr
+    assert "× the timing pass's median" in proc.stderr
+
+
+def test_harness_profile_refuses_zero_runs(tmp_path):
+    from tests.test_cli import harness
+
+    proc = harness("profile", "--runs", "0", "--out", str(tmp_path / "p"))
+    assert proc.returncode != 0 and "--runs must be at least 1, not 0" in proc.stderr
