@@ -282,6 +282,8 @@ class Job:
     loop_reference_path: str = ""
     loop_samples_path: str = ""
     loop_samples_reference_path: str = ""
+    layers_reference_path: str = ""
+    """The fp32 PyTorch model's leaf-module outputs on the inputs (``ModelIO.layers_reference_path``; '' = none)."""
     work: Mapping[str, Any] | None = None
     """FLOPs and bytes per inference of the model the artifact was made from (``harness.build.work.Work.to_dict()``,
     or ``{"error": …}``); None for a user's own artifact (no PyTorch model to count on)."""

@@ -209,6 +209,23 @@ def profile(request: WorkerRequest, job: Loaded) -> tuple:
     return ()
 
 
+def layers(request: WorkerRequest, job: Loaded) -> tuple:
+    """Intermediate tensors of one inference on the job's inputs (``harness.profiling.tensors``), for "where fidelity
+    breaks": saved to ``outputs_path`` in order, their names in ``context["tensor_names"]`` (and, for a .tflite file,
+    the activations its ops fuse in ``context["fused_activations"]``)."""
+    from harness.profiling.tensors import intermediate_tensors
+
+    tensors = intermediate_tensors(job.runtime, job.artifact, job.inputs)
+    names = list(tensors)
+    save_outputs(request.outputs_path, [tensors[n] for n in names])
+    job.context["tensor_names"] = names
+    if job.artifact.format == "tflite":
+        from harness.profiling.tensors import fused_activations
+
+        job.context["fused_activations"] = fused_activations(job.artifact.path)
+    return ()
+
+
 def memory(request: WorkerRequest, job: Loaded) -> tuple:
     from harness.engine.memory import run_memory_pass
     from harness.types import RunSettings
@@ -229,7 +246,7 @@ def energy(request: WorkerRequest, job: Loaded) -> tuple:
 
 
 MODES: dict[str, Callable[..., Any]] = {"probe": probe, "inspect": inspect, "ceilings": ceilings, "outputs": outputs,
-                                        "latency": latency, "sampling": sampling, "profile": profile,
+                                        "latency": latency, "sampling": sampling, "profile": profile, "layers": layers,
                                         "memory": memory, "energy": energy}
 """Every mode of ``harness.protocol.MODES``: probe / inspect / ceilings take the request; the others the request and
 a ``Loaded``."""

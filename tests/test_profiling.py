@@ -185,6 +185,9 @@ def test_a_tiny_model_is_profiled_in_every_runtime_after_its_timing_passes(tmp_p
         assert record.measurement("flops").value == 2 * 2 * (8 * 64 + 4 * 4 * 4 * 1 * 4 * 4)
         assert 0 < record.measurement("peak_fraction").value < 1
         assert record.context["roofline"]["bound"] in ("memory", "compute")
+        layers = record.context["layer_fidelity"]  # an fp32 export: every matched layer as the fp32 model's
+        assert layers["first_break"] is None and "up" in {row["layer"] for row in layers["layers"]}
+        assert min(row["psnr"] for row in layers["layers"]) > 60
     passes = [r.context["pass_seconds"] for r in records.values()]
     assert sum("ceilings" in p for p in passes) == 1  # the target's ceilings: measured once per run
     from harness.report import write_report
@@ -192,6 +195,7 @@ def test_a_tiny_model_is_profiled_in_every_runtime_after_its_timing_passes(tmp_p
     html = write_report(tmp_path / "r" / "results.jsonl")["html"].read_text()
     assert "Where the time goes" in html and "Roofline · x86-cpu" in html
     assert html.count('class="seg f-conv-transpose"') == 3  # one bar segment per runtime's job
+    assert html.count("no drop ≥ 6 dB; lowest") == 3  # the fidelity-by-layer line of each job
 
 
 @pytest.mark.slow
@@ -213,3 +217,128 @@ def test_harness_profile_refuses_zero_runs(tmp_path):
 
     proc = harness("profile", "--runs", "0", "--out", str(tmp_path / "p"))
     assert proc.returncode != 0 and "--runs must be at least 1, not 0" in proc.stderr
+
+
+# -- where fidelity breaks ---------------------------------------------------------------------------------------
+from harness.analysis.layer_fidelity import DROP_DB, compare_layers, match_by_chain  # noqa: E402
+
+
+def test_the_first_layer_that_loses_several_db_is_named_and_layouts_are_aligned():
+    rng = np.random.default_rng(0)
+    ref = {name: rng.standard_normal((2, 4, 3, 5)).astype(np.float32) for name in ("a", "b", "c", "d")}
+    noisy = {k: v + 1e-6 * rng.standard_normal(v.shape).astype(np.float32) for k, v in ref.items()}
+    noisy["c"] = ref["c"] + 0.3 * rng.standard_normal(ref["c"].shape).astype(np.float32)  # broken here
+    noisy["d"] = ref["d"] + 0.3 * rng.standard_normal(ref["d"].shape).astype(np.float32)
+    noisy["b"] = noisy["b"].transpose(0, 2, 3, 1)  # channels-last, as LiteRT keeps it
+    found = compare_layers(ref, ["a", "b", "c", "d", "missing"], noisy)
+    assert [row["layer"] for row in found.layers] == ["a", "b", "c", "d"] and found.modules == 5
+    assert found.first_break == "c" and found.drop_db >= DROP_DB and found.worst in ("c", "d")
+    assert found.layers[1]["psnr"] > 60  # the transposed tensor was compared in the reference's layout
+
+
+def test_identical_layers_do_not_break_and_nan_is_the_worst_possible():
+    ref = {"a": np.ones((1, 3), np.float32), "b": np.arange(3, dtype=np.float32)[None]}
+    same = compare_layers(ref, ["a", "b"], dict(ref))
+    assert same.first_break is None and [r["psnr"] for r in same.layers] == [100.0, 100.0]
+    nan = compare_layers(ref, ["a", "b"], {"a": ref["a"], "b": np.full((1, 3), np.nan, np.float32)})
+    assert nan.first_break == "b" and nan.layers[1]["psnr"] == 0.0 and nan.layers[1]["max_abs_error"] is None
+
+
+def test_litert_tensors_match_modules_by_scope_chain_with_their_fused_activation():
+    ref = {"net.0": np.array([[-1.0, 2.0]], np.float32), "net.1": np.array([[3.0, 4.0]], np.float32)}
+    chains = {"net": "M/Seq_net", "net.0": "M/Seq_net/Lin_0", "net.1": "M/Seq_net/Lin_1"}
+    tensors = {"M/Seq_net/Lin_0;;M": np.array([[0.0, 2.0]], np.float32),   # FULLY_CONNECTED + fused RELU
+               "M/Seq_net/Lin_1;1": np.array([[9.0, 9.0, 9.0]], np.float32),  # another shape: not the output
+               "M;;M/Seq_net/Lin_1;2": np.array([[7.0, 7.0]], np.float32),  # a functional op at the root, not fused
+               "M/Seq_net/Lin_1;": np.array([[3.0, 4.0]], np.float32), "unrelated": np.zeros((1, 2), np.float32)}
+    found, activations = match_by_chain(tensors, chains, ref, {"M/Seq_net/Lin_0;;M": "RELU"})
+    assert set(found) == {"net.0", "net.1"} and activations == {"net.0": "RELU"}
+    assert found["net.1"].tolist() == [[3.0, 4.0]]
+    fused_first = {"M;;M/Seq_net/Lin_0;1": np.array([[0.0, 2.0]], np.float32)}  # the relu's root scope listed first
+    assert match_by_chain(fused_first, chains, ref, {"M;;M/Seq_net/Lin_0;1": "RELU"})[1] == {"net.0": "RELU"}
+    assert match_by_chain(fused_first, chains, ref, {})[0] == {}  # without a fused activation it is not net.0's
+    result = compare_layers(ref, ["net.0", "net.1"], found, activations)
+    assert [r["psnr"] for r in result.layers] == [100.0, 100.0]  # relu(reference) is what the fused op wrote
+
+
+class _Broken(nn.Module):
+    """conv1 → relu (functional: LiteRT fuses it into conv1) → conv2 → ConvTranspose → tanh."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1)
+        self.out = nn.Tanh()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.up(torch.relu(self.conv2(torch.relu(self.conv1(x))))))
+
+
+class _Eager:
+    """The PyTorch eager adapter's surface for ``intermediate_tensors``: a loaded model, infer, sync."""
+
+    name = "torch"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def load(self, artifact) -> None:
+        pass
+
+    def infer(self, inputs):
+        return [self.model(*(torch.from_numpy(v) for v in inputs.values())).detach().numpy()]
+
+    def sync(self) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_a_deliberately_broken_layer_is_found_in_every_runtime(tmp_path):
+    import copy
+    from types import SimpleNamespace
+
+    from harness.build.layers import layer_outputs, scope_chains
+    from harness.exporters.onnx_export import OnnxExporter
+    from harness.exporters.onnx_probe import probe_onnx
+    from harness.exporters.tflite_export import TFLiteExporter
+    from harness.profiling.tensors import fused_activations, intermediate_tensors
+    from harness.runtimes import RuntimeOptions
+    from harness.runtimes.litert_rt import LiteRTRuntime
+    from harness.runtimes.onnxruntime_rt import OnnxRuntime
+
+    torch.manual_seed(0)
+    model = _Broken().eval()
+    broken = copy.deepcopy(model)
+    with torch.no_grad():  # conv2 alone is wrong: its weights carry noise as large as themselves
+        broken.conv2.weight.add_(torch.randn_like(broken.conv2.weight) * broken.conv2.weight.std())
+    inputs = {"x": np.random.default_rng(1).standard_normal((2, 1, 8, 8)).astype(np.float32)}
+    reference, order = layer_outputs(model, inputs)
+    assert order == ["conv1", "conv2", "up", "out"]
+
+    def check(candidate, activations=None, channels_last=False):
+        found = compare_layers(reference, order, candidate, activations, channels_last)
+        assert found.first_break == "conv2", found
+        by = {row["layer"]: row["psnr"] for row in found.layers}
+        assert by["conv1"] >= 90 and by["conv2"] < 40  # fine before the broken layer, broken at it
+        return found
+
+    check(intermediate_tensors(_Eager(broken), None, inputs))
+
+    onnx_path, probe_path = tmp_path / "broken.onnx", tmp_path / "probe.onnx"
+    OnnxExporter.export(broken, inputs, str(onnx_path))
+    probe = probe_onnx(onnx_path, probe_path)
+    tensors = intermediate_tensors(OnnxRuntime(RuntimeOptions(threads=1)), SimpleNamespace(path=str(probe_path)),
+                                   inputs)
+    found = check({probe[name]: array for name, array in tensors.items() if name in probe})
+    assert {"conv1", "conv2", "up"} <= {row["layer"] for row in found.layers}
+
+    tflite_path = tmp_path / "broken.tflite"
+    TFLiteExporter.export(broken, inputs, str(tflite_path))
+    tensors = intermediate_tensors(LiteRTRuntime(RuntimeOptions(threads=1)), SimpleNamespace(path=str(tflite_path)),
+                                   inputs)
+    candidate, activations = match_by_chain(tensors, scope_chains(broken), reference,
+                                            fused_activations(str(tflite_path)))
+    assert activations.get("conv1") == "RELU"  # LiteRT fused the functional relu into conv1's CONV_2D
+    found = check(candidate, activations, channels_last=True)  # NHWC, and here C = H = W = 8
+    assert {"conv1", "conv2", "up", "out"} == {row["layer"] for row in found.layers}

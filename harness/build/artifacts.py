@@ -96,6 +96,9 @@ class ModelIO:
     loop_reference_path: str = ""
     loop_samples_path: str = ""
     loop_samples_reference_path: str = ""
+    layers_reference_path: str = ""
+    """The fp32 PyTorch model's leaf-module outputs on the example inputs (``harness.build.layers``): a JSON file
+    with the modules' order and scope chains, beside an .npz of the outputs in that order."""
 
 
 class ArtifactCache:
@@ -169,7 +172,33 @@ class ArtifactCache:
             if loop_samples > 0:
                 loop["loop_samples_path"], loop["loop_samples_reference_path"] = self._loop_io(
                     spec, model, loop_samples, spec.seed + LOOP_SEED_OFFSET + 1, weights, decoder)
-        return ModelIO(inputs_path, reference_path, samples_path, samples_reference_path, **loop)
+        layers = self._layer_reference(spec, model, batch_size, weights)
+        return ModelIO(inputs_path, reference_path, samples_path, samples_reference_path, **loop,
+                       layers_reference_path=layers)
+
+    def _layer_reference(self, spec: ModelSpec, model: Any, batch_size: int,
+                         weights: Mapping[str, Any] | None) -> str:
+        """The fp32 model's leaf-module outputs on the example inputs of ``batch_size`` (cached)."""
+        from harness.build.layers import layer_outputs, scope_chains
+
+        key = content_id(
+            None,
+            "layers",
+            {"model": spec.name, "batch": batch_size, "seed": spec.seed, "source": source_digest(spec),
+             "builder_kwargs": dict(spec.builder_kwargs), "weights": (weights or {}).get("weights_sha256", ""),
+             "code": hashlib.sha256(Path(__file__).with_name("layers.py").read_bytes()).hexdigest()},
+            {"torch": version("torch"), "numpy": np.__version__},
+        )
+        folder = self.root / "io" / key
+        index_path, arrays_path = folder / "layers.json", folder / "layers.npz"
+        if not (index_path.is_file() and arrays_path.is_file()):
+            folder.mkdir(parents=True, exist_ok=True)
+            outputs, order = layer_outputs(model, spec.make_inputs(batch_size, spec.seed))
+            _atomic_savez(arrays_path, {f"output_{i}": outputs[path] for i, path in enumerate(order)})
+            tmp = index_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"order": order, "chains": scope_chains(model), "arrays": arrays_path.name}))
+            os.replace(tmp, index_path)
+        return str(index_path)
 
     def _loop_io(self, spec: ModelSpec, model: Any, count: int, seed: int,
                  weights: Mapping[str, Any] | None, decoder: tuple | None = None) -> tuple[str, str]:

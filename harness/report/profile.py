@@ -1,7 +1,8 @@
 """The report's "where the time goes" views of the records' profile passes (pure: records in, rows and 0..1 plot
 geometry out): per model, target and batch, one stacked bar per job — its op families' time per inference, side by
 side across runtimes and variants — with the heaviest ops, the placement on providers / delegates (flagged where an
-accelerated run left ops on plain CPU kernels) and the profiler's overhead; and per target a roofline: arithmetic
+accelerated run left ops on plain CPU kernels), the profiler's overhead and the fidelity-by-layer line (PSNR per
+layer against the fp32 PyTorch model, where it first drops); and per target a roofline: arithmetic
 intensity × achieved GFLOP/s against the measured compute and bandwidth ceilings."""
 from __future__ import annotations
 
@@ -35,6 +36,26 @@ def placement_flag(profile: OpProfile) -> str:
     return ""
 
 
+def layer_line(r: RunRecord) -> dict[str, Any] | None:
+    """The job's fidelity by layer as a sparkline (PSNR per matched layer, 0..1 of 0–100 dB) and one sentence:
+    where PSNR first fell by ≥ 6 dB and the lowest layer; None without a layers pass."""
+    found = r.context.get("layer_fidelity")
+    if not found or not found.get("layers"):
+        return None
+    layers = found["layers"]
+    n = len(layers)
+    points = [((i + 0.5) / n, min(max(row["psnr"], 0.0), 100.0) / 100.0) for i, row in enumerate(layers)]
+    worst = min(layers, key=lambda row: row["psnr"])
+    if found.get("first_break"):
+        row = next(row for row in layers if row["layer"] == found["first_break"])
+        text = (f"first drop at {found['first_break']}: −{found['drop_db']:.1f} dB to {row['psnr']:.1f} dB; lowest "
+                f"{worst['layer']} {worst['psnr']:.1f} dB")
+    else:
+        text = f"no drop ≥ 6 dB; lowest {worst['layer']} {worst['psnr']:.1f} dB"
+    return {"points": points, "text": f"{text} ({found['matched']} of {found['modules']} layers matched)",
+            "layers": [(row["layer"], row["psnr"]) for row in layers]}
+
+
 def time_breakdown(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
     """Per (model, target, batch): its profiled jobs, each a stacked bar of op families (ms per inference, ``x``/``w``
     in 0..1 of the group's slowest job), its three heaviest ops, placement and flag, the profiler's overhead."""
@@ -55,7 +76,8 @@ def time_breakdown(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
             "top": [{"name": op.name, "type": op.type, "family": op.family, "mean_ms": op.mean_ms,
                      "share": op.share, "provider": op.provider} for op in profile.ops[:3]],
             "placement": {p: dict(v) for p, v in profile.placement().items()}, "flag": placement_flag(profile),
-            "notes": list(profile.notes)})
+            "notes": list(profile.notes), "layers": layer_line(r),
+            "layers_unavailable": r.context.get("layer_fidelity_unavailable", "")})
     out = []
     for (model, target, batch), jobs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         widest = max(j["total_ms"] for j in jobs) or 1.0
@@ -125,6 +147,10 @@ def profile_text(records: Iterable[RunRecord], top: int = 5) -> str:
                              f"{op['share']:.0%}")
             if job["flag"]:
                 lines.append(f"      ! {job['flag']}")
+            if job["layers"]:
+                lines.append(f"      fidelity by layer: {job['layers']['text']}")
+            elif job["layers_unavailable"]:
+                lines.append(f"      fidelity by layer: unavailable: {job['layers_unavailable']}")
             if job["overhead"] is not None:
                 lines.append(f"      profiler: {job['run_ms']:.3g} ms per profiled inference = "
                              f"{job['overhead']:.2f}× the timing pass's median")

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.fidelity import compression_measurements, output_fidelity, sample_fidelity
+from harness.analysis.layer_fidelity import compare_layers, match_by_chain
 from harness.analysis.roofline import roofline_point
 from harness.build.artifacts import load_outputs, max_abs_error, output_scale
+from harness.exporters.onnx_probe import probe_onnx
 from harness.config.suite import Suite
 from harness.engine.measure import pool_rounds
 from harness.launch.emulated import EMULATED_NOTE
@@ -69,7 +71,8 @@ class JobRun:
     """Measure one job. ``board`` is the runner's ``BoardState`` for the target (notes unreachable results);
     ``context`` starts the record's context (commit, suite, project, model)."""
 
-    STEPS = ("artifact_figures", "latency", "fidelity", "tolerance", "sampling", "memory", "energy", "profile")
+    STEPS = ("artifact_figures", "latency", "fidelity", "tolerance", "sampling", "memory", "energy", "profile",
+             "layers")
 
     def __init__(self, job: Job, target: TargetProfile, launcher: Any, board: Any, suite: Suite, out_dir: Path,
                  cache_dir: Path, context: dict[str, Any]) -> None:
@@ -310,4 +313,51 @@ class JobRun:
         if board.ceilings_error:
             self.context["roofline_unavailable"] = board.ceilings_error
         return board.ceilings
+
+    def layers(self) -> None:
+        """Where fidelity breaks, with the profile pass: the artifact's intermediate tensors on the job's inputs (a
+        worker of its own; ONNX through a probe copy whose layer boundaries are outputs) against the fp32 PyTorch
+        model's leaf-module outputs, PSNR per layer and the first layer that loses ``DROP_DB`` or more
+        (``context["layer_fidelity"]``). A failure is noted (``layer_fidelity_unavailable``), never the job's."""
+        import json
+
+        job = self.job
+        if job.settings.profile_runs <= 0 or not job.layers_reference_path:
+            return
+        index = json.loads(Path(job.layers_reference_path).read_text())
+        arrays = load_outputs(Path(job.layers_reference_path).with_name(index["arrays"]))
+        reference = dict(zip(index["order"], arrays))
+        with tempfile.TemporaryDirectory(prefix="edge-harness-layers-") as tmp:
+            artifact, probe = job.artifact, {}
+            if artifact.format == "onnx":
+                probe_path = Path(tmp) / "probe.onnx"
+                probe = probe_onnx(artifact.path, probe_path)
+                artifact = dataclasses.replace(artifact, id=f"{artifact.id}-layer-probe", path=str(probe_path),
+                                               sha256="", bytes=probe_path.stat().st_size)
+            outputs_path = str(Path(tmp) / "layers.npz")
+            request = dataclasses.replace(worker_request(job, self.target, "layers", outputs_path),
+                                          artifact=artifact.to_dict())
+            try:
+                result = self._pass("layers", request, "layers pass: ")
+            except Stop as stop:
+                self.context["layer_fidelity_unavailable"] = f"{stop.status}: {stop.error.splitlines()[0][:300]}"
+                return
+            found_context = result.get("context", {})
+            tensors = dict(zip(found_context.get("tensor_names", []), load_outputs(outputs_path)))
+        activations: dict[str, str] = {}
+        if artifact.format == "onnx":
+            candidate = {probe[name]: array for name, array in tensors.items() if name in probe}
+        elif artifact.format == "tflite":
+            candidate, activations = match_by_chain(tensors, index["chains"], reference,
+                                                    found_context.get("fused_activations", {}))
+        else:
+            candidate = tensors
+        found = compare_layers(reference, index["order"], candidate, activations,
+                               channels_last=artifact.format == "tflite")
+        if not found.layers:
+            self.context["layer_fidelity_unavailable"] = (
+                f"no intermediate tensor matched one of the model's {found.modules} layers"
+                + (f" ({'; '.join(found.notes)})" if found.notes else ""))
+            return
+        self.context["layer_fidelity"] = found.to_dict()
 

@@ -210,6 +210,7 @@ class SuiteRunner:
                                 job = Job(artifact, runtime, target.name, self.suite.settings,
                                           io["inputs_path"], io["reference_path"], batch,
                                           expected_path=produced["expected_path"], work=produced.get("work"),
+                                          layers_reference_path=io.get("layers_reference_path", ""),
                                           samples_path=io.get("samples_path", ""),
                                           samples_reference_path=io.get("samples_reference_path", ""),
                                           **self._loop(spec, io, entry.get("decoder"), fmt))

@@ -28,10 +28,15 @@ def arg_number(name: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def open_interpreter(path: str, threads: int = 0) -> Any:
-    """A LiteRT interpreter for ``path`` (ai_edge_litert, else tflite_runtime), tensors allocated."""
+def open_interpreter(path: str, threads: int = 0, preserve_all_tensors: bool = False) -> Any:
+    """A LiteRT interpreter for ``path`` (ai_edge_litert, else tflite_runtime), tensors allocated;
+    ``preserve_all_tensors``: every intermediate tensor stays readable after ``invoke`` (a debugging mode, for
+    "where fidelity breaks", never for timing)."""
     module, _ = _interpreter_module()
-    interp = module.Interpreter(model_path=path, **({"num_threads": threads} if threads else {}))
+    extra = {"num_threads": threads} if threads else {}
+    if preserve_all_tensors:
+        extra["experimental_preserve_all_tensors"] = True
+    interp = module.Interpreter(model_path=path, **extra)
     interp.allocate_tensors()
     return interp
 
@@ -86,6 +91,13 @@ class LiteRTRuntime:
         self._in: list[int] = []
         self._out: list[int] = []
         self._integer_io = False
+        self.preserve_all_tensors = False
+        """Set before ``load`` to keep every intermediate tensor readable (``harness.profiling.tensors``)."""
+
+    @property
+    def interpreter(self) -> Any:
+        """The loaded interpreter (intermediate tensors are read through it)."""
+        return self._interp
 
     @staticmethod
     def versions() -> dict[str, str]:
@@ -107,7 +119,7 @@ class LiteRTRuntime:
         _interpreter_module()
 
     def load(self, artifact: Artifact) -> None:
-        interp = open_interpreter(artifact.path, self.options.threads)
+        interp = open_interpreter(artifact.path, self.options.threads, self.preserve_all_tensors)
         ins, outs = io_details(interp)
         self._in = [d["index"] for d in ins]
         self._out = [d["index"] for d in outs]

@@ -46,6 +46,11 @@ class TorchEagerRuntime:
         torch.set_grad_enabled(False)
         self._model = load_torch_artifact(artifact)
 
+    @property
+    def model(self) -> Any:
+        """The loaded ``nn.Module`` (intermediate outputs are read through hooks on it)."""
+        return self._model
+
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
         out = self._model(*(self._torch.from_numpy(a) for a in inputs.values()))
         return [out.numpy()]

@@ -1,0 +1,44 @@
+"""An ONNX artifact with its layer boundaries exposed as extra graph outputs, for "where fidelity breaks". The
+exporter (``torch.onnx.export(dynamo=True)``) records each node's module scope (``pkg.torch.onnx.name_scopes``); a
+module's boundary is the output of the last node in its scope. Quantizers keep those nodes and their metadata (the
+Q/DQ nodes they add have none), so a quantized model is probed the same way."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+
+
+def _module_path(scopes: str) -> str:
+    try:
+        parts = ast.literal_eval(scopes)
+    except (ValueError, SyntaxError):
+        return ""
+    # ['', 'net', 'net.1', '_native_batch_norm…']: the enclosing modules' paths, outermost first, then the op
+    return str(parts[-2]) if isinstance(parts, list) and len(parts) > 2 else ""
+
+
+def probe_onnx(source: str | Path, target: str | Path) -> dict[str, str]:
+    """Write ``source`` with every module's boundary tensor added as a graph output to ``target``; return
+    {tensor name: module path} for every boundary (in graph order), the model's own outputs included."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    last: dict[str, str] = {}
+    for node in graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        path = _module_path(meta.get(SCOPES_KEY, ""))
+        if path and node.output and node.output[0]:
+            last[path] = node.output[0]
+    existing = {o.name for o in graph.output}
+    added: dict[str, str] = {}
+    for path, tensor in last.items():
+        if tensor not in added:
+            if tensor not in existing:  # a boundary that is already a model output is read as one
+                graph.output.append(helper.make_tensor_value_info(tensor, TensorProto.FLOAT, None))
+            added[tensor] = path
+    onnx.save(model, str(target))
+    return added
