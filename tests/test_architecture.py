@@ -101,7 +101,7 @@ WORKER_BUNDLE = ["__init__.py", "capture.py", "energy/__init__.py", "energy/coun
                  "engine/cpustate.py", "engine/device_timing.py", "engine/measure.py", "engine/memory.py",
                  "engine/sampling_loop.py", "errors.py", "plugins.py", "profiling/__init__.py",
                  "profiling/ceilings.py", "profiling/families.py", "profiling/litert_ops.py",
-                 "profiling/onnxruntime_ops.py", "profiling/ops.py", "profiling/torch_ops.py", "protocol.py", "pyfile.py",
+                 "profiling/onnxruntime_ops.py", "profiling/ops.py", "profiling/tensors.py", "profiling/torch_ops.py", "protocol.py", "pyfile.py",
                  "registry.py", "runtimes/__init__.py", "runtimes/cuda.py", "runtimes/litert_rt.py",
                  "runtimes/onnxruntime_rt.py", "runtimes/signature.py", "runtimes/torch_eager.py", "sampling.py",
                  "stats.py", "types.py", "worker.py"]

@@ -41,8 +41,8 @@ def test_a_request_of_another_version_or_shape_is_refused(data, message):
 
 
 def test_results_round_trip_and_statuses_are_one_closed_set():
-    assert STATUSES == RUN_STATUSES and set(MODES) == {"outputs", "latency", "sampling", "memory", "energy",
-                                                              "inspect", "probe"}
+    assert STATUSES == RUN_STATUSES and set(MODES) == {"outputs", "latency", "sampling", "profile", "layers",
+                                                              "memory", "energy", "inspect", "probe", "ceilings"}
     result = WorkerResult("ok", measurements=({"metric": "latency"},), context={"threads": 1},
                           extra={"signature": [{"name": "z"}]})
     data = result.to_dict()

@@ -56,6 +56,17 @@ def layer_line(r: RunRecord) -> dict[str, Any] | None:
             "layers": [(row["layer"], row["psnr"]) for row in layers]}
 
 
+def _work_line(r: RunRecord) -> str:
+    """FLOPs and bytes per inference and the op families that hold the FLOPs ('' without a count)."""
+    flops, moved = r.measurement("flops"), r.measurement("bytes_moved")
+    if flops is None or moved is None:
+        return ""
+    by = (r.context.get("roofline") or {}).get("work_by_family", {})
+    total = sum(v.get("flops", 0.0) for v in by.values()) or 1.0
+    shares = ", ".join(f"{f} {v['flops'] / total:.0%}" for f, v in by.items() if v.get("flops", 0.0) / total >= 0.01)
+    return f"{flops.value / 1e6:.4g} MFLOP, {moved.value / 2**20:.3g} MiB moved per inference ({shares} of FLOPs)"
+
+
 def time_breakdown(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
     """Per (model, target, batch): its profiled jobs, each a stacked bar of op families (ms per inference, ``x``/``w``
     in 0..1 of the group's slowest job), its three heaviest ops, placement and flag, the profiler's overhead."""
@@ -76,7 +87,7 @@ def time_breakdown(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
             "top": [{"name": op.name, "type": op.type, "family": op.family, "mean_ms": op.mean_ms,
                      "share": op.share, "provider": op.provider} for op in profile.ops[:3]],
             "placement": {p: dict(v) for p, v in profile.placement().items()}, "flag": placement_flag(profile),
-            "notes": list(profile.notes), "layers": layer_line(r),
+            "notes": list(profile.notes), "layers": layer_line(r), "work": _work_line(r),
             "layers_unavailable": r.context.get("layer_fidelity_unavailable", "")})
     out = []
     for (model, target, batch), jobs in sorted(groups.items(), key=lambda kv: str(kv[0])):
@@ -147,6 +158,8 @@ def profile_text(records: Iterable[RunRecord], top: int = 5) -> str:
                              f"{op['share']:.0%}")
             if job["flag"]:
                 lines.append(f"      ! {job['flag']}")
+            if job["work"]:
+                lines.append(f"      work: {job['work']}")
             if job["layers"]:
                 lines.append(f"      fidelity by layer: {job['layers']['text']}")
             elif job["layers_unavailable"]:
