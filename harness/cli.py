@@ -206,7 +206,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         return EXIT_JOB_FAILED
     print(profile_text(run.records), file=sys.stderr)
     for r in run.records:
-        why = r.context.get("op_profile_unavailable") or (r.error.splitlines()[0] if r.status != "ok" else "")
+        why = r.context.get("op_profile_unavailable") or (
+            (r.error.splitlines() or [r.status])[0] if r.status != "ok" else "")
         if why:
             print(f"{r.model} {r.variant} {r.format}/{r.runtime} on {r.target}: no profile: {why}", file=sys.stderr)
     print(f"report: {run.html}", file=sys.stderr)

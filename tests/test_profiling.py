@@ -163,12 +163,17 @@ def test_a_tiny_model_is_profiled_in_every_runtime_after_its_timing_passes(tmp_p
     from harness.run.runner import SuiteRunner
     from harness.types import RunSettings
 
+    from harness.types import CompressionSpec
+
     suite = Suite(name="prof", models=("tiny_gen",), targets=("x86-cpu",), formats=("torch", "onnx", "tflite"),
-                  batch_sizes=(2,), export_tolerance=1e-4,
+                  batch_sizes=(2,), export_tolerance=1e-4, variants=(CompressionSpec("half", "fp16"),),
                   settings=RunSettings(**QUICK_SETTINGS | {"profile_runs": 4}))
     runner = SuiteRunner(suite, out_dir=tmp_path / "r", cache_dir=tmp_path / "cache", models_dir=TINY,
                          targets_dir=targets_dir(), progress=False)
-    records = {r.runtime: r for r in read_records(runner.run().results_path)}
+    every = read_records(runner.run().results_path)
+    half = next(r for r in every if r.variant == "half")  # float16 inside: the ONNX probe keeps each tensor's type
+    assert half.status == "ok" and half.context["layer_fidelity"]["matched"] >= 2, half.context
+    records = {r.runtime: r for r in every if r.variant == "fp32"}
     assert {r.status for r in records.values()} == {"ok"}, [r.error for r in records.values()]
     expected = {"torch": ("aten::linear", "CPU"), "onnxruntime": ("FusedGemm", "CPUExecutionProvider"),  # Gemm + ReLU fused
                 "litert": ("XNNPACK Fully Connected", "XNNPACK delegate")}
@@ -194,8 +199,9 @@ def test_a_tiny_model_is_profiled_in_every_runtime_after_its_timing_passes(tmp_p
 
     html = write_report(tmp_path / "r" / "results.jsonl")["html"].read_text()
     assert "Where the time goes" in html and "Roofline · x86-cpu" in html
-    assert html.count('class="seg f-conv-transpose"') == 3  # one bar segment per runtime's job
-    assert html.count("no drop ≥ 6 dB; lowest") == 3  # the fidelity-by-layer line of each job
+    assert html.count('class="seg f-conv-transpose"') == 4  # one bar segment per job (fp32 × 3 runtimes, fp16)
+    assert html.count("no drop ≥ 6 dB; lowest") == 3  # the fidelity-by-layer line of each fp32 job
+    assert html.count("layers matched)") == 4  # and of the fp16 one (whose first layer loses some dB)
 
 
 @pytest.mark.slow

@@ -118,7 +118,7 @@ def compare_layers(reference: Mapping[str, np.ndarray], order: Sequence[str], ca
             value = 0.0
         else:
             value = psnr(got, ref)
-            value = CAP_DB if math.isinf(value) or value > CAP_DB else value
+            value = CAP_DB if math.isinf(value) or value > CAP_DB else (0.0 if math.isnan(value) else value)
         rows.append({"layer": path, "psnr": value, "max_abs_error": float(np.max(np.abs(got - ref)))
                      if np.all(np.isfinite(got)) else None})
         if first_break is None and previous - value >= DROP_DB:

@@ -101,6 +101,10 @@ class ModelIO:
     with the modules' order and scope chains, beside an .npz of the outputs in that order."""
 
 
+LAYERS_MAX_BYTES = 256 * 2**20
+"""The fp32 model's layer outputs are kept for "where fidelity breaks" up to this size per model and batch."""
+
+
 class ArtifactCache:
     """Builds artifacts once; later calls with the same recipe return the cached Artifact."""
 
@@ -155,11 +159,13 @@ class ArtifactCache:
 
     # -- steps --------------------------------------------------------------------------------------
     def model_io(self, spec: ModelSpec, model: Any, batch_size: int, weights: Mapping[str, Any] | None = None,
-                 samples: int = 0, loop_samples: int = 0, decoder: tuple | None = None) -> ModelIO:
+                 samples: int = 0, loop_samples: int = 0, decoder: tuple | None = None,
+                 layers: bool = False) -> ModelIO:
         """Example inputs (seeded) and the fp32 PyTorch outputs for them; with ``samples`` > 0 also the
         fidelity sample set: that many inputs drawn with seed ``spec.seed + SAMPLES_SEED_OFFSET`` (never
         the timing inputs, calibration or distillation latents) and their fp32 outputs. ``decoder``: a sampler's
-        decoder as (spec, model, weights), which turns the loop's final latents into its reference images."""
+        decoder as (spec, model, weights), which turns the loop's final latents into its reference images.
+        ``layers``: also the fp32 model's leaf-module outputs (for "where fidelity breaks")."""
         inputs_path, reference_path = self._inputs_and_outputs(spec, model, batch_size, spec.seed, weights)
         samples_path = samples_reference_path = ""
         if samples > 0:
@@ -172,9 +178,8 @@ class ArtifactCache:
             if loop_samples > 0:
                 loop["loop_samples_path"], loop["loop_samples_reference_path"] = self._loop_io(
                     spec, model, loop_samples, spec.seed + LOOP_SEED_OFFSET + 1, weights, decoder)
-        layers = self._layer_reference(spec, model, batch_size, weights)
         return ModelIO(inputs_path, reference_path, samples_path, samples_reference_path, **loop,
-                       layers_reference_path=layers)
+                       layers_reference_path=self._layer_reference(spec, model, batch_size, weights) if layers else "")
 
     def _layer_reference(self, spec: ModelSpec, model: Any, batch_size: int,
                          weights: Mapping[str, Any] | None) -> str:
@@ -191,12 +196,22 @@ class ArtifactCache:
         )
         folder = self.root / "io" / key
         index_path, arrays_path = folder / "layers.json", folder / "layers.npz"
-        if not (index_path.is_file() and arrays_path.is_file()):
+        if not index_path.is_file():
             folder.mkdir(parents=True, exist_ok=True)
-            outputs, order = layer_outputs(model, spec.make_inputs(batch_size, spec.seed))
-            _atomic_savez(arrays_path, {f"output_{i}": outputs[path] for i, path in enumerate(order)})
+            try:
+                outputs, order = layer_outputs(model, spec.make_inputs(batch_size, spec.seed))
+                total = sum(a.nbytes for a in outputs.values())
+                if total > LAYERS_MAX_BYTES:
+                    index = {"unavailable": f"the layer outputs at batch {batch_size} take {total / 2**20:.0f} MiB "
+                                            f"(more than {LAYERS_MAX_BYTES // 2**20} MiB are not kept)"}
+                else:
+                    _atomic_savez(arrays_path, {f"output_{i}": outputs[path] for i, path in enumerate(order)})
+                    index = {"order": order, "chains": scope_chains(model), "arrays": arrays_path.name}
+            except Exception as exc:  # the reference is for a note in the report: it never fails the model
+                index = {"unavailable": f"reading the fp32 model's layer outputs failed: {type(exc).__name__}: "
+                                        f"{exc}"[:300]}
             tmp = index_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"order": order, "chains": scope_chains(model), "arrays": arrays_path.name}))
+            tmp.write_text(json.dumps(index))
             os.replace(tmp, index_path)
         return str(index_path)
 

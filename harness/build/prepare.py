@@ -7,7 +7,8 @@ Request: ``model``, ``source`` (the model file), ``cache`` (folder), ``formats``
 ``tolerance``, ``timeout_s`` (for each validation worker), ``variants`` (CompressionSpec dicts, optional),
 ``samples`` (size of the fidelity sample set, optional), ``loop_samples`` (a denoiser with a sampler: how many
 images its loop's sample set generates, optional), ``decoder_source`` (the model file of the sampler's decoder,
-when it is another file), ``progress_path`` (optional: progress lines go there,
+when it is another file), ``layers`` (also the fp32 model's layer outputs, for "where fidelity breaks"),
+``progress_path`` (optional: progress lines go there,
 ``harness.build.progress``). A generator that declares digits training is trained
 here on first use (weights cached under ``<cache>/weights``).
 Result: ``status``, ``batches`` ({batch: {"io": {...}, "variants":
@@ -95,7 +96,8 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
     batches: dict[str, Any] = {}
     for batch in request["batch_sizes"]:
         io = cache.model_io(spec, model, int(batch), weights, int(request.get("samples", 0)),
-                            int(request.get("loop_samples", 0)), decoder=decoder and decoder[:3])
+                            int(request.get("loop_samples", 0)), decoder=decoder and decoder[:3],
+                            layers=bool(request.get("layers", False)))
         entries: dict[str, Any] = {}
         for name, (artifact, variant_model) in torch_variants.items():
             expected = io.reference_path

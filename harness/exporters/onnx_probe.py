@@ -27,6 +27,11 @@ def probe_onnx(source: str | Path, target: str | Path) -> dict[str, str]:
 
     model = onnx.load(str(source))
     graph = model.graph
+    try:  # each boundary's own element type (an fp16 model's tensors are float16)
+        inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+        types = {v.name: v.type.tensor_type.elem_type for v in inferred if v.type.tensor_type.elem_type}
+    except Exception:  # an inference the checker cannot do: float, the common case
+        types = {}
     last: dict[str, str] = {}
     for node in graph.node:
         meta = {p.key: p.value for p in node.metadata_props}
@@ -38,7 +43,7 @@ def probe_onnx(source: str | Path, target: str | Path) -> dict[str, str]:
     for path, tensor in last.items():
         if tensor not in added:
             if tensor not in existing:  # a boundary that is already a model output is read as one
-                graph.output.append(helper.make_tensor_value_info(tensor, TensorProto.FLOAT, None))
+                graph.output.append(helper.make_tensor_value_info(tensor, types.get(tensor, TensorProto.FLOAT), None))
             added[tensor] = path
     onnx.save(model, str(target))
     return added

@@ -44,6 +44,7 @@ def layer_line(r: RunRecord) -> dict[str, Any] | None:
         return None
     layers = found["layers"]
     n = len(layers)
+    layers = [dict(row, psnr=row["psnr"] if isinstance(row.get("psnr"), (int, float)) else 0.0) for row in layers]
     points = [((i + 0.5) / n, min(max(row["psnr"], 0.0), 100.0) / 100.0) for i, row in enumerate(layers)]
     worst = min(layers, key=lambda row: row["psnr"])
     if found.get("first_break"):

@@ -252,30 +252,42 @@ class JobRun:
         latency = next((m for m in self.measurements if m.metric == "latency"), None)
         try:
             result = self._pass("profile", worker_request(job, target, "profile"), "profile pass: ")
+            found = result.get("context", {})
+            if found.get("op_profile"):
+                profile = OpProfile.from_dict(found["op_profile"])
+                self.context["op_profile"] = found["op_profile"]
+                measured = [Measurement(
+                    "profile_run_time", profile.run_ms, "ms", profile.method,
+                    note=f"median of {profile.runs} profiled inferences, the profiler's own clock")]
+                if latency is not None and latency.value > 0 and profile.run_ms > 0:
+                    measured.append(Measurement(
+                        "profiler_overhead", profile.run_ms / latency.value, "ratio",
+                        "profiled median / timing median",
+                        note="how much the profiler itself slows an inference (1 = not at all)"))
+                self.measurements.extend(worker_measurements(target, [m.to_dict() for m in measured]))
+            elif found.get("op_profile_unavailable"):
+                self.context["op_profile_unavailable"] = found["op_profile_unavailable"]
         except Stop as stop:
-            self.context["op_profile_unavailable"] = f"{stop.status}: {stop.error.splitlines()[0][:300]}"
-            result = {}
-        found = result.get("context", {})
-        if found.get("op_profile"):
-            profile = OpProfile.from_dict(found["op_profile"])
-            self.context["op_profile"] = found["op_profile"]
-            self.measurements.append(Measurement(
-                "profile_run_time", profile.run_ms, "ms", profile.method,
-                note=f"median of {profile.runs} profiled inferences, the profiler's own clock"))
-            if latency is not None and latency.value > 0 and profile.run_ms > 0:
-                self.measurements.append(Measurement(
-                    "profiler_overhead", profile.run_ms / latency.value, "ratio", "profiled median / timing median",
-                    note="how much the profiler itself slows an inference (1 = not at all)"))
-        elif found.get("op_profile_unavailable"):
-            self.context["op_profile_unavailable"] = found["op_profile_unavailable"]
-        self._roofline(latency)
+            self.context["op_profile_unavailable"] = f"{stop.status}: {(stop.error.splitlines() or [''])[0][:300]}"
+        except Exception as exc:  # a profile that cannot be read is a note, never the measured job's end
+            self.context["op_profile_unavailable"] = f"{type(exc).__name__}: {exc}"[:300]
+        try:
+            self._roofline(latency)
+        except Exception as exc:
+            self.context["roofline_unavailable"] = f"{type(exc).__name__}: {exc}"[:300]
 
     def _roofline(self, latency: Measurement | None) -> None:
         job, target = self.job, self.target
         work = job.work or {}
-        if target.reach == "emulated" or latency is None or not work.get("flops") or not work.get("bytes"):
-            if work.get("error"):
-                self.context["roofline_unavailable"] = f"counting FLOPs failed: {work['error']}"
+        if target.reach == "emulated" or latency is None or not job.work:
+            return
+        if job.runtime.endswith("-cuda"):
+            self.context["roofline_unavailable"] = "the measured ceilings are the host CPU's, not the GPU's"
+            return
+        if work.get("error") or not work.get("flops") or not work.get("bytes"):
+            self.context["roofline_unavailable"] = (f"counting FLOPs failed: {work['error']}" if work.get("error") else
+                                                    "the FLOP counter counted no matmul or convolution in this model "
+                                                    "(quantized PyTorch ops are not counted)")
             return
         ceilings = self._ceilings()
         if ceilings is None:
@@ -319,12 +331,22 @@ class JobRun:
         worker of its own; ONNX through a probe copy whose layer boundaries are outputs) against the fp32 PyTorch
         model's leaf-module outputs, PSNR per layer and the first layer that loses ``DROP_DB`` or more
         (``context["layer_fidelity"]``). A failure is noted (``layer_fidelity_unavailable``), never the job's."""
-        import json
-
         job = self.job
         if job.settings.profile_runs <= 0 or not job.layers_reference_path:
             return
+        try:
+            self._layers()
+        except Exception as exc:  # a layer comparison that cannot be made is a note, never the measured job's end
+            self.context["layer_fidelity_unavailable"] = f"{type(exc).__name__}: {exc}"[:300]
+
+    def _layers(self) -> None:
+        import json
+
+        job = self.job
         index = json.loads(Path(job.layers_reference_path).read_text())
+        if index.get("unavailable"):
+            self.context["layer_fidelity_unavailable"] = index["unavailable"]
+            return
         arrays = load_outputs(Path(job.layers_reference_path).with_name(index["arrays"]))
         reference = dict(zip(index["order"], arrays))
         with tempfile.TemporaryDirectory(prefix="edge-harness-layers-") as tmp:
@@ -340,10 +362,16 @@ class JobRun:
             try:
                 result = self._pass("layers", request, "layers pass: ")
             except Stop as stop:
-                self.context["layer_fidelity_unavailable"] = f"{stop.status}: {stop.error.splitlines()[0][:300]}"
+                self.context["layer_fidelity_unavailable"] = \
+                    f"{stop.status}: {(stop.error.splitlines() or [''])[0][:300]}"
                 return
             found_context = result.get("context", {})
-            tensors = dict(zip(found_context.get("tensor_names", []), load_outputs(outputs_path)))
+            names, arrays = found_context.get("tensor_names", []), load_outputs(outputs_path)
+            if len(names) != len(arrays):
+                self.context["layer_fidelity_unavailable"] = (f"the layers pass named {len(names)} tensors and "
+                                                              f"saved {len(arrays)}")
+                return
+            tensors = dict(zip(names, arrays))
         activations: dict[str, str] = {}
         if artifact.format == "onnx":
             candidate = {probe[name]: array for name, array in tensors.items() if name in probe}

@@ -187,7 +187,8 @@ class SuiteRunner:
                      "variants": [v.to_dict() for v in self.suite.variants if v.applies_to(model_name)],
                      "samples": self.suite.settings.fidelity_samples,
                      "loop_samples": self.suite.settings.loop_samples, "progress_path": str(progress_path),
-                     "decoder_source": self._decoder_source(spec)},
+                     "decoder_source": self._decoder_source(spec),
+                     "layers": self.suite.settings.profile_runs > 0},
                     self.suite.settings.prepare_timeout_s, module="harness.build.prepare", on_wait=show,
                 )
             self.status("")
