@@ -257,14 +257,26 @@ def test_litert_tensors_match_modules_by_scope_chain_with_their_fused_activation
                "M/Seq_net/Lin_1;1": np.array([[9.0, 9.0, 9.0]], np.float32),  # another shape: not the output
                "M;;M/Seq_net/Lin_1;2": np.array([[7.0, 7.0]], np.float32),  # a functional op at the root, not fused
                "M/Seq_net/Lin_1;": np.array([[3.0, 4.0]], np.float32), "unrelated": np.zeros((1, 2), np.float32)}
-    found, activations = match_by_chain(tensors, chains, ref, {"M/Seq_net/Lin_0;;M": "RELU"})
-    assert set(found) == {"net.0", "net.1"} and activations == {"net.0": "RELU"}
-    assert found["net.1"].tolist() == [[3.0, 4.0]]
+    found = match_by_chain(tensors, chains, ref, {"M/Seq_net/Lin_0;;M": "RELU"})
+    assert set(found) == {"net.0", "net.1"} and [a for _, a in found["net.0"]] == ["RELU"]
+    assert [c.tolist() for c, _ in found["net.1"]] == [[[3.0, 4.0]]]  # the 3-wide tensor does not fit
     fused_first = {"M;;M/Seq_net/Lin_0;1": np.array([[0.0, 2.0]], np.float32)}  # the relu's root scope listed first
-    assert match_by_chain(fused_first, chains, ref, {"M;;M/Seq_net/Lin_0;1": "RELU"})[1] == {"net.0": "RELU"}
-    assert match_by_chain(fused_first, chains, ref, {})[0] == {}  # without a fused activation it is not net.0's
-    result = compare_layers(ref, ["net.0", "net.1"], found, activations)
+    assert [a for _, a in match_by_chain(fused_first, chains, ref, {"M;;M/Seq_net/Lin_0;1": "RELU"})["net.0"]] \
+        == ["RELU"]
+    assert match_by_chain(fused_first, chains, ref, {}) == {}  # without a fused activation it is not net.0's
+    result = compare_layers(ref, ["net.0", "net.1"], found)
     assert [r["psnr"] for r in result.layers] == [100.0, 100.0]  # relu(reference) is what the fused op wrote
+
+
+def test_of_several_tensors_named_after_a_module_the_closest_reading_is_its_output():
+    rng = np.random.default_rng(2)
+    ref = {"conv": rng.standard_normal((1, 4, 4, 4)).astype(np.float32)}  # C = H = W: two layouts fit
+    nhwc = ref["conv"].transpose(0, 2, 3, 1)
+    other_step = ref["conv"] * 3.0 + 1.0  # a step inside the module, also named after it
+    found = compare_layers(ref, ["conv"], {"conv": [(other_step, None), (nhwc, None)]})
+    assert found.layers[0]["psnr"] == 100.0 and found.layers[0]["readings"] == 4 and found.first_break is None
+    broken = compare_layers(ref, ["conv"], {"conv": [(other_step, None), (nhwc + 1.0, None)]})
+    assert broken.first_break == "conv"  # no reading is close: the layer is broken
 
 
 class _Broken(nn.Module):
@@ -322,8 +334,8 @@ def test_a_deliberately_broken_layer_is_found_in_every_runtime(tmp_path):
     reference, order = layer_outputs(model, inputs)
     assert order == ["conv1", "conv2", "up", "out"]
 
-    def check(candidate, activations=None, channels_last=False):
-        found = compare_layers(reference, order, candidate, activations, channels_last)
+    def check(candidate):
+        found = compare_layers(reference, order, candidate)
         assert found.first_break == "conv2", found
         by = {row["layer"]: row["psnr"] for row in found.layers}
         assert by["conv1"] >= 90 and by["conv2"] < 40  # fine before the broken layer, broken at it
@@ -343,8 +355,7 @@ def test_a_deliberately_broken_layer_is_found_in_every_runtime(tmp_path):
     TFLiteExporter.export(broken, inputs, str(tflite_path))
     tensors = intermediate_tensors(LiteRTRuntime(RuntimeOptions(threads=1)), SimpleNamespace(path=str(tflite_path)),
                                    inputs)
-    candidate, activations = match_by_chain(tensors, scope_chains(broken), reference,
-                                            fused_activations(str(tflite_path)))
-    assert activations.get("conv1") == "RELU"  # LiteRT fused the functional relu into conv1's CONV_2D
-    found = check(candidate, activations, channels_last=True)  # NHWC, and here C = H = W = 8
+    candidate = match_by_chain(tensors, scope_chains(broken), reference, fused_activations(str(tflite_path)))
+    assert "RELU" in [a for _, a in candidate["conv1"]]  # LiteRT fused the functional relu into conv1's CONV_2D
+    found = check(candidate)  # NHWC, and here C = H = W = 8: both readings tried
     assert {"conv1", "conv2", "up", "out"} == {row["layer"] for row in found.layers}

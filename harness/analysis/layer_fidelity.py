@@ -2,8 +2,9 @@
 modules, PSNR per layer in the order the layers ran, and the first layer whose PSNR falls by at least
 ``DROP_DB`` below the layer before it (the model's inputs count as a perfect 100 dB). Matching: PyTorch tensors come
 keyed by module path; ONNX probe outputs through the probe's {tensor: module path}; LiteRT tensors through the
-converter's scope chains in the tensor name (``_module_of``) and the activation their op fused, channels-last
-transposed back where the layout differs."""
+converter's scope chains in the tensor name (``_module_of``) and the activation their op fused — several tensors can
+carry a module's name (layout copies, steps inside it) and a C = H = W tensor reads two ways, so the closest reading
+of the module's output is taken."""
 from __future__ import annotations
 
 import math
@@ -40,22 +41,20 @@ class LayerFidelity:
         return asdict(self)
 
 
-def _aligned(candidate: np.ndarray, reference: np.ndarray, channels_last: bool = False) -> np.ndarray | None:
-    """``candidate`` in the reference's layout: as is, channels-last moved back to channels-first, or None.
-    ``channels_last``: the runtime keeps 4-D activations NHWC (LiteRT), so that reading wins when both fit (C = H =
-    W)."""
-    nchw = candidate.transpose(0, 3, 1, 2) if candidate.ndim == reference.ndim == 4 else None
-    if channels_last and nchw is not None and nchw.shape == reference.shape:
-        return nchw
+def _layouts(candidate: np.ndarray, reference: np.ndarray) -> list[np.ndarray]:
+    """Every reading of ``candidate`` in the reference's layout: as is, channels-last moved back to channels-first
+    (both when C = H = W makes them the same shape), a 3-D transpose, or a 2-D reshape of the same size."""
+    out = []
     if candidate.shape == reference.shape:
-        return candidate
-    if nchw is not None and nchw.shape == reference.shape:
-        return nchw
+        out.append(candidate)
+    if candidate.ndim == reference.ndim == 4 and candidate.transpose(0, 3, 1, 2).shape == reference.shape:
+        out.append(candidate.transpose(0, 3, 1, 2))
     if candidate.ndim == reference.ndim == 3 and candidate.transpose(0, 2, 1).shape == reference.shape:
-        return candidate.transpose(0, 2, 1)
-    if candidate.size == reference.size and candidate.shape[:1] == reference.shape[:1] and reference.ndim <= 2:
-        return candidate.reshape(reference.shape)
-    return None
+        out.append(candidate.transpose(0, 2, 1))
+    if not out and candidate.size == reference.size and candidate.shape[:1] == reference.shape[:1] \
+            and reference.ndim <= 2:
+        out.append(candidate.reshape(reference.shape))
+    return out
 
 
 FUSED = {"RELU": lambda x: np.maximum(x, 0.0), "RELU6": lambda x: np.clip(x, 0.0, 6.0),
@@ -64,22 +63,23 @@ FUSED = {"RELU": lambda x: np.maximum(x, 0.0), "RELU6": lambda x: np.clip(x, 0.0
 """LiteRT's fused activations, applied to a module's reference output when the op that wrote its tensor fused one."""
 
 
+Candidate = tuple  # (tensor, the activation its op fused or None)
+
+
 def match_by_chain(tensors: Mapping[str, np.ndarray], chains: Mapping[str, str], reference: Mapping[str, np.ndarray],
-                   fused: Mapping[str, str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """LiteRT tensors → module paths: a tensor whose name (up to the first ';') is a module's scope chain, and whose
-    values fit the module's output; the last such tensor written wins (``tensors`` in the order ops wrote them).
-    Returns the matches and, per matched module, the activation its op fused (from ``fused``: tensor → name)."""
+                   fused: Mapping[str, str] | None = None) -> dict[str, list[Candidate]]:
+    """LiteRT tensors → module paths: every tensor whose name (``_module_of``) points at a leaf module and whose
+    values fit its output's shape, with the activation its op fused (from ``fused``: tensor name → activation). The
+    converter names layout copies and a module's intermediate steps after the module too; ``compare_layers`` takes
+    the candidate closest to the module's output."""
     by_chain = {chain: path for path, chain in chains.items()}
-    found: dict[str, np.ndarray] = {}
-    activations: dict[str, str] = {}
+    found: dict[str, list[Candidate]] = {}
     for name, array in tensors.items():
-        path = _module_of(name, by_chain, reference, (fused or {}).get(name) in FUSED)
-        if path is not None and _aligned(array, reference[path], channels_last=True) is not None:
-            found[path] = array
-            activations.pop(path, None)
-            if (fused or {}).get(name) in FUSED:
-                activations[path] = fused[name]
-    return found, activations
+        activation = (fused or {}).get(name)
+        path = _module_of(name, by_chain, reference, activation in FUSED)
+        if path is not None and _layouts(np.asarray(array), np.asarray(reference[path])):
+            found.setdefault(path, []).append((array, activation if activation in FUSED else None))
+    return found
 
 
 def _module_of(name: str, by_chain: Mapping[str, str], reference: Mapping[str, np.ndarray], fused: bool) -> str | None:
@@ -96,31 +96,43 @@ def _module_of(name: str, by_chain: Mapping[str, str], reference: Mapping[str, n
     return None
 
 
-def compare_layers(reference: Mapping[str, np.ndarray], order: Sequence[str], candidate: Mapping[str, np.ndarray],
-                   activations: Mapping[str, str] | None = None, channels_last: bool = False) -> LayerFidelity:
-    """PSNR of each matched layer against the reference, in ``order``, and where it first breaks. ``activations``:
-    per layer, a fused activation (``FUSED``) the candidate's tensor includes, applied to the reference first;
-    ``channels_last``: the candidate's 4-D tensors are NHWC (LiteRT)."""
+def _psnr(got: np.ndarray, ref: np.ndarray) -> float:
+    if not np.all(np.isfinite(got)):
+        return 0.0
+    value = psnr(got, ref)
+    return CAP_DB if math.isinf(value) or value > CAP_DB else (0.0 if math.isnan(value) else value)
+
+
+def compare_layers(reference: Mapping[str, np.ndarray], order: Sequence[str],
+                   candidate: Mapping[str, Any]) -> LayerFidelity:
+    """PSNR of each matched layer against the reference, in ``order``, and where it first breaks. ``candidate``:
+    per layer a tensor, or a list of (tensor, fused activation or None) candidates (``match_by_chain``); each is
+    read in every layout that fits (``_layouts``) with its fused activation applied to the reference, and the
+    closest reading is the layer's (a broken layer has no close one)."""
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     previous, first_break, drop = CAP_DB, None, None
     for path in order:
         if path not in candidate or path not in reference:
             continue
-        ref = np.asarray(reference[path], np.float64)
-        if (activations or {}).get(path) in FUSED:
-            ref = FUSED[activations[path]](ref)
-        got = _aligned(np.asarray(candidate[path], np.float64), ref, channels_last)
-        if got is None:
-            notes.append(f"{path}: shape {tuple(np.shape(candidate[path]))} does not fit {ref.shape}")
+        options = candidate[path] if isinstance(candidate[path], list) else [(candidate[path], None)]
+        best: tuple[float, np.ndarray, np.ndarray] | None = None
+        for array, activation in options:
+            ref = np.asarray(reference[path], np.float64)
+            if activation in FUSED:
+                ref = FUSED[activation](ref)
+            for got in _layouts(np.asarray(array, np.float64), ref):
+                value = _psnr(got, ref)
+                if best is None or value > best[0]:
+                    best = (value, got, ref)
+        if best is None:
+            shape = tuple(np.shape(options[0][0]))
+            notes.append(f"{path}: shape {shape} does not fit {tuple(np.shape(reference[path]))}")
             continue
-        if not np.all(np.isfinite(got)):
-            value = 0.0
-        else:
-            value = psnr(got, ref)
-            value = CAP_DB if math.isinf(value) or value > CAP_DB else (0.0 if math.isnan(value) else value)
+        value, got, ref = best
         rows.append({"layer": path, "psnr": value, "max_abs_error": float(np.max(np.abs(got - ref)))
-                     if np.all(np.isfinite(got)) else None})
+                     if np.all(np.isfinite(got)) else None, "readings": sum(
+                         len(_layouts(np.asarray(a), np.asarray(reference[path]))) for a, _ in options)})
         if first_break is None and previous - value >= DROP_DB:
             first_break, drop = path, previous - value
         previous = value

@@ -372,16 +372,13 @@ class JobRun:
                                                               f"saved {len(arrays)}")
                 return
             tensors = dict(zip(names, arrays))
-        activations: dict[str, str] = {}
         if artifact.format == "onnx":
-            candidate = {probe[name]: array for name, array in tensors.items() if name in probe}
+            candidate: dict[str, Any] = {probe[name]: array for name, array in tensors.items() if name in probe}
         elif artifact.format == "tflite":
-            candidate, activations = match_by_chain(tensors, index["chains"], reference,
-                                                    found_context.get("fused_activations", {}))
+            candidate = match_by_chain(tensors, index["chains"], reference, found_context.get("fused_activations", {}))
         else:
             candidate = tensors
-        found = compare_layers(reference, index["order"], candidate, activations,
-                               channels_last=artifact.format == "tflite")
+        found = compare_layers(reference, index["order"], candidate)
         if not found.layers:
             self.context["layer_fidelity_unavailable"] = (
                 f"no intermediate tensor matched one of the model's {found.modules} layers"
