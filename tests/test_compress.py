@@ -97,3 +97,47 @@ def test_an_int_is_accepted_where_a_float_is_expected_and_then_range_checked():
         resolve_params("prune-l1", {"amount": 1})
     assert resolve_params("prune-channels", {"amount": 0.25, "multiple": 8}) == {"amount": 0.25, "multiple": 8,
                                                                                   "importance": "l1"}
+
+
+def test_quant_static_can_keep_a_timestep_embedding_float(tmp_path):
+    """``keep_float_before = ["Sin", "Cos"]``: the nodes feeding Sin / Cos (the timestep path) are left out of
+    quantization; the convolution beside them is still quantized."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from harness.compress import resolve_params
+    from harness.compress.onnx_quant import upstream_nodes
+    from harness.errors import HarnessInputError
+
+    nodes = [helper.make_node("Unsqueeze", ["t", "axes"], ["u"], name="unsq"),
+             helper.make_node("Mul", ["u", "freq"], ["phase"], name="phase_mul"),
+             helper.make_node("Sin", ["phase"], ["s"], name="sin"),
+             helper.make_node("Cos", ["phase"], ["c"], name="cos"),
+             helper.make_node("Conv", ["x", "w"], ["y"], name="conv")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1]),
+                     helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("s", "c", "y")],
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+         helper.make_tensor("freq", TensorProto.FLOAT, [1, 2], [1.0, 10.0]),
+         helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 3, 3], [0.1] * 9)])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert upstream_nodes(str(path), ["Sin", "Cos"]) == ["cos", "phase_mul", "sin", "unsq"]
+    assert upstream_nodes(str(path), []) == []
+    from harness.compress import compressor
+
+    rng = np.random.default_rng(0)
+    calibration = [{"t": rng.uniform(0, 1000, 1).astype(np.float32),
+                    "x": rng.standard_normal((1, 1, 4, 4)).astype(np.float32)} for _ in range(4)]
+    quantized = {}
+    for keep in ([], ["Sin", "Cos"]):
+        dst = tmp_path / f"q{len(keep)}.onnx"
+        params = resolve_params("quant-static", {"keep_float_before": keep, "calibration_batches": 4})
+        compressor("quant-static").compress_file(str(path), str(dst), params, calibration)
+        quantized[len(keep)] = {n.input[0] for n in onnx.load(str(dst)).graph.node if n.op_type == "QuantizeLinear"}
+    assert {"u", "phase"} <= quantized[0] and "x" in quantized[0]  # by default the phases are quantized …
+    assert not {"u", "phase"} & quantized[2] and "x" in quantized[2]  # … kept float on request; the conv is not
+    assert resolve_params("quant-static", {"keep_float_before": ["Sin", "Cos"]})["keep_float_before"] == ["Sin", "Cos"]
+    with pytest.raises(HarnessInputError, match="keep_float_before must list ONNX op types"):
+        resolve_params("quant-static", {"keep_float_before": [3]})

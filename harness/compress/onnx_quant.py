@@ -15,7 +15,7 @@ from __future__ import annotations
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from harness.compress import Calibration, check_choice, phase
 from harness.compress.coverage import onnx_coverage
@@ -118,9 +118,14 @@ class StaticQuantization(_Quantizer):
     name = "quant-static"
     description = "ONNX Runtime static int8 quantization (quantize_static) with calibration"
     params: Mapping[str, Any] = {"format": "qdq", "per_channel": True, "activation_type": "int8",
-                                 "weight_type": "int8", "calibrate_method": "minmax", "calibration_batches": 16}
+                                 "weight_type": "int8", "calibrate_method": "minmax", "calibration_batches": 16,
+                                 "keep_float_before": []}
+    """``keep_float_before``: op types (e.g. ``["Sin", "Cos"]``) whose inputs, and every node upstream of them, stay
+    float — a diffusion UNet's sinusoidal timestep embedding, whose phases int8 cannot hold."""
 
     def check(self, params: Mapping[str, Any]) -> None:
+        if not all(isinstance(op, str) and op for op in params["keep_float_before"]):
+            raise ValueError("keep_float_before must list ONNX op types (strings), e.g. [\"Sin\", \"Cos\"]")
         check_choice(params, "format", ("qdq", "qoperator"))
         check_choice(params, "activation_type", ("int8", "uint8"))
         check_choice(params, "weight_type", ("int8", "uint8"))
@@ -135,8 +140,10 @@ class StaticQuantization(_Quantizer):
         reader = _reader(batches)
         with tempfile.TemporaryDirectory() as tmp, \
                 phase(f"calibrating and quantizing (onnxruntime quantize_static, {len(batches)} batches)"):
+            model = _preprocessed(src, tmp)
+            kept = upstream_nodes(model, params["keep_float_before"])
             quantize_static(
-                _preprocessed(src, tmp), dst, reader,
+                model, dst, reader, nodes_to_exclude=kept,
                 quant_format=QuantFormat.QDQ if params["format"] == "qdq" else QuantFormat.QOperator,
                 per_channel=params["per_channel"],
                 activation_type=_quant_type(params["activation_type"]),
@@ -144,7 +151,27 @@ class StaticQuantization(_Quantizer):
                 calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                                   "percentile": CalibrationMethod.Percentile}[params["calibrate_method"]],
             )
-        return {"calibration_batches": len(batches), "coverage": onnx_coverage(dst)}
+        return {"calibration_batches": len(batches), "coverage": onnx_coverage(dst),
+                **({"kept_float": kept} if params["keep_float_before"] else {})}
+
+
+def upstream_nodes(path: str, op_types: Sequence[str]) -> list[str]:
+    """Names of the nodes of type ``op_types`` in an ONNX file and of every node upstream of them."""
+    if not op_types:
+        return []
+    import onnx
+
+    graph = onnx.load(path).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    stack = [node for node in graph.node if node.op_type in set(op_types)]
+    names = {node.name for node in stack}
+    while stack:
+        for name in stack.pop().input:
+            node = producers.get(name)
+            if node is not None and node.name not in names:
+                names.add(node.name)
+                stack.append(node)
+    return sorted(names)
 
 
 @COMPRESSORS.register("fp16")
