@@ -12,6 +12,7 @@ from harness import __version__
 
 from harness.launch import interrupts
 from harness.errors import HarnessInputError
+from harness.types import FORMATS
 from harness.plugins import load_plugins
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
@@ -36,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: the project's default_suite, else the built-in default)")
     run.add_argument("--target", action="append", metavar="NAME", help="target profile(s) instead of the suite's")
     run.add_argument("--model", action="append", metavar="NAME", help="model(s) instead of the suite's")
-    run.add_argument("--format", action="append", choices=["torch", "onnx", "tflite"], help="format(s) instead of the suite's")
+    run.add_argument("--format", action="append", choices=list(FORMATS), help="format(s) instead of the suite's")
     run.add_argument("--variant", action="append", metavar="NAME",
                      help="only these compressed variants of the suite (and those they build on); 'none' for none")
     run.add_argument("--artifact", action="append", type=Path, metavar="FILE",
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     prof.add_argument("--suite", metavar="FILE|NAME", help="suite TOML file or name (default: as `harness run`)")
     prof.add_argument("--target", action="append", metavar="NAME", help="target profile(s) instead of the suite's")
     prof.add_argument("--model", action="append", metavar="NAME", help="model(s) instead of the suite's")
-    prof.add_argument("--format", action="append", choices=["torch", "onnx", "tflite"],
+    prof.add_argument("--format", action="append", choices=list(FORMATS),
                       help="format(s) instead of the suite's")
     prof.add_argument("--variant", action="append", metavar="NAME",
                       help="only these compressed variants (and those they build on); 'none' for none")

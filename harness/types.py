@@ -14,7 +14,7 @@ SCHEMA_VERSION = 1
 
 RUN_STATUSES = ("ok", "failed", "crashed", "timeout", "oom", "unsupported", "unreachable")
 """``unreachable``: the target could not be reached (SSH connection refused, lost or not trusted)."""
-FORMATS = ("torch", "onnx", "tflite")
+FORMATS = ("torch", "onnx", "tflite", "executorch")
 
 
 @dataclass(frozen=True)

@@ -138,8 +138,14 @@ def compression_measurements(artifact: Artifact) -> list[Measurement]:
                                samples=tuple(float(loss) for _, loss in curve),
                                note=f"mean training loss per {curve[0][0]} steps, {curve[-1][0]} steps in "
                                     f"{training['train_seconds']:g} s"))
-    coverage = info.get("coverage") if artifact.format in ("onnx", "tflite") else None
+    coverage = info.get("coverage") if artifact.format in ("onnx", "tflite", "executorch") else None
     if coverage:
         out.extend(Measurement(key, float(coverage[key]), "fraction", f"{artifact.format}-graph")
                    for key in _COVERAGE_FIGURES)
+    delegation = (coverage or {}).get("ops_delegated_fraction", info.get("delegation", {}).get("ops_delegated_fraction"))
+    if artifact.format == "executorch" and delegation is not None:
+        portable = (coverage or info.get("delegation") or {}).get("portable_ops", {})
+        out.append(Measurement("ops_delegated_fraction", float(delegation), "fraction", "executorch-graph",
+                               note=("left to portable kernels: " + ", ".join(f"{k} ×{v}" for k, v in portable.items()))
+                               if portable else ""))
     return out

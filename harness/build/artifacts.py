@@ -348,13 +348,15 @@ class ArtifactCache:
             staged = Path(tmp) / path.name
             try:
                 with captured_output(log):
-                    exporter.export(model, inputs, str(staged))
+                    found = exporter.export(model, inputs, str(staged))
             except Exception as exc:  # an exporter failure is a result to record, not a crash
                 detail = tail("".join(log), 5)
                 error = f"{exporter.name} export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 return self.store(Artifact(bytes=0, status="failed", error=f"{error}\n{detail}".strip(), **base), None)
             size = staged.stat().st_size
             shutil.move(str(staged), str(path))
+        if found:  # what the exporter read from its result (ExecuTorch: the share delegated)
+            base["compression"] = {**base["compression"], **found}
         artifact = Artifact(bytes=size, **base)
         try:
             outputs = self.validate(artifact, exporter.validation_runtime, io.inputs_path)

@@ -2,8 +2,8 @@
 make seeded example inputs, and describe it as an Artifact.
 
 Validation is in two layers, both before anything is measured: static checks in this process (ONNX:
-protobuf parse, ``onnx.checker`` with full type inference, a known opset; TFLite: the flatbuffer file
-identifier), then a load by the runtime in a fresh worker (which may crash without harm). Any problem is
+protobuf parse, ``onnx.checker`` with full type inference, a known opset; TFLite and ExecuTorch: the flatbuffer
+file identifier), then a load by the runtime in a fresh worker (which may crash without harm). Any problem is
 a one-line HarnessInputError naming the file.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ from harness.errors import HarnessInputError
 from harness.protocol import WorkerRequest
 from harness.types import Artifact
 
-SUFFIX_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
-FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
+SUFFIX_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch"}
+FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch"}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -31,7 +31,7 @@ def _first_line(exc: BaseException) -> str:
 def detect_format(path: Path) -> str:
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise HarnessInputError(f"{path}: unknown artifact type {path.suffix!r} (expected .onnx or .tflite)")
+        raise HarnessInputError(f"{path}: unknown artifact type {path.suffix!r} (expected .onnx, .tflite or .pte)")
     return fmt
 
 
@@ -62,6 +62,19 @@ def check_tflite(path: Path, data: bytes) -> None:
         raise HarnessInputError(f"{path}: not a TFLite flatbuffer (file identifier {ident!r}, expected b'TFL3')")
 
 
+def check_pte(path: Path, data: bytes) -> None:
+    """An ExecuTorch program is a flatbuffer with file identifier ``ET`` + two digits (``ET12``)."""
+    if len(data) < 8:
+        raise HarnessInputError(f"{path}: too short to be an ExecuTorch program ({len(data)} bytes)")
+    ident = data[4:8]
+    if ident[:2] != b"ET" or not ident[2:].isdigit():
+        raise HarnessInputError(f"{path}: not an ExecuTorch program (file identifier {ident!r}, expected b'ET' and "
+                                "two digits)")
+
+
+_STATIC_CHECKS = {"onnx": check_onnx, "tflite": check_tflite, "executorch": check_pte}
+
+
 def check_static(path: Path) -> tuple[str, bytes]:
     """Format and bytes of a file that passed the static checks."""
     fmt = detect_format(path)
@@ -73,7 +86,7 @@ def check_static(path: Path) -> tuple[str, bytes]:
         raise HarnessInputError(f"{path}: cannot read: {exc.strerror}") from None
     if not data:
         raise HarnessInputError(f"{path}: empty file")
-    (check_onnx if fmt == "onnx" else check_tflite)(path, data)
+    _STATIC_CHECKS[fmt](path, data)
     return fmt, data
 
 

@@ -55,7 +55,7 @@ def validate_in_worker(timeout_s: float):
 def prepare(request: dict[str, Any]) -> dict[str, Any]:
     from harness.build.artifacts import ArtifactCache
     from harness.compress import LatentSource, calibration_batches, compressor, variant_formats
-    from harness.compress.steps import compress_file, compress_torch, expected_outputs
+    from harness.compress.steps import compress_export, compress_file, compress_torch, expected_outputs
     from harness.build.torch_model import own_builder
     from harness.exporters import exporter_for_format
     from harness.training import build_trained
@@ -77,7 +77,8 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
     decoder = _loop_decoder(spec, request, cache)
     variants = [CompressionSpec.from_dict(v) for v in request.get("variants", ())]
     torch_stage = [v for v in variants if compressor(v.method).stage == "torch"]
-    file_stage = [v for v in variants if compressor(v.method).stage != "torch"]
+    export_stage = [v for v in variants if compressor(v.method).stage == "export"]
+    file_stage = [v for v in variants if compressor(v.method).stage not in ("torch", "export")]
 
     # Torch-level variants (in suite order: a variant may build on an earlier one).
     torch_variants: dict[str, tuple[Artifact, Any]] = {"fp32": (base, model)}
@@ -115,6 +116,18 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
                                                 tolerance, expected_path=expected)
             entries[name] = {"expected_path": expected, "artifacts": exports,
                              "work": _work(variant_model, spec.make_inputs(int(batch), spec.seed))}
+        for v in export_stage:  # PT2E: quantized while exported, from a torch variant
+            parent, parent_model = torch_variants.get(v.after or "fp32", (None, None))
+            if parent is None:
+                continue
+            calibration = calibration_batches(spec.make_inputs, int(batch), spec.seed,
+                                              int(v.params.get("calibration_batches", 16)))
+            made = {}
+            for fmt in variant_formats(v, request["formats"]):
+                progress.report(f"compressing: {v.name} ({v.method}) → {fmt}, batch {batch}")
+                made[fmt] = compress_export(cache, parent, parent_model, v, fmt, calibration, io, int(batch))
+            entries[v.name] = {"expected_path": "", "artifacts": made,
+                               "work": entries.get(v.after or "fp32", {}).get("work")}
         for v in file_stage:
             parent = entries.get(v.after or "fp32", {}).get("artifacts", {}).get(compressor(v.method).stage)
             if parent is None:  # the suite does not export that format: nothing to quantize

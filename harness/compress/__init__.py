@@ -14,6 +14,9 @@ must give), ``description`` and ``tool_versions()`` (part of the artifact id). B
   afresh instead (by that builder, or the model's own with its ``builder_kwargs`` overlaid).
 - ``onnx`` / ``tflite``: ``compress_file(src, dst, params, calibration) -> info`` writes a compressed copy of an
   exported file of that format.
+- ``export``: ``formats`` (those it writes) and ``export_file(model, inputs, path, fmt, params, calibration) ->
+  info`` writes a compressed file of format ``fmt`` straight from the torch model (PT2E quantizes the exported
+  graph, so quantization and export are one step).
 
 ``calibration`` is a list of input batches (name → float32 array) drawn with seeds other than the evaluation
 latents', so fidelity is never measured on the data a compressor was fitted to; so are ``LatentSource``'s.
@@ -31,7 +34,7 @@ import numpy as np
 from harness.errors import HarnessInputError
 from harness.registry import COMPRESSORS
 
-STAGES = ("torch", "onnx", "tflite")
+STAGES = ("torch", "onnx", "tflite", "export")
 Calibration = Sequence[Mapping[str, np.ndarray]]
 
 
@@ -120,7 +123,7 @@ def variant_formats(variant: Any, suite_formats: Sequence[str]) -> tuple[str, ..
     """The suite formats a variant is measured in: a torch-stage variant in every one its compressor can be
     exported to (``formats``, default all), a file-stage variant in its own format only."""
     comp = compressor(variant.method)
-    allowed = getattr(comp, "formats", None) or (suite_formats if comp.stage == "torch" else (comp.stage,))
+    allowed = getattr(comp, "formats", None) or (suite_formats if comp.stage in ("torch", "export") else (comp.stage,))
     return tuple(f for f in suite_formats if f in allowed)
 
 
@@ -153,8 +156,8 @@ class LatentSource:
 
 
 def _register_builtin() -> None:
-    from harness.compress import (channels, distill, onnx_quant, tflite_quant,  # noqa: F401  (register)
-                                  torch_quant, unstructured)
+    from harness.compress import (channels, distill, onnx_quant, pt2e,  # noqa: F401  (register)
+                                  tflite_quant, torch_quant, unstructured)
 
 
 _register_builtin()

@@ -126,3 +126,44 @@ def compress_file(cache: ArtifactCache, parent: Artifact, variant: CompressionSp
                           error=f"{runtime_name} cannot run the {variant.method} model: {exc}", **base)
         return cache.store(failed, None)
     return artifact
+
+
+def compress_export(cache: ArtifactCache, parent: Artifact, parent_model: Any, variant: CompressionSpec, fmt: str,
+                    calibration: Calibration, io: ModelIO, batch_size: int) -> Artifact:
+    """A compressed file of format ``fmt`` written straight from a torch variant by an ``export``-stage compressor
+    (PT2E), checked to load and run in a worker by the format's runtime. Its fidelity is measured, not gated (no
+    expected outputs: quantization changes them)."""
+    from harness.exporters import exporter_for_format
+
+    comp = compressor(variant.method)
+    exporter = exporter_for_format(fmt)
+    step, config = _step(variant)
+    artifact_id, cached, folder = cache.begin(parent.id, step, {**config, "format": fmt, "batch": batch_size},
+                                              comp.tool_versions())
+    if cached:
+        return cached
+    path = folder / f"model{exporter.suffix}"
+    base = dict(id=artifact_id, format=fmt, path=str(path), model=parent.model, variant=variant.name,
+                batch_size=batch_size, parent_id=parent.id,
+                recipe={"step": step, "params": dict(variant.params), "tools": comp.tool_versions()})
+    if parent.status != "ok" or parent_model is None:
+        return cache.store(Artifact(bytes=0, status="failed", error=f"its parent failed: {parent.error}",
+                                    **base), None)
+    with np.load(io.inputs_path, allow_pickle=False) as data:
+        inputs = {name: data[name] for name in data.files}
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        staged = Path(tmp) / path.name
+        try:
+            info = comp.export_file(parent_model, inputs, str(staged), fmt, variant.params, calibration)
+        except Exception as exc:
+            return cache.store(Artifact(bytes=0, status="failed", error=_failure(exc, variant, parent.model), **base),
+                               None)
+        artifact = Artifact(bytes=staged.stat().st_size, compression={**parent.compression, **info}, **base)
+        artifact = cache.store(artifact, staged)
+    try:
+        cache.validate(artifact, exporter.validation_runtime, io.inputs_path)
+    except RuntimeError as exc:
+        failed = Artifact(bytes=artifact.bytes, status="failed", compression=artifact.compression,
+                          error=f"{exporter.validation_runtime} cannot run the {variant.method} model: {exc}", **base)
+        return cache.store(failed, None)
+    return artifact

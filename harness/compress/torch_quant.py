@@ -66,7 +66,8 @@ class EagerStaticInt8:
     name = "torch-int8"
     stage = "torch"
     formats = ("torch",)
-    description = "eager PyTorch static int8 (torch.ao.quantization, fbgemm), calibrated; PyTorch-only"
+    description = ("DEPRECATED upstream (eager torch.ao.quantization; PT2E replaces it: pt2e-int8) — the seed "
+                   "tutorial's static int8 (fbgemm), calibrated; PyTorch-only")
     params: Mapping[str, Any] = {"engine": "fbgemm", "calibration_batches": 8}
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 An exporter has ``name``, ``format`` (artifact format), ``suffix`` (file extension),
 ``validation_runtime`` (the runtime that checks the export), ``tool_versions()`` (part of the artifact id)
-and ``export(model, inputs, path, batch_size)``. The harness validates every export against PyTorch.
+and ``export(model, inputs, path)`` (which may return a dict of what it found, e.g. ExecuTorch's delegation). The harness validates every export against PyTorch.
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ class Exporter(Protocol):
 
     def tool_versions(self) -> dict[str, str]: ...
 
-    def export(self, model: Any, inputs: Mapping[str, np.ndarray], path: str) -> None: ...
+    def export(self, model: Any, inputs: Mapping[str, np.ndarray], path: str) -> dict[str, Any] | None:
+        """Write the file; may return what the export found (kept in the artifact's ``compression``)."""
 
 
 def exporter_for_format(fmt: str) -> Exporter:
@@ -47,7 +48,8 @@ def exporter_for_format(fmt: str) -> Exporter:
 
 
 def _register_builtin() -> None:
-    from harness.exporters import onnx_export, tflite_export  # noqa: F401  (registers on import)
+    from harness.exporters import (executorch_export, onnx_export,  # noqa: F401  (registers on import)
+                                   tflite_export)
 
 
 _register_builtin()

@@ -53,7 +53,7 @@ def runtimes_for_format(fmt: str) -> list[str]:
 
 
 def _register_builtin() -> None:
-    from harness.runtimes import cuda, litert_rt, onnxruntime_rt, torch_eager  # noqa: F401
+    from harness.runtimes import cuda, executorch_rt, litert_rt, onnxruntime_rt, torch_eager  # noqa: F401
 
 
 _register_builtin()

@@ -1,4 +1,4 @@
-"""The inputs of a loadable artifact (a user's own ONNX or TFLite file), read by loading it in a worker."""
+"""The inputs of a loadable artifact (a user's own ONNX, TFLite or ExecuTorch file), read by loading it in a worker."""
 from __future__ import annotations
 
 from typing import Any
@@ -22,6 +22,10 @@ def read_signature(fmt: str, path: str) -> list[dict[str, Any]]:
             shape = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
             out.append({"name": i.name, "shape": shape, "dtype": types[i.type]})
         return out
+    if fmt == "executorch":
+        from harness.runtimes.executorch_rt import program_signature
+
+        return program_signature(path)
     from harness.runtimes.litert_rt import io_details, open_interpreter
 
     ordered, _ = io_details(open_interpreter(path))

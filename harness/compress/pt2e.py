@@ -1,0 +1,117 @@
+"""PT2E int8: PyTorch's post-training static quantization on an exported graph (``torch.export`` → a backend's
+``Quantizer`` annotates it → ``prepare_pt2e`` places observers → calibration → ``convert_pt2e`` leaves
+quantize / dequantize pairs around the int8 ops), then lowered by that backend's own converter. One recipe, two
+backends:
+
+- ``executorch``: ExecuTorch's ``XNNPACKQuantizer`` (symmetric int8, per-channel weights), lowered with the XNNPACK
+  partitioner to a ``.pte`` in which the delegate runs the QDQ patterns as int8 kernels;
+- ``tflite``: litert-torch's ``PT2EQuantizer`` (the same scheme), converted by ``litert_torch.convert`` with a
+  static ``QuantConfig``, which folds the pairs into int8 TFLite ops (the model's inputs and outputs may become
+  int8; the LiteRT adapter quantizes and dequantizes them, as an app must).
+
+``quantizer = "xnnpack"`` uses the XNNPACKQuantizer's annotations for TFLite too: litert-torch's quantizer
+annotates conv2d, linear, add and pooling only, so a generator built from transposed convolutions (DCGAN) gets no
+int8 op from it — the coverage reader then says so ("no compute op was quantized").
+
+This is a compressor of stage ``export``: ``export_file(model, inputs, path, fmt, params, calibration)`` writes
+the quantized file of format ``fmt`` directly from the torch model (its parent variant), because PT2E quantizes
+the graph the exporter produces. It replaces the eager ``torch-int8`` recipe (``torch.ao.quantization``,
+deprecated upstream in favour of PT2E).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from harness.compress import Calibration, check_choice, phase
+from harness.exporters import package_version
+from harness.registry import COMPRESSORS
+
+QUANTIZERS = ("backend", "xnnpack")
+RECIPE_VERSION = "2"
+"""Part of the artifact id: bumped when this recipe changes what it writes (a cached failure is then tried again)."""
+
+
+def _xnnpack_quantizer(per_channel: bool) -> Any:
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                         get_symmetric_quantization_config)
+
+    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+
+
+def _litert_quantizer(per_channel: bool) -> Any:
+    from litert_torch.quantize import pt2e_quantizer
+
+    return pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
+
+
+def quantized_graph(model: Any, args: tuple, quantizer: Any, calibration: Calibration, fold: bool) -> Any:
+    """The model exported, annotated by ``quantizer``, calibrated on ``calibration`` and converted: a GraphModule
+    with quantize / dequantize pairs around the int8 ops. ``fold``: weights stored int8 (ExecuTorch's lowering
+    needs this: it has no kernel to quantize a weight at run time); else fp32 weights behind a QDQ pair (what
+    litert-torch's converter folds itself)."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    with phase("exporting the graph (torch.export)"):
+        graph = torch.export.export(model.eval(), args).module()
+    with phase(f"placing observers ({type(quantizer).__name__}, prepare_pt2e)"):
+        prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad(), phase(f"calibrating on {len(calibration)} batches"):
+        for batch in calibration:
+            prepared(*(torch.from_numpy(a) for a in batch.values()))
+    with phase("converting (convert_pt2e)"):
+        return convert_pt2e(prepared, fold_quantize=fold)
+
+
+@COMPRESSORS.register("pt2e-int8")
+class PT2EInt8:
+    name = "pt2e-int8"
+    stage = "export"
+    formats = ("executorch", "tflite")
+    description = ("PT2E static int8 (torch.export + backend quantizer, calibrated): XNNPACKQuantizer → ExecuTorch, "
+                   "litert-torch PT2EQuantizer → TFLite")
+    params: Mapping[str, Any] = {"calibration_batches": 16, "per_channel": True, "quantizer": "backend"}
+
+    @staticmethod
+    def tool_versions() -> dict[str, str]:
+        return {p: package_version(p) for p in ("torch", "torchao", "executorch", "litert-torch", "ai-edge-litert")} \
+            | {"recipe": RECIPE_VERSION}
+
+    def check(self, params: Mapping[str, Any]) -> None:
+        check_choice(params, "quantizer", QUANTIZERS)
+        if params["calibration_batches"] < 1:
+            raise ValueError("calibration_batches must be at least 1")
+
+    def export_file(self, model: Any, inputs: Mapping[str, Any], path: str, fmt: str, params: Mapping[str, Any],
+                    calibration: Calibration) -> dict[str, Any]:
+        """Write the int8 file of format ``fmt`` to ``path``; returns what it contains (``coverage``) and how."""
+        import torch
+
+        args = tuple(torch.from_numpy(a) for a in inputs.values())
+        per_channel = bool(params["per_channel"])
+        if fmt == "executorch" or params["quantizer"] == "xnnpack":
+            quantizer = _xnnpack_quantizer(per_channel)
+        else:
+            quantizer = _litert_quantizer(per_channel)
+        converted = quantized_graph(model, args, quantizer, calibration, fold=fmt == "executorch")
+        if fmt == "executorch":
+            from harness.exporters.executorch_export import lower_to_pte
+
+            with phase("lowering to ExecuTorch (XNNPACK partitioner)"):
+                coverage = lower_to_pte(torch.export.export(converted, args), path)
+        elif fmt == "tflite":
+            import litert_torch
+            from litert_torch.quantize.quant_config import QuantConfig
+
+            from harness.compress.tflite_quant import tflite_coverage
+
+            # The static QuantConfig tells the converter to fold the QDQ pairs; its quantizer only sets that mode.
+            config = QuantConfig(pt2e_quantizer=_litert_quantizer(per_channel))
+            with phase("converting to TFLite (litert_torch.convert, static PT2E)"):
+                litert_torch.convert(converted, args, quant_config=config).export(path)
+            coverage = tflite_coverage(path)
+        else:
+            raise ValueError(f"PT2E int8 does not write {fmt!r} (it writes {', '.join(self.formats)})")
+        return {"coverage": coverage, "recipe": self.name, "quantizer": type(quantizer).__name__,
+                "per_channel": per_channel, "calibration_batches": len(calibration)}
