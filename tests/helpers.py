@@ -8,8 +8,9 @@ from harness.build.prepare import validate_in_worker
 from harness.zoo import discover, get_model
 
 
-def build_all(models_dir: Path, cache_root: Path, name: str, batch: int = 1, tolerance: float = 1e-4):
-    """Torch artifact, io and ONNX/TFLite exports for one fixture model."""
+def build_all(models_dir: Path, cache_root: Path, name: str, batch: int = 1, tolerance: float = 1e-4,
+              formats: tuple[str, ...] = ("onnx", "tflite")):
+    """Torch artifact, io and exports (by default ONNX and TFLite) for one fixture model."""
     from harness.exporters import exporter_for_format
 
     discover(models_dir)
@@ -19,7 +20,7 @@ def build_all(models_dir: Path, cache_root: Path, name: str, batch: int = 1, tol
     base = cache.torch_artifact(spec, model)
     io = cache.model_io(spec, model, batch)
     exports = {fmt: cache.export(base, model, exporter_for_format(fmt), io, batch, tolerance)
-               for fmt in ("onnx", "tflite")}
+               for fmt in formats}
     return cache, base, io, exports
 
 

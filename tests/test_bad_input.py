@@ -14,7 +14,7 @@ from tests.test_store_config import record
 
 @pytest.fixture(scope="module")
 def good(tiny_models_dir, shared_cache):
-    _, _, _, exports = build_all(tiny_models_dir, shared_cache, "tiny_gen")
+    _, _, _, exports = build_all(tiny_models_dir, shared_cache, "tiny_gen", formats=("onnx", "tflite", "executorch"))
     return {fmt: open(a.path, "rb").read() for fmt, a in exports.items()}
 
 
@@ -41,6 +41,9 @@ MALFORMED = {
     "truncated.tflite": (lambda g: g["tflite"][: len(g["tflite"]) // 2], "litert cannot load it"),
     "random.tflite": (lambda g: os.urandom(2048), "not a TFLite flatbuffer"),
     "tiny.tflite": (lambda g: b"TFL", "too short to be a TFLite model"),
+    "truncated.pte": (lambda g: g["executorch"][: len(g["executorch"]) // 2], "executorch cannot load it"),
+    "random.pte": (lambda g: os.urandom(2048), "not an ExecuTorch program"),
+    "tiny.pte": (lambda g: b"\x00\x00\x00\x00ET", "too short to be an ExecuTorch program"),
     "model.pb": (lambda g: b"\x08\x01", "unknown artifact type '.pb'"),
 }
 

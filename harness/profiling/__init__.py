@@ -4,7 +4,8 @@ one map of op names across runtimes onto op families, and the target's measured 
 
 def op_profiler(runtime: str):
     """The op profiler registered for ``runtime`` (the built-in ones are registered on first use), or None."""
-    from harness.profiling import litert_ops, onnxruntime_ops, torch_ops  # noqa: F401  (they register themselves)
+    from harness.profiling import (executorch_ops, litert_ops, onnxruntime_ops,  # noqa: F401  (they register)
+                                   torch_ops)
     from harness.registry import OP_PROFILERS
 
     return OP_PROFILERS.get(runtime) if runtime in OP_PROFILERS else None

@@ -1,0 +1,88 @@
+"""ExecuTorch per-op profile from its ETDump: the program is loaded with event tracing on
+(``Runtime.load_program(enable_etdump=True)``), run, and the dump read with ``executorch.devtools.Inspector``. Events
+are one per operator XNNPACK ran inside its delegate (XNNPACK's own operator names, as in the LiteRT profile), one
+per op run by a portable kernel outside any delegate, one ``DELEGATE_CALL`` per delegate call and one
+``Method::execute`` per inference. The delegate call's time not covered by its operators is kept as a row of its own
+(the delegate's dispatch and layout work); the warm-up run is left out."""
+from __future__ import annotations
+
+import re
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from harness.profiling.litert_ops import xnnpack_family, xnnpack_op_type
+from harness.profiling.ops import OpProfile, aggregate
+from harness.registry import OP_PROFILERS
+
+EXECUTE, DELEGATE_CALL = "Method::execute", "DELEGATE_CALL"
+DELEGATE_PROVIDER, PORTABLE_PROVIDER = "XNNPACK delegate", "portable kernels"
+
+
+def read_events(events: list[tuple[str, bool, list[float]]], runs: int
+                ) -> tuple[list[tuple[str, str, str, float]], list[float]]:
+    """(op events as (name, op type, provider, ms), each run's ms) from ETDump events given as (name, delegated,
+    per-execution ms), keeping each event's last ``runs`` executions (the warm-up first)."""
+    by_name = {name: raw for name, _, raw in events}
+    run_ms = list(by_name.get(EXECUTE, []))[-runs:]
+    rows: list[tuple[str, str, str, float]] = []
+    delegated_ms = [0.0] * len(run_ms)
+    for name, delegated, raw in events:
+        if name.startswith("Method::") or name.startswith("Program::") or name == DELEGATE_CALL:
+            continue
+        tail = list(raw)[-runs:]
+        if delegated:
+            op_type, provider = xnnpack_op_type(re.sub(r"\s*#\d+$", "", name)), DELEGATE_PROVIDER
+            for i, ms in enumerate(tail[-len(run_ms):] if run_ms else ()):
+                delegated_ms[i] += ms
+        else:
+            op_type, provider = re.sub(r"\.(out|default|Tensor_out)$", "", name), PORTABLE_PROVIDER
+        rows.extend((name, op_type, provider, float(ms)) for ms in tail)
+    calls = list(by_name.get(DELEGATE_CALL, []))
+    if calls:  # several delegate calls per run are one event name: sum them per run
+        per_run = len(calls) // max(len(by_name.get(EXECUTE, [])), 1) or 1
+        totals = [sum(calls[i:i + per_run]) for i in range(0, len(calls), per_run)][-len(run_ms):]
+        rows.extend(("delegate dispatch", "delegate", DELEGATE_PROVIDER, max(total - inner, 0.0))
+                    for total, inner in zip(totals, delegated_ms))
+    return rows, run_ms
+
+
+def _inspector_events(etdump: str) -> list[tuple[str, bool, list[float]]]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from executorch.devtools import Inspector
+
+        inspector = Inspector(etdump_path=etdump)
+    out: list[tuple[str, bool, list[float]]] = []
+    for block in inspector.event_blocks:
+        for event in block.events:
+            if event.perf_data is None:
+                continue
+            out.append((str(event.name), bool(event.is_delegated_op), [float(ms) for ms in event.perf_data.raw]))
+    return out
+
+
+def profile_executorch(runtime: Any, artifact: Any, inputs: Mapping[str, Any], runs: int) -> OpProfile:
+    runtime.etdump = True
+    runtime.load(artifact)
+    for _ in range(runs + 1):  # the first is the warm-up, left out below
+        runtime.infer(inputs)
+        runtime.sync()
+    with tempfile.TemporaryDirectory(prefix="edge-harness-etdump-") as tmp:
+        etdump = str(Path(tmp) / "run.etdp")
+        runtime.program.write_etdump_result_to_file(etdump, str(Path(tmp) / "debug.bin"))
+        events = _inspector_events(etdump)
+    rows, run_ms = read_events(events, runs)
+    if not run_ms:
+        return OpProfile(runtime.name, "ExecuTorch ETDump (Inspector)", 0, 0.0, (),
+                         ("the ETDump has no Method::execute event: this ExecuTorch build traces no events",))
+    ops = aggregate(rows, len(run_ms), family=lambda t: xnnpack_family(t) if t.startswith("XNNPACK ") else None)
+    return OpProfile(runtime.name, "ExecuTorch ETDump (Inspector)", len(run_ms), statistics.median(run_ms), ops,
+                     ("XNNPACK's operators are its own (fused, folded), not the graph's nodes; 'delegate dispatch' is "
+                      "the delegate calls' time outside them",))
+
+
+OP_PROFILERS.register("executorch")(profile_executorch)

@@ -1,0 +1,188 @@
+"""ExecuTorch as a format: real exports (torch.export → XNNPACK partitioner → .pte), the real runtime, PT2E int8 for
+ExecuTorch and TFLite with coverage read from each graph, the worker contract and a user's own .pte."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harness.build.artifacts import load_outputs
+from harness.protocol import PROTOCOL_VERSION
+from harness.config.paths import PROJECT_ROOT
+from harness.runtimes import RuntimeOptions, runtime_class, runtimes_for_format
+from harness.worker import load_inputs
+from tests.helpers import build_all
+from tests.test_cli import harness
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tiny_models_dir, shared_cache):
+    return build_all(tiny_models_dir, shared_cache, "tiny_gen", formats=("executorch",))
+
+
+def test_export_is_a_delegated_pte_that_matches_pytorch(built):
+    _, base, _, exports = built
+    art = exports["executorch"]
+    assert art.status == "ok", art.error
+    assert art.format == "executorch" and art.path.endswith(".pte") and art.parent_id == base.id
+    assert art.export_max_abs_error is not None and art.export_max_abs_error < 1e-5
+    assert open(art.path, "rb").read()[4:6] == b"ET"  # the flatbuffer file identifier (ET12)
+    delegation = art.compression["delegation"]
+    # TinyGen: Linear → ReLU → view → ConvTranspose2d → tanh; both compute ops go to XNNPACK.
+    assert delegation["compute_ops"] == 2 and delegation["ops_delegated_fraction"] == 1.0
+    assert delegation["delegates"] == {"XnnpackBackend": 1} or sum(delegation["delegates"].values()) >= 1
+    assert delegation["ops_int8_fraction"] == 0.0
+
+
+def test_runtime_loads_infers_matches_and_sets_threads(built):
+    from executorch.extension.pybindings import _C
+
+    _, _, io, exports = built
+    assert runtimes_for_format("executorch") == ["executorch"]
+    rt = runtime_class("executorch")(RuntimeOptions(threads=1))
+    assert rt.missing() is None and rt.versions()["executorch"]
+    rt.preload()
+    rt.load(exports["executorch"])
+    assert _C._threadpool_get_thread_count() == 1
+    outputs = rt.infer(load_inputs(io.inputs_path))
+    rt.sync()
+    reference = load_outputs(io.reference_path)
+    assert outputs[0].shape == reference[0].shape == (1, 1, 8, 8)
+    np.testing.assert_allclose(outputs[0], reference[0], rtol=1e-5, atol=1e-5)
+    again = rt.infer(load_inputs(io.inputs_path))
+    assert again[0] is not outputs[0] and np.array_equal(again[0], outputs[0])  # copied out, not aliased
+
+
+def test_missing_executorch_is_named(monkeypatch):
+    import importlib.util
+
+    from harness.runtimes import executorch_rt
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(executorch_rt.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "executorch" else real(name, *a))
+    assert "'executorch'" in executorch_rt.ExecuTorchRuntime.missing()
+
+
+def test_worker_contract_for_the_executorch_runtime(built, tmp_path):
+    _, _, io, exports = built
+    job = {"protocol": PROTOCOL_VERSION, "mode": "latency", "artifact": exports["executorch"].to_dict(),
+           "runtime": "executorch", "runtime_options": {"threads": 1}, "inputs_path": io.inputs_path,
+           "outputs_path": str(tmp_path / "out.npz"), "batch_size": 1,
+           "settings": {"min_runs": 5, "min_duration_s": 0.01, "warmup_min_runs": 2, "warmup_max_runs": 10}}
+    proc = subprocess.run([sys.executable, "-m", "harness.worker"], input=json.dumps(job), capture_output=True,
+                          text=True, timeout=180, cwd=PROJECT_ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout  # the runtime's native log lines went to stderr
+    result = json.loads(lines[0])
+    assert result["status"] == "ok", result.get("error")
+    metrics = {m["metric"]: m for m in result["measurements"]}
+    assert {"import_time", "load_time", "first_inference", "latency", "throughput"} <= set(metrics)
+    assert len(metrics["latency"]["samples"]) >= 5 and metrics["latency"]["value"] > 0
+    assert result["context"]["runtime_versions"]["executorch"]
+    assert result["context"]["threads"] == 1
+    np.testing.assert_allclose(load_outputs(tmp_path / "out.npz")[0], load_outputs(io.reference_path)[0],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_a_users_pte_is_measured_with_its_signature(built, tmp_path):
+    pte = tmp_path / "gen.pte"
+    pte.write_bytes(open(built[3]["executorch"].path, "rb").read())
+    out = tmp_path / "run"
+    proc = harness("run", "--artifact", str(pte), "--quick", "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and records[0]["status"] == "ok", records
+    assert (records[0]["format"], records[0]["runtime"], records[0]["variant"]) == ("executorch", "executorch",
+                                                                                    "external")
+    assert any(m["metric"] == "latency" and m["value"] > 0 for m in records[0]["measurements"])
+
+
+class ConvNet(nn.Module):
+    """Conv2d → ReLU → ConvTranspose2d → GroupNorm → Linear: every compute-op kind, and a norm XNNPACK leaves to
+    ExecuTorch's portable kernels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 4, 2, 1)
+        self.norm = nn.GroupNorm(2, 4)
+        self.head = nn.Linear(16 * 16 * 4, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.up(torch.relu(self.conv(x))))
+        return self.head(y.flatten(1))
+
+
+def _calibration(n: int = 4) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    return [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(n)]
+
+
+def test_pt2e_int8_for_executorch_counts_int8_and_delegated_ops(tmp_path):
+    from harness.compress import compressor, resolve_params
+    from harness.exporters.executorch_export import lower_to_pte
+
+    model, inputs = ConvNet().eval(), _calibration(1)[0]
+    fp32 = lower_to_pte(torch.export.export(model, (torch.from_numpy(inputs["x"]),)), str(tmp_path / "fp32.pte"))
+    assert fp32["compute_ops"] == 3 and fp32["ops_int8_fraction"] == 0.0
+    assert fp32["portable_ops"] == {"aten.native_group_norm": 1}
+
+    comp = compressor("pt2e-int8")
+    assert comp.stage == "export" and comp.formats == ("executorch", "tflite")
+    info = comp.export_file(model, inputs, str(tmp_path / "int8.pte"), "executorch", resolve_params("pt2e-int8", {}),
+                            _calibration())
+    coverage = info["coverage"]
+    assert coverage["compute_ops"] == 3
+    assert coverage["ops_int8_fraction"] == 1.0 and coverage["weights_int8_fraction"] == 1.0
+    assert coverage["ops_delegated_fraction"] == 1.0 and info["quantizer"] == "XNNPACKQuantizer"
+    assert (tmp_path / "int8.pte").stat().st_size < (tmp_path / "fp32.pte").stat().st_size / 2
+
+    rt = runtime_class("executorch")(RuntimeOptions(threads=1))
+    from harness.types import Artifact
+
+    rt.load(Artifact(id="int8", format="executorch", path=str(tmp_path / "int8.pte"), bytes=0, model="convnet",
+                     variant="pt2e-int8", batch_size=1, parent_id=None, recipe={}))
+    with torch.no_grad():
+        reference = model(torch.from_numpy(inputs["x"])).numpy()
+    out = rt.infer(inputs)[0]
+    assert out.shape == reference.shape and not np.array_equal(out, reference)
+    assert np.abs(out - reference).max() < 0.1 * np.abs(reference).max()  # int8: close, not equal
+
+
+def test_pt2e_int8_for_tflite_quantizes_what_litert_torch_annotates(tmp_path):
+    """litert-torch's PT2EQuantizer annotates conv2d and linear, not conv_transpose2d: the coverage read back from
+    the .tflite says exactly that; the XNNPACKQuantizer's annotations reach the transposed convolution too."""
+    from harness.compress import compressor, resolve_params
+    from harness.compress.tflite_quant import tflite_coverage
+
+    model, inputs = ConvNet().eval(), _calibration(1)[0]
+    comp = compressor("pt2e-int8")
+    info = comp.export_file(model, inputs, str(tmp_path / "int8.tflite"), "tflite", resolve_params("pt2e-int8", {}),
+                            _calibration())
+    assert info["quantizer"] == "PT2EQuantizer"
+    coverage = tflite_coverage(str(tmp_path / "int8.tflite"))
+    assert coverage == info["coverage"]
+    assert coverage["op_types"].get("TRANSPOSE_CONV") == 1
+    assert coverage["compute_ops"] == 3 and 0.0 < coverage["ops_int8_fraction"] < 1.0
+    xnn = comp.export_file(model, inputs, str(tmp_path / "xnn.tflite"), "tflite",
+                           resolve_params("pt2e-int8", {"quantizer": "xnnpack"}), _calibration())
+    assert xnn["quantizer"] == "XNNPACKQuantizer"
+    assert xnn["coverage"]["ops_int8_fraction"] >= coverage["ops_int8_fraction"]
+
+
+def test_pt2e_refuses_a_bad_quantizer_name():
+    from harness.compress import resolve_params
+    from harness.errors import HarnessInputError
+
+    with pytest.raises(HarnessInputError, match="quantizer must be one of backend, xnnpack"):
+        resolve_params("pt2e-int8", {"quantizer": "qnnpack"})
