@@ -186,3 +186,36 @@ def test_pt2e_refuses_a_bad_quantizer_name():
 
     with pytest.raises(HarnessInputError, match="quantizer must be one of backend, xnnpack"):
         resolve_params("pt2e-int8", {"quantizer": "qnnpack"})
+
+
+def test_etdump_events_become_op_rows_without_the_warm_up():
+    from harness.profiling.executorch_ops import DELEGATE_PROVIDER, PORTABLE_PROVIDER, read_events
+
+    events = [("Method::init", False, [5.0]),
+              ("Deconvolution (NC, QS8, QC8W) IGEMM #1", True, [9.0, 0.4, 0.5]),
+              ("TanH (NC) #1", True, [1.0, 0.1, 0.1]),
+              ("native_group_norm.out", False, [2.0, 0.2, 0.3]),
+              ("DELEGATE_CALL", False, [10.0, 0.6, 0.7]),
+              ("Method::execute", False, [12.5, 0.9, 1.1])]
+    rows, run_ms = read_events(events, runs=2)
+    assert run_ms == [0.9, 1.1]
+    by = {}
+    for name, op_type, provider, ms in rows:
+        by.setdefault((name, op_type, provider), []).append(ms)
+    assert by[("Deconvolution (NC, QS8, QC8W) IGEMM #1", "XNNPACK Deconvolution", DELEGATE_PROVIDER)] == [0.4, 0.5]
+    assert by[("native_group_norm.out", "native_group_norm", PORTABLE_PROVIDER)] == [0.2, 0.3]
+    dispatch = by[("delegate dispatch", "delegate", DELEGATE_PROVIDER)]
+    assert dispatch == pytest.approx([0.6 - 0.5, 0.7 - 0.6])  # the delegate call's time outside its operators
+    assert not any(name.startswith("Method::") or name == "DELEGATE_CALL" for name, *_ in rows)
+
+
+def test_etdump_profile_of_a_real_pte(built):
+    from harness.profiling import op_profiler
+
+    _, _, io, exports = built
+    rt = runtime_class("executorch")(RuntimeOptions(threads=1))
+    profile = op_profiler("executorch")(rt, exports["executorch"], load_inputs(io.inputs_path), 3)
+    assert profile.runs == 3 and profile.run_ms > 0, profile.notes
+    families = {op.family for op in profile.ops}
+    assert "conv-transpose" in families and "matmul" in families
+    assert {op.provider for op in profile.ops} == {"XNNPACK delegate"}

@@ -10,6 +10,14 @@ from typing import Any, Mapping
 import numpy as np
 
 
+TENSOR_RUNTIMES = ("torch", "torch-cuda", "onnxruntime", "onnxruntime-cuda", "litert")
+"""Runtimes whose intermediate tensors are read (ExecuTorch's would need its ETDump debug buffer: not read yet)."""
+
+
+def unsupported_note(runtime: str) -> str:
+    return f"reading intermediate tensors is not supported for the runtime {runtime!r}"
+
+
 def intermediate_tensors(runtime: Any, artifact: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """{name: float32 array} of one inference on ``inputs``; a runtime it cannot read is a ValueError naming it."""
     name = runtime.name
@@ -23,7 +31,7 @@ def intermediate_tensors(runtime: Any, artifact: Any, inputs: Mapping[str, np.nd
                 if np.asarray(v).dtype.kind == "f"}
     if name == "litert":
         return _litert(runtime, artifact, inputs)
-    raise ValueError(f"reading intermediate tensors is not supported for the runtime {name!r}")
+    raise ValueError(unsupported_note(name))
 
 
 def _torch(runtime: Any, artifact: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

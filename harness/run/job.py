@@ -334,6 +334,11 @@ class JobRun:
         job = self.job
         if job.settings.profile_runs <= 0 or not job.layers_reference_path:
             return
+        from harness.profiling.tensors import TENSOR_RUNTIMES, unsupported_note
+
+        if job.runtime not in TENSOR_RUNTIMES:  # known in advance: no worker started to find it out
+            self.context["layer_fidelity_unavailable"] = unsupported_note(job.runtime)
+            return
         try:
             self._layers()
         except Exception as exc:  # a layer comparison that cannot be made is a note, never the measured job's end
