@@ -100,9 +100,11 @@ WORKER_BUNDLE = ["__init__.py", "capture.py", "energy/__init__.py", "energy/coun
                  "energy/sampled.py", "energy/window.py", "engine/__init__.py", "engine/context.py",
                  "engine/cpustate.py", "engine/device_timing.py", "engine/measure.py", "engine/memory.py",
                  "engine/sampling_loop.py", "errors.py", "plugins.py", "profiling/__init__.py",
-                 "profiling/ceilings.py", "profiling/families.py", "profiling/litert_ops.py",
+                 "profiling/ceilings.py", "profiling/executorch_ops.py", "profiling/families.py",
+                 "profiling/litert_ops.py",
                  "profiling/onnxruntime_ops.py", "profiling/ops.py", "profiling/tensors.py", "profiling/torch_ops.py", "protocol.py", "pyfile.py",
-                 "registry.py", "runtimes/__init__.py", "runtimes/cuda.py", "runtimes/litert_rt.py",
+                 "registry.py", "runtimes/__init__.py", "runtimes/cuda.py", "runtimes/executorch_rt.py",
+                 "runtimes/litert_rt.py",
                  "runtimes/onnxruntime_rt.py", "runtimes/signature.py", "runtimes/torch_eager.py", "sampling.py",
                  "stats.py", "types.py", "worker.py"]
 

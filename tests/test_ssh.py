@@ -143,3 +143,20 @@ def test_a_latent_diffusions_decoder_is_staged_on_the_board_beside_its_denoiser(
         assert record.measurement("loop_decode_latency").value > 0
         assert record.measurement("loop_psnr").value > 80  # denoiser and decoder both ran on the board
     assert len(list(board.glob("artifacts/*/*.onnx"))) == 4  # denoiser and decoder, per batch, content-addressed
+
+
+def test_executorch_runs_on_a_board_from_an_uploaded_pte(sshd, tmp_path, tiny_models_dir, shared_cache):
+    """The board's Python has executorch (the harness's own venv here): the .pte goes up over SFTP and the same
+    worker runs it there through ExecuTorch's runtime."""
+    board = tmp_path / "board"
+    targets = targets_with(tmp_path, board=sshd.target_toml("board", sys.executable, board, runtimes=("executorch",)))
+    proc = harness("run", "--variant", "none", "--model", "tiny_gen", "--format", "executorch", "--quick", "--no-progress",
+                   "--target", "board", "--out", str(tmp_path / "run"), "--cache", str(shared_cache),
+                   env={"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)})
+    assert proc.returncode == 0, proc.stderr
+    records = read_records(tmp_path / "run" / "results.jsonl")
+    assert {(r.target, r.runtime, r.status) for r in records} == {("board", "executorch", "ok")}
+    for r in records:
+        assert r.context["launcher"].startswith("ssh ") and r.context["runtime_versions"]["executorch"]
+        assert r.measurement("max_abs_error").value < 1e-4
+    assert len(list(board.glob("artifacts/*/model.pte"))) == 2  # batch 1 and 8, uploaded once each
