@@ -89,11 +89,11 @@ def test_run_writes_results_csv_and_html_then_report_regenerates(tmp_path, tiny_
     assert proc.stdout.strip() == str(out / "results.jsonl")
     for name in ("results.jsonl", "results.csv", "summary.csv", "index.html"):
         assert (out / name).is_file()
-    assert "6 ok" in proc.stderr
+    assert "8 ok" in proc.stderr  # torch, onnx, tflite, executorch × batch 1 and 8
     again = harness("run", "--variant", "none", "--model", "tiny_gen", "--quick", "--out", str(out), "--cache", str(shared_cache),
                     "--resume", env=env)
-    assert again.returncode == 0 and "6 already done" in again.stderr
-    assert len((out / "results.jsonl").read_text().splitlines()) == 6  # nothing measured twice
+    assert again.returncode == 0 and "8 already done" in again.stderr
+    assert len((out / "results.jsonl").read_text().splitlines()) == 8  # nothing measured twice
     (out / "index.html").unlink()
     rep = harness("report", str(out), "--out", str(tmp_path / "again"))
     assert rep.returncode == 0 and (tmp_path / "again" / "index.html").is_file()

@@ -190,11 +190,13 @@ def test_pt2e_refuses_a_bad_quantizer_name():
 
 def test_etdump_events_become_op_rows_without_the_warm_up():
     from harness.profiling.executorch_ops import DELEGATE_PROVIDER, PORTABLE_PROVIDER, read_events
+    from harness.profiling.families import op_family
 
     events = [("Method::init", False, [5.0]),
               ("Deconvolution (NC, QS8, QC8W) IGEMM #1", True, [9.0, 0.4, 0.5]),
               ("TanH (NC) #1", True, [1.0, 0.1, 0.1]),
-              ("native_group_norm.out", False, [2.0, 0.2, 0.3]),
+              ("native_call_native_group_norm.out", False, [2.0, 0.2, 0.3]),
+              ("OPERATOR_CALL", False, [2.1, 0.21, 0.31]),  # wraps the portable op above: not counted twice
               ("DELEGATE_CALL", False, [10.0, 0.6, 0.7]),
               ("Method::execute", False, [12.5, 0.9, 1.1])]
     rows, run_ms = read_events(events, runs=2)
@@ -203,10 +205,11 @@ def test_etdump_events_become_op_rows_without_the_warm_up():
     for name, op_type, provider, ms in rows:
         by.setdefault((name, op_type, provider), []).append(ms)
     assert by[("Deconvolution (NC, QS8, QC8W) IGEMM #1", "XNNPACK Deconvolution", DELEGATE_PROVIDER)] == [0.4, 0.5]
-    assert by[("native_group_norm.out", "native_group_norm", PORTABLE_PROVIDER)] == [0.2, 0.3]
+    assert by[("native_call_native_group_norm.out", "native_group_norm", PORTABLE_PROVIDER)] == [0.2, 0.3]
     dispatch = by[("delegate dispatch", "delegate", DELEGATE_PROVIDER)]
     assert dispatch == pytest.approx([0.6 - 0.5, 0.7 - 0.6])  # the delegate call's time outside its operators
-    assert not any(name.startswith("Method::") or name == "DELEGATE_CALL" for name, *_ in rows)
+    assert not any(name.startswith("Method::") or name in ("DELEGATE_CALL", "OPERATOR_CALL") for name, *_ in rows)
+    assert op_family("native_group_norm") == "norm"
 
 
 def test_etdump_profile_of_a_real_pte(built):

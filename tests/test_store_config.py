@@ -55,7 +55,7 @@ def test_shipped_targets_load():
     from harness.config.targets import list_targets
 
     t = get_target(targets_dir(), "x86-cpu")
-    assert t.reach == "local" and t.runtimes == ("torch", "onnxruntime", "litert") and t.threads == 0
+    assert t.reach == "local" and t.runtimes == ("torch", "onnxruntime", "litert", "executorch") and t.threads == 0
     for name in list_targets(targets_dir()):
         get_target(targets_dir(), name)  # every shipped profile is valid
     pi = get_target(targets_dir(), "rpi4")
@@ -104,14 +104,15 @@ def test_default_and_full_suites_load():
     from harness.config.paths import PROJECT_ROOT, default_suite
 
     suite = load_suite(default_suite())
-    assert suite.name == "default" and suite.formats == ("torch", "onnx", "tflite")
+    assert suite.name == "default" and suite.formats == ("torch", "onnx", "tflite", "executorch")
     assert suite.models == ("vae_decoder", "mlp_gan", "unet_denoiser", "dcgan")  # cheapest first
     assert suite.settings.min_runs == 50 and suite.settings.min_duration_s == 1.0  # the same measuring rules
     full = load_suite(PROJECT_ROOT / "suites" / "full.toml")
     assert full.models is None and max(full.batch_sizes) > 1
     assert full.settings == suite.settings
     assert {v.method for v in full.variants} == {"prune-l1", "prune-channels", "quant-dynamic", "quant-static", "fp16",
-                                                 "tflite-dynamic", "tflite-int8", "torch-int8", "distill", "separable"}
+                                                 "tflite-dynamic", "tflite-int8", "torch-int8", "distill", "separable",
+                                                 "pt2e-int8"}
     assert {v.name: v.models for v in full.variants}["separable"] == ("dcgan",)
     assert {v.name for v in suite.variants} < {v.name for v in full.variants}
 

@@ -1,8 +1,9 @@
 """ExecuTorch per-op profile from its ETDump: the program is loaded with event tracing on
 (``Runtime.load_program(enable_etdump=True)``), run, and the dump read with ``executorch.devtools.Inspector``. Events
 are one per operator XNNPACK ran inside its delegate (XNNPACK's own operator names, as in the LiteRT profile), one
-per op run by a portable kernel outside any delegate, one ``DELEGATE_CALL`` per delegate call and one
-``Method::execute`` per inference. The delegate call's time not covered by its operators is kept as a row of its own
+per op run by a portable kernel outside any delegate (``native_call_<op>.out``, inside an ``OPERATOR_CALL`` event
+that wraps it and is not counted again), one ``DELEGATE_CALL`` per delegate call and one ``Method::execute`` per
+inference. The delegate call's time not covered by its operators is kept as a row of its own
 (the delegate's dispatch and layout work); the warm-up run is left out."""
 from __future__ import annotations
 
@@ -16,8 +17,13 @@ from harness.profiling.litert_ops import xnnpack_family, xnnpack_op_type
 from harness.profiling.ops import OpProfile, aggregate
 from harness.registry import OP_PROFILERS
 
-EXECUTE, DELEGATE_CALL = "Method::execute", "DELEGATE_CALL"
+EXECUTE, DELEGATE_CALL, OPERATOR_CALL = "Method::execute", "DELEGATE_CALL", "OPERATOR_CALL"
 DELEGATE_PROVIDER, PORTABLE_PROVIDER = "XNNPACK delegate", "portable kernels"
+
+
+def portable_op_type(name: str) -> str:
+    """``native_call_native_group_norm.out`` → ``native_group_norm`` (an aten op name the family map knows)."""
+    return re.sub(r"\.[A-Za-z_]*out$|\.default$", "", name.removeprefix("native_call_"))
 
 
 def read_events(events: list[tuple[str, bool, list[float]]], runs: int
@@ -29,7 +35,7 @@ def read_events(events: list[tuple[str, bool, list[float]]], runs: int
     rows: list[tuple[str, str, str, float]] = []
     delegated_ms = [0.0] * len(run_ms)
     for name, delegated, raw in events:
-        if name.startswith("Method::") or name.startswith("Program::") or name == DELEGATE_CALL:
+        if name.startswith("Method::") or name.startswith("Program::") or name in (DELEGATE_CALL, OPERATOR_CALL):
             continue
         tail = list(raw)[-runs:]
         if delegated:
@@ -37,7 +43,7 @@ def read_events(events: list[tuple[str, bool, list[float]]], runs: int
             for i, ms in enumerate(tail[-len(run_ms):] if run_ms else ()):
                 delegated_ms[i] += ms
         else:
-            op_type, provider = re.sub(r"\.(out|default|Tensor_out)$", "", name), PORTABLE_PROVIDER
+            op_type, provider = portable_op_type(name), PORTABLE_PROVIDER
         rows.extend((name, op_type, provider, float(ms)) for ms in tail)
     calls = list(by_name.get(DELEGATE_CALL, []))
     if calls:  # several delegate calls per run are one event name: sum them per run

@@ -85,7 +85,7 @@ class ExecuTorchRuntime:
     @staticmethod
     def missing() -> str | None:
         if importlib.util.find_spec("executorch") is None:
-            return "python package 'executorch' is not installed (pip install 'edge-harness[executorch]')"
+            return "python package 'executorch' is not installed (it runs with torch beside it)"
         return None
 
     @staticmethod
