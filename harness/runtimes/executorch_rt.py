@@ -1,9 +1,10 @@
 """ExecuTorch adapter: a ``.pte`` program through ExecuTorch's C++ runtime as the wheel builds it for Python (the
 pybind module ``executorch.extension.pybindings._C``, with the XNNPACK delegate and the portable kernels), loaded
 with the same verification as the public ``executorch.runtime.Runtime``, which wraps this module. The wrapper is
-not used because importing it imports the whole ``executorch.exir`` compiler stack (measured here: 5.4 s and 363 MB
-resident for ``Runtime.get()`` against 1.7 s and 234 MB for this module, torch included), which would count
-against every job's import time and peak memory though no app on a board carries it.
+not used because importing it imports the whole ``executorch.exir`` compiler stack (``benchmarks/executorch_runtime.py``:
+4.2 s and 354 MB peak resident for ``Runtime.get()`` against 1.1 s and 221 MB for this module, torch included,
+medians of 5 fresh processes), which would count against every job's import time and peak memory though no app
+on a board carries it.
 
 Threads: ExecuTorch's Python runtime has no per-program thread setting; XNNPACK's work runs on the process-wide
 pthreadpool, which ``portable_lib._unsafe_reset_threadpool(n)`` resizes (the worker is a fresh process per job, so
