@@ -222,3 +222,49 @@ def test_etdump_profile_of_a_real_pte(built):
     families = {op.family for op in profile.ops}
     assert "conv-transpose" in families and "matmul" in families
     assert {op.provider for op in profile.ops} == {"XNNPACK delegate"}
+
+
+class TimestepNet(nn.Module):
+    """A sinusoidal timestep embedding (mul → sin / cos → cat) feeding a linear layer, beside a conv on the image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.temb = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        angles = t[:, None] * torch.linspace(0.01, 1.0, 4)[None]
+        emb = self.temb(torch.cat([torch.sin(angles), torch.cos(angles)], dim=1))
+        return self.conv(x) + emb[:, :, None, None]
+
+
+def test_keep_float_before_leaves_the_timestep_embedding_unquantized(tmp_path):
+    from harness.compress import compressor, resolve_params
+    from harness.compress.pt2e import upstream_nodes
+    from harness.errors import HarnessInputError
+
+    model = TimestepNet().eval()
+    args = (torch.randn(1, 1, 8, 8), torch.tensor([500.0]))
+    graph = torch.export.export(model, args).module().graph
+    kept = upstream_nodes(graph, ["sin", "cos"])
+    targets = {str(getattr(n.target, "__name__", "")) for n in graph.nodes if n.name in kept}
+    assert {"sin.default", "cos.default", "mul.Tensor"} <= targets  # the ops and what feeds them
+    assert not any("convolution" in t or "linear" in t for t in targets)  # downstream layers are not kept
+
+    rng = np.random.default_rng(2)
+    calibration = [{"x": rng.standard_normal((1, 1, 8, 8)).astype(np.float32),
+                    "t": rng.uniform(0, 1000, (1,)).astype(np.float32)} for _ in range(4)]
+    inputs = calibration[0]
+    comp = compressor("pt2e-int8")
+    info = comp.export_file(model, inputs, str(tmp_path / "keep.pte"), "executorch",
+                            resolve_params("pt2e-int8", {"keep_float_before": ["sin", "cos"]}), calibration)
+    assert info["kept_float_before"] == ["sin", "cos"] and info["coverage"]["ops_int8_fraction"] == 1.0
+    with pytest.raises(ValueError, match="no sine op in the exported graph"):
+        comp.export_file(model, inputs, str(tmp_path / "typo.pte"), "executorch",
+                         resolve_params("pt2e-int8", {"keep_float_before": ["sine"]}), calibration)
+    with pytest.raises(ValueError, match="needs quantizer = \"xnnpack\" for TFLite"):
+        comp.export_file(model, inputs, str(tmp_path / "keep.tflite"), "tflite",
+                         resolve_params("pt2e-int8", {"keep_float_before": ["sin"]}), calibration)
+    with pytest.raises(HarnessInputError, match="keep_float_before must be a list of aten op names"):
+        resolve_params("pt2e-int8", {"keep_float_before": [""]})

@@ -13,6 +13,11 @@ backends:
 annotates conv2d, linear, add and pooling only, so a generator built from transposed convolutions (DCGAN) gets no
 int8 op from it — the coverage reader then says so ("no compute op was quantized").
 
+``keep_float_before = ["sin", "cos"]`` (aten op names) leaves those ops and every node upstream of them
+unannotated, so they stay float — a diffusion timestep embedding, as ``quant-static``'s parameter of the same name
+does for ONNX. Only the XNNPACKQuantizer takes a node filter (``set_filter_function``): with litert-torch's
+quantizer the parameter is refused with the reason.
+
 This is a compressor of stage ``export``: ``export_file(model, inputs, path, fmt, params, calibration)`` writes
 the quantized file of format ``fmt`` directly from the torch model (its parent variant), because PT2E quantizes
 the graph the exporter produces. It replaces the eager ``torch-int8`` recipe (``torch.ao.quantization``,
@@ -20,14 +25,14 @@ deprecated upstream in favour of PT2E).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from harness.compress import Calibration, check_choice, phase
 from harness.exporters import package_version
 from harness.registry import COMPRESSORS
 
 QUANTIZERS = ("backend", "xnnpack")
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "3"
 """Part of the artifact id: bumped when this recipe changes what it writes (a cached failure is then tried again)."""
 
 
@@ -45,7 +50,23 @@ def _litert_quantizer(per_channel: bool) -> Any:
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
 
 
-def quantized_graph(model: Any, args: tuple, quantizer: Any, calibration: Calibration, fold: bool) -> Any:
+def upstream_nodes(graph: Any, op_names: Sequence[str]) -> set[str]:
+    """Names of the nodes of an exported graph whose aten op is one of ``op_names`` (``sin`` for aten.sin.default)
+    and of every node upstream of them."""
+    wanted = set(op_names)
+    stack = [n for n in graph.nodes if n.op == "call_function"
+             and str(getattr(n.target, "__name__", "")).split(".")[0] in wanted]
+    names = {n.name for n in stack}
+    while stack:
+        for parent in stack.pop().all_input_nodes:
+            if parent.name not in names:
+                names.add(parent.name)
+                stack.append(parent)
+    return names
+
+
+def quantized_graph(model: Any, args: tuple, quantizer: Any, calibration: Calibration, fold: bool,
+                    keep_float_before: Sequence[str] = ()) -> Any:
     """The model exported, annotated by ``quantizer``, calibrated on ``calibration`` and converted: a GraphModule
     with quantize / dequantize pairs around the int8 ops. ``fold``: weights stored int8 (ExecuTorch's lowering
     needs this: it has no kernel to quantize a weight at run time); else fp32 weights behind a QDQ pair (what
@@ -55,6 +76,11 @@ def quantized_graph(model: Any, args: tuple, quantizer: Any, calibration: Calibr
 
     with phase("exporting the graph (torch.export)"):
         graph = torch.export.export(model.eval(), args).module()
+    if keep_float_before:
+        kept = upstream_nodes(graph.graph, keep_float_before)
+        if not kept:
+            raise ValueError(f"keep_float_before: no {', '.join(keep_float_before)} op in the exported graph")
+        quantizer.set_filter_function(lambda node: node.name not in kept)
     with phase(f"placing observers ({type(quantizer).__name__}, prepare_pt2e)"):
         prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad(), phase(f"calibrating on {len(calibration)} batches"):
@@ -71,7 +97,8 @@ class PT2EInt8:
     formats = ("executorch", "tflite")
     description = ("PT2E static int8 (torch.export + backend quantizer, calibrated): XNNPACKQuantizer → ExecuTorch, "
                    "litert-torch PT2EQuantizer → TFLite")
-    params: Mapping[str, Any] = {"calibration_batches": 16, "per_channel": True, "quantizer": "backend"}
+    params: Mapping[str, Any] = {"calibration_batches": 16, "per_channel": True, "quantizer": "backend",
+                                 "keep_float_before": []}
 
     @staticmethod
     def tool_versions() -> dict[str, str]:
@@ -82,6 +109,8 @@ class PT2EInt8:
         check_choice(params, "quantizer", QUANTIZERS)
         if params["calibration_batches"] < 1:
             raise ValueError("calibration_batches must be at least 1")
+        if not all(isinstance(op, str) and op for op in params["keep_float_before"]):
+            raise ValueError("keep_float_before must be a list of aten op names, e.g. [\"sin\", \"cos\"]")
 
     def export_file(self, model: Any, inputs: Mapping[str, Any], path: str, fmt: str, params: Mapping[str, Any],
                     calibration: Calibration) -> dict[str, Any]:
@@ -90,11 +119,16 @@ class PT2EInt8:
 
         args = tuple(torch.from_numpy(a) for a in inputs.values())
         per_channel = bool(params["per_channel"])
+        keep = tuple(params["keep_float_before"])
         if fmt == "executorch" or params["quantizer"] == "xnnpack":
             quantizer = _xnnpack_quantizer(per_channel)
+        elif keep:
+            raise ValueError("keep_float_before needs quantizer = \"xnnpack\" for TFLite: litert-torch's PT2EQuantizer "
+                             "takes no node filter")
         else:
             quantizer = _litert_quantizer(per_channel)
-        converted = quantized_graph(model, args, quantizer, calibration, fold=fmt == "executorch")
+        converted = quantized_graph(model, args, quantizer, calibration, fold=fmt == "executorch",
+                                    keep_float_before=keep)
         if fmt == "executorch":
             from harness.exporters.executorch_export import lower_to_pte
 
@@ -114,4 +148,5 @@ class PT2EInt8:
         else:
             raise ValueError(f"PT2E int8 does not write {fmt!r} (it writes {', '.join(self.formats)})")
         return {"coverage": coverage, "recipe": self.name, "quantizer": type(quantizer).__name__,
-                "per_channel": per_channel, "calibration_batches": len(calibration)}
+                "per_channel": per_channel, "calibration_batches": len(calibration),
+                **({"kept_float_before": list(keep)} if keep else {})}
