@@ -142,10 +142,12 @@ def compression_measurements(artifact: Artifact) -> list[Measurement]:
     if coverage:
         out.extend(Measurement(key, float(coverage[key]), "fraction", f"{artifact.format}-graph")
                    for key in _COVERAGE_FIGURES)
-    delegation = (coverage or {}).get("ops_delegated_fraction", info.get("delegation", {}).get("ops_delegated_fraction"))
-    if artifact.format == "executorch" and delegation is not None:
-        portable = (coverage or info.get("delegation") or {}).get("portable_ops", {})
-        out.append(Measurement("ops_delegated_fraction", float(delegation), "fraction", "executorch-graph",
-                               note=("left to portable kernels: " + ", ".join(f"{k} ×{v}" for k, v in portable.items()))
-                               if portable else ""))
+    # ExecuTorch: what the partitioner delegated, read from the lowered program (a PT2E file's coverage, or the
+    # exporter's ``delegation`` for an fp32 or torch-variant export).
+    lowered = coverage if coverage and "ops_delegated_fraction" in coverage else info.get("delegation")
+    if artifact.format == "executorch" and lowered:
+        portable = lowered.get("portable_ops", {})
+        out.append(Measurement("ops_delegated_fraction", float(lowered["ops_delegated_fraction"]), "fraction",
+                               "executorch-graph", note=("left to portable kernels: " + ", ".join(
+                                   f"{k} ×{v}" for k, v in portable.items())) if portable else ""))
     return out

@@ -95,6 +95,18 @@ FILE_STAGES = {"onnx": ("model.onnx", "onnxruntime", "ONNX Runtime"), "tflite": 
 """stage → (file name, runtime that checks the compressed file, its display name)."""
 
 
+def _checked(cache: ArtifactCache, artifact: Artifact, runtime: str, runtime_name: str, variant: CompressionSpec,
+             io: ModelIO, base: dict[str, Any]) -> Artifact:
+    """``artifact`` once it has loaded and run in a worker of ``runtime``; else a failed artifact saying so."""
+    try:
+        cache.validate(artifact, runtime, io.inputs_path)
+    except RuntimeError as exc:
+        failed = Artifact(bytes=artifact.bytes, status="failed", compression=artifact.compression,
+                          error=f"{runtime_name} cannot run the {variant.method} model: {exc}", **base)
+        return cache.store(failed, None)
+    return artifact
+
+
 def compress_file(cache: ArtifactCache, parent: Artifact, variant: CompressionSpec, calibration: Calibration,
                   io: ModelIO) -> Artifact:
     """A compressed copy of an exported ONNX or TFLite artifact, checked to load and run (in a worker)."""
@@ -119,13 +131,7 @@ def compress_file(cache: ArtifactCache, parent: Artifact, variant: CompressionSp
             return cache.store(Artifact(bytes=0, status="failed", error=_failure(exc, variant, parent.model), **base), None)
         artifact = Artifact(bytes=staged.stat().st_size, compression={**parent.compression, **info}, **base)
         artifact = cache.store(artifact, staged)
-    try:
-        cache.validate(artifact, runtime, io.inputs_path)
-    except RuntimeError as exc:
-        failed = Artifact(bytes=artifact.bytes, status="failed", compression=artifact.compression,
-                          error=f"{runtime_name} cannot run the {variant.method} model: {exc}", **base)
-        return cache.store(failed, None)
-    return artifact
+    return _checked(cache, artifact, runtime, runtime_name, variant, io, base)
 
 
 def compress_export(cache: ArtifactCache, parent: Artifact, parent_model: Any, variant: CompressionSpec, fmt: str,
@@ -160,10 +166,4 @@ def compress_export(cache: ArtifactCache, parent: Artifact, parent_model: Any, v
                                None)
         artifact = Artifact(bytes=staged.stat().st_size, compression={**parent.compression, **info}, **base)
         artifact = cache.store(artifact, staged)
-    try:
-        cache.validate(artifact, exporter.validation_runtime, io.inputs_path)
-    except RuntimeError as exc:
-        failed = Artifact(bytes=artifact.bytes, status="failed", compression=artifact.compression,
-                          error=f"{exporter.validation_runtime} cannot run the {variant.method} model: {exc}", **base)
-        return cache.store(failed, None)
-    return artifact
+    return _checked(cache, artifact, exporter.validation_runtime, exporter.validation_runtime, variant, io, base)

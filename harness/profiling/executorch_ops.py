@@ -29,28 +29,31 @@ def portable_op_type(name: str) -> str:
 def read_events(events: list[tuple[str, bool, list[float]]], runs: int
                 ) -> tuple[list[tuple[str, str, str, float]], list[float]]:
     """(op events as (name, op type, provider, ms), each run's ms) from ETDump events given as (name, delegated,
-    per-execution ms), keeping each event's last ``runs`` executions (the warm-up first)."""
-    by_name = {name: raw for name, _, raw in events}
-    run_ms = list(by_name.get(EXECUTE, []))[-runs:]
+    per-execution ms) in the Inspector's order, keeping each event's last ``runs`` executions (the warm-up first).
+
+    Several events share a name: every delegate call is a ``DELEGATE_CALL`` and XNNPACK numbers its operators per
+    delegate (``Convolution … #1`` in each). The Inspector lists a delegate's operators before the ``DELEGATE_CALL``
+    that ran them (as it lists a portable op before its ``OPERATOR_CALL``), so each delegate call's dispatch time is
+    its own time less that of the operators listed since the previous call, and its operators are named by it."""
+    run_ms = next((list(raw)[-runs:] for name, _, raw in events if name == EXECUTE), [])
     rows: list[tuple[str, str, str, float]] = []
-    delegated_ms = [0.0] * len(run_ms)
+    inner: list[list[float]] = []  # the current delegate call's operators, per execution
+    call = 0
     for name, delegated, raw in events:
-        if name.startswith("Method::") or name.startswith("Program::") or name in (DELEGATE_CALL, OPERATOR_CALL):
+        tail = [float(ms) for ms in list(raw)[-runs:]]
+        if name == DELEGATE_CALL:
+            spent = [sum(t[i] for t in inner if i < len(t)) for i in range(len(tail))]
+            rows.extend(("delegate dispatch", "delegate", DELEGATE_PROVIDER, max(ms - used, 0.0))
+                        for ms, used in zip(tail, spent))
+            inner, call = [], call + 1
+        elif name.startswith(("Method::", "Program::")) or name == OPERATOR_CALL:
             continue
-        tail = list(raw)[-runs:]
-        if delegated:
-            op_type, provider = xnnpack_op_type(re.sub(r"\s*#\d+$", "", name)), DELEGATE_PROVIDER
-            for i, ms in enumerate(tail[-len(run_ms):] if run_ms else ()):
-                delegated_ms[i] += ms
+        elif delegated:
+            op_type = xnnpack_op_type(re.sub(r"\s*#\d+$", "", name))
+            rows.extend((f"call {call}: {name}", op_type, DELEGATE_PROVIDER, ms) for ms in tail)
+            inner.append(tail)
         else:
-            op_type, provider = portable_op_type(name), PORTABLE_PROVIDER
-        rows.extend((name, op_type, provider, float(ms)) for ms in tail)
-    calls = list(by_name.get(DELEGATE_CALL, []))
-    if calls:  # several delegate calls per run are one event name: sum them per run
-        per_run = len(calls) // max(len(by_name.get(EXECUTE, [])), 1) or 1
-        totals = [sum(calls[i:i + per_run]) for i in range(0, len(calls), per_run)][-len(run_ms):]
-        rows.extend(("delegate dispatch", "delegate", DELEGATE_PROVIDER, max(total - inner, 0.0))
-                    for total, inner in zip(totals, delegated_ms))
+            rows.extend((name, portable_op_type(name), PORTABLE_PROVIDER, ms) for ms in tail)
     return rows, run_ms
 
 
