@@ -110,8 +110,11 @@ def build_suite(suite: str | Path | None = None, *, models: Sequence[str] = (), 
 def run(suite: str | Path | None = None, *, models: Sequence[str] = (), targets: Sequence[str] = (),
         formats: Sequence[str] = (), variants: Sequence[str] = (), artifacts: Sequence[str | Path] = (),
         quick: bool = False, settings: dict[str, Any] | None = None, out: str | Path | None = None,
-        cache: str | Path | None = None, resume: bool = False, progress: bool = False, report: bool = True) -> Run:
-    """Run a suite (as ``harness run``) and return its results. ``settings`` overrides ``[settings]`` fields."""
+        cache: str | Path | None = None, resume: bool = False, progress: bool = False, report: bool = True,
+        cluster: str | None = None) -> Run:
+    """Run a suite (as ``harness run``) and return its results. ``settings`` overrides ``[settings]`` fields;
+    ``cluster``: a Ray cluster's address (or ``auto``) to run it across (``harness.run.lab``), instead of the suite's
+    or project's ``[cluster]`` table; ``"local"`` runs here whatever they say."""
     from harness.config import paths
     from harness.plugins import load_plugins
     from harness.report import write_report
@@ -128,20 +131,45 @@ def run(suite: str | Path | None = None, *, models: Sequence[str] = (), targets:
                                 "drop --resume to start a new run in that folder")
     else:
         folder = Path(out) if out is not None else new_run_dir(paths.reports_dir(), spec.name)
-    runner = SuiteRunner(spec, out_dir=folder, cache_dir=Path(cache) if cache else paths.cache_dir(),
-                         progress=progress, resume=resume, external=tuple(Path(a) for a in artifacts))
+    lab = cluster_settings(spec, cluster)
+    kwargs = dict(out_dir=folder, cache_dir=Path(cache) if cache else paths.cache_dir(), progress=progress,
+                  resume=resume, external=tuple(Path(a) for a in artifacts))
+    if lab is not None:
+        from harness.run.lab import LabRunner
+
+        runner: SuiteRunner = LabRunner(spec, cluster=lab, **kwargs)
+    else:
+        runner = SuiteRunner(spec, **kwargs)
     if report:  # index.html after each model: a first report while later models still prepare
         runner.on_model_done = write_report
     if progress:
         print(f"suite {spec.name}: {len(runner.models)} models × {1 + len(spec.variants)} variants × "
               f"{', '.join(spec.formats)}" + (f" + {len(runner.external)} artifact files" if runner.external else "")
-              + f" on {', '.join(spec.targets)} → {folder}", file=sys.stderr)
+              + f" on {', '.join(spec.targets)}" + (f" across the Ray cluster at {lab.address}" if lab else "")
+              + f" → {folder}", file=sys.stderr)
     summary = runner.run()
     records = tuple(read_records(summary.results_path)) if summary.results_path.exists() else ()
     if records and report:
         write_report(summary.results_path)
     return Run(folder, records, dict(summary.statuses), summary.exports_built, summary.exports_reused,
                summary.skipped_completed)
+
+
+def cluster_settings(spec: Any, cluster: str | None) -> Any:
+    """The cluster a run uses: ``cluster`` (an address, ``auto``, or ``local`` for none), else the suite's
+    ``[cluster]``, else the project's; None = this machine."""
+    import dataclasses
+
+    from harness.config.cluster import ClusterSettings
+    from harness.config.project import current_project
+
+    project = current_project()
+    configured = spec.cluster or (project.cluster if project else None)
+    if cluster == "local":
+        return None
+    if cluster:
+        return dataclasses.replace(configured, address=cluster) if configured else ClusterSettings(address=cluster)
+    return configured
 
 
 def gate(baseline: Run | str | Path | Sequence[Run | str | Path], candidate: Run | str | Path | Sequence[Any],

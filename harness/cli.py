@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="few runs per job: a smoke test, not a measurement")
     run.add_argument("--cache", type=Path, metavar="DIR", help="artifact cache (default: ~/.cache/edge-harness)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--cluster", metavar="ADDRESS", help="run across a Ray cluster: its head's host:port, 'auto' for "
+                     "the one this machine is part of, 'local' to ignore a configured [cluster] (needs "
+                     "edge-harness[cluster])")
 
     prof = sub.add_parser("profile", help="where the time goes: per-op profiles, roofline, placement",
                           description="Measure the chosen models, variants or artifact files as `harness run` does, "
@@ -84,6 +87,22 @@ def _parser() -> argparse.ArgumentParser:
                                      "built-ins, then the project's, which override built-ins by name), or the "
                                      "registered compressors.")
     lst.add_argument("what", choices=["models", "targets", "suites", "compressors"])
+
+    node = sub.add_parser("node", help="make this machine a node of a device lab (a Ray cluster)",
+                          description="Start Ray on this machine as a node of the lab, declaring the targets it "
+                                      "reaches (its own CPU, or boards over SSH) and whether it takes build work; "
+                                      "`harness run --cluster` then measures across the nodes. `resources` prints "
+                                      "what `ray start --resources` needs, for clusters started another way.")
+    node.add_argument("action", choices=["start", "resources"])
+    where = node.add_mutually_exclusive_group()
+    where.add_argument("--head", action="store_true", help="start the cluster's head here")
+    where.add_argument("--address", metavar="HOST:PORT", help="join the cluster whose head is there")
+    node.add_argument("--targets", default="", metavar="NAME,...", help="target profiles this node reaches")
+    node.add_argument("--build", action="store_true",
+                      help="this node takes build work (training, compression, export)")
+    node.add_argument("--measure-cpus", default="", metavar="CPUS",
+                      help="pin local targets' measurements to these CPUs (e.g. 0 or 2-3); build work gets the others")
+    node.epilog = "Arguments after -- go to `ray start` (e.g. -- --port=6379 --num-cpus=1)."
 
     init = sub.add_parser("init", help="write a starter edge-harness.toml and suite into this project",
                           description="Write a commented edge-harness.toml (your generator, its inputs and "
@@ -181,7 +200,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     run = api.run(args.suite, models=args.model or (), targets=args.target or (), formats=args.format or (),
                   variants=args.variant or (), artifacts=args.artifact or (), quick=args.quick, out=args.out,
-                  cache=args.cache, resume=args.resume, progress=not args.no_progress)
+                  cache=args.cache, resume=args.resume, progress=not args.no_progress, cluster=args.cluster)
     if not run.records:
         print("no job ran: nothing to report", file=sys.stderr)
         return EXIT_JOB_FAILED
@@ -236,6 +255,25 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             print(f"  best within {group['limits']}: {group['best'] or 'no point fits'}", file=sys.stderr)
     print(path)
     return EXIT_OK
+
+
+def _cmd_node(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.config import paths
+    from harness.config.targets import get_target
+    from harness.launch.cluster import node_resources, parse_cpus, start_node
+
+    targets = [get_target(paths.targets_dirs(), name) for name in filter(None, args.targets.split(","))]
+    cpus = parse_cpus(args.measure_cpus)
+    if args.action == "resources":
+        print(json.dumps(node_resources(targets, args.build, cpus)))
+        return EXIT_OK
+    if not args.head and not args.address:
+        raise HarnessInputError("harness node start: give --head (a new lab) or --address HOST:PORT (join one)")
+    if not targets and not args.build:
+        raise HarnessInputError("harness node start: the node would offer nothing: give --targets and/or --build")
+    return start_node(None if args.head else args.address, targets, args.build, cpus, args.ray_args)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -375,8 +413,14 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
-    commands = {"run": _cmd_run, "profile": _cmd_profile, "sweep": _cmd_sweep, "list": _cmd_list, "report": _cmd_report,
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:len(argv) - len(extra) - 1] if "--" in argv else argv)
+    if extra and args.command != "node":
+        parser.error(f"arguments after -- are only for `harness node`: {' '.join(extra)}")
+    args.ray_args = extra
+    commands = {"run": _cmd_run, "profile": _cmd_profile, "sweep": _cmd_sweep, "list": _cmd_list, "node": _cmd_node,
+                "report": _cmd_report,
                 "compare": _cmd_compare, "gate": _cmd_gate, "ab": _cmd_ab, "init": _cmd_init}
     try:
         load_plugins()

@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from harness.errors import HarnessInputError
+from harness.config.cluster import cluster_from_table
 from harness.config.tomlconfig import check_keys, check_list_of, read_toml
 
 CONFIG_FILE = "edge-harness.toml"
 _SCHEMA = {"models_dir": str, "targets_dir": str, "suites_dir": str, "default_suite": str, "reports_dir": str,
-           "cache_dir": str, "python_path": list, "models": dict}
+           "cache_dir": str, "python_path": list, "models": dict,
+           "cluster": dict}
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Project:
     python_path: tuple[Path, ...] = ()
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """[models.NAME] tables, checked by ``harness.build.declared`` when the models are loaded."""
+    cluster: Any = None
+    """[cluster]: the Ray cluster suites run on by default (``harness.config.cluster``); None = this machine."""
 
 
 def find_config(start: Path | None = None) -> Path | None:
@@ -100,6 +104,7 @@ def load_project(path: Path) -> Project:
         reports_dir=(root / data["reports_dir"]).resolve() if "reports_dir" in data else None,
         cache_dir=(root / Path(data["cache_dir"]).expanduser()).resolve() if "cache_dir" in data else None,
         python_path=tuple(paths), models=models,
+        cluster=cluster_from_table(path, data["cluster"]) if "cluster" in data else None,
     )
 
 

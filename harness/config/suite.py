@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.config.cluster import ClusterSettings, cluster_from_table
 from harness.errors import HarnessInputError
 from harness.config.tomlconfig import check_keys, check_list_of, check_plain_name, read_toml
 from harness.types import FORMATS, CompressionSpec, RunSettings
@@ -20,6 +21,7 @@ _SCHEMA = {
     "export_tolerance": (float, int),
     "settings": dict,
     "variants": list,
+    "cluster": dict,
 }
 _VARIANT_KEYS = {"name": str, "method": str, "after": str, "models": list}
 _SETTING_TYPES = {f.name: (float, int) if f.type in ("float", "float | None") else int
@@ -39,6 +41,8 @@ class Suite:
     source: str = ""
     variants: tuple[CompressionSpec, ...] = ()
     """Compressed variants measured beside the fp32 model, in order (a variant may build on an earlier one)."""
+    cluster: ClusterSettings | None = None
+    """``[cluster]``: run across a Ray cluster (``harness.run.lab``); None = on this machine."""
 
     def select_variants(self, names: tuple[str, ...]) -> "Suite":
         """Only the named variants and those they build on; ("none",) keeps none."""
@@ -103,6 +107,7 @@ def suite_from_table(path: Path, data: dict) -> Suite:
         settings=settings,
         source=str(path),
         variants=load_variants(path, data.get("variants", [])),
+        cluster=cluster_from_table(path, data["cluster"]) if "cluster" in data else None,
     )
 
 

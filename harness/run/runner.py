@@ -20,8 +20,7 @@ from harness.build.progress import latest as latest_progress
 from harness.config.project import current_project
 from harness.launch import interrupts
 from harness.runtimes import runtime_class
-from harness.launch.emulated import EmulatedLauncher
-from harness.launch.ssh import SshLauncher
+from harness.launch import launcher_for
 from harness.protocol import WorkerRequest
 from harness.run.job import JobRun, error_text
 from harness.results.store import ResultsStore
@@ -98,12 +97,7 @@ class SuiteRunner:
         """Called with the results path before each model after the first (``harness run`` rewrites the report)."""
 
     def _launcher_for(self, target: TargetProfile) -> Any:
-        with_models = any("torch" in runtime_class(r).formats for r in target.runtimes)
-        if target.reach == "ssh":
-            return SshLauncher(target.ssh, with_models)
-        if target.reach == "emulated":
-            return EmulatedLauncher(target.emulated, with_models)
-        return self.launcher
+        return launcher_for(target, runs_torch(target), self.launcher)
 
     def _model_context(self, model: str) -> dict[str, Any]:
         """Where the model comes from (its file or project config) and, for a user's checkpoint, which one."""
@@ -171,7 +165,6 @@ class SuiteRunner:
         for i, model_name in enumerate(self.models):
             if i:
                 self._between_models()  # the report so far, before the next model's preparation
-            spec = get_model(model_name)
             self.status(f"preparing {model_name}")
             with tempfile.TemporaryDirectory(prefix="edge-harness-progress-") as tmp:
                 progress_path = Path(tmp) / "progress.jsonl"
@@ -180,43 +173,55 @@ class SuiteRunner:
                     text = latest_progress(progress_path)
                     self.status(f"preparing {model_name}" + (f": {text}" if text else ""))
 
-                prepared = self.launcher.run(
-                    {"model": model_name, "source": spec.source, "cache": str(self.cache_dir),
-                     "formats": list(self.suite.formats), "batch_sizes": list(self.suite.batch_sizes),
-                     "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
-                     "variants": [v.to_dict() for v in self.suite.variants if v.applies_to(model_name)],
-                     "samples": self.suite.settings.fidelity_samples,
-                     "loop_samples": self.suite.settings.loop_samples, "progress_path": str(progress_path),
-                     "decoder_source": self._decoder_source(spec),
-                     "layers": self.suite.settings.profile_runs > 0},
-                    self.suite.settings.prepare_timeout_s, module="harness.build.prepare", on_wait=show,
-                )
+                prepared = self.launcher.run(self.prepare_request(model_name, str(progress_path)),
+                                             self.suite.settings.prepare_timeout_s, module="harness.build.prepare",
+                                             on_wait=show)
             self.status("")
-            if prepared["status"] != "ok":
-                yield from self._unprepared_jobs(spec, prepared)
-                continue
-            self.exports_built += prepared["built"]
-            self.exports_reused += prepared["reused"]
-            for batch in self.suite.batch_sizes:
-                entry = prepared["batches"][str(batch)]
-                io = entry["io"]
-                for variant, formats in self._variant_formats(model_name):
-                    produced = entry["variants"].get(variant, {"expected_path": "", "artifacts": {}})
-                    for fmt in formats:
-                        if fmt not in produced["artifacts"]:
-                            continue
-                        artifact = Artifact.from_dict(produced["artifacts"][fmt])
-                        for target in self.targets:
-                            for runtime in self._runtimes_for(target, fmt):
-                                job = Job(artifact, runtime, target.name, self.suite.settings,
-                                          io["inputs_path"], io["reference_path"], batch,
-                                          expected_path=produced["expected_path"], work=produced.get("work"),
-                                          layers_reference_path=io.get("layers_reference_path", ""),
-                                          samples_path=io.get("samples_path", ""),
-                                          samples_reference_path=io.get("samples_reference_path", ""),
-                                          **self._loop(spec, io, entry.get("decoder"), fmt))
-                                yield PlannedJob(job, artifact.error if artifact.status != "ok" else "")
+            yield from self.jobs_for(model_name, prepared)
+        yield from self.external_jobs()
 
+    def prepare_request(self, model_name: str, progress_path: str = "") -> dict[str, Any]:
+        """The request of the prepare child (``harness.build.prepare``) for one model."""
+        spec = get_model(model_name)
+        return {"model": model_name, "source": spec.source, "cache": str(self.cache_dir),
+                "formats": list(self.suite.formats), "batch_sizes": list(self.suite.batch_sizes),
+                "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
+                "variants": [v.to_dict() for v in self.suite.variants if v.applies_to(model_name)],
+                "samples": self.suite.settings.fidelity_samples,
+                "loop_samples": self.suite.settings.loop_samples, "progress_path": progress_path,
+                "decoder_source": self._decoder_source(spec),
+                "layers": self.suite.settings.profile_runs > 0}
+
+    def jobs_for(self, model_name: str, prepared: dict[str, Any]) -> Iterator[PlannedJob]:
+        """The jobs of one model from its prepare result (carrying the failure when preparing failed)."""
+        spec = get_model(model_name)
+        if prepared["status"] != "ok":
+            yield from self._unprepared_jobs(spec, prepared)
+            return
+        self.exports_built += prepared["built"]
+        self.exports_reused += prepared["reused"]
+        for batch in self.suite.batch_sizes:
+            entry = prepared["batches"][str(batch)]
+            io = entry["io"]
+            for variant, formats in self._variant_formats(model_name):
+                produced = entry["variants"].get(variant, {"expected_path": "", "artifacts": {}})
+                for fmt in formats:
+                    if fmt not in produced["artifacts"]:
+                        continue
+                    artifact = Artifact.from_dict(produced["artifacts"][fmt])
+                    for target in self.targets:
+                        for runtime in self._runtimes_for(target, fmt):
+                            job = Job(artifact, runtime, target.name, self.suite.settings,
+                                      io["inputs_path"], io["reference_path"], batch,
+                                      expected_path=produced["expected_path"], work=produced.get("work"),
+                                      layers_reference_path=io.get("layers_reference_path", ""),
+                                      samples_path=io.get("samples_path", ""),
+                                      samples_reference_path=io.get("samples_reference_path", ""),
+                                      **self._loop(spec, io, entry.get("decoder"), fmt))
+                            yield PlannedJob(job, artifact.error if artifact.status != "ok" else "")
+
+    def external_jobs(self) -> Iterator[PlannedJob]:
+        """The jobs of the artifact files the user brought."""
         for artifact, inputs_path in self.external:
             for target in self.targets:
                 for runtime in self._runtimes_for(target, artifact.format):
@@ -301,15 +306,20 @@ class SuiteRunner:
                 record = self._run_job(job, self.targets_by_name[job.target], planned.export_error)
             except Exception as exc:  # a harness bug or an input nobody foresaw: this job fails, the suite goes on
                 record = self._harness_error(job, exc)
-            self.store.append(record)
-            summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
-            if record.status not in ("ok",):
-                first_line = record.error.splitlines()[0] if record.error else ""
-                bar.write(f"{record.status}: {label}: {first_line}", file=sys.stderr)
-            for warning in record.context.get("warnings", []):
-                bar.write(f"warning: {label}: {warning}", file=sys.stderr)
-            bar.update(1)
+            self.keep(record, summary, bar)
             interrupts.check()
+
+    def keep(self, record: RunRecord, summary: "RunSummary", bar: Any) -> None:
+        """Append a job's record to the store (the one writer), count it, say what went wrong."""
+        label = f"{record.model} {record.format}/{record.runtime} b{record.batch_size} @{record.target}"
+        self.store.append(record)
+        summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
+        if record.status not in ("ok",):
+            first_line = record.error.splitlines()[0] if record.error else ""
+            bar.write(f"{record.status}: {label}: {first_line}", file=sys.stderr)
+        for warning in record.context.get("warnings", []):
+            bar.write(f"warning: {label}: {warning}", file=sys.stderr)
+        bar.update(1)
 
     def _harness_error(self, job: Job, exc: Exception) -> RunRecord:
         """The record of a job whose measurement raised in the harness itself (not in a worker)."""
@@ -337,12 +347,17 @@ class SuiteRunner:
     # -- boards -------------------------------------------------------------------------------------
     def _board(self, target: TargetProfile) -> "BoardState":
         """Check a remote board once, before its first job: reachable, python packages, runtimes."""
-        if target.name in self.boards:
-            return self.boards[target.name]
+        if target.name not in self.boards:
+            self.boards[target.name] = self.check_board(target, self.launchers[target.name])
+        return self.boards[target.name]
+
+    @staticmethod
+    def check_board(target: TargetProfile, launcher: Any) -> "BoardState":
+        """A remote board's state from a probe through ``launcher``: reachable, python packages, runtimes."""
         if target.reach == "local":
             state = BoardState()
         else:
-            probe = self.launchers[target.name].run(WorkerRequest("probe"), 120)
+            probe = launcher.run(WorkerRequest("probe"), 120)
             if probe["status"] == "unreachable":
                 state = BoardState(down=f"board {target.name} unreachable: {probe['error']}")
             elif probe["status"] != "ok":
@@ -361,16 +376,23 @@ class SuiteRunner:
                 if ctx.get("machine") != target.arch:
                     print(f"warning: target {target.name} says arch {target.arch}, the board reports "
                           f"{ctx.get('machine')}: fix 'arch' in {target.source}", file=sys.stderr)
-        self.boards[target.name] = state
         return state
 
     def _run_job(self, job: Job, target: TargetProfile, export_error: str) -> RunRecord:
         """One job as named steps (``harness.run.job``)."""
-        context = {"commit": self.commit, "harness_version": __version__, "suite": self.suite.name} \
-            | self.project_context | self._model_context(job.artifact.model)
         board = self._board(target) if not export_error else BoardState()
         return JobRun(job, target, self.launchers[target.name], board, self.suite, self.out_dir, self.cache_dir,
-                      context).run(export_error)
+                      self.job_context(job)).run(export_error)
+
+    def job_context(self, job: Job) -> dict[str, Any]:
+        """What every record of this run starts its context with (commit, suite, project, model source)."""
+        return {"commit": self.commit, "harness_version": __version__, "suite": self.suite.name} \
+            | self.project_context | self._model_context(job.artifact.model)
+
+
+def runs_torch(target: TargetProfile) -> bool:
+    """Whether the target runs PyTorch eager (a board's worker bundle then carries the model code)."""
+    return any("torch" in runtime_class(r).formats for r in target.runtimes)
 
 
 @dataclass

@@ -1,0 +1,481 @@
+"""A suite across a device lab scheduled by Ray (``harness run --cluster ADDRESS``).
+
+This process stays the one writer of the run's results store (append-only, fsynced, resumable); Ray places the
+work and carries requests, results and files:
+
+- **Lanes.** Each device is a unit of the custom resource ``edge-target:<target>`` (``harness.launch.cluster``). A
+  lane is a Ray actor holding one unit for its whole life, on the node that reaches the device, so one
+  measurement runs per device at a time while devices measure in parallel. Here, one thread per lane takes the
+  next job of its target and measures it as named steps (``harness.run.job``) with a launcher whose passes run
+  in that actor. Each record says which node, lane and board measured it, and when.
+- **Build work fans out.** Each model's prepare step (training, compression, calibration, export, references) is
+  a Ray task on a node declaring ``edge-build``, all models at once (none: here, one after another). Artifacts stay
+  content-addressed: a build node writes into its own cache and this process copies the cache folders its result
+  names that it lacks (``read_files`` on that node: only what is missing, verified by size), so the driver holds
+  every file a record refers to and nodes need no shared filesystem. Lanes get the files a request names through
+  Ray's object store, put once per file here and fetched by a node only if its stage lacks that sha256.
+- **Faults.** A node that dies or stops answering ends its lanes; a job it was measuring is measured once more on
+  another lane of the same target (``retry``), else recorded ``unreachable`` naming the node. A target with no
+  lane left has its remaining jobs recorded ``unreachable``. Ctrl-C kills the lab's actors and tasks and keeps
+  every record written; ``--resume`` completes the run without duplicates.
+- **Refusals before any job**: no cluster at the address, a node running another harness code or Python, a suite
+  target that no node declares.
+
+``lab.jsonl`` in the run folder gets one line per session: the lanes (node, board, CPUs), each prepare step's
+node and span, and the makespan; the report draws the lanes' timelines from it and the records.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config.cluster import ClusterSettings
+from harness.errors import HarnessInputError
+from harness.launch import interrupts
+from harness.launch.cluster import (BUILD_RESOURCE, TARGET_PREFIX, Lane, code_digest, node_identity, prepare_on_node,
+                                    ray_module, read_files, target_resource)
+from harness.protocol import INPUT_FILE_KEYS, failure_result, request_artifacts, wire
+from harness.run.job import JobRun
+from harness.run.runner import BoardState, PlannedJob, RunSummary, SuiteRunner, runs_torch
+from harness.types import RunRecord, TargetProfile
+
+ANSWER_SLACK_S = 60.0
+"""A lane that has not answered ``timeout_s`` + this many seconds after a request is taken for lost."""
+LAB_FILE = "lab.jsonl"
+
+
+class FileRefs:
+    """The files requests name, each put into Ray's object store once (path → (sha256, object ref))."""
+
+    def __init__(self, ray: Any) -> None:
+        self.ray = ray
+        self._known: dict[tuple[str, int, int], tuple[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _ref(self, path: str, sha256: str = "") -> tuple[str, Any]:
+        from harness.hashing import file_sha256
+
+        stat = os.stat(path)
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if key not in self._known:
+                data = Path(path).read_bytes()
+                self._known[key] = (sha256 or file_sha256(path), self.ray.put(data))
+            return self._known[key]
+
+    def for_request(self, request: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+        refs: dict[str, tuple[str, Any]] = {}
+        for artifact in request_artifacts(request):
+            refs[artifact["path"]] = self._ref(artifact["path"], artifact.get("sha256", ""))
+            source = artifact.get("recipe", {}).get("source")
+            if artifact.get("format") == "torch" and source and Path(source).is_file():
+                refs[source] = self._ref(source)
+        for key in INPUT_FILE_KEYS:
+            if request.get(key):
+                refs[request[key]] = self._ref(request[key])
+        return refs
+
+
+class LaneLauncher:
+    """A launcher whose requests run in a lane's actor on its node; ``lost`` says why the node is gone ('' while
+    it answers), after which every request is ``unreachable`` at once. ``overhead_s``: round trips minus the time
+    the node spent (scheduling, transfer, serialisation)."""
+
+    name = "cluster"
+
+    def __init__(self, ray: Any, actor: Any, where: str, files: FileRefs) -> None:
+        self.ray, self.actor, self.where, self.files = ray, actor, where, files
+        self.lost = ""
+        self.overhead_s = 0.0
+
+    def run(self, request: Any, timeout_s: float, memory_cap_bytes: int | None = None,
+            module: str = "harness.worker", on_wait: Any = None) -> dict[str, Any]:
+        if self.lost:
+            return failure_result("unreachable", self.lost)
+        data = wire(request)
+        t0 = time.monotonic()
+        try:
+            answer = self.ray.get(self.actor.run.remote(data, timeout_s, memory_cap_bytes, module,
+                                                        self.files.for_request(data)),
+                                  timeout=timeout_s + ANSWER_SLACK_S)
+        except self.ray.exceptions.GetTimeoutError:
+            self.lost = f"{self.where} did not answer within {timeout_s + ANSWER_SLACK_S:g} s"
+            self.ray.kill(self.actor)
+            return failure_result("unreachable", self.lost)
+        except self.ray.exceptions.RayError as exc:
+            self.lost = f"{self.where} was lost mid-job ({type(exc).__name__})"
+            return failure_result("unreachable", self.lost)
+        self.overhead_s += max(0.0, time.monotonic() - t0 - answer["node_s"])
+        for key, content in answer["files"].items():
+            Path(data[key]).write_bytes(content)
+        result = answer["result"]
+        result.setdefault("context", {})["cluster_node"] = self.where
+        return result
+
+
+@dataclass
+class LaneState:
+    """One lane: its target (with the node's measuring CPUs applied), actor, launcher, who it is."""
+
+    name: str
+    target: TargetProfile
+    actor: Any
+    launcher: LaneLauncher
+    identity: dict[str, Any]
+    board: BoardState | None = None
+    alive: bool = True
+    jobs: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"lane": self.name, "target": self.target.name, "node": self.identity.get("hostname", ""),
+                "node_ip": self.identity.get("node_ip", ""), "node_id": self.identity.get("node_id", "")[:12],
+                "board": self.identity.get("board", ""), "cpu_affinity": list(self.target.cpu_affinity),
+                "threads": self.target.threads}
+
+
+def with_node_cpus(target: TargetProfile, identity: dict[str, Any]) -> TargetProfile:
+    """A local target measured on a node with reserved measuring CPUs is pinned there (threads at most as many)."""
+    cpus = tuple(identity.get("measure_cpus") or ())
+    if target.reach != "local" or not cpus:
+        return target
+    threads = min(target.threads, len(cpus)) if target.threads else len(cpus)
+    return dataclasses.replace(target, cpu_affinity=cpus, threads=threads)
+
+
+class LabRunner(SuiteRunner):
+    """``SuiteRunner`` over a Ray cluster (``ClusterSettings``); the same records, plan and resume."""
+
+    def __init__(self, *args: Any, cluster: ClusterSettings, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cluster = cluster
+        self._lock = threading.RLock()
+        self._ready = threading.Condition(self._lock)
+        self._queues: dict[str, collections.deque] = {t.name: collections.deque() for t in self.targets}
+        self._down: dict[str, str] = {}
+        self._fed = False
+        self._stop = threading.Event()
+        self._prepare_refs: list[Any] = []
+        self.lanes: list[LaneState] = []
+        self.prepare_spans: list[dict[str, Any]] = []
+
+    # -- joining --------------------------------------------------------------------------------------------------
+    def _join(self) -> Any:
+        ray = ray_module()
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        import logging
+
+        try:
+            ray.init(address=self.cluster.address, log_to_driver=False, logging_level=logging.ERROR,
+                     namespace="edge-harness")
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise HarnessInputError(f"cannot join the Ray cluster at {self.cluster.address}: {first} (start one "
+                                    "with `harness node start --head --targets …`)") from None
+        return ray
+
+    def _check_nodes(self, ray: Any) -> list[dict[str, Any]]:
+        """Every live node that declares lab resources, checked against this harness before any job."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = [n for n in ray.nodes() if n.get("Alive") and any(
+            k.startswith(TARGET_PREFIX) or k == BUILD_RESOURCE for k in n.get("Resources", {}))]
+        identify = ray.remote(num_cpus=0)(node_identity)
+        refs = [identify.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote()
+                for n in nodes]
+        try:
+            found = ray.get(refs, timeout=self.cluster.join_timeout_s)
+        except ray.exceptions.RayError as exc:
+            raise HarnessInputError(f"a node of the cluster did not say which harness it runs: "
+                                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        mine = node_identity() | {"code_digest": code_digest()}
+        for node, theirs in zip(nodes, found):
+            differs = [f"{what} {theirs[key]} (here {mine[key]})" for key, what in
+                       (("harness_version", "edge-harness"), ("python", "Python")) if theirs[key] != mine[key]]
+            if not differs and theirs["code_digest"] != mine["code_digest"]:
+                differs.append("other harness code (a different checkout or local changes)")
+            if differs:
+                raise HarnessInputError(
+                    f"node {theirs['hostname']} ({node['NodeManagerAddress']}) runs {'; '.join(differs)}: install "
+                    "the same harness and Python on every node before running the suite there")
+        return nodes
+
+    def _start_lanes(self, ray: Any, nodes: list[dict[str, Any]]) -> None:
+        """One actor per device unit of each suite target; a target no node declares is refused."""
+        lane_actor = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1)(Lane)
+        files = FileRefs(ray)
+        missing = [t.name for t in self.targets
+                   if not sum(n["Resources"].get(target_resource(t.name), 0) for n in nodes)]
+        if missing:
+            raise HarnessInputError(
+                f"no node of the cluster declares target(s) {', '.join(missing)}: start a node that reaches them "
+                f"with `harness node start --targets {','.join(missing)}` (resource {target_resource(missing[0])})")
+        pending = []
+        for target in self.targets:
+            units = int(sum(n["Resources"].get(target_resource(target.name), 0) for n in nodes))
+            for i in range(units):
+                actor = lane_actor.options(resources={target_resource(target.name): 1}).remote(
+                    target, runs_torch(target))
+                pending.append((f"{target.name}#{i}", target, actor))
+        identities = ray.get([actor.identity.remote() for _, _, actor in pending],
+                             timeout=self.cluster.join_timeout_s)
+        for (name, target, actor), identity in zip(pending, identities):
+            where = f"node {identity['hostname']} ({identity['node_ip']})" + (
+                f", board {identity['board']}" if identity.get("board") else "")
+            self.lanes.append(LaneState(name, with_node_cpus(target, identity), actor,
+                                        LaneLauncher(ray, actor, where, files), identity))
+
+    # -- the queue ------------------------------------------------------------------------------------------------
+    def _enqueue(self, planned: PlannedJob, summary: RunSummary, bar: Any, done: set[str], attempt: int = 0,
+                 front: bool = False) -> None:
+        with self._ready:
+            if planned.job.key in done:
+                summary.skipped_completed += 1
+                bar.update(1)
+                return
+            target = planned.job.target
+            if target in self._down:
+                self._keep_unreachable(planned, self._down[target], summary, bar)
+                return
+            queue = self._queues[target]
+            queue.appendleft((planned, attempt)) if front else queue.append((planned, attempt))
+            self._ready.notify_all()
+
+    def _next(self, target: str) -> tuple[PlannedJob, int] | None:
+        with self._ready:
+            while not self._stop.is_set():
+                if self._queues[target]:
+                    return self._queues[target].popleft()
+                if self._fed:
+                    return None
+                self._ready.wait(0.5)
+            return None
+
+    def _keep_unreachable(self, planned: PlannedJob, why: str, summary: RunSummary, bar: Any) -> None:
+        job = planned.job
+        run = JobRun(job, self.targets_by_name[job.target], None, BoardState(down=why), self.suite, self.out_dir,
+                     self.cache_dir, self.job_context(job))
+        self.keep(run.record("unreachable", why), summary, bar)
+
+    # -- lanes ----------------------------------------------------------------------------------------------------
+    def _lane(self, lane: LaneState, summary: RunSummary, bar: Any, done: set[str]) -> None:
+        while not self._stop.is_set():
+            item = self._next(lane.target.name)
+            if item is None:
+                return
+            planned, attempt = item
+            try:
+                record = self._measure(lane, planned, attempt)
+            except Exception as exc:  # a harness bug: this job fails, the lab goes on
+                record = self._harness_error(planned.job, exc)
+            if self._stop.is_set():
+                return  # interrupted mid-job: not recorded, so --resume measures it
+            if lane.launcher.lost:
+                self._lose(lane, planned, attempt, record, summary, bar, done)
+                return
+            with self._lock:
+                lane.jobs += 1
+                self.keep(record, summary, bar)
+
+    def _measure(self, lane: LaneState, planned: PlannedJob, attempt: int) -> RunRecord:
+        job = planned.job
+        if lane.board is None and not planned.export_error:
+            lane.board = self.check_board(lane.target, lane.launcher)
+        started = time.time()
+        record = JobRun(job, lane.target, lane.launcher, lane.board or BoardState(), self.suite, self.out_dir,
+                        self.cache_dir, self.job_context(job)).run(planned.export_error)
+        record.context["cluster"] = lane.describe() | {
+            "start_unix": round(started, 3), "end_unix": round(time.time(), 3), "attempt": attempt + 1,
+            "overhead_s": round(lane.launcher.overhead_s, 4)}
+        lane.launcher.overhead_s = 0.0
+        return record
+
+    def _lose(self, lane: LaneState, planned: PlannedJob, attempt: int, record: RunRecord, summary: RunSummary,
+              bar: Any, done: set[str]) -> None:
+        """The lane's node was lost during this job: retry it once elsewhere, or keep what it says."""
+        with self._ready:
+            lane.alive = False
+            others = [other for other in self.lanes if other.alive and other.target.name == lane.target.name]
+            bar.write(f"lab: {lane.name}: {lane.launcher.lost}"
+                      + (f"; {len(others)} other lane(s) of {lane.target.name} go on" if others else ""),
+                      file=sys.stderr)
+            if record.status == "unreachable" and self.cluster.retry and attempt == 0 and others:
+                self._enqueue(planned, summary, bar, done, attempt=1, front=True)
+            else:
+                self.keep(record, summary, bar)
+            if not others:
+                why = f"every lane of target {lane.target.name} was lost (last: {lane.launcher.lost})"
+                self._down[lane.target.name] = why
+                queue = self._queues[lane.target.name]
+                while queue:
+                    queued, _ = queue.popleft()
+                    self._keep_unreachable(queued, why, summary, bar)
+
+    # -- preparing ------------------------------------------------------------------------------------------------
+    def _feed(self, ray: Any, summary: RunSummary, bar: Any, done: set[str]) -> None:
+        """Prepare every model (on build nodes, in parallel, or here) and queue its jobs as each is ready."""
+        try:
+            builders = sum(n["Resources"].get(BUILD_RESOURCE, 0) for n in ray.nodes() if n.get("Alive"))
+            if self.cluster.build == "cluster" and builders:
+                self._prepare_on_cluster(ray, summary, bar, done)
+            else:
+                for model in self.models:
+                    if self._stop.is_set():
+                        return
+                    started = time.time()
+                    self.status(f"preparing {model} here")
+                    prepared = self.launcher.run(self.prepare_request(model), self.suite.settings.prepare_timeout_s,
+                                                 module="harness.build.prepare")
+                    self._prepared(model, prepared, {"hostname": "driver"}, started, 0, summary, bar, done)
+            for planned in self.external_jobs():
+                self._enqueue(planned, summary, bar, done)
+        finally:
+            with self._ready:
+                self._fed = True
+                self._ready.notify_all()
+
+    def _prepare_on_cluster(self, ray: Any, summary: RunSummary, bar: Any, done: set[str]) -> None:
+        from harness.hashing import file_sha256
+        from harness.zoo import get_model
+
+        task = ray.remote(num_cpus=0, max_retries=1)(prepare_on_node).options(resources={BUILD_RESOURCE: 1})
+        pending: dict[Any, tuple[str, float]] = {}
+        for model in self.models:
+            spec = get_model(model)
+            sources = [p for p in (spec.source, self._decoder_source(spec)) if p and Path(p).is_file()]
+            ref = task.remote(self.prepare_request(model), self.suite.settings.prepare_timeout_s,
+                              {p: file_sha256(p) for p in sources})
+            pending[ref] = (model, time.time())
+        self._prepare_refs = list(pending)
+        self.status(f"preparing {len(pending)} model(s) on the cluster's build nodes")
+        while pending and not self._stop.is_set():
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in ready:
+                model, started = pending.pop(ref)
+                try:
+                    answer = ray.get(ref)
+                    prepared, copied = self._import_prepared(ray, answer), 0
+                    copied = prepared.pop("_copied_bytes", 0)
+                    node = answer["node"]
+                except ray.exceptions.RayError as exc:
+                    prepared = failure_result("unreachable", f"the build node was lost: {type(exc).__name__}")
+                    node, copied = {"hostname": "?"}, 0
+                self._prepared(model, prepared, node, started, copied, summary, bar, done)
+
+    def _import_prepared(self, ray: Any, answer: dict[str, Any]) -> dict[str, Any]:
+        """A build node's prepare result with this machine's cache paths, after copying the files it lacks."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        result, root = answer["result"], answer["root"]
+        if result.get("status") != "ok" or not root:
+            return result
+        mine = str(self.cache_dir.resolve())
+        lacking = [rel for rel, size in answer["manifest"].items()
+                   if not (Path(mine) / rel).is_file() or (Path(mine) / rel).stat().st_size != size]
+        copied = 0
+        if lacking and root != mine:
+            fetch = ray.remote(num_cpus=0)(read_files).options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(answer["node"]["node_id"], soft=False))
+            for rel, content in ray.get(fetch.remote(root, lacking)).items():
+                path = Path(mine) / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+                tmp.write_bytes(content)
+                os.replace(tmp, path)
+                copied += len(content)
+        if root != mine:
+            result = json.loads(json.dumps(result).replace(json.dumps(root + os.sep)[1:-1],
+                                                           json.dumps(mine + os.sep)[1:-1]))
+        result["_copied_bytes"] = copied
+        return result
+
+    def _prepared(self, model: str, prepared: dict[str, Any], node: dict[str, Any], started: float, copied: int,
+                  summary: RunSummary, bar: Any, done: set[str]) -> None:
+        with self._lock:
+            self.prepare_spans.append({"model": model, "node": node.get("hostname", ""),
+                                       "node_ip": node.get("node_ip", ""), "status": prepared.get("status"),
+                                       "start_unix": round(started, 3), "end_unix": round(time.time(), 3),
+                                       "copied_bytes": copied})
+        for planned in self.jobs_for(model, prepared):
+            self._enqueue(planned, summary, bar, done)
+
+    # -- running --------------------------------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        from tqdm import tqdm
+
+        ray = self._join()
+        started = time.time()
+        try:
+            nodes = self._check_nodes(ray)
+            self._start_lanes(ray, nodes)
+            summary = RunSummary(self.store.path)
+            torn = self.store.repair()
+            if torn:
+                print(f"{self.store.path}: removed a torn last record ({torn} bytes) left by an interrupted run",
+                      file=sys.stderr)
+            done = self.store.completed_keys() if self.resume else set()
+            bar = tqdm(total=self.job_count(), unit="job", file=sys.stderr, disable=not self.progress,
+                       dynamic_ncols=True)
+            self.status = lambda text: bar.set_description_str(text[:90]) if text else None
+            threads = [threading.Thread(target=self._feed, args=(ray, summary, bar, done), name="lab-feed",
+                                        daemon=True)]
+            threads += [threading.Thread(target=self._lane, args=(lane, summary, bar, done), name=f"lab-{lane.name}",
+                                         daemon=True) for lane in self.lanes]
+            try:
+                with interrupts.watching():
+                    for thread in threads:
+                        thread.start()
+                    while any(t.is_alive() for t in threads):
+                        time.sleep(0.2)
+                        interrupts.check()
+            except BaseException:
+                self._stop.set()
+                with self._ready:
+                    self._ready.notify_all()
+                self._cancel(ray)
+                for thread in threads:
+                    thread.join(5)
+                raise
+            finally:
+                bar.close()
+                self.status = lambda text: None
+                self._write_lab(started)
+        finally:
+            self._cancel(ray)
+            ray.shutdown()
+        summary.exports_built = len(self.exports_built)
+        summary.exports_reused = len(self.exports_reused)
+        return summary
+
+    def _cancel(self, ray: Any) -> None:
+        """Stop the lab's work: prepare tasks cancelled, lane actors killed (their workers die with them)."""
+        for ref in self._prepare_refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # finished or already gone
+                pass
+        self._prepare_refs = []
+        for lane in self.lanes:
+            try:
+                ray.kill(lane.actor)
+            except Exception:  # its node is gone
+                pass
+
+    def _write_lab(self, started: float) -> None:
+        """One line of ``lab.jsonl``: the lanes, the prepare spans, the session's span."""
+        line = {"schema_version": 1, "address": self.cluster.address, "start_unix": round(started, 3),
+                "end_unix": round(time.time(), 3), "lanes": [lane.describe() | {"alive": lane.alive, "jobs": lane.jobs}
+                                                            for lane in self.lanes],
+                "prepare": self.prepare_spans}
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / LAB_FILE, "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
