@@ -12,6 +12,7 @@ import pandas as pd
 from harness.report.compression import LABEL_AGREEMENT_FLOOR, PSNR_FLOOR_DB
 from harness.report.images import reference_file, sample_file
 from harness.analysis.metrics import CATALOGUE
+from harness.report.lab import lab_lanes, read_lab
 from harness.report.plots import best_variants, latency_boxes, pareto_plots, per_target
 from harness.report.profile import roofline_plots, time_breakdown
 from harness.stats import robust_cv
@@ -153,6 +154,7 @@ def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, 
         grids=sample_grids(records, run_dir or path.parent),
         warnings=warnings(records, summary),
         contexts=run_contexts(records),
+        lab=lab_lanes(records, read_lab(run_dir or path.parent)),
         failures=failures,
         n_ok=sum(1 for r in records if r.status == "ok"),
         n_total=len(records),

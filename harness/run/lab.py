@@ -141,6 +141,35 @@ class LaneState:
                 "threads": self.target.threads}
 
 
+def _answers(ray: Any, refs: list[Any], timeout_s: float) -> list[Any]:
+    """Each ref's value, or a short reason (a string) for one that failed or did not come within ``timeout_s``."""
+    ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    out: list[Any] = []
+    for ref in refs:
+        try:
+            out.append(ray.get(ref, timeout=0.1))
+        except ray.exceptions.GetTimeoutError:
+            out.append(f"no answer within {timeout_s:g} s")
+        except ray.exceptions.RayError as exc:
+            out.append(type(exc).__name__)
+    return out
+
+
+def _check_listening(address: str, timeout_s: float = 5.0) -> None:
+    """A one-line error when nothing answers at ``host:port`` (Ray itself would retry for many minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise HarnessInputError(f"--cluster {address}: expected host:port of the Ray head (or 'auto')")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise HarnessInputError(f"cannot join the Ray cluster at {address}: nothing answers there "
+                                f"({exc.strerror or type(exc).__name__}); start its head with `harness node start "
+                                "--head`") from None
+
+
 def with_node_cpus(target: TargetProfile, identity: dict[str, Any]) -> TargetProfile:
     """A local target measured on a node with reserved measuring CPUs is pinned there (threads at most as many)."""
     cpus = tuple(identity.get("measure_cpus") or ())
@@ -172,14 +201,31 @@ class LabRunner(SuiteRunner):
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         import logging
 
+        if self.cluster.address != "auto":
+            _check_listening(self.cluster.address)
+        here = os.getcwd()
         try:
+            # Ray adds the driver's current folder to every worker's sys.path: from a checkout, nodes would import
+            # the driver's harness (where that path exists) instead of their own, and the version check would
+            # check nothing. Joined from an empty folder, each node runs the harness installed there.
+            os.chdir(self._neutral_dir())
             ray.init(address=self.cluster.address, log_to_driver=False, logging_level=logging.ERROR,
                      namespace="edge-harness")
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise HarnessInputError(f"cannot join the Ray cluster at {self.cluster.address}: {first} (start one "
                                     "with `harness node start --head --targets …`)") from None
+        finally:
+            os.chdir(here)
         return ray
+
+    @staticmethod
+    def _neutral_dir() -> str:
+        import tempfile
+
+        folder = Path(tempfile.gettempdir()) / "edge-harness-driver"
+        folder.mkdir(exist_ok=True)
+        return str(folder)
 
     def _check_nodes(self, ray: Any) -> list[dict[str, Any]]:
         """Every live node that declares lab resources, checked against this harness before any job."""
@@ -190,11 +236,15 @@ class LabRunner(SuiteRunner):
         identify = ray.remote(num_cpus=0)(node_identity)
         refs = [identify.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote()
                 for n in nodes]
-        try:
-            found = ray.get(refs, timeout=self.cluster.join_timeout_s)
-        except ray.exceptions.RayError as exc:
-            raise HarnessInputError(f"a node of the cluster did not say which harness it runs: "
-                                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        answers = _answers(ray, refs, self.cluster.join_timeout_s)
+        answered = []
+        for node, answer in zip(nodes, answers):
+            if isinstance(answer, str):  # a node dying or gone that Ray still lists: left out, said so
+                print(f"lab: node {node['NodeManagerAddress']} ({node['NodeID'][:12]}) left out: it did not answer "
+                      f"the version check ({answer})", file=sys.stderr)
+            else:
+                answered.append((node, answer))
+        nodes, found = [n for n, _ in answered], [a for _, a in answered]
         mine = node_identity() | {"code_digest": code_digest()}
         for node, theirs in zip(nodes, found):
             differs = [f"{what} {theirs[key]} (here {mine[key]})" for key, what in
@@ -224,13 +274,21 @@ class LabRunner(SuiteRunner):
                 actor = lane_actor.options(resources={target_resource(target.name): 1}).remote(
                     target, runs_torch(target))
                 pending.append((f"{target.name}#{i}", target, actor))
-        identities = ray.get([actor.identity.remote() for _, _, actor in pending],
-                             timeout=self.cluster.join_timeout_s)
+        identities = _answers(ray, [actor.identity.remote() for _, _, actor in pending], self.cluster.join_timeout_s)
         for (name, target, actor), identity in zip(pending, identities):
+            if isinstance(identity, str):
+                print(f"lab: lane {name} left out: it did not start ({identity})", file=sys.stderr)
+                ray.kill(actor)
+                continue
             where = f"node {identity['hostname']} ({identity['node_ip']})" + (
                 f", board {identity['board']}" if identity.get("board") else "")
             self.lanes.append(LaneState(name, with_node_cpus(target, identity), actor,
                                         LaneLauncher(ray, actor, where, files), identity))
+        started = {lane.target.name for lane in self.lanes}
+        lost = [t.name for t in self.targets if t.name not in started]
+        if lost:
+            raise HarnessInputError(f"no lane of target(s) {', '.join(lost)} started on the cluster (their nodes did "
+                                    "not answer): check them with `ray status`")
 
     # -- the queue ------------------------------------------------------------------------------------------------
     def _enqueue(self, planned: PlannedJob, summary: RunSummary, bar: Any, done: set[str], attempt: int = 0,

@@ -1,0 +1,226 @@
+"""The device lab on a real Ray cluster on this machine: a head taking build work with its own artifact cache, a
+node reaching the local CPU and a loopback sshd board, a node reaching a second local target; nodes are killed,
+refused and interrupted for real. The cluster starts once for the module."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.config.paths import PROJECT_ROOT, targets_dir
+from harness.results.store import read_records
+from tests.raylab import RayLab, require_ray
+from tests.sshd import Sshd, require_sshd
+from tests.test_cli import harness
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    require_sshd()
+    server = Sshd(tmp_path_factory.mktemp("sshd")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def targets(tmp_path_factory, sshd):
+    folder = tmp_path_factory.mktemp("targets")
+    for name in ("x86-cpu", "x86-cpu-1t"):
+        shutil.copy(targets_dir() / f"{name}.toml", folder)
+    doomed = (targets_dir() / "x86-cpu-1t.toml").read_text().replace('name = "x86-cpu-1t"', 'name = "x86-doomed"')
+    (folder / "x86-doomed.toml").write_text(doomed)
+    (folder / "board.toml").write_text(sshd.target_toml("board", sys.executable,
+                                                        tmp_path_factory.mktemp("board")))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, targets, tiny_models_dir):
+    require_ray()
+    head_cache = tmp_path_factory.mktemp("head-cache")
+    cluster = RayLab({"EDGE_HARNESS_TARGETS": str(targets), "EDGE_HARNESS_MODELS": str(tiny_models_dir)})
+    try:
+        cluster.start_head(build=True, env={"EDGE_HARNESS_CACHE": str(head_cache)})
+        cluster.add_node("a", targets="x86-cpu,board")
+        cluster.add_node("b", targets="x86-cpu-1t")
+        cluster.head_cache = head_cache
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def lab_run(lab, targets, tiny_models_dir, cache, out, *names, extra=(), popen=False):
+    args = ["run", "--suite", "full", "--variant", "none", "--model", "tiny_gen", "--format", "onnx", "--format",
+            "tflite", "--quick", "--no-progress", "--out", str(out), "--cache", str(cache), "--cluster", lab.address,
+            *extra]
+    for name in names:
+        args += ["--target", name]
+    env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)}
+    if popen:
+        import os
+
+        return subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT, env=dict(os.environ) | env)
+    return harness(*args, env=env)
+
+
+def workers_under(process: psutil.Process) -> list[psutil.Process]:
+    found = []
+    for child in process.children(recursive=True):
+        try:
+            if "harness.worker" in child.cmdline():
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
+
+
+# -- without a cluster -------------------------------------------------------------------------------------------------
+def test_node_resources_name_the_targets_and_keep_build_work_off_measuring_cpus():
+    require_ray()
+    proc = harness("node", "resources", "--targets", "x86-cpu,rpi4")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"edge-target:x86-cpu": 1.0, "edge-target:rpi4": 1.0}
+    proc = harness("node", "resources", "--targets", "x86-cpu", "--build")
+    assert proc.returncode == 2 and "--measure-cpus" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = harness("node", "resources", "--targets", "rpi4", "--build")  # a board's CPUs are not this node's
+    assert proc.returncode == 0 and json.loads(proc.stdout)["edge-build"] == 1.0
+    proc = harness("node", "resources", "--targets", "x86-cpu", "--build", "--measure-cpus", "0")
+    assert proc.returncode == 0, proc.stderr
+    proc = harness("node", "resources", "--targets", "x86-cpu", "--measure-cpus", "999")
+    assert proc.returncode == 2 and "not CPUs of this machine" in proc.stderr
+
+
+def test_a_bad_cluster_table_or_an_empty_address_is_one_line(tmp_path, tiny_models_dir):
+    suite = tmp_path / "lab.toml"
+    suite.write_text('models = ["tiny_gen"]\n[cluster]\nadress = "auto"\n')
+    proc = harness("run", "--suite", str(suite), env={"EDGE_HARNESS_MODELS": str(tiny_models_dir)})
+    assert proc.returncode == 2 and "[cluster] unknown key 'adress'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_no_cluster_at_the_address_is_one_line(tmp_path, tiny_models_dir):
+    require_ray()
+    from tests.sshd import free_port
+
+    proc = harness("run", "--model", "tiny_gen", "--variant", "none", "--quick", "--no-progress", "--out",
+                   str(tmp_path / "run"), "--cluster", f"127.0.0.1:{free_port()}",
+                   env={"EDGE_HARNESS_MODELS": str(tiny_models_dir)}, timeout=60)
+    assert proc.returncode == 2 and "nothing answers there" in proc.stderr, proc.stderr
+    assert not (tmp_path / "run" / "results.jsonl").exists()
+
+
+# -- on the lab ------------------------------------------------------------------------------------------------------
+def test_a_suite_over_three_targets_runs_across_the_lab(lab, targets, tiny_models_dir, tmp_path):
+    out, cache = tmp_path / "run", tmp_path / "cache"  # this machine's cache starts empty: the head's is copied
+    proc = lab_run(lab, targets, tiny_models_dir, cache, out, "x86-cpu", "x86-cpu-1t", "board")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = read_records(out / "results.jsonl")
+    assert len(records) == 12 and len({r.job_key for r in records}) == 12  # 3 targets × 2 formats × 2 batches
+    assert {r.status for r in records} == {"ok"}
+    declared = {"x86-cpu": "a", "board": "a", "x86-cpu-1t": "b"}
+    for r in records:
+        lane = r.context["cluster"]
+        assert lane["node_id"] == lab.nodes[declared[r.target]][:12], (r.target, lane)
+        assert lane["lane"].startswith(r.target + "#") and lane["end_unix"] >= lane["start_unix"]
+        assert lane["board"] == (f"root@127.0.0.1:{lab_port(targets)}" if r.target == "board" else "")
+        assert r.measurement("max_abs_error").value < 1e-4  # the outputs came back from the node intact
+    session = json.loads((out / "lab.jsonl").read_text().splitlines()[-1])
+    assert {lane["lane"] for lane in session["lanes"]} == {"x86-cpu#0", "x86-cpu-1t#0", "board#0"}
+    (span,) = session["prepare"]
+    assert span["status"] == "ok" and span["copied_bytes"] > 0  # built on the head, into its own cache
+    assert any(lab.head_cache.rglob("model.onnx"))
+    for r in records:  # every artifact a record names was copied into this machine's cache
+        assert (cache / r.artifact_id / "artifact.json").is_file()
+    html = (out / "index.html").read_text()
+    assert "Lab lanes" in html and "board#0" in html
+
+
+def lab_port(targets: Path) -> int:
+    text = (targets / "board.toml").read_text()
+    return int(next(line.split("=")[1] for line in text.splitlines() if line.startswith("port")))
+
+
+def test_a_target_no_node_declares_is_refused_before_any_job(lab, targets, tiny_models_dir, shared_cache, tmp_path):
+    proc = lab_run(lab, targets, tiny_models_dir, shared_cache, tmp_path / "run", "x86-cpu", "x86-doomed")
+    assert proc.returncode == 2, proc.stderr
+    assert "no node of the cluster declares target(s) x86-doomed" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "results.jsonl").exists()
+
+
+def test_a_node_with_other_harness_code_is_refused_before_any_job(lab, targets, tiny_models_dir, shared_cache,
+                                                                   tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(PROJECT_ROOT / "harness", other / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(other / "harness" / "stats.py", "a") as fh:
+        fh.write("\n# a local change on this node\n")
+    lab.add_node("odd", targets="x86-cpu-1t", env={"PYTHONPATH": str(other)})
+    try:
+        proc = lab_run(lab, targets, tiny_models_dir, shared_cache, tmp_path / "run", "x86-cpu")
+    finally:
+        lab.kill_node("odd")
+    assert proc.returncode == 2, proc.stderr
+    assert "runs other harness code" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "results.jsonl").exists()
+
+
+def test_a_node_killed_mid_suite_is_recorded_and_the_rest_completes(lab, targets, tiny_models_dir, shared_cache,
+                                                                    tmp_path):
+    """The doomed node reaches x86-cpu-1t (so does node b) and x86-doomed (nobody else): killed as soon as it
+    measures, its in-flight x86-cpu-1t job is measured again on b, x86-doomed's jobs become unreachable."""
+    lab.add_node("doomed", targets="x86-cpu-1t,x86-doomed")
+    out = tmp_path / "run"
+    proc = lab_run(lab, targets, tiny_models_dir, shared_cache, out, "x86-cpu-1t", "x86-doomed", popen=True)
+    raylet = lab.raylet("doomed")
+    deadline = time.monotonic() + 300
+    while not workers_under(raylet) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    lab.kill_node("doomed")
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 1, stderr[-3000:]  # unreachable jobs: the suite reports failures
+    records = read_records(out / "results.jsonl")
+    keys = Counter(r.job_key for r in records)
+    assert len(keys) == 8 and set(keys.values()) == {1}  # every job once: nothing lost, nothing twice
+    assert {r.status for r in records if r.target == "x86-cpu-1t"} == {"ok"}
+    doomed = [r for r in records if r.target == "x86-doomed"]
+    assert {r.status for r in doomed} <= {"ok", "unreachable"} and any(r.status == "unreachable" for r in doomed)
+    assert all("lost" in r.error for r in doomed if r.status == "unreachable")
+    assert "lab: " in stderr and "was lost mid-job" in stderr
+    session = json.loads((out / "lab.jsonl").read_text().splitlines()[-1])
+    assert {lane["lane"]: lane["alive"] for lane in session["lanes"]}["x86-doomed#0"] is False
+
+
+def test_ctrl_c_stops_the_lab_and_resume_completes_without_duplicates(lab, targets, tiny_models_dir, shared_cache,
+                                                                      tmp_path):
+    out = tmp_path / "run"
+    proc = lab_run(lab, targets, tiny_models_dir, shared_cache, out, "x86-cpu", "x86-cpu-1t", popen=True)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (out / "results.jsonl").is_file() and (out / "results.jsonl").read_text().count("\n") >= 1:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "interrupted; results measured so far are kept" in stderr and "Traceback" not in stderr
+    kept = read_records(out / "results.jsonl")
+    assert 1 <= len(kept) < 8
+    time.sleep(2)
+    for name in ("a", "b"):  # the lab's workers went with their killed actors
+        assert not workers_under(lab.raylet(name))
+    proc = lab_run(lab, targets, tiny_models_dir, shared_cache, out, "x86-cpu", "x86-cpu-1t", extra=("--resume",))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    keys = Counter(r.job_key for r in read_records(out / "results.jsonl"))
+    assert len(keys) == 8 and set(keys.values()) == {1}
