@@ -224,3 +224,39 @@ def test_ctrl_c_stops_the_lab_and_resume_completes_without_duplicates(lab, targe
     assert proc.returncode == 0, proc.stderr[-3000:]
     keys = Counter(r.job_key for r in read_records(out / "results.jsonl"))
     assert len(keys) == 8 and set(keys.values()) == {1}
+
+
+def test_a_suite_table_runs_on_the_lab_with_build_work_here(lab, targets, tiny_models_dir, tmp_path):
+    """[cluster] in the suite file: address and build = "driver" (preparation in this process, not on the head)."""
+    suite = tmp_path / "lab.toml"
+    suite.write_text(f'models = ["tiny_gen"]\ntargets = ["x86-cpu-1t"]\nformats = ["onnx"]\n'
+                     f'[cluster]\naddress = "{lab.address}"\nbuild = "driver"\nretry = false\n')
+    out = tmp_path / "run"
+    proc = harness("run", "--suite", str(suite), "--quick", "--no-progress", "--out", str(out), "--cache",
+                   str(tmp_path / "cache"), env={"EDGE_HARNESS_MODELS": str(tiny_models_dir),
+                                                 "EDGE_HARNESS_TARGETS": str(targets)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = read_records(out / "results.jsonl")
+    assert record.status == "ok" and record.context["cluster"]["node_id"] == lab.nodes["b"][:12]
+    (span,) = json.loads((out / "lab.jsonl").read_text())["prepare"]
+    assert span["node"] == "driver" and span["copied_bytes"] == 0
+    proc = harness("run", "--suite", str(suite), "--quick", "--no-progress", "--out", str(tmp_path / "here"),
+                   "--cache", str(tmp_path / "cache"), "--cluster", "local",
+                   env={"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)})
+    assert proc.returncode == 0 and not (tmp_path / "here" / "lab.jsonl").exists()  # --cluster local: no lab
+
+
+def test_the_cluster_a_run_uses_comes_from_the_flag_then_the_suite_then_the_project(tmp_path, monkeypatch):
+    from harness.api import cluster_settings
+    from harness.config import project
+    from harness.config.suite import suite_from_table
+
+    (tmp_path / "edge-harness.toml").write_text('[cluster]\naddress = "lab-head:6379"\nretry = false\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(project, "_CACHE", {})
+    plain = suite_from_table(tmp_path / "s.toml", {"models": ["m"]})
+    own = suite_from_table(tmp_path / "s.toml", {"models": ["m"], "cluster": {"address": "suite-head:6379"}})
+    assert cluster_settings(plain, None).address == "lab-head:6379" and not cluster_settings(plain, None).retry
+    assert cluster_settings(own, None).address == "suite-head:6379"
+    assert cluster_settings(own, "auto").address == "auto"
+    assert cluster_settings(own, "local") is None

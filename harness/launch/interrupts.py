@@ -21,6 +21,12 @@ def requested() -> bool:
     return _requested
 
 
+def request() -> None:
+    """Remember a Ctrl-C caught elsewhere (e.g. in a helper thread) for the main thread's next ``check()``."""
+    global _requested
+    _requested = True
+
+
 def check() -> None:
     """Raise KeyboardInterrupt if Ctrl-C was pressed (even if its own KeyboardInterrupt was swallowed)."""
     global _requested

@@ -189,6 +189,7 @@ class LabRunner(SuiteRunner):
         self._ready = threading.Condition(self._lock)
         self._queues: dict[str, collections.deque] = {t.name: collections.deque() for t in self.targets}
         self._down: dict[str, str] = {}
+        self._in_flight: collections.Counter = collections.Counter()
         self._fed = False
         self._stop = threading.Event()
         self._prepare_refs: list[Any] = []
@@ -307,14 +308,22 @@ class LabRunner(SuiteRunner):
             self._ready.notify_all()
 
     def _next(self, target: str) -> tuple[PlannedJob, int] | None:
+        """The target's next job, or None once every job is fed and none is queued or in flight on another lane
+        (a job whose node is lost comes back for a retry)."""
         with self._ready:
             while not self._stop.is_set():
                 if self._queues[target]:
+                    self._in_flight[target] += 1
                     return self._queues[target].popleft()
-                if self._fed:
+                if self._fed and not self._in_flight[target]:
                     return None
                 self._ready.wait(0.5)
             return None
+
+    def _finished(self, target: str) -> None:
+        with self._ready:
+            self._in_flight[target] -= 1
+            self._ready.notify_all()
 
     def _keep_unreachable(self, planned: PlannedJob, why: str, summary: RunSummary, bar: Any) -> None:
         job = planned.job
@@ -324,23 +333,36 @@ class LabRunner(SuiteRunner):
 
     # -- lanes ----------------------------------------------------------------------------------------------------
     def _lane(self, lane: LaneState, summary: RunSummary, bar: Any, done: set[str]) -> None:
+        try:
+            self._lane_jobs(lane, summary, bar, done)
+        except Exception as exc:  # a harness bug outside any job: the lane ends, its target's jobs are not lost
+            lane.launcher.lost = f"harness error in lane {lane.name}: {type(exc).__name__}: {exc}"
+            with self._ready:
+                lane.alive = False
+                bar.write(f"lab: {lane.launcher.lost} (please report it)", file=sys.stderr)
+                self._drain_if_last(lane, summary, bar)
+
+    def _lane_jobs(self, lane: LaneState, summary: RunSummary, bar: Any, done: set[str]) -> None:
         while not self._stop.is_set():
             item = self._next(lane.target.name)
             if item is None:
                 return
             planned, attempt = item
             try:
-                record = self._measure(lane, planned, attempt)
-            except Exception as exc:  # a harness bug: this job fails, the lab goes on
-                record = self._harness_error(planned.job, exc)
-            if self._stop.is_set():
-                return  # interrupted mid-job: not recorded, so --resume measures it
-            if lane.launcher.lost:
-                self._lose(lane, planned, attempt, record, summary, bar, done)
-                return
-            with self._lock:
-                lane.jobs += 1
-                self.keep(record, summary, bar)
+                try:
+                    record = self._measure(lane, planned, attempt)
+                except Exception as exc:  # a harness bug: this job fails, the lab goes on
+                    record = self._harness_error(planned.job, exc)
+                if self._stop.is_set():
+                    return  # interrupted mid-job: not recorded, so --resume measures it
+                if lane.launcher.lost:
+                    self._lose(lane, planned, attempt, record, summary, bar, done)
+                    return
+                with self._lock:
+                    lane.jobs += 1
+                    self.keep(record, summary, bar)
+            finally:
+                self._finished(lane.target.name)
 
     def _measure(self, lane: LaneState, planned: PlannedJob, attempt: int) -> RunRecord:
         job = planned.job
@@ -368,13 +390,19 @@ class LabRunner(SuiteRunner):
                 self._enqueue(planned, summary, bar, done, attempt=1, front=True)
             else:
                 self.keep(record, summary, bar)
-            if not others:
-                why = f"every lane of target {lane.target.name} was lost (last: {lane.launcher.lost})"
-                self._down[lane.target.name] = why
-                queue = self._queues[lane.target.name]
-                while queue:
-                    queued, _ = queue.popleft()
-                    self._keep_unreachable(queued, why, summary, bar)
+            self._drain_if_last(lane, summary, bar)
+
+    def _drain_if_last(self, lane: LaneState, summary: RunSummary, bar: Any) -> None:
+        """When no lane of the target is left, its queued (and later) jobs are recorded ``unreachable``."""
+        with self._ready:
+            if any(other.alive and other.target.name == lane.target.name for other in self.lanes):
+                return
+            why = f"every lane of target {lane.target.name} was lost (last: {lane.launcher.lost})"
+            self._down[lane.target.name] = why
+            queue = self._queues[lane.target.name]
+            while queue:
+                queued, _ = queue.popleft()
+                self._keep_unreachable(queued, why, summary, bar)
 
     # -- preparing ------------------------------------------------------------------------------------------------
     def _feed(self, ray: Any, summary: RunSummary, bar: Any, done: set[str]) -> None:
@@ -482,10 +510,8 @@ class LabRunner(SuiteRunner):
             bar = tqdm(total=self.job_count(), unit="job", file=sys.stderr, disable=not self.progress,
                        dynamic_ncols=True)
             self.status = lambda text: bar.set_description_str(text[:90]) if text else None
-            threads = [threading.Thread(target=self._feed, args=(ray, summary, bar, done), name="lab-feed",
-                                        daemon=True)]
-            threads += [threading.Thread(target=self._lane, args=(lane, summary, bar, done), name=f"lab-{lane.name}",
-                                         daemon=True) for lane in self.lanes]
+            threads = [self._thread("lab-feed", self._feed, ray, summary, bar, done)]
+            threads += [self._thread(f"lab-{lane.name}", self._lane, lane, summary, bar, done) for lane in self.lanes]
             try:
                 with interrupts.watching():
                     for thread in threads:
@@ -511,6 +537,18 @@ class LabRunner(SuiteRunner):
         summary.exports_built = len(self.exports_built)
         summary.exports_reused = len(self.exports_reused)
         return summary
+
+    def _thread(self, name: str, work: Any, *args: Any) -> threading.Thread:
+        """A daemon thread running ``work(*args)``; a Ctrl-C that reaches it (a child's wait checks for one) stops
+        the lab quietly, from the main thread."""
+        def guarded() -> None:
+            try:
+                work(*args)
+            except KeyboardInterrupt:
+                self._stop.set()
+                interrupts.request()
+
+        return threading.Thread(target=guarded, name=name, daemon=True)
 
     def _cancel(self, ray: Any) -> None:
         """Stop the lab's work: prepare tasks cancelled, lane actors killed (their workers die with them)."""
