@@ -10,7 +10,9 @@ the driver side, so every artifact is copied from the head. Configurations are i
 
 Per run: makespan (the harness's wall time from the first prepare to the last record, seconds), the per-job
 scheduling overhead (each pass's round trip to its lane minus the time spent on the node, summed per job, ms),
-the busy time of preparation and of measurement, and the bytes copied from the build node.
+the busy time of preparation and of measurement, the bytes copied from the build node, each job's latency median
+(to see whether parallel lanes on one machine disturb each other) and the host-side seconds each job spent in the
+driver outside its worker passes (fidelity, sample grids: the driver's share of the work).
 
     python benchmarks/cluster_scaleout.py [--reps 3] [--out benchmarks/results/cluster-scaleout-DATE.json]
 """
@@ -68,7 +70,8 @@ def run_suite(work: Path, name: str, address: str | None) -> dict:
     row = {"config": name.rsplit("-", 1)[0], "wall_s": round(wall, 3), "jobs": len(records),
            "ok": sum(r.status == "ok" for r in records),
            "latency_ms": {f"{r.model}/{r.format}/b{r.batch_size}": round(r.measurement("latency").value, 4)
-                          for r in records if r.status == "ok"}}
+                          for r in records if r.status == "ok"},
+           "host_s_per_job": [r.context["pass_seconds"].get("harness", 0.0) for r in records]}
     lanes = lab_lanes(records, read_lab(out))
     if lanes:
         session = read_lab(out)[-1]
@@ -113,7 +116,8 @@ def main() -> None:
                 row = run_suite(work, f"{config}-{rep}", None if config == "local" else lab.address)
                 row["rep"] = rep
                 runs.append(row)
-                print(json.dumps({k: v for k, v in row.items() if k not in ("overhead_ms_per_job", "latency_ms")}),
+                print(json.dumps({k: v for k, v in row.items()
+                                  if k not in ("overhead_ms_per_job", "latency_ms", "host_s_per_job")}),
                       flush=True)
     finally:
         lab.stop()
@@ -142,6 +146,9 @@ def main() -> None:
                for c in (config, "1node")}
         return round(statistics.median(per[config][j] / per["1node"][j] for j in jobs), 3)
 
+    summary["host_s_per_job_median"] = {c: round(statistics.median(v for r in runs if r["config"] == c
+                                                                    for v in r["host_s_per_job"]), 3)
+                                        for c in ("local", "1node", "2nodes")}
     summary["latency_ratio_vs_1node"] = {"2nodes": latency_ratio("2nodes"), "local": latency_ratio("local")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "runs": runs, "machine": "2-core VM, no GPU",

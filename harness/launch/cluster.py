@@ -39,7 +39,7 @@ MEASURE_CPUS_ENV = "EDGE_HARNESS_MEASURE_CPUS"
 """On a node: the CPUs its local targets are measured on (comma-separated), set by ``harness node start``."""
 BUILD_CPUS_ENV = "EDGE_HARNESS_BUILD_CPUS"
 """On a node: the CPUs its build work runs on (comma-separated), set by ``harness node start``."""
-STAGE_DIR = Path(tempfile.gettempdir()) / "edge-harness-cluster"
+STAGE_DIR = Path(tempfile.gettempdir()) / f"edge-harness-cluster-{os.getuid()}"
 """Node-local, content-addressed copies of the files workers read (``<sha256[:20]>/<name>``), and their outputs."""
 
 
@@ -74,7 +74,7 @@ def node_resources(targets: Iterable[Any], build: bool, measure_cpus: tuple[int,
     """The custom resources of a node reaching ``targets`` (TargetProfiles; one device each) and taking build work
     if ``build``. A node measuring on its own CPUs takes build work only beside reserved measuring CPUs."""
     targets = list(targets)
-    local = [t.name for t in targets if t.reach == "local"]
+    local = [t.name for t in targets if t.reach in ("local", "emulated")]  # both run on this node's CPUs
     if build and local and not measure_cpus:
         raise HarnessInputError(
             f"this node measures {', '.join(local)} on its own CPUs and would build beside them: reserve measuring "
@@ -183,6 +183,20 @@ def stage_request(request: dict[str, Any], blobs: dict[str, tuple[str, Any]]) ->
     return staged, outputs
 
 
+def node_profile(target: Any) -> tuple[Any, str]:
+    """The node's own profile of ``target`` when it has one by that name (its SSH key, known_hosts and paths are
+    this node's), else the driver's; and where it came from."""
+    from harness.config import paths
+    from harness.config.targets import get_target
+    from harness.errors import HarnessInputError
+
+    try:
+        own = get_target(paths.targets_dirs(), target.name)
+    except HarnessInputError:
+        return target, "the driver's"
+    return own, own.source
+
+
 class Lane:
     """One device of the lab, on the node that reaches it (a Ray actor holding the target's resource unit).
 
@@ -192,12 +206,12 @@ class Lane:
     def __init__(self, target: Any, with_models: bool) -> None:
         from harness.launch import launcher_for
 
-        self.target = target
-        self.launcher = launcher_for(target, with_models)
+        self.target, self.profile_source = node_profile(target)
+        self.launcher = launcher_for(self.target, with_models)
 
     def identity(self) -> dict[str, Any]:
         board = getattr(self.launcher, "where", "") if self.target.reach == "ssh" else ""
-        return node_identity() | {"board": board}
+        return node_identity() | {"board": board, "profile_source": self.profile_source}
 
     def run(self, request: dict[str, Any], timeout_s: float, memory_cap_bytes: int | None, module: str,
             blobs: dict[str, tuple[str, Any]]) -> dict[str, Any]:
@@ -217,22 +231,21 @@ class Lane:
 
     @contextlib.contextmanager
     def _cpus_held(self) -> Iterator[None]:
-        """A local target's pass holds this machine's measuring CPUs (a file lock per CPU set, ``all`` without a
-        split): two local targets of one node, or of nodes sharing a machine and CPUs, never measure at once.
-        A board's pass holds nothing here (it measures on the board)."""
-        if self.target.reach != "local":
+        """A local or emulated target's pass holds this node's measuring CPUs (a file lock per CPU; every CPU
+        without a split): two local targets of one node, or of nodes sharing a machine's CPUs, never measure at
+        once. A board's pass holds nothing here (it measures on the board)."""
+        if self.target.reach not in ("local", "emulated"):
             yield
             return
         import fcntl
 
-        cpus = os.environ.get(MEASURE_CPUS_ENV, "") or "all"
+        cpus = parse_cpus(os.environ.get(MEASURE_CPUS_ENV, "")) or tuple(sorted(os.sched_getaffinity(0)))
         STAGE_DIR.mkdir(parents=True, exist_ok=True)
-        with open(STAGE_DIR / f"measuring-cpus-{cpus.replace(',', '_')}.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with contextlib.ExitStack() as held:
+            for cpu in cpus:  # one lock per CPU, taken in ascending order: overlapping sets exclude, never deadlock
+                fh = held.enter_context(open(STAGE_DIR / f"measuring-cpu-{cpu}.lock", "w"))
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
 
     def close(self) -> None:
         if hasattr(self.launcher, "close"):

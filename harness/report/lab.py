@@ -21,11 +21,18 @@ def read_lab(run_dir: Path) -> list[dict[str, Any]]:
 def lab_lanes(records: Sequence[RunRecord], sessions: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """Lanes with their job bars, busy and idle seconds; None when no record was measured on a cluster.
 
-    ``makespan_s``: first prepare or job start to last job end (seconds), over every session (a resumed run
-    has several); a lane's ``busy_share`` is its jobs' time over the makespan, ``idle_s`` the rest."""
+    ``makespan_s``: first prepare or job start to last job end (seconds) of the last session (a resumed run has
+    several; ``earlier_sessions_jobs`` counts the records left out); a lane's ``busy_share`` is its jobs' time over
+    the makespan, ``idle_s`` the rest."""
     spans = [(r, r.context["cluster"]) for r in records if isinstance(r.context.get("cluster"), dict)]
     if not spans:
         return None
+    earlier = 0
+    if sessions:  # a resumed run: the last session's timeline (the gap between sessions is no one's idle time)
+        last = sessions[-1]
+        kept = [(r, c) for r, c in spans if last["start_unix"] <= c["start_unix"] <= last["end_unix"]]
+        earlier, spans = len(spans) - len(kept), kept or spans
+        sessions = [last]
     prepares = [p for s in sessions for p in s.get("prepare", ())]
     start = min([c["start_unix"] for _, c in spans] + [p["start_unix"] for p in prepares])
     end = max([c["end_unix"] for _, c in spans] + [p["end_unix"] for p in prepares])
@@ -59,7 +66,7 @@ def lab_lanes(records: Sequence[RunRecord], sessions: Sequence[dict[str, Any]]) 
         row["busy_s"] += p["end_unix"] - p["start_unix"]
     jobs = sum(len(lane["jobs"]) for lane in lanes.values())
     return {"makespan_s": makespan, "lanes": sorted(lanes.values(), key=lambda lane: lane["lane"]),
-            "builds": list(builds.values()), "jobs": jobs,
+            "builds": list(builds.values()), "jobs": jobs, "earlier_sessions_jobs": earlier,
             "overhead_ms_per_job": 1000 * sum(lane["overhead_s"] for lane in lanes.values()) / max(jobs, 1),
             "prepare_s": sum(row["busy_s"] for row in builds.values()),
             "measure_s": sum(lane["busy_s"] for lane in lanes.values())}

@@ -33,23 +33,26 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.config.cluster import ClusterSettings
 from harness.errors import HarnessInputError
 from harness.launch import interrupts
-from harness.launch.cluster import (BUILD_RESOURCE, TARGET_PREFIX, Lane, code_digest, node_identity, prepare_on_node,
+from harness.launch.cluster import (BUILD_RESOURCE, TARGET_PREFIX, Lane, node_identity, prepare_on_node,
                                     ray_module, read_files, target_resource)
 from harness.protocol import INPUT_FILE_KEYS, failure_result, request_artifacts, wire
 from harness.run.job import JobRun
 from harness.run.runner import BoardState, PlannedJob, RunSummary, SuiteRunner, runs_torch
 from harness.types import RunRecord, TargetProfile
 
-ANSWER_SLACK_S = 60.0
-"""A lane that has not answered ``timeout_s`` + this many seconds after a request is taken for lost."""
+ANSWER_SLACK_S = 120.0
+"""A lane that has not answered 2 × ``timeout_s`` + this many seconds after a request is taken for lost: a pass may
+wait for another local target's pass on the same CPUs (up to ``timeout_s``) and for its files to arrive."""
 LAB_FILE = "lab.jsonl"
+NO_BUILDER_GRACE_S = 10.0
+"""Preparations still waiting this long after the last build node died are made on the driver instead."""
 
 
 class FileRefs:
@@ -66,10 +69,12 @@ class FileRefs:
         stat = os.stat(path)
         key = (path, stat.st_size, stat.st_mtime_ns)
         with self._lock:
-            if key not in self._known:
-                data = Path(path).read_bytes()
-                self._known[key] = (sha256 or file_sha256(path), self.ray.put(data))
-            return self._known[key]
+            known = self._known.get(key)
+        if known is None:  # read, hashed and put outside the lock: other lanes go on meanwhile
+            known = (sha256 or file_sha256(path), self.ray.put(Path(path).read_bytes()))
+            with self._lock:
+                known = self._known.setdefault(key, known)
+        return known
 
     def for_request(self, request: dict[str, Any]) -> dict[str, tuple[str, Any]]:
         refs: dict[str, tuple[str, Any]] = {}
@@ -105,11 +110,13 @@ class LaneLauncher:
         try:
             answer = self.ray.get(self.actor.run.remote(data, timeout_s, memory_cap_bytes, module,
                                                         self.files.for_request(data)),
-                                  timeout=timeout_s + ANSWER_SLACK_S)
+                                  timeout=2 * timeout_s + ANSWER_SLACK_S)
         except self.ray.exceptions.GetTimeoutError:
-            self.lost = f"{self.where} did not answer within {timeout_s + ANSWER_SLACK_S:g} s"
+            self.lost = f"{self.where} did not answer within {2 * timeout_s + ANSWER_SLACK_S:g} s"
             self.ray.kill(self.actor)
             return failure_result("unreachable", self.lost)
+        except self.ray.exceptions.RayTaskError as exc:  # the lane raised (e.g. a full disk while staging)
+            return failure_result("failed", f"on {self.where}: {first_line(exc.cause if exc.cause else exc)}")
         except self.ray.exceptions.RayError as exc:
             self.lost = f"{self.where} was lost mid-job ({type(exc).__name__})"
             return failure_result("unreachable", self.lost)
@@ -139,6 +146,32 @@ class LaneState:
                 "node_ip": self.identity.get("node_ip", ""), "node_id": self.identity.get("node_id", "")[:12],
                 "board": self.identity.get("board", ""), "cpu_affinity": list(self.target.cpu_affinity),
                 "threads": self.target.threads}
+
+
+def rebase_paths(value: Any, old_root: str, new_root: str) -> Any:
+    """``value`` (a JSON document) with every string path under ``old_root`` moved under ``new_root``."""
+    if isinstance(value, dict):
+        return {k: rebase_paths(v, old_root, new_root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rebase_paths(v, old_root, new_root) for v in value]
+    if isinstance(value, str) and value.startswith(old_root.rstrip(os.sep) + os.sep):
+        return new_root.rstrip(os.sep) + value[len(old_root.rstrip(os.sep)):]
+    return value
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception, its first line only."""
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def mismatch(theirs: dict[str, Any], mine: dict[str, Any]) -> str:
+    """How a node's harness and Python differ from this process's ('' when they are the same)."""
+    differs = [f"{what} {theirs.get(key)} (here {mine[key]})" for key, what in
+               (("harness_version", "edge-harness"), ("python", "Python")) if theirs.get(key) != mine[key]]
+    if not differs and theirs.get("code_digest") != mine["code_digest"]:
+        differs.append("other harness code (a different checkout or local changes)")
+    return "; ".join(differs)
 
 
 def _answers(ray: Any, refs: list[Any], timeout_s: float) -> list[Any]:
@@ -195,6 +228,8 @@ class LabRunner(SuiteRunner):
         self._prepare_refs: list[Any] = []
         self.lanes: list[LaneState] = []
         self.prepare_spans: list[dict[str, Any]] = []
+        self._errors: list[BaseException] = []
+        self._identity: dict[str, Any] = {}
 
     # -- joining --------------------------------------------------------------------------------------------------
     def _join(self) -> Any:
@@ -245,21 +280,19 @@ class LabRunner(SuiteRunner):
                       f"the version check ({answer})", file=sys.stderr)
             else:
                 answered.append((node, answer))
-        nodes, found = [n for n, _ in answered], [a for _, a in answered]
-        mine = node_identity() | {"code_digest": code_digest()}
-        for node, theirs in zip(nodes, found):
-            differs = [f"{what} {theirs[key]} (here {mine[key]})" for key, what in
-                       (("harness_version", "edge-harness"), ("python", "Python")) if theirs[key] != mine[key]]
-            if not differs and theirs["code_digest"] != mine["code_digest"]:
-                differs.append("other harness code (a different checkout or local changes)")
+        for node, theirs in answered:
+            differs = mismatch(theirs, self._identity)
             if differs:
                 raise HarnessInputError(
-                    f"node {theirs['hostname']} ({node['NodeManagerAddress']}) runs {'; '.join(differs)}: install "
+                    f"node {theirs['hostname']} ({node['NodeManagerAddress']}) runs {differs}: install "
                     "the same harness and Python on every node before running the suite there")
-        return nodes
+        return [n for n, _ in answered]
 
     def _start_lanes(self, ray: Any, nodes: list[dict[str, Any]]) -> None:
-        """One actor per device unit of each suite target; a target no node declares is refused."""
+        """One actor per device unit of each suite target, pinned to the checked node declaring it; a target no
+        node declares is refused."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         lane_actor = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1)(Lane)
         files = FileRefs(ray)
         missing = [t.name for t in self.targets
@@ -270,15 +303,20 @@ class LabRunner(SuiteRunner):
                 f"with `harness node start --targets {','.join(missing)}` (resource {target_resource(missing[0])})")
         pending = []
         for target in self.targets:
-            units = int(sum(n["Resources"].get(target_resource(target.name), 0) for n in nodes))
-            for i in range(units):
-                actor = lane_actor.options(resources={target_resource(target.name): 1}).remote(
-                    target, runs_torch(target))
-                pending.append((f"{target.name}#{i}", target, actor))
+            i = 0
+            for node in nodes:
+                for _ in range(int(node["Resources"].get(target_resource(target.name), 0))):
+                    actor = lane_actor.options(
+                        resources={target_resource(target.name): 1},
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+                    ).remote(target, runs_torch(target))
+                    pending.append((f"{target.name}#{i}", target, actor))
+                    i += 1
         identities = _answers(ray, [actor.identity.remote() for _, _, actor in pending], self.cluster.join_timeout_s)
         for (name, target, actor), identity in zip(pending, identities):
-            if isinstance(identity, str):
-                print(f"lab: lane {name} left out: it did not start ({identity})", file=sys.stderr)
+            if isinstance(identity, str) or mismatch(identity, self._identity):
+                why = identity if isinstance(identity, str) else f"its node runs {mismatch(identity, self._identity)}"
+                print(f"lab: lane {name} left out: {why}", file=sys.stderr)
                 ray.kill(actor)
                 continue
             where = f"node {identity['hostname']} ({identity['node_ip']})" + (
@@ -301,7 +339,10 @@ class LabRunner(SuiteRunner):
                 return
             target = planned.job.target
             if target in self._down:
-                self._keep_unreachable(planned, self._down[target], summary, bar)
+                if planned.export_error:  # not made: that is what its record says, whatever became of the lane
+                    self._keep_unmade(planned, summary, bar)
+                else:
+                    self._keep_unreachable(planned, self._down[target], summary, bar)
                 return
             queue = self._queues[target]
             queue.appendleft((planned, attempt)) if front else queue.append((planned, attempt))
@@ -325,6 +366,12 @@ class LabRunner(SuiteRunner):
             self._in_flight[target] -= 1
             self._ready.notify_all()
 
+    def _keep_unmade(self, planned: PlannedJob, summary: RunSummary, bar: Any) -> None:
+        job = planned.job
+        run = JobRun(job, self.targets_by_name[job.target], None, BoardState(), self.suite, self.out_dir,
+                     self.cache_dir, self.job_context(job))
+        self.keep(run.run(planned.export_error), summary, bar)
+
     def _keep_unreachable(self, planned: PlannedJob, why: str, summary: RunSummary, bar: Any) -> None:
         job = planned.job
         run = JobRun(job, self.targets_by_name[job.target], None, BoardState(down=why), self.suite, self.out_dir,
@@ -336,7 +383,7 @@ class LabRunner(SuiteRunner):
         try:
             self._lane_jobs(lane, summary, bar, done)
         except Exception as exc:  # a harness bug outside any job: the lane ends, its target's jobs are not lost
-            lane.launcher.lost = f"harness error in lane {lane.name}: {type(exc).__name__}: {exc}"
+            lane.launcher.lost = f"harness error in lane {lane.name}: {first_line(exc)}"
             with self._ready:
                 lane.alive = False
                 bar.write(f"lab: {lane.launcher.lost} (please report it)", file=sys.stderr)
@@ -355,7 +402,8 @@ class LabRunner(SuiteRunner):
                     record = self._harness_error(planned.job, exc)
                 if self._stop.is_set():
                     return  # interrupted mid-job: not recorded, so --resume measures it
-                if lane.launcher.lost:
+                if lane.launcher.lost or (lane.board is not None and lane.board.down):
+                    lane.launcher.lost = lane.launcher.lost or lane.board.down
                     self._lose(lane, planned, attempt, record, summary, bar, done)
                     return
                 with self._lock:
@@ -386,7 +434,7 @@ class LabRunner(SuiteRunner):
             bar.write(f"lab: {lane.name}: {lane.launcher.lost}"
                       + (f"; {len(others)} other lane(s) of {lane.target.name} go on" if others else ""),
                       file=sys.stderr)
-            if record.status == "unreachable" and self.cluster.retry and attempt == 0 and others:
+            if record.status in ("unreachable", "unsupported") and self.cluster.retry and attempt == 0 and others:
                 self._enqueue(planned, summary, bar, done, attempt=1, front=True)
             else:
                 self.keep(record, summary, bar)
@@ -402,32 +450,51 @@ class LabRunner(SuiteRunner):
             queue = self._queues[lane.target.name]
             while queue:
                 queued, _ = queue.popleft()
-                self._keep_unreachable(queued, why, summary, bar)
+                if queued.export_error:
+                    self._keep_unmade(queued, summary, bar)
+                else:
+                    self._keep_unreachable(queued, why, summary, bar)
 
     # -- preparing ------------------------------------------------------------------------------------------------
     def _feed(self, ray: Any, summary: RunSummary, bar: Any, done: set[str]) -> None:
         """Prepare every model (on build nodes, in parallel, or here) and queue its jobs as each is ready."""
         try:
             builders = sum(n["Resources"].get(BUILD_RESOURCE, 0) for n in ray.nodes() if n.get("Alive"))
+            left = list(self.models)
             if self.cluster.build == "cluster" and builders:
-                self._prepare_on_cluster(ray, summary, bar, done)
-            else:
-                for model in self.models:
-                    if self._stop.is_set():
-                        return
-                    started = time.time()
-                    self.status(f"preparing {model} here")
-                    prepared = self.launcher.run(self.prepare_request(model), self.suite.settings.prepare_timeout_s,
-                                                 module="harness.build.prepare")
-                    self._prepared(model, prepared, {"hostname": "driver"}, started, 0, summary, bar, done)
-            for planned in self.external_jobs():
-                self._enqueue(planned, summary, bar, done)
+                left = self._prepare_on_cluster(ray, summary, bar, done)
+                if left and not self._stop.is_set():
+                    bar.write(f"lab: no build node is left: preparing {', '.join(left)} here", file=sys.stderr)
+            elif self._measures_here():
+                bar.write("lab: warning: preparing models on this machine, whose CPUs a lane also measures on: "
+                          "give the lab a build node (harness node start --build) for undisturbed timings",
+                          file=sys.stderr)
+            for model in left:
+                if self._stop.is_set():
+                    return
+                started = time.time()
+                self.status(f"preparing {model} here")
+                prepared = self.launcher.run(self.prepare_request(model), self.suite.settings.prepare_timeout_s,
+                                             module="harness.build.prepare")
+                self._prepared(model, prepared, {"hostname": "driver"}, started, 0, summary, bar, done)
+            if not self._stop.is_set():
+                for planned in self.external_jobs():
+                    self._enqueue(planned, summary, bar, done)
         finally:
             with self._ready:
                 self._fed = True
                 self._ready.notify_all()
 
-    def _prepare_on_cluster(self, ray: Any, summary: RunSummary, bar: Any, done: set[str]) -> None:
+    def _measures_here(self) -> bool:
+        """Whether a lane measures on this machine's own CPUs (a local or emulated target of the driver's node)."""
+        import ray
+
+        here = ray.get_runtime_context().get_node_id()
+        return any(lane.identity.get("node_id") == here and lane.target.reach in ("local", "emulated")
+                   for lane in self.lanes)
+
+    def _prepare_on_cluster(self, ray: Any, summary: RunSummary, bar: Any, done: set[str]) -> list[str]:
+        """Prepare on build nodes; returns the models left unprepared when no build node is left alive."""
         from harness.hashing import file_sha256
         from harness.zoo import get_model
 
@@ -435,28 +502,46 @@ class LabRunner(SuiteRunner):
         pending: dict[Any, tuple[str, float]] = {}
         for model in self.models:
             spec = get_model(model)
-            sources = [p for p in (spec.source, self._decoder_source(spec)) if p and Path(p).is_file()]
+            files = [spec.source, self._decoder_source(spec), spec.checkpoint.path if spec.checkpoint else ""]
             ref = task.remote(self.prepare_request(model), self.suite.settings.prepare_timeout_s,
-                              {p: file_sha256(p) for p in sources})
+                              {p: file_sha256(p) for p in files if p and Path(p).is_file()})
             pending[ref] = (model, time.time())
         self._prepare_refs = list(pending)
         self.status(f"preparing {len(pending)} model(s) on the cluster's build nodes")
+        no_builder_since: float | None = None
         while pending and not self._stop.is_set():
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
                 model, started = pending.pop(ref)
+                node: dict[str, Any] = {"hostname": "?"}
+                copied = 0
                 try:
                     answer = ray.get(ref)
-                    prepared, copied = self._import_prepared(ray, answer), 0
-                    copied = prepared.pop("_copied_bytes", 0)
                     node = answer["node"]
+                    differs = mismatch(node, self._identity)
+                    if differs:
+                        prepared = failure_result("failed", f"prepared on node {node['hostname']}, which runs "
+                                                            f"{differs}: not used")
+                    else:
+                        prepared = self._import_prepared(ray, answer)
+                        copied = prepared.pop("_copied_bytes", 0)
+                except ray.exceptions.RayTaskError as exc:
+                    prepared = failure_result("failed", f"preparing on a build node: {first_line(exc.cause or exc)}")
                 except ray.exceptions.RayError as exc:
-                    prepared = failure_result("unreachable", f"the build node was lost: {type(exc).__name__}")
-                    node, copied = {"hostname": "?"}, 0
+                    prepared = failure_result("unreachable", f"the build node was lost ({type(exc).__name__})")
                 self._prepared(model, prepared, node, started, copied, summary, bar, done)
+            if not ready:  # a build node that died takes its resource with it: nothing could ever run these
+                alive = sum(n["Resources"].get(BUILD_RESOURCE, 0) for n in ray.nodes() if n.get("Alive"))
+                no_builder_since = None if alive else (no_builder_since or time.monotonic())
+                if no_builder_since is not None and time.monotonic() - no_builder_since > NO_BUILDER_GRACE_S:
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
+                    return [model for model, _ in pending.values()]
+        return []
 
     def _import_prepared(self, ray: Any, answer: dict[str, Any]) -> dict[str, Any]:
-        """A build node's prepare result with this machine's cache paths, after copying the files it lacks."""
+        """A build node's prepare result with this machine's cache paths, after copying the files it lacks (the
+        same path on two machines is two caches: sizes decide, never the path)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         result, root = answer["result"], answer["root"]
@@ -466,7 +551,7 @@ class LabRunner(SuiteRunner):
         lacking = [rel for rel, size in answer["manifest"].items()
                    if not (Path(mine) / rel).is_file() or (Path(mine) / rel).stat().st_size != size]
         copied = 0
-        if lacking and root != mine:
+        if lacking:
             fetch = ray.remote(num_cpus=0)(read_files).options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(answer["node"]["node_id"], soft=False))
             for rel, content in ray.get(fetch.remote(root, lacking)).items():
@@ -476,9 +561,7 @@ class LabRunner(SuiteRunner):
                 tmp.write_bytes(content)
                 os.replace(tmp, path)
                 copied += len(content)
-        if root != mine:
-            result = json.loads(json.dumps(result).replace(json.dumps(root + os.sep)[1:-1],
-                                                           json.dumps(mine + os.sep)[1:-1]))
+        result = rebase_paths(result, root, mine)
         result["_copied_bytes"] = copied
         return result
 
@@ -498,6 +581,7 @@ class LabRunner(SuiteRunner):
 
         ray = self._join()
         started = time.time()
+        self._identity = node_identity()
         try:
             nodes = self._check_nodes(ray)
             self._start_lanes(ray, nodes)
@@ -519,6 +603,8 @@ class LabRunner(SuiteRunner):
                     while any(t.is_alive() for t in threads):
                         time.sleep(0.2)
                         interrupts.check()
+                        if self._errors:
+                            raise self._errors[0]
             except BaseException:
                 self._stop.set()
                 with self._ready:
@@ -547,6 +633,9 @@ class LabRunner(SuiteRunner):
             except KeyboardInterrupt:
                 self._stop.set()
                 interrupts.request()
+            except Exception as exc:  # re-raised in the main thread: a run never ends quietly short of jobs
+                self._errors.append(exc)
+                self._stop.set()
 
         return threading.Thread(target=guarded, name=name, daemon=True)
 
