@@ -129,6 +129,22 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--metric", action="append", choices=list(METRICS), help="only these metrics")
     cmp.add_argument("--csv", type=Path, metavar="FILE", help="also write the table as CSV")
 
+    hist = sub.add_parser("history", help="a metric history across runs, with the runs where metrics stepped",
+                          description="Read every run under the folders (the run folders a CI keeps), order them by "
+                                      "when they were measured, find steps per job and metric (penalised step "
+                                      "fitting, larger than the gate's thresholds) and write a self-contained "
+                                      "index.html and summary.md. Exit 1 with --fail-on-new-step when the newest "
+                                      "run starts a step for the worse.")
+    hist.add_argument("folders", type=Path, nargs="+", metavar="DIR", help="run folders, or folders holding them")
+    hist.add_argument("--out", type=Path, metavar="DIR", help="where index.html and summary.md go "
+                                                              "(default: reports/history)")
+    hist.add_argument("--config", type=Path, metavar="TOML", help="gate file: thresholds and per-job overrides")
+    hist.add_argument("--metric", action="append", choices=list(METRICS), help="only these metrics")
+    hist.add_argument("--markdown", type=Path, metavar="FILE",
+                      help="also append the summary here (e.g. $GITHUB_STEP_SUMMARY)")
+    hist.add_argument("--fail-on-new-step", action="store_true",
+                      help="exit 1 when the newest run starts a worsening step")
+
     gate = sub.add_parser("gate", help="fail CI on a significant regression beyond a threshold",
                           description="Exit 0 when no metric got significantly worse by more than its threshold, "
                                       "1 on a regression (or a job that broke or went missing), 2 on an error.")
@@ -411,6 +427,33 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     return EXIT_JOB_FAILED if result.failed else EXIT_OK
 
 
+def _cmd_history(args: argparse.Namespace) -> int:
+    from harness.analysis.gate import load_gate_config
+    from harness.analysis.history import new_worsening_steps, series_of, steps_of
+    from harness.config import paths
+    from harness.report.history import markdown_summary, write_history
+    from harness.results.runs import find_runs
+
+    runs = find_runs(args.folders)
+    if len(runs) < 2:
+        raise HarnessInputError(f"a history needs at least 2 runs; found {len(runs)} under "
+                                f"{', '.join(map(str, args.folders))}")
+    series = series_of([run.records for run in runs], load_gate_config(args.config), args.metric)
+    reports = steps_of(series)
+    new = new_worsening_steps(reports, len(runs) - 1)
+    written = write_history(runs, series, reports, new, args.out or paths.reports_dir() / "history")
+    if args.markdown:
+        with open(args.markdown, "a", encoding="utf-8") as fh:
+            fh.write(markdown_summary(runs, series, reports, new))
+    for r in reports:
+        print(f"step: {r.series.label} {r.series.metric.name} at run {r.run + 1} ({runs[r.run].label}): "
+              f"{r.before:.4g} -> {r.after:.4g} ({'worse' if r.worse else 'better'})", file=sys.stderr)
+    print(f"history: {len(runs)} runs, {len(series)} series, {len(reports)} steps, {len(new)} new worsening; "
+          f"report: {written['html']}", file=sys.stderr)
+    print(written["markdown"])
+    return EXIT_JOB_FAILED if args.fail_on_new_step and new else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -421,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     args.ray_args = extra
     commands = {"run": _cmd_run, "profile": _cmd_profile, "sweep": _cmd_sweep, "list": _cmd_list, "node": _cmd_node,
                 "report": _cmd_report,
-                "compare": _cmd_compare, "gate": _cmd_gate, "ab": _cmd_ab, "init": _cmd_init}
+                "compare": _cmd_compare, "gate": _cmd_gate, "history": _cmd_history, "ab": _cmd_ab, "init": _cmd_init}
     try:
         load_plugins()
         with interrupts.watching():

@@ -1,0 +1,158 @@
+"""Change points and `harness history`: the step finder on synthetic series with known steps and on noise with
+none; the command on run folders made from a real record with known latency steps; the page in real Chromium."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.analysis.changepoints import find_steps
+from harness.results.store import ResultsStore, read_records
+from harness.stats import summarize
+from harness.types import Measurement
+from tests.test_cli import harness
+from tests.test_report_views import CHROMIUM, console_messages, needs_chromium
+
+FIXTURE = Path(__file__).parent / "fixtures" / "results" / "small-run.jsonl"
+
+
+def noisy(n: int, sd: float, seed: int) -> np.ndarray:
+    return np.exp(sd * np.random.default_rng(seed).standard_normal(n))
+
+
+# -- the step finder -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(20))
+def test_noise_within_a_third_of_the_threshold_has_no_step(seed):
+    assert find_steps(noisy(12, 0.03, seed), 0.10).steps == ()
+
+
+def test_noise_alone_rarely_steps_even_at_half_the_threshold():
+    """5% noise against a 10% threshold (the gate would see such runs differ too): fewer than 5% of 400 series."""
+    false = sum(bool(find_steps(noisy(12, 0.05, seed), 0.10).steps) for seed in range(400))
+    assert false < 20
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_step_at_run_7_is_named_there_and_nowhere_else(seed):
+    values = noisy(12, 0.03, seed)
+    values[6:] *= 1.25
+    (step,) = find_steps(values, 0.10).steps
+    assert step.index == 6 and step.runs_after == 6 and 0.15 < step.change < 0.35
+
+
+def test_steps_up_and_down_absolute_metrics_outliers_and_the_newest_run():
+    values = np.r_[np.full(4, 10.0), np.full(4, 13.0), np.full(4, 9.0)] * noisy(12, 0.01, 1)
+    assert [(s.index, s.change > 0) for s in find_steps(values, 0.10).steps] == [(4, True), (8, False)]
+    psnr = np.r_[np.full(6, 42.0), np.full(6, 38.5)] + 0.1 * np.random.default_rng(2).standard_normal(12)
+    (drop,) = find_steps(psnr, 1.0, relative=False).steps
+    assert drop.index == 6 and -4 < drop.change < -3
+    spike = noisy(12, 0.02, 3)
+    spike[5] *= 1.6
+    fit = find_steps(spike, 0.10)
+    assert fit.steps == () and fit.outliers == (5,)  # up and back: an outlier, not two steps
+    newest = noisy(12, 0.02, 4)
+    newest[-1] *= 1.3
+    (step,) = find_steps(newest, 0.10).steps
+    assert step.index == 11 and step.runs_after == 1
+
+
+def test_a_fitted_change_below_the_threshold_is_not_a_step():
+    size = np.r_[np.full(6, 1000.0), np.full(6, 1005.0)]  # +0.5%: exact, fitted, but under the 1% threshold
+    assert find_steps(size, 0.01).steps == ()
+    (step,) = find_steps(np.r_[np.full(6, 1000.0), np.full(6, 1020.0)], 0.01).steps
+    assert step.index == 6
+
+
+def test_values_a_relative_metric_cannot_have_are_refused():
+    with pytest.raises(ValueError):
+        find_steps([1.0, 0.0, 1.0], 0.1)
+    with pytest.raises(ValueError):
+        find_steps([1.0, float("nan"), 1.0], 0.1)
+    assert find_steps([], 0.1).steps == () and find_steps([2.0], 0.1).steps == ()
+
+
+# -- harness history -------------------------------------------------------------------------------------------------
+def make_history(folder: Path, factors: list[float], seed: int = 0) -> None:
+    """Run folders from the fixture's real records, each run's latency samples scaled by its factor (plus 2%
+    noise) and its stats recomputed, one hour apart, each with its own commit."""
+    base = read_records(FIXTURE)
+    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    rng = np.random.default_rng(seed)
+    for i, factor in enumerate(factors):
+        scale = factor * float(np.exp(0.02 * rng.standard_normal()))
+        store = ResultsStore(folder / f"run-{i:02d}" / "results.jsonl")
+        for r in base:
+            measurements = []
+            for m in r.measurements:
+                if m.metric == "latency" and m.samples:
+                    samples = tuple(v * scale for v in m.samples)
+                    m = dataclasses.replace(m, value=float(np.median(samples)), samples=samples,
+                                            stats=summarize(samples))
+                measurements.append(m)
+            store.append(dataclasses.replace(
+                r, measurements=tuple(measurements), started_at=(start + timedelta(hours=i)).isoformat(),
+                context=dict(r.context) | {"commit": f"{i:02d}" + "ab" * 19}))
+
+
+def test_history_names_run_7_and_no_other_and_fails_only_when_asked(tmp_path):
+    runs = tmp_path / "runs"
+    make_history(runs, [1.0] * 6 + [1.3] * 6)
+    proc = harness("history", str(runs), "--out", str(tmp_path / "h"), "--metric", "latency_p50")
+    assert proc.returncode == 0, proc.stderr
+    steps = [line for line in proc.stderr.splitlines() if line.startswith("step:")]
+    latency_jobs = {r.job_key for r in read_records(FIXTURE) if r.status == "ok" and r.measurement("latency")}
+    assert len(steps) == len(latency_jobs) and all("at run 7 " in line and "(worse)" in line for line in steps)
+    summary = (tmp_path / "h" / "summary.md").read_text()
+    assert "05abababab..06abababab" in summary  # the commit range of the step
+    assert re.search(r"\| \+(2\d|3\d)\.\d% \| worse \|", summary)  # +30% injected, 2% noise per run
+    assert proc.stdout.strip() == str(tmp_path / "h" / "summary.md")
+
+    flat = tmp_path / "flat"
+    make_history(flat, [1.0] * 12)
+    proc = harness("history", str(flat), "--out", str(tmp_path / "f"), "--fail-on-new-step")
+    assert proc.returncode == 0 and "0 steps" in proc.stderr, proc.stderr
+    assert "No step beyond the gate's thresholds" in (tmp_path / "f" / "summary.md").read_text()
+
+    newest = tmp_path / "newest"
+    make_history(newest, [1.0] * 11 + [1.4])
+    md = tmp_path / "step-summary.md"
+    proc = harness("history", str(newest), "--out", str(tmp_path / "n"), "--fail-on-new-step",
+                   "--markdown", str(md))
+    assert proc.returncode == 1, proc.stderr
+    assert "start at the newest run" in md.read_text() and "newest run only so far" in md.read_text()
+    proc = harness("history", str(newest), "--out", str(tmp_path / "n"))
+    assert proc.returncode == 0  # opt-in
+
+
+def test_history_input_errors_are_one_line(tmp_path):
+    proc = harness("history", str(tmp_path / "missing"))
+    assert proc.returncode == 2 and "no such folder" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    proc = harness("history", str(tmp_path / "empty"))
+    assert proc.returncode == 2 and "no run results in it" in proc.stderr
+    make_history(tmp_path / "one", [1.0])
+    proc = harness("history", str(tmp_path / "one"))
+    assert proc.returncode == 2 and "at least 2 runs" in proc.stderr
+    bad = tmp_path / "bad" / "run"
+    bad.mkdir(parents=True)
+    (bad / "results.jsonl").write_text('{"not": "a record"}\n')
+    proc = harness("history", str(tmp_path / "bad"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@needs_chromium
+def test_the_history_page_loads_offline_in_chromium(tmp_path):
+    runs = tmp_path / "runs"
+    make_history(runs, [1.0] * 6 + [1.3] * 6)
+    assert harness("history", str(runs), "--out", str(tmp_path / "h")).returncode == 0
+    page = tmp_path / "h" / "index.html"
+    html = page.read_text()
+    assert 'class="step"' in html and "<polyline" in html and "https://" not in html
+    assert console_messages(page) == []
+    assert CHROMIUM is not None
+    assert json.dumps("05abababab..06abababab")[1:-1] in html
