@@ -149,6 +149,9 @@ class TargetProfile:
     """[energy] table: sources (probe names, in order of preference), power_model, meter, jetson_rail, vcgencmd."""
     cpu_affinity: tuple[int, ...] = ()
     """CPUs the worker is pinned to (os.sched_setaffinity); empty = every CPU."""
+    thermal: Mapping[str, Any] = field(default_factory=dict)
+    """[thermal] table: cooldown_to_c, cooldown_max_s, throttle_freq_drop (the RunSettings fields of those names,
+    for this target's jobs)."""
     ssh: SshSettings | None = None
     emulated: EmulatedSettings | None = None
     source: str = ""
@@ -195,6 +198,22 @@ class RunSettings:
     profile_runs: int = 10
     """Profiled inferences in each job's profile pass (a worker of its own, after the timing passes): per-op times
     from the runtime's profiler, and the roofline (0 = no profile pass)."""
+    contention_max_cores: float = 0.25
+    """A timed pass during which other processes kept more than this many of the worker's CPUs busy (``/proc/stat``
+    against the worker's own CPU time) is flagged ``contended`` and kept out of verdicts (best variant, speed-ups,
+    the gate) unless accepted."""
+    quiet_wait_s: float = 0.0
+    """Before timing, wait up to this long (seconds) for the worker's CPUs to be quiet (others at most
+    ``contention_max_cores``); 0 = do not wait."""
+    contention_retries: int = 0
+    """Measure a contended latency pass again, in a fresh worker, up to this many times (the last one is kept)."""
+    cooldown_to_c: float | None = None
+    """Before timing, wait until the hottest thermal zone reads at most this (°C); None = no cooldown. A target
+    profile's ``[thermal]`` table sets it for its jobs."""
+    cooldown_max_s: float = 120.0
+    """The cooldown's cap (seconds): a pass that starts hotter is flagged."""
+    throttle_freq_drop: float = 0.10
+    """A pass during which the CPUs' mean frequency fell by more than this fraction is flagged ``throttled``."""
 
     def __post_init__(self) -> None:
         if self.min_runs < 1 or self.warmup_min_runs < 1:
@@ -215,6 +234,10 @@ class RunSettings:
             raise ValueError("rounds must be at least 1")
         if self.timeout_s <= 0 or self.prepare_timeout_s <= 0 or self.memory_runs < 1:
             raise ValueError("timeout_s and prepare_timeout_s must be positive and memory_runs at least 1")
+        if self.contention_max_cores < 0 or self.quiet_wait_s < 0 or self.contention_retries < 0:
+            raise ValueError("contention_max_cores, quiet_wait_s and contention_retries must be >= 0")
+        if self.cooldown_max_s < 0 or not 0 < self.throttle_freq_drop < 1:
+            raise ValueError("cooldown_max_s must be >= 0 and throttle_freq_drop a fraction between 0 and 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

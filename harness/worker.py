@@ -107,26 +107,67 @@ def outputs(request: WorkerRequest, job: Loaded) -> tuple:
     return ()
 
 
+def before_timing(settings: Any, cpus: tuple[int, ...], context: dict[str, Any]) -> None:
+    """Thermal cooldown and the wait for quiet CPUs, when the settings ask for them (what happened goes into
+    ``context``: ``cooldown``, ``quiet_wait``)."""
+    from harness.engine.quiet import cool_down, wait_for_quiet
+
+    if settings.cooldown_to_c is not None:
+        context["cooldown"] = cool_down(cpus, settings.cooldown_to_c, settings.cooldown_max_s)
+    if settings.quiet_wait_s > 0:
+        context["quiet_wait"] = wait_for_quiet(cpus, settings.contention_max_cores, settings.quiet_wait_s)
+
+
+def after_timing(settings: Any, busy: dict[str, Any], context: dict[str, Any]) -> None:
+    """The pass's flags: ``contention`` (how busy the CPUs were apart from the worker, and whether beyond the
+    limit), ``throttled``, a cooldown that did not reach its limit; each with a warning saying what to do."""
+    from harness.engine.quiet import throttled
+
+    others = busy.get("others_cores")
+    busy["limit_cores"] = settings.contention_max_cores
+    busy["contended"] = others is not None and others > settings.contention_max_cores
+    context["contention"] = busy
+    warnings = context.setdefault("warnings", [])
+    if busy["contended"]:
+        warnings.append(f"other processes kept {others:.2f} of the worker's {len(busy['cpus'])} CPU(s) busy while it "
+                        f"was timed (limit {settings.contention_max_cores:g}): this pass is left out of verdicts; "
+                        "stop the other load, or set quiet_wait_s / contention_retries")
+    if busy.get("steal_share") and busy["steal_share"] > 0.05:
+        warnings.append(f"the hypervisor gave {busy['steal_share']:.0%} of the CPUs' time to other guests during "
+                        "the pass (steal): timings of a shared VM; prefer a dedicated machine")
+    context["throttled"] = throttled(context.get("cpu_state_before", {}), context.get("cpu_state_after", {}),
+                                     settings.throttle_freq_drop)
+    cooldown = context.get("cooldown")
+    if cooldown and cooldown.get("reached") is False:
+        warnings.append(f"the cooldown stopped after {cooldown['waited_s']:g} s at {cooldown['temp_c_end']:.0f} °C "
+                        f"(limit {cooldown['limit_c']:g} °C): the pass started hot")
+
+
 def latency(request: WorkerRequest, job: Loaded) -> tuple:
     import os
 
     from harness.engine.cpustate import read_cpu_state, state_warnings
     from harness.engine.device_timing import device_timer_for
     from harness.engine.measure import Pause, run_latency_pass
+    from harness.engine.quiet import BusyWindow
     from harness.types import Measurement, RunSettings
 
     settings = RunSettings.from_dict(request.settings or {})
-    cpus = os.sched_getaffinity(0)
+    cpus = tuple(sorted(os.sched_getaffinity(0)))
+    before_timing(settings, cpus, job.context)
     job.context["cpu_state_before"] = read_cpu_state(cpus)
     pause = None
     if request.lockstep:
         from harness.protocol import worker_pause
 
         pause = Pause(worker_pause(job.send, job.receive), float(request.lockstep["block_s"]))
+    window = BusyWindow(cpus).start()
     result = run_latency_pass(job.runtime, job.artifact, job.inputs, settings, request.batch_size,
                               device_timer=device_timer_for(job.runtime), pause=pause)
+    busy = window.stop()
     job.context["cpu_state_after"] = read_cpu_state(cpus)
     job.context["warnings"] = state_warnings(job.context["cpu_state_before"], job.context["cpu_state_after"])
+    after_timing(settings, busy, job.context)
     save_outputs(request.outputs_path, result.first_outputs)
     if request.samples_path:  # after timing, so that it never disturbs a timed run
         save_outputs(request.samples_outputs_path,

@@ -99,7 +99,7 @@ def test_the_engine_imports_only_the_standard_library_numpy_and_psutil():
 WORKER_BUNDLE = ["__init__.py", "capture.py", "energy/__init__.py", "energy/counters.py", "energy/modelled.py",
                  "energy/sampled.py", "energy/window.py", "engine/__init__.py", "engine/context.py",
                  "engine/cpustate.py", "engine/device_timing.py", "engine/measure.py", "engine/memory.py",
-                 "engine/sampling_loop.py", "errors.py", "plugins.py", "profiling/__init__.py",
+                 "engine/quiet.py", "engine/sampling_loop.py", "errors.py", "plugins.py", "profiling/__init__.py",
                  "profiling/ceilings.py", "profiling/executorch_ops.py", "profiling/families.py",
                  "profiling/litert_ops.py",
                  "profiling/onnxruntime_ops.py", "profiling/ops.py", "profiling/tensors.py", "profiling/torch_ops.py", "protocol.py", "pyfile.py",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from xml.etree import ElementTree as ET
 
+from harness.analysis.disturbance import disturbance
 from harness.analysis.metrics import CATALOGUE
 from harness.analysis.compare import (KEY_FIELDS, METRICS, NOT_GATED_PREFIXES, Comparison, JobKey, compare_runs, job_key,
                              key_label, p_text)
@@ -27,6 +28,8 @@ absolute ones (PSNR: dB lower; NaN/inf outputs: any new share fails; label agree
 from the gate benchmark on a shared 2-core machine, where a whole run drifted by 8.7–12.5% against the same
 configuration measured just before (benchmarks/gate_power.py; README). Latency of an interleaved A/B session
 (``harness ab``) stayed within 1.5% of 1 in A/A there: such jobs may take a tighter threshold in a gate file."""
+TIMED_METRICS = frozenset({"latency_p50", "latency_p90", "gpu_latency_p50"})
+"""Metrics read from the latency pass, whose worker checks the machine was quiet (``harness.engine.quiet``)."""
 DEFAULT_ALPHA = 0.05
 """Significance level for the sampled metrics (latency): a p-value at or above it is noise. With 5 latency rounds
 per side, 0.05 lets the rounds' medians overlap twice (exact p = 0.032); 0.01 would demand complete separation."""
@@ -52,6 +55,9 @@ class GateConfig:
     fail_on_missing: bool = True
     """A job that succeeded in the baseline and is absent or failed in the candidate fails the gate."""
     overrides: tuple[Override, ...] = ()
+    accept_disturbed: bool = False
+    """Gate latencies measured under contention or throttling too (``harness.analysis.disturbance``); by default
+    such a comparison is reported, not gated."""
 
     def threshold(self, key: JobKey, metric: str) -> float | None:
         """The last matching override wins, then the file's table, then the default."""
@@ -77,7 +83,8 @@ def load_gate_config(path: Path | None) -> GateConfig:
     if path is None:
         return GateConfig()
     data = read_toml(path)
-    check_keys(path, data, {"alpha": float, "fail_on_missing": bool, "thresholds": dict, "overrides": list})
+    check_keys(path, data, {"alpha": float, "fail_on_missing": bool, "thresholds": dict, "overrides": list,
+                            "accept_disturbed": bool})
     alpha = data.get("alpha", DEFAULT_ALPHA)
     if not 0 < alpha < 1:
         raise HarnessInputError(f"{path}: alpha must be within (0, 1), not {alpha}")
@@ -94,7 +101,8 @@ def load_gate_config(path: Path | None) -> GateConfig:
             raise HarnessInputError(f"{path}: [{where}] matches every job: name at least one of {', '.join(KEY_FIELDS)}")
         values = {k: _threshold_value(path, where, k, v) for k, v in table.items() if k not in KEY_FIELDS}
         overrides.append(Override(match, values))
-    return GateConfig(thresholds, alpha, data.get("fail_on_missing", True), tuple(overrides))
+    return GateConfig(thresholds, alpha, data.get("fail_on_missing", True), tuple(overrides),
+                      data.get("accept_disturbed", False))
 
 
 @dataclass(frozen=True)
@@ -174,8 +182,19 @@ def run_gate(base: Sequence[RunRecord], cand: Sequence[RunRecord], config: GateC
     if not common:
         raise HarnessInputError("the baseline and the candidate share no job: nothing to compare (do they measure "
                                 "the same models, variants, formats, runtimes, targets and batch sizes?)")
-    return GateResult(tuple(judge(c, config) for c in comparisons), tuple(status["broken"]),
-                      tuple(status["missing"]), tuple(status["new"]), config.fail_on_missing)
+    disturbed = {} if config.accept_disturbed else {
+        job_key(r): f"{side}: {why}" for side, records in (("baseline", base), ("candidate", cand))
+        for r in records if (why := disturbance(r))}
+    verdicts = []
+    for c in comparisons:
+        if c.metric in TIMED_METRICS and c.key in disturbed:
+            verdicts.append(Verdict(c, config.threshold(c.key, c.metric), False, "info",
+                                    f"not gated: the {disturbed[c.key]} — re-measure on a quiet machine, or set "
+                                    "accept_disturbed = true in the gate file"))
+        else:
+            verdicts.append(judge(c, config))
+    return GateResult(tuple(verdicts), tuple(status["broken"]), tuple(status["missing"]), tuple(status["new"]),
+                      config.fail_on_missing)
 
 
 def _fmt(value: float | None, unit: str = "") -> str:

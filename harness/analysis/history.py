@@ -7,7 +7,8 @@ from typing import Sequence
 
 from harness.analysis.changepoints import Fit, find_steps
 from harness.analysis.compare import JobKey, job_key, key_label
-from harness.analysis.gate import GateConfig
+from harness.analysis.disturbance import disturbance
+from harness.analysis.gate import TIMED_METRICS, GateConfig
 from harness.analysis.metrics import CATALOGUE, Metric
 
 CI_KEYS = {"latency_p50": ("latency", "median_ci_low", "median_ci_high"),
@@ -67,7 +68,8 @@ def _value(metric: Metric, record: object) -> float | None:
 def series_of(runs: Sequence[Sequence[object]], config: GateConfig | None = None,
               metrics: Sequence[str] | None = None) -> list[Series]:
     """One series per job and gated metric present in at least two runs (``runs``: each run's records, oldest
-    first; failed jobs leave a gap). The threshold of each is the gate's (file, overrides, defaults)."""
+    first; failed jobs, and timings of passes disturbed by contention or throttling, leave a gap). The threshold of
+    each is the gate's (file, overrides, defaults)."""
     config = config or GateConfig()
     found: dict[tuple[JobKey, str], list[Point]] = {}
     wanted = [m for m in CATALOGUE if (metrics is None or m.name in metrics)]
@@ -76,7 +78,10 @@ def series_of(runs: Sequence[Sequence[object]], config: GateConfig | None = None
             if getattr(record, "status", "") != "ok":
                 continue
             key = job_key(record)  # type: ignore[arg-type]
+            disturbed = bool(disturbance(record))
             for metric in wanted:
+                if disturbed and metric.name in TIMED_METRICS:  # a contended or throttled pass: not a level
+                    continue
                 value = _value(metric, record)
                 if value is None or value != value:
                     continue

@@ -28,6 +28,7 @@ _SCHEMA = {
     "memory_cap_mb": int,
     "cpu_affinity": list,
     "energy": dict,
+    "thermal": dict,
     "onnxruntime": dict,
     "ssh": dict,
     "emulated": dict,
@@ -66,6 +67,10 @@ def load_target(path: Path) -> TargetProfile:
             raise HarnessInputError(f"{path}: 'cpu_affinity' names CPU {', '.join(map(str, missing))}, which this "
                                     f"machine does not let the harness use (CPUs: {_ranges(usable)})")
     energy = _load_energy(path, data.get("energy", {}))
+    thermal = data.get("thermal", {})
+    check_keys(path, thermal, _THERMAL_SCHEMA, where="thermal")
+    if any(v < 0 for v in thermal.values()) or not 0 < thermal.get("throttle_freq_drop", 0.1) < 1:
+        raise HarnessInputError(f"{path}: [thermal] values must be >= 0 and throttle_freq_drop a fraction (0-1)")
     memory_cap_mb = data.get("memory_cap_mb", 0)
     if memory_cap_mb < 0:
         raise HarnessInputError(f"{path}: 'memory_cap_mb' must be >= 0 (0 = no cap)")
@@ -93,6 +98,7 @@ def load_target(path: Path) -> TargetProfile:
         memory_cap_mb=memory_cap_mb,
         cpu_affinity=tuple(affinity),
         energy=energy,
+        thermal=thermal,
         ssh=ssh,
         emulated=emulated,
         source=str(path),
@@ -157,6 +163,7 @@ def get_target(folders: Path | list[Path], name: str) -> TargetProfile:
     return load_target(path)
 
 
+_THERMAL_SCHEMA = {"cooldown_to_c": (float, int), "cooldown_max_s": (float, int), "throttle_freq_drop": (float, int)}
 _ENERGY_SCHEMA = {"sources": list, "power_model": dict, "meter": dict, "jetson_rail": str, "vcgencmd": str}
 _POWER_MODEL_SCHEMA = {"idle_w": (float, int), "active_w_per_core": (float, int), "error_band": (float, int)}
 _METER_SCHEMA = {"command": list, "reports": str, "interval_s": (float, int)}

@@ -47,8 +47,9 @@ def compression_frame(summary: pd.DataFrame) -> pd.DataFrame:
         key = (row["model"], row["target"], row["batch_size"])
         p50 = row.get("latency_p50_ms")
         ok = row["status"] == "ok" and pd.notna(p50) and p50 > 0
-        ort_p50 = lookup(ort, key, "latency_p50_ms")
-        same_p50 = lookup(same, (*key, row["format"], row["runtime"]), "latency_p50_ms")
+        timed = ok and not row.get("disturbed")  # a disturbed pass's latency is no basis for a speed-up
+        ort_p50 = lookup(undisturbed(ort), key, "latency_p50_ms") if timed else None
+        same_p50 = lookup(undisturbed(same), (*key, row["format"], row["runtime"]), "latency_p50_ms") if timed else None
         speed_ort.append(ort_p50 / p50 if ok and ort_p50 else None)
         speed_same.append(same_p50 / p50 if ok and same_p50 else None)
         loop_p50 = row.get("loop_latency_p50_ms")
@@ -60,7 +61,8 @@ def compression_frame(summary: pd.DataFrame) -> pd.DataFrame:
         size_ratio.append(row["size_mb"] / base_size if base_size and pd.notna(row["size_mb"]) else None)
         gzip_ratio.append(row["gzip_mb"] / base_gzip if base_gzip and pd.notna(row.get("gzip_mb")) else None)
         if ok and row["variant"] != "fp32":
-            flags.append("; ".join(_flags(row, same, key)))
+            flags.append("; ".join(_flags(row, same, key)
+                                   + ([f"latency not compared: {row['disturbed']}"] if row.get("disturbed") else [])))
         else:
             nonfinite = row.get("nonfinite_outputs")
             flags.append(f"non-finite outputs: {nonfinite:.1%} of values NaN/inf (the model itself, in fp32)"
@@ -68,6 +70,13 @@ def compression_frame(summary: pd.DataFrame) -> pd.DataFrame:
     return out.assign(speedup_vs_fp32_onnxruntime=speed_ort, speedup_vs_fp32_same_runtime=speed_same,
                       loop_speedup_vs_fp32_onnxruntime=loop_ort, size_ratio_vs_fp32=size_ratio,
                       gzip_ratio_vs_fp32=gzip_ratio, flags=flags)
+
+
+def undisturbed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose timings are fit for verdicts (``harness.analysis.disturbance``)."""
+    if "disturbed" not in frame.columns:
+        return frame
+    return frame[frame["disturbed"].fillna("") == ""]
 
 
 def _flags(row: pd.Series, same: pd.DataFrame, key: tuple) -> list[str]:
@@ -86,10 +95,14 @@ def _flags(row: pd.Series, same: pd.DataFrame, key: tuple) -> list[str]:
             found.append(f"changed nothing: outputs identical to fp32 {row['format']}/{row['runtime']}")
         lo, base_hi = row.get("latency_ci_low_ms"), base.get("latency_ci_high_ms")
         ratio = row["latency_p50_ms"] / base["latency_p50_ms"]
-        if pd.notna(lo) and pd.notna(base_hi) and lo > base_hi and ratio > SLOWER_MARGIN:
+        if row.get("disturbed") or base.get("disturbed"):  # no latency verdict from a disturbed pass
+            if base.get("disturbed") and not row.get("disturbed"):
+                found.append(f"latency not compared: fp32 {row['format']}/{row['runtime']} was {base['disturbed']}")
+        elif pd.notna(lo) and pd.notna(base_hi) and lo > base_hi and ratio > SLOWER_MARGIN:
             found.append(f"slower than fp32 {row['format']}/{row['runtime']} (×{ratio:.2f} the latency)")
         sparsity = row.get("weight_sparsity")
-        if pd.notna(sparsity) and sparsity >= 0.1 and 1.0 / ratio < SPARSE_NO_GAIN and "slower" not in " ".join(found):
+        if (not row.get("disturbed") and not base.get("disturbed") and pd.notna(sparsity) and sparsity >= 0.1
+                and 1.0 / ratio < SPARSE_NO_GAIN and "slower" not in " ".join(found)):
             found.append(f"{sparsity:.0%} zeros in dense kernels: no speed-up (×{1.0 / ratio:.2f})")
     nonfinite, mismatch = row.get("nonfinite_outputs"), row.get("nonfinite_mismatch")
     if pd.notna(mismatch) and mismatch > 0:

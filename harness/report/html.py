@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import jinja2
 import pandas as pd
 
+from harness.analysis.disturbance import disturbance
 from harness.report.compression import LABEL_AGREEMENT_FLOOR, PSNR_FLOOR_DB
 from harness.report.images import reference_file, sample_file
 from harness.analysis.metrics import CATALOGUE
@@ -79,6 +80,12 @@ def warnings(records: Sequence[RunRecord], summary: pd.DataFrame) -> list[str]:
         found.insert(0, f"{len(noisy)} jobs with a noisy latency distribution (robust CV = 1.4826·MAD/median > "
                         f"{HIGH_CV:.0%}; worst: {worst}): close other programs, use fewer threads (e.g. target "
                         "x86-cpu-1t) or a longer min_duration_s")
+    disturbed = [(f"{r.model} · {r.variant} · {r.format}/{r.runtime} · b{r.batch_size} · {r.target}", why)
+                 for r in records if r.status == "ok" and (why := disturbance(r))]
+    if disturbed:
+        found.insert(0, f"{len(disturbed)} jobs timed on a disturbed machine, kept out of the best-variant table, "
+                        f"speed-ups and the gate (first: {disturbed[0][0]}: {disturbed[0][1]}): stop the other load "
+                        "and re-run them, or set quiet_wait_s / contention_retries in the suite's [settings]")
     emulated = sorted({r.target for r in records
                        if (m := r.measurement("latency")) is not None and "emulated" in m.method})
     for target in emulated:

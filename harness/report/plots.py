@@ -109,6 +109,8 @@ def best_variants(summary: pd.DataFrame, min_psnr: float, min_labels: float) -> 
     median for scale."""
     out = []
     ok = summary[(summary["status"] == "ok") & summary["latency_p50_ms"].notna()] if not summary.empty else summary
+    if "disturbed" in ok.columns:  # a latency measured under contention or throttling picks no winner
+        ok = ok[ok["disturbed"].fillna("") == ""]
     for (model, target, batch), frame in ok.groupby(["model", "target", "batch_size"], sort=True):
         passing = [r for r in frame.to_dict("records") if _fidelity_ok(r, min_psnr, min_labels)]
         if not passing:

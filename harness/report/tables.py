@@ -6,6 +6,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from harness.analysis.disturbance import disturbance
 from harness.analysis.metrics import METRICS
 from harness.profiling.ops import OpProfile
 from harness.types import RunRecord
@@ -92,6 +93,7 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "energy_per_inference_j": catalogue("energy_per_inference"),
             "energy_method": r.measurement("energy_per_inference").method if r.measurement("energy_per_inference") else None,
             "error": r.error.splitlines()[0] if r.error else "",
+            "disturbed": disturbance(r),
         })
     return pd.DataFrame(rows)
 

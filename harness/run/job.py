@@ -39,7 +39,7 @@ def worker_request(job: Job, target: TargetProfile, mode: str, outputs_path: str
         runtime_options={"threads": target.threads, "graph_optimization": target.onnx_graph_optimization},
         cpu_affinity=tuple(target.cpu_affinity), inputs_path=job.inputs_path, outputs_path=outputs_path,
         samples_path=job.samples_path if samples_outputs_path else "", samples_outputs_path=samples_outputs_path,
-        settings=job.settings.to_dict(), batch_size=job.batch_size,
+        settings=job.settings.to_dict() | dict(target.thermal), batch_size=job.batch_size,
         energy=dict(target.energy) if mode == "energy" else None)
 
 
@@ -49,6 +49,11 @@ def worker_measurements(target: TargetProfile, raw: list[dict[str, Any]]) -> lis
     if target.reach != "emulated":
         return measurements
     return [dataclasses.replace(m, method=f"{m.method}+emulated", note=EMULATED_NOTE) for m in measurements]
+
+
+def _contended(result: dict[str, Any]) -> bool:
+    """Whether a latency pass's worker flagged it as measured under contention."""
+    return bool((result.get("context", {}).get("contention") or {}).get("contended"))
 
 
 def error_text(result: dict[str, Any]) -> str:
@@ -152,11 +157,21 @@ class JobRun:
             samples_outputs_path = str(Path(tmp) / "samples.npz") if job.samples_path else ""
             request = worker_request(job, target, "latency", outputs_path, samples_outputs_path)
             result = self._pass("latency", request, keep_context=True)
+            for retry in range(job.settings.contention_retries):  # a contended pass, measured again
+                if not _contended(result):
+                    break
+                self.context["contention_retries"] = retry + 1
+                result = self._pass("latency", request, keep_context=True)
             latency = worker_measurements(target, result["measurements"])
+            contended_rounds = int(_contended(result))
             for _ in range(job.settings.rounds - 1):
                 more = self._pass("latency", worker_request(job, target, "latency", str(Path(tmp) / "round.npz")),
                                   "latency round: ")
+                contended_rounds += int(_contended(more))
                 latency = pool_rounds(latency, worker_measurements(target, more["measurements"]), job.batch_size)
+            if isinstance(self.context.get("contention"), dict) and job.settings.rounds > 1:
+                self.context["contention"] = dict(self.context["contention"]) | {
+                    "rounds_contended": contended_rounds, "contended": contended_rounds > 0}
             self.measurements.extend(latency)
             append_request(self.out_dir, job.key, target.name, target.reach, request.to_dict(),
                            job.settings.timeout_s, target.memory_cap_bytes)

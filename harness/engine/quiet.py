@@ -1,0 +1,130 @@
+"""Is the machine quiet while we time? How busy the CPUs a worker runs on were apart from the worker itself, and
+thermal discipline before a timed pass (worker side: stdlib only).
+
+- ``BusyWindow``: from ``/proc/stat`` (the CPUs the worker may use: their busy jiffies, steal jiffies) against the
+  worker's own CPU time (``os.times``), over the timed pass: ``others_cores`` is how many of those CPUs other
+  processes kept busy on average (0.0 = nobody else, 1.0 = one CPU's worth); ``steal_share`` the share of the CPUs'
+  time a hypervisor gave to other guests; the 1-minute load average before and after.
+- ``wait_for_quiet``: before timing, sample the same for ``QUIET_SAMPLE_S`` windows until others stay under the limit
+  or the wait's cap runs out.
+- ``cool_down``: before timing, wait until the hottest thermal zone is at or below a temperature (and, where
+  readable, the CPUs' frequency back near the highest seen), with a cap.
+
+Every reader takes ``root`` (default '/') so tests can point it at a fake /proc and sysfs.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from harness.engine.cpustate import read_cpu_state
+
+QUIET_SAMPLE_S = 0.5
+"""Length of each sampling window while waiting for quiet (seconds)."""
+COOL_POLL_S = 0.5
+"""How often the temperature is read while cooling down (seconds)."""
+
+
+def cpu_jiffies(cpus: Iterable[int], root: str | Path = "/") -> dict[str, int] | None:
+    """Busy, steal and total jiffies summed over ``cpus`` from /proc/stat (None where it cannot be read)."""
+    try:
+        lines = (Path(root) / "proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    wanted = {f"cpu{c}" for c in cpus}
+    busy = steal = total = 0
+    for line in lines:
+        parts = line.split()
+        if not parts or parts[0] not in wanted:
+            continue
+        # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+        values = [int(v) for v in parts[1:9]] + [0] * max(0, 8 - len(parts[1:9]))
+        user, nice, system, idle, iowait, irq, softirq, st = values[:8]
+        busy += user + nice + system + irq + softirq
+        steal += st
+        total += user + nice + system + idle + iowait + irq + softirq + st
+    return {"busy": busy, "steal": steal, "total": total} if total else None
+
+
+def _load1() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+@dataclass
+class BusyWindow:
+    """How busy ``cpus`` were apart from this process between ``start()`` and ``stop()``."""
+
+    cpus: tuple[int, ...]
+    root: str | Path = "/"
+    clock: Callable[[], float] = time.monotonic
+    own_cpu_s: Callable[[], float] = lambda: sum(os.times()[:2])
+    _start: dict[str, Any] = field(default_factory=dict)
+
+    def start(self) -> "BusyWindow":
+        self._start = {"jiffies": cpu_jiffies(self.cpus, self.root), "own": self.own_cpu_s(), "t": self.clock(),
+                       "load1": _load1()}
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        """``others_cores``, ``own_cores``, ``steal_share``, ``window_s``, ``cpus``, load averages; ``others_cores``
+        None where /proc/stat is unreadable (not Linux)."""
+        end = cpu_jiffies(self.cpus, self.root)
+        window = max(self.clock() - self._start["t"], 1e-9)
+        own = (self.own_cpu_s() - self._start["own"]) / window
+        out: dict[str, Any] = {"window_s": round(window, 3), "cpus": list(self.cpus), "own_cores": round(own, 3),
+                               "others_cores": None, "steal_share": None, "load1_before": self._start["load1"],
+                               "load1_after": _load1()}
+        begin = self._start["jiffies"]
+        if begin and end:
+            hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+            busy = (end["busy"] - begin["busy"]) / hz / window
+            out["others_cores"] = round(max(0.0, busy - own), 3)
+            ticks = end["total"] - begin["total"]
+            out["steal_share"] = round((end["steal"] - begin["steal"]) / ticks, 4) if ticks > 0 else 0.0
+        return out
+
+
+def wait_for_quiet(cpus: tuple[int, ...], max_cores: float, max_wait_s: float, root: str | Path = "/",
+                   sleep: Callable[[float], None] = time.sleep,
+                   clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Sample ``QUIET_SAMPLE_S`` windows until other processes keep at most ``max_cores`` of ``cpus`` busy, or
+    ``max_wait_s`` has passed: {waited_s, quiet, others_cores (the last window's)}."""
+    started = clock()
+    last: float | None = None
+    while True:
+        window = BusyWindow(cpus, root, clock=clock).start()
+        sleep(QUIET_SAMPLE_S)
+        last = window.stop()["others_cores"]
+        if last is None or last <= max_cores:
+            return {"waited_s": round(clock() - started, 2), "quiet": True, "others_cores": last}
+        if clock() - started >= max_wait_s:
+            return {"waited_s": round(clock() - started, 2), "quiet": False, "others_cores": last}
+
+
+def cool_down(cpus: tuple[int, ...], to_c: float, max_s: float, root: str | Path = "/",
+              sleep: Callable[[float], None] = time.sleep,
+              clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Wait until the hottest thermal zone reads at most ``to_c`` °C, or ``max_s`` seconds: {waited_s, reached,
+    temp_c_start, temp_c_end} (``reached`` None where no temperature is readable: nothing to wait for)."""
+    started = clock()
+    first = read_cpu_state(cpus, root).get("temp_c")
+    if first is None:
+        return {"waited_s": 0.0, "reached": None, "temp_c_start": None, "temp_c_end": None}
+    temp = first
+    while temp > to_c and clock() - started < max_s:
+        sleep(COOL_POLL_S)
+        temp = read_cpu_state(cpus, root).get("temp_c", temp)
+    return {"waited_s": round(clock() - started, 2), "reached": temp <= to_c, "temp_c_start": first,
+            "temp_c_end": temp, "limit_c": to_c}
+
+
+def throttled(before: dict[str, Any], after: dict[str, Any], max_drop: float) -> bool:
+    """Whether the CPUs' frequency fell by more than ``max_drop`` (a fraction) during the pass."""
+    f0, f1 = before.get("freq_mhz"), after.get("freq_mhz")
+    return bool(f0 and f1 and f1 < f0 * (1 - max_drop))

@@ -1,0 +1,210 @@
+"""A quiet machine, checked: /proc/stat against the worker's own CPU time (fake /proc and a real competing
+process), the cooldown against a fake sysfs that heats and cools, and disturbed passes kept out of verdicts."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.analysis.disturbance import disturbance
+from harness.engine.quiet import BusyWindow, cool_down, cpu_jiffies, throttled, wait_for_quiet
+from harness.results.store import read_records
+
+FIXTURE = Path(__file__).parent / "fixtures" / "results" / "small-run.jsonl"
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def write_stat(root: Path, per_cpu: dict[int, tuple[int, ...]]) -> None:
+    (root / "proc").mkdir(parents=True, exist_ok=True)
+    lines = ["cpu  0 0 0 0 0 0 0 0 0 0"]
+    lines += [f"cpu{c} " + " ".join(map(str, v)) + " 0 0" for c, v in sorted(per_cpu.items())]
+    (root / "proc" / "stat").write_text("\n".join(lines) + "\nintr 0\n")
+
+
+def test_others_are_the_cpus_busy_time_minus_the_workers_own(tmp_path):
+    # user nice system idle iowait irq softirq steal
+    write_stat(tmp_path, {0: (100, 0, 0, 900, 0, 0, 0, 0), 1: (50, 0, 0, 950, 0, 0, 0, 0), 2: (0, 0, 0, 1000, 0, 0, 0, 0)})
+    clock = iter([0.0, 2.0])
+    own = iter([10.0, 11.0])  # the worker used 1 CPU-second in the 2 s window: 0.5 cores
+    window = BusyWindow((0, 1), tmp_path, clock=lambda: next(clock), own_cpu_s=lambda: next(own)).start()
+    # cpu0 busy +3 s worth, cpu1 +1 s worth and 0.2 s stolen, cpu2 (not ours) busy +2 s: ignored
+    write_stat(tmp_path, {0: (100 + 3 * HZ, 0, 0, 900 - 3 * HZ + 2 * HZ, 0, 0, 0, 0),
+                          1: (50 + HZ, 0, 0, 950 + 2 * HZ - HZ - HZ // 5, 0, 0, 0, HZ // 5),
+                          2: (2 * HZ, 0, 0, 1000, 0, 0, 0, 0)})
+    busy = window.stop()
+    assert busy["own_cores"] == 0.5 and busy["others_cores"] == pytest.approx(1.5, abs=0.01)  # 2.0 busy - 0.5 own
+    assert busy["steal_share"] == pytest.approx((HZ // 5) / (4 * HZ), abs=1e-3)
+    assert cpu_jiffies((7,), tmp_path) is None and cpu_jiffies((0,), tmp_path / "nowhere") is None
+
+
+def spin(cpu: int, seconds: float) -> subprocess.Popen:
+    """A real competing process, pinned to ``cpu``, busy for ``seconds``."""
+    code = f"import os, time; os.sched_setaffinity(0, {{{cpu}}}); end = time.time() + {seconds}\nwhile time.time() < end: pass"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_a_real_competing_process_is_seen_and_a_quiet_cpu_is_not():
+    cpu = min(os.sched_getaffinity(0))
+    window = BusyWindow((cpu,)).start()
+    time.sleep(1.0)
+    quiet = window.stop()
+    hog = spin(cpu, 3.0)
+    try:
+        time.sleep(0.3)
+        window = BusyWindow((cpu,)).start()
+        time.sleep(1.5)
+        busy = window.stop()
+    finally:
+        hog.kill()
+        hog.wait()
+    assert busy["others_cores"] > 0.6, busy  # one busy process on our CPU: about a whole core
+    assert quiet["others_cores"] < busy["others_cores"] - 0.4, (quiet, busy)
+
+
+def test_waiting_for_quiet_returns_once_the_competitor_is_gone():
+    cpu = min(os.sched_getaffinity(0))
+    hog = spin(cpu, 1.5)
+    try:
+        time.sleep(0.3)
+        found = wait_for_quiet((cpu,), max_cores=0.3, max_wait_s=20)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert found["quiet"] and 0.5 <= found["waited_s"] < 10, found
+    hog = spin(cpu, 5)
+    try:
+        time.sleep(0.3)
+        capped = wait_for_quiet((cpu,), max_cores=0.3, max_wait_s=1.0)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert not capped["quiet"] and capped["others_cores"] > 0.3
+
+
+class FakeThermal:
+    """A sysfs tree whose thermal zone heats while 'busy' and cools 2 °C per poll otherwise."""
+
+    def __init__(self, root: Path, temp_c: float) -> None:
+        self.zone = root / "sys/class/thermal/thermal_zone0"
+        self.zone.mkdir(parents=True)
+        self.set(temp_c)
+
+    def set(self, temp_c: float) -> None:
+        (self.zone / "temp").write_text(f"{int(temp_c * 1000)}\n")
+
+    def read(self) -> float:
+        return int((self.zone / "temp").read_text()) / 1000
+
+
+def test_cooldown_waits_until_the_zone_is_back_under_the_limit_and_has_a_cap(tmp_path):
+    fake = FakeThermal(tmp_path, 70.0)
+    now = [0.0]
+
+    def sleep(s: float) -> None:  # the device cools as time passes
+        now[0] += s
+        fake.set(fake.read() - 2.0)
+
+    done = cool_down((0,), to_c=55.0, max_s=60.0, root=tmp_path, sleep=sleep, clock=lambda: now[0])
+    assert done["reached"] and done["temp_c_end"] <= 55.0 and done["temp_c_start"] == 70.0
+    assert done["waited_s"] == pytest.approx(4.0)  # 8 polls of 0.5 s, 2 °C each
+    fake.set(90.0)
+    capped = cool_down((0,), to_c=40.0, max_s=3.0, root=tmp_path, sleep=sleep, clock=lambda: now[0])
+    assert capped["reached"] is False and capped["temp_c_end"] > 40.0 and capped["waited_s"] >= 3.0
+    assert cool_down((0,), 50.0, 5.0, root=tmp_path / "none")["reached"] is None  # nothing readable: no wait
+
+
+def test_a_heating_worker_pass_is_flagged_throttled_by_frequency():
+    assert throttled({"freq_mhz": 2400}, {"freq_mhz": 1800}, 0.10)
+    assert not throttled({"freq_mhz": 2400}, {"freq_mhz": 2300}, 0.10)
+    assert not throttled({}, {"freq_mhz": 1800}, 0.10)
+
+
+def contended(record, others=1.0):
+    return dataclasses.replace(record, context=dict(record.context) | {"contention": {
+        "contended": True, "others_cores": others, "limit_cores": 0.25, "cpus": [0, 1]}})
+
+
+def test_disturbed_latencies_stay_out_of_best_variant_speedups_and_the_gate(tmp_path):
+    from harness.analysis.gate import GateConfig, run_gate
+    from harness.report.compression import compression_frame
+    from harness.report.plots import best_variants
+    from harness.report.tables import summary_frame
+
+    records = [r for r in read_records(FIXTURE) if r.status == "ok"]
+    fastest = min(records, key=lambda r: r.measurement("latency").value)
+    assert disturbance(contended(fastest)).startswith("measured under contention")
+    marked = [contended(r) if r is fastest else r for r in records]
+    summary = compression_frame(summary_frame(marked))
+    ident = ("model", "variant", "format", "runtime", "target", "batch_size")
+    key = tuple(getattr(fastest, c) for c in ident)
+    best = best_variants(summary, 20.0, 0.9)
+    assert all(tuple(b[c] for c in ident) != key for b in best)
+    unflagged = best_variants(compression_frame(summary_frame(records)), 20.0, 0.9)
+    assert any(tuple(b[c] for c in ident) == key for b in unflagged)  # without the flag it is chosen
+    row = summary[(summary[list(ident)] == pd.Series(dict(zip(ident, key)))).all(axis=1)].iloc[0]
+    assert row["disturbed"] and pd.isna(row["speedup_vs_fp32_onnxruntime"])
+    slowed = [dataclasses.replace(r, measurements=tuple(
+        dataclasses.replace(m, value=m.value * 3, stats={k: v * 3 if k not in ("n", "cv") else v
+                                                         for k, v in m.stats.items()},
+                            samples=tuple(v * 3 for v in m.samples))
+        if m.metric == "latency" and m.samples else m for m in r.measurements)) for r in records]
+    assert run_gate(records, slowed, GateConfig()).failed  # three times slower: caught
+    result = run_gate(records, [contended(r) for r in slowed], GateConfig())
+    assert not result.regressions  # the same, measured under contention: reported, not gated
+    assert any("not gated: the candidate: measured under contention" in v.reason for v in result.verdicts)
+    assert run_gate(records, [contended(r) for r in slowed], GateConfig(accept_disturbed=True)).failed
+
+
+@pytest.mark.slow
+def test_a_latency_pass_beside_a_competing_process_is_flagged_and_a_retry_measures_it_again(
+        tmp_path, tiny_models_dir, shared_cache):
+    """Real runs of the tiny model on one CPU: with a busy process pinned to that CPU the pass is flagged
+    contended and kept out of the best-variant table; contention_retries measures it again after the competitor
+    is gone."""
+    from tests.test_cli import harness
+
+    cpu = min(os.sched_getaffinity(0))
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    (targets / "one-cpu.toml").write_text(f'name = "one-cpu"\narch = "x86_64"\nreach = "local"\n'
+                                          f'runtimes = ["onnxruntime"]\nthreads = 1\ncpu_affinity = [{cpu}]\n')
+    suite = tmp_path / "s.toml"
+    suite.write_text('models = ["tiny_gen"]\ntargets = ["one-cpu"]\nformats = ["onnx"]\nbatch_sizes = [1]\n'
+                     '[settings]\nmin_duration_s = 1.0\nprofile_runs = 0\nfidelity_samples = 0\n')
+    env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)}
+    args = ["run", "--suite", str(suite), "--no-progress", "--cache", str(shared_cache)]
+    assert harness(*args, "--out", str(tmp_path / "warm"), env=env).returncode == 0  # exported, cached
+    hog = spin(cpu, 120)
+    try:
+        time.sleep(0.3)
+        proc = harness(*args, "--out", str(tmp_path / "busy"), env=env)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (record,) = read_records(tmp_path / "busy" / "results.jsonl")
+    assert record.context["contention"]["contended"] and record.context["contention"]["others_cores"] > 0.5
+    assert "left out of verdicts" in proc.stderr
+    html = (tmp_path / "busy" / "index.html").read_text()
+    assert "measured under contention" in html
+    (quiet,) = read_records(tmp_path / "warm" / "results.jsonl")
+    assert not quiet.context["contention"]["contended"]
+
+    hog = spin(cpu, 2.5)  # gone before the retry
+    try:
+        time.sleep(0.3)
+        suite.write_text(suite.read_text() + "contention_retries = 2\n")
+        proc = harness(*args, "--out", str(tmp_path / "retried"), env=env)
+    finally:
+        hog.kill()
+        hog.wait()
+    (record,) = read_records(tmp_path / "retried" / "results.jsonl")
+    assert proc.returncode == 0
+    assert not record.context["contention"]["contended"], record.context["contention"]
