@@ -7,7 +7,8 @@ both carry ``protocol`` (``PROTOCOL_VERSION``). A child and a harness of differe
 bundle, ``harness ab --baseline-root`` of an old checkout) refuse each other with an error naming both versions.
 A request without ``protocol`` is read as version 1 (harnesses before the typed protocol did not send it).
 Version 2 added the ``sampling`` mode (a denoiser's whole sampling loop) and its ``sampler`` field; version 3 the
-sampler's ``decoder`` (a second artifact the worker loads) and the ``profile``, ``layers`` and ``ceilings`` modes. ``serve`` is the child's side (one request, one
+sampler's ``decoder`` (a second artifact the worker loads) and the ``profile``, ``layers`` and ``ceilings`` modes;
+version 4 the ``loadgen`` mode (MLPerf LoadGen's scenarios). ``serve`` is the child's side (one request, one
 result), ``parse_result`` the harness's; ``request_artifacts`` lists the artifacts a launcher must stage.
 
 Standard library and ``harness.types`` only: this module ships in the worker bundle.
@@ -26,7 +27,7 @@ from typing import Any, Callable, Mapping
 from harness.capture import tail
 from harness.types import RUN_STATUSES
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 STATUSES = RUN_STATUSES
 """Every status a child's result (and so a run record) can have — one closed set, ``harness.types.RUN_STATUSES``:
@@ -34,10 +35,12 @@ ok; failed (the child reported an error); crashed (killed by a signal, or no res
 MemoryError); unsupported (this runtime or option cannot run here); unreachable (the board or node could not be
 reached)."""
 
-MODES = ("outputs", "latency", "sampling", "profile", "layers", "memory", "energy", "inspect", "probe", "ceilings")
+MODES = ("outputs", "latency", "sampling", "profile", "layers", "memory", "energy", "inspect", "probe", "ceilings",
+         "loadgen")
 """What a worker request asks: 'outputs' (one inference, outputs saved), 'latency' (the timing pass), 'sampling' (a
 denoiser's whole loop), 'profile' (per-op times from the runtime's profiler), 'layers' (intermediate tensors), 'memory', 'energy', 'inspect' (the
-inputs of a user's artifact), 'probe' (the board check), 'ceilings' (the machine's peak GFLOP/s and bandwidth)."""
+inputs of a user's artifact), 'probe' (the board check), 'ceilings' (the machine's peak GFLOP/s and bandwidth),
+'loadgen' (MLPerf LoadGen's scenarios, ``harness.engine.loadgen``)."""
 
 INPUT_FILE_KEYS = ("inputs_path", "samples_path")
 """Request fields naming input files a remote or emulated launcher must copy to where the worker runs."""

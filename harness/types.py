@@ -214,6 +214,9 @@ class RunSettings:
     """The cooldown's cap (seconds): a pass that starts hotter is flagged."""
     throttle_freq_drop: float = 0.10
     """A pass during which the CPUs' mean frequency fell by more than this fraction is flagged ``throttled``."""
+    loadgen: str = ""
+    """MLPerf LoadGen scenarios to measure each job under as well, in a worker of their own after the memory pass:
+    'single-stream', 'offline' or both ('single-stream,offline'); '' = none (``harness.engine.loadgen``)."""
 
     def __post_init__(self) -> None:
         if self.min_runs < 1 or self.warmup_min_runs < 1:
@@ -236,6 +239,10 @@ class RunSettings:
             raise ValueError("timeout_s and prepare_timeout_s must be positive and memory_runs at least 1")
         if self.contention_max_cores < 0 or self.quiet_wait_s < 0 or self.contention_retries < 0:
             raise ValueError("contention_max_cores, quiet_wait_s and contention_retries must be >= 0")
+        if self.loadgen:
+            names = [n.strip() for n in self.loadgen.split(",") if n.strip()]
+            if not names or any(n not in ("single-stream", "offline") for n in names):
+                raise ValueError(f"loadgen must name 'single-stream' and/or 'offline', not {self.loadgen!r}")
         if self.cooldown_max_s < 0 or not 0 < self.throttle_freq_drop < 1:
             raise ValueError("cooldown_max_s must be >= 0 and throttle_freq_drop a fraction between 0 and 1")
 

@@ -286,9 +286,54 @@ def energy(request: WorkerRequest, job: Loaded) -> tuple:
     return tuple(measurements)
 
 
+def loadgen(request: WorkerRequest, job: Loaded) -> tuple | WorkerResult:
+    """The artifact under MLPerf LoadGen's scenarios (``RunSettings.loadgen``), after the harness's warm-up:
+    ``loadgen_ss_p50`` / ``_p90`` / ``_p90_early_stopping`` (ms per inference of the batch) and
+    ``loadgen_offline_throughput`` (items/s); LoadGen's results and settings in ``context["loadgen"]``."""
+    from harness.engine.loadgen import parse_scenarios, run_scenario, warm_median_ns
+    from harness.engine.measure import warm_up
+    from harness.types import Measurement, RunSettings
+
+    settings = RunSettings.from_dict(request.settings or {})
+    scenarios = parse_scenarios(settings.loadgen)
+    try:
+        import mlperf_loadgen  # noqa: F401
+    except ImportError:
+        return WorkerResult("unsupported", "MLPerf LoadGen is not installed here (pip install mlcommons-loadgen)",
+                            context=job.context)
+    job.runtime.load(job.artifact)
+
+    def infer() -> None:
+        job.runtime.infer(job.inputs)
+        job.runtime.sync()
+
+    expected_ns = warm_median_ns(infer, warm_up, settings)
+    found: dict[str, Any] = {}
+    out = []
+    for scenario in scenarios:
+        run = run_scenario(infer, scenario, expected_ns, settings.min_duration_s, settings.min_runs)
+        found[scenario] = run
+        r = run["results"]
+        validity = f"LoadGen result {r.get('result_validity', '?')}" + (
+            f" ({r['result_invalid_reason']})" if r.get("result_invalid_reason") else "")
+        if scenario == "single-stream":
+            for key, metric in (("result_50.00_percentile_latency_ns", "loadgen_ss_p50"),
+                                ("result_90.00_percentile_latency_ns", "loadgen_ss_p90"),
+                                ("early_stopping_latency_ss", "loadgen_ss_p90_early_stopping")):
+                if isinstance(r.get(key), (int, float)):
+                    out.append(Measurement(metric, r[key] / 1e6, "ms", "mlperf-loadgen SingleStream",
+                                           note=f"{validity}; {r.get('result_query_count', '?')} queries"))
+        elif isinstance(r.get("result_samples_per_second"), (int, float)):
+            out.append(Measurement("loadgen_offline_throughput", r["result_samples_per_second"] * request.batch_size,
+                                   "items/s", "mlperf-loadgen Offline",
+                                   note=f"{validity}; one sample = one batch of {request.batch_size}"))
+    job.context["loadgen"] = found
+    return tuple(out)
+
+
 MODES: dict[str, Callable[..., Any]] = {"probe": probe, "inspect": inspect, "ceilings": ceilings, "outputs": outputs,
                                         "latency": latency, "sampling": sampling, "profile": profile, "layers": layers,
-                                        "memory": memory, "energy": energy}
+                                        "memory": memory, "energy": energy, "loadgen": loadgen}
 """Every mode of ``harness.protocol.MODES``: probe / inspect / ceilings take the request; the others the request and
 a ``Loaded``."""
 REQUEST_ONLY = ("probe", "inspect", "ceilings")
@@ -347,6 +392,8 @@ def run_job(data: dict[str, Any], send: Any = None, receive: Any = None) -> Work
     if isinstance(job, WorkerResult):
         return job
     measurements = mode(request, job)
+    if isinstance(measurements, WorkerResult):  # the mode found it cannot run here
+        return measurements
     return WorkerResult("ok", measurements=tuple(m.to_dict() for m in measurements), context=job.context)
 
 

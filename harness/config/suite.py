@@ -24,7 +24,7 @@ _SCHEMA = {
     "cluster": dict,
 }
 _VARIANT_KEYS = {"name": str, "method": str, "after": str, "models": list}
-_SETTING_TYPES = {f.name: (float, int) if f.type in ("float", "float | None") else int
+_SETTING_TYPES = {f.name: (float, int) if f.type in ("float", "float | None") else str if f.type == "str" else int
                   for f in dataclasses.fields(RunSettings)}
 
 

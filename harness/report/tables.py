@@ -94,6 +94,12 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "energy_method": r.measurement("energy_per_inference").method if r.measurement("energy_per_inference") else None,
             "error": r.error.splitlines()[0] if r.error else "",
             "disturbed": disturbance(r),
+            "loadgen_ss_p50_ms": value("loadgen_ss_p50"),
+            "loadgen_ss_p90_ms": value("loadgen_ss_p90"),
+            "loadgen_ss_p90_early_stopping_ms": value("loadgen_ss_p90_early_stopping"),
+            "loadgen_offline_items_s": value("loadgen_offline_throughput"),
+            "loadgen_validity": ", ".join(f"{scenario}: {found.get('results', {}).get('result_validity', '?')}"
+                                          for scenario, found in (r.context.get("loadgen") or {}).items()),
         })
     return pd.DataFrame(rows)
 

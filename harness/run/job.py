@@ -76,8 +76,8 @@ class JobRun:
     """Measure one job. ``board`` is the runner's ``BoardState`` for the target (notes unreachable results);
     ``context`` starts the record's context (commit, suite, project, model)."""
 
-    STEPS = ("artifact_figures", "latency", "fidelity", "tolerance", "sampling", "memory", "energy", "profile",
-             "layers")
+    STEPS = ("artifact_figures", "latency", "fidelity", "tolerance", "sampling", "memory", "loadgen", "energy",
+             "profile", "layers")
 
     def __init__(self, job: Job, target: TargetProfile, launcher: Any, board: Any, suite: Suite, out_dir: Path,
                  cache_dir: Path, context: dict[str, Any]) -> None:
@@ -246,6 +246,22 @@ class JobRun:
     def memory(self) -> None:
         memory = self._pass("memory", worker_request(self.job, self.target, "memory"), "memory pass: ")
         self.measurements.extend(worker_measurements(self.target, memory["measurements"]))
+
+    def loadgen(self) -> None:
+        """MLPerf LoadGen's scenarios (``settings.loadgen``) in a worker of their own, beside the harness's loop: the
+        measurements and LoadGen's results and settings (``context["loadgen"]``). A LoadGen that cannot run is a
+        note (``loadgen_unavailable``) and a warning, never the job's end."""
+        if not self.job.settings.loadgen:
+            return
+        try:
+            result = self._pass("loadgen", worker_request(self.job, self.target, "loadgen"), "LoadGen pass: ")
+        except Stop as stop:
+            why = f"{stop.status}: {(stop.error.splitlines() or [''])[0][:300]}"
+            self.context["loadgen_unavailable"] = why
+            self.context.setdefault("warnings", []).append(f"MLPerf LoadGen was not measured: {why}")
+            return
+        self.measurements.extend(worker_measurements(self.target, result["measurements"]))
+        self.context["loadgen"] = result.get("context", {}).get("loadgen", {})
 
     def energy(self) -> None:
         """Only for a target with energy sources; the record says which sources were unavailable and why."""

@@ -1,0 +1,82 @@
+"""MLPerf LoadGen as a measuring method: real LoadGen runs of the tiny model behind the ONNX Runtime adapter, its
+structured log read back, the report's side-by-side table, and a worker without LoadGen."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.engine.loadgen import parse_scenarios, read_detail_log, run_scenario
+from harness.results.store import read_records
+from harness.types import RunSettings
+from tests.test_cli import harness
+
+
+def require_loadgen() -> None:
+    try:
+        import mlperf_loadgen  # noqa: F401
+    except ImportError:
+        pytest.skip("mlcommons-loadgen is not installed (pip install 'edge-harness[loadgen]')")
+
+
+def test_scenarios_are_checked_where_they_are_set():
+    assert parse_scenarios("single-stream, offline") == ("single-stream", "offline")
+    with pytest.raises(ValueError, match="unknown LoadGen scenario 'server'"):
+        parse_scenarios("server")
+    with pytest.raises(ValueError, match="loadgen must name"):
+        RunSettings(loadgen="multi-stream")
+
+
+def test_the_detail_log_is_read_by_key_and_garbage_lines_are_skipped(tmp_path):
+    log = tmp_path / "mlperf_log_detail.txt"
+    log.write_text(':::MLLOG {"key": "result_validity", "value": "VALID"}\nnot a log line\n:::MLLOG {broken\n'
+                   ':::MLLOG {"key": "result_validity", "value": "INVALID"}\n')
+    assert read_detail_log(log) == {"result_validity": "INVALID"}
+
+
+def test_a_loadgen_single_stream_run_times_what_it_is_given():
+    """A callable that sleeps 2 ms: LoadGen's p50 reads about 2 ms, its early-stopping p90 no lower than p90."""
+    require_loadgen()
+    import time
+
+    found = run_scenario(lambda: time.sleep(0.002), "single-stream", 2e6, 0.5, 20)
+    r = found["results"]
+    assert r["result_validity"] == "VALID", r
+    assert 1.9e6 < r["result_50.00_percentile_latency_ns"] < 4e6
+    assert r["early_stopping_latency_ss"] >= r["result_90.00_percentile_latency_ns"]
+    assert found["settings"]["effective_scenario"] == "SingleStream" and found["settings"]["effective_min_duration_ms"] == 500
+    offline = run_scenario(lambda: time.sleep(0.002), "offline", 2e6, 0.5, 1)["results"]
+    assert 200 < offline["result_samples_per_second"] < 520  # at most 500 sleeps of 2 ms per second
+
+
+@pytest.mark.slow
+def test_a_job_measured_by_both_methods_and_a_worker_without_loadgen(tmp_path, tiny_models_dir, shared_cache):
+    require_loadgen()
+    suite = tmp_path / "lg.toml"
+    suite.write_text('models = ["tiny_gen"]\ntargets = ["x86-cpu-1t"]\nformats = ["onnx"]\nbatch_sizes = [1]\n'
+                     '[settings]\nloadgen = "single-stream,offline"\nprofile_runs = 0\nfidelity_samples = 0\n')
+    env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir)}
+    args = ["run", "--suite", str(suite), "--no-progress", "--cache", str(shared_cache)]
+    proc = harness(*args, "--out", str(tmp_path / "run"), env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (record,) = read_records(tmp_path / "run" / "results.jsonl")
+    for metric in ("loadgen_ss_p50", "loadgen_ss_p90", "loadgen_ss_p90_early_stopping", "loadgen_offline_throughput"):
+        assert record.measurement(metric) is not None and record.measurement(metric).value > 0, metric
+    assert record.measurement("loadgen_ss_p50").method == "mlperf-loadgen SingleStream"
+    loadgen = record.context["loadgen"]
+    assert set(loadgen) == {"single-stream", "offline"}
+    assert loadgen["single-stream"]["results"]["loadgen_version"] and loadgen["offline"]["settings"]
+    html = (tmp_path / "run" / "index.html").read_text()
+    assert "MLPerf LoadGen, side by side" in html and "single-stream: VALID" in html
+
+    shadow = tmp_path / "no-loadgen"  # a worker where `import mlperf_loadgen` fails, as where it is not installed
+    shadow.mkdir()
+    (shadow / "mlperf_loadgen.py").write_text("raise ImportError('No module named mlperf_loadgen')\n")
+    proc = harness(*args, "--out", str(tmp_path / "without"),
+                   env=env | {"PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])})
+    assert proc.returncode == 0, proc.stderr[-2000:]  # the job is measured; LoadGen is a note
+    (record,) = read_records(tmp_path / "without" / "results.jsonl")
+    assert record.status == "ok" and record.measurement("latency") is not None
+    assert "MLPerf LoadGen is not installed here" in record.context["loadgen_unavailable"]
+    assert "MLPerf LoadGen was not measured" in proc.stderr
