@@ -157,11 +157,19 @@ def latency(request: WorkerRequest, job: Loaded) -> tuple:
     before_timing(settings, cpus, job.context)
     job.context["cpu_state_before"] = read_cpu_state(cpus)
     pause = None
+    window = BusyWindow(cpus)
     if request.lockstep:
         from harness.protocol import worker_pause
 
-        pause = Pause(worker_pause(job.send, job.receive), float(request.lockstep["block_s"]))
-    window = BusyWindow(cpus).start()
+        wait = worker_pause(job.send, job.receive)
+
+        def paused() -> None:  # the other side's turn: its CPU time is not contention of ours
+            window.suspend()
+            wait()
+            window.resume()
+
+        pause = Pause(paused, float(request.lockstep["block_s"]))
+    window.start()
     result = run_latency_pass(job.runtime, job.artifact, job.inputs, settings, request.batch_size,
                               device_timer=device_timer_for(job.runtime), pause=pause)
     busy = window.stop()

@@ -58,35 +58,59 @@ def _load1() -> float | None:
 
 @dataclass
 class BusyWindow:
-    """How busy ``cpus`` were apart from this process between ``start()`` and ``stop()``."""
+    """How busy ``cpus`` were apart from this process while the window was open: ``start()`` … ``stop()``, with
+    ``suspend()`` / ``resume()`` around stretches that do not count (a lockstep worker's turns of waiting, while
+    the other side runs)."""
 
     cpus: tuple[int, ...]
     root: str | Path = "/"
     clock: Callable[[], float] = time.monotonic
     own_cpu_s: Callable[[], float] = lambda: sum(os.times()[:2])
-    _start: dict[str, Any] = field(default_factory=dict)
+    _open: dict[str, Any] | None = None
+    _sums: dict[str, float] = field(default_factory=lambda: {"busy": 0, "steal": 0, "total": 0, "own": 0.0, "t": 0.0})
+    _readable: bool = True
+    _load1: float | None = None
+
+    def _reading(self) -> dict[str, Any]:
+        return {"jiffies": cpu_jiffies(self.cpus, self.root), "own": self.own_cpu_s(), "t": self.clock()}
 
     def start(self) -> "BusyWindow":
-        self._start = {"jiffies": cpu_jiffies(self.cpus, self.root), "own": self.own_cpu_s(), "t": self.clock(),
-                       "load1": _load1()}
+        self._load1 = _load1()
+        return self.resume()
+
+    def resume(self) -> "BusyWindow":
+        if self._open is None:
+            self._open = self._reading()
         return self
 
+    def suspend(self) -> None:
+        if self._open is None:
+            return
+        begin, end = self._open, self._reading()
+        self._open = None
+        self._sums["own"] += end["own"] - begin["own"]
+        self._sums["t"] += end["t"] - begin["t"]
+        if begin["jiffies"] and end["jiffies"]:
+            for key in ("busy", "steal", "total"):
+                self._sums[key] += end["jiffies"][key] - begin["jiffies"][key]
+        else:
+            self._readable = False
+
     def stop(self) -> dict[str, Any]:
-        """``others_cores``, ``own_cores``, ``steal_share``, ``window_s``, ``cpus``, load averages; ``others_cores``
-        None where /proc/stat is unreadable (not Linux)."""
-        end = cpu_jiffies(self.cpus, self.root)
-        window = max(self.clock() - self._start["t"], 1e-9)
-        own = (self.own_cpu_s() - self._start["own"]) / window
+        """``others_cores``, ``own_cores``, ``steal_share``, ``window_s`` (the counted time), ``cpus``, load
+        averages; ``others_cores`` None where /proc/stat is unreadable (not Linux)."""
+        self.suspend()
+        window = max(self._sums["t"], 1e-9)
+        own = self._sums["own"] / window
         out: dict[str, Any] = {"window_s": round(window, 3), "cpus": list(self.cpus), "own_cores": round(own, 3),
-                               "others_cores": None, "steal_share": None, "load1_before": self._start["load1"],
+                               "others_cores": None, "steal_share": None, "load1_before": self._load1,
                                "load1_after": _load1()}
-        begin = self._start["jiffies"]
-        if begin and end:
+        if self._readable:
             hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-            busy = (end["busy"] - begin["busy"]) / hz / window
+            busy = self._sums["busy"] / hz / window
             out["others_cores"] = round(max(0.0, busy - own), 3)
-            ticks = end["total"] - begin["total"]
-            out["steal_share"] = round((end["steal"] - begin["steal"]) / ticks, 4) if ticks > 0 else 0.0
+            ticks = self._sums["total"]
+            out["steal_share"] = round(self._sums["steal"] / ticks, 4) if ticks > 0 else 0.0
         return out
 
 
