@@ -2,18 +2,20 @@
 process), the cooldown against a fake sysfs that heats and cools, and disturbed passes kept out of verdicts."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from harness.analysis.disturbance import disturbance
+from harness.config.paths import PROJECT_ROOT
 from harness.engine.quiet import BusyWindow, cool_down, cpu_jiffies, throttled, wait_for_quiet
 from harness.results.store import read_records
 
@@ -63,36 +65,33 @@ def quietest_cpu() -> tuple[int, dict]:
 
 def test_a_real_competing_process_is_seen_and_a_quiet_cpu_is_not():
     cpu, quiet = quietest_cpu()
-    hog = spin(cpu, 3.0)
-    try:
-        time.sleep(0.3)
+    with competing(cpu, 3.0):
         window = BusyWindow((cpu,)).start()
         time.sleep(1.5)
         busy = window.stop()
-    finally:
-        hog.kill()
-        hog.wait()
     assert busy["others_cores"] > 0.6, busy  # one busy process on our CPU: about a whole core
     assert quiet["others_cores"] < busy["others_cores"] - 0.4, (quiet, busy)
 
 
+@contextlib.contextmanager
+def competing(cpu: int, seconds: float):
+    """A real competing process busy on ``cpu`` for ``seconds`` (killed on leaving, whatever happened)."""
+    hog = spin(cpu, seconds)
+    try:
+        time.sleep(0.3)
+        yield hog
+    finally:
+        hog.kill()
+        hog.wait()
+
+
 def test_waiting_for_quiet_returns_once_the_competitor_is_gone():
-    cpu = min(os.sched_getaffinity(0))
-    hog = spin(cpu, 1.5)
-    try:
-        time.sleep(0.3)
+    cpu, _ = quietest_cpu()
+    with competing(cpu, 1.5):
         found = wait_for_quiet((cpu,), max_cores=0.3, max_wait_s=20)
-    finally:
-        hog.kill()
-        hog.wait()
     assert found["quiet"] and 0.5 <= found["waited_s"] < 10, found
-    hog = spin(cpu, 5)
-    try:
-        time.sleep(0.3)
+    with competing(cpu, 5):
         capped = wait_for_quiet((cpu,), max_cores=0.3, max_wait_s=1.0)
-    finally:
-        hog.kill()
-        hog.wait()
     assert not capped["quiet"] and capped["others_cores"] > 0.3
 
 
@@ -189,13 +188,8 @@ def test_a_latency_pass_beside_a_competing_process_is_flagged_and_a_retry_measur
     env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)}
     args = ["run", "--suite", str(suite), "--no-progress", "--cache", str(shared_cache)]
     assert harness(*args, "--out", str(tmp_path / "warm"), env=env).returncode == 0  # exported, cached
-    hog = spin(cpu, 120)
-    try:
-        time.sleep(0.3)
+    with competing(cpu, 120):
         proc = harness(*args, "--out", str(tmp_path / "busy"), env=env)
-    finally:
-        hog.kill()
-        hog.wait()
     assert proc.returncode == 0, proc.stderr[-2000:]
     (record,) = read_records(tmp_path / "busy" / "results.jsonl")
     assert record.context["contention"]["contended"] and record.context["contention"]["others_cores"] > 0.5
@@ -205,16 +199,23 @@ def test_a_latency_pass_beside_a_competing_process_is_flagged_and_a_retry_measur
     (quiet,) = read_records(tmp_path / "warm" / "results.jsonl")
     assert not quiet.context["contention"]["contended"]
 
-    hog = spin(cpu, 2.5)  # gone before the retry
-    try:
-        time.sleep(0.3)
-        suite.write_text(suite.read_text() + "contention_retries = 2\n")
-        proc = harness(*args, "--out", str(tmp_path / "retried"), env=env)
-    finally:
+    suite.write_text(suite.read_text() + "contention_retries = 2\n")
+    with competing(cpu, 120) as hog:  # busy during the first latency pass, gone before its retry
+        run = subprocess.Popen([sys.executable, "-m", "harness", *args, "--out", str(tmp_path / "retried")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
+                               env=dict(os.environ) | env)
+        first = None
+        while first is None and run.poll() is None:
+            first = next((c for c in psutil.Process(run.pid).children(recursive=True)
+                          if "harness.worker" in " ".join(c.cmdline())), None)
+            time.sleep(0.02)
+        assert first is not None, run.communicate()[1][-2000:]
+        psutil.wait_procs([first], timeout=120)
         hog.kill()
-        hog.wait()
+        _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr[-2000:]
     (record,) = read_records(tmp_path / "retried" / "results.jsonl")
-    assert proc.returncode == 0
+    assert record.context["contention_retries"] >= 1  # the first pass was contended: measured again
     assert not record.context["contention"]["contended"], record.context["contention"]
 
 

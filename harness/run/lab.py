@@ -577,23 +577,13 @@ class LabRunner(SuiteRunner):
 
     # -- running --------------------------------------------------------------------------------------------------
     def run(self) -> RunSummary:
-        from tqdm import tqdm
-
         ray = self._join()
         started = time.time()
         self._identity = node_identity()
         try:
             nodes = self._check_nodes(ray)
             self._start_lanes(ray, nodes)
-            summary = RunSummary(self.store.path)
-            torn = self.store.repair()
-            if torn:
-                print(f"{self.store.path}: removed a torn last record ({torn} bytes) left by an interrupted run",
-                      file=sys.stderr)
-            done = self.store.completed_keys() if self.resume else set()
-            bar = tqdm(total=self.job_count(), unit="job", file=sys.stderr, disable=not self.progress,
-                       dynamic_ncols=True)
-            self.status = lambda text: bar.set_description_str(text[:90]) if text else None
+            summary, done, bar = self.begin()
             threads = [self._thread("lab-feed", self._feed, ray, summary, bar, done)]
             threads += [self._thread(f"lab-{lane.name}", self._lane, lane, summary, bar, done) for lane in self.lanes]
             try:

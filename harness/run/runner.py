@@ -264,7 +264,9 @@ class SuiteRunner:
                             yield PlannedJob(job, error)
 
     # -- running ------------------------------------------------------------------------------------
-    def run(self) -> RunSummary:
+    def begin(self) -> tuple[RunSummary, set[str], Any]:
+        """Before the first job: the store's torn last record cut, the jobs already done (``--resume``), the progress
+        bar (``status`` shows on it)."""
         from tqdm import tqdm
 
         summary = RunSummary(self.store.path)
@@ -276,6 +278,10 @@ class SuiteRunner:
         bar = tqdm(total=self.job_count(), unit="job", file=sys.stderr, disable=not self.progress,
                    dynamic_ncols=True)
         self.status = lambda text: bar.set_description_str(text[:90]) if text else None
+        return summary, done, bar
+
+    def run(self) -> RunSummary:
+        summary, done, bar = self.begin()
         self._between_models = lambda: self._model_done(bar)
         try:
             with interrupts.watching():
