@@ -73,6 +73,13 @@ def test_a_real_competing_process_is_seen_and_a_quiet_cpu_is_not():
     assert quiet["others_cores"] < busy["others_cores"] - 0.4, (quiet, busy)
 
 
+def is_worker(process: psutil.Process) -> bool:
+    try:
+        return "harness.worker" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+
+
 @contextlib.contextmanager
 def competing(cpu: int, seconds: float):
     """A real competing process busy on ``cpu`` for ``seconds`` (killed on leaving, whatever happened)."""
@@ -206,8 +213,7 @@ def test_a_latency_pass_beside_a_competing_process_is_flagged_and_a_retry_measur
                                env=dict(os.environ) | env)
         first = None
         while first is None and run.poll() is None:
-            first = next((c for c in psutil.Process(run.pid).children(recursive=True)
-                          if "harness.worker" in " ".join(c.cmdline())), None)
+            first = next((c for c in psutil.Process(run.pid).children(recursive=True) if is_worker(c)), None)
             time.sleep(0.02)
         assert first is not None, run.communicate()[1][-2000:]
         psutil.wait_procs([first], timeout=120)
