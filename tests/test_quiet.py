@@ -199,7 +199,8 @@ def test_a_latency_pass_beside_a_competing_process_is_flagged_and_a_retry_measur
         proc = harness(*args, "--out", str(tmp_path / "busy"), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (record,) = read_records(tmp_path / "busy" / "results.jsonl")
-    assert record.context["contention"]["contended"] and record.context["contention"]["others_cores"] > 0.5
+    # sharing its one CPU with the worker, the competitor gets about half of it
+    assert record.context["contention"]["contended"] and record.context["contention"]["others_cores"] > 0.3
     assert "left out of verdicts" in proc.stderr
     html = (tmp_path / "busy" / "index.html").read_text()
     assert "measured under contention" in html
