@@ -20,7 +20,8 @@ def harness(*args, env=None, timeout=600):
                           timeout=timeout, cwd=PROJECT_ROOT, env=full_env)
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["report"], ["compare"], ["gate"], ["sweep"], ["ab"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["report"], ["compare"], ["gate"], ["sweep"], ["ab"],
+                                     ["history"], ["node"]])
 def test_help_for_every_command(command):
     proc = harness(*command, "--help")
     assert proc.returncode == 0 and "usage: harness" in proc.stdout
