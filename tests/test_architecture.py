@@ -85,8 +85,9 @@ def test_every_allowed_exception_is_still_needed():
 
 def test_the_engine_imports_only_the_standard_library_numpy_and_psutil():
     """…and, for a GPU job only, torch in the device timer (CUDA events on PyTorch's stream) and NVML in the
-    memory pass (GPU memory)."""
-    device_libraries = {"device_timing.py": {"torch"}, "memory.py": {"pynvml"}}
+    memory pass (GPU memory); for a job measured under MLPerf LoadGen only, LoadGen itself (the measuring method,
+    imported inside the run)."""
+    device_libraries = {"device_timing.py": {"torch"}, "memory.py": {"pynvml"}, "loadgen.py": {"mlperf_loadgen"}}
     for path in sorted((PACKAGE_DIR / "engine").glob("*.py")):
         allowed = set(sys.stdlib_module_names) | {"numpy", "psutil", "harness", "__future__"}
         allowed |= device_libraries.get(path.name, set())
@@ -98,7 +99,8 @@ def test_the_engine_imports_only_the_standard_library_numpy_and_psutil():
 
 WORKER_BUNDLE = ["__init__.py", "capture.py", "energy/__init__.py", "energy/counters.py", "energy/modelled.py",
                  "energy/sampled.py", "energy/window.py", "engine/__init__.py", "engine/context.py",
-                 "engine/cpustate.py", "engine/device_timing.py", "engine/measure.py", "engine/memory.py",
+                 "engine/cpustate.py", "engine/device_timing.py", "engine/loadgen.py", "engine/measure.py",
+                 "engine/memory.py",
                  "engine/quiet.py", "engine/sampling_loop.py", "errors.py", "plugins.py", "profiling/__init__.py",
                  "profiling/ceilings.py", "profiling/executorch_ops.py", "profiling/families.py",
                  "profiling/litert_ops.py",
