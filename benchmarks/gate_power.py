@@ -19,8 +19,13 @@ count (any metric of any job), the catch rate of the slowdown (per job: latency 
 the measured p50 ratios. Target: no false alarm over ≥ 20 A/A comparisons and ≥ 95% caught. Exit 0 when met,
 1 when not. Writes reports/gate-power-<time>.json; the trials' results stay in reports/gate-power-<time>/.
 
+--gate-config FILE judges every comparison with that gate file (``harness gate --config``) instead of the defaults.
+Whatever the file, the summary also sweeps the latency-p50 threshold (A/A alarms and slowed jobs caught on p50 alone
+at each threshold, the same significance test), to show the margin on both sides of the chosen one.
+
 Usage: python benchmarks/gate_power.py [--mode interleaved|separate-runs] [--trials 22] [--slowdown 0.15]
-                                       [--pairs 8] [--no-pin] [--regate reports/gate-power-<time>]
+                                       [--pairs 8] [--no-pin] [--gate-config FILE]
+                                       [--regate reports/gate-power-<time>]
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ from pathlib import Path
 from harness.config import paths
 from harness.analysis.compare import compare_runs, group_records, paired_rounds
 from harness.engine.context import machine_context
-from harness.analysis.gate import GateConfig, run_gate
+from harness.analysis.gate import load_gate_config, run_gate
 from harness.results.store import read_records
 
 PLUGIN = Path(__file__).resolve().parent / "plugins" / "slowdown.py"
@@ -63,13 +68,23 @@ def harness_ab(run: Path, out: Path, pairs: int, slowdown: float, pin: bool = Tr
     return out / "baseline" / "results.jsonl", out / "candidate" / "results.jsonl"
 
 
-def gate(base: Path, cand: Path, summary_name: str) -> dict:
+SWEEP = (0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.05, 0.10)
+"""Latency-p50 thresholds the summary tries on the measured comparisons (fractions)."""
+
+
+def gate(base: Path, cand: Path, summary_name: str, config_file: Path | None) -> dict:
     """The CLI's gate (exit code) plus the verdicts, for the record."""
+    config = ["--config", str(config_file)] if config_file else []
     code = subprocess.run([sys.executable, "-m", "harness", "gate", "--baseline", str(base), "--candidate",
-                           str(cand), "--markdown", str(cand.parent / summary_name)], capture_output=True).returncode
+                           str(cand), "--markdown", str(cand.parent / summary_name), *config],
+                          capture_output=True).returncode
     base_records, cand_records = read_records(base), read_records(cand)
-    result = run_gate(base_records, cand_records, GateConfig())
-    p50 = {f"{c.key[0]}": c.ratio for c in compare_runs(base_records, cand_records, ["latency_p50"])[0]}
+    result = run_gate(base_records, cand_records, load_gate_config(config_file))
+    p50_comparisons = compare_runs(base_records, cand_records, ["latency_p50"])[0]
+    p50 = {f"{c.key[0]}": c.ratio for c in p50_comparisons}
+    p50_tests = {f"{c.key[0]}": {"ratio": c.ratio, "ci": [c.ci_low, c.ci_high], "p": c.p_value, "min_p": c.min_p}
+                 for c in p50_comparisons}
+    p90 = {f"{c.key[0]}": c.ratio for c in compare_runs(base_records, cand_records, ["latency_p90"])[0]}
     pairs, cand_groups = {}, group_records(cand_records)
     for key, recs in group_records(base_records).items():
         found = paired_rounds(recs, cand_groups.get(key, []))
@@ -79,7 +94,19 @@ def gate(base: Path, cand: Path, summary_name: str) -> dict:
             "regressions": [f"{v.comparison.key[0]} {v.comparison.metric}: {v.reason}" for v in result.regressions],
             "p50_flagged": sorted({v.comparison.key[0] for v in result.regressions
                                    if v.comparison.metric == "latency_p50"}),
-            "p50_ratio": p50}
+            "p50_ratio": p50, "p50_tests": p50_tests, "p90_ratio": p90}
+
+
+def threshold_sweep(trials: list[dict], alpha: float) -> list[dict]:
+    """Per latency-p50 threshold: A/A jobs that would alarm on p50 and slowed jobs caught on p50 (same test, α)."""
+    def flagged(tests: dict, threshold: float) -> int:
+        return sum(t["ratio"] is not None and t["ratio"] - 1 > threshold and t["p"] is not None and t["p"] < alpha
+                   for t in tests.values())
+    if not all("p50_tests" in t[side] for t in trials for side in ("aa", "slowed")):
+        return []
+    return [{"threshold": th, "aa_p50_alarms": sum(flagged(t["aa"]["p50_tests"], th) for t in trials),
+             "slowed_p50_caught": sum(flagged(t["slowed"]["p50_tests"], th) for t in trials),
+             "slowed_jobs": sum(len(t["slowed"]["p50_tests"]) for t in trials)} for th in SWEEP]
 
 
 def main() -> int:
@@ -89,6 +116,8 @@ def main() -> int:
     parser.add_argument("--slowdown", type=float, default=0.15)
     parser.add_argument("--pairs", type=int, default=8, help="interleaved mode: pairs of rounds per session")
     parser.add_argument("--no-pin", action="store_true", help="interleaved mode: `harness ab --no-pin`")
+    parser.add_argument("--gate-config", type=Path, metavar="TOML",
+                        help="judge with this gate file (harness gate --config); default: the gate's defaults")
     parser.add_argument("--regate", type=Path, metavar="DIR",
                         help="judge the trials of an earlier run folder (reports/gate-power-<time>) again with the "
                              "current gate, measuring nothing")
@@ -121,7 +150,7 @@ def main() -> int:
             made = {name: harness_run(folder / ("same" if name == "aa" else name), s) for name, s in order}
             pairs = {name: (base, made[name]) for name in made}
         summary_name = f"gate-{stamp}.md"
-        trial = {name: gate(*pairs[name], summary_name) for name in ("aa", "slowed")}
+        trial = {name: gate(*pairs[name], summary_name, args.gate_config) for name in ("aa", "slowed")}
         trials.append(trial)
         print(f"trial {i + 1}: A/A exit {trial['aa']['exit_code']} "
               f"p50 ×{', '.join(f'{k} {v:.3f}' for k, v in trial['aa']['p50_ratio'].items())}; "
@@ -145,6 +174,13 @@ def main() -> int:
         "aa_p50_ratio_min_median_max": [min(aa_ratios), statistics.median(aa_ratios), max(aa_ratios)],
         "slowed_p50_ratio_min_median_max": [min(slow_ratios), statistics.median(slow_ratios), max(slow_ratios)],
     }
+    config = load_gate_config(args.gate_config)
+    summary["gate_config"] = str(args.gate_config) if args.gate_config else None
+    summary["p50_threshold"] = config.thresholds["latency_p50"]
+    summary["p50_threshold_sweep"] = threshold_sweep(trials, config.alpha)
+    aa_p90 = [r for t in trials for r in t["aa"].get("p90_ratio", {}).values() if r is not None]
+    if aa_p90:
+        summary["aa_p90_ratio_min_median_max"] = [min(aa_p90), statistics.median(aa_p90), max(aa_p90)]
     if not args.regate:
         summary["wall_s"] = round(time.monotonic() - started)
     aa_pairs = [r for t in trials for rs in t["aa"].get("pair_ratios", {}).values() for r in rs]
