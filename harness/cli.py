@@ -448,6 +448,10 @@ def _cmd_history(args: argparse.Namespace) -> int:
     for r in reports:
         print(f"step: {r.series.label} {r.series.metric.name} at run {r.run + 1} ({runs[r.run].label}): "
               f"{r.before:.4g} -> {r.after:.4g} ({'worse' if r.worse else 'better'})", file=sys.stderr)
+    for s in series:
+        if s.unconfirmed:
+            print(f"not a step (yet): {s.label} {s.metric.name} at run {len(runs)}: {s.unconfirmed[1]}",
+                  file=sys.stderr)
     print(f"history: {len(runs)} runs, {len(series)} series, {len(reports)} steps, {len(new)} new worsening; "
           f"report: {written['html']}", file=sys.stderr)
     print(written["markdown"])

@@ -121,20 +121,26 @@ def before_timing(settings: Any, cpus: tuple[int, ...], context: dict[str, Any])
         context["quiet_wait"] = wait_for_quiet(cpus, settings.contention_max_cores, settings.quiet_wait_s)
 
 
+def flag_contention(settings: Any, busy: dict[str, Any], context: dict[str, Any], what: str = "") -> dict[str, Any]:
+    """``busy`` (a ``BusyWindow`` reading) with its limit and whether beyond it; a warning when it is."""
+    others = busy.get("others_cores")
+    busy["limit_cores"] = settings.contention_max_cores
+    busy["contended"] = others is not None and others > settings.contention_max_cores
+    if busy["contended"]:
+        context.setdefault("warnings", []).append(
+            f"{what}other processes kept {others:.2f} of the worker's {len(busy['cpus'])} CPU(s) busy while it was "
+            f"timed (limit {settings.contention_max_cores:g}): this pass is left out of verdicts; stop the other "
+            "load, or set quiet_wait_s / contention_retries")
+    return busy
+
+
 def after_timing(settings: Any, busy: dict[str, Any], context: dict[str, Any]) -> None:
     """The pass's flags: ``contention`` (how busy the CPUs were apart from the worker, and whether beyond the
     limit), ``throttled``, a cooldown that did not reach its limit; each with a warning saying what to do."""
     from harness.engine.quiet import throttled
 
-    others = busy.get("others_cores")
-    busy["limit_cores"] = settings.contention_max_cores
-    busy["contended"] = others is not None and others > settings.contention_max_cores
-    context["contention"] = busy
+    context["contention"] = flag_contention(settings, busy, context)
     warnings = context.setdefault("warnings", [])
-    if busy["contended"]:
-        warnings.append(f"other processes kept {others:.2f} of the worker's {len(busy['cpus'])} CPU(s) busy while it "
-                        f"was timed (limit {settings.contention_max_cores:g}): this pass is left out of verdicts; "
-                        "stop the other load, or set quiet_wait_s / contention_retries")
     if busy.get("steal_share") and busy["steal_share"] > 0.05:
         warnings.append(f"the hypervisor gave {busy['steal_share']:.0%} of the CPUs' time to other guests during "
                         "the pass (steal): timings of a shared VM; prefer a dedicated machine")
@@ -142,8 +148,11 @@ def after_timing(settings: Any, busy: dict[str, Any], context: dict[str, Any]) -
                                      settings.throttle_freq_drop)
     cooldown = context.get("cooldown")
     if cooldown and cooldown.get("reached") is False:
-        warnings.append(f"the cooldown stopped after {cooldown['waited_s']:g} s at {cooldown['temp_c_end']:.0f} °C "
-                        f"(limit {cooldown['limit_c']:g} °C): the pass started hot")
+        temp = cooldown.get("temp_c_end")
+        where = [f"{temp:.0f} °C (limit {cooldown['limit_c']:g} °C)"] if temp is not None else []
+        where += ["the CPU clock still thermally capped"] if cooldown.get("cooling_end") else []
+        warnings.append(f"the cooldown stopped after {cooldown['waited_s']:g} s at {' with '.join(where)}: "
+                        "the pass started hot")
 
 
 def latency(request: WorkerRequest, job: Loaded) -> tuple:
@@ -190,7 +199,10 @@ def sampling(request: WorkerRequest, job: Loaded) -> tuple:
     """The whole sampling loop, timed as one inference (``loop_latency``: ms per generated batch, with its
     ``loop_step_latency``, the decoder's ``loop_decode_latency`` and the sampler's ``loop_overhead``); then the
     loop's sample set, for the trajectory's fidelity."""
+    import os
+
     from harness.engine.measure import run_latency_pass
+    from harness.engine.quiet import BusyWindow, wait_for_quiet
     from harness.engine.sampling_loop import SamplingLoop
     from harness.sampling import Sampler
     from harness.types import Artifact, Measurement, RunSettings
@@ -207,7 +219,12 @@ def sampling(request: WorkerRequest, job: Loaded) -> tuple:
                         decoder=type(job.runtime)(job.options) if decoder else None,
                         decoder_input=decoder.get("input", ""),
                         decoder_artifact=Artifact.from_dict(decoder["artifact"]) if decoder else None)
+    cpus = tuple(sorted(os.sched_getaffinity(0)))
+    if settings.quiet_wait_s > 0:
+        job.context["quiet_wait"] = wait_for_quiet(cpus, settings.contention_max_cores, settings.quiet_wait_s)
+    window = BusyWindow(cpus).start()
     result = run_latency_pass(loop, job.artifact, job.inputs, settings, request.batch_size)
+    job.context["loop_contention"] = flag_contention(settings, window.stop(), job.context, "sampling loop: ")
     by = {m.metric: m for m in result.measurements}
     n = len(by["latency"].samples)
     timed = loop.loops[-n:]  # the steady-state loops: the last ones run

@@ -164,8 +164,28 @@ latency_p50 = 0.05
     assert config.threshold(("other", "fp32", "onnx", "onnxruntime", "rpi4", 1), "latency_p50") == 0.20
 
 
+def test_an_ab_session_is_judged_by_the_paired_thresholds(tmp_path):
+    """A 5% change measured in 8 interleaved pairs fails by the paired p50 threshold (3% by default); the same 5%
+    between separate runs stays within their 10%. A gate file's [paired] table replaces the default; overrides win."""
+    drift = [1.00, 1.25, 0.90, 1.20, 1.05, 1.30, 0.92, 1.15]
+    base, slowed = ab_side(drift), ab_side([d * 1.05 for d in drift], side="candidate", seed=2)
+    verdict = next(v for v in run_gate([base], [slowed], GateConfig()).verdicts if v.comparison.metric == "latency_p50")
+    assert verdict.outcome == "regression" and verdict.threshold == 0.03 and "3% for A/B pairs" in verdict.reason
+    runs = [with_rounds(job(lognormal(0)), [1.0, 1.01, 0.99, 1.0, 1.02])], \
+        [with_rounds(job(lognormal(2)), [1.05, 1.06, 1.04, 1.05, 1.07])]
+    separate = next(v for v in run_gate(*runs, GateConfig()).verdicts if v.comparison.metric == "latency_p50")
+    assert separate.outcome == "noise" and separate.threshold == 0.10 and "pairs" not in separate.reason
+    path = tmp_path / "gate.toml"
+    path.write_text('[paired]\nlatency_p50 = 0.08\n[[overrides]]\nmodel = "gen"\nlatency_p50 = 0.02\n')
+    config = load_gate_config(path)
+    assert config.threshold(("other",) * 6, "latency_p50", paired=True) == 0.08
+    assert config.threshold(("other",) * 6, "latency_p50") == 0.10
+    assert config.threshold(("gen",) + ("x",) * 5, "latency_p50", paired=True) == 0.02
+
+
 @pytest.mark.parametrize("text, message", [
     ("[thresholds]\nlatency = 0.1", "unknown metric 'latency'"),
+    ("[paired]\nlatency_p50 = -1", r"\[paired\] latency_p50 must be a number >= 0"),
     ("[thresholds]\nlatency_p50 = -0.1", "must be a number >= 0"),
     ("[thresholds]\nlatency_p50 = true", "must be a number >= 0"),
     ("alpha = 2.0", "alpha must be within"),

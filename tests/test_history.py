@@ -129,6 +129,41 @@ def test_history_names_run_7_and_no_other_and_fails_only_when_asked(tmp_path):
     assert proc.returncode == 0  # opt-in
 
 
+def rounds_record(template, round_scales: list[float], rng: np.random.Generator):
+    """The fixture's first latency record measured in rounds: 80 samples per round at that round's scale (1% noise),
+    with the rounds' medians and p90s as the worker records them."""
+    rounds = [scale * np.exp(0.01 * rng.standard_normal(80)) for scale in round_scales]
+    samples = tuple(float(v) for r in rounds for v in r)
+    keep = [m for m in template.measurements if m.metric not in ("latency", "latency_round_medians",
+                                                                  "latency_round_p90s")]
+    return dataclasses.replace(template, measurements=tuple(keep) + (
+        Measurement("latency", float(np.median(samples)), "ms", "perf_counter", samples=samples,
+                    stats=summarize(samples)),
+        Measurement("latency_round_medians", 1.0, "ms", "perf_counter",
+                    samples=tuple(float(np.median(r)) for r in rounds)),
+        Measurement("latency_round_p90s", 1.0, "ms", "perf_counter",
+                    samples=tuple(float(np.percentile(r, 90)) for r in rounds))))
+
+
+def test_a_newest_run_step_must_be_significant_by_the_gates_test():
+    """Two fast rounds and three slow ones: the pooled p50 is 30% up, but the rounds (the gate's unit) straddle the
+    old level, so it is not a step yet; all five rounds up is one. One noisy round moves no p90 level."""
+    from harness.analysis.history import series_of
+
+    template = next(r for r in read_records(FIXTURE) if r.status == "ok" and r.measurement("latency"))
+    rng = np.random.default_rng(0)
+    old = [[rounds_record(template, list(1 + 0.03 * rng.uniform(-1, 1, 5)), rng)] for _ in range(11)]
+    split = series_of(old + [[rounds_record(template, [0.8, 0.9, 1.3, 1.3, 1.3], rng)]], metrics=["latency_p50"])
+    (series,) = split
+    assert series.points[-1].value > 1.25 and series.fit.steps == ()
+    step, why = series.unconfirmed
+    assert step.index == 11 and "not significant" in why and "mann-whitney-u over round medians" in why
+    (clear,) = series_of(old + [[rounds_record(template, [1.3] * 5, rng)]], metrics=["latency_p50"])
+    assert [s.index for s in clear.fit.steps] == [11] and clear.unconfirmed is None
+    (tail,) = series_of(old + [[rounds_record(template, [1.0, 1.0, 1.0, 1.0, 1.6], rng)]], metrics=["latency_p90"])
+    assert tail.fit.steps == () and tail.unconfirmed is None and tail.points[-1].value < 1.1
+
+
 def test_history_input_errors_are_one_line(tmp_path):
     proc = harness("history", str(tmp_path / "missing"))
     assert proc.returncode == 2 and "no such folder" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -16,6 +16,7 @@ import pytest
 
 from harness.analysis.disturbance import disturbance
 from harness.config.paths import PROJECT_ROOT
+from harness.engine.cpustate import read_cpu_state
 from harness.engine.quiet import BusyWindow, cool_down, cpu_jiffies, throttled, wait_for_quiet
 from harness.results.store import read_records
 
@@ -134,6 +135,32 @@ def test_cooldown_waits_until_the_zone_is_back_under_the_limit_and_has_a_cap(tmp
     assert cool_down((0,), 50.0, 5.0, root=tmp_path / "none")["reached"] is None  # nothing readable: no wait
 
 
+def test_cooldown_also_waits_for_the_cpu_frequency_cap_to_lift(tmp_path):
+    """A hot board cools under the limit before its cpufreq cooling device lets go of the clock: the cooldown waits
+    for both; a fan is not a frequency cap."""
+    fake = FakeThermal(tmp_path, 60.0)
+    thermal = tmp_path / "sys/class/thermal"
+    for name, kind, state in (("cooling_device0", "cpufreq-cpu0", "3"), ("cooling_device1", "pwm-fan", "4")):
+        (thermal / name).mkdir()
+        (thermal / name / "type").write_text(kind + "\n")
+        (thermal / name / "cur_state").write_text(state + "\n")
+    now = [0.0]
+
+    def sleep(s: float) -> None:  # 2 °C and one cooling step per poll
+        now[0] += s
+        fake.set(fake.read() - 2.0)
+        cap = thermal / "cooling_device0" / "cur_state"
+        cap.write_text(f"{max(int(cap.read_text()) - 1, 0)}\n")
+
+    assert read_cpu_state((0,), tmp_path)["cpu_cooling"] == 3
+    done = cool_down((0,), to_c=58.0, max_s=60.0, root=tmp_path, sleep=sleep, clock=lambda: now[0])
+    assert done["reached"] and done["cooling_start"] == 3 and done["cooling_end"] == 0
+    assert done["waited_s"] == pytest.approx(1.5)  # under 58 °C after 1 poll, uncapped after 3
+    (thermal / "cooling_device0" / "cur_state").write_text("2\n")
+    assert throttled({"freq_mhz": 1500, "cpu_cooling": 0}, {"freq_mhz": 1500, "cpu_cooling": 2}, 0.10)
+    assert not throttled({"cpu_cooling": 2}, {"cpu_cooling": 2}, 0.10)
+
+
 def test_a_heating_worker_pass_is_flagged_throttled_by_frequency():
     assert throttled({"freq_mhz": 2400}, {"freq_mhz": 1800}, 0.10)
     assert not throttled({"freq_mhz": 2400}, {"freq_mhz": 2300}, 0.10)
@@ -174,6 +201,40 @@ def test_disturbed_latencies_stay_out_of_best_variant_speedups_and_the_gate(tmp_
     assert not result.regressions  # the same, measured under contention: reported, not gated
     assert any("not gated: the candidate: measured under contention" in v.reason for v in result.verdicts)
     assert run_gate(records, [contended(r) for r in slowed], GateConfig(accept_disturbed=True)).failed
+
+
+def test_a_contended_sampling_loop_keeps_its_own_figure_out_of_the_gate_and_history():
+    """The loop's worker has its own quiet check: a loop timed under contention leaves loop_latency_p50 ungated
+    (and out of history), while the quiet latency pass of the same job is still gated."""
+    from harness.analysis.gate import GateConfig, run_gate
+    from harness.analysis.history import series_of
+    from harness.types import Measurement
+
+    def with_loop(record, factor=1.0, loop_busy=False):
+        latency = record.measurement("latency")
+        loop = Measurement("loop_latency", latency.value * factor * 10, "ms", "perf_counter",
+                           samples=tuple(v * factor * 10 for v in latency.samples),
+                           stats={k: v * factor * 10 if k not in ("n", "cv") else v for k, v in latency.stats.items()})
+        slowed = tuple(dataclasses.replace(m, value=m.value * factor, samples=tuple(v * factor for v in m.samples),
+                                           stats={k: v * factor if k not in ("n", "cv") else v
+                                                  for k, v in m.stats.items()}) if m.metric == "latency" else m
+                       for m in record.measurements)
+        context = dict(record.context) | {"loop_contention": {"contended": loop_busy, "others_cores": 0.9 if loop_busy
+                                                              else 0.0, "limit_cores": 0.25, "cpus": [0]}}
+        return dataclasses.replace(record, measurements=slowed + (loop,), context=context)
+
+    records = [r for r in read_records(FIXTURE) if r.status == "ok" and r.measurement("latency")]
+    base = [with_loop(r) for r in records]
+    busy = [with_loop(r, 3.0, loop_busy=True) for r in records]
+    assert disturbance(busy[0], "loop").startswith("sampling loop measured under contention")
+    assert disturbance(busy[0]) == ""  # the latency pass itself was quiet
+    verdicts = {v.comparison.metric: v for v in run_gate(base[:1], busy[:1], GateConfig()).verdicts}
+    assert verdicts["latency_p50"].outcome == "regression"
+    assert verdicts["loop_latency_p50"].outcome == "info" and "sampling loop measured under contention" in \
+        verdicts["loop_latency_p50"].reason
+    assert run_gate(base, busy, GateConfig(accept_disturbed=True)).failed
+    history = series_of([base, base, busy], metrics=["loop_latency_p50", "latency_p50"])
+    assert {s.metric.name: len(s.points) for s in history} == {"latency_p50": 3, "loop_latency_p50": 2}
 
 
 @pytest.mark.slow

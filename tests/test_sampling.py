@@ -195,6 +195,8 @@ def test_a_denoiser_with_a_sampler_is_measured_over_its_whole_loop_beside_one_st
         assert step.stats["n"] == 5 * len(loop.samples)  # every step of every timed loop
         assert "16 samples" in record.measurement("loop_nonfinite_outputs").note
         assert record.context["pass_seconds"]["sampling"] > 0
+        quiet = record.context["loop_contention"]  # the loop's own pass checked how busy the machine was
+        assert quiet["others_cores"] >= 0 and isinstance(quiet["contended"], bool) and quiet["limit_cores"] == 0.25
     assert by[("fp32", "torch")].measurement("loop_max_abs_error").value < 1e-5  # the reference pipeline itself
     assert by[("fp32", "onnx")].measurement("loop_psnr").value > 80  # the export walks the same path
     half = by[("half", "onnx")]

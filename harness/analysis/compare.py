@@ -21,6 +21,9 @@ JobKey = tuple[str, str, str, str, str, int]
 KEY_FIELDS = ("model", "variant", "format", "runtime", "target", "batch_size")
 
 
+PAIRED_TEST = "wilcoxon signed-rank over paired rounds"
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One metric of one job, base vs candidate.
@@ -48,6 +51,11 @@ class Comparison:
     @property
     def spec(self) -> Metric:
         return METRICS[self.metric]
+
+    @property
+    def paired(self) -> bool:
+        """Tested over interleaved pairs of rounds (an A/B session, ``harness ab``), not over separate runs."""
+        return self.test == PAIRED_TEST
 
 
 def p_text(p: float) -> str:
@@ -161,7 +169,7 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
             # is never significant — rather than fall back to the pooled samples, which drift calls significant.
             ratio, lo, hi, p = stats.paired_ratio(*paired, seed=seed)
             min_p = stats.smallest_p("wilcoxon", len(paired[0]))
-            test = "wilcoxon signed-rank over paired rounds"
+            test = PAIRED_TEST
             few = f" (fewer than {MIN_PAIRS_FOR_TEST}: never significant)" if len(paired[0]) < MIN_PAIRS_FOR_TEST else ""
             note = f"{len(paired[0])} interleaved pairs of rounds{few} (A/B session), {note}"
         else:

@@ -7,9 +7,20 @@ from __future__ import annotations
 from typing import Any
 
 
-def disturbance(record: Any) -> str:
-    """Why the record's timings are not fit for verdicts, one line ('' when they are)."""
+LOOP_TIMED_METRICS = frozenset({"loop_latency_p50"})
+"""Metrics read from the sampling-loop pass, a worker of its own with its own quiet check (``loop_contention``)."""
+
+
+def disturbance(record: Any, timed_pass: str = "latency") -> str:
+    """Why the record's timings of ``timed_pass`` ('latency', or 'loop': the sampling loop's) are not fit for
+    verdicts, one line ('' when they are)."""
     context = getattr(record, "context", {}) or {}
+    if timed_pass == "loop":
+        loop = context.get("loop_contention") or {}
+        if loop.get("contended"):
+            return (f"sampling loop measured under contention: other processes kept {loop.get('others_cores', 0):.2f} "
+                    f"CPU(s) busy (limit {loop.get('limit_cores', 0):g})")
+        return ""
     contention = context.get("contention") or {}
     if contention.get("contended"):
         rounds = f" in {contention['rounds_contended']} round(s)" if contention.get("rounds_contended") else ""

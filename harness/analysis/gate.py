@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from xml.etree import ElementTree as ET
 
-from harness.analysis.disturbance import disturbance
+from harness.analysis.disturbance import LOOP_TIMED_METRICS, disturbance
 from harness.analysis.metrics import CATALOGUE
 from harness.analysis.compare import (KEY_FIELDS, METRICS, NOT_GATED_PREFIXES, Comparison, JobKey, compare_runs, job_key,
                              key_label, p_text)
@@ -28,6 +28,10 @@ absolute ones (PSNR: dB lower; NaN/inf outputs: any new share fails; label agree
 from the gate benchmark on a shared 2-core machine, where a whole run drifted by 8.7–12.5% against the same
 configuration measured just before (benchmarks/gate_power.py; README). Latency of an interleaved A/B session
 (``harness ab``) stayed within 1.5% of 1 in A/A there: such jobs may take a tighter threshold in a gate file."""
+DEFAULT_PAIRED_THRESHOLDS: dict[str, float | None] = {"latency_p50": 0.03}
+"""Thresholds for comparisons tested over interleaved pairs (``harness ab``), replacing the table above for those.
+Set from the gate benchmark's 5% slowdown (benchmarks/gate_power.py --slowdown 0.05; README): with 8 pairs per
+session the A/A p50 ratios stayed within 1.5% of 1, the 5%-slowed jobs measured ×1.04 at the least."""
 TIMED_METRICS = frozenset({"latency_p50", "latency_p90", "gpu_latency_p50"})
 """Metrics read from the latency pass, whose worker checks the machine was quiet (``harness.engine.quiet``)."""
 DEFAULT_ALPHA = 0.05
@@ -58,10 +62,15 @@ class GateConfig:
     accept_disturbed: bool = False
     """Gate latencies measured under contention or throttling too (``harness.analysis.disturbance``); by default
     such a comparison is reported, not gated."""
+    paired: Mapping[str, float | None] = field(default_factory=lambda: dict(DEFAULT_PAIRED_THRESHOLDS))
+    """Thresholds for comparisons over interleaved pairs (an A/B session), in place of ``thresholds``."""
 
-    def threshold(self, key: JobKey, metric: str) -> float | None:
-        """The last matching override wins, then the file's table, then the default."""
+    def threshold(self, key: JobKey, metric: str, paired: bool = False) -> float | None:
+        """The last matching override wins, then (for a comparison over interleaved pairs) the paired table, then
+        the file's table, then the default."""
         value = self.thresholds.get(metric, DEFAULT_THRESHOLDS[metric])
+        if paired and metric in self.paired:
+            value = self.paired[metric]
         for o in self.overrides:
             if o.applies(key) and metric in o.thresholds:
                 value = o.thresholds[metric]
@@ -84,13 +93,16 @@ def load_gate_config(path: Path | None) -> GateConfig:
         return GateConfig()
     data = read_toml(path)
     check_keys(path, data, {"alpha": float, "fail_on_missing": bool, "thresholds": dict, "overrides": list,
-                            "accept_disturbed": bool})
+                            "accept_disturbed": bool, "paired": dict})
     alpha = data.get("alpha", DEFAULT_ALPHA)
     if not 0 < alpha < 1:
         raise HarnessInputError(f"{path}: alpha must be within (0, 1), not {alpha}")
     thresholds = dict(DEFAULT_THRESHOLDS)
     for metric, value in data.get("thresholds", {}).items():
         thresholds[metric] = _threshold_value(path, "thresholds", metric, value)
+    paired = dict(DEFAULT_PAIRED_THRESHOLDS)
+    for metric, value in data.get("paired", {}).items():
+        paired[metric] = _threshold_value(path, "paired", metric, value)
     overrides = []
     for i, table in enumerate(data.get("overrides", [])):
         where = f"overrides {i + 1}"
@@ -102,7 +114,7 @@ def load_gate_config(path: Path | None) -> GateConfig:
         values = {k: _threshold_value(path, where, k, v) for k, v in table.items() if k not in KEY_FIELDS}
         overrides.append(Override(match, values))
     return GateConfig(thresholds, alpha, data.get("fail_on_missing", True), tuple(overrides),
-                      data.get("accept_disturbed", False))
+                      data.get("accept_disturbed", False), paired)
 
 
 @dataclass(frozen=True)
@@ -118,7 +130,7 @@ class Verdict:
 
 
 def judge(c: Comparison, config: GateConfig) -> Verdict:
-    threshold = config.threshold(c.key, c.metric)
+    threshold = config.threshold(c.key, c.metric, c.paired)
     significant = c.p_value is None or c.p_value < config.alpha
     test = f"p={p_text(c.p_value)}" if c.p_value is not None else "one value per run"
     change = _change_text(c)
@@ -126,7 +138,7 @@ def judge(c: Comparison, config: GateConfig) -> Verdict:
         return Verdict(c, threshold, significant, "info", c.note or "threshold off")
     if c.p_value is not None and c.min_p is not None and c.min_p >= config.alpha:
         return Verdict(c, threshold, False, "info", untestable_reason(c, config.alpha))
-    limit = _limit_text(c, threshold)
+    limit = _limit_text(c, threshold) + (" for A/B pairs" if c.paired and c.metric in config.paired else "")
     if c.worse_by > threshold and significant:
         return Verdict(c, threshold, True, "regression", f"{change} worse, beyond {limit} ({test})")
     if -c.worse_by > threshold and significant:
@@ -183,14 +195,15 @@ def run_gate(base: Sequence[RunRecord], cand: Sequence[RunRecord], config: GateC
         raise HarnessInputError("the baseline and the candidate share no job: nothing to compare (do they measure "
                                 "the same models, variants, formats, runtimes, targets and batch sizes?)")
     disturbed = {} if config.accept_disturbed else {
-        job_key(r): f"{side}: {why}" for side, records in (("baseline", base), ("candidate", cand))
-        for r in records if (why := disturbance(r))}
+        (job_key(r), timed): f"{side}: {why}" for side, records in (("baseline", base), ("candidate", cand))
+        for r in records for timed in ("latency", "loop") if (why := disturbance(r, timed))}
     verdicts = []
     for c in comparisons:
-        if c.metric in TIMED_METRICS and c.key in disturbed:
-            verdicts.append(Verdict(c, config.threshold(c.key, c.metric), False, "info",
-                                    f"not gated: the {disturbed[c.key]} — re-measure on a quiet machine, or set "
-                                    "accept_disturbed = true in the gate file"))
+        timed = "loop" if c.metric in LOOP_TIMED_METRICS else "latency" if c.metric in TIMED_METRICS else ""
+        if timed and (c.key, timed) in disturbed:
+            verdicts.append(Verdict(c, config.threshold(c.key, c.metric, c.paired), False, "info",
+                                    f"not gated: the {disturbed[(c.key, timed)]} — re-measure on a quiet machine, or "
+                                    "set accept_disturbed = true in the gate file"))
         else:
             verdicts.append(judge(c, config))
     return GateResult(tuple(verdicts), tuple(status["broken"]), tuple(status["missing"]), tuple(status["new"]),

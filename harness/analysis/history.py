@@ -2,12 +2,15 @@
 and the steps found in it (``harness.analysis.changepoints``) with the commit range each step lies in (pure)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
-from harness.analysis.changepoints import Fit, find_steps
-from harness.analysis.compare import JobKey, job_key, key_label
-from harness.analysis.disturbance import disturbance
+import numpy as np
+
+from harness.analysis.changepoints import Fit, Step, find_steps
+from harness.analysis.compare import MIN_ROUNDS_FOR_TEST, JobKey, compare_metric, job_key, key_label, p_text
+from harness.analysis.disturbance import LOOP_TIMED_METRICS, disturbance
 from harness.analysis.gate import TIMED_METRICS, GateConfig
 from harness.analysis.metrics import CATALOGUE, Metric
 
@@ -32,6 +35,9 @@ class Series:
     threshold: float
     points: tuple[Point, ...]
     fit: Fit
+    unconfirmed: tuple[Step, str] | None = None
+    """A change beyond the threshold that only the newest run shows and the gate's own test does not find
+    significant (the newest run's rounds against the previous level's): not a step, and why."""
 
     @property
     def label(self) -> str:
@@ -61,6 +67,12 @@ class StepReport:
 
 
 def _value(metric: Metric, record: object) -> float | None:
+    """The run's figure as the gate compares it: a p90 over at least 5 rounds is the median of the rounds' p90s
+    (one noisy round moves the pooled p90 but not the run's level), anything else the record's value."""
+    if metric.name.endswith("_p90") and metric.rounds:
+        rounds = record.measurement(metric.rounds)  # type: ignore[attr-defined]
+        if rounds is not None and len(rounds.samples or ()) >= MIN_ROUNDS_FOR_TEST:
+            return float(np.median(rounds.samples))
     value = metric.value(record)  # type: ignore[arg-type]
     return float(value) if value is not None else None
 
@@ -72,16 +84,17 @@ def series_of(runs: Sequence[Sequence[object]], config: GateConfig | None = None
     each is the gate's (file, overrides, defaults)."""
     config = config or GateConfig()
     found: dict[tuple[JobKey, str], list[Point]] = {}
+    kept: dict[tuple[JobKey, str], dict[int, list[object]]] = {}
     wanted = [m for m in CATALOGUE if (metrics is None or m.name in metrics)]
     for index, records in enumerate(runs):
         for record in records:
             if getattr(record, "status", "") != "ok":
                 continue
             key = job_key(record)  # type: ignore[arg-type]
-            disturbed = bool(disturbance(record))
+            disturbed, loop_disturbed = bool(disturbance(record)), bool(disturbance(record, "loop"))
             for metric in wanted:
-                if disturbed and metric.name in TIMED_METRICS:  # a contended or throttled pass: not a level
-                    continue
+                if (disturbed and metric.name in TIMED_METRICS) or (loop_disturbed and metric.name in LOOP_TIMED_METRICS):
+                    continue  # a contended or throttled pass: not a level
                 value = _value(metric, record)
                 if value is None or value != value:
                     continue
@@ -92,6 +105,7 @@ def series_of(runs: Sequence[Sequence[object]], config: GateConfig | None = None
                     if m is not None and m.stats and lo in m.stats and hi in m.stats:
                         ci = (float(m.stats[lo]), float(m.stats[hi]))
                 found.setdefault((key, metric.name), []).append(Point(index, value, ci))
+                kept.setdefault((key, metric.name), {}).setdefault(index, []).append(record)
     out = []
     by_name = {m.name: m for m in CATALOGUE}
     for (key, name), points in sorted(found.items(), key=lambda item: (item[0][0], item[0][1])):
@@ -103,8 +117,28 @@ def series_of(runs: Sequence[Sequence[object]], config: GateConfig | None = None
         if relative and any(p.value <= 0 for p in points):
             continue
         fit = find_steps([p.value for p in points], threshold, relative=relative)
-        out.append(Series(key, metric, threshold, tuple(points), fit))
+        fit, unconfirmed = _confirm_newest(metric, key, points, fit, kept[(key, name)], config.alpha)
+        out.append(Series(key, metric, threshold, tuple(points), fit, unconfirmed))
     return out
+
+
+def _confirm_newest(metric: Metric, key: JobKey, points: Sequence[Point], fit: Fit,
+                    records: dict[int, list[object]], alpha: float) -> tuple[Fit, tuple[Step, str] | None]:
+    """A step that only the newest run shows must also be significant by the gate's test: the newest run's records
+    against those of the level before it (all its runs, pooled). Otherwise it is not a step yet (the next run
+    decides); metrics without a test (one value per run) keep the step."""
+    if not fit.steps or fit.steps[-1].index != len(points) - 1:
+        return fit, None
+    step = fit.steps[-1]
+    start = fit.steps[-2].index if len(fit.steps) > 1 else 0
+    before = [r for p in points[start:step.index] if p.run not in {points[i].run for i in fit.outliers}
+              for r in records[p.run]]
+    comparison = compare_metric(metric, key, before, records[points[-1].run])  # type: ignore[arg-type]
+    if comparison is None or comparison.p_value is None or comparison.p_value < alpha:
+        return fit, None
+    levels = fit.levels[:step.index] + (fit.levels[step.index - 1],)
+    why = f"newest run only, not significant ({comparison.test}, p={p_text(comparison.p_value)} ≥ α={alpha:g})"
+    return dataclasses.replace(fit, steps=fit.steps[:-1], levels=levels), (step, why)
 
 
 def steps_of(series: Sequence[Series]) -> list[StepReport]:

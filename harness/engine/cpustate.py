@@ -22,7 +22,8 @@ def _read(path: Path) -> str | None:
 
 
 def read_cpu_state(cpus: Iterable[int], root: str | Path = "/") -> dict[str, Any]:
-    """{governor, freq_mhz (mean over ``cpus``), temp_c (hottest thermal zone)}; unreadable ones are absent."""
+    """{governor, freq_mhz (mean over ``cpus``), temp_c (hottest thermal zone), cpu_cooling (the summed state of the
+    thermal cooling devices that cap CPU frequency: 0 = no thermal cap in force)}; unreadable ones are absent."""
     root = Path(root)
     state: dict[str, Any] = {}
     cpus = sorted(cpus)
@@ -40,7 +41,16 @@ def read_cpu_state(cpus: Iterable[int], root: str | Path = "/") -> dict[str, Any
             temps.append(int(raw) / 1000.0)
     if temps:
         state["temp_c"] = max(temps)
+    cooling = [int(raw) for dev in sorted((root / "sys/class/thermal").glob("cooling_device*"))
+               if _is_cpu_cooling(_read(dev / "type")) and (raw := _read(dev / "cur_state")) and raw.isdigit()]
+    if cooling:
+        state["cpu_cooling"] = sum(cooling)
     return state
+
+
+def _is_cpu_cooling(kind: str | None) -> bool:
+    """A cooling device that caps the CPUs' frequency (cpufreq-cpu0, thermal-cpufreq-0, Processor), not a fan."""
+    return bool(kind) and any(word in kind.lower() for word in ("cpufreq", "processor", "cpu"))
 
 
 def state_warnings(before: dict[str, Any], after: dict[str, Any]) -> list[str]:

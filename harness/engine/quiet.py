@@ -7,8 +7,9 @@ thermal discipline before a timed pass (worker side: stdlib only).
   time a hypervisor gave to other guests; the 1-minute load average before and after.
 - ``wait_for_quiet``: before timing, sample the same for ``QUIET_SAMPLE_S`` windows until others stay under the limit
   or the wait's cap runs out.
-- ``cool_down``: before timing, wait until the hottest thermal zone is at or below a temperature (and, where
-  readable, the CPUs' frequency back near the highest seen), with a cap.
+- ``cool_down``: before timing, wait until the hottest thermal zone is at or below a temperature and, where the
+  kernel shows them, no CPU-frequency cooling device is capping the clock any more, with a cap. (The current clock
+  itself is no guide: at idle a governor lowers it by design; a thermal cap is what keeps it from coming back.)
 
 Every reader takes ``root`` (default '/') so tests can point it at a fake /proc and sysfs.
 """
@@ -134,21 +135,30 @@ def wait_for_quiet(cpus: tuple[int, ...], max_cores: float, max_wait_s: float, r
 def cool_down(cpus: tuple[int, ...], to_c: float, max_s: float, root: str | Path = "/",
               sleep: Callable[[float], None] = time.sleep,
               clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
-    """Wait until the hottest thermal zone reads at most ``to_c`` °C, or ``max_s`` seconds: {waited_s, reached,
-    temp_c_start, temp_c_end} (``reached`` None where no temperature is readable: nothing to wait for)."""
+    """Wait until the hottest thermal zone reads at most ``to_c`` °C and the CPU cooling devices are back at state 0
+    (frequency uncapped), or ``max_s`` seconds: {waited_s, reached, temp_c_start, temp_c_end, cooling_start,
+    cooling_end, limit_c} (``reached`` None where neither is readable: nothing to wait for)."""
     started = clock()
-    first = read_cpu_state(cpus, root).get("temp_c")
-    if first is None:
+    state = read_cpu_state(cpus, root)
+    first, first_cooling = state.get("temp_c"), state.get("cpu_cooling")
+    if first is None and first_cooling is None:
         return {"waited_s": 0.0, "reached": None, "temp_c_start": None, "temp_c_end": None}
-    temp = first
-    while temp > to_c and clock() - started < max_s:
+    temp, cooling = first, first_cooling
+
+    def cool() -> bool:
+        return (temp is None or temp <= to_c) and not cooling
+
+    while not cool() and clock() - started < max_s:
         sleep(COOL_POLL_S)
-        temp = read_cpu_state(cpus, root).get("temp_c", temp)
-    return {"waited_s": round(clock() - started, 2), "reached": temp <= to_c, "temp_c_start": first,
-            "temp_c_end": temp, "limit_c": to_c}
+        state = read_cpu_state(cpus, root)
+        temp, cooling = state.get("temp_c", temp), state.get("cpu_cooling", cooling)
+    return {"waited_s": round(clock() - started, 2), "reached": cool(), "temp_c_start": first,
+            "temp_c_end": temp, "cooling_start": first_cooling, "cooling_end": cooling, "limit_c": to_c}
 
 
 def throttled(before: dict[str, Any], after: dict[str, Any], max_drop: float) -> bool:
-    """Whether the CPUs' frequency fell by more than ``max_drop`` (a fraction) during the pass."""
+    """Whether the CPUs' frequency fell by more than ``max_drop`` (a fraction) during the pass, or a CPU cooling
+    device capped the clock harder at its end than at its start."""
     f0, f1 = before.get("freq_mhz"), after.get("freq_mhz")
-    return bool(f0 and f1 and f1 < f0 * (1 - max_drop))
+    capped = (after.get("cpu_cooling") or 0) > (before.get("cpu_cooling") or 0)
+    return bool(f0 and f1 and f1 < f0 * (1 - max_drop)) or capped

@@ -53,9 +53,11 @@ def compression_frame(summary: pd.DataFrame) -> pd.DataFrame:
         speed_ort.append(ort_p50 / p50 if ok and ort_p50 else None)
         speed_same.append(same_p50 / p50 if ok and same_p50 else None)
         loop_p50 = row.get("loop_latency_p50_ms")
-        ort_loop = lookup(ort, key, "loop_latency_p50_ms") if "loop_latency_p50_ms" in ort.columns else None
+        ort_loop = lookup(undisturbed(ort, "loop_disturbed"), key, "loop_latency_p50_ms") \
+            if "loop_latency_p50_ms" in ort.columns else None
+        loop_timed = not row.get("loop_disturbed")  # a loop timed under contention is no basis for a speed-up
         loop_ort.append(ort_loop / loop_p50 if row["status"] == "ok" and pd.notna(loop_p50) and loop_p50 > 0
-                        and ort_loop else None)
+                        and ort_loop and loop_timed else None)
         size_key = (row["model"], row["batch_size"], row["format"])
         base_size, base_gzip = lookup(sizes, size_key, "size_mb"), lookup(sizes, size_key, "gzip_mb")
         size_ratio.append(row["size_mb"] / base_size if base_size and pd.notna(row["size_mb"]) else None)
@@ -72,11 +74,12 @@ def compression_frame(summary: pd.DataFrame) -> pd.DataFrame:
                       gzip_ratio_vs_fp32=gzip_ratio, flags=flags)
 
 
-def undisturbed(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose timings are fit for verdicts (``harness.analysis.disturbance``)."""
-    if "disturbed" not in frame.columns:
+def undisturbed(frame: pd.DataFrame, column: str = "disturbed") -> pd.DataFrame:
+    """The rows whose timings (``column``: 'disturbed' for the latency pass, 'loop_disturbed' for the sampling
+    loop's) are fit for verdicts (``harness.analysis.disturbance``)."""
+    if column not in frame.columns:
         return frame
-    return frame[frame["disturbed"].fillna("") == ""]
+    return frame[frame[column].fillna("") == ""]
 
 
 def _flags(row: pd.Series, same: pd.DataFrame, key: tuple) -> list[str]:

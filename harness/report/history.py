@@ -64,7 +64,24 @@ def markdown_summary(runs: Sequence[HistoricRun], series: Sequence[Series], repo
                          f"{commit_range(runs, r)} | {r.before:.4g} | {r.after:.4g} | {_change_text(r)} | {mark} |")
     else:
         lines.append("No step beyond the gate's thresholds in any series.")
+    pending = unconfirmed(series)
+    if pending:
+        lines += ["", f"Not steps (yet): {len(pending)} newest-run change(s) beyond the threshold that the gate's test "
+                      "does not find significant:", ""]
+        lines += [f"- {item['label']} {item['metric']}: {item['change']} — {item['why']}" for item in pending]
     return "\n".join(lines) + "\n"
+
+
+def unconfirmed(series: Sequence[Series]) -> list[dict[str, str]]:
+    """Newest-run changes beyond the threshold that the gate's test did not confirm (not steps), for people."""
+    out = []
+    for s in series:
+        if s.unconfirmed:
+            step, why = s.unconfirmed
+            change = f"{step.change * 100:+.1f}%" if s.metric.change == "relative" else \
+                f"{step.change:+.3g} {s.metric.unit}"
+            out.append({"label": s.label, "metric": s.metric.label, "change": change, "why": why})
+    return out
 
 
 def write_history(runs: Sequence[HistoricRun], series: Sequence[Series], reports: Sequence[StepReport],
@@ -76,7 +93,7 @@ def write_history(runs: Sequence[HistoricRun], series: Sequence[Series], reports
     stepped = {id(r.series) for r in reports}
     shown = sorted(series, key=lambda s: (id(s) not in stepped, s.label, s.metric.name))
     html = _ENV.get_template("history.html.j2").render(
-        title=f"Edge Harness history: {len(runs)} runs", runs=runs, new=new,
+        title=f"Edge Harness history: {len(runs)} runs", runs=runs, new=new, pending=unconfirmed(series),
         reports=[{"r": r, "change": _change_text(r), "commits": commit_range(runs, r)} for r in reports],
         plots=[{"series": s, "trend": trend(s, len(runs)), "stepped": id(s) in stepped} for s in shown],
         n=len(runs))

@@ -81,7 +81,7 @@ def warnings(records: Sequence[RunRecord], summary: pd.DataFrame) -> list[str]:
                         f"{HIGH_CV:.0%}; worst: {worst}): close other programs, use fewer threads (e.g. target "
                         "x86-cpu-1t) or a longer min_duration_s")
     disturbed = [(f"{r.model} · {r.variant} · {r.format}/{r.runtime} · b{r.batch_size} · {r.target}", why)
-                 for r in records if r.status == "ok" and (why := disturbance(r))]
+                 for r in records if r.status == "ok" and (why := disturbance(r) or disturbance(r, "loop"))]
     if disturbed:
         found.insert(0, f"{len(disturbed)} jobs timed on a disturbed machine, kept out of the best-variant table, "
                         f"speed-ups and the gate (first: {disturbed[0][0]}: {disturbed[0][1]}): stop the other load "

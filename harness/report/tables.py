@@ -94,6 +94,7 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "energy_method": r.measurement("energy_per_inference").method if r.measurement("energy_per_inference") else None,
             "error": r.error.splitlines()[0] if r.error else "",
             "disturbed": disturbance(r),
+            "loop_disturbed": disturbance(r, "loop"),
             "loadgen_ss_p50_ms": value("loadgen_ss_p50"),
             "loadgen_ss_p90_ms": value("loadgen_ss_p90"),
             "loadgen_ss_p90_early_stopping_ms": value("loadgen_ss_p90_early_stopping"),

@@ -233,6 +233,11 @@ class JobRun:
                 inputs_path=job.loop_inputs_path, samples_path=job.loop_samples_path, sampler=dict(job.sampler))
             result = self._pass("sampling", request, "sampling loop: ")
             self.measurements.extend(worker_measurements(target, result["measurements"]))
+            loop_context = result.get("context") or {}
+            if loop_context.get("loop_contention"):
+                self.context["loop_contention"] = loop_context["loop_contention"]
+                self.context.setdefault("warnings", []).extend(
+                    w for w in loop_context.get("warnings", []) if w.startswith("sampling loop: "))
             images = load_outputs(samples_outputs_path) if samples_outputs_path else []
             reference = load_outputs(job.loop_samples_reference_path) if images else []
             if not images:  # no sample set, or one smaller than a batch: the timing batch's images
