@@ -134,6 +134,29 @@ def flag_contention(settings: Any, busy: dict[str, Any], context: dict[str, Any]
     return busy
 
 
+class watch_quiet:
+    """Around a timed pass other than the latency pass (sampling loop, LoadGen, energy window): wait for quiet when
+    the settings ask, then record how busy the worker's CPUs were apart from it in ``context[key]``."""
+
+    def __init__(self, settings: Any, context: dict[str, Any], key: str, what: str) -> None:
+        import os
+
+        self.settings, self.context, self.key, self.what = settings, context, key, what
+        self.cpus = tuple(sorted(os.sched_getaffinity(0)))
+
+    def __enter__(self) -> "watch_quiet":
+        from harness.engine.quiet import BusyWindow, wait_for_quiet
+
+        if self.settings.quiet_wait_s > 0:
+            self.context[f"{self.key}_quiet_wait"] = wait_for_quiet(
+                self.cpus, self.settings.contention_max_cores, self.settings.quiet_wait_s)
+        self.window = BusyWindow(self.cpus).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.context[self.key] = flag_contention(self.settings, self.window.stop(), self.context, self.what)
+
+
 def after_timing(settings: Any, busy: dict[str, Any], context: dict[str, Any]) -> None:
     """The pass's flags: ``contention`` (how busy the CPUs were apart from the worker, and whether beyond the
     limit), ``throttled``, a cooldown that did not reach its limit; each with a warning saying what to do."""
@@ -199,10 +222,7 @@ def sampling(request: WorkerRequest, job: Loaded) -> tuple:
     """The whole sampling loop, timed as one inference (``loop_latency``: ms per generated batch, with its
     ``loop_step_latency``, the decoder's ``loop_decode_latency`` and the sampler's ``loop_overhead``); then the
     loop's sample set, for the trajectory's fidelity."""
-    import os
-
     from harness.engine.measure import run_latency_pass
-    from harness.engine.quiet import BusyWindow, wait_for_quiet
     from harness.engine.sampling_loop import SamplingLoop
     from harness.sampling import Sampler
     from harness.types import Artifact, Measurement, RunSettings
@@ -219,12 +239,8 @@ def sampling(request: WorkerRequest, job: Loaded) -> tuple:
                         decoder=type(job.runtime)(job.options) if decoder else None,
                         decoder_input=decoder.get("input", ""),
                         decoder_artifact=Artifact.from_dict(decoder["artifact"]) if decoder else None)
-    cpus = tuple(sorted(os.sched_getaffinity(0)))
-    if settings.quiet_wait_s > 0:
-        job.context["quiet_wait"] = wait_for_quiet(cpus, settings.contention_max_cores, settings.quiet_wait_s)
-    window = BusyWindow(cpus).start()
-    result = run_latency_pass(loop, job.artifact, job.inputs, settings, request.batch_size)
-    job.context["loop_contention"] = flag_contention(settings, window.stop(), job.context, "sampling loop: ")
+    with watch_quiet(settings, job.context, "loop_contention", "sampling loop: "):
+        result = run_latency_pass(loop, job.artifact, job.inputs, settings, request.batch_size)
     by = {m.metric: m for m in result.measurements}
     n = len(by["latency"].samples)
     timed = loop.loops[-n:]  # the steady-state loops: the last ones run
@@ -308,8 +324,9 @@ def energy(request: WorkerRequest, job: Loaded) -> tuple:
     from harness.types import RunSettings
 
     settings = RunSettings.from_dict(request.settings or {})
-    measurements, unavailable = run_energy_pass(job.runtime, job.artifact, job.inputs, settings, request.batch_size,
-                                                dict(request.energy or {}))
+    with watch_quiet(settings, job.context, "energy_contention", "energy pass: "):
+        measurements, unavailable = run_energy_pass(job.runtime, job.artifact, job.inputs, settings,
+                                                    request.batch_size, dict(request.energy or {}))
     job.context["energy_unavailable"] = unavailable
     return tuple(measurements)
 
@@ -339,8 +356,9 @@ def loadgen(request: WorkerRequest, job: Loaded) -> tuple | WorkerResult:
     found: dict[str, Any] = {}
     out = []
     for scenario in scenarios:
-        run = run_scenario(infer, scenario, expected_ns, settings.min_duration_s, settings.min_runs)
-        found[scenario] = run
+        with watch_quiet(settings, job.context, "loadgen_contention", f"LoadGen {scenario}: "):
+            run = run_scenario(infer, scenario, expected_ns, settings.min_duration_s, settings.min_runs)
+        found[scenario] = dict(run) | {"contention": job.context.pop("loadgen_contention")}
         r = run["results"]
         validity = f"LoadGen result {r.get('result_validity', '?')}" + (
             f" ({r['result_invalid_reason']})" if r.get("result_invalid_reason") else "")

@@ -67,6 +67,7 @@ def test_a_job_measured_by_both_methods_and_a_worker_without_loadgen(tmp_path, t
     loadgen = record.context["loadgen"]
     assert set(loadgen) == {"single-stream", "offline"}
     assert loadgen["single-stream"]["results"]["loadgen_version"] and loadgen["offline"]["settings"]
+    assert all(isinstance(loadgen[s]["contention"]["contended"], bool) for s in loadgen)  # each scenario's quiet check
     html = (tmp_path / "run" / "index.html").read_text()
     assert "MLPerf LoadGen, side by side" in html and "single-stream: VALID" in html
 

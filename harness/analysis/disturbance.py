@@ -7,19 +7,23 @@ from __future__ import annotations
 from typing import Any
 
 
-LOOP_TIMED_METRICS = frozenset({"loop_latency_p50"})
-"""Metrics read from the sampling-loop pass, a worker of its own with its own quiet check (``loop_contention``)."""
+OTHER_PASSES = {"loop": ("loop_contention", "sampling loop"), "energy": ("energy_contention", "energy window")}
+"""Timed passes besides the latency pass, each a worker of its own with its own quiet check: (context key, name).
+(LoadGen's scenarios keep theirs in ``context["loadgen"][scenario]["contention"]``; LoadGen is never gated.)"""
+PASS_OF_METRIC = {"loop_latency_p50": "loop", "energy_per_inference": "energy"}
+"""Gated metrics read from those passes."""
 
 
 def disturbance(record: Any, timed_pass: str = "latency") -> str:
-    """Why the record's timings of ``timed_pass`` ('latency', or 'loop': the sampling loop's) are not fit for
-    verdicts, one line ('' when they are)."""
+    """Why the record's timings of ``timed_pass`` ('latency'; 'loop': the sampling loop's; 'energy': the energy
+    window's) are not fit for verdicts, one line ('' when they are)."""
     context = getattr(record, "context", {}) or {}
-    if timed_pass == "loop":
-        loop = context.get("loop_contention") or {}
-        if loop.get("contended"):
-            return (f"sampling loop measured under contention: other processes kept {loop.get('others_cores', 0):.2f} "
-                    f"CPU(s) busy (limit {loop.get('limit_cores', 0):g})")
+    if timed_pass in OTHER_PASSES:
+        key, what = OTHER_PASSES[timed_pass]
+        busy = context.get(key) or {}
+        if busy.get("contended"):
+            return (f"{what} measured under contention: other processes kept {busy.get('others_cores', 0):.2f} "
+                    f"CPU(s) busy (limit {busy.get('limit_cores', 0):g})")
         return ""
     contention = context.get("contention") or {}
     if contention.get("contended"):

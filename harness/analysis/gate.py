@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from xml.etree import ElementTree as ET
 
-from harness.analysis.disturbance import LOOP_TIMED_METRICS, disturbance
+from harness.analysis.disturbance import OTHER_PASSES, PASS_OF_METRIC, disturbance
 from harness.analysis.metrics import CATALOGUE
 from harness.analysis.compare import (KEY_FIELDS, METRICS, NOT_GATED_PREFIXES, Comparison, JobKey, compare_runs, job_key,
                              key_label, p_text)
@@ -196,10 +196,10 @@ def run_gate(base: Sequence[RunRecord], cand: Sequence[RunRecord], config: GateC
                                 "the same models, variants, formats, runtimes, targets and batch sizes?)")
     disturbed = {} if config.accept_disturbed else {
         (job_key(r), timed): f"{side}: {why}" for side, records in (("baseline", base), ("candidate", cand))
-        for r in records for timed in ("latency", "loop") if (why := disturbance(r, timed))}
+        for r in records for timed in ("latency", *OTHER_PASSES) if (why := disturbance(r, timed))}
     verdicts = []
     for c in comparisons:
-        timed = "loop" if c.metric in LOOP_TIMED_METRICS else "latency" if c.metric in TIMED_METRICS else ""
+        timed = PASS_OF_METRIC.get(c.metric, "latency" if c.metric in TIMED_METRICS else "")
         if timed and (c.key, timed) in disturbed:
             verdicts.append(Verdict(c, config.threshold(c.key, c.metric, c.paired), False, "info",
                                     f"not gated: the {disturbed[(c.key, timed)]} — re-measure on a quiet machine, or "

@@ -10,7 +10,7 @@ import numpy as np
 
 from harness.analysis.changepoints import Fit, Step, find_steps
 from harness.analysis.compare import MIN_ROUNDS_FOR_TEST, JobKey, compare_metric, job_key, key_label, p_text
-from harness.analysis.disturbance import LOOP_TIMED_METRICS, disturbance
+from harness.analysis.disturbance import OTHER_PASSES, PASS_OF_METRIC, disturbance
 from harness.analysis.gate import TIMED_METRICS, GateConfig
 from harness.analysis.metrics import CATALOGUE, Metric
 
@@ -91,10 +91,11 @@ def series_of(runs: Sequence[Sequence[object]], config: GateConfig | None = None
             if getattr(record, "status", "") != "ok":
                 continue
             key = job_key(record)  # type: ignore[arg-type]
-            disturbed, loop_disturbed = bool(disturbance(record)), bool(disturbance(record, "loop"))
+            disturbed = {timed for timed in ("latency", *OTHER_PASSES) if disturbance(record, timed)}
             for metric in wanted:
-                if (disturbed and metric.name in TIMED_METRICS) or (loop_disturbed and metric.name in LOOP_TIMED_METRICS):
-                    continue  # a contended or throttled pass: not a level
+                timed = PASS_OF_METRIC.get(metric.name, "latency" if metric.name in TIMED_METRICS else "")
+                if timed in disturbed:  # a contended or throttled pass: not a level
+                    continue
                 value = _value(metric, record)
                 if value is None or value != value:
                     continue

@@ -99,8 +99,10 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "loadgen_ss_p90_ms": value("loadgen_ss_p90"),
             "loadgen_ss_p90_early_stopping_ms": value("loadgen_ss_p90_early_stopping"),
             "loadgen_offline_items_s": value("loadgen_offline_throughput"),
-            "loadgen_validity": ", ".join(f"{scenario}: {found.get('results', {}).get('result_validity', '?')}"
-                                          for scenario, found in (r.context.get("loadgen") or {}).items()),
+            "loadgen_validity": ", ".join(
+                f"{scenario}: {found.get('results', {}).get('result_validity', '?')}"
+                + (" (measured under contention)" if (found.get("contention") or {}).get("contended") else "")
+                for scenario, found in (r.context.get("loadgen") or {}).items()),
         })
     return pd.DataFrame(rows)
 

@@ -137,6 +137,15 @@ class JobRun:
             raise Stop(result["status"], what + error_text(result))
         return result
 
+    def _keep_quiet_check(self, result: dict[str, Any], key: str, prefix: str) -> None:
+        """A timed pass's own quiet check (``key`` in its context; '' when it travels inside another entry) and its
+        contention warnings (those starting with ``prefix``) go into the record."""
+        context = result.get("context") or {}
+        if key and context.get(key):
+            self.context[key] = context[key]
+        self.context.setdefault("warnings", []).extend(
+            w for w in context.get("warnings", []) if w.startswith(prefix) and "busy" in w)
+
     # -- the steps -----------------------------------------------------------------------------------------------
     def artifact_figures(self) -> None:
         """Size, gzip size and the export's own validation error: known before anything runs."""
@@ -233,11 +242,7 @@ class JobRun:
                 inputs_path=job.loop_inputs_path, samples_path=job.loop_samples_path, sampler=dict(job.sampler))
             result = self._pass("sampling", request, "sampling loop: ")
             self.measurements.extend(worker_measurements(target, result["measurements"]))
-            loop_context = result.get("context") or {}
-            if loop_context.get("loop_contention"):
-                self.context["loop_contention"] = loop_context["loop_contention"]
-                self.context.setdefault("warnings", []).extend(
-                    w for w in loop_context.get("warnings", []) if w.startswith("sampling loop: "))
+            self._keep_quiet_check(result, "loop_contention", "sampling loop: ")
             images = load_outputs(samples_outputs_path) if samples_outputs_path else []
             reference = load_outputs(job.loop_samples_reference_path) if images else []
             if not images:  # no sample set, or one smaller than a batch: the timing batch's images
@@ -267,6 +272,7 @@ class JobRun:
             return
         self.measurements.extend(worker_measurements(self.target, result["measurements"]))
         self.context["loadgen"] = result.get("context", {}).get("loadgen", {})
+        self._keep_quiet_check(result, "", "LoadGen ")
 
     def energy(self) -> None:
         """Only for a target with energy sources; the record says which sources were unavailable and why."""
@@ -275,6 +281,7 @@ class JobRun:
         energy = self._pass("energy", worker_request(self.job, self.target, "energy"), "energy pass: ")
         self.measurements.extend(Measurement.from_dict(m) for m in energy["measurements"])
         self.context["energy_unavailable"] = energy.get("context", {}).get("energy_unavailable", {})
+        self._keep_quiet_check(energy, "energy_contention", "energy pass: ")
 
     def profile(self) -> None:
         """Where the time goes, after every timed pass: per-op times from the runtime's own profiler in a worker of
