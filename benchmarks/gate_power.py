@@ -176,7 +176,7 @@ def main() -> int:
     }
     config = load_gate_config(args.gate_config)
     summary["gate_config"] = str(args.gate_config) if args.gate_config else None
-    summary["p50_threshold"] = config.thresholds["latency_p50"]
+    summary["p50_threshold"] = config.threshold(("",) * 5 + (1,), "latency_p50", paired=args.mode == "interleaved")
     summary["p50_threshold_sweep"] = threshold_sweep(trials, config.alpha)
     aa_p90 = [r for t in trials for r in t["aa"].get("p90_ratio", {}).values() if r is not None]
     if aa_p90:

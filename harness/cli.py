@@ -450,7 +450,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
               f"{r.before:.4g} -> {r.after:.4g} ({'worse' if r.worse else 'better'})", file=sys.stderr)
     for s in series:
         if s.unconfirmed:
-            print(f"not a step (yet): {s.label} {s.metric.name} at run {len(runs)}: {s.unconfirmed[1]}",
+            print(f"not a step (yet): {s.label} {s.metric.name} at run {s.points[-1].run + 1}: {s.unconfirmed[1]}",
                   file=sys.stderr)
     print(f"history: {len(runs)} runs, {len(series)} series, {len(reports)} steps, {len(new)} new worsening; "
           f"report: {written['html']}", file=sys.stderr)

@@ -135,7 +135,7 @@ def flag_contention(settings: Any, busy: dict[str, Any], context: dict[str, Any]
 
 
 class watch_quiet:
-    """Around a timed pass other than the latency pass (sampling loop, LoadGen, energy window): wait for quiet when
+    """Around a timed pass other than the latency pass (sampling loop, LoadGen scenario): wait for quiet when
     the settings ask, then record how busy the worker's CPUs were apart from it in ``context[key]``."""
 
     def __init__(self, settings: Any, context: dict[str, Any], key: str, what: str) -> None:
@@ -324,9 +324,8 @@ def energy(request: WorkerRequest, job: Loaded) -> tuple:
     from harness.types import RunSettings
 
     settings = RunSettings.from_dict(request.settings or {})
-    with watch_quiet(settings, job.context, "energy_contention", "energy pass: "):
-        measurements, unavailable = run_energy_pass(job.runtime, job.artifact, job.inputs, settings,
-                                                    request.batch_size, dict(request.energy or {}))
+    measurements, unavailable = run_energy_pass(job.runtime, job.artifact, job.inputs, settings, request.batch_size,
+                                                dict(request.energy or {}))
     job.context["energy_unavailable"] = unavailable
     return tuple(measurements)
 

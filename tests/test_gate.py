@@ -181,6 +181,8 @@ def test_an_ab_session_is_judged_by_the_paired_thresholds(tmp_path):
     assert config.threshold(("other",) * 6, "latency_p50", paired=True) == 0.08
     assert config.threshold(("other",) * 6, "latency_p50") == 0.10
     assert config.threshold(("gen",) + ("x",) * 5, "latency_p50", paired=True) == 0.02
+    path.write_text('[thresholds]\nlatency_p50 = "off"\n')  # an explicit choice is not tightened for pairs
+    assert load_gate_config(path).threshold(("other",) * 6, "latency_p50", paired=True) is None
 
 
 @pytest.mark.parametrize("text, message", [

@@ -235,10 +235,9 @@ def test_a_contended_sampling_loop_keeps_its_own_figure_out_of_the_gate_and_hist
     assert run_gate(base, busy, GateConfig(accept_disturbed=True)).failed
     history = series_of([base, base, busy], metrics=["loop_latency_p50", "latency_p50"])
     assert {s.metric.name: len(s.points) for s in history} == {"latency_p50": 3, "loop_latency_p50": 2}
-    hot_energy = dataclasses.replace(base[0], context=dict(base[0].context) | {"energy_contention": {
-        "contended": True, "others_cores": 1.0, "limit_cores": 0.25, "cpus": [0]}})
-    assert disturbance(hot_energy, "energy").startswith("energy window measured under contention")
-    assert disturbance(hot_energy, "loop") == "" and disturbance(hot_energy) == ""
+    capped = dataclasses.replace(base[0], context=dict(base[0].context) | {"cooldown": {
+        "reached": False, "temp_c_end": None, "cooling_end": 2, "limit_c": 60.0}})
+    assert disturbance(capped) == "timed hot: the CPU clock still thermally capped after the cooldown's cap"
 
 
 @pytest.mark.slow

@@ -56,7 +56,6 @@ def test_second_run_reexports_nothing(tmp_path, tiny_models_dir):
         assert modelled.stats["inferences"] >= 5 and modelled.stats["error_band"] == 0.5
         assert per_joule["modelled"].value == pytest.approx(1 / modelled.value)
         assert ("rapl" in energy) != ("rapl" in r.context["energy_unavailable"])
-        assert isinstance(r.context["energy_contention"]["contended"], bool)  # the energy window's quiet check
     b2 = next(r for r in records if r.batch_size == 2 and r.runtime == "onnxruntime")
     assert b2.measurement("throughput").value == pytest.approx(2 / (b2.measurement("latency").value / 1e3))
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 
-OTHER_PASSES = {"loop": ("loop_contention", "sampling loop"), "energy": ("energy_contention", "energy window")}
+OTHER_PASSES = {"loop": ("loop_contention", "sampling loop")}
 """Timed passes besides the latency pass, each a worker of its own with its own quiet check: (context key, name).
 (LoadGen's scenarios keep theirs in ``context["loadgen"][scenario]["contention"]``; LoadGen is never gated.)"""
-PASS_OF_METRIC = {"loop_latency_p50": "loop", "energy_per_inference": "energy"}
+PASS_OF_METRIC = {"loop_latency_p50": "loop"}
 """Gated metrics read from those passes."""
 
 
 def disturbance(record: Any, timed_pass: str = "latency") -> str:
-    """Why the record's timings of ``timed_pass`` ('latency'; 'loop': the sampling loop's; 'energy': the energy
-    window's) are not fit for verdicts, one line ('' when they are)."""
+    """Why the record's timings of ``timed_pass`` ('latency', or 'loop': the sampling loop's) are not fit for
+    verdicts, one line ('' when they are)."""
     context = getattr(record, "context", {}) or {}
     if timed_pass in OTHER_PASSES:
         key, what = OTHER_PASSES[timed_pass]
@@ -34,5 +34,8 @@ def disturbance(record: Any, timed_pass: str = "latency") -> str:
         return "the CPU throttled during the timed pass (its frequency fell)"
     cooldown = context.get("cooldown") or {}
     if cooldown.get("reached") is False:
-        return f"timed hot: {cooldown.get('temp_c_end', 0):.0f} °C after the cooldown's cap (limit {cooldown.get('limit_c')} °C)"
+        temp = cooldown.get("temp_c_end")
+        where = [f"{temp:.0f} °C (limit {cooldown.get('limit_c')} °C)"] if temp is not None else []
+        where += ["the CPU clock still thermally capped"] if cooldown.get("cooling_end") else []
+        return f"timed hot: {' with '.join(where) or 'not cooled'} after the cooldown's cap"
     return ""

@@ -100,7 +100,9 @@ def load_gate_config(path: Path | None) -> GateConfig:
     thresholds = dict(DEFAULT_THRESHOLDS)
     for metric, value in data.get("thresholds", {}).items():
         thresholds[metric] = _threshold_value(path, "thresholds", metric, value)
-    paired = dict(DEFAULT_PAIRED_THRESHOLDS)
+    # A metric the file sets in [thresholds] (and not in [paired]) keeps that value for pairs too: an explicit
+    # "off" or a looser limit is not silently tightened by the default paired table.
+    paired = {m: v for m, v in DEFAULT_PAIRED_THRESHOLDS.items() if m not in data.get("thresholds", {})}
     for metric, value in data.get("paired", {}).items():
         paired[metric] = _threshold_value(path, "paired", metric, value)
     overrides = []
@@ -138,7 +140,9 @@ def judge(c: Comparison, config: GateConfig) -> Verdict:
         return Verdict(c, threshold, significant, "info", c.note or "threshold off")
     if c.p_value is not None and c.min_p is not None and c.min_p >= config.alpha:
         return Verdict(c, threshold, False, "info", untestable_reason(c, config.alpha))
-    limit = _limit_text(c, threshold) + (" for A/B pairs" if c.paired and c.metric in config.paired else "")
+    by_pairs = c.paired and c.metric in config.paired and threshold == config.paired[c.metric] and \
+        not any(o.applies(c.key) and c.metric in o.thresholds for o in config.overrides)
+    limit = _limit_text(c, threshold) + (" for A/B pairs" if by_pairs else "")
     if c.worse_by > threshold and significant:
         return Verdict(c, threshold, True, "regression", f"{change} worse, beyond {limit} ({test})")
     if -c.worse_by > threshold and significant:

@@ -118,17 +118,17 @@ def series_of(runs: Sequence[Sequence[object]], config: GateConfig | None = None
         if relative and any(p.value <= 0 for p in points):
             continue
         fit = find_steps([p.value for p in points], threshold, relative=relative)
-        fit, unconfirmed = _confirm_newest(metric, key, points, fit, kept[(key, name)], config.alpha)
+        fit, unconfirmed = _confirm_newest(metric, key, points, fit, kept[(key, name)], config.alpha, len(runs) - 1)
         out.append(Series(key, metric, threshold, tuple(points), fit, unconfirmed))
     return out
 
 
-def _confirm_newest(metric: Metric, key: JobKey, points: Sequence[Point], fit: Fit,
-                    records: dict[int, list[object]], alpha: float) -> tuple[Fit, tuple[Step, str] | None]:
+def _confirm_newest(metric: Metric, key: JobKey, points: Sequence[Point], fit: Fit, records: dict[int, list[object]],
+                    alpha: float, newest_run: int) -> tuple[Fit, tuple[Step, str] | None]:
     """A step that only the newest run shows must also be significant by the gate's test: the newest run's records
     against those of the level before it (all its runs, pooled). Otherwise it is not a step yet (the next run
     decides); metrics without a test (one value per run) keep the step."""
-    if not fit.steps or fit.steps[-1].index != len(points) - 1:
+    if not fit.steps or fit.steps[-1].index != len(points) - 1 or points[-1].run != newest_run:
         return fit, None
     step = fit.steps[-1]
     start = fit.steps[-2].index if len(fit.steps) > 1 else 0

@@ -281,7 +281,6 @@ class JobRun:
         energy = self._pass("energy", worker_request(self.job, self.target, "energy"), "energy pass: ")
         self.measurements.extend(Measurement.from_dict(m) for m in energy["measurements"])
         self.context["energy_unavailable"] = energy.get("context", {}).get("energy_unavailable", {})
-        self._keep_quiet_check(energy, "energy_contention", "energy pass: ")
 
     def profile(self) -> None:
         """Where the time goes, after every timed pass: per-op times from the runtime's own profiler in a worker of
