@@ -130,7 +130,7 @@ def flag_contention(settings: Any, busy: dict[str, Any], context: dict[str, Any]
         context.setdefault("warnings", []).append(
             f"{what}other processes kept {others:.2f} of the worker's {len(busy['cpus'])} CPU(s) busy while it was "
             f"timed (limit {settings.contention_max_cores:g}): this pass is left out of verdicts; stop the other "
-            "load, or set quiet_wait_s / contention_retries")
+            f"load, or set quiet_wait_s{'' if what else ' / contention_retries'}")  # retries: the latency pass only
     return busy
 
 
