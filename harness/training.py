@@ -48,17 +48,18 @@ class DigitsTraining:
         return dataclasses.asdict(self)
 
 
-def weights_key(spec: Any) -> str:
-    """The cache key of a spec's trained weights ('' for a model without training)."""
+def weights_key(spec: Any, model: Any = None) -> str:
+    """The cache key of a spec's trained weights ('' for a model without training); ``model``: one its builder
+    built (its code is part of the key, ``harness.build.identity``)."""
     import torch
 
     from harness.build.artifacts import content_id
-    from harness.zoo import source_digest
+    from harness.build.identity import code_digest
 
     if spec.training is None:
         return ""
     return content_id(None, "train", {"model": spec.name, "builder_kwargs": dict(spec.builder_kwargs),
-                                      "source_sha256": source_digest(spec), "training": spec.training.to_dict()},
+                                      "source_sha256": code_digest(spec, model), "training": spec.training.to_dict()},
                       {"torch": torch.__version__})
 
 
@@ -79,7 +80,7 @@ def build_trained(spec: Any, cache_root: Path) -> tuple[Any, dict[str, Any]]:
         return model.eval(), {"weights_sha256": digest, "checkpoint": spec.checkpoint.to_dict()}
     if spec.training is None:
         return model, {}
-    folder = cache_root / "weights" / f"{spec.name}-{weights_key(spec)}"
+    folder = cache_root / "weights" / f"{spec.name}-{weights_key(spec, model)}"
     weights, meta_path = folder / "weights.pt", folder / "training.json"
     cached = weights.is_file() and meta_path.is_file()
     if cached:

@@ -129,9 +129,3 @@ def discover_all() -> list[str]:
 def get_model(name: str) -> ModelSpec:
     return MODELS.get(name)
 
-
-def source_digest(spec: ModelSpec) -> str:
-    """sha256 of the model's source file: a changed model file changes every artifact id below it."""
-    if not spec.source:
-        return ""
-    return hashlib.sha256(Path(spec.source).read_bytes()).hexdigest()

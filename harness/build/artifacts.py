@@ -25,7 +25,7 @@ from harness.capture import captured_output, tail
 from harness.exporters import Exporter
 from harness.hashing import file_sha256
 from harness.types import Artifact, ModelSpec
-from harness.zoo import source_digest
+from harness.build.identity import code_digest
 
 
 SAMPLES_SEED_OFFSET = 900_000
@@ -189,7 +189,7 @@ class ArtifactCache:
         key = content_id(
             None,
             "layers",
-            {"model": spec.name, "batch": batch_size, "seed": spec.seed, "source": source_digest(spec),
+            {"model": spec.name, "batch": batch_size, "seed": spec.seed, "source": code_digest(spec, model),
              "builder_kwargs": dict(spec.builder_kwargs), "weights": (weights or {}).get("weights_sha256", ""),
              "code": hashlib.sha256(Path(__file__).with_name("layers.py").read_bytes()).hexdigest()},
             {"torch": version("torch"), "numpy": np.__version__},
@@ -230,11 +230,11 @@ class ArtifactCache:
         key = content_id(
             None,
             "loop-io",
-            {"model": spec.name, "count": count, "seed": seed, "source": source_digest(spec),
+            {"model": spec.name, "count": count, "seed": seed, "source": code_digest(spec, model),
              "builder_kwargs": dict(spec.builder_kwargs), "weights": (weights or {}).get("weights_sha256", ""),
              "sampler": sampler.to_dict(),
              "sampling_code": hashlib.sha256(Path(sampling.__file__).read_bytes()).hexdigest(),
-             **({"decoder": {"model": decoder[0].name, "source": source_digest(decoder[0]),
+             **({"decoder": {"model": decoder[0].name, "source": code_digest(decoder[0], decoder[1]),
                              "builder_kwargs": dict(decoder[0].builder_kwargs),
                              "weights": (decoder[2] or {}).get("weights_sha256", "")}} if decoder else {})},
             {"torch": version("torch"), "numpy": np.__version__},
@@ -272,7 +272,7 @@ class ArtifactCache:
         key = content_id(
             None,
             "io",
-            {"model": spec.name, "batch": count, "seed": seed, "source": source_digest(spec),
+            {"model": spec.name, "batch": count, "seed": seed, "source": code_digest(spec, model),
              "builder_kwargs": dict(spec.builder_kwargs), "weights": (weights or {}).get("weights_sha256", "")},
             {"torch": version("torch"), "numpy": np.__version__},
         )
@@ -294,7 +294,7 @@ class ArtifactCache:
         import torch
 
         config = {"model": spec.name, "builder_kwargs": dict(spec.builder_kwargs), "seed": spec.seed,
-                  "source_sha256": source_digest(spec)}
+                  "source_sha256": code_digest(spec, model)}
         if weights:
             config["weights_sha256"] = weights["weights_sha256"]
         artifact_id, cached, folder = self.begin(None, "build", config, {"torch": version("torch")})

@@ -18,7 +18,8 @@
                 image_input = "x", time_input = "t", clip = 1.0 }   # + decoder = "vae" (a latent diffusion)
 
 The project config file is the models' source: every process (the prepare step, each worker) rebuilds them by
-loading it (``harness.zoo.load_model_file``), so its sha256, and the checkpoint's, are part of every artifact id.
+loading it (``harness.zoo.load_model_file``), so its sha256, the checkpoint's, and the source of the code the model
+runs (the factory's package, ``harness.build.identity``) are part of every artifact id.
 """
 from __future__ import annotations
 
@@ -140,6 +141,7 @@ def _builder(factory_ref: str, where: str, seed: int, init_seed: bool) -> Callab
                                     "nn.Module")
         return model.eval()
 
+    build.factory = lambda: import_factory(factory_ref, where)  # type: ignore[attr-defined]  # its code: identity
     return build
 
 

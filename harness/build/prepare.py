@@ -146,8 +146,23 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
                                               if fmt in request["formats"]}}
                          for name, e in entries.items()},
         }
-    return {"status": "ok", "error": "", "batches": batches,
+    sources = {spec.name: spec.source, **({decoder[0].name: decoder[0].source} if decoder else {})}
+    return {"status": "ok", "error": "", "batches": _rebuilt_from_here(batches, sources),
             "built": cache.stats.built, "reused": cache.stats.reused}
+
+
+def _rebuilt_from_here(batches: dict[str, Any], sources: dict[str, str]) -> dict[str, Any]:
+    """Torch artifacts point their worker at this run's model file. The same code checked out in another folder
+    has the same ids (``harness.build.identity``), so a reused artifact may name the folder it was first built
+    from: that folder may be gone, or be another checkout of the project (CI's base and head)."""
+    for entries in batches.values():
+        artifacts = [*(a for e in entries["variants"].values() for a in e["artifacts"].values()),
+                     *entries.get("decoder", {}).get("artifacts", {}).values()]
+        for artifact in artifacts:
+            recipe = artifact.get("recipe") or {}
+            if recipe.get("source") and recipe.get("model") in sources:
+                artifact["recipe"] = {**recipe, "source": sources[recipe["model"]]}
+    return batches
 
 
 def _work(model: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:

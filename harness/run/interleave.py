@@ -97,8 +97,17 @@ class Session:
 
 
 def _ok_records(side: Side) -> dict[str, RunRecord]:
+    """The side's successful records by what they measure (model, variant, format, runtime, target, batch): not by
+    their job key, which holds the artifact id, and so differs whenever the model's code does (a changed model
+    is what a session compares)."""
     results = side.run_dir / "results.jsonl" if side.run_dir.is_dir() else side.run_dir
-    return {r.job_key: r for r in read_records(results) if r.status == "ok"}
+    return {session_key(r): r for r in read_records(results) if r.status == "ok"}
+
+
+def session_key(record: RunRecord) -> str:
+    """``model/variant/format/runtime/target/bBATCH``: a job as both sides of a session name it."""
+    return (f"{record.model}/{record.variant}/{record.format}/{record.runtime}/{record.target}/"
+            f"b{record.batch_size}")
 
 
 def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIRS, block_s: float = DEFAULT_BLOCK_S,
@@ -114,7 +123,7 @@ def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIR
     left_out: dict[str, str] = {}
     jobs = []
     for key in sorted(set(records["baseline"]) & set(records["candidate"])):
-        entries = [requests[s.name].get(key) for s in sides]
+        entries = [requests[s.name].get(records[s.name][key].job_key) for s in sides]
         if any(e is None for e in entries):
             left_out[key] = "no latency request recorded"
         elif any(e["reach"] != "local" for e in entries):
@@ -133,6 +142,8 @@ def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIR
     session_id = uuid.uuid4().hex[:12]
     launchers = {s.name: s.launcher() for s in sides}
     rounds: dict[tuple[str, str], list[list[Measurement]]] = {(s.name, k): [] for s in sides for k in jobs}
+    quiet: dict[tuple[str, str], list[dict[str, Any]]] = {(s.name, k): [] for s in sides for k in jobs}
+    """Each round's own quiet check (its worker's context): a session is judged by how it was measured."""
     available = sorted(os.sched_getaffinity(0))
     pinned: dict[str, list[list[int] | None]] = {}
     failed: dict[str, tuple[str, str, str]] = {}
@@ -145,7 +156,7 @@ def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIR
                 for key in jobs:
                     if key in failed:
                         continue
-                    entries = {s.name: requests[s.name][key] for s in sides}
+                    entries = {s.name: requests[s.name][records[s.name][key].job_key] for s in sides}
                     cpus = pair_cpus(entries["baseline"]["request"], available, i) if pin else None
                     pinned.setdefault(key, []).append(cpus)
                     results = run_pair(*[(launchers[s.name], dict(entries[s.name]["request"]) | {
@@ -159,6 +170,7 @@ def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIR
                             say(f"{result['status']}: ab: {key}: {side.name} {failed[key][2]}")
                             break
                         rounds[(side.name, key)].append([Measurement.from_dict(m) for m in result["measurements"]])
+                        quiet[(side.name, key)].append(result.get("context") or {})
                 say(f"ab: pair {i + 1}/{pairs} done")
     except KeyboardInterrupt:  # keep the whole pairs measured so far: a shorter session, still paired
         interrupted = True
@@ -167,6 +179,7 @@ def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIR
                 done = min(len(rounds[(s.name, key)]) for s in sides)
                 for s in sides:
                     del rounds[(s.name, key)][done:]
+                    del quiet[(s.name, key)][done:]
                 del pinned.get(key, [])[done:]
     for side in sides:
         store = ResultsStore(paths[side.name])
@@ -174,7 +187,7 @@ def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIR
             if not rounds[(side.name, key)] and key not in failed:
                 continue  # interrupted before its first pair
             why = failed.get(key, ("", "", ""))
-            store.append(_side_record(records[side.name][key], rounds[(side.name, key)],
+            store.append(_side_record(records[side.name][key], rounds[(side.name, key)], quiet[(side.name, key)],
                                       why[1:] if why[0] == side.name else None,
                                       {"session": session_id, "side": side.name,
                                        "pairs": len(pinned.get(key, [])) if interrupted else pairs,
@@ -203,14 +216,37 @@ SESSION_METRICS = frozenset({"latency", "latency_round_medians", "latency_round_
 workers start side by side, so those would be measured under each other's load."""
 
 
-def _side_record(record: RunRecord, side_rounds: list[list[Measurement]], failure: tuple[str, str] | None,
-                 ab: dict[str, Any]) -> RunRecord:
-    """The run's record with the session's latency: its latency-pass measurements replaced by the pooled rounds.
-    The side whose worker failed gets that status (so a candidate that now crashes fails the gate); the other
-    side keeps its rounds, which are then unpaired."""
+QUIET_KEYS = ("contention", "throttled", "cooldown", "contention_retries")
+"""The run's quiet check of its latency pass: replaced in a session's records by the session's own."""
+CONTENTION_WARNING = "busy while it was timed"
+"""In the worker's warning of a contended pass (``harness.worker.flag_contention``)."""
+
+
+def session_quiet(contexts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The session's quiet check over its rounds' worker contexts: ``contention`` (contended when any round was,
+    with how many; the busiest round's reading) and ``throttled`` (any round). A session has no cooldown."""
+    readings = [c["contention"] for c in contexts if isinstance(c.get("contention"), dict)]
+    out: dict[str, Any] = {"throttled": any(bool(c.get("throttled")) for c in contexts)}
+    if readings:
+        busiest = max(readings, key=lambda r: r.get("others_cores") or 0.0)
+        contended = sum(1 for r in readings if r.get("contended"))
+        out["contention"] = dict(busiest) | {"rounds": len(readings), "rounds_contended": contended,
+                                             "contended": contended > 0}
+    return out
+
+
+def _side_record(record: RunRecord, side_rounds: list[list[Measurement]], side_quiet: list[dict[str, Any]],
+                 failure: tuple[str, str] | None, ab: dict[str, Any]) -> RunRecord:
+    """The run's record with the session's latency: its latency-pass measurements replaced by the pooled rounds,
+    its quiet check by the session's (``session_quiet``). The side whose worker failed gets that status (so a
+    candidate that now crashes fails the gate); the other side keeps its rounds, which are then unpaired."""
     replaced = SESSION_METRICS
     kept = tuple(m for m in record.measurements if m.metric not in replaced)
-    context = dict(record.context) | {"ab": ab}
+    context = {k: v for k, v in record.context.items() if k not in QUIET_KEYS} | session_quiet(side_quiet)
+    session_warnings = [w for c in side_quiet for w in c.get("warnings", []) if CONTENTION_WARNING in w]
+    context["warnings"] = [w for w in record.context.get("warnings", []) if CONTENTION_WARNING not in w] + \
+        list(dict.fromkeys(session_warnings))
+    context |= {"ab": ab}
     if failure is not None:
         status, what = failure
         return dataclasses.replace(record, status=status, error=f"A/B session {what}", measurements=kept,
