@@ -1,6 +1,7 @@
 """Command line: ``harness run | sweep | list | report | compare | gate | ab``.
 
-Exit codes: 0 ok, 1 some job failed (run) or a regression (gate), 2 usage/input error."""
+Exit codes: 0 ok, 1 some job failed (run) or a regression (gate), 2 usage/input error, 3 gated metrics not judged
+(gate --fail-on-unjudged)."""
 from __future__ import annotations
 
 import argparse
@@ -147,7 +148,8 @@ def _parser() -> argparse.ArgumentParser:
 
     gate = sub.add_parser("gate", help="fail CI on a significant regression beyond a threshold",
                           description="Exit 0 when no metric got significantly worse by more than its threshold, "
-                                      "1 on a regression (or a job that broke or went missing), 2 on an error.")
+                                      "1 on a regression (or a job that broke or went missing), 2 on an error, 3 "
+                                      "when gated metrics could not be judged (with --fail-on-unjudged).")
     gate.add_argument("--baseline", type=Path, action="append", required=True, metavar="RESULTS",
                       help="baseline results.jsonl or run folder (repeat to pool several runs)")
     gate.add_argument("--candidate", type=Path, action="append", required=True, metavar="RESULTS",
@@ -156,6 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--markdown", type=Path, metavar="FILE",
                       help="write the markdown summary here (appends: use $GITHUB_STEP_SUMMARY); default stdout")
     gate.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
+    gate.add_argument("--fail-on-unjudged", action="store_true",
+                      help="exit 3 when a gated metric could not be judged (its pass was disturbed by other load, or "
+                           "too few rounds to test at alpha) and nothing regressed; as fail_on_unjudged in the file")
 
     ab = sub.add_parser("ab", help="measure two runs' latency again side by side (lockstep pairs), for `gate`",
                         description="For every job that succeeded in both runs (local targets): run pairs of "
@@ -410,6 +415,8 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     from harness.analysis.gate import junit_xml, load_gate_config, markdown_summary, run_gate
 
     config = load_gate_config(args.config)
+    if args.fail_on_unjudged:
+        config = dataclasses.replace(config, fail_on_unjudged=True)
     result = run_gate(_records(args.baseline), _records(args.candidate), config)
     summary = markdown_summary(result)
     if args.markdown:
@@ -419,12 +426,16 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         print(summary)
     if args.junit:
         args.junit.write_text(junit_xml(result), encoding="utf-8")
+    from harness.analysis.gate import UNJUDGED_ADVICE
+
     if result.untestable:
         print(f"harness: warning: {len(result.untestable)} comparisons are not gated: "
               f"{result.untestable[0].reason}", file=sys.stderr)
-    print(f"gate: {'FAIL' if result.failed else 'pass'}: {len(result.regressions)} regressions, "
-          f"{len(result.broken)} broken, {len(result.missing)} missing", file=sys.stderr)
-    return EXIT_JOB_FAILED if result.failed else EXIT_OK
+    unjudged = result.unjudged_text()
+    print(f"gate: {result.headline}: {len(result.regressions)} regressions, {len(result.broken)} broken, "
+          f"{len(result.missing)} missing" + (f"; {unjudged}: {UNJUDGED_ADVICE}" if unjudged else ""),
+          file=sys.stderr)
+    return result.exit_code
 
 
 def _cmd_history(args: argparse.Namespace) -> int:

@@ -81,8 +81,11 @@ def test_the_user_project_template_runs_harness_commands_that_parse():
 
     template = yaml.safe_load((PROJECT_ROOT / "examples" / "user-project-ci.yml").read_text())
     steps = template["jobs"]["bench"]["steps"]
-    install = next(s["run"] for s in steps if "pip install edge-harness" in s.get("run", ""))
-    assert install.index("torch==2.13.0") < install.index("pip install edge-harness")
+    install = next(s["run"] for s in steps if 'pip install "$EDGE_HARNESS"' in s.get("run", ""))
+    assert install.index("torch==2.13.0") < install.index('pip install "$EDGE_HARNESS"')
+    from packaging.requirements import Requirement
+
+    assert Requirement(template["env"]["EDGE_HARNESS"]).name == "edge-harness"  # one variable, a valid pip spec
     seen = set()
     for step in steps:
         for line in step.get("run", "").splitlines():
@@ -92,3 +95,29 @@ def test_the_user_project_template_runs_harness_commands_that_parse():
                 seen.add(argv[1])
     assert seen == {"run", "ab", "gate"}
     assert all("--baseline-root" not in s.get("run", "") for s in steps)  # the harness is the same on both sides
+
+
+def test_the_user_template_gates_nothing_when_the_base_has_no_config(tmp_path):
+    """The pull request that first adds the harness: the base has no config, so the template notes it in the
+    summary and skips the base's run and the gate (its shell step run here, for real, on both kinds of base)."""
+    import subprocess
+
+    template = yaml.safe_load((PROJECT_ROOT / "examples" / "user-project-ci.yml").read_text())
+    steps = template["jobs"]["bench"]["steps"]
+    probe = next(s for s in steps if s.get("id") == "base")
+    gated = [s for s in steps if "steps.base.outputs.configured == 'true'" in s.get("if", "")]
+    assert {s["name"] for s in gated} == {"Measure the base", "Interleaved session of base and head, gated"}
+    for config, expected in ((None, "false"), ("edge-harness.toml", "true"), ("pyproject.toml", "true")):
+        work = tmp_path / str(config)
+        (work / "base").mkdir(parents=True)
+        if config == "edge-harness.toml":
+            (work / "base" / config).write_text("[models]\n")
+        elif config == "pyproject.toml":
+            (work / "base" / config).write_text("[project]\nname = 'x'\n[tool.edge-harness]\n")
+        out, summary = work / "out", work / "summary"
+        proc = subprocess.run(["bash", "-e", "-c", probe["run"]], cwd=work, capture_output=True, text=True,
+                              env={"GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary), "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr
+        assert out.read_text().strip() == f"configured={expected}"
+        assert ("nothing is gated" in summary.read_text()) == (expected == "false") if summary.exists() \
+            else expected == "true"

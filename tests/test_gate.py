@@ -495,6 +495,7 @@ def test_an_alpha_no_test_can_reach_is_said_not_silently_ungated():
     p50 = next(v for v in result.verdicts if v.comparison.metric == "latency_p50")
     assert p50.outcome == "info" and "α=0.005" in p50.reason and "0.0078" in p50.reason
     assert p50.comparison.min_p == pytest.approx(2 / 2**8)
-    assert result.untestable and "cannot be significant at this α" in markdown_summary(result)
+    summary = markdown_summary(result)
+    assert result.untestable and "not judged (1 untestable)" in summary and "α=0.005" in summary
     assert outcome([base], [slowed]) == "regression"  # α = 0.05 is reachable
     assert not run_gate([base], [slowed], GateConfig()).untestable

@@ -3,7 +3,10 @@
 Thresholds come from defaults, a gate TOML file, and per-job overrides (by model, variant, format, runtime,
 target). Verdicts are pure; markdown and JUnit XML are views of them.
 
-Exit codes of ``harness gate``: 0 pass, 1 regression, 2 error (bad input, nothing to compare).
+Exit codes of ``harness gate``: 0 pass, 1 regression (or a job broken or missing), 2 error (bad input, nothing to
+compare), 3 not judged: a gated metric could not be judged (its pass was disturbed, or its test cannot reach α) and
+the gate file says ``fail_on_unjudged = true`` (or ``--fail-on-unjudged``). Without that, such comparisons are
+counted in the headline, on stderr and in JUnit (as skipped), never hidden.
 """
 from __future__ import annotations
 
@@ -64,6 +67,8 @@ class GateConfig:
     such a comparison is reported, not gated."""
     paired: Mapping[str, float | None] = field(default_factory=lambda: dict(DEFAULT_PAIRED_THRESHOLDS))
     """Thresholds for comparisons over interleaved pairs (an A/B session), in place of ``thresholds``."""
+    fail_on_unjudged: bool = False
+    """A gated metric that could not be judged (disturbed pass, untestable α) fails the gate (exit 3)."""
 
     def threshold(self, key: JobKey, metric: str, paired: bool = False) -> float | None:
         """The last matching override wins, then (for a comparison over interleaved pairs) the paired table, then
@@ -93,7 +98,7 @@ def load_gate_config(path: Path | None) -> GateConfig:
         return GateConfig()
     data = read_toml(path)
     check_keys(path, data, {"alpha": float, "fail_on_missing": bool, "thresholds": dict, "overrides": list,
-                            "accept_disturbed": bool, "paired": dict})
+                            "accept_disturbed": bool, "paired": dict, "fail_on_unjudged": bool})
     alpha = data.get("alpha", DEFAULT_ALPHA)
     if not 0 < alpha < 1:
         raise HarnessInputError(f"{path}: alpha must be within (0, 1), not {alpha}")
@@ -116,7 +121,7 @@ def load_gate_config(path: Path | None) -> GateConfig:
         values = {k: _threshold_value(path, where, k, v) for k, v in table.items() if k not in KEY_FIELDS}
         overrides.append(Override(match, values))
     return GateConfig(thresholds, alpha, data.get("fail_on_missing", True), tuple(overrides),
-                      data.get("accept_disturbed", False), paired)
+                      data.get("accept_disturbed", False), paired, data.get("fail_on_unjudged", False))
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,17 @@ class Verdict:
     significant: bool
     outcome: str
     reason: str
+    not_judged: str = ""
+    """Why a gated metric could not be judged ('' when it was, or is not gated at all): one of ``NOT_JUDGED``."""
+
+
+NOT_JUDGED = {"disturbed": "a timed pass measured under contention, throttling or heat",
+              "untestable": "its test cannot reach a p-value below α with this few rounds or pairs"}
+"""Causes of a gated comparison that was not judged, and what each means."""
+UNJUDGED_ADVICE = ("re-run on a quiet runner, measure base and head side by side with `harness ab` (interleaved "
+                   "pairs, 8 by default), or set contention_retries in the suite's [settings]")
+"""What to do when gated metrics were not judged."""
+EXIT_NOT_JUDGED = 3
 
 
 def judge(c: Comparison, config: GateConfig) -> Verdict:
@@ -139,7 +155,7 @@ def judge(c: Comparison, config: GateConfig) -> Verdict:
     if threshold is None or c.note.startswith(NOT_GATED_PREFIXES):
         return Verdict(c, threshold, significant, "info", c.note or "threshold off")
     if c.p_value is not None and c.min_p is not None and c.min_p >= config.alpha:
-        return Verdict(c, threshold, False, "info", untestable_reason(c, config.alpha))
+        return Verdict(c, threshold, False, "info", untestable_reason(c, config.alpha), "untestable")
     by_pairs = c.paired and c.metric in config.paired and threshold == config.paired[c.metric] and \
         not any(o.applies(c.key) and c.metric in o.thresholds for o in config.overrides)
     limit = _limit_text(c, threshold) + (" for A/B pairs" if by_pairs else "")
@@ -176,6 +192,7 @@ class GateResult:
     missing: tuple[JobKey, ...]
     new: tuple[JobKey, ...]
     fail_on_missing: bool
+    fail_on_unjudged: bool = False
 
     @property
     def regressions(self) -> list[Verdict]:
@@ -184,11 +201,42 @@ class GateResult:
     @property
     def untestable(self) -> list[Verdict]:
         """Comparisons that α makes impossible to find significant (their metric is not gated at all)."""
-        return [v for v in self.verdicts if v.outcome == "info" and v.reason.startswith("not gated: α=")]
+        return [v for v in self.verdicts if v.not_judged == "untestable"]
+
+    @property
+    def unjudged(self) -> list[Verdict]:
+        """Gated comparisons that could not be judged (disturbed, untestable α)."""
+        return [v for v in self.verdicts if v.not_judged]
+
+    @property
+    def gated(self) -> list[Verdict]:
+        """Comparisons of gated metrics: judged (regression, improvement, noise) or not judged."""
+        return [v for v in self.verdicts if v.outcome != "info" or v.not_judged]
+
+    def unjudged_text(self) -> str:
+        """'N of M gated comparisons not judged (K disturbed, J untestable at α)', or '' when all were judged."""
+        if not self.unjudged:
+            return ""
+        counts = {cause: sum(1 for v in self.unjudged if v.not_judged == cause) for cause in NOT_JUDGED}
+        why = ", ".join(f"{n} {cause}" for cause, n in counts.items() if n)
+        return f"{len(self.unjudged)} of {len(self.gated)} gated comparisons not judged ({why})"
 
     @property
     def failed(self) -> bool:
         return bool(self.regressions) or (self.fail_on_missing and bool(self.broken or self.missing))
+
+    @property
+    def not_judged(self) -> bool:
+        """No regression, but gated metrics were not judged and the gate is told to fail on that."""
+        return not self.failed and self.fail_on_unjudged and bool(self.unjudged)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else EXIT_NOT_JUDGED if self.not_judged else 0
+
+    @property
+    def headline(self) -> str:
+        return "FAIL" if self.failed else "NOT JUDGED" if self.not_judged else "pass"
 
 
 def run_gate(base: Sequence[RunRecord], cand: Sequence[RunRecord], config: GateConfig) -> GateResult:
@@ -205,13 +253,16 @@ def run_gate(base: Sequence[RunRecord], cand: Sequence[RunRecord], config: GateC
     for c in comparisons:
         timed = PASS_OF_METRIC.get(c.metric, "latency" if c.metric in TIMED_METRICS else "")
         if timed and (c.key, timed) in disturbed:
-            verdicts.append(Verdict(c, config.threshold(c.key, c.metric, c.paired), False, "info",
-                                    f"not gated: the {disturbed[(c.key, timed)]} — re-measure on a quiet machine, or "
-                                    "set accept_disturbed = true in the gate file"))
+            verdict = judge(c, config)
+            if verdict.outcome != "info" or verdict.not_judged:  # a gated metric, left unjudged
+                verdict = Verdict(c, verdict.threshold, False, "info",
+                                  f"not gated: the {disturbed[(c.key, timed)]} — re-measure on a quiet machine, or "
+                                  "set accept_disturbed = true in the gate file", "disturbed")
+            verdicts.append(verdict)
         else:
             verdicts.append(judge(c, config))
     return GateResult(tuple(verdicts), tuple(status["broken"]), tuple(status["missing"]), tuple(status["new"]),
-                      config.fail_on_missing)
+                      config.fail_on_missing, config.fail_on_unjudged)
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -224,16 +275,28 @@ def _fmt(value: float | None, unit: str = "") -> str:
 
 def markdown_summary(result: GateResult, title: str = "Edge Harness regression gate") -> str:
     """A GitHub-flavoured markdown summary (for $GITHUB_STEP_SUMMARY): verdict, regressions, then all metrics."""
-    verdict = "❌ **FAIL**" if result.failed else "✅ **PASS**"
+    unjudged = result.unjudged_text()
+    if result.failed:
+        verdict = "❌ **FAIL**"
+    elif result.not_judged:
+        verdict = f"❌ **NOT JUDGED**: {unjudged}"
+    else:
+        verdict = "✅ **PASS**" + (f" — ⚠️ {unjudged}" if unjudged else "")
     lines = [f"## {title}: {verdict}", ""]
     improvements = [v for v in result.verdicts if v.outcome == "improvement"]
+    judged = len(result.gated) - len(result.unjudged)
     lines.append(f"{len(result.regressions)} regressions, {len(improvements)} improvements, "
                  f"{len(result.broken)} jobs broken, {len(result.missing)} missing, {len(result.new)} new; "
-                 f"{len(result.verdicts)} metric comparisons.")
+                 f"{judged} gated comparisons judged, {len(result.unjudged)} not judged, "
+                 f"{len(result.verdicts) - len(result.gated)} reported only.")
     lines.append("")
-    if result.untestable:
-        lines += [f"⚠️ {len(result.untestable)} comparisons cannot be significant at this α, so they are not gated: "
-                  f"{_md(result.untestable[0].reason)}", ""]
+    if unjudged:
+        causes = sorted({v.not_judged for v in result.unjudged})
+        lines += [f"⚠️ **{unjudged}**: " + "; ".join(f"{c}: {NOT_JUDGED[c]}" for c in causes) +
+                  f". What to do: {UNJUDGED_ADVICE}." +
+                  ("" if result.fail_on_unjudged else " (`--fail-on-unjudged` or `fail_on_unjudged = true` in the "
+                                                      "gate file makes this a failure.)"), ""]
+        lines += _table(result.unjudged) + [""]
     for key, record in result.broken:
         first = (record.error or record.status).splitlines()[0] if (record.error or record.status) else ""
         lines.append(f"- ❌ `{_md(key_label(key))}` now **{record.status}**: {_md(first)}")
@@ -242,11 +305,11 @@ def markdown_summary(result: GateResult, title: str = "Edge Harness regression g
     if result.broken or result.missing:
         lines.append("")
     changed = [v for v in result.verdicts if v.outcome in ("regression", "improvement")]
-    rest = [v for v in result.verdicts if v.outcome not in ("regression", "improvement")]
+    rest = [v for v in result.verdicts if v.outcome not in ("regression", "improvement") and not v.not_judged]
     if changed:
         lines += _table(sorted(changed, key=lambda v: v.outcome != "regression")) + [""]
     if rest:  # collapsed: on a quiet change this is every row
-        lines += [f"<details><summary>{len(rest)} comparisons within noise or not gated</summary>", ""]
+        lines += [f"<details><summary>{len(rest)} comparisons within noise or reported only</summary>", ""]
         lines += _table(rest) + ["", "</details>"]
     return "\n".join(lines) + "\n"
 
@@ -274,10 +337,11 @@ def _md(text: str) -> str:
 
 
 def junit_xml(result: GateResult) -> str:
-    """JUnit XML: one testcase per job and metric (a regression is a failure), plus one per broken or
-    missing job. ElementTree escapes every attribute and text."""
+    """JUnit XML: one testcase per job and metric (a regression is a failure; a gated metric not judged is skipped,
+    or a failure of type 'not-judged' when the gate fails on those), plus one per broken or missing job.
+    ElementTree escapes every attribute and text."""
     suite = ET.Element("testsuite", name="edge-harness-gate")
-    failures = 0
+    failures = skipped = 0
     for v in result.verdicts:
         c = v.comparison
         case = ET.SubElement(suite, "testcase", classname=_xml(key_label(c.key)), name=c.metric)
@@ -285,6 +349,13 @@ def junit_xml(result: GateResult) -> str:
             failures += 1
             ET.SubElement(case, "failure", message=_xml(v.reason), type="regression").text = _xml(
                 f"base {_fmt(c.base, c.spec.unit)}, candidate {_fmt(c.candidate, c.spec.unit)}, {c.note}")
+        elif v.not_judged and result.fail_on_unjudged:
+            failures += 1
+            ET.SubElement(case, "failure", message=_xml(f"not judged ({v.not_judged}): {v.reason}"),
+                          type="not-judged").text = _xml(UNJUDGED_ADVICE)
+        elif v.not_judged:
+            skipped += 1
+            ET.SubElement(case, "skipped", message=_xml(f"not judged ({v.not_judged}): {v.reason}"))
         else:
             ET.SubElement(case, "system-out").text = _xml(f"{v.outcome}: {v.reason}")
     for key, record in result.broken:
@@ -299,6 +370,7 @@ def junit_xml(result: GateResult) -> str:
             ET.SubElement(case, "failure", message="missing from the candidate", type="missing")
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(failures))
+    suite.set("skipped", str(skipped))
     suite.set("errors", "0")
     ET.indent(suite)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
