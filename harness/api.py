@@ -174,8 +174,10 @@ def cluster_settings(spec: Any, cluster: str | None) -> Any:
 
 def gate(baseline: Run | str | Path | Sequence[Run | str | Path], candidate: Run | str | Path | Sequence[Any],
          config: str | Path | None = None) -> Any:
-    """The CI gate's verdicts (one row per job and metric) as a DataFrame; ``.attrs`` holds ``failed`` (the
-    exit status ``harness gate`` would give: 1 on a regression or a broken / missing job), ``markdown``."""
+    """The CI gate's verdicts (one row per job and metric) as a DataFrame (``not_judged``: why a gated metric
+    could not be judged, '' when it was); ``.attrs`` holds ``failed`` (a regression or a broken / missing job),
+    ``exit_code`` (what ``harness gate`` would exit with: 3 when the gate file's fail_on_unjudged trips),
+    ``unjudged`` (the count) and ``markdown``."""
     import pandas as pd
 
     from harness.analysis.gate import load_gate_config, markdown_summary, run_gate
@@ -189,8 +191,10 @@ def gate(baseline: Run | str | Path | Sequence[Run | str | Path], candidate: Run
              "runtime": v.comparison.key[3], "target": v.comparison.key[4], "batch_size": v.comparison.key[5],
              "metric": v.comparison.metric, "base": v.comparison.base, "candidate": v.comparison.candidate,
              "ratio": v.comparison.ratio, "p_value": v.comparison.p_value, "threshold": v.threshold,
-             "outcome": v.outcome, "why": v.reason} for v in result.verdicts]
+             "outcome": v.outcome, "why": v.reason, "not_judged": v.not_judged} for v in result.verdicts]
     frame = pd.DataFrame(rows)
     frame.attrs["failed"] = bool(result.failed)
+    frame.attrs["exit_code"] = result.exit_code
+    frame.attrs["unjudged"] = len(result.unjudged)
     frame.attrs["markdown"] = markdown_summary(result)
     return frame

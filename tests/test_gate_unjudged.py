@@ -87,6 +87,11 @@ def test_the_gate_file_key_and_the_flag(tmp_path):
         code, err = cli("gate", "--baseline", str(tmp_path / "base"), "--candidate", str(tmp_path / "cand"),
                         "--markdown", str(md), *extra)
         assert code == 3 and "gate: NOT JUDGED: 0 regressions" in err, (extra, err)
+    from harness import api
+
+    frame = api.gate(tmp_path / "base", tmp_path / "cand", config=tmp_path / "gate.toml")
+    assert frame.attrs["exit_code"] == 3 and frame.attrs["unjudged"] == 2 and not frame.attrs["failed"]
+    assert sorted(frame[frame["not_judged"] != ""]["metric"]) == ["latency_p50", "latency_p90"]
 
 
 def test_an_ab_session_is_judged_by_its_own_quiet_readings():
