@@ -188,6 +188,11 @@ def test_init_writes_a_starter_and_never_overwrites(project):
     code, err = cli("init", "--dir", str(project))
     assert code == 0, err
     assert (project / "edge-harness.toml").is_file() and (project / "bench" / "suites" / "quick.toml").is_file()
+    from harness.config.suite import load_suite
+
+    ci = load_suite(project / "bench" / "suites" / "ci.toml")  # what the CI template runs and gates
+    assert ci.settings.rounds >= 5 and list(ci.models) == ["my_generator"]
+    assert ci.settings.contention_retries >= 1
     before = (project / "edge-harness.toml").read_text()
     code, err = cli("init", "--dir", str(project))
     assert code == 2 and "already exists; harness init never overwrites" in err

@@ -54,10 +54,32 @@ name = "fp16"
 method = "fp16"
 '''
 
+CI_SUITE = '''\
+# The suite your CI gates (harness init; examples/user-project-ci.yml runs `harness run --suite ci`).
+# Latency in 5 rounds (a fresh worker each) per job: `harness gate` tests the rounds' medians, so that one busy
+# moment of a shared runner does not pass for a change. With one round, two runs of unchanged code raised false
+# alarms once latency was gated; this shape is the one the gate benchmark measured (README: "the gate").
+models = ["my_generator"]
+targets = ["x86-cpu-1t"]              # one intra-op thread, pinned: a shared runner's other vCPU stays for the rest
+formats = ["onnx"]                    # add the formats you ship; each job adds about 5 x 1-10 s
+batch_sizes = [1]
+
+[settings]
+rounds = 5
+min_runs = 50
+min_duration_s = 0.5
+max_duration_s = 10.0
+contention_retries = 1                # a latency pass timed while other processes kept the CPU busy: measured again
+fidelity_samples = 64
+'''
+"""The gate's suite: the shape of the built-in ``gate`` suite (suites/gate.toml), for the user's model."""
+
 
 def write_starter(folder: Path) -> list[Path]:
-    """Write edge-harness.toml and bench/suites/quick.toml into ``folder``; return the paths written."""
-    files = {folder / "edge-harness.toml": CONFIG, folder / "bench" / "suites" / "quick.toml": SUITE}
+    """Write edge-harness.toml, bench/suites/quick.toml and bench/suites/ci.toml into ``folder``; return the paths
+    written."""
+    files = {folder / "edge-harness.toml": CONFIG, folder / "bench" / "suites" / "quick.toml": SUITE,
+             folder / "bench" / "suites" / "ci.toml": CI_SUITE}
     existing = [path for path in files if path.exists()]
     if existing:
         raise HarnessInputError(f"{existing[0]}: already exists; harness init never overwrites a file "
