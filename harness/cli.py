@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--variant", action="append", metavar="NAME",
                      help="only these compressed variants of the suite (and those they build on); 'none' for none")
     run.add_argument("--artifact", action="append", type=Path, metavar="FILE",
-                     help="measure this .onnx or .tflite file as it is (instead of the suite's models)")
+                     help="measure this .onnx, .tflite or .pte (ExecuTorch) file as it is (instead of the suite's models)")
     run.add_argument("--out", type=Path, metavar="DIR", help="run folder (default: reports/<suite>-<timestamp>)")
     run.add_argument("--resume", action="store_true",
                      help="continue a run: skip jobs already in <out>/results.jsonl (default out: the latest run)")
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     prof.add_argument("--variant", action="append", metavar="NAME",
                       help="only these compressed variants (and those they build on); 'none' for none")
     prof.add_argument("--artifact", action="append", type=Path, metavar="FILE",
-                      help="profile this .onnx or .tflite file as it is (no FLOP count: no PyTorch model)")
+                      help="profile this .onnx, .tflite or .pte file as it is (no FLOP count: no PyTorch model)")
     prof.add_argument("--runs", type=int, default=20, help="profiled inferences per job (default 20)")
     prof.add_argument("--quick", action="store_true", help="few timed runs per job before the profile")
     prof.add_argument("--out", type=Path, metavar="DIR", help="run folder (default: reports/<suite>-<timestamp>)")

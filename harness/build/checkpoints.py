@@ -84,6 +84,22 @@ def read_state_dict(checkpoint: Checkpoint) -> dict[str, Any]:
     return dict(data)
 
 
+def _prefix_hint(names: list[str], own: set[str], key: str) -> str:
+    """'; set checkpoint_key = "P"' when every checkpoint name starts with one dotted prefix P the model's names lack
+    and, without it, the names are the model's (an EMA copy, a ``module.`` wrapper, a whole training state)."""
+    first = names[0].split(".") if names else []
+    for n in range(1, len(first)):
+        prefix = ".".join(first[:n])
+        if not all(name.startswith(prefix + ".") for name in names):
+            break
+        stripped = {name[len(prefix) + 1:] for name in names}
+        if len(stripped & own) * 2 >= len(own) > 0:
+            suggested = f"{key}.{prefix}" if key else prefix
+            return (f"; every checkpoint key starts with {prefix + '.'!r}, which the model's keys lack: set "
+                    f"checkpoint_key = {suggested!r}")
+    return ""
+
+
 def load_checkpoint(model: Any, checkpoint: Checkpoint) -> str:
     """Load the checkpoint into ``model`` (in place); return its sha256."""
     import torch
@@ -96,7 +112,7 @@ def load_checkpoint(model: Any, checkpoint: Checkpoint) -> str:
     if checkpoint.strict and (missing or unexpected):
         parts = [f"missing {_short(missing)}" if missing else "", f"unexpected {_short(unexpected)}" if unexpected else ""]
         raise HarnessInputError(f"{path}: does not match the model's parameters: "
-                                f"{'; '.join(p for p in parts if p)}")
+                                f"{'; '.join(p for p in parts if p)}{_prefix_hint(list(state), set(own), checkpoint.key)}")
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
              if tuple(state[k].shape) != tuple(own[k].shape)]
     if wrong:

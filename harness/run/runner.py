@@ -75,7 +75,7 @@ class SuiteRunner:
         self.models = self._select_models(models_dir)
         folders = targets_dir if targets_dir is not None else paths.targets_dirs()
         self.targets = targets if targets is not None else [get_target(folders, name) for name in suite.targets]
-        self._check_checkpoints()
+        self._check_models()
         self._model_contexts: dict[str, dict[str, Any]] = {}
         self.targets_by_name = {t.name: t for t in self.targets}
         self.cache_dir = cache_dir
@@ -115,14 +115,18 @@ class SuiteRunner:
             self._model_contexts[model] = ctx
         return self._model_contexts[model]
 
-    def _check_checkpoints(self) -> None:
-        """A declared checkpoint that does not fit its model is an input error before anything is measured."""
-        from harness.build.checkpoints import load_checkpoint
+    def _check_models(self) -> None:
+        """Before anything is measured, a user's model that cannot run is an input error (``harness.build.dry_run``,
+        in a child of its own): its factory, its declared inputs against ``forward``, one call at batch 1; a declared
+        checkpoint that does not fit it. The built-in zoo's models are known to run."""
+        from harness.build.dry_run import check_in_child
+        from harness.zoo import is_builtin
 
         for name in self.models:
             spec = get_model(name)
-            if spec.checkpoint is not None:
-                load_checkpoint(spec.builder(**spec.builder_kwargs), spec.checkpoint)
+            if is_builtin(spec.source) and spec.checkpoint is None:
+                continue
+            check_in_child(spec, self.suite.settings.prepare_timeout_s, self._decoder_source(spec))
 
     def _select_models(self, models_dir: Path | list[Path] | None) -> list[str]:
         available = discover(models_dir) if models_dir is not None else discover_all()
@@ -134,7 +138,10 @@ class SuiteRunner:
         if self.suite.models is None:
             return available
         for name in self.suite.models:
-            get_model(name)  # one-line error for an unknown name
+            if name not in available:
+                where = f"{self.suite.source}: " if self.suite.source else ""
+                raise HarnessInputError(f"{where}unknown model {name!r} (known: "
+                                        f"{', '.join(sorted(available)) or 'none'})")
         return list(self.suite.models)
 
     # -- planning -----------------------------------------------------------------------------------

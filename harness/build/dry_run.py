@@ -1,0 +1,163 @@
+"""The user's model, checked before anything runs: build it and call it once on the CPU with its declared inputs
+at batch 1, so that a model that cannot run is one line and exit 2, not a failed job per format with raw PyTorch
+text.
+
+Checked, each with the input it concerns and the fix:
+- the factory raises, or returns something that is not an ``nn.Module`` (``harness.build.declared``);
+- a ``forward`` argument with no declared input, or more inputs declared than ``forward`` takes;
+- an input declared float that the model uses as an index (``nn.Embedding``): found by calling again with that
+  input as integers;
+- integer inputs that index out of range (``high`` is exclusive: values are drawn from [low, high));
+- any other failure of the call (a shape the model refuses), naming every input's dtype and shape.
+
+It runs in a child process of its own (``python -m harness.build.dry_run``, ``check_in_child``), under a memory cap
+and the prepare step's time limit, before any job: a builder that aborts, hangs or eats the machine is not an input
+error but a model that crashed, and is left to the prepare step, which records it per job. One build, the
+declared checkpoint loaded (its mismatch is an input error too), and one call at batch 1 under ``torch.no_grad``.
+"""
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any, Mapping
+
+import numpy as np
+
+from harness.errors import HarnessInputError
+
+MEMORY_SHARE = 0.6
+"""The check's child may use this share of the machine's physical memory before it is stopped (``oom``)."""
+
+
+def check_in_child(spec: Any, timeout_s: float, decoder_source: str = "") -> None:
+    """Check ``spec``'s model in a fresh child; raise its one-line ``HarnessInputError`` when the model cannot run.
+    A child that crashed, timed out or ran out of memory raises nothing: the prepare step meets the same fault
+    and records it for every job of the model."""
+    import psutil
+
+    from harness.launch.local import LocalLauncher
+
+    request = {"model": spec.name, "source": spec.source, "decoder_source": decoder_source}
+    cap = int(psutil.virtual_memory().total * MEMORY_SHARE)
+    result = LocalLauncher().run(request, timeout_s, memory_cap_bytes=cap, module="harness.build.dry_run")
+    if result.get("status") == "failed" and result.get("input_error"):
+        raise HarnessInputError(result["error"])
+
+
+def check(request: dict[str, Any]) -> dict[str, Any]:
+    """The child: load the model's file, build it, load its checkpoint, call it once."""
+    from pathlib import Path
+
+    from harness.build.checkpoints import load_checkpoint
+    from harness.plugins import load_plugins
+    from harness.zoo import get_model, load_model_file
+
+    try:
+        load_plugins()
+        load_model_file(Path(request["source"]))
+        spec = get_model(request["model"])
+        model = build_checked(spec)
+        if spec.checkpoint is not None:
+            load_checkpoint(model, spec.checkpoint)
+        dry_run(spec, model)
+    except HarnessInputError as exc:
+        return {"status": "failed", "error": str(exc), "input_error": True}
+    return {"status": "ok", "error": ""}
+
+
+def dry_run(spec: Any, model: Any | None = None) -> None:
+    """Build ``spec``'s model (unless given) and call it once on its example inputs at batch 1; raise a one-line
+    ``HarnessInputError`` naming the model, the input and the fix when it cannot run."""
+    where = f"{spec.source}: model {spec.name!r}" if spec.source else f"model {spec.name!r}"
+    if model is None:
+        model = build_checked(spec)
+    try:
+        inputs = spec.make_inputs(1, spec.seed)
+    except Exception as exc:
+        raise HarnessInputError(f"{where}: drawing its example inputs failed: {type(exc).__name__}: "
+                                f"{_first_line(exc)}") from None
+    _check_arguments(where, model, list(inputs))
+    error = _call(model, inputs)
+    if error is None:
+        return
+    described = ", ".join(f"{n}: {a.dtype} {tuple(a.shape)}" for n, a in inputs.items())
+    floats = [n for n, a in inputs.items() if np.issubdtype(a.dtype, np.floating)]
+    for name in floats:  # used as an index? then it runs with integers there
+        if _call(model, {**inputs, name: np.zeros(inputs[name].shape, np.int64)}) is None:
+            raise HarnessInputError(
+                f"{where}: input {name!r} is used as an index (e.g. nn.Embedding) but declared {inputs[name].dtype}: "
+                f"declare it kind = \"integer\", low = 0, high = <number of classes> (high is exclusive)")
+    integers = [n for n, a in inputs.items() if np.issubdtype(a.dtype, np.integer)]
+    if integers and "index" in str(error).lower():
+        zeros = {**inputs, **{n: np.zeros_like(inputs[n]) for n in integers}}
+        if _call(model, zeros) is None:
+            ranges = ", ".join(f"{n} = {int(inputs[n].max())}" for n in integers)
+            raise HarnessInputError(
+                f"{where}: an integer input indexes out of range ({type(error).__name__}: {_first_line(error)}; "
+                f"drew {ranges}): values are drawn from [low, high), high exclusive: set high to the table size")
+    raise HarnessInputError(f"{where}: forward failed on the declared inputs ({described}): "
+                            f"{type(error).__name__}: {_first_line(error)} — check each input's shape (after the "
+                            "batch dimension), kind and dtype")
+
+
+def build_checked(spec: Any) -> Any:
+    """``spec``'s model from its builder; a builder that raises or returns no ``nn.Module`` is a one-line error."""
+    import torch
+
+    where = f"{spec.source}: model {spec.name!r}" if spec.source else f"model {spec.name!r}"
+    try:
+        model = spec.builder(**spec.builder_kwargs)
+    except HarnessInputError:
+        raise
+    except Exception as exc:  # the user's builder
+        raise HarnessInputError(f"{where}: building it failed: {type(exc).__name__}: {_first_line(exc)}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise HarnessInputError(f"{where}: its builder returned a {type(model).__name__}, not a torch nn.Module")
+    return model
+
+
+def _check_arguments(where: str, model: Any, names: list[str]) -> None:
+    """The declared inputs go to ``forward`` positionally, in order: their count must fit its signature."""
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # a builtin or C-implemented forward: the call will tell
+        return
+    params = list(signature.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        positional = positional + [None] * len(names)  # type: ignore[list-item]
+    if len(names) < len(required):
+        missing = [p.name for p in required[len(names):]]
+        order = ", ".join(p.name for p in required)
+        raise HarnessInputError(
+            f"{where}: forward() argument {missing[0]!r} has no declared input: declare one input per argument, "
+            f"in forward's order ({order}); {len(names)} declared ({', '.join(names) or 'none'})")
+    if len(names) > len(positional):
+        taken = ", ".join(p.name for p in positional) or "nothing"
+        raise HarnessInputError(
+            f"{where}: {len(names)} inputs declared ({', '.join(names)}) but forward() takes {len(positional)} "
+            f"({taken}): remove {names[len(positional)]!r}")
+
+
+def _call(model: Any, inputs: Mapping[str, np.ndarray]) -> BaseException | None:
+    """None when the model runs on ``inputs``, else what it raised."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(*(torch.from_numpy(np.ascontiguousarray(a)) for a in inputs.values()))
+    except Exception as exc:  # the user's code: any failure is the answer
+        return exc
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+if __name__ == "__main__":
+    from harness.protocol import serve
+
+    sys.exit(serve(check))
