@@ -74,15 +74,22 @@ def inspect(request: WorkerRequest) -> WorkerResult:
 
 def ceilings(request: WorkerRequest) -> WorkerResult:
     """The machine's peak GFLOP/s and memory bandwidth for the roofline, at the request's thread count (0 = every
-    core the worker may use)."""
+    core the worker may use), with the quiet check of a timed pass around them (``ceilings["contention"]``; the
+    request's settings, else the defaults, set its limit and any wait for quiet)."""
     import os
 
     from harness.profiling.ceilings import measure_ceilings
+    from harness.types import RunSettings
 
     if request.cpu_affinity:
         os.sched_setaffinity(0, list(request.cpu_affinity))
     threads = int((request.runtime_options or {}).get("threads", 0)) or len(os.sched_getaffinity(0))
-    return WorkerResult("ok", extra={"ceilings": measure_ceilings(threads).to_dict()})
+    settings = RunSettings.from_dict(request.settings or {})
+    context: dict[str, Any] = {}
+    with watch_quiet(settings, context, "contention", "ceilings: "):
+        measured = measure_ceilings(threads)
+    measured = dataclasses.replace(measured, contention=context.pop("contention"))
+    return WorkerResult("ok", extra={"ceilings": measured.to_dict()}, context=context)
 
 
 # -- modes that run the artifact ----------------------------------------------------------------------------------
@@ -334,7 +341,7 @@ def loadgen(request: WorkerRequest, job: Loaded) -> tuple | WorkerResult:
     """The artifact under MLPerf LoadGen's scenarios (``RunSettings.loadgen``), after the harness's warm-up:
     ``loadgen_ss_p50`` / ``_p90`` / ``_p90_early_stopping`` (ms per inference of the batch) and
     ``loadgen_offline_throughput`` (items/s); LoadGen's results and settings in ``context["loadgen"]``."""
-    from harness.engine.loadgen import parse_scenarios, run_scenario, warm_median_ns
+    from harness.engine.loadgen import figures, parse_scenarios, run_scenario, warm_median_ns
     from harness.engine.measure import warm_up
     from harness.types import Measurement, RunSettings
 
@@ -361,16 +368,14 @@ def loadgen(request: WorkerRequest, job: Loaded) -> tuple | WorkerResult:
         r = run["results"]
         validity = f"LoadGen result {r.get('result_validity', '?')}" + (
             f" ({r['result_invalid_reason']})" if r.get("result_invalid_reason") else "")
+        given = figures(scenario, r)
         if scenario == "single-stream":
-            for key, metric in (("result_50.00_percentile_latency_ns", "loadgen_ss_p50"),
-                                ("result_90.00_percentile_latency_ns", "loadgen_ss_p90"),
-                                ("early_stopping_latency_ss", "loadgen_ss_p90_early_stopping")):
-                if isinstance(r.get(key), (int, float)):
-                    out.append(Measurement(metric, r[key] / 1e6, "ms", "mlperf-loadgen SingleStream",
-                                           note=f"{validity}; {r.get('result_query_count', '?')} queries"))
-        elif isinstance(r.get("result_samples_per_second"), (int, float)):
-            out.append(Measurement("loadgen_offline_throughput", r["result_samples_per_second"] * request.batch_size,
-                                   "items/s", "mlperf-loadgen Offline",
+            for metric, ns in given.items():
+                out.append(Measurement(metric, ns / 1e6, "ms", "mlperf-loadgen SingleStream",
+                                       note=f"{validity}; {r.get('result_query_count', '?')} queries"))
+        elif given:
+            throughput = given["loadgen_offline_throughput"] * request.batch_size
+            out.append(Measurement("loadgen_offline_throughput", throughput, "items/s", "mlperf-loadgen Offline",
                                    note=f"{validity}; one sample = one batch of {request.batch_size}"))
     job.context["loadgen"] = found
     return tuple(out)

@@ -17,8 +17,12 @@ from tests.conftest import FIXTURES
 from tests.test_cli import harness
 
 
+@pytest.mark.slow
 def test_ab_session_measures_both_sides_afresh_and_a_crashing_candidate_fails_the_gate(tmp_path, tiny_models_dir,
                                                                                           shared_cache):
+    """Real runs and sessions (minutes on a busy machine). Nothing here depends on the machine being quiet: the
+    verdict on two pairs is read with disturbed passes accepted, so a session timed beside other load (which the
+    gate would otherwise leave out as contended) still shows the two-pair rule."""
     env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir)}
     run = tmp_path / "run"
     proc = harness("run", "--variant", "none", "--model", "tiny_gen", "--quick", "--format", "torch", "--format",
@@ -54,7 +58,7 @@ def test_ab_session_measures_both_sides_afresh_and_a_crashing_candidate_fails_th
     pair_ratios = [y / x for x, y in zip(base[0].measurement("latency_round_medians").samples,
                                          cand[0].measurement("latency_round_medians").samples)]
     assert c.ratio == pytest.approx(float(np.median(pair_ratios)))
-    p50 = next(v for v in run_gate([base[0]], [cand[0]], GateConfig()).verdicts
+    p50 = next(v for v in run_gate([base[0]], [cand[0]], GateConfig(accept_disturbed=True)).verdicts
                if v.comparison.metric == "latency_p50")
     assert p50.outcome == "info" and p50.reason.startswith("not gated: α=0.05")
 

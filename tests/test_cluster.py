@@ -175,6 +175,20 @@ def test_a_node_with_other_harness_code_is_refused_before_any_job(lab, targets, 
     assert not (tmp_path / "run" / "results.jsonl").exists()
 
 
+def test_an_ssh_board_two_nodes_declare_is_refused_before_any_job(lab, targets, tiny_models_dir, shared_cache,
+                                                                   tmp_path, sshd):
+    """Node a reaches the loopback sshd board; a second node declaring it too would measure it at the same time."""
+    lab.add_node("twin", targets="board")
+    try:
+        proc = lab_run(lab, targets, tiny_models_dir, shared_cache, tmp_path / "run", "board")
+    finally:
+        lab.kill_node("twin")
+    assert proc.returncode == 2, proc.stderr
+    assert f"board 127.0.0.1:{sshd.port} on " in proc.stderr and "would measure it at once" in proc.stderr
+    assert proc.stderr.count("as target board") == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "run" / "results.jsonl").exists()
+
+
 def kill_when_it_measures(lab, node, proc):
     """Kill ``node`` (its raylet and every process under it) as soon as a worker runs under it."""
     raylet = lab.raylet(node)

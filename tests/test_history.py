@@ -16,7 +16,7 @@ from harness.results.store import ResultsStore, read_records
 from harness.stats import summarize
 from harness.types import Measurement
 from tests.test_cli import harness
-from tests.test_report_views import CHROMIUM, console_messages, needs_chromium
+from tests.test_report_views import console_messages, needs_chromium
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results" / "small-run.jsonl"
 
@@ -68,6 +68,46 @@ def test_a_fitted_change_below_the_threshold_is_not_a_step():
     assert step.index == 6
 
 
+def test_an_excursion_before_a_real_step_is_an_outlier_and_the_step_is_measured_from_before_it():
+    """20 runs, 2% noise, one run 30% up and then every run 12% up: one step of about +12% from the level before
+    the excursion, the excursion an outlier; never a +30% step followed by an 'improvement'."""
+    values = noisy(20, 0.02, 0)
+    values[18] *= 1.30
+    values[19:] *= 1.12
+    fit = find_steps(values, 0.10)
+    assert [(s.index, s.runs_after) for s in fit.steps] == [(19, 1)] and fit.outliers == (18,), fit
+    assert 0.10 < fit.steps[0].change < 0.16 and fit.steps[0].before == pytest.approx(np.median(values[:18]))
+    values = noisy(20, 0.02, 1)
+    values[17] *= 1.30
+    values[18:] *= 1.12
+    fit = find_steps(values, 0.10)
+    assert [(s.index, s.runs_after) for s in fit.steps] == [(18, 2)] and fit.outliers == (17,), fit
+    ramp = np.r_[np.full(8, 1.0), [1.2], np.full(8, 1.44)] * noisy(17, 0.01, 2)  # a level between: two steps
+    assert [s.index for s in find_steps(ramp, 0.10).steps] == [8, 9]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_an_excursion_never_turns_the_step_after_it_into_an_improvement(seed):
+    for excursion in (17, 18):
+        values = noisy(20, 0.02, seed)
+        values[excursion] *= 1.30
+        values[excursion + 1:] *= 1.12
+        steps = find_steps(values, 0.10).steps
+        assert all(s.change > 0 for s in steps), (excursion, steps)
+
+
+def test_a_new_nan_share_steps_though_it_is_under_the_old_absolute_noise_floor():
+    """nonfinite_outputs is gated at 0 (any new share fails): a share of 0.002 in the newest run is a step."""
+    share = np.zeros(20)
+    share[-1] = 0.002
+    (step,) = find_steps(share, 0.0, relative=False).steps
+    assert step.index == 19 and step.change == pytest.approx(0.002)
+    assert find_steps(np.zeros(20), 0.0, relative=False).steps == ()
+    psnr = np.full(12, 40.0)
+    psnr[6:] -= 1e-9  # round-off of a deterministic figure is no step, whatever the threshold
+    assert find_steps(psnr, 1.0, relative=False).steps == ()
+
+
 def test_values_a_relative_metric_cannot_have_are_refused():
     with pytest.raises(ValueError):
         find_steps([1.0, 0.0, 1.0], 0.1)
@@ -77,9 +117,11 @@ def test_values_a_relative_metric_cannot_have_are_refused():
 
 
 # -- harness history -------------------------------------------------------------------------------------------------
-def make_history(folder: Path, factors: list[float], seed: int = 0) -> None:
+def make_history(folder: Path, factors: list[float], seed: int = 0, machines: list[str] | None = None,
+                 nonfinite: list[float] | None = None) -> None:
     """Run folders from the fixture's real records, each run's latency samples scaled by its factor (plus 2%
-    noise) and its stats recomputed, one hour apart, each with its own commit."""
+    noise) and its stats recomputed, one hour apart, each with its own commit (and, where given, its CPU model and
+    its share of NaN/inf outputs)."""
     base = read_records(FIXTURE)
     start = datetime(2026, 11, 1, tzinfo=timezone.utc)
     rng = np.random.default_rng(seed)
@@ -93,10 +135,13 @@ def make_history(folder: Path, factors: list[float], seed: int = 0) -> None:
                     samples = tuple(v * scale for v in m.samples)
                     m = dataclasses.replace(m, value=float(np.median(samples)), samples=samples,
                                             stats=summarize(samples))
+                if m.metric == "nonfinite_outputs" and nonfinite is not None:
+                    m = dataclasses.replace(m, value=nonfinite[i])
                 measurements.append(m)
             store.append(dataclasses.replace(
                 r, measurements=tuple(measurements), started_at=(start + timedelta(hours=i)).isoformat(),
-                context=dict(r.context) | {"commit": f"{i:02d}" + "ab" * 19}))
+                context=dict(r.context) | {"commit": f"{i:02d}" + "ab" * 19}
+                | ({"cpu_model": machines[i]} if machines else {})))
 
 
 def test_history_names_run_7_and_no_other_and_fails_only_when_asked(tmp_path):
@@ -127,6 +172,60 @@ def test_history_names_run_7_and_no_other_and_fails_only_when_asked(tmp_path):
     assert "start at the newest run" in md.read_text() and "newest run only so far" in md.read_text()
     proc = harness("history", str(newest), "--out", str(tmp_path / "n"))
     assert proc.returncode == 0  # opt-in
+
+
+def test_a_regression_right_after_a_one_run_excursion_fails_the_new_step_check(tmp_path):
+    """The newest run 12% slower, the run before it 30% slower (one run off): `--fail-on-new-step` stops on a
+    worsening step at the newest run, measured from before the excursion, which is marked an outlier."""
+    runs = tmp_path / "runs"
+    make_history(runs, [1.0] * 18 + [1.3, 1.12])
+    proc = harness("history", str(runs), "--out", str(tmp_path / "h"), "--metric", "latency_p50",
+                   "--fail-on-new-step")
+    steps = [line for line in proc.stderr.splitlines() if line.startswith("step:")]
+    assert proc.returncode == 1 and steps, proc.stderr
+    assert all("at run 20 " in line and "(worse)" in line for line in steps), steps
+    page = (tmp_path / "h" / "index.html").read_text()
+    assert "outlier" in page
+
+
+def runs_of(folder: Path) -> list:
+    from harness.results.runs import find_runs
+
+    return find_runs([folder])
+
+
+def test_a_new_nan_share_is_a_new_worsening_step_as_the_gate_fails_it(tmp_path):
+    from harness.analysis.gate import GateConfig, run_gate
+    from harness.analysis.history import new_worsening_steps, series_of, steps_of
+
+    make_history(tmp_path / "runs", [1.0] * 20, nonfinite=[0.0] * 19 + [0.002])
+    runs = runs_of(tmp_path / "runs")
+    assert run_gate(list(runs[-2].records), list(runs[-1].records), GateConfig()).failed  # the gate fails it
+    series = series_of([run.records for run in runs], metrics=["nonfinite_outputs"])
+    new = new_worsening_steps(steps_of(series), len(runs) - 1)
+    assert len(new) == len({r.job_key for r in runs[-1].records if r.status == "ok"}), new
+    assert all(r.series.metric.name == "nonfinite_outputs" and r.change == pytest.approx(0.002) for r in new)
+
+
+def test_runs_on_another_cpu_model_are_a_series_of_their_own_and_said_so(tmp_path):
+    """Six runs on one CPU, six 30% slower on another: no step (the machines are not compared), one series per CPU
+    model labelled with it, and the summary names the runs on each."""
+    from harness.analysis.history import series_of, steps_of
+    from harness.report.history import markdown_summary
+
+    make_history(tmp_path / "runs", [1.0] * 6 + [1.3] * 6, machines=["AMD EPYC"] * 6 + ["Intel Xeon"] * 6)
+    runs = runs_of(tmp_path / "runs")
+    series = series_of([run.records for run in runs], metrics=["latency_p50"])
+    assert steps_of(series) == []
+    jobs = {r.job_key for r in runs[0].records if r.status == "ok" and r.measurement("latency")}
+    assert sorted(s.machine for s in series) == ["AMD EPYC"] * len(jobs) + ["Intel Xeon"] * len(jobs)
+    assert all(s.label.endswith(f"on {s.machine}") and len(s.points) == 6 for s in series)
+    summary = markdown_summary(runs, series, [], [])
+    assert "one series per CPU model" in summary
+    assert "AMD EPYC (runs 1, 2, 3, 4, 5, 6); Intel Xeon (runs 7, 8" in summary
+    make_history(tmp_path / "one-cpu", [1.0] * 3)
+    single = series_of([run.records for run in runs_of(tmp_path / "one-cpu")], metrics=["latency_p50"])
+    assert single and all(s.machine == "" and " on " not in s.label for s in single)  # one CPU model: as before
 
 
 def rounds_record(template, round_scales: list[float], rng: np.random.Generator):
@@ -189,5 +288,4 @@ def test_the_history_page_loads_offline_in_chromium(tmp_path):
     html = page.read_text()
     assert 'class="step"' in html and "<polyline" in html and "https://" not in html
     assert console_messages(page) == []
-    assert CHROMIUM is not None
     assert json.dumps("05abababab..06abababab")[1:-1] in html

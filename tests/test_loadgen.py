@@ -50,6 +50,38 @@ def test_a_loadgen_single_stream_run_times_what_it_is_given():
     assert 200 < offline["result_samples_per_second"] < 520  # at most 500 sleeps of 2 ms per second
 
 
+def test_a_short_single_stream_run_issues_the_64_queries_early_stopping_needs():
+    """A 5 ms callable with a 50 ms minimum and 5 queries asked for: LoadGen still runs 64 queries, so its
+    early-stopping p90 is met and given (with fewer it logs 0), and every figure is there."""
+    require_loadgen()
+    import time
+
+    r = run_scenario(lambda: time.sleep(0.005), "single-stream", 5e6, 0.05, 5)["results"]
+    assert r["result_query_count"] >= 64 and r["early_stopping_met"] is True, r
+    assert r["result_validity"] == "VALID" and r["early_stopping_latency_ss"] > 0, r
+    from harness.engine.loadgen import figures
+
+    given = figures("single-stream", r)
+    assert set(given) == {"loadgen_ss_p50", "loadgen_ss_p90", "loadgen_ss_p90_early_stopping"}
+    assert 4.9e6 < given["loadgen_ss_p50"] <= given["loadgen_ss_p90"] <= given["loadgen_ss_p90_early_stopping"]
+
+
+def test_a_figure_loadgen_did_not_give_is_not_recorded(monkeypatch):
+    """A real LoadGen run of 10 queries (the floor lowered for this test): early stopping is not met and LoadGen
+    logs 0 ns for its estimate; that 0 never becomes a measurement, the percentiles it did measure do."""
+    require_loadgen()
+    import time
+
+    import harness.engine.loadgen as loadgen
+
+    monkeypatch.setattr(loadgen, "SS_MIN_QUERIES", 1)
+    r = run_scenario(lambda: time.sleep(0.002), "single-stream", 2e6, 0.01, 10)["results"]
+    assert r["early_stopping_met"] is False and r["early_stopping_latency_ss"] == 0, r  # what LoadGen logs
+    given = loadgen.figures("single-stream", r)
+    assert set(given) == {"loadgen_ss_p50", "loadgen_ss_p90"} and given["loadgen_ss_p50"] > 1.9e6
+    assert loadgen.figures("offline", {"result_samples_per_second": 0}) == {}
+
+
 @pytest.mark.slow
 def test_a_job_measured_by_both_methods_and_a_worker_without_loadgen(tmp_path, tiny_models_dir, shared_cache):
     require_loadgen()
@@ -61,13 +93,25 @@ def test_a_job_measured_by_both_methods_and_a_worker_without_loadgen(tmp_path, t
     proc = harness(*args, "--out", str(tmp_path / "run"), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (record,) = read_records(tmp_path / "run" / "results.jsonl")
-    for metric in ("loadgen_ss_p50", "loadgen_ss_p90", "loadgen_ss_p90_early_stopping", "loadgen_offline_throughput"):
-        assert record.measurement(metric) is not None and record.measurement(metric).value > 0, metric
-    assert record.measurement("loadgen_ss_p50").method == "mlperf-loadgen SingleStream"
     loadgen = record.context["loadgen"]
     assert set(loadgen) == {"single-stream", "offline"}
-    assert loadgen["single-stream"]["results"]["loadgen_version"] and loadgen["offline"]["settings"]
-    assert all(isinstance(loadgen[s]["contention"]["contended"], bool) for s in loadgen)  # each scenario's quiet check
+    ss = loadgen["single-stream"]["results"]
+    assert ss["result_query_count"] >= 64 and ss["early_stopping_met"] is True, ss
+    for metric, key in (("loadgen_ss_p50", "result_50.00_percentile_latency_ns"),
+                        ("loadgen_ss_p90", "result_90.00_percentile_latency_ns"),
+                        ("loadgen_ss_p90_early_stopping", "early_stopping_latency_ss")):
+        assert record.measurement(metric).value == pytest.approx(ss[key] / 1e6), metric  # LoadGen's ns, in ms
+    p50, p90, early = (record.measurement(m).value for m in ("loadgen_ss_p50", "loadgen_ss_p90",
+                                                              "loadgen_ss_p90_early_stopping"))
+    assert 0 < p50 <= p90 <= early
+    offline = loadgen["offline"]["results"]["result_samples_per_second"]
+    assert record.measurement("loadgen_offline_throughput").value == pytest.approx(offline * record.batch_size)
+    assert record.measurement("loadgen_ss_p50").method == "mlperf-loadgen SingleStream"
+    assert ss["loadgen_version"] and loadgen["offline"]["settings"]
+    for scenario in loadgen:  # each scenario's own quiet check, over the LoadGen run (at least min_duration_s)
+        busy = loadgen[scenario]["contention"]
+        assert busy["window_s"] >= 1.0 and busy["own_cores"] > 0, busy
+        assert busy["contended"] == (busy["others_cores"] > busy["limit_cores"] == 0.25), busy
     html = (tmp_path / "run" / "index.html").read_text()
     assert "MLPerf LoadGen, side by side" in html and "single-stream: VALID" in html
 

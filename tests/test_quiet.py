@@ -53,25 +53,98 @@ def spin(cpu: int, seconds: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
-def quietest_cpu() -> tuple[int, dict]:
-    """The CPU other processes use least over one second, and its reading."""
+def measuring_cpu() -> int:
+    """The CPU other processes used least over half a second. Any CPU serves: the real-competitor tests below assert
+    only what holds however busy the machine is, so they run (and can fail) on a loaded CI machine too."""
     windows = {cpu: BusyWindow((cpu,)).start() for cpu in sorted(os.sched_getaffinity(0))}
-    time.sleep(1.0)
+    time.sleep(0.5)
     readings = {cpu: w.stop() for cpu, w in windows.items()}
-    cpu = min(readings, key=lambda c: readings[c]["others_cores"])
-    if readings[cpu]["others_cores"] > 0.4:
-        pytest.skip(f"every CPU is busy with other work ({readings}): a competing process cannot be told apart")
-    return cpu, readings[cpu]
+    return min(readings, key=lambda c: readings[c]["others_cores"])
 
 
-def test_a_real_competing_process_is_seen_and_a_quiet_cpu_is_not():
-    cpu, quiet = quietest_cpu()
-    with competing(cpu, 3.0):
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def test_a_real_competing_process_is_seen_and_the_workers_own_time_is_not():
+    """A competitor pinned to one CPU: that CPU's others_cores holds at least the competitor's own CPU time (read from
+    its /proc/<pid>/stat), and never more than the one CPU. This process spinning on that CPU: its own time is not
+    counted as others' (others + own stay within the one CPU). Both hold on a busy machine."""
+    cpu = measuring_cpu()
+    with competing(cpu, 5.0) as hog:
+        process = psutil.Process(hog.pid)
+        before = cpu_seconds(process)
         window = BusyWindow((cpu,)).start()
         time.sleep(1.5)
         busy = window.stop()
-    assert busy["others_cores"] > 0.6, busy  # one busy process on our CPU: about a whole core
-    assert quiet["others_cores"] < busy["others_cores"] - 0.4, (quiet, busy)
+        hog_cores = (cpu_seconds(process) - before) / busy["window_s"]
+    assert hog_cores > 0.1, (hog_cores, busy)  # it ran (it gets its share of the CPU, however busy)
+    assert hog_cores - 0.1 <= busy["others_cores"] <= 1.1, (hog_cores, busy)
+
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        window = BusyWindow((cpu,)).start()
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            pass
+        mine = window.stop()
+    finally:
+        os.sched_setaffinity(0, previous)
+    assert mine["own_cores"] > 0.1 and mine["others_cores"] + mine["own_cores"] <= 1.1, mine
+
+
+class CompetitorOnly:
+    """A /proc/stat under ``root`` whose ``cpu`` is busy with exactly what process ``pid`` ran (its real CPU time,
+    from its /proc/<pid>/stat) and idle otherwise, rewritten every 50 ms: a wait for quiet that sees this competitor
+    and none of a busy machine's other load."""
+
+    def __init__(self, root: Path, cpu: int, pid: int) -> None:
+        import threading
+
+        self.root, self.cpu, self.process = root, cpu, psutil.Process(pid)
+        self.start, self.busy = time.monotonic(), 0
+        self._stop = threading.Event()
+        self._write()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        try:
+            self.busy = int(cpu_seconds(self.process) * HZ)
+        except psutil.Error:  # gone: its time stays what it was
+            pass
+        idle = int((time.monotonic() - self.start) * HZ) + 1
+        staging = self.root / "staging"
+        write_stat(staging, {self.cpu: (self.busy, 0, 0, idle, 0, 0, 0, 0)})
+        (self.root / "proc").mkdir(parents=True, exist_ok=True)
+        os.replace(staging / "proc" / "stat", self.root / "proc" / "stat")  # a reader never sees half a file
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.05):
+            self._write()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_waiting_for_quiet_returns_once_the_competitor_is_gone(tmp_path):
+    """Against the real /proc/stat a CPU a competitor spins on is never quiet (the competitor and whatever else runs
+    there keep it busy); against a view of that competitor alone, the wait returns once it has ended."""
+    cpu = measuring_cpu()
+    with competing(cpu, 5):
+        capped = wait_for_quiet((cpu,), max_cores=0.3, max_wait_s=1.0)
+    assert not capped["quiet"] and capped["others_cores"] > 0.3, capped
+    with competing(cpu, 1.5) as hog:
+        view = CompetitorOnly(tmp_path, cpu, hog.pid)
+        try:
+            found = wait_for_quiet((cpu,), max_cores=0.02, max_wait_s=20, root=tmp_path)
+        finally:
+            view.close()
+        assert hog.poll() is not None, found  # it returned after the competitor ended, not before
+    assert found["quiet"] and 1.0 <= found["waited_s"] < 10, found
 
 
 def is_worker(process: psutil.Process) -> bool:
@@ -91,16 +164,6 @@ def competing(cpu: int, seconds: float):
     finally:
         hog.kill()
         hog.wait()
-
-
-def test_waiting_for_quiet_returns_once_the_competitor_is_gone():
-    cpu, _ = quietest_cpu()
-    with competing(cpu, 1.5):
-        found = wait_for_quiet((cpu,), max_cores=0.3, max_wait_s=20)
-    assert found["quiet"] and 0.5 <= found["waited_s"] < 10, found
-    with competing(cpu, 5):
-        capped = wait_for_quiet((cpu,), max_cores=0.3, max_wait_s=1.0)
-    assert not capped["quiet"] and capped["others_cores"] > 0.3
 
 
 class FakeThermal:
@@ -245,10 +308,10 @@ def test_a_latency_pass_beside_a_competing_process_is_flagged_and_a_retry_measur
         tmp_path, tiny_models_dir, shared_cache):
     """Real runs of the tiny model on one CPU: with a busy process pinned to that CPU the pass is flagged
     contended and kept out of the best-variant table; contention_retries measures it again after the competitor
-    is gone."""
+    is gone. Asserted only what holds on a busy machine too: the worker's own time is never counted as others'."""
     from tests.test_cli import harness
 
-    cpu, _ = quietest_cpu()
+    cpu = measuring_cpu()
     targets = tmp_path / "targets"
     targets.mkdir()
     (targets / "one-cpu.toml").write_text(f'name = "one-cpu"\narch = "x86_64"\nreach = "local"\n'
@@ -268,8 +331,10 @@ def test_a_latency_pass_beside_a_competing_process_is_flagged_and_a_retry_measur
     assert "left out of verdicts" in proc.stderr
     html = (tmp_path / "busy" / "index.html").read_text()
     assert "measured under contention" in html
-    (quiet,) = read_records(tmp_path / "warm" / "results.jsonl")
-    assert not quiet.context["contention"]["contended"]
+    (warm,) = read_records(tmp_path / "warm" / "results.jsonl")
+    for reading in (warm.context["contention"], record.context["contention"]):  # the worker's own time is its own
+        assert reading["cpus"] == [cpu] and reading["own_cores"] > 0.1, reading
+        assert reading["others_cores"] + reading["own_cores"] <= 1.1, reading
 
     suite.write_text(suite.read_text() + "contention_retries = 2\n")
     with competing(cpu, 120) as hog:  # busy during the first latency pass, gone before its retry
@@ -286,8 +351,9 @@ def test_a_latency_pass_beside_a_competing_process_is_flagged_and_a_retry_measur
         _, stderr = run.communicate(timeout=300)
     assert run.returncode == 0, stderr[-2000:]
     (record,) = read_records(tmp_path / "retried" / "results.jsonl")
-    assert record.context["contention_retries"] >= 1  # the first pass was contended: measured again
-    assert not record.context["contention"]["contended"], record.context["contention"]
+    retries, final = record.context["contention_retries"], record.context["contention"]
+    assert 1 <= retries <= 2, retries  # the first pass was contended: measured again
+    assert retries == 2 or not final["contended"], (retries, final)  # it stops early only on a quiet pass
 
 
 def test_suspended_stretches_do_not_count(tmp_path):

@@ -6,8 +6,15 @@ noise is estimated robustly from successive differences (the MAD of the differen
 raises it; the penalty per change point is ``PENALTY_PER_LOG_N`` × ln(n) in those noise units (a BIC-like choice,
 checked on synthetic noise in the tests). A fitted change point is kept as a **step** only when the levels on its
 two sides (medians of the segments) differ by more than the metric's gate threshold, so history and gate agree on
-what counts as a change. A one-run segment between two segments at the same level (within the threshold) is an
-**outlier**, not two steps; a one-run segment at the end is a step that only the newest run shows so far.
+what counts as a change. A one-run segment between two others is an **outlier**, not two steps, when the runs after
+it come back to the level before it (within the threshold), or when it lies beyond both of its neighbours'
+levels (an excursion: one slow run, then a real step): a step after an excursion is measured from the level
+before the excursion (1.00, one run at 1.30, then 1.12 is one step of +12%, not +30% then -14%). A one-run segment
+between two levels (a ramp) is a step; a one-run segment at the end is a step that only the newest run shows so far.
+
+The noise floor keeps a perfectly steady series (size, a deterministic fidelity figure) from stepping on float
+round-off; it is relative to the threshold for an absolute metric, so it never hides a change the gate would fail
+(a NaN share going from 0 to 0.002 against a threshold of 0).
 """
 from __future__ import annotations
 
@@ -20,8 +27,19 @@ import numpy as np
 PENALTY_PER_LOG_N = 4.0
 """Penalty per change point, in units of ln(n) × noise²: higher fits fewer steps."""
 NOISE_FLOOR = 1e-3
-"""Lowest noise scale (in log units for relative metrics: 0.1%): a perfectly steady series (size, a deterministic
-fidelity figure) still needs a real change to step."""
+"""Lowest noise scale of a relative metric (log units: 0.1%), and of an absolute metric as a fraction of its
+threshold (PSNR, threshold 1 dB: 0.001 dB): a perfectly steady series still needs a real change to step."""
+ZERO_THRESHOLD_FLOOR = 1e-12
+"""Lowest noise scale of an absolute metric whose threshold is 0 (any change fails, as a new NaN/inf share does), in
+the metric's unit: only float round-off is below it."""
+
+
+def noise_floor(threshold: float, relative: bool) -> float:
+    """The lowest noise scale for a metric with this gate ``threshold`` (log units when ``relative``, else the
+    metric's unit)."""
+    if relative:
+        return NOISE_FLOOR
+    return NOISE_FLOOR * threshold if threshold > 0 else ZERO_THRESHOLD_FLOOR
 
 
 @dataclass(frozen=True)
@@ -47,12 +65,12 @@ class Fit:
     """The robust noise scale used (log units for relative metrics)."""
 
 
-def _noise(x: np.ndarray) -> float:
+def _noise(x: np.ndarray, floor: float) -> float:
     if len(x) < 3:
-        return NOISE_FLOOR
+        return floor
     d = np.diff(x)
     mad = float(np.median(np.abs(d - np.median(d))))
-    return max(1.4826 * mad / math.sqrt(2), NOISE_FLOOR)
+    return max(1.4826 * mad / math.sqrt(2), floor)
 
 
 def _change(before: float, after: float, relative: bool) -> float:
@@ -69,12 +87,13 @@ def find_steps(values: Sequence[float], threshold: float, relative: bool = True,
 
     raw = np.asarray(values, dtype=float)
     n = len(raw)
+    floor = noise_floor(threshold, relative)
     if n == 0:
-        return Fit((), (), (), NOISE_FLOOR)
+        return Fit((), (), (), floor)
     if not np.all(np.isfinite(raw)) or (relative and np.any(raw <= 0)):
         raise ValueError("values must be finite (and positive for a relative metric)")
     x = np.log(raw) if relative else raw.copy()
-    noise = _noise(x)
+    noise = _noise(x, floor)
     if n < 2:
         return Fit((), (), tuple(raw), noise)
     ends = ruptures.Pelt(model="l2", min_size=1, jump=1).fit((x / noise).reshape(-1, 1)).predict(
@@ -91,9 +110,10 @@ def find_steps(values: Sequence[float], threshold: float, relative: bool = True,
     for i in range(1, len(segments)):
         start, end = segments[i]
         before = medians[reference]
-        if (end - start == 1 and i + 1 < len(segments)
-                and abs(_change(before, medians[i + 1], relative)) <= threshold):
-            outliers.append(start)  # one run off, then back: not two steps
+        if end - start == 1 and i + 1 < len(segments) and (
+                abs(_change(before, medians[i + 1], relative)) <= threshold  # one run off, then back
+                or not min(before, medians[i + 1]) <= medians[i] <= max(before, medians[i + 1])):  # an excursion
+            outliers.append(start)  # not two steps: the next segment is compared with the level before this run
             continue
         change = _change(before, medians[i], relative)
         if abs(change) > threshold:

@@ -1,5 +1,9 @@
 """A metric's history across runs: one series per job and metric (the run's value and its confidence interval),
-and the steps found in it (``harness.analysis.changepoints``) with the commit range each step lies in (pure)."""
+and the steps found in it (``harness.analysis.changepoints``) with the commit range each step lies in (pure).
+
+Runs of one job measured on different CPU models (the record's ``context["cpu_model"]``) are never mixed in one
+series: each CPU model gets its own series, labelled with the model (``Series.machine``), so a change of machine is
+not read as a step and a step on one machine is not hidden by the other's level."""
 from __future__ import annotations
 
 import dataclasses
@@ -38,10 +42,13 @@ class Series:
     unconfirmed: tuple[Step, str] | None = None
     """A change beyond the threshold that only the newest run shows and the gate's own test does not find
     significant (the newest run's rounds against the previous level's): not a step, and why."""
+    machine: str = ""
+    """The CPU model of this series' runs when the job was measured on more than one ('' when on one only, or
+    'CPU model not recorded'): each CPU model is a series of its own."""
 
     @property
     def label(self) -> str:
-        return key_label(self.key)
+        return key_label(self.key) + (f" · on {self.machine}" if self.machine else "")
 
     def worse(self, change: float) -> bool:
         return change > 0 if self.metric.better == "lower" else change < 0
@@ -77,20 +84,33 @@ def _value(metric: Metric, record: object) -> float | None:
     return float(value) if value is not None else None
 
 
+UNKNOWN_MACHINE = "CPU model not recorded"
+
+
+def machine_of(record: object) -> str:
+    """The CPU model a record was measured on (its context's ``cpu_model``), or ``UNKNOWN_MACHINE``."""
+    context = getattr(record, "context", None) or {}
+    return str(context.get("cpu_model") or "").strip() or UNKNOWN_MACHINE
+
+
 def series_of(runs: Sequence[Sequence[object]], config: GateConfig | None = None,
               metrics: Sequence[str] | None = None) -> list[Series]:
-    """One series per job and gated metric present in at least two runs (``runs``: each run's records, oldest
-    first; failed jobs, and timings of passes disturbed by contention or throttling, leave a gap). The threshold of
-    each is the gate's (file, overrides, defaults)."""
+    """One series per job, gated metric and CPU model present in at least two runs (``runs``: each run's records,
+    oldest first; failed jobs, and timings of passes disturbed by contention or throttling, leave a gap). A job
+    measured on several CPU models has one series per model, each labelled with it (``Series.machine``); runs on
+    different CPUs are never compared. The threshold of each is the gate's (file, overrides, defaults)."""
     config = config or GateConfig()
-    found: dict[tuple[JobKey, str], list[Point]] = {}
-    kept: dict[tuple[JobKey, str], dict[int, list[object]]] = {}
+    found: dict[tuple[JobKey, str, str], list[Point]] = {}
+    kept: dict[tuple[JobKey, str, str], dict[int, list[object]]] = {}
+    machines: dict[JobKey, set[str]] = {}
     wanted = [m for m in CATALOGUE if (metrics is None or m.name in metrics)]
     for index, records in enumerate(runs):
         for record in records:
             if getattr(record, "status", "") != "ok":
                 continue
             key = job_key(record)  # type: ignore[arg-type]
+            machine = machine_of(record)
+            machines.setdefault(key, set()).add(machine)
             disturbed = {timed for timed in ("latency", *OTHER_PASSES) if disturbance(record, timed)}
             for metric in wanted:
                 timed = PASS_OF_METRIC.get(metric.name, "latency" if metric.name in TIMED_METRICS else "")
@@ -105,11 +125,11 @@ def series_of(runs: Sequence[Sequence[object]], config: GateConfig | None = None
                     m = record.measurement(name)  # type: ignore[attr-defined]
                     if m is not None and m.stats and lo in m.stats and hi in m.stats:
                         ci = (float(m.stats[lo]), float(m.stats[hi]))
-                found.setdefault((key, metric.name), []).append(Point(index, value, ci))
-                kept.setdefault((key, metric.name), {}).setdefault(index, []).append(record)
+                found.setdefault((key, metric.name, machine), []).append(Point(index, value, ci))
+                kept.setdefault((key, metric.name, machine), {}).setdefault(index, []).append(record)
     out = []
     by_name = {m.name: m for m in CATALOGUE}
-    for (key, name), points in sorted(found.items(), key=lambda item: (item[0][0], item[0][1])):
+    for (key, name, machine), points in sorted(found.items(), key=lambda item: item[0]):
         metric = by_name[name]
         threshold = config.threshold(key, name)
         if threshold is None or len(points) < 2:
@@ -118,8 +138,10 @@ def series_of(runs: Sequence[Sequence[object]], config: GateConfig | None = None
         if relative and any(p.value <= 0 for p in points):
             continue
         fit = find_steps([p.value for p in points], threshold, relative=relative)
-        fit, unconfirmed = _confirm_newest(metric, key, points, fit, kept[(key, name)], config.alpha, len(runs) - 1)
-        out.append(Series(key, metric, threshold, tuple(points), fit, unconfirmed))
+        fit, unconfirmed = _confirm_newest(metric, key, points, fit, kept[(key, name, machine)], config.alpha,
+                                           len(runs) - 1)
+        out.append(Series(key, metric, threshold, tuple(points), fit, unconfirmed,
+                          machine if len(machines[key]) > 1 else ""))
     return out
 
 
@@ -140,6 +162,20 @@ def _confirm_newest(metric: Metric, key: JobKey, points: Sequence[Point], fit: F
     levels = fit.levels[:step.index] + (fit.levels[step.index - 1],)
     why = f"newest run only, not significant ({comparison.test}, p={p_text(comparison.p_value)} ≥ α={alpha:g})"
     return dataclasses.replace(fit, steps=fit.steps[:-1], levels=levels), (step, why)
+
+
+def machine_changes(runs: Sequence[Sequence[object]]) -> list[str]:
+    """For people: each job whose ok records span more than one CPU model, with the runs (1-based) on each; their
+    series are split by CPU model (a model with a single run has no series, and is listed here all the same)."""
+    found: dict[JobKey, dict[str, set[int]]] = {}
+    for index, records in enumerate(runs):
+        for record in records:
+            if getattr(record, "status", "") == "ok":
+                key = job_key(record)  # type: ignore[arg-type]
+                found.setdefault(key, {}).setdefault(machine_of(record), set()).add(index + 1)
+    return [f"{key_label(key)}: " + "; ".join(f"{machine} (runs {', '.join(map(str, sorted(on)))})"
+                                              for machine, on in sorted(by.items(), key=lambda item: min(item[1])))
+            for key, by in sorted(found.items()) if len(by) > 1]
 
 
 def steps_of(series: Sequence[Series]) -> list[StepReport]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness.analysis.history import Series, StepReport
+from harness.analysis.history import Series, StepReport, machine_changes
 from harness.results.runs import HistoricRun
 
 
@@ -64,6 +64,11 @@ def markdown_summary(runs: Sequence[HistoricRun], series: Sequence[Series], repo
                          f"{commit_range(runs, r)} | {r.before:.4g} | {r.after:.4g} | {_change_text(r)} | {mark} |")
     else:
         lines.append("No step beyond the gate's thresholds in any series.")
+    machines = machine_changes([run.records for run in runs])
+    if machines:
+        lines += ["", f"Measured on more than one CPU model: {len(machines)} job(s), one series per CPU model (runs on "
+                      "different CPUs are never compared):", ""]
+        lines += [f"- {line}" for line in machines]
     pending = unconfirmed(series)
     if pending:
         lines += ["", f"Not steps (yet): {len(pending)} newest-run change(s) beyond the threshold that the gate's test "

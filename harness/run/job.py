@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.analysis.fidelity import compression_measurements, output_fidelity, sample_fidelity
 from harness.analysis.layer_fidelity import compare_layers, match_by_chain
-from harness.analysis.roofline import roofline_point
+from harness.analysis.roofline import precision_note, roofline_point
 from harness.build.artifacts import load_outputs, max_abs_error, output_scale
 from harness.exporters.onnx_probe import probe_onnx
 from harness.config.suite import Suite
@@ -337,6 +337,7 @@ class JobRun:
         point = roofline_point(work["flops"], work["bytes"], latency.value, ceilings["peak_gflops"],
                                ceilings["bandwidth_gbs"])
         method = "flop_counter / latency p50"
+        note = precision_note(job.artifact.compression, ceilings.get("precision", "float32"))
         self.measurements.extend([
             Measurement("flops", work["flops"], "FLOP", "torch.utils.flop_counter",
                         note="per inference of the batch; 2 per multiply-add of matmul/conv only"),
@@ -344,19 +345,21 @@ class JobRun:
                         note="per inference of the batch: every non-view op's tensor inputs and outputs"),
             Measurement("arithmetic_intensity", point.intensity, "FLOP/byte", "flops / bytes_moved"),
             Measurement("achieved_gflops", point.achieved_gflops, "GFLOP/s", method),
-            Measurement("peak_fraction", point.peak_fraction, "fraction", f"achieved / {ceilings['peak_method']}"),
-            Measurement("roof_fraction", point.roof_fraction, "fraction", "achieved / min(peak, intensity × bandwidth)"),
+            Measurement("peak_fraction", point.peak_fraction, "fraction", f"achieved / {ceilings['peak_method']}",
+                        note=note),
+            Measurement("roof_fraction", point.roof_fraction, "fraction", "achieved / min(peak, intensity × bandwidth)",
+                        note=note),
         ])
         self.context["roofline"] = {"bound": point.bound, "attainable_gflops": point.attainable_gflops,
                                     "ceilings": ceilings, "work_by_family": dict(work.get("by_family", {})),
-                                    "work_method": work.get("method", "")}
+                                    "work_method": work.get("method", ""), "precision_note": note}
 
     def _ceilings(self) -> dict[str, Any] | None:
         """The target's ceilings, measured once per run in a worker of their own (at the target's threads)."""
         board = self.board
         if board.ceilings is None and not board.ceilings_error:
             request = WorkerRequest("ceilings", runtime_options={"threads": self.target.threads},
-                                    cpu_affinity=tuple(self.target.cpu_affinity))
+                                    cpu_affinity=tuple(self.target.cpu_affinity), settings=self.job.settings.to_dict())
             t = time.monotonic()
             result = self.launcher.run(request, self.job.settings.timeout_s)
             self.passes["ceilings"] = round(time.monotonic() - t, 3)

@@ -19,7 +19,8 @@ work and carries requests, results and files:
   lane left has its remaining jobs recorded ``unreachable``. Ctrl-C kills the lab's actors and tasks and keeps
   every record written; ``--resume`` completes the run without duplicates.
 - **Refusals before any job**: no cluster at the address, a node running another harness code or Python, a suite
-  target that no node declares.
+  target that no node declares, one SSH board reached by two lanes (two nodes declaring it, or two targets naming
+  it): they would measure it at once.
 
 ``lab.jsonl`` in the run folder gets one line per session: the lanes (node, board, CPUs), each prepare step's
 node and span, and the makespan; the report draws the lanes' timelines from it and the records.
@@ -212,6 +213,43 @@ def with_node_cpus(target: TargetProfile, identity: dict[str, Any]) -> TargetPro
     return dataclasses.replace(target, cpu_affinity=cpus, threads=threads)
 
 
+LOOPBACK_HOSTS = ("localhost", "127.", "::1", "[::1]")
+"""Hosts that name each node's own machine: a board there is told apart by its node's address too."""
+
+
+def board_key(lane: dict[str, Any]) -> str:
+    """The board a lane measures, as ``host:port`` (its SSH user left out: one board, whoever logs in); a loopback
+    host is qualified by the lane's node address. '' for a lane measuring no board (a local or emulated target)."""
+    board = str(lane.get("board") or "")
+    if not board:
+        return ""
+    where = board.rpartition("@")[2].lower()
+    if where.startswith(LOOPBACK_HOSTS):
+        return f"{where} on {lane.get('node_ip') or lane.get('node') or '?'}"
+    return where
+
+
+def refuse_shared_boards(lanes: list[dict[str, Any]]) -> None:
+    """A one-line error when two lanes (``LaneState.describe()``) measure the same SSH board: two nodes declaring
+    it, or two targets naming it, would measure it at once."""
+    seen: dict[str, dict[str, Any]] = {}
+    for lane in lanes:
+        key = board_key(lane)
+        if not key:
+            continue
+        if key in seen:
+            first = seen[key]
+
+            def who(x: dict[str, Any]) -> str:
+                return (f"node {x.get('node', '?')} ({x.get('node_ip', '?')}, {str(x.get('node_id', ''))[:12]}) as "
+                        f"target {x.get('target', '?')}")
+
+            raise HarnessInputError(
+                f"board {key} is reached by two lanes, {who(first)} and {who(lane)}: they would measure it at "
+                f"once; declare it on one node, as one target (harness node start --targets …)")
+        seen[key] = lane
+
+
 class LabRunner(SuiteRunner):
     """``SuiteRunner`` over a Ray cluster (``ClusterSettings``); the same records, plan and resume."""
 
@@ -323,6 +361,7 @@ class LabRunner(SuiteRunner):
                 f", board {identity['board']}" if identity.get("board") else "")
             self.lanes.append(LaneState(name, with_node_cpus(target, identity), actor,
                                         LaneLauncher(ray, actor, where, files), identity))
+        refuse_shared_boards([lane.describe() for lane in self.lanes])
         started = {lane.target.name for lane in self.lanes}
         lost = [t.name for t in self.targets if t.name not in started]
         if lost:
