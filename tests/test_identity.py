@@ -116,6 +116,33 @@ def test_the_same_code_in_another_folder_has_the_same_digest(tmp_path, fresh_pac
     assert _digest(make_project(tmp_path / "b", "pkg_moved"), "pkg_moved") == here
 
 
+def test_a_model_file_that_imports_the_users_package(tmp_path, fresh_package):
+    """A ``@register_model`` file in models_dir whose generator lives in the user's package: editing the package
+    (not the model file) changes the digest."""
+    from harness.build.identity import code_digest
+    from harness.zoo import get_model, load_model_file
+
+    root = make_project(tmp_path / "p", "pkg_mf")
+    sys.path.insert(0, str(root))
+    (root / "models").mkdir()
+    (root / "models" / "gen_file.py").write_text(textwrap.dedent('''
+        from harness.model_helpers import latent_inputs
+        from harness.zoo import register_model
+        from pkg_mf.gen import Gen
+
+
+        @register_model("gen_file", make_inputs=latent_inputs((4,)))
+        def build():
+            return Gen().eval()
+    '''))
+    load_model_file(root / "models" / "gen_file.py")
+    spec = get_model("gen_file")
+    first = code_digest(spec, spec.builder())
+    blocks = root / "pkg_mf" / "blocks.py"
+    blocks.write_text(blocks.read_text().replace("relu", "gelu"))
+    assert code_digest(spec, spec.builder()) != first
+
+
 def test_a_model_class_from_a_base_class_module_and_an_installed_package(tmp_path, fresh_package):
     """A base class in another user module is part of the code; a class from an installed package counts by
     the package's version (torch.nn: torch)."""
