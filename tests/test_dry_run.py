@@ -142,3 +142,29 @@ def test_a_checkpoint_whose_keys_carry_one_prefix_suggests_checkpoint_key(projec
     with pytest.raises(HarnessInputError) as info:
         load_checkpoint(Cond(), Checkpoint(str(tmp_path / "o.safetensors")))
     assert "checkpoint_key" not in str(info.value)
+
+
+def test_a_passed_check_is_not_repeated_until_the_model_changes(project, tmp_path, monkeypatch):
+    from harness.build.declared import register_declared
+    from harness.build.dry_run import check_in_child
+    from harness.config.project import add_import_paths, load_project
+    from harness.launch.local import LocalLauncher
+    from harness.zoo import get_model
+
+    declare(project, f"[{LATENT}, {LABEL}]")
+    config = load_project(project / "edge-harness.toml")
+    add_import_paths(config)
+    register_declared(project / "edge-harness.toml", config.models)
+    cache = tmp_path / "cache"
+    check_in_child(get_model("cond"), 120, cache_dir=cache)  # a real child: passes, remembered
+    assert len(list((cache / "checks").glob("cond-*.ok"))) == 1
+    started = []
+    real_run = LocalLauncher.run
+    monkeypatch.setattr(LocalLauncher, "run", lambda self, *a, **k: started.append(a) or real_run(self, *a, **k))
+    check_in_child(get_model("cond"), 120, cache_dir=cache)
+    assert started == []  # unchanged: not checked again
+    source = project / "pkg" / "cond.py"
+    source.write_text(source.read_text().replace("nn.Linear(8, 16)", "nn.Linear(9, 16)"))  # now it cannot run
+    with pytest.raises(HarnessInputError, match="forward failed on the declared inputs"):
+        check_in_child(get_model("cond"), 120, cache_dir=cache)
+    assert len(started) == 1

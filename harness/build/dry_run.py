@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -29,25 +30,53 @@ MEMORY_SHARE = 0.6
 """The check's child may use this share of the machine's physical memory before it is stopped (``oom``)."""
 
 
-def check_in_child(spec: Any, timeout_s: float, decoder_source: str = "") -> None:
+def check_in_child(spec: Any, timeout_s: float, decoder_source: str = "", cache_dir: Path | None = None) -> None:
     """Check ``spec``'s model in a fresh child; raise its one-line ``HarnessInputError`` when the model cannot run.
     A child that crashed, timed out or ran out of memory raises nothing: the prepare step meets the same fault
-    and records it for every job of the model."""
+    and records it for every job of the model. With ``cache_dir``, a model whose code, checkpoint and settings
+    passed before (``passed_key``) is not checked again (a pass costs a child: about 2.5 s, most of it importing
+    torch); a failure is always checked again."""
     import psutil
 
     from harness.launch.local import LocalLauncher
 
+    marker = cache_dir / "checks" / f"{spec.name}-{passed_key(spec)}.ok" if cache_dir is not None else None
+    if marker is not None and marker.is_file():
+        return
     request = {"model": spec.name, "source": spec.source, "decoder_source": decoder_source}
     cap = int(psutil.virtual_memory().total * MEMORY_SHARE)
     result = LocalLauncher().run(request, timeout_s, memory_cap_bytes=cap, module="harness.build.dry_run")
     if result.get("status") == "failed" and result.get("input_error"):
         raise HarnessInputError(result["error"])
+    if marker is not None and result.get("status") == "ok":
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(result["status"])
+
+
+def passed_key(spec: Any) -> str:
+    """What a passed check depends on: the model's code as seen from here (``harness.build.identity``, without its
+    module tree: the model is not built here), its kwargs and seed, the checkpoint file (path, size, mtime) and the
+    harness's, torch's and Python's versions."""
+    import hashlib
+    import json
+    import os
+    import platform
+    from importlib.metadata import version
+
+    from harness.build.identity import code_digest
+
+    checkpoint = getattr(spec, "checkpoint", None)
+    stat = os.stat(checkpoint.path) if checkpoint is not None and os.path.isfile(checkpoint.path) else None
+    blob = json.dumps({"code": code_digest(spec), "kwargs": dict(spec.builder_kwargs), "seed": spec.seed,
+                       "checkpoint": checkpoint.to_dict() if checkpoint is not None else None,
+                       "checkpoint_file": [stat.st_size, stat.st_mtime_ns] if stat else None,
+                       "versions": [version("edge-harness"), version("torch"), platform.python_version()]},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def check(request: dict[str, Any]) -> dict[str, Any]:
     """The child: load the model's file, build it, load its checkpoint, call it once."""
-    from pathlib import Path
-
     from harness.build.checkpoints import load_checkpoint
     from harness.plugins import load_plugins
     from harness.zoo import get_model, load_model_file

@@ -75,10 +75,10 @@ class SuiteRunner:
         self.models = self._select_models(models_dir)
         folders = targets_dir if targets_dir is not None else paths.targets_dirs()
         self.targets = targets if targets is not None else [get_target(folders, name) for name in suite.targets]
-        self._check_models()
         self._model_contexts: dict[str, dict[str, Any]] = {}
         self.targets_by_name = {t.name: t for t in self.targets}
         self.cache_dir = cache_dir
+        self._check_models()
         self.exports_built: list[str] = []
         self.exports_reused: list[str] = []
         self.store = ResultsStore(out_dir / "results.jsonl")
@@ -126,7 +126,7 @@ class SuiteRunner:
             spec = get_model(name)
             if is_builtin(spec.source) and spec.checkpoint is None:
                 continue
-            check_in_child(spec, self.suite.settings.prepare_timeout_s, self._decoder_source(spec))
+            check_in_child(spec, self.suite.settings.prepare_timeout_s, self._decoder_source(spec), self.cache_dir)
 
     def _select_models(self, models_dir: Path | list[Path] | None) -> list[str]:
         available = discover(models_dir) if models_dir is not None else discover_all()
