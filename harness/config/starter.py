@@ -60,7 +60,7 @@ CI_SUITE = '''\
 # moment of a shared runner does not pass for a change. With one round, two runs of unchanged code raised false
 # alarms once latency was gated; this shape is the one the gate benchmark measured (README: "the gate").
 models = ["my_generator"]
-targets = ["x86-cpu-1t"]              # one intra-op thread, pinned: a shared runner's other vCPU stays for the rest
+targets = ["x86-cpu-1t"]              # one intra-op thread: a shared runner's other vCPU stays for the rest
 formats = ["onnx"]                    # add the formats you ship; each job adds about 5 x 1-10 s
 batch_sizes = [1]
 
