@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,7 +15,7 @@ from harness.report.compression import LABEL_AGREEMENT_FLOOR, PSNR_FLOOR_DB
 from harness.report.images import reference_file, sample_file
 from harness.analysis.metrics import CATALOGUE
 from harness.report.lab import lab_lanes, read_lab
-from harness.report.plots import best_variants, latency_boxes, pareto_plots, per_target
+from harness.report.plots import best_variant_gaps, best_variants, latency_boxes, pareto_plots, per_target
 from harness.report.profile import roofline_plots, time_breakdown
 from harness.stats import robust_cv
 from harness.types import RunRecord
@@ -62,25 +63,76 @@ def loop_rows(summary: pd.DataFrame) -> list[dict]:
     return frame.to_dict("records")
 
 
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _job_name(r: Any) -> str:
+    return f"{r.model} · {r.variant} · {r.format}/{r.runtime} · b{r.batch_size} · {r.target}"
+
+
 def warnings(records: Sequence[RunRecord], summary: pd.DataFrame) -> list[str]:
-    """What a reader must know before trusting the numbers, each saying what to do about it."""
-    found, noisy = [], []
+    """What a reader must know before trusting the numbers, each saying what to do about it; a warning several
+    jobs share is one line with its count and first jobs (``warning_groups``)."""
+    lines = []
+    for w in warning_groups(records, summary):
+        jobs = w["jobs"]
+        if len(jobs) > 1:
+            shown = ", ".join(jobs[:3]) + (", …" if len(jobs) > 3 else "")
+            lines.append(f"{w['text']} (×{w['count']} in {len(jobs)} jobs: {shown})")
+        else:
+            lines.append(w["text"])
+    return lines
+
+
+def group_job_warnings(found: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """(job, warning) pairs → one entry per warning text, its figures left out of the match: {"text", "count",
+    "jobs"}, in first-seen order. Figures that differ between jobs are shown as their range (lowest–highest);
+    a warning of one job keeps the job's name in front."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for job, text in found:
+        groups.setdefault(_NUMBER.sub("#", text), []).append((job, text))
+    out = []
+    for members in groups.values():
+        jobs = list(dict.fromkeys(job for job, _ in members))
+        text = _merge_figures([text for _, text in members])
+        if len(jobs) == 1:
+            text = f"{jobs[0]}: {text}" + (f" (×{len(members)})" if len(members) > 1 else "")
+        out.append({"text": text, "count": len(members), "jobs": jobs})
+    return out
+
+
+def _merge_figures(texts: Sequence[str]) -> str:
+    """Texts alike but for their figures → one text, each figure that varies written as lowest–highest."""
+    words = _NUMBER.split(texts[0])
+    figures = list(zip(*(_NUMBER.findall(t) for t in texts)))
+    merged = []
+    for values in figures:
+        lo, hi = min(values, key=float), max(values, key=float)
+        merged.append(lo if float(lo) == float(hi) else f"{lo}–{hi}")
+    return "".join(w + (merged[i] if i < len(merged) else "") for i, w in enumerate(words))
+
+
+def warning_groups(records: Sequence[RunRecord], summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """The report's warnings as {"text", "count", "jobs"}: run-wide ones first (noisy jobs, disturbed jobs,
+    emulation, modelled energy: "jobs" empty), then each job's own (its worker's warnings and its variant's flags)
+    grouped by text (``group_job_warnings``)."""
+    found, noisy, per_job = [], [], []
     for r in records:
         lat = r.measurement("latency")
-        job = f"{r.model} · {r.variant} · {r.format}/{r.runtime} · b{r.batch_size} · {r.target}"
+        job = _job_name(r)
         if r.status == "ok" and lat is not None and lat.samples and "emulated" not in lat.method:
             cv = robust_cv(lat.samples)
             if cv > HIGH_CV:
                 noisy.append((cv, job))
         for w in r.context.get("warnings", ()) or ():
-            found.append(f"{job}: {w}")
+            per_job.append((job, str(w)))
     if noisy:
         noisy.sort(reverse=True)
         worst = "; ".join(f"{job} {cv:.0%}" for cv, job in noisy[:3])
         found.insert(0, f"{len(noisy)} jobs with a noisy latency distribution (robust CV = 1.4826·MAD/median > "
                         f"{HIGH_CV:.0%}; worst: {worst}): close other programs, use fewer threads (e.g. target "
                         "x86-cpu-1t) or a longer min_duration_s")
-    disturbed = [(f"{r.model} · {r.variant} · {r.format}/{r.runtime} · b{r.batch_size} · {r.target}", why)
+    disturbed = [(_job_name(r), why)
                  for r in records if r.status == "ok" and (why := disturbance(r) or disturbance(r, "loop"))]
     if disturbed:
         found.insert(0, f"{len(disturbed)} jobs timed on a disturbed machine, kept out of the best-variant table, "
@@ -98,9 +150,34 @@ def warnings(records: Sequence[RunRecord], summary: pd.DataFrame) -> list[str]:
                      "(see each figure's error band)")
     if "flags" in summary:
         for row in summary[summary["flags"].fillna("") != ""].to_dict("records"):
-            found.append(f"{row['model']} · {row['variant']} · {row['format']}/{row['runtime']} · "
-                         f"b{row['batch_size']} · {row['target']}: {row['flags']}")
-    return found
+            job = (f"{row['model']} · {row['variant']} · {row['format']}/{row['runtime']} · b{row['batch_size']} · "
+                   f"{row['target']}")
+            per_job.extend((job, flag) for flag in str(row["flags"]).split("; "))  # one finding each
+    return [{"text": text, "count": 1, "jobs": []} for text in found] + group_job_warnings(per_job)
+
+
+def project_context(records: Sequence[RunRecord]) -> dict[str, Any]:
+    """What the records were measured from: the user's project (its folder, config file and git commit, '' when
+    not in git), the harness (version, commit), the suites, and each model's source file and checkpoint (path,
+    state_dict key, strict, sha256); distinct values, in first-seen order."""
+    projects, harnesses, suites, models = {}, {}, {}, {}
+    for r in records:
+        ctx = r.context or {}
+        if ctx.get("project"):
+            config = str(ctx["project"])
+            projects[(config, ctx.get("project_commit"))] = {
+                "folder": str(Path(config).parent), "config": config, "commit": ctx.get("project_commit")}
+        if ctx.get("harness_version") or ctx.get("commit"):
+            harnesses[(ctx.get("harness_version"), ctx.get("commit"))] = {
+                "version": ctx.get("harness_version") or "", "commit": ctx.get("commit") or ""}
+        if ctx.get("suite"):
+            suites[ctx["suite"]] = None
+        checkpoint = ctx.get("checkpoint") or {}
+        if ctx.get("model_source") or checkpoint:
+            key = (r.model, ctx.get("model_source"), checkpoint.get("path"), checkpoint.get("sha256"))
+            models[key] = {"model": r.model, "source": ctx.get("model_source") or "", "checkpoint": checkpoint}
+    return {"projects": list(projects.values()), "harness": list(harnesses.values()), "suites": list(suites),
+            "models": list(models.values())}
 
 
 def loadgen_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
@@ -162,6 +239,8 @@ def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, 
         title=title,
         rows=summary.to_dict("records"),
         best=best_variants(summary, PSNR_FLOOR_DB, LABEL_AGREEMENT_FLOOR),
+        best_gaps=best_variant_gaps(summary, PSNR_FLOOR_DB, LABEL_AGREEMENT_FLOOR),
+        project=project_context(records),
         psnr_floor=PSNR_FLOOR_DB,
         label_floor=LABEL_AGREEMENT_FLOOR,
         variant_groups=variant_groups(summary),
@@ -172,7 +251,7 @@ def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, 
         pareto=pareto_plots(summary),
         targets=per_target(summary),
         grids=sample_grids(records, run_dir or path.parent),
-        warnings=warnings(records, summary),
+        warnings=warning_groups(records, summary),
         contexts=run_contexts(records),
         lab=lab_lanes(records, read_lab(run_dir or path.parent)),
         loadgen=loadgen_rows(summary),

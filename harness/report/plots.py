@@ -57,6 +57,115 @@ def latency_boxes(records: Iterable[RunRecord]) -> dict[str, Any]:
     return {"rows": rows, "ticks": ticks}
 
 
+PARETO_BOX = {"w": 560, "h": 260, "left": 50, "top": 10, "right": 20, "bottom": 40}
+"""The Pareto plot's frame in px: plot area w × h, margins around it (axis labels left and below)."""
+LABEL_FONT_PX = 11.0
+"""Font size of plot labels (px), as the report's CSS sets it."""
+_NARROW, _WIDE = set("fijlrtI .,:;/|!'()[]-"), set("mwMW%@")
+
+
+def label_width_px(text: str, font_px: float = LABEL_FONT_PX) -> float:
+    """An upper bound on ``text``'s rendered width (px): per-character widths of DejaVu Sans, the widest common
+    sans-serif (system-ui falls back to it on Linux), rounded up."""
+    return font_px * sum(0.42 if c in _NARROW else 1.0 if c in _WIDE else 0.8 if c.isupper() else 0.65
+                         for c in text)
+
+
+def _box_hits_circle(box: tuple[float, float, float, float], cx: float, cy: float, r: float) -> bool:
+    nx, ny = min(max(cx, box[0]), box[2]), min(max(cy, box[1]), box[3])
+    return (nx - cx) ** 2 + (ny - cy) ** 2 < r * r
+
+
+def _boxes_meet(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _segment_hits_box(seg: tuple[float, float, float, float], box: tuple[float, float, float, float]) -> bool:
+    """Whether the segment crosses the box's inside (Liang–Barsky clipping)."""
+    x1, y1, x2, y2 = seg
+    t0, t1 = 0.0, 1.0
+    for p, q in ((x1 - x2, x1 - box[0]), (x2 - x1, box[2] - x1), (y1 - y2, y1 - box[1]), (y2 - y1, box[3] - y1)):
+        if p == 0:
+            if q < 0:
+                return False
+            continue
+        t = q / p
+        if p < 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+        if t0 > t1:
+            return False
+    return t1 - t0 > 1e-9
+
+
+_DIRECTIONS = tuple((round(math.cos(math.radians(a)), 3), round(-math.sin(math.radians(a)), 3))
+                    for a in (0, 180, 45, -45, 135, -135, 90, -90, 22.5, -22.5, 157.5, -157.5, 67.5, -67.5, 112.5,
+                              -112.5))
+"""Where a label may go from its marker (unit vectors, y down), in the order tried: right, left, the diagonals,
+above, below, then the directions between."""
+_GAPS_PX = (2.0, 8.0, 16.0, 28.0, 44.0, 64.0, 90.0, 120.0, 160.0)
+"""Distances (px) from the marker's edge tried, nearest first; beyond the first two a leader line is drawn."""
+
+
+def place_labels(markers: Sequence[tuple[float, float, float]], texts: Sequence[str], owners: Sequence[int],
+                 bounds: tuple[float, float, float, float], font_px: float = LABEL_FONT_PX,
+                 pad_px: float = 1.0) -> list[dict[str, Any] | None]:
+    """Label placement without overprinting (deterministic, greedy in the given order). ``markers``: every
+    marker's (cx, cy, r) in px; ``texts[k]`` labels marker ``owners[k]``; ``bounds``: (left, top, right, bottom)
+    px the labels must stay in. Each label gets the nearest free spot around its marker (direction, then distance:
+    ``_DIRECTIONS`` × ``_GAPS_PX``), one that covers no label, leader line or other marker if there is one, else
+    one that covers no label or leader; far spots get a leader line. Returns per label {"x": left, "y": baseline,
+    "box": (left, top, right, bottom), "leader": (x1, y1, x2, y2) or None} in px, or None where no spot is free
+    (the caller lists those)."""
+    ascent, descent = 0.93 * font_px, 0.24 * font_px  # DejaVu Sans' ascent and descent, a little rounded up
+    height = ascent + descent
+    taken: list[tuple[float, float, float, float]] = []
+    leaders: list[tuple[float, float, float, float]] = []
+    out: list[dict[str, Any] | None] = []
+    for text, owner in zip(texts, owners):
+        cx, cy, r = markers[owner]
+        width = label_width_px(text, font_px)
+        spots = []
+        for gap in _GAPS_PX:
+            for dx, dy in _DIRECTIONS:
+                ex, ey = cx + dx * (r + gap), cy + dy * (r + gap)  # the anchor point the box touches
+                left = ex if dx > 0.1 else ex - width if dx < -0.1 else ex - width / 2
+                top = ey if dy > 0.1 else ey - height if dy < -0.1 else ey - height / 2
+                box = (left, top, left + width, top + height)
+                leader = None
+                if gap > _GAPS_PX[1]:
+                    nx, ny = min(max(cx, box[0]), box[2]), min(max(cy, box[1]), box[3])
+                    dist = math.hypot(nx - cx, ny - cy)
+                    leader = (cx + (nx - cx) * r / dist, cy + (ny - cy) * r / dist, nx, ny)
+                spots.append((box, leader))
+        padded = [(b[0] - pad_px, b[1] - pad_px, b[2] + pad_px, b[3] + pad_px) for b in taken]
+
+        def free(box: tuple[float, float, float, float], leader: Any, avoid_markers: bool) -> bool:
+            if box[0] < bounds[0] or box[1] < bounds[1] or box[2] > bounds[2] or box[3] > bounds[3]:
+                return False
+            if any(_boxes_meet(box, other) for other in padded):
+                return False
+            if any(_segment_hits_box(seg, box) for seg in leaders):
+                return False
+            if leader is not None and any(_segment_hits_box(leader, other) for other in padded):
+                return False
+            return not avoid_markers or not any(_box_hits_circle(box, *m) for i, m in enumerate(markers)
+                                                if i != owner)
+
+        choice = next((s for s in spots if free(*s, avoid_markers=True)), None) \
+            or next((s for s in spots if free(*s, avoid_markers=False)), None)
+        if choice is None:
+            out.append(None)
+            continue
+        box, leader = choice
+        taken.append(box)
+        if leader is not None:
+            leaders.append(leader)
+        out.append({"x": box[0], "y": box[1] + ascent, "box": box, "leader": leader})
+    return out
+
+
 def _inset(pos: float, margin: float = 0.05) -> float:
     """Keep markers off the plot's edges: 0..1 → margin..1 − margin."""
     return margin + pos * (1 - 2 * margin)
@@ -95,11 +204,20 @@ def pareto_plots(summary: pd.DataFrame) -> list[dict[str, Any]]:
                    "x": _inset(_pos(m["latency_ms"], a, b)), "y": _inset((m["psnr_db"] - y_lo) / (PSNR_CAP_DB - y_lo)),
                    "r": 3 + 9 * math.sqrt(m["size_mb"] / biggest), "latency_ms": m["latency_ms"],
                    "psnr_db": m["psnr_db"], "size_mb": m["size_mb"]} for m in members]
+        g = PARETO_BOX
+        for pt in points:
+            pt["cx"], pt["cy"] = g["left"] + pt["x"] * g["w"], g["top"] + g["h"] - pt["y"] * g["h"]
+        front = sorted((i for i, pt in enumerate(points) if pt["front"]),
+                       key=lambda i: (points[i]["cx"], -points[i]["cy"]))  # left to right, then bottom up
+        placed = place_labels([(pt["cx"], pt["cy"], pt["r"]) for pt in points], [points[i]["label"] for i in front],
+                              front, (g["left"], 0.0, g["left"] + g["w"] + g["right"], g["top"] + g["h"]))
+        labels = [dict(spot, text=points[i]["label"]) for i, spot in zip(front, placed) if spot is not None]
+        unlabelled = [points[i]["label"] for i, spot in zip(front, placed) if spot is None]
         y_ticks = [(_inset((v - y_lo) / (PSNR_CAP_DB - y_lo)), f"{v:g}" + ("+" if v == PSNR_CAP_DB else ""))
                    for v in np.arange(PSNR_CAP_DB, y_lo - 1e-9, -step)]
         ticks = [(_inset(pos), label) for pos, label in ticks]
         plots.append({"model": model, "target": target, "batch": batch, "points": points, "x_ticks": ticks,
-                      "y_ticks": y_ticks})
+                      "y_ticks": y_ticks, "labels": labels, "unlabelled": unlabelled, "box": g})
     return plots
 
 
@@ -118,6 +236,65 @@ def best_variants(summary: pd.DataFrame, min_psnr: float, min_labels: float) -> 
         best = min(passing, key=lambda r: r["latency_p50_ms"])
         out.append({"model": model, "target": target, "batch": batch, **best})
     return out
+
+
+def best_variant_gaps(summary: pd.DataFrame, min_psnr: float, min_labels: float) -> list[dict[str, Any]]:
+    """Per model, target and batch that ``best_variants`` finds no winner for: why, from its jobs (failed, no
+    latency median, latency pass disturbed, below the fidelity floors: PSNR in dB, label agreement as a share),
+    and what to do about it, as one line ``why``."""
+    if summary.empty:
+        return []
+    won = {(b["model"], b["target"], b["batch"]) for b in best_variants(summary, min_psnr, min_labels)}
+    gaps = []
+    for (model, target, batch), frame in summary.groupby(["model", "target", "batch_size"], sort=True):
+        if (model, target, batch) in won:
+            continue
+        rows = [r | {"disturbed": r.get("disturbed") if isinstance(r.get("disturbed"), str) else ""}
+                for r in frame.to_dict("records")]
+        failed = [r for r in rows if r["status"] != "ok"]
+        untimed = [r for r in rows if r["status"] == "ok" and as_number(r.get("latency_p50_ms")) is None]
+        timed = [r for r in rows if r["status"] == "ok" and as_number(r.get("latency_p50_ms")) is not None]
+        disturbed = [r for r in timed if r.get("disturbed")]
+        unfaithful = [r for r in timed if not r.get("disturbed") and not _fidelity_ok(r, min_psnr, min_labels)]
+        counts: dict[str, int] = {}
+        for r in failed:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        statuses = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        bar = (f"PSNR ≥ {min_psnr:g} dB or identical outputs, digit labels agree on ≥ {min_labels:.0%} where "
+               "measured")
+        quiet = ("re-run on a quiet machine: stop the other load, or set quiet_wait_s / contention_retries in the "
+                 "suite's [settings]")
+        if len(failed) == len(rows):
+            why = f"no job succeeded ({statuses}): see Failures below"
+        elif len(disturbed) == len(rows):
+            why = (f"every job's latency pass was disturbed ({len(rows)} of {len(rows)}; first: "
+                   f"{disturbed[0]['disturbed']}): {quiet}")
+        elif len(unfaithful) == len(rows):
+            why = f"no job passed the fidelity bar ({bar}): {_closest(unfaithful)}"
+        else:
+            parts = [statuses] if failed else []
+            parts += [f"{len(untimed)} without a latency median"] if untimed else []
+            parts += [f"{len(disturbed)} disturbed (first: {disturbed[0]['disturbed']})"] if disturbed else []
+            parts += [f"{len(unfaithful)} below the fidelity bar ({_closest(unfaithful)})"] if unfaithful else []
+            why = "no job qualifies: " + "; ".join(parts) + (f"; {quiet}" if disturbed else "")
+        gaps.append({"model": model, "target": target, "batch": batch, "why": why})
+    return gaps
+
+
+def _closest(rows: list[dict[str, Any]]) -> str:
+    """The unfaithful job nearest the fidelity bar, in words."""
+    def name(r: dict[str, Any]) -> str:
+        return f"{r['variant']} {r['format']}/{r['runtime']}"
+
+    psnr = [r for r in rows if as_number(r.get("psnr_db")) is not None]
+    if psnr:
+        top = max(psnr, key=lambda r: r["psnr_db"])
+        return f"best PSNR {top['psnr_db']:.1f} dB, by {name(top)}"
+    labels = [r for r in rows if as_number(r.get("label_agreement")) is not None]
+    if labels:
+        top = max(labels, key=lambda r: r["label_agreement"])
+        return f"best label agreement {top['label_agreement']:.0%}, by {name(top)}"
+    return f"outputs NaN / inf where fp32's are not, in {name(rows[0])}"
 
 
 def outputs_diverged(row: dict[str, Any]) -> bool:
