@@ -36,7 +36,8 @@ class RayLab:
         self.temp_dir = tempfile.mkdtemp(prefix="ehray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
         self.port = free_port()
         # Usage reporting off (no internet); a killed node is declared dead after ~3 s instead of ~30 s.
-        self.env = dict(os.environ) | env | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_health_check_period_ms": "1000",
+        self.env = dict(os.environ) | env | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+                                             "RAY_health_check_period_ms": "1000",
                                              "RAY_health_check_timeout_ms": "1000",
                                              "RAY_health_check_failure_threshold": "3"}
         self.address = ""

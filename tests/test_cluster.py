@@ -25,6 +25,16 @@ from tests.test_cli import harness
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ray_auth_off():
+    """This module's clusters run without Ray's token authentication, in every process of theirs (nodes, drivers):
+    Ray 2.60 switches a process to token mode when ~/.ray/auth_token exists (any earlier local ray.init() writes
+    one), and a node or driver that does then cannot join a cluster started without it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        yield
+
+
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
     require_sshd()
