@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server chromium >/dev/null; fi
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,executorch,cluster,loadgen]'
+	$(PY) -m pip install -q -e '.[test,executorch,cluster,loadgen,diffusers]'
 	touch $(STAMP)
 
 bench: setup

@@ -29,16 +29,21 @@ def register_model(
     builder_kwargs: dict[str, Any] | None = None,
     training: Any = None,
     sampler: Any = None,
+    output: str | int | None = None,
+    method: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator for a builder function ``builder(**builder_kwargs) -> nn.Module``. ``training``: a
     ``harness.training.DigitsTraining`` to train the generator briefly on digits (weights cached). ``sampler``: a
-    ``harness.sampling.Sampler`` for a denoiser, whose jobs then also measure the whole sampling loop."""
+    ``harness.sampling.Sampler`` for a denoiser, whose jobs then also measure the whole sampling loop. ``output`` /
+    ``method``: for a model that returns a ``ModelOutput``, dict or tuple, which of its tensors is the image (a name
+    or an index; None: the only tensor), and the method to benchmark instead of ``forward``
+    (``harness.build.outputs``)."""
 
     def add(builder: Callable[..., Any]) -> Callable[..., Any]:
         source = sys.modules[builder.__module__].__file__ or ""
         spec = ModelSpec(
             name=name,
-            builder=builder,
+            builder=_selecting(builder, output, method) if output is not None or method else builder,
             make_inputs=make_inputs,
             seed=seed,
             description=description,
@@ -54,6 +59,19 @@ def register_model(
         return builder
 
     return add
+
+
+def _selecting(builder: Callable[..., Any], output: str | int | None, method: str) -> Callable[..., Any]:
+    """The builder, its model's ``forward`` returning the one tensor ``output`` names, from ``method``."""
+    import functools
+
+    @functools.wraps(builder)  # keeps the builder's module: its code is the model's identity
+    def build(**kwargs: Any) -> Any:
+        from harness.build.outputs import with_output
+
+        return with_output(builder(**kwargs), output, method or "forward")
+
+    return build
 
 
 def is_builtin(source: str) -> bool:

@@ -9,6 +9,9 @@
     output_range = [-1.0, 1.0]          # the output's nominal value range: PSNR is taken over it
     checkpoint = "weights/gen.safetensors"   # or a torch state_dict file (weights_only=True)
     checkpoint_key = "generator"        # the state_dict's key inside the file (dotted for deeper ones)
+    output = "sample"                   # which output is the image, when the model returns several or a ModelOutput
+                                        # (a name, or an index; default: the only tensor it returns)
+    method = "decode"                   # benchmark this method instead of forward (AutoencoderKL: decode)
     strict = true                       # every parameter in both the model and the checkpoint
     seed = 0                            # seeds the example inputs (and the weights when there is no checkpoint)
     description = "..."
@@ -35,7 +38,7 @@ from harness.config.tomlconfig import check_keys, check_list_of
 
 _MODEL_SCHEMA = {"factory": str, "kwargs": dict, "inputs": list, "output_range": list, "checkpoint": str,
                  "checkpoint_key": str, "strict": bool, "seed": int, "description": str, "kind": str,
-                 "sampler": dict}
+                 "sampler": dict, "output": (str, int), "method": str}
 _INPUT_SCHEMA = {"name": str, "shape": list, "kind": str, "low": (int, float), "high": (int, float), "dtype": str}
 INPUT_KINDS = ("normal", "uniform", "integer")
 FLOAT_DTYPES = ("float32", "float16", "float64")
@@ -123,7 +126,10 @@ def _inputs(where: str, source: Path, raw: Any) -> tuple[InputSpec, ...]:
     return tuple(out)
 
 
-def _builder(factory_ref: str, where: str, seed: int, init_seed: bool) -> Callable[..., Any]:
+def _builder(factory_ref: str, where: str, seed: int, init_seed: bool, output: str | int | None = None,
+             method: str = "forward") -> Callable[..., Any]:
+    """``build(**kwargs)``: the factory's module in eval mode, its ``forward`` returning the one image tensor that
+    ``output`` names, from ``method`` (``harness.build.outputs``)."""
     def build(**kwargs: Any) -> Any:
         import torch
 
@@ -139,7 +145,12 @@ def _builder(factory_ref: str, where: str, seed: int, init_seed: bool) -> Callab
         if not isinstance(model, torch.nn.Module):
             raise HarnessInputError(f"{where}: {factory_ref} returned a {type(model).__name__}, not a torch "
                                     "nn.Module")
-        return model.eval()
+        from harness.build.outputs import with_output
+
+        try:
+            return with_output(model, output, method).eval()
+        except HarnessInputError as exc:
+            raise HarnessInputError(f"{where}: {exc}") from None
 
     build.factory = lambda: import_factory(factory_ref, where)  # type: ignore[attr-defined]  # its code: identity
     return build
@@ -191,7 +202,8 @@ def register_declared(source: Path, models: Mapping[str, Mapping[str, Any]]) -> 
         seed = table.get("seed", 0)
         sampler = _sampler(where, table.get("sampler"), inputs)
         spec = ModelSpec(
-            name=name, builder=_builder(table["factory"], where, seed, init_seed=checkpoint is None),
+            name=name, builder=_builder(table["factory"], where, seed, init_seed=checkpoint is None,
+                                        output=table.get("output"), method=table.get("method", "forward")),
             make_inputs=declared_inputs(inputs), seed=seed,
             description=table.get("description", f"{table['factory']} (declared in {source.name})"),
             kind=table.get("kind", "generator"), builder_kwargs=dict(table.get("kwargs", {})),

@@ -109,6 +109,8 @@ def dry_run(spec: Any, model: Any | None = None) -> None:
     error = _call(model, inputs)
     if error is None:
         return
+    if isinstance(error, HarnessInputError):  # which output is the image (``harness.build.outputs``)
+        raise HarnessInputError(f"{where}: {error}")
     described = ", ".join(f"{n}: {a.dtype} {tuple(a.shape)}" for n, a in inputs.items())
     floats = [n for n, a in inputs.items() if np.issubdtype(a.dtype, np.floating)]
     for name in floats:  # used as an index? then it runs with integers there

@@ -1,0 +1,252 @@
+"""Generators that do not return one tensor (``ModelOutput`` / ``BaseOutput`` dataclasses, dicts, tuples, named
+tuples) and generators benchmarked through another method (``decode``): the image output is chosen once, in the
+model, so every export and runtime reads the same tensor (``harness.build.outputs``)."""
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from collections import OrderedDict
+from typing import NamedTuple
+
+import pytest
+import torch
+from torch import nn
+
+from harness.build.outputs import select_output, with_output
+from harness.errors import HarnessInputError
+from tests.helpers import QUICK_SETTINGS_TOML
+from tests.test_project import project  # noqa: F401  (the fixture: a project folder with package `pkg`)
+from tests.test_results_fuzz import cli
+
+
+@dataclasses.dataclass
+class Output(OrderedDict):  # the shape of diffusers' BaseOutput / transformers' ModelOutput: a dataclass and a dict
+    sample: torch.Tensor = None
+
+    def __post_init__(self) -> None:
+        self["sample"] = self.sample
+
+
+class Pair(NamedTuple):
+    image: torch.Tensor
+    aux: torch.Tensor
+
+
+T, U = torch.zeros(1, 2), torch.ones(1, 3)
+
+
+@pytest.mark.parametrize("result, output, expected", [
+    (T, None, T), (Output(sample=T), None, T), ({"x": T, "note": "text"}, None, T), ((T,), None, T),
+    (Pair(T, U), "image", T), (Pair(T, U), 1, U), ((T, U), -1, U), ({"a": T, "b": U}, "b", U),
+    (Output(sample=U), "sample", U),
+])
+def test_the_image_is_chosen_by_name_index_or_as_the_only_tensor(result, output, expected):
+    assert select_output(result, output, "Gen.forward") is expected
+
+
+@pytest.mark.parametrize("result, output, message", [
+    ((T, U), None, "Gen.forward returned a tuple with 2 tensors (0, 1): declare which one is the image, e.g. output "
+                   "= \"sample\" (or an index)"),
+    (Pair(T, U), "sample", "Gen.forward returned a Pair without 'sample' (it has: image, aux): set output to one of "
+                           "those"),
+    ((T, U), 2, "Gen.forward returned 2 outputs: output = 2 is out of range"),
+    ({"x": T, "n": 3}, "n", "Gen.forward: output 'n' is not a tensor but int"),
+    ({"n": 3}, None, "returned a dict with 0 tensors (none)"),
+])
+def test_a_choice_that_cannot_be_made_is_one_line(result, output, message):
+    with pytest.raises(HarnessInputError) as info:
+        select_output(result, output, "Gen.forward")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+class AutoencoderLike(nn.Module):
+    """``decode`` returns a BaseOutput-like result; ``forward`` does something else entirely."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.post = nn.Conv2d(4, 4, 1)
+        self.up = nn.ConvTranspose2d(4, 3, 2, stride=2)
+
+    def forward(self, x):
+        raise RuntimeError("encode+decode: not what is benchmarked")
+
+    def decode(self, z, return_dict: bool = True):
+        return Output(sample=torch.tanh(self.up(self.post(z))))
+
+
+def test_a_method_other_than_forward_keeps_the_models_names_and_signature():
+    import inspect
+
+    model = AutoencoderLike()
+    keys = list(model.state_dict())
+    selected = with_output(model, None, "decode")
+    assert selected is model and isinstance(model, AutoencoderLike)
+    assert list(model.state_dict()) == keys  # the checkpoint's names: no wrapper prefix
+    assert [p for p in inspect.signature(model.forward).parameters] == ["z", "return_dict"]
+    out = model(torch.zeros(1, 4, 2, 2))
+    assert isinstance(out, torch.Tensor) and out.shape == (1, 3, 4, 4)
+    program = torch.export.export(model, (torch.zeros(1, 4, 2, 2),))  # what the exporters trace
+    assert len(program.graph_signature.user_outputs) == 1
+    with pytest.raises(HarnessInputError, match="has no method 'encode_all'"):
+        with_output(AutoencoderLike(), None, "encode_all")
+
+
+UNET_LIKE = textwrap.dedent('''
+    import dataclasses
+    from collections import OrderedDict
+
+    import torch
+    from torch import nn
+
+
+    @dataclasses.dataclass
+    class UNetOutput(OrderedDict):
+        sample: torch.Tensor = None
+
+        def __post_init__(self):
+            self["sample"] = self.sample
+
+
+    class TinyUNet(nn.Module):
+        """sample + integer timestep -> UNetOutput(sample=...), as diffusers' UNet2DModel answers."""
+
+        def __init__(self, ch: int = 8):
+            super().__init__()
+            self.t = nn.Embedding(1000, ch)
+            self.inp = nn.Conv2d(1, ch, 3, padding=1)
+            self.out = nn.Conv2d(ch, 1, 3, padding=1)
+
+        def forward(self, sample, timestep, return_dict: bool = True):
+            h = torch.relu(self.inp(sample) + self.t(timestep)[:, :, None, None])
+            out = self.out(h)
+            return UNetOutput(sample=out) if return_dict else (out,)
+
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 16)
+
+        def forward(self, z):
+            h = self.fc(z)
+            return {"image": torch.tanh(h).view(-1, 1, 4, 4), "logits": h}
+''')
+
+
+@pytest.mark.slow
+def test_a_model_returning_a_model_output_is_measured_on_its_image(project, tmp_path):
+    (project / "pkg" / "unet.py").write_text(UNET_LIKE)
+    (project / "edge-harness.toml").write_text(textwrap.dedent('''
+        [models.unet]
+        factory = "pkg.unet:TinyUNet"
+        inputs = [{ name = "sample", shape = [1, 8, 8] },
+                  { name = "timestep", shape = [], kind = "integer", low = 0, high = 1000 }]
+    '''))
+    (project / "s.toml").write_text('models = ["unet"]\ntargets = ["x86-cpu"]\n'
+                                    'formats = ["torch", "onnx"]\n' + QUICK_SETTINGS_TOML)  # all four: diffusers' below
+    out = tmp_path / "run"
+    code, err = cli("run", "--suite", str(project / "s.toml"), "--out", str(out), "--no-progress",
+                    "--cache", str(tmp_path / "cache"))
+    from harness.results.records import parse_records
+
+    records = {r.format: r for r in parse_records(out / "results.jsonl")}
+    assert code == 0, (err, {k: r.error for k, r in records.items() if r.status != "ok"})
+    assert set(records) == {"torch", "onnx"}
+    for record in records.values():  # the same tensor in every format: the exports match PyTorch's
+        assert record.measurement("max_abs_error").value < 1e-4, record.format
+
+
+def test_an_ambiguous_output_stops_the_run_before_any_job_and_output_fixes_it(project, tmp_path):
+    (project / "pkg" / "unet.py").write_text(UNET_LIKE)
+    config = textwrap.dedent('''
+        [models.heads]
+        factory = "pkg.unet:TwoHeads"
+        inputs = [{ name = "z", shape = [4] }]
+    ''')
+    (project / "edge-harness.toml").write_text(config)
+    (project / "s.toml").write_text('models = ["heads"]\ntargets = ["x86-cpu"]\nformats = ["onnx"]\n'
+                                    + QUICK_SETTINGS_TOML)
+    code, err = cli("run", "--suite", str(project / "s.toml"), "--out", str(tmp_path / "r"), "--no-progress",
+                    "--cache", str(tmp_path / "cache"))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "TwoHeads.forward returned a dict with 2 tensors (image, logits): declare which one is the image" in err
+    assert not (tmp_path / "r" / "results.jsonl").exists()
+    from harness.build.declared import register_declared
+    from harness.build.dry_run import dry_run
+    from harness.config.project import load_project
+    from harness.registry import MODELS
+
+    (project / "edge-harness.toml").write_text(config + 'output = "image"\n')
+    MODELS._items.pop("heads", None)
+    register_declared(project / "edge-harness.toml", load_project(project / "edge-harness.toml").models)
+    dry_run(MODELS.get("heads"))  # runs: one tensor
+    assert MODELS.get("heads").builder()(torch.zeros(2, 4)).shape == (2, 1, 4, 4)
+
+
+diffusers = pytest.importorskip("diffusers", reason="diffusers is not installed (pip install 'edge-harness[diffusers]')")
+
+DIFFUSERS_CONFIG = textwrap.dedent('''
+    [models.ddpm_unet]   # diffusers' UNet2DModel by config, with self-attention at 4x4; random weights
+    factory = "diffusers:UNet2DModel"
+    inputs = [{ name = "sample", shape = [1, 8, 8] },
+              { name = "timestep", shape = [], kind = "integer", low = 0, high = 1000 }]
+    output = "sample"
+    [models.ddpm_unet.kwargs]
+    sample_size = 8
+    in_channels = 1
+    out_channels = 1
+    layers_per_block = 1
+    block_out_channels = [8, 16]
+    down_block_types = ["DownBlock2D", "AttnDownBlock2D"]
+    up_block_types = ["AttnUpBlock2D", "UpBlock2D"]
+    norm_num_groups = 4
+    attention_head_dim = 8
+
+    [models.vae_decode]  # AutoencoderKL, benchmarked through decode(z): its DecoderOutput's sample
+    factory = "diffusers:AutoencoderKL"
+    method = "decode"
+    inputs = [{ name = "z", shape = [4, 4, 4] }]
+    [models.vae_decode.kwargs]
+    in_channels = 3
+    out_channels = 3
+    latent_channels = 4
+    block_out_channels = [8, 16]
+    down_block_types = ["DownEncoderBlock2D", "DownEncoderBlock2D"]
+    up_block_types = ["UpDecoderBlock2D", "UpDecoderBlock2D"]
+    layers_per_block = 1
+    norm_num_groups = 4
+    sample_size = 8
+''')
+
+
+def test_diffusers_models_by_config_pass_the_check(project):
+    from harness.build.declared import register_declared
+    from harness.build.dry_run import dry_run
+    from harness.config.project import load_project
+    from harness.zoo import get_model
+
+    (project / "edge-harness.toml").write_text(DIFFUSERS_CONFIG)
+    register_declared(project / "edge-harness.toml", load_project(project / "edge-harness.toml").models)
+    for name, shape in (("ddpm_unet", (1, 1, 8, 8)), ("vae_decode", (1, 3, 8, 8))):
+        dry_run(get_model(name))
+        spec = get_model(name)
+        inputs = spec.make_inputs(1, 0)
+        out = spec.builder(**spec.builder_kwargs)(*(torch.from_numpy(a) for a in inputs.values()))
+        assert isinstance(out, torch.Tensor) and out.shape == shape
+
+
+@pytest.mark.slow
+def test_diffusers_models_by_config_measure_in_every_format(project, tmp_path):
+    (project / "edge-harness.toml").write_text(DIFFUSERS_CONFIG)
+    (project / "s.toml").write_text('models = ["ddpm_unet", "vae_decode"]\ntargets = ["x86-cpu"]\n'
+                                    'formats = ["torch", "onnx", "tflite", "executorch"]\n' + QUICK_SETTINGS_TOML)
+    out = tmp_path / "run"
+    code, err = cli("run", "--suite", str(project / "s.toml"), "--out", str(out), "--no-progress",
+                    "--cache", str(tmp_path / "cache"))
+    from harness.results.records import parse_records
+
+    records = {(r.model, r.format): r for r in parse_records(out / "results.jsonl")}
+    assert code == 0, (err, {k: r.error for k, r in records.items() if r.status != "ok"})
+    assert len(records) == 8
+    for key, record in records.items():
+        assert record.measurement("max_abs_error").value < 1e-3, key
