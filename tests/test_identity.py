@@ -91,7 +91,8 @@ def test_the_digest_follows_the_model_code_its_helpers_and_nothing_else(tmp_path
     root = make_project(tmp_path / "p", "pkg_digest")
     first = _digest(root, "pkg_digest")
     files, _ = model_code(get_model("gen"), get_model("gen").builder())
-    assert {name for name, _ in files} == {"pkg_digest.gen", "pkg_digest.blocks"}  # no stdlib, torch or harness
+    # no stdlib, no torch, and of the harness only the class a declared model is given (harness.build.outputs)
+    assert {name for name, _ in files} == {"pkg_digest.gen", "pkg_digest.blocks", "harness.build.outputs"}
     assert _digest(root, "pkg_digest") == first  # unchanged: the same id
 
     gen = root / "pkg_digest" / "gen.py"

@@ -72,6 +72,16 @@ def test_a_run_without_project_says_built_ins(tmp_path):
     assert "no project config" in block
 
 
+def test_a_context_of_any_shape_is_read_as_text(tmp_path):
+    """A record's context holds whatever its writer put there (the results fuzz test once gave a list as the commit:
+    unhashable); the project block reads every value as text."""
+    odd = dataclasses.replace(job(lognormal(1)), context={
+        "project": ["a", "b"], "project_commit": {"x": 1}, "commit": ["c"], "harness_version": 3,
+        "suite": ["s"], "model_source": 7, "checkpoint": ["not", "a", "table"]})
+    block = text_of(section(report(tmp_path, [odd]), "project"))
+    assert "['a', 'b']" in block and "['c']" in block
+
+
 # --- an empty best-variant table says why --------------------------------------------------------------------------
 
 def contended(r, others=1.2):

@@ -161,21 +161,25 @@ def project_context(records: Sequence[RunRecord]) -> dict[str, Any]:
     not in git), the harness (version, commit), the suites, and each model's source file and checkpoint (path,
     state_dict key, strict, sha256); distinct values, in first-seen order."""
     projects, harnesses, suites, models = {}, {}, {}, {}
+
+    def text(value: Any) -> str:  # a context holds whatever a record's writer put there: read as text
+        return "" if value is None else str(value)
+
     for r in records:
-        ctx = r.context or {}
+        ctx = r.context if isinstance(r.context, dict) else {}
         if ctx.get("project"):
-            config = str(ctx["project"])
-            projects[(config, ctx.get("project_commit"))] = {
-                "folder": str(Path(config).parent), "config": config, "commit": ctx.get("project_commit")}
+            config, commit = text(ctx["project"]), text(ctx.get("project_commit"))
+            projects[(config, commit)] = {"folder": str(Path(config).parent), "config": config, "commit": commit}
         if ctx.get("harness_version") or ctx.get("commit"):
-            harnesses[(ctx.get("harness_version"), ctx.get("commit"))] = {
-                "version": ctx.get("harness_version") or "", "commit": ctx.get("commit") or ""}
+            version, commit = text(ctx.get("harness_version")), text(ctx.get("commit"))
+            harnesses[(version, commit)] = {"version": version, "commit": commit}
         if ctx.get("suite"):
-            suites[ctx["suite"]] = None
-        checkpoint = ctx.get("checkpoint") or {}
+            suites[text(ctx["suite"])] = None
+        checkpoint = ctx.get("checkpoint") if isinstance(ctx.get("checkpoint"), dict) else {}
         if ctx.get("model_source") or checkpoint:
-            key = (r.model, ctx.get("model_source"), checkpoint.get("path"), checkpoint.get("sha256"))
-            models[key] = {"model": r.model, "source": ctx.get("model_source") or "", "checkpoint": checkpoint}
+            source = text(ctx.get("model_source"))
+            key = (r.model, source, text(checkpoint.get("path")), text(checkpoint.get("sha256")))
+            models[key] = {"model": r.model, "source": source, "checkpoint": checkpoint}
     return {"projects": list(projects.values()), "harness": list(harnesses.values()), "suites": list(suites),
             "models": list(models.values())}
 
