@@ -182,6 +182,13 @@ class RunSettings:
     """Wall-clock limit for one worker process (seconds)."""
     prepare_timeout_s: float = 1800.0
     """Wall-clock limit for building and exporting one model, all formats and batch sizes (seconds)."""
+    prepare_memory_mb: int = 0
+    """Resident-memory cap of the prepare child (MiB; 0 = ``PREPARE_MEMORY_SHARE`` of this machine's memory). A
+    variant whose compression or export passes it fails alone (``oom``), and the model is prepared again
+    without it."""
+    variant_timeout_s: float = 0.0
+    """Wall-clock limit for one variant's compression or export step in the prepare child (seconds; 0 = only
+    ``prepare_timeout_s``). A variant that passes it fails alone (``timeout``)."""
     rounds: int = 1
     """Latency is measured in this many fresh worker processes, one after another, and their samples pooled.
     Each process lands at another memory layout and moment of the machine: pooling rounds averages those
@@ -235,6 +242,8 @@ class RunSettings:
             raise ValueError("fidelity_samples, loop_samples and profile_runs must be >= 0")
         if self.rounds < 1:
             raise ValueError("rounds must be at least 1")
+        if self.prepare_memory_mb < 0 or self.variant_timeout_s < 0:
+            raise ValueError("prepare_memory_mb and variant_timeout_s must be >= 0")
         if self.timeout_s <= 0 or self.prepare_timeout_s <= 0 or self.memory_runs < 1:
             raise ValueError("timeout_s and prepare_timeout_s must be positive and memory_runs at least 1")
         if self.contention_max_cores < 0 or self.quiet_wait_s < 0 or self.contention_retries < 0:

@@ -370,3 +370,33 @@ def test_an_edited_student_builder_file_makes_another_artifact_id(tmp_path, monk
     assert len(before) == 64 and _step(variant)[1]["student_builder_sha256"] != before
     plain = CompressionSpec("p", "distill", resolve_params("distill", {}))
     assert "student_builder_sha256" not in _step(plain)[1]  # ids of other variants unchanged
+
+
+def test_a_recurrent_generator_is_refused_up_front_with_what_to_use_instead():
+    """A GRU generator: Torch-Pruning failed inside its index mapping (IndexError); now channel pruning and the
+    thinner distillation student refuse it, naming the layer and pointing at student_kwargs."""
+    from harness.compress import LatentSource, compressor
+    from harness.model_helpers import latent_inputs
+
+    class GruGen(torch.nn.Module):
+        def __init__(self, hidden: int = 8) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 16)
+            self.gru = torch.nn.GRU(16, hidden, batch_first=True)
+            self.out = torch.nn.Linear(hidden, 8)
+
+        def forward(self, z):
+            out, _ = self.gru(self.fc(z).unsqueeze(1).repeat(1, 8, 1))
+            return torch.tanh(self.out(out)).unsqueeze(1)
+
+    latents = LatentSource(latent_inputs((8,)), 0, build=lambda **kw: GruGen(**kw))
+    for method, params in (("prune-channels", {"amount": 0.5, "multiple": 1, "importance": "l1"}),
+                           ("distill", None)):
+        comp = compressor(method)
+        full = {**comp.params, **(params or {}), "steps": 2}
+        with pytest.raises(ValueError, match=r"channel pruning does not reach into recurrent layers \(GRU at 'gru'\)"
+                                             r": distill into a smaller model instead .*student_kwargs"):
+            comp.compress(GruGen(), full, latents)
+    student, info = compressor("distill").compress(GruGen(), {**compressor("distill").params, "steps": 2,
+                                                              "student_kwargs": {"hidden": 4}}, latents)
+    assert student.gru.hidden_size == 4  # the way out the message names works

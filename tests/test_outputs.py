@@ -250,3 +250,35 @@ def test_diffusers_models_by_config_measure_in_every_format(project, tmp_path):
     assert len(records) == 8
     for key, record in records.items():
         assert record.measurement("max_abs_error").value < 1e-3, key
+
+
+@pytest.mark.slow
+def test_an_integer_input_goes_through_every_tflite_int8_path(project, tmp_path):
+    """A diffusion timestep (int64) through TFLite full-int8 calibration and PT2E int8 for TFLite: each feeds the
+    int32 the TFLite export declares (before: "Got value of type INT64 but expected type INT32")."""
+    (project / "pkg" / "unet.py").write_text(UNET_LIKE)
+    (project / "edge-harness.toml").write_text(textwrap.dedent('''
+        [models.unet]
+        factory = "pkg.unet:TinyUNet"
+        inputs = [{ name = "sample", shape = [1, 8, 8] },
+                  { name = "timestep", shape = [], kind = "integer", low = 0, high = 1000 }]
+    '''))
+    (project / "s.toml").write_text('models = ["unet"]\ntargets = ["x86-cpu"]\nformats = ["tflite"]\n'
+                                    + QUICK_SETTINGS_TOML + textwrap.dedent('''
+        [[variants]]
+        name = "int8"
+        method = "tflite-int8"
+        calibration_batches = 2
+        [[variants]]
+        name = "pt2e"
+        method = "pt2e-int8"
+        calibration_batches = 2
+    '''))
+    out = tmp_path / "run"
+    code, err = cli("run", "--suite", str(project / "s.toml"), "--out", str(out), "--no-progress",
+                    "--cache", str(tmp_path / "cache"))
+    from harness.results.records import parse_records
+
+    records = {r.variant: r for r in parse_records(out / "results.jsonl")}
+    assert code == 0, (err, {k: r.error for k, r in records.items() if r.status != "ok"})
+    assert set(records) == {"fp32", "int8", "pt2e"}

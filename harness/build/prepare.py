@@ -96,6 +96,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
 
     batches: dict[str, Any] = {}
     for batch in request["batch_sizes"]:
+        progress.report(f"reference outputs, batch {batch}")
         io = cache.model_io(spec, model, int(batch), weights, int(request.get("samples", 0)),
                             int(request.get("loop_samples", 0)), decoder=decoder and decoder[:3],
                             layers=bool(request.get("layers", False)))

@@ -241,6 +241,16 @@ def apply_shape_plan(model: nn.Module, plan: Mapping[str, Any]) -> nn.Module:
     return model
 
 
+def refuse_recurrent(model: nn.Module) -> None:
+    """A ``ValueError`` naming the first recurrent layer (GRU, LSTM, RNN): Torch-Pruning's index mapping fails inside
+    them (``IndexError``), so a channel plan is refused up front with what to use instead."""
+    for path, module in model.named_modules():
+        if isinstance(module, nn.RNNBase):
+            raise ValueError(f"channel pruning does not reach into recurrent layers ({type(module).__name__} at "
+                             f"{path!r}): distill into a smaller model instead (method = \"distill\" with "
+                             "student_kwargs = { <your hidden-size argument> = … }, or student_builder)")
+
+
 def thinner_network(model: nn.Module, amount: float, multiple: int, latents: Any,
                     importance: str = "l1") -> tuple[nn.Module, dict[str, Any]]:
     """A copy of ``model`` with ``amount`` of each group's channels removed (the least important by
@@ -248,6 +258,7 @@ def thinner_network(model: nn.Module, amount: float, multiple: int, latents: Any
     with the reasons, parameters before and after, and the ``structure`` a worker rebuilds it from."""
     import torch_pruning as tp
 
+    refuse_recurrent(model)
     inputs = _example_inputs(latents)
     try:
         with torch.no_grad():

@@ -103,14 +103,18 @@ class _TFLiteQuantizer:
 
 
 def _calibration_data(src: str, calibration: Calibration) -> dict[str, list[dict[str, Any]]]:
-    """Calibration batches keyed by the model's signature and its input names (args_0, … in argument order)."""
-    from harness.runtimes.litert_rt import arg_number
+    """Calibration batches keyed by the model's signature and its input names (args_0, … in argument order), each
+    input in the type the file declares (an int64 timestep or label becomes the int32 the export declares, as the
+    LiteRT adapter does when it measures)."""
+    from harness.runtimes.litert_rt import arg_number, conform_input
 
     interp = _interpreter(src)
     signatures = interp.get_signature_list()
     key = next(iter(signatures))
     names = sorted(signatures[key]["inputs"], key=arg_number)
-    return {key: [dict(zip(names, batch.values())) for batch in calibration]}
+    details = interp.get_signature_runner(key).get_input_details()
+    return {key: [{name: conform_input(value, details[name]["dtype"], name) for name, value in zip(names, batch.values())}
+                  for batch in calibration]}
 
 
 @COMPRESSORS.register("tflite-dynamic")

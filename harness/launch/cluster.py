@@ -313,7 +313,10 @@ def prepare_on_node(request: dict[str, Any], timeout_s: float, sources: dict[str
     root = str(paths.cache_dir().resolve())
     previous = _pinned_to_build_cpus()
     try:
+        from harness.launch.local import prepare_memory_cap
+
         result = LocalLauncher().run(request | {"cache": root, "progress_path": ""}, timeout_s,
+                                     memory_cap_bytes=prepare_memory_cap(int(request.get("prepare_memory_mb", 0))),
                                      module="harness.build.prepare")
     finally:
         os.sched_setaffinity(0, previous)

@@ -27,6 +27,17 @@ INTERRUPT_CHECK_S = 1.0
 """Waiting for a child, the harness looks at least this often (seconds) for a Ctrl-C a finalizer swallowed."""
 WAIT_CALLBACK_S = 0.5
 """How often ``run``'s ``on_wait`` is called while a child runs (seconds)."""
+PREPARE_MEMORY_SHARE = 0.6
+"""Default memory cap of a prepare child: this share of the machine's physical memory (the rest keeps the machine,
+and the harness, alive)."""
+
+
+def prepare_memory_cap(prepare_memory_mb: int) -> int:
+    """A prepare child's memory cap in bytes: ``[settings] prepare_memory_mb``, or by default
+    ``PREPARE_MEMORY_SHARE`` of this machine's physical memory."""
+    if prepare_memory_mb > 0:
+        return prepare_memory_mb * 2**20
+    return int(psutil.virtual_memory().total * PREPARE_MEMORY_SHARE)
 
 
 def _rss(pid: int) -> int:

@@ -173,40 +173,79 @@ class SuiteRunner:
             if i:
                 self._between_models()  # the report so far, before the next model's preparation
             self.status(f"preparing {model_name}")
+            prepared, faults = self._prepare(model_name)
+            self.status("")
+            yield from self.jobs_for(model_name, prepared, faults)
+        yield from self.external_jobs()
+
+    def _prepare(self, model_name: str) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+        """The model's prepare result, and the variants left out of it: variant → (status, error). The child runs
+        under a memory cap and a time limit per variant step (``harness.run.preparing``); a variant whose step it
+        was stopped or died in is left out and the model prepared again without it."""
+        from harness.protocol import failure_result
+        from harness.launch.local import prepare_memory_cap
+        from harness.run.preparing import FAULTS, StepClock, VariantOverrun, current_step
+
+        settings = self.suite.settings
+        faults: dict[str, tuple[str, str]] = {}
+        while True:
             with tempfile.TemporaryDirectory(prefix="edge-harness-progress-") as tmp:
                 progress_path = Path(tmp) / "progress.jsonl"
+                clock = StepClock(progress_path, settings.variant_timeout_s)
 
                 def show() -> None:
                     text = latest_progress(progress_path)
                     self.status(f"preparing {model_name}" + (f": {text}" if text else ""))
+                    clock.check()
 
-                prepared = self.launcher.run(self.prepare_request(model_name, str(progress_path)),
-                                             self.suite.settings.prepare_timeout_s, module="harness.build.prepare",
-                                             on_wait=show)
-            self.status("")
-            yield from self.jobs_for(model_name, prepared)
-        yield from self.external_jobs()
+                try:
+                    prepared = self.launcher.run(self.prepare_request(model_name, str(progress_path), set(faults)),
+                                                 settings.prepare_timeout_s,
+                                                 memory_cap_bytes=prepare_memory_cap(settings.prepare_memory_mb),
+                                                 module="harness.build.prepare", on_wait=show)
+                    step, culprit = current_step(progress_path) if prepared["status"] in FAULTS else ("", None)
+                except VariantOverrun as over:
+                    prepared = failure_result("timeout", str(over))
+                    step, culprit = clock.step, over.variant
+            if prepared["status"] == "ok" or culprit is None or culprit in faults:
+                return prepared, faults
+            what = "prepare step" if prepared["status"] != "oom" else "prepare step (memory cap)"
+            faults[culprit] = (prepared["status"], f"variant {culprit} {prepared['status']} in the {what} while "
+                                                   f"{step}: {error_text(prepared)}"[:1500])
+            print(f"harness: {model_name}: {faults[culprit][1].splitlines()[0]}; preparing the rest again",
+                  file=sys.stderr)
 
-    def prepare_request(self, model_name: str, progress_path: str = "") -> dict[str, Any]:
-        """The request of the prepare child (``harness.build.prepare``) for one model."""
+    def prepare_request(self, model_name: str, progress_path: str = "", left_out: set[str] = frozenset()
+                        ) -> dict[str, Any]:
+        """The request of the prepare child (``harness.build.prepare``) for one model, without the variants
+        ``left_out`` and those built on them."""
+        from harness.run.preparing import built_on
+
         spec = get_model(model_name)
+        variants = [v for v in self.suite.variants if v.applies_to(model_name)]
+        dropped = built_on(left_out, variants)
         return {"model": model_name, "source": spec.source, "cache": str(self.cache_dir),
                 "formats": list(self.suite.formats), "batch_sizes": list(self.suite.batch_sizes),
                 "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
-                "variants": [v.to_dict() for v in self.suite.variants if v.applies_to(model_name)],
+                "variants": [v.to_dict() for v in variants if v.name not in dropped],
                 "samples": self.suite.settings.fidelity_samples,
                 "loop_samples": self.suite.settings.loop_samples, "progress_path": progress_path,
                 "decoder_source": self._decoder_source(spec),
+                "prepare_memory_mb": self.suite.settings.prepare_memory_mb,  # a build node's cap (harness.launch.cluster)
                 "layers": self.suite.settings.profile_runs > 0}
 
-    def jobs_for(self, model_name: str, prepared: dict[str, Any]) -> Iterator[PlannedJob]:
-        """The jobs of one model from its prepare result (carrying the failure when preparing failed)."""
+    def jobs_for(self, model_name: str, prepared: dict[str, Any],
+                 faults: dict[str, tuple[str, str]] | None = None) -> Iterator[PlannedJob]:
+        """The jobs of one model from its prepare result (carrying the failure when preparing failed), and those
+        of the variants left out of it (``faults``: variant → (status, error); with those built on them)."""
         spec = get_model(model_name)
         if prepared["status"] != "ok":
             yield from self._unprepared_jobs(spec, prepared)
             return
         self.exports_built += prepared["built"]
         self.exports_reused += prepared["reused"]
+        if faults:
+            yield from self._left_out_jobs(spec, faults)
         for batch in self.suite.batch_sizes:
             entry = prepared["batches"][str(batch)]
             io = entry["io"]
@@ -256,19 +295,33 @@ class SuiteRunner:
                 **{k: io.get(k, "") for k in ("loop_inputs_path", "loop_reference_path", "loop_samples_path",
                                               "loop_samples_reference_path")}}
 
-    def _unprepared_jobs(self, spec: Any, prepared: dict[str, Any]) -> Iterator[PlannedJob]:
-        """Every job of a model whose prepare step failed, crashed or hung, carrying that status."""
-        error = f"preparing {spec.name} {prepared['status']}: {error_text(prepared)}"
+    def _unprepared_jobs(self, spec: Any, prepared: dict[str, Any],
+                         only: dict[str, tuple[str, str]] | None = None) -> Iterator[PlannedJob]:
+        """Every job of a model whose prepare step failed, crashed or hung, carrying that status; with ``only``,
+        the jobs of those variants, each with its own (status, error)."""
+        default = (prepared.get("status", "failed"), f"preparing {spec.name} {prepared.get('status')}: "
+                                                      f"{error_text(prepared)}" if prepared else "")
         for batch in self.suite.batch_sizes:
             for variant, formats in self._variant_formats(spec.name):
+                if only is not None and variant not in only:
+                    continue
+                status, error = only[variant] if only is not None else default
                 for fmt in formats:
                     placeholder = Artifact(id=f"unprepared-{spec.name}-{variant}-{fmt}-b{batch}", format=fmt,
                                            path="", bytes=0, model=spec.name, variant=variant, batch_size=batch,
-                                           parent_id=None, recipe={}, status=prepared["status"], error=error)
+                                           parent_id=None, recipe={}, status=status, error=error)
                     for target in self.targets:
                         for runtime in self._runtimes_for(target, fmt):
                             job = Job(placeholder, runtime, target.name, self.suite.settings, "", "", batch)
                             yield PlannedJob(job, error)
+
+    def _left_out_jobs(self, spec: Any, faults: dict[str, tuple[str, str]]) -> Iterator[PlannedJob]:
+        """The jobs of the variants a prepare fault left out, and of those built on them."""
+        from harness.run.preparing import built_on, failure_for
+
+        variants = [v for v in self.suite.variants if v.applies_to(spec.name)]
+        causes = built_on(faults, variants)
+        yield from self._unprepared_jobs(spec, {}, {v: failure_for(v, c, faults) for v, c in causes.items()})
 
     # -- running ------------------------------------------------------------------------------------
     def begin(self) -> tuple[RunSummary, set[str], Any]:

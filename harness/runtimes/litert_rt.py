@@ -64,7 +64,7 @@ def _integer_io(detail: Mapping[str, Any]) -> tuple[Any, float, int] | None:
     return (dtype.type, float(scale), int(zero)) if scale else None
 
 
-def _conform(array: Any, dtype: Any, index: int) -> Any:
+def conform_input(array: Any, dtype: Any, index: int | str) -> Any:
     """An input in the dtype the interpreter declares, where the exporter narrowed it (litert-torch turns an int64
     input, e.g. a diffusion timestep, into int32): integer to integer when every value fits, float64 to float32."""
     import numpy as np
@@ -134,7 +134,7 @@ class LiteRTRuntime:
             return self._infer_integer_io(inputs)
         interp = self._interp
         for index, dtype, array in zip(self._in, self._in_dtypes, inputs.values()):
-            interp.set_tensor(index, array if array.dtype == dtype else _conform(array, dtype, index))
+            interp.set_tensor(index, array if array.dtype == dtype else conform_input(array, dtype, index))
         interp.invoke()
         return [interp.get_tensor(i) for i in self._out]
 
@@ -144,11 +144,13 @@ class LiteRTRuntime:
         import numpy as np
 
         interp = self._interp
-        for index, quant, array in zip(self._in, self._in_quant, inputs.values()):
+        for index, quant, dtype, array in zip(self._in, self._in_quant, self._in_dtypes, inputs.values()):
             if quant:
-                dtype, scale, zero = quant
-                info = np.iinfo(dtype)
-                array = np.clip(np.round(array / scale) + zero, info.min, info.max).astype(dtype)
+                qtype, scale, zero = quant
+                info = np.iinfo(qtype)
+                array = np.clip(np.round(array / scale) + zero, info.min, info.max).astype(qtype)
+            elif array.dtype != dtype:  # an input left unquantized (an int64 timestep the export made int32)
+                array = conform_input(array, dtype, index)
             interp.set_tensor(index, array)
         interp.invoke()
         outputs = []

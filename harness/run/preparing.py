@@ -1,0 +1,92 @@
+"""A prepare step that cannot take the machine down, and whose one runaway variant costs only that variant.
+
+The prepare child (``harness.build.prepare``) runs under a memory cap (``[settings] prepare_memory_mb``; by
+default ``harness.launch.local.PREPARE_MEMORY_SHARE`` of this machine's memory) and, per compression or export step
+of a variant, a time limit (``variant_timeout_s``). It reports each step on its progress file; when the child is
+stopped (``oom``, ``timeout``) or dies (``crashed``) during a variant's step, that variant — and the variants built
+on it — fail alone, named, and the model is prepared again without them (what was built is in the cache: nothing is
+built twice). A fault while building the model, computing its fp32 reference or exporting fp32 fails the model, as
+before: there is nothing left to measure without it.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+FAULTS = ("oom", "timeout", "crashed")
+"""Prepare results that stop a child in the middle of a step (a failed result is the child's own answer)."""
+
+_VARIANT_STEP = re.compile(r"^(?:compressing: (?P<compressed>\S+) \(|exporting (?P<exported>\S+) → )")
+_MODEL_STEP = re.compile(r"^(?:building|reference outputs|exporting the decoder|building the decoder)")
+
+
+class VariantOverrun(Exception):
+    """A variant's step ran past ``variant_timeout_s``: the child is stopped (``LocalLauncher.run`` kills it)."""
+
+    def __init__(self, variant: str, step: str, seconds: float) -> None:
+        super().__init__(f"variant {variant}: {step} ran past variant_timeout_s = {seconds:g} s")
+        self.variant = variant
+
+
+def current_step(progress_path: Path) -> tuple[str, str | None]:
+    """The step the child reported last (its text), and the variant it belongs to (None: the model itself, fp32).
+    Lines within a step (training, distilling) belong to the step line before them."""
+    try:
+        lines = progress_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "", None
+    for line in reversed(lines):
+        try:
+            what = str(json.loads(line).get("what", ""))
+        except (ValueError, AttributeError):
+            continue
+        found = _VARIANT_STEP.match(what)
+        if found:
+            variant = found["compressed"] or found["exported"]
+            return what, None if variant == "fp32" else variant
+        if _MODEL_STEP.match(what):
+            return what, None
+    return "", None
+
+
+class StepClock:
+    """Watches the progress file while the child runs: ``check()`` raises ``VariantOverrun`` when one variant step
+    has lasted longer than ``limit_s`` (0 = never)."""
+
+    def __init__(self, progress_path: Path, limit_s: float) -> None:
+        self.path, self.limit_s = progress_path, limit_s
+        self.step, self.since = "", time.monotonic()
+
+    def check(self) -> None:
+        if self.limit_s <= 0:
+            return
+        step, variant = current_step(self.path)
+        if step != self.step:
+            self.step, self.since = step, time.monotonic()
+        elif variant is not None and time.monotonic() - self.since > self.limit_s:
+            raise VariantOverrun(variant, step, self.limit_s)
+
+
+def built_on(failed: Iterable[str], variants: Iterable[Any]) -> dict[str, str]:
+    """Every variant that is ``failed`` or built on one (``after``, transitively) → the failed variant it needs."""
+    out = {name: name for name in failed}
+    changed = True
+    specs = list(variants)
+    while changed:
+        changed = False
+        for v in specs:
+            if v.name not in out and v.after in out:
+                out[v.name] = out[v.after]
+                changed = True
+    return out
+
+
+def failure_for(variant: str, cause: str, faults: Mapping[str, tuple[str, str]]) -> tuple[str, str]:
+    """(status, error) of a variant left out: its own fault, or its parent's."""
+    status, error = faults[cause]
+    if variant == cause:
+        return status, error
+    return "failed", f"variant {variant} is built on {cause}, which failed: {error}"
