@@ -133,8 +133,8 @@ UNET_LIKE = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.slow
-def test_a_model_returning_a_model_output_is_measured_on_its_image(project, tmp_path):
+def declare_tiny_unet(project) -> None:
+    """The project's ``unet``: TinyUNet with an image and an integer timestep input."""
     (project / "pkg" / "unet.py").write_text(UNET_LIKE)
     (project / "edge-harness.toml").write_text(textwrap.dedent('''
         [models.unet]
@@ -142,6 +142,11 @@ def test_a_model_returning_a_model_output_is_measured_on_its_image(project, tmp_
         inputs = [{ name = "sample", shape = [1, 8, 8] },
                   { name = "timestep", shape = [], kind = "integer", low = 0, high = 1000 }]
     '''))
+
+
+@pytest.mark.slow
+def test_a_model_returning_a_model_output_is_measured_on_its_image(project, tmp_path):
+    declare_tiny_unet(project)
     (project / "s.toml").write_text('models = ["unet"]\ntargets = ["x86-cpu"]\n'
                                     'formats = ["torch", "onnx"]\n' + QUICK_SETTINGS_TOML)  # all four: diffusers' below
     out = tmp_path / "run"
@@ -257,13 +262,7 @@ def test_diffusers_models_by_config_measure_in_every_format(project, tmp_path):
 def test_an_integer_input_goes_through_every_tflite_int8_path(project, tmp_path):
     """A diffusion timestep (int64) through TFLite full-int8 calibration and PT2E int8 for TFLite: each feeds the
     int32 the TFLite export declares (before: "Got value of type INT64 but expected type INT32")."""
-    (project / "pkg" / "unet.py").write_text(UNET_LIKE)
-    (project / "edge-harness.toml").write_text(textwrap.dedent('''
-        [models.unet]
-        factory = "pkg.unet:TinyUNet"
-        inputs = [{ name = "sample", shape = [1, 8, 8] },
-                  { name = "timestep", shape = [], kind = "integer", low = 0, high = 1000 }]
-    '''))
+    declare_tiny_unet(project)
     (project / "s.toml").write_text('models = ["unet"]\ntargets = ["x86-cpu"]\nformats = ["tflite"]\n'
                                     + QUICK_SETTINGS_TOML + textwrap.dedent('''
         [[variants]]
