@@ -34,7 +34,7 @@ def check_in_child(spec: Any, timeout_s: float, decoder_source: str = "", cache_
     """Check ``spec``'s model in a fresh child; raise its one-line ``HarnessInputError`` when the model cannot run.
     A child that crashed, timed out or ran out of memory raises nothing: the prepare step meets the same fault
     and records it for every job of the model. With ``cache_dir``, a model whose code, checkpoint and settings
-    passed before (``passed_key``) is not checked again (a pass costs a child: about 2.5 s, most of it importing
+    passed before (``passed_key``) is not checked again (a pass costs a child: seconds, most of them importing
     torch); a failure is always checked again."""
     import psutil
 
