@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from harness.build.external import first_line
 from harness.errors import HarnessInputError
 
 MEMORY_SHARE = 0.6
@@ -104,7 +105,7 @@ def dry_run(spec: Any, model: Any | None = None) -> None:
         inputs = spec.make_inputs(1, spec.seed)
     except Exception as exc:
         raise HarnessInputError(f"{where}: drawing its example inputs failed: {type(exc).__name__}: "
-                                f"{_first_line(exc)}") from None
+                                f"{first_line(exc)}") from None
     _check_arguments(where, model, list(inputs))
     error = _call(model, inputs)
     if error is None:
@@ -124,10 +125,10 @@ def dry_run(spec: Any, model: Any | None = None) -> None:
         if _call(model, zeros) is None:
             ranges = ", ".join(f"{n} = {int(inputs[n].max())}" for n in integers)
             raise HarnessInputError(
-                f"{where}: an integer input indexes out of range ({type(error).__name__}: {_first_line(error)}; "
+                f"{where}: an integer input indexes out of range ({type(error).__name__}: {first_line(error)}; "
                 f"drew {ranges}): values are drawn from [low, high), high exclusive: set high to the table size")
     raise HarnessInputError(f"{where}: forward failed on the declared inputs ({described}): "
-                            f"{type(error).__name__}: {_first_line(error)} — check each input's shape (after the "
+                            f"{type(error).__name__}: {first_line(error)} — check each input's shape (after the "
                             "batch dimension), kind and dtype")
 
 
@@ -141,7 +142,7 @@ def build_checked(spec: Any) -> Any:
     except HarnessInputError:
         raise
     except Exception as exc:  # the user's builder
-        raise HarnessInputError(f"{where}: building it failed: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise HarnessInputError(f"{where}: building it failed: {type(exc).__name__}: {first_line(exc)}") from None
     if not isinstance(model, torch.nn.Module):
         raise HarnessInputError(f"{where}: its builder returned a {type(model).__name__}, not a torch nn.Module")
     return model
@@ -181,11 +182,6 @@ def _call(model: Any, inputs: Mapping[str, np.ndarray]) -> BaseException | None:
     except Exception as exc:  # the user's code: any failure is the answer
         return exc
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 if __name__ == "__main__":

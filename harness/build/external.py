@@ -23,7 +23,8 @@ SUFFIX_FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch"}
 FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch"}
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (at most 300 characters), or its type's name."""
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
@@ -42,7 +43,7 @@ def check_onnx(path: Path, data: bytes) -> None:
     try:
         model = onnx.load_model_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as exc:
-        raise HarnessInputError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from None
+        raise HarnessInputError(f"{path}: not a readable ONNX model ({first_line(exc)})") from None
     known = onnx.defs.onnx_opset_version()
     for opset in model.opset_import:
         if opset.domain in ("", "ai.onnx") and opset.version > known:
@@ -51,7 +52,7 @@ def check_onnx(path: Path, data: bytes) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError, RuntimeError) as exc:
-        raise HarnessInputError(f"{path}: invalid ONNX model: {_first_line(exc)}") from None
+        raise HarnessInputError(f"{path}: invalid ONNX model: {first_line(exc)}") from None
 
 
 def check_tflite(path: Path, data: bytes) -> None:
@@ -117,7 +118,7 @@ def describe(path: Path, cache_dir: Path, launcher: Any, timeout_s: float) -> tu
     result = launcher.run(WorkerRequest("inspect", format=fmt, path=str(path), runtime=runtime), timeout_s)
     if result["status"] != "ok":
         raise HarnessInputError(f"{path}: {runtime} cannot load it ({result['status']}): "
-                                f"{_first_line(Exception(result.get('error', '')))}")
+                                f"{first_line(Exception(result.get('error', '')))}")
     signature = result["signature"]
     folder = cache_dir / "io" / f"external-{digest[:20]}"
     folder.mkdir(parents=True, exist_ok=True)
