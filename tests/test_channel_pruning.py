@@ -201,42 +201,148 @@ def test_a_skeleton_resized_from_the_recorded_plan_loads_the_pruned_weights(make
 
 # -- what stays whole, and why ------------------------------------------------------------------------------
 class _Unflattened(nn.Module):
-    """Linear → Unflatten(C=8, 4×4) → ReLU → ConvT → ConvT: the linear layer can lose whole feature maps."""
+    """Linear → (C=8, 4×4) maps → ReLU → ConvT → ConvT, the maps made by an ``nn.Unflatten`` module
+    (``"module"``), by ``view(B, -1, 4, 4)`` in forward (``"flexible"``, the DCGAN stem) or by ``view(-1, 8, 4, 4)``
+    (``"fixed"``)."""
 
-    def __init__(self, unflatten: bool = True) -> None:
+    def __init__(self, stem: str = "module") -> None:
         super().__init__()
         torch.manual_seed(0)
+        self.stem = stem
         self.fc = nn.Linear(6, 8 * 4 * 4)
-        self.unflatten = nn.Unflatten(1, (8, 4, 4)) if unflatten else None
+        self.unflatten = nn.Unflatten(1, (8, 4, 4)) if stem == "module" else None
         self.up1 = nn.ConvTranspose2d(8, 4, 4, 2, 1)
         self.up2 = nn.ConvTranspose2d(4, 1, 4, 2, 1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.fc(z)
-        h = self.unflatten(h) if self.unflatten is not None else h.view(-1, 8, 4, 4)
+        if self.unflatten is not None:
+            h = self.unflatten(h)
+        else:
+            h = h.view(z.shape[0], -1, 4, 4) if self.stem == "flexible" else h.view(-1, 8, 4, 4)
         return torch.sigmoid(self.up2(torch.relu(self.up1(torch.relu(h)))))
 
 
-def test_a_linear_layer_loses_whole_feature_maps_through_unflatten():
-    model, source = _Unflattened().eval(), _images((6,))
+@pytest.mark.parametrize("stem", ["module", "flexible"])
+def test_a_linear_layer_loses_whole_feature_maps_through_unflatten_or_a_view(stem):
+    model, source = _Unflattened(stem).eval(), _images((6,))
     thin, info = _prune(model, source, amount=0.5)
     assert info["channels"]["fc"] == {"kept": 4, "of": 8}
-    assert thin.fc.weight.shape == (4 * 16, 6) and thin.unflatten.unflattened_size == (4, 4, 4)
+    assert thin.fc.weight.shape == (4 * 16, 6)
+    assert _group(info, "fc")["members"][0] == ("unflatten (whole maps of 16)" if stem == "module" else
+                                                "the reshape in forward (whole maps of 16)")
+    if stem == "module":
+        assert thin.unflatten.unflattened_size == (4, 4, 4)
     assert thin.up1.weight.shape[0] == 4
     masked = copy.deepcopy(model)
     with torch.no_grad():  # the same as the original with the dropped channels' contributions cut off
         masked.up1.weight[_group(info, "fc")["removed"]] = 0  # ConvTranspose weight dim 0 = input channels
         masked.up2.weight[_group(info, "up1")["removed"]] = 0
     np.testing.assert_allclose(_out(thin, source).numpy(), _out(masked, source).numpy(), atol=1e-5)
-    skeleton = restructure(_Unflattened().eval(), json.loads(json.dumps(info["structure"])))
+    skeleton = restructure(_Unflattened(stem).eval(), json.loads(json.dumps(info["structure"])))
     skeleton.load_state_dict(thin.state_dict())
     assert torch.equal(_out(skeleton, source), _out(thin, source))
 
 
-def test_a_reshape_by_a_function_keeps_the_linear_layer_whole_with_the_reason():
-    _, info = _prune(_Unflattened(unflatten=False).eval(), _images((6,)), amount=0.5)
-    assert "reshaped before other layers read it" in info["layers_left_whole"]["fc"]
+def test_a_view_to_a_fixed_channel_count_keeps_the_linear_layer_whole_with_the_rewrite_that_frees_it():
+    _, info = _prune(_Unflattened("fixed").eval(), _images((6,)), amount=0.5)
+    assert info["layers_left_whole"]["fc"] == (
+        "forward reshapes its output to a fixed channel count; write view(B, -1, H, W) (or an "
+        "nn.Unflatten(1, (C, H, W)) module) and it loses whole feature maps")
     assert info["channels"] == {"up1": {"kept": 2, "of": 4}}
+
+
+# -- attention ------------------------------------------------------------------------------------------------
+ATTENTION = Path(__file__).parent / "fixtures" / "attention" / "attention_unet.py"
+
+
+def _attention_unet(block: str) -> nn.Module:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("attention_unet", ATTENTION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    return module.AttentionUNet(block=block).eval()
+
+
+def _denoiser_inputs() -> LatentSource:
+    return LatentSource(lambda batch, seed: {
+        "x": np.random.default_rng(seed).standard_normal((batch, 1, 16, 16)).astype(np.float32),
+        "t": np.random.default_rng(seed).integers(0, 1000, batch).astype(np.int64)}, 0)
+
+
+PRUNE_IN_A_CAPPED_CHILD = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a regression is a MemoryError, not a dead machine
+from tests.test_channel_pruning import _attention_unet, _denoiser_inputs, _prune, _out
+model, source = _attention_unet(sys.argv[1]), _denoiser_inputs()
+thin, info = _prune(model, source, amount=0.5)
+assert _out(thin, source).shape == (3, 1, 16, 16)
+print(json.dumps({k: info[k] for k in ("channels", "layers_left_whole")}))
+"""
+
+
+@pytest.mark.parametrize("block", ["SelfAttention", "Mixer"])
+def test_an_attention_unet_is_pruned_around_its_head_split_in_bounded_memory(block):
+    """The head split ``qkv(x).reshape(B, 3, heads, C // heads, H·W)`` once drove Torch-Pruning's walk to 23 GB. Named
+    as attention or not, the block's projections and what feeds them stay whole, named; every ResBlock's inner
+    channels are still pruned. Run in a child capped at 3 GiB of address space."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", PRUNE_IN_A_CAPPED_CHILD, block], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads(done.stdout.splitlines()[-1])
+    whole = info["layers_left_whole"]
+    if block == "SelfAttention":
+        assert whole["attn.qkv"] == whole["attn.proj"] == (
+            "inside attention block 'attn' (SelfAttention), whose heads the planner cannot remove as units")
+    else:
+        assert whole["attn.qkv"] == ("its channels are split by a reshape in block 'attn' (Mixer) (attention heads, "
+                                     "or similar) that the channel planner does not follow")
+        assert whole["attn.proj"].startswith("its channels feed attn.qkv")
+    assert whole["down"].startswith("its channels ")  # the stream the attention block adds to
+    for layer in ("res1.conv1", "res2.conv1", "res3.conv1", "temb.0"):
+        assert info["channels"][layer]["kept"] == info["channels"][layer]["of"] // 2, layer
+
+
+def _diffusers_unet() -> nn.Module:
+    UNet2DModel = pytest.importorskip(
+        "diffusers", reason="diffusers is not installed (pip install 'edge-harness[diffusers]')").UNet2DModel
+    from harness.build.outputs import with_output
+
+    torch.manual_seed(0)
+    return with_output(UNet2DModel(
+        sample_size=16, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=[16, 32],
+        down_block_types=["DownBlock2D", "AttnDownBlock2D"], up_block_types=["AttnUpBlock2D", "UpBlock2D"],
+        norm_num_groups=4, attention_head_dim=8), "sample").eval()
+
+
+def test_a_diffusers_unet_loses_whole_attention_heads_and_resnet_channels_and_rebuilds_from_the_plan():
+    model = _diffusers_unet()
+    source = LatentSource(lambda batch, seed: {
+        "sample": np.random.default_rng(seed).standard_normal((batch, 1, 16, 16)).astype(np.float32),
+        "timestep": np.random.default_rng(seed).integers(0, 1000, batch).astype(np.int64)}, 0)
+    thin, info = _prune(model, source, amount=0.5)
+    block = "down_blocks.1.attentions.0"
+    assert info["channels"][f"{block}.heads"] == {"kept": 2, "of": 4}  # 32 channels / head_dim 8
+    attention = thin.get_submodule(block)
+    assert attention.heads == 2 and attention.to_q.out_features == attention.to_out[0].in_features == 16
+    assert attention.to_q.in_features == 32  # the residual stream it reads stays whole
+    assert _group(info, f"{block}.heads")["members"] == [f"{block}.to_q.out", f"{block}.to_k.out",
+                                                         f"{block}.to_v.out", f"{block}.to_out.0.in"]
+    assert info["layers_left_whole"][f"{block}.to_q"] == (
+        f"inside attention block '{block}', whose heads are pruned as units")
+    assert info["channels"]["down_blocks.0.resnets.0.conv1"] == {"kept": 8, "of": 16}
+    # diffusers' Downsample2D asserts on its stored width: the wrapper got the new one
+    downsample = thin.get_submodule("down_blocks.0.downsamplers.0")
+    assert downsample.channels == downsample.conv.in_channels
+    skeleton = restructure(_diffusers_unet(), json.loads(json.dumps(info["structure"])))
+    skeleton.load_state_dict(thin.state_dict())
+    assert torch.equal(_out(skeleton.eval(), source), _out(thin, source))
+    assert _out(thin, source).shape == (3, 1, 16, 16)
 
 
 def test_a_model_with_nothing_to_thin_or_no_inputs_is_a_clear_error():

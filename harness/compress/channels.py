@@ -11,8 +11,22 @@ same number of channels each, so ``num_groups`` still divides the width. A linea
 ``nn.Unflatten(1, (C, H, W))`` turns into C feature maps loses whole maps (blocks of H·W units), which
 Torch-Pruning does not map: that case is handled here.
 
+The same holds for a linear layer reshaped in ``forward`` (the DCGAN stem ``fc(z).view(B, -1, H, W)``) when the
+code lets the channel count follow the layer (``-1``); a reshape to a fixed count (``view(B, 64, 4, 4)``) is
+tried on a copy first, and left whole, with the rewrite that frees it, when the pruned copy no longer runs.
+
+Attention: the heads of a diffusers-style block (``to_q`` / ``to_k`` / ``to_v`` / ``to_out`` and ``heads``) are one
+group, removed as whole heads (their rows of the three projections, their columns of the output projection).
+The projections of any other block whose class names attention stay whole, named. Torch-Pruning's walk from a
+layer through a reshape that splits channels (``qkv(x).reshape(B, 3, heads, C // heads, H·W)``) can grow
+without bound (it took a 24 GB machine down), so every walk here is bounded (index lists at most
+``WALK_BOUND_WIDTHS`` times the widest layer): a layer whose walk overflows stays whole, named with its block,
+and so does every layer whose channels feed it; the rest of the network (the convs inside every ResBlock, the
+time embedding) is still pruned. Wrapper modules that assert on a stored width (diffusers'
+``Downsample2D.channels``) get the new width.
+
 What stays whole, with the reason in the info: layers whose channels reach the model's output, layers whose
-channels no other layer reads, a linear layer reshaped other than by an ``nn.Unflatten`` module.
+channels no other layer reads, layers whose channels are split by a reshape the planner cannot follow.
 
 The plan is recorded twice: ``groups`` (each group's root layer, the channels it removed, how many it kept, the
 layers it reached: what a user reads) and ``structure`` (each changed module's new sizes and tensor shapes: what a
@@ -97,9 +111,63 @@ def _member(graph: Any, dep: Any) -> str | None:
     return f"{name}.{'out' if graph.is_out_channel_pruning_fn(dep.handler) else 'in'}"
 
 
+class UnboundedWalk(Exception):
+    """Torch-Pruning's index mapping grew past the bound (a reshape that splits channels, e.g. attention heads)."""
+
+
+WALK_BOUND_WIDTHS = 64
+"""A walk's index lists may hold at most this many times the widest layer's channel count (in or out): a flatten
+legitimately multiplies channels by a feature map's size, a channel-splitting reshape multiplies without end."""
+
+
+SPLIT = "its channels are split by a reshape"
+
+
+def walk_bound(model: nn.Module) -> int:
+    """The most channel indices one step of a dependency walk may carry in ``model`` (indices)."""
+    widths = [max(m.weight.shape[0], m.weight.shape[1] * getattr(m, "groups", 1))
+              for m in model.modules() if isinstance(m, WEIGHT_LAYERS) and m.weight.dim() >= 2]
+    return WALK_BOUND_WIDTHS * max(widths, default=1)
+
+
+@contextlib.contextmanager
+def bounded_walks(bound: int) -> Iterator[None]:
+    """Torch-Pruning's flatten index mapping (the only one that multiplies indices) refuses, with
+    ``UnboundedWalk``, to produce more than ``bound`` indices: a walk through a channel-splitting reshape otherwise
+    grows until the machine runs out of memory."""
+    from torch_pruning.dependency import index_mapping
+
+    mapping = index_mapping._FlattenIndexMapping
+    original = mapping.__call__
+
+    def bounded(self: Any, idxs: Any) -> Any:
+        if not self.reverse and len(idxs) * self._stride > bound:
+            raise UnboundedWalk(f"{len(idxs)} indices × stride {self._stride} > {bound}")
+        return original(self, idxs)
+
+    mapping.__call__ = bounded
+    try:
+        yield
+    finally:
+        mapping.__call__ = original
+
+
 def _full_group(graph: Any, layer: nn.Module) -> Any:
     pruner = graph.get_pruner_of_module(layer)
     return graph.get_pruning_group(layer, pruner.prune_out_channels, list(range(pruner.get_out_channels(layer))))
+
+
+def _block_of(model: nn.Module, name: str) -> str:
+    """The block a layer belongs to, for a user: the nearest enclosing module whose class names attention, else
+    the layer's parent ("'mid.attn' (Attention)")."""
+    parts = name.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        path = ".".join(parts[:end])
+        if "attn" in type(model.get_submodule(path)).__name__.lower() or "attention" in type(
+                model.get_submodule(path)).__name__.lower():
+            return f"{path!r} ({type(model.get_submodule(path)).__name__})"
+    parent = ".".join(parts[:-1])
+    return f"{parent!r} ({type(model.get_submodule(parent)).__name__})" if parent else "the model"
 
 
 def _unflatten_for(model: nn.Module, layer: nn.Module) -> tuple[str, int] | None:
@@ -112,6 +180,81 @@ def _unflatten_for(model: nn.Module, layer: nn.Module) -> tuple[str, int] | None
             if math.prod(sizes) == layer.out_features:
                 return name, math.prod(sizes[1:])
     return None
+
+
+def _names_attention(module: nn.Module) -> bool:
+    kind = type(module).__name__.lower()
+    return isinstance(module, nn.MultiheadAttention) or "attention" in kind or "attn" in kind
+
+
+def attention_blocks(model: nn.Module) -> dict[str, nn.Module]:
+    """{name: module} of the innermost modules whose class names attention (``Attention``, ``Attn``,
+    ``nn.MultiheadAttention``): a down block named ``AttnDownBlock2D`` is not one, the ``Attention`` inside it is."""
+    named = {n: m for n, m in model.named_modules() if n and _names_attention(m)}
+    return {n: m for n, m in named.items() if not any(o.startswith(f"{n}.") for o in named)}
+
+
+def _head_projections(block: nn.Module) -> tuple[list[nn.Linear], nn.Linear] | None:
+    """([to_q, to_k, to_v], to_out) of a diffusers-style attention block whose heads can be removed as units, or
+    None (other layouts: nn.MultiheadAttention's packed projection, per-head norms, added key/value projections)."""
+    projections = [getattr(block, k, None) for k in ("to_q", "to_k", "to_v")]
+    out = getattr(block, "to_out", None)
+    out = out[0] if isinstance(out, (nn.ModuleList, nn.Sequential)) and len(out) else out
+    heads = getattr(block, "heads", None)
+    if (not all(isinstance(m, nn.Linear) for m in [*projections, out]) or not isinstance(heads, int) or heads < 2
+            or any(getattr(block, k, None) is not None for k in ("norm_q", "norm_k", "add_k_proj", "add_v_proj"))):
+        return None
+    inner = {m.out_features for m in projections} | {out.in_features}
+    if len(inner) != 1 or inner.pop() % heads:
+        return None
+    return projections, out
+
+
+def _prune_heads(model: nn.Module, name: str, amount: float, importance: str) -> dict[str, Any] | None:
+    """Remove ``amount`` of attention block ``name``'s heads (the lowest L1 — L2 for ``l2`` / ``fpgm`` — over the
+    head's rows of the query, key and value projections and its columns of the output projection), in place;
+    the group's record, or None when it keeps every head."""
+    block = model.get_submodule(name)
+    projections, out = _head_projections(block)
+    heads = block.heads
+    size = out.in_features // heads
+    keep_count = max(1, _keep_count(heads, amount, 1))
+    if keep_count == heads:
+        return None
+    p = 1 if importance == "l1" else 2
+    weights = [m.weight.detach().reshape(heads, -1) for m in projections]
+    weights.append(out.weight.detach().t().reshape(heads, -1))
+    score = torch.cat(weights, dim=1).abs().pow(p).sum(dim=1)
+    keep = sorted(int(i) for i in torch.argsort(score, descending=True, stable=True)[:keep_count])
+    rows = torch.tensor([h * size + i for h in keep for i in range(size)])
+    with torch.no_grad():
+        for m in projections:
+            m.weight = nn.Parameter(m.weight[rows].clone())
+            if m.bias is not None:
+                m.bias = nn.Parameter(m.bias[rows].clone())
+            m.out_features = len(rows)
+        out.weight = nn.Parameter(out.weight[:, rows].clone())
+        out.in_features = len(rows)
+    block.heads = keep_count
+    for attribute in ("inner_dim", "inner_kv_dim"):
+        if isinstance(getattr(block, attribute, None), int):
+            setattr(block, attribute, len(rows))
+    children = {id(m): f"{name}.{n}" for n, m in block.named_modules() if n}
+    return {"layer": f"{name}.heads", "kept": keep_count, "of": heads,
+            "removed": sorted(set(range(heads)) - set(keep)),
+            "members": [*(f"{children[id(m)]}.out" for m in projections), f"{children[id(out)]}.in"]}
+
+
+def _reshaped_in_forward(graph: Any, layer: nn.Module, consumers: list[tuple[nn.Module, Any]]
+                         ) -> tuple[None, int] | None:
+    """(None, units per channel) for a linear layer whose output ``forward`` reshapes into C feature maps (``view``,
+    ``reshape``): C is the width of the layers that read them."""
+    if not isinstance(layer, nn.Linear):
+        return None
+    widths = {graph.get_pruner_of_module(m).get_in_channels(m) for m, _ in consumers} - {layer.out_features}
+    if len(widths) != 1 or layer.out_features % (channels := widths.pop()):
+        return None
+    return None, layer.out_features // channels
 
 
 def _returned_layers(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> set[str]:
@@ -134,21 +277,40 @@ def _returned_layers(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> set[
 
 
 def survey(model: nn.Module, graph: Any, inputs: tuple[torch.Tensor, ...]
-           ) -> tuple[dict[str, str], dict[str, tuple[str, int]]]:
-    """(layer → why its channels stay whole, linear layer → (Unflatten module, units per channel)) for every
+           ) -> tuple[dict[str, str], dict[str, tuple[str | None, int]], dict[str, list[str]]]:
+    """(layer → why its channels stay whole, linear layer → (Unflatten module or None for a reshape in forward,
+    units per channel), layer → the other layers whose output channels its group removes) for every
     conv / conv-transpose / linear layer of ``model``."""
     from torch_pruning import ops
 
     returned = _returned_layers(model, inputs)
     whole: dict[str, str] = {}
-    blocked: dict[str, tuple[str, int]] = {}
+    blocked: dict[str, tuple[str | None, int]] = {}
+    ties: dict[str, list[str]] = {}
+    reached: dict[str, set[str]] = {}
+    blocks = attention_blocks(model)
     for name, layer in model.named_modules():
         if not isinstance(layer, WEIGHT_LAYERS):
+            continue
+        block = next((b for b in blocks if name.startswith(f"{b}.")), None)
+        if block is not None:
+            whole[name] = (f"inside attention block {block!r}, whose heads are pruned as units"
+                           if _head_projections(blocks[block]) is not None else
+                           f"inside attention block {block!r} ({type(blocks[block]).__name__}), whose heads the "
+                           "planner cannot remove as units")
             continue
         if layer not in graph.module2node:
             whole[name] = "not reached by the traced forward"
             continue
-        group = _full_group(graph, layer)
+        try:
+            group = _full_group(graph, layer)
+        except UnboundedWalk:
+            whole[name] = (f"{SPLIT} in block {_block_of(model, name)} (attention heads, or similar) that the "
+                           "channel planner does not follow")
+            continue
+        reached[name] = {m for dep, _ in group if (m := _member_name(graph, dep.target.module)) is not None}
+        ties[name] = sorted({m for dep, _ in group if graph.is_out_channel_pruning_fn(dep.handler)
+                             and (m := _member_name(graph, dep.target.module)) not in (None, name)})
         consumers = [(dep.target.module, idxs) for dep, idxs in group
                      if isinstance(dep.target.module, WEIGHT_LAYERS) and graph.is_in_channel_pruning_fn(dep.handler)]
         if name in returned or any(isinstance(dep.target.module, ops._OutputOp) for dep, _ in group):
@@ -158,13 +320,20 @@ def survey(model: nn.Module, graph: Any, inputs: tuple[torch.Tensor, ...]
         elif (any(isinstance(dep.target.module, ops._ReshapeOp) for dep, _ in group)
               and any(len(set(idxs)) != graph.get_out_channels(layer) for _, idxs in consumers)):
             # a reshape between them, which Torch-Pruning does not map channel for channel
-            unflatten = _unflatten_for(model, layer)
+            unflatten = _unflatten_for(model, layer) or _reshaped_in_forward(graph, layer, consumers)
             if unflatten is None:
-                whole[name] = ("its output is reshaped before other layers read it (only a linear layer's "
-                               "nn.Unflatten(1, (C, H, W)) module is followed)")
+                whole[name] = ("its output is reshaped before other layers read it (into a channel count that does "
+                               "not divide its width)" if isinstance(layer, nn.Linear) else
+                               "its output is reshaped before other layers read it (a flatten, or the token layout "
+                               "of an attention block)")
             else:
                 blocked[name] = unflatten
-    return whole, blocked
+    split = {n for n, why in whole.items() if why.startswith(SPLIT)}
+    for name, members in reached.items():
+        if name not in whole and (feeds := sorted(members & split)):
+            whole[name] = (f"its channels feed {', '.join(feeds[:3])}, whose channels are split by a reshape "
+                           "the planner does not follow")
+    return whole, blocked, ties
 
 
 def _keep_count(channels: int, amount: float, multiple: int) -> int:
@@ -198,10 +367,56 @@ def _prune_through_unflatten(model: nn.Module, graph: Any, name: str, unflatten:
         dep.handler(target, drop_units if width == layer.out_features else drop)  # before / after the reshape
         members.append(_member(graph, dep))
     graph.get_pruner_of_module(layer).prune_out_channels(layer, drop_units)
-    sizes = tuple(modules[unflatten_name].unflattened_size)
-    modules[unflatten_name].unflattened_size = (len(keep), *sizes[1:])
-    return {"layer": name, "kept": len(keep), "of": channels, "removed": drop,
-            "members": [f"{unflatten_name} (whole maps of {units})", *members]}
+    if unflatten_name is None:
+        reshape = f"the reshape in forward (whole maps of {units})"
+    else:
+        sizes = tuple(modules[unflatten_name].unflattened_size)
+        modules[unflatten_name].unflattened_size = (len(keep), *sizes[1:])
+        reshape = f"{unflatten_name} (whole maps of {units})"
+    return {"layer": name, "kept": len(keep), "of": channels, "removed": drop, "members": [reshape, *members]}
+
+
+def _fixed_reshapes(model: nn.Module, inputs: tuple[torch.Tensor, ...], blocked: Mapping[str, tuple[str | None, int]],
+                    amount: float, multiple: int) -> bool:
+    """Whether ``forward`` reshapes the linear layers of ``blocked`` that have no ``nn.Unflatten`` to a fixed channel
+    count: they are pruned on a copy, which must still run."""
+    trial = copy.deepcopy(model)
+    graph = _graph(trial, inputs)
+    with torch.no_grad():
+        for name, unflatten in blocked.items():
+            if unflatten[0] is None:
+                _prune_through_unflatten(trial, graph, name, unflatten, amount, multiple)
+        try:
+            trial(*inputs)
+        except Exception:
+            return True
+    return False
+
+
+def _sync_wrapper_widths(before: nn.Module, after: nn.Module) -> None:
+    """Give wrapper modules (not conv / linear / norm layers themselves) the new width of a stored
+    ``channels`` / ``in_channels`` / ``out_channels`` attribute, when the conv or linear layers directly inside them
+    that had that width now all have one new width (diffusers' ``Downsample2D`` asserts on ``self.channels``)."""
+    old = dict(before.named_modules())
+    for name, module in after.named_modules():
+        if isinstance(module, (*WEIGHT_LAYERS, nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+            continue
+        layers = [(old[f"{name}.{child}" if name else child], layer) for child, layer in module.named_children()
+                  if isinstance(layer, WEIGHT_LAYERS)]
+        for attribute in ("channels", "in_channels", "out_channels"):
+            width = getattr(module, attribute, None)
+            if not isinstance(width, int) or isinstance(width, bool):
+                continue
+            new = {_width(now, side) for was, now in layers for side in ("in", "out") if _width(was, side) == width}
+            if len(new) == 1 and (value := new.pop()) != width:
+                setattr(module, attribute, value)
+
+
+def _width(layer: nn.Module, side: str) -> int:
+    """A conv / linear layer's input or output channel count."""
+    if isinstance(layer, nn.Linear):
+        return layer.in_features if side == "in" else layer.out_features
+    return layer.in_channels if side == "in" else layer.out_channels
 
 
 def _sizes(module: nn.Module) -> dict[str, Any]:
@@ -256,8 +471,6 @@ def thinner_network(model: nn.Module, amount: float, multiple: int, latents: Any
     """A copy of ``model`` with ``amount`` of each group's channels removed (the least important by
     ``importance``), and what changed: ``groups``, ``channels`` (kept / of, per root layer), ``layers_left_whole``
     with the reasons, parameters before and after, and the ``structure`` a worker rebuilds it from."""
-    import torch_pruning as tp
-
     refuse_recurrent(model)
     inputs = _example_inputs(latents)
     try:
@@ -267,16 +480,35 @@ def thinner_network(model: nn.Module, amount: float, multiple: int, latents: Any
         raise ValueError(f"the model does not run on its example inputs ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     thinner = copy.deepcopy(model).eval()
+    try:
+        with bounded_walks(walk_bound(model)):
+            return _thinner(model, thinner, inputs, reference, amount, multiple, importance)
+    except UnboundedWalk:
+        raise ValueError("Torch-Pruning's channel walk grew without bound (a reshape that splits channels); "
+                         "use distill with student_kwargs instead") from None
+
+
+def _thinner(model: nn.Module, thinner: nn.Module, inputs: tuple[torch.Tensor, ...], reference: list[Any],
+             amount: float, multiple: int, importance: str) -> tuple[nn.Module, dict[str, Any]]:
+    import torch_pruning as tp
+
     with phase("tracing the model's channel dependencies (Torch-Pruning)"):
         graph = _graph(thinner, inputs)
-        whole, blocked = survey(thinner, graph, inputs)
+        whole, blocked, ties = survey(thinner, graph, inputs)
+    in_forward = {n: u for n, u in blocked.items() if u[0] is None}
+    if in_forward and _fixed_reshapes(thinner, inputs, in_forward, amount, multiple):
+        for name in in_forward:
+            blocked.pop(name)
+            whole[name] = ("forward reshapes its output to a fixed channel count; write view(B, -1, H, W) (or an "
+                           "nn.Unflatten(1, (C, H, W)) module) and it loses whole feature maps")
     modules = dict(thinner.named_modules())
     roots = [n for n, m in modules.items() if isinstance(m, WEIGHT_LAYERS) and n not in whole and n not in blocked]
-    if not roots and not blocked:
+    heads = [n for n, b in attention_blocks(thinner).items() if _head_projections(b) is not None]
+    if not roots and not blocked and not heads:
         reasons = "; ".join(f"{n}: {why}" for n, why in whole.items()) or "no conv or linear layer"
         raise ValueError(f"no layer can lose channels ({reasons})")
     groups = []
-    with phase("pruning whole feature maps through nn.Unflatten"), torch.no_grad():
+    with phase("pruning whole feature maps through reshapes"), torch.no_grad():
         for name, unflatten in blocked.items():
             groups.append(_prune_through_unflatten(thinner, graph, name, unflatten, amount, multiple))
     with phase("pruning channel groups (Torch-Pruning)"), _quiet(), torch.enable_grad():
@@ -292,17 +524,28 @@ def thinner_network(model: nn.Module, amount: float, multiple: int, latents: Any
             group.prune()
             groups.append({"layer": _member_name(pruner.DG, root), "kept": before - len(removed), "of": before,
                            "removed": removed, "members": members})
+    with phase("pruning attention heads"), torch.no_grad():
+        for name, block in attention_blocks(thinner).items():
+            if _head_projections(block) is not None and (heads := _prune_heads(thinner, name, amount, importance)):
+                groups.append(heads)
     thinner.eval()
+    _sync_wrapper_widths(model, thinner)
     emptied = [n for n, m in thinner.named_modules() if isinstance(m, WEIGHT_LAYERS) and 0 in m.weight.shape]
     if emptied:
         raise ValueError(f"no channel would be left in {', '.join(emptied)} (amount {amount}, multiple {multiple}: "
                          "the channels kept are rounded down to the multiple); lower the amount or the multiple")
-    with torch.no_grad():
-        after = [o.shape for o in _outputs(thinner(*inputs))]
+    try:
+        with torch.no_grad():
+            after = [o.shape for o in _outputs(thinner(*inputs))]
+    except Exception as exc:
+        raise ValueError(f"the pruned model no longer runs ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'no message'}): its code keeps a width "
+                         "the planner cannot see; distill with student_kwargs instead") from None
     if after != reference:
         raise ValueError(f"pruning changed the model's output shapes ({reference} → {after}); a layer whose output "
                          "is also returned directly cannot be traced apart from its other uses")
-    untouched = {n: _why_untouched(modules[n], amount, multiple) for n in roots
+    untouched = {n: _why_untouched(modules[n], amount, multiple, [t for t in ties.get(n, []) if t in whole])
+                 for n in roots
                  if not any(g["layer"] == n or f"{n}.out" in g["members"] for g in groups)}
     if not groups:
         reasons = "; ".join(f"{n}: {why}" for n, why in {**whole, **untouched}.items())
@@ -314,7 +557,10 @@ def thinner_network(model: nn.Module, amount: float, multiple: int, latents: Any
                      "parameters": parameter_count(thinner)}
 
 
-def _why_untouched(layer: nn.Module, amount: float, multiple: int) -> str:
+def _why_untouched(layer: nn.Module, amount: float, multiple: int, tied_to_whole: list[str]) -> str:
+    if tied_to_whole:
+        return (f"its channels are tied (a residual add, a concatenation) to {', '.join(tied_to_whole[:3])}"
+                f"{' …' if len(tied_to_whole) > 3 else ''}, which stay{'s' if len(tied_to_whole) == 1 else ''} whole")
     channels = layer.weight.shape[out_dim(layer)] * (getattr(layer, "groups", 1) if out_dim(layer) else 1)
     keep = _keep_count(channels, amount, multiple)
     if keep == 0:
