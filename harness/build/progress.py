@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -15,15 +16,32 @@ EVERY_S = 0.5
 
 _started: dict[str, float] = {}
 _written: dict[str, float] = {}
+_current: list[str] = [""]
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory so far (MiB; ``ru_maxrss``), 0 where it cannot be read."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB on Linux
 
 
 def report(what: str, done: int | None = None, total: int | None = None) -> None:
-    """Note that the child is doing ``what`` (e.g. "training dcgan"), ``done`` of ``total`` units so far."""
+    """Note that the child is doing ``what`` (e.g. "training dcgan"), ``done`` of ``total`` units so far. Each line
+    also carries the wall clock ``t`` (s since the epoch) and the process's ``peak_mb`` so far: the preparation's
+    timeline (``harness.run.preparing.timeline``)."""
     path = os.environ.get(ENV)
     if not path:
         return
     now = time.monotonic()
-    start = _started.setdefault(what, now)
+    if what != _current[0]:  # a step begins (again: a second variant's distillation has its own start)
+        _current[0] = what
+        _started[what] = now
+        _written.pop(what, None)
+    start = _started[what]
     last = done is not None and total is not None and done >= total
     if not last and now - _written.get(what, 0.0) < EVERY_S and what in _written:
         return
@@ -34,7 +52,8 @@ def report(what: str, done: int | None = None, total: int | None = None) -> None
     try:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"what": what, "done": done, "total": total, "eta_s": eta,
-                                "elapsed_s": round(now - start, 1)}) + "\n")
+                                "elapsed_s": round(now - start, 1), "t": round(time.time(), 3),
+                                "peak_mb": peak_mb()}) + "\n")
     except OSError:
         pass  # progress is a courtesy: never a reason to fail
 

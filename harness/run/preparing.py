@@ -90,3 +90,31 @@ def failure_for(variant: str, cause: str, faults: Mapping[str, tuple[str, str]])
     if variant == cause:
         return status, error
     return "failed", f"variant {variant} is built on {cause}, which failed: {error}"
+
+
+def timeline(progress_path: Path, ended_at: float) -> list[dict[str, Any]]:
+    """The preparation's steps from its progress file, in order: ``{"step", "seconds", "peak_mb"}``, one per run of
+    lines with the same ``what`` (a step ends where the next begins; the last at ``ended_at``, s since the epoch).
+    ``peak_mb`` is the prepare process's peak resident memory at the step's end (MiB; its validation workers are
+    processes of their own): the step during which it rose is the one that needed it."""
+    try:
+        lines = progress_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    steps: list[dict[str, Any]] = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            what, t, peak = str(entry["what"]), float(entry["t"]), float(entry.get("peak_mb") or 0.0)
+        except (ValueError, KeyError, TypeError):
+            continue
+        if steps and steps[-1]["step"] == what:
+            steps[-1]["peak_mb"] = max(steps[-1]["peak_mb"], peak)
+            continue
+        if steps:
+            steps[-1]["seconds"] = round(t - steps[-1].pop("_t"), 2)
+            steps[-1]["peak_mb"] = max(steps[-1]["peak_mb"], peak)
+        steps.append({"step": what, "_t": t, "seconds": 0.0, "peak_mb": peak})
+    if steps:
+        steps[-1]["seconds"] = round(max(0.0, ended_at - steps[-1].pop("_t")), 2)
+    return steps

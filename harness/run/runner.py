@@ -2,8 +2,10 @@
 pass, then a memory pass), and append one RunRecord per job to the results store as it completes."""
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +30,9 @@ from harness.config.suite import Suite
 from harness.config.targets import get_target
 from harness.types import Artifact, Job, RunRecord, TargetProfile
 from harness.zoo import MODELS, discover, discover_all, get_model
+
+PREPARATION_FILE = "preparation.jsonl"
+"""In a run folder: each model's preparation steps, seconds and peak memory each (``SuiteRunner._record_preparation``)."""
 
 
 @dataclass
@@ -207,6 +212,7 @@ class SuiteRunner:
                 except VariantOverrun as over:
                     prepared = failure_result("timeout", str(over))
                     step, culprit = clock.step, over.variant
+                self._record_preparation(model_name, len(faults) + 1, prepared["status"], progress_path)
             if prepared["status"] == "ok" or culprit is None or culprit in faults:
                 return prepared, faults
             what = "prepare step" if prepared["status"] != "oom" else "prepare step (memory cap)"
@@ -214,6 +220,19 @@ class SuiteRunner:
                                                    f"{step}: {error_text(prepared)}"[:1500])
             print(f"harness: {model_name}: {faults[culprit][1].splitlines()[0]}; preparing the rest again",
                   file=sys.stderr)
+
+    def _record_preparation(self, model: str, attempt: int, status: str, progress_path: Path) -> None:
+        """Append the preparation's steps (``harness.run.preparing.timeline``: seconds and peak memory each) to
+        ``preparation.jsonl`` in the run folder: what a first report of a large model spent its time on."""
+        from harness.run.preparing import timeline
+
+        steps = timeline(progress_path, time.time())
+        if not steps:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / PREPARATION_FILE, "a", encoding="utf-8") as f:
+            for step in steps:
+                f.write(json.dumps({"model": model, "attempt": attempt, "status": status, **step}) + "\n")
 
     def prepare_request(self, model_name: str, progress_path: str = "", left_out: set[str] = frozenset()
                         ) -> dict[str, Any]:
