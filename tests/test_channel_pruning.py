@@ -506,3 +506,36 @@ def test_a_recurrent_generator_is_refused_up_front_with_what_to_use_instead():
     student, info = compressor("distill").compress(GruGen(), {**compressor("distill").params, "steps": 2,
                                                               "student_kwargs": {"hidden": 4}}, latents)
     assert student.gru.hidden_size == 4  # the way out the message names works
+
+
+def test_a_stable_diffusion_shaped_unet_loses_heads_in_self_and_cross_attention():
+    """UNet2DConditionModel at a small config: cross-attention's key and value read ``encoder_hidden_states`` (16
+    wide), its query the feature map (16 or 32); heads go as units in both kinds of block."""
+    diffusers = pytest.importorskip("diffusers", reason="diffusers is not installed (pip install "
+                                                        "'edge-harness[diffusers]')")
+    from harness.build.outputs import with_output
+
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        return with_output(diffusers.UNet2DConditionModel(
+            sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16, attention_head_dim=8,
+            norm_num_groups=4), "sample").eval()
+
+    source = LatentSource(lambda batch, seed: {
+        "sample": np.random.default_rng(seed).standard_normal((batch, 4, 8, 8)).astype(np.float32),
+        "timestep": np.random.default_rng(seed).integers(0, 1000, batch).astype(np.int64),
+        "encoder_hidden_states": np.random.default_rng(seed).standard_normal((batch, 7, 16)).astype(np.float32)}, 0)
+    model = build()
+    thin, info = _prune(model, source, amount=0.5)
+    cross = "down_blocks.0.attentions.0.transformer_blocks.0.attn2"
+    assert info["channels"][f"{cross}.heads"] == {"kept": 4, "of": 8}  # this class reads attention_head_dim as heads
+    block = thin.get_submodule(cross)
+    assert block.to_k.in_features == 16 and block.to_k.out_features == block.to_q.out_features == 8
+    assert info["channels"]["down_blocks.0.attentions.0.transformer_blocks.0.attn1.heads"] == {"kept": 4, "of": 8}
+    assert info["parameters"] < info["parameters_before"]
+    skeleton = restructure(build(), json.loads(json.dumps(info["structure"])))
+    skeleton.load_state_dict(thin.state_dict())
+    assert torch.equal(_out(skeleton.eval(), source), _out(thin, source))
+    assert _out(thin, source).shape == (3, 4, 8, 8)

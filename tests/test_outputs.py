@@ -207,6 +207,24 @@ DIFFUSERS_CONFIG = textwrap.dedent('''
     norm_num_groups = 4
     attention_head_dim = 8
 
+    [models.sd_unet]     # UNet2DConditionModel: Stable Diffusion's shape, text conditioning as a declared input
+    factory = "diffusers:UNet2DConditionModel"
+    inputs = [{ name = "sample", shape = [4, 8, 8] },
+              { name = "timestep", shape = [], kind = "integer", low = 0, high = 1000 },
+              { name = "encoder_hidden_states", shape = [7, 16] }]
+    output = "sample"
+    [models.sd_unet.kwargs]
+    sample_size = 8
+    in_channels = 4
+    out_channels = 4
+    layers_per_block = 1
+    block_out_channels = [16, 32]
+    down_block_types = ["CrossAttnDownBlock2D", "DownBlock2D"]
+    up_block_types = ["UpBlock2D", "CrossAttnUpBlock2D"]
+    cross_attention_dim = 16
+    attention_head_dim = 8
+    norm_num_groups = 4
+
     [models.vae_decode]  # AutoencoderKL, benchmarked through decode(z): its DecoderOutput's sample
     factory = "diffusers:AutoencoderKL"
     method = "decode"
@@ -232,7 +250,7 @@ def test_diffusers_models_by_config_pass_the_check(project):
 
     (project / "edge-harness.toml").write_text(DIFFUSERS_CONFIG)
     register_declared(project / "edge-harness.toml", load_project(project / "edge-harness.toml").models)
-    for name, shape in (("ddpm_unet", (1, 1, 8, 8)), ("vae_decode", (1, 3, 8, 8))):
+    for name, shape in (("ddpm_unet", (1, 1, 8, 8)), ("sd_unet", (1, 4, 8, 8)), ("vae_decode", (1, 3, 8, 8))):
         dry_run(get_model(name))
         spec = get_model(name)
         inputs = spec.make_inputs(1, 0)
@@ -243,7 +261,7 @@ def test_diffusers_models_by_config_pass_the_check(project):
 @pytest.mark.slow
 def test_diffusers_models_by_config_measure_in_every_format(project, tmp_path):
     (project / "edge-harness.toml").write_text(DIFFUSERS_CONFIG)
-    (project / "s.toml").write_text('models = ["ddpm_unet", "vae_decode"]\ntargets = ["x86-cpu"]\n'
+    (project / "s.toml").write_text('models = ["ddpm_unet", "sd_unet", "vae_decode"]\ntargets = ["x86-cpu"]\n'
                                     'formats = ["torch", "onnx", "tflite", "executorch"]\n' + QUICK_SETTINGS_TOML
                                     + "profile_runs = 0\n")  # the exports are the point here
     out = tmp_path / "run"
@@ -253,7 +271,7 @@ def test_diffusers_models_by_config_measure_in_every_format(project, tmp_path):
 
     records = {(r.model, r.format): r for r in parse_records(out / "results.jsonl")}
     assert code == 0, (err, {k: r.error for k, r in records.items() if r.status != "ok"})
-    assert len(records) == 8
+    assert len(records) == 12
     for key, record in records.items():
         assert record.measurement("max_abs_error").value < 1e-3, key
 

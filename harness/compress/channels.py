@@ -404,7 +404,7 @@ def _sync_wrapper_widths(before: nn.Module, after: nn.Module) -> None:
         layers = [(old[f"{name}.{child}" if name else child], layer) for child, layer in module.named_children()
                   if isinstance(layer, WEIGHT_LAYERS)]
         for attribute in ("channels", "in_channels", "out_channels"):
-            width = getattr(module, attribute, None)
+            width = vars(module).get(attribute)  # stored on the module (not a diffusers config lookup)
             if not isinstance(width, int) or isinstance(width, bool):
                 continue
             new = {_width(now, side) for was, now in layers for side in ("in", "out") if _width(was, side) == width}
