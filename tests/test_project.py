@@ -150,8 +150,13 @@ def test_a_mismatched_checkpoint_stops_a_run_before_anything_runs(project, tmp_p
     ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4], kind = "gauss" }]', "kind must be one of"),
     ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4] }]\noutput_range = [1, -1]', "high > low"),
     ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4] }]\ncolour = 1', "unknown key 'colour'"),
-    ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4] }]\nsampler = { method = "euler" }',
-     "sampler method must be one of ddim, ddpm"),
+    ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4] }]\nsampler = { method = "magic" }',
+     "sampler method must be one of ddim, ddpm, euler, dpmsolver++"),
+    ('factory = "pkg.nets:make"\ninputs = [{ name = "x", shape = [4] }, { name = "t", shape = [], kind = "integer", '
+     'low = 0, high = 1000 }]\nsampler = { method = "euler", steps = 10 }', "Euler with linspace spacing steps "
+     "through fractional timesteps, which the integer input 't' would truncate"),
+    ('factory = "pkg.nets:make"\ninputs = [{ name = "x", shape = [4] }, { name = "t", shape = [] }]\n'
+     'sampler = { scheduler = "missing/scheduler_config.json", steps = 10 }', "missing"),
     ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4] }]\nsampler = { steps = 4 }',
      "the sampler's inputs ('x', 't') are not the model's ('z')"),
 ])

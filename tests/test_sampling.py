@@ -1,6 +1,7 @@
-"""Diffusion sampling loops: the DDIM / DDPM arithmetic, the loop timed as one inference (its latency is the sum of
-its steps plus the sampler's arithmetic, under the harness's timing rules), errors that compound over a trajectory,
-and a denoiser with a sampler measured end to end."""
+"""Diffusion sampling loops: the DDIM / DDPM / Euler / DPM-Solver++ arithmetic (checked step for step against
+diffusers' schedulers), the loop timed as one inference (its latency is the sum of its steps plus the sampler's
+arithmetic, under the harness's timing rules), errors that compound over a trajectory, and a denoiser with a sampler
+measured end to end."""
 from __future__ import annotations
 
 import json
@@ -73,11 +74,20 @@ def test_ddpm_gives_each_image_its_own_noise_whatever_the_batches():
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"method": "euler"}, "method must be one of ddim, ddpm"),
+    ({"method": "magic"}, "method must be one of ddim, ddpm, euler, dpmsolver\\+\\+, not 'magic'"),
     ({"steps": 0}, "steps must be between 1 and train_steps"),
     ({"steps": 2000}, "steps must be between 1 and train_steps"),
     ({"beta_start": 0.1, "beta_end": 0.01}, "0 < beta_start < beta_end < 1"),
     ({"stepz": 3}, "unknown sampler field\\(s\\) stepz"),
+    ({"timestep_spacing": "even"}, "timestep_spacing must be one of linspace, leading, trailing, not 'even'"),
+    ({"beta_schedule": "cosine"}, "beta_schedule must be one of linear, scaled_linear, not 'cosine'"),
+    ({"steps_offset": 1}, "steps_offset applies to 'leading' spacing only, not 'linspace'"),
+    ({"timestep_spacing": "leading", "steps_offset": -1}, "steps_offset must be an integer >= 0"),
+    ({"method": "euler", "clip": 1.0}, "clip applies to ddim and ddpm only \\(euler never clips x0"),
+    ({"timestep_spacing": "trailing", "steps": 61}, "'trailing' spacing gives 62 timesteps, not 61"),
+    ({"timestep_spacing": "leading", "steps": 10, "steps_offset": 100},
+     "timesteps must lie in 0 … 999, not up to 1000"),
+    ({"method": "dpmsolver++", "steps": 1000}, "its timesteps repeat; use fewer steps"),
 ])
 def test_a_bad_sampler_is_a_clear_error(fields, message):
     with pytest.raises(ValueError, match=message):
@@ -164,7 +174,7 @@ def test_the_worker_refuses_a_malformed_sampler_in_one_line(tmp_path):
         outputs_path=str(tmp_path / "out.npz"), sampler={"sampler": {"method": "magic"}, "inputs": ["x", "t"]})
     result = LocalLauncher().run(request, 60)
     assert result["status"] == "failed"
-    assert "sampler method must be one of ddim, ddpm, not 'magic'" in result["error"]
+    assert "sampler method must be one of ddim, ddpm, euler, dpmsolver++, not 'magic'" in result["error"]
 
 
 # -- end to end -------------------------------------------------------------------------------------------------
@@ -323,3 +333,262 @@ def test_a_latent_diffusion_is_measured_through_its_decoder(tmp_path):
     assert 20 < by[("half", "onnx")].measurement("loop_psnr").value < by[("fp32", "onnx")].measurement("loop_psnr").value
     references = [load_outputs(p)[0] for p in (tmp_path / "cache" / "io").rglob("images.npz")]
     assert references and all(r.shape[1:] == (1, 8, 8) for r in references)  # the decoder's images, not latents
+
+
+# -- diffusers' schedulers, step for step ----------------------------------------------------------------------
+TOL = {"rtol": 1e-4, "atol": 1e-5}
+"""float32 loops on both sides: they differ by rounding (diffusers' ᾱ is a float32 running product, the harness's
+float64; its 1 − ᾱ near t = 0 keeps ~4 digits), which stays under a third of this over 25 steps."""
+
+
+def _fake_eps(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """A deterministic stand-in for a noise predictor, the same numpy on both sides (float32)."""
+    return (0.9 * np.tanh(x) + 0.05 * np.sin(t / 37.0)[:, None, None, None]).astype(np.float32)
+
+
+def _ours(sampler: Sampler, noise: np.ndarray):
+    """The denoiser's inputs (x, t) at every step, and the loop's output."""
+    seen = []
+
+    def denoise(x, t):
+        seen.append((x.copy(), t.copy()))
+        return _fake_eps(x, t)
+
+    return seen, sample(denoise, sampler, noise)
+
+
+def _theirs(scheduler, steps: int, noise: np.ndarray):
+    """diffusers' own loop (as its pipelines run it, in torch float32): the model's inputs at every step, the output."""
+    import torch
+
+    scheduler.set_timesteps(steps)
+    x = torch.from_numpy(noise) * scheduler.init_noise_sigma
+    seen = []
+    for t in scheduler.timesteps:
+        model_input = scheduler.scale_model_input(x, t).numpy()
+        t_in = np.full(len(noise), float(t), dtype=np.float32)
+        seen.append((model_input, t_in))
+        x = scheduler.step(torch.from_numpy(_fake_eps(model_input, t_in)), t, x).prev_sample
+    return seen, x.numpy()
+
+
+def _scheduler(config: dict):
+    diffusers = pytest.importorskip("diffusers", reason="diffusers' schedulers are the reference")
+    return getattr(diffusers, config["_class_name"]).from_config(config)
+
+
+def _assert_step_for_step(sampler: Sampler, scheduler, steps: int, seed: int = 0) -> None:
+    noise = np.random.default_rng(seed).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    (ours, out), (theirs, ref) = _ours(sampler, noise), _theirs(scheduler, steps, noise)
+    assert len(ours) == len(theirs) == steps
+    for i, ((x, t), (ref_x, ref_t)) in enumerate(zip(ours, theirs)):
+        np.testing.assert_array_equal(t, ref_t, err_msg=f"step {i}'s timestep")
+        np.testing.assert_allclose(x, ref_x, **TOL, err_msg=f"the model's input at step {i}")
+    np.testing.assert_allclose(out, ref, **TOL, err_msg="the final sample")
+
+
+_METHODS = {"EulerDiscreteScheduler": "euler", "DPMSolverMultistepScheduler": "dpmsolver++",
+            "DDIMScheduler": "ddim", "DDPMScheduler": "ddpm"}
+_SCHEDULES = {"linear": {}, "scaled_linear": {"beta_start": 0.00085, "beta_end": 0.012}}  # the latter: SD's
+
+
+@pytest.mark.parametrize("name, extra, spacing, offset", [
+    (name, extra, spacing, offset)
+    for name, extra in [("EulerDiscreteScheduler", {}), ("DPMSolverMultistepScheduler", {}),
+                        ("DDIMScheduler", {"clip_sample": False})]
+    for spacing, offset in [("linspace", 0), ("leading", 1), ("trailing", 0)]
+    if (name, spacing) != ("DDIMScheduler", "linspace")])  # refused: tested with the errors below
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear"])
+@pytest.mark.parametrize("steps", [10, 25])
+def test_euler_dpmsolver_and_ddim_walk_diffusers_schedulers_path_step_for_step(name, extra, spacing, offset,
+                                                                               schedule, steps):
+    config = {"_class_name": name, "beta_schedule": schedule, "timestep_spacing": spacing, "steps_offset": offset,
+              **_SCHEDULES[schedule], **extra}
+    sampler = Sampler.from_diffusers(config, steps)
+    assert sampler == Sampler(_METHODS[name], steps, clip=0.0 if name == "DDIMScheduler" else None,
+                              timestep_spacing=spacing, steps_offset=offset, beta_schedule=schedule,
+                              **_SCHEDULES[schedule])
+    _assert_step_for_step(sampler, _scheduler(config), steps)
+
+
+@pytest.mark.parametrize("spacing, offset, steps", [("linspace", 0, 10), ("linspace", 0, 25), ("leading", 1, 10),
+                                                    ("leading", 0, 25), ("trailing", 0, 10), ("trailing", 0, 25)])
+@pytest.mark.parametrize("clip_sample", [True, False])
+def test_ddpm_walks_diffusers_path_step_for_step_given_the_same_noise(monkeypatch, spacing, offset, steps,
+                                                                      clip_sample):
+    """diffusers draws DDPM's noise from torch's generator: here it gets the harness's, step by step."""
+    import torch
+    from harness.sampling import step_noise
+
+    config = {"_class_name": "DDPMScheduler", "timestep_spacing": spacing, "steps_offset": offset,
+              "clip_sample": clip_sample}
+    scheduler = _scheduler(config)
+    sampler = Sampler.from_diffusers(config, steps, seed=7)
+    assert sampler.clip == (1.0 if clip_sample else 0.0)
+    draws = []
+
+    def harness_noise(shape, generator=None, device=None, dtype=None, **_):
+        draws.append(len(draws))
+        return torch.from_numpy(step_noise(sampler, tuple(shape), draws[-1], np.arange(shape[0])))
+
+    import diffusers.schedulers.scheduling_ddpm as ddpm
+    monkeypatch.setattr(ddpm, "randn_tensor", harness_noise)
+    _assert_step_for_step(sampler, scheduler, steps)
+    assert len(draws) == steps - (timesteps(sampler)[-1] == 0)  # diffusers adds none at t = 0
+
+
+def test_real_scheduler_configs_map_with_the_keys_diffusers_ignores():
+    """An SDXL-style Euler config (keys it carries from PNDM, which EulerDiscreteScheduler ignores too) and a
+    DPM-Solver++ config whose lower_order_final / euler_at_final / lambda_min_clipped change nothing here."""
+    euler = {"_class_name": "EulerDiscreteScheduler", "_diffusers_version": "0.19.0.dev0", "beta_end": 0.012,
+             "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False,
+             "interpolation_type": "linear", "num_train_timesteps": 1000, "prediction_type": "epsilon",
+             "sample_max_value": 1.0, "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1,
+             "timestep_spacing": "leading", "trained_betas": None, "use_karras_sigmas": False}
+    sampler = Sampler.from_diffusers(euler, 30, image_input="latents", decoder="vae")
+    assert sampler == Sampler("euler", 30, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              timestep_spacing="leading", steps_offset=1, image_input="latents", decoder="vae")
+    _assert_step_for_step(sampler, _scheduler(euler), 30)
+    dpm = {"_class_name": "DPMSolverMultistepScheduler", "lower_order_final": False, "euler_at_final": True,
+           "lambda_min_clipped": -5.1, "timestep_spacing": "trailing", "steps_offset": 1}  # offset: not 'leading'
+    sampler = Sampler.from_diffusers(dpm, 12)
+    assert sampler.steps_offset == 0 and sampler.timestep_spacing == "trailing"
+    _assert_step_for_step(sampler, _scheduler(dpm), 12, seed=1)
+
+
+def _sigma_oracle(x0: np.ndarray, sampler: Sampler):
+    """A perfect noise predictor for the clean images ``x0`` at any (fractional) t: ᾱ = 1 / (1 + σ(t)²), σ linear in t
+    between training steps, as Euler's timesteps are."""
+    abar = alpha_bars(sampler)
+    train = np.sqrt((1 - abar) / abar)
+
+    def denoise(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        a = 1 / (1 + np.interp(t.astype(np.float64), np.arange(len(train)), train) ** 2)[:, None, None, None]
+        return ((x - np.sqrt(a) * x0) / np.sqrt(1 - a)).astype(np.float32)
+
+    return denoise
+
+
+@pytest.mark.parametrize("method", ["euler", "dpmsolver++", "ddim", "ddpm"])
+@pytest.mark.parametrize("spacing", ["linspace", "leading", "trailing"])
+def test_a_perfect_denoiser_walks_back_to_its_clean_images_on_every_method_and_spacing(method, spacing):
+    sampler = Sampler(method, steps=10, timestep_spacing=spacing)
+    rng = np.random.default_rng(0)
+    x0 = rng.uniform(-0.9, 0.9, (4, 1, 8, 8)).astype(np.float32)
+    noise = rng.standard_normal(x0.shape).astype(np.float32)
+    np.testing.assert_allclose(sample(_sigma_oracle(x0, sampler), sampler, noise), x0, atol=1e-4)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"_class_name": "PNDMScheduler"}, "unsupported diffusers scheduler 'PNDMScheduler' \\(supported: DDIMScheduler, "
+                                       "DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler\\)"),
+    ({}, "unsupported diffusers scheduler None"),
+    ({"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver++"},
+     "DPMSolverMultistepScheduler algorithm_type = 'sde-dpmsolver\\+\\+' is not supported by the harness's "
+     "dpmsolver\\+\\+ \\(supported: 'dpmsolver\\+\\+'\\)"),
+    ({"_class_name": "DPMSolverMultistepScheduler", "solver_order": 3}, "solver_order = 3 is not supported"),
+    ({"_class_name": "DPMSolverMultistepScheduler", "solver_type": "heun"}, "solver_type = 'heun' is not supported"),
+    ({"_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": True}, "use_karras_sigmas = True is not"),
+    ({"_class_name": "DPMSolverMultistepScheduler", "prediction_type": "v_prediction"},
+     "prediction_type = 'v_prediction' is not supported by the harness's dpmsolver\\+\\+ \\(supported: 'epsilon'\\)"),
+    ({"_class_name": "DPMSolverMultistepScheduler", "thresholding": True}, "thresholding = True is not supported"),
+    ({"_class_name": "DPMSolverMultistepScheduler", "final_sigmas_type": "sigma_min"},
+     "final_sigmas_type = 'sigma_min' is not supported"),
+    ({"_class_name": "DPMSolverMultistepScheduler", "lambda_min_clipped": -3.0},
+     "lambda_min_clipped = -3.0 clips this schedule's λ\\(t\\)"),
+    ({"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": True}, "use_karras_sigmas = True is not"),
+    ({"_class_name": "EulerDiscreteScheduler", "interpolation_type": "log_linear"}, "interpolation_type = 'log_lin"),
+    ({"_class_name": "EulerDiscreteScheduler", "beta_schedule": "squaredcos_cap_v2"},
+     "beta_schedule = 'squaredcos_cap_v2' is not supported by the harness's euler \\(supported: 'linear', "
+     "'scaled_linear'\\)"),
+    ({"_class_name": "EulerDiscreteScheduler", "trained_betas": [0.1, 0.2]}, "trained_betas = \\[0.1, 0.2\\] is not"),
+    ({"_class_name": "DDIMScheduler", "clip_sample": False, "timestep_spacing": "linspace"},
+     "timestep_spacing = 'linspace' is not supported by the harness's ddim \\(diffusers' DDIM then steps from t to "
+     "t − num_train_timesteps // steps, not to its next timestep\\) \\(supported: 'leading', 'trailing'\\)"),
+    ({"_class_name": "DDIMScheduler"}, "DDIMScheduler clip_sample = True is not supported"),  # its default
+    ({"_class_name": "DDIMScheduler", "clip_sample": False, "set_alpha_to_one": False},
+     "set_alpha_to_one = False is not supported"),
+    ({"_class_name": "DDPMScheduler", "variance_type": "fixed_large"}, "variance_type = 'fixed_large' is not"),
+    ({"_class_name": "DDPMScheduler", "timestep_spacing": "linspace", "_steps": 27},
+     "DDPMScheduler timestep_spacing = 'linspace' rounds 27 of 1000 timesteps otherwise than the harness's ddpm"),
+    ({"_class_name": "EulerDiscreteScheduler", "timestep_spacing": "trailing", "_steps": 61},
+     "gives 62 timesteps, not 61"),
+])
+def test_a_scheduler_config_the_loops_do_not_reproduce_is_a_one_line_error(config, message):
+    config = dict(config)
+    steps = config.pop("_steps", 10)
+    with pytest.raises(ValueError, match=message) as caught:
+        Sampler.from_diffusers(config, steps)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_scheduler_config_sets_what_it_says_and_only_that():
+    config = {"_class_name": "EulerDiscreteScheduler"}
+    with pytest.raises(ValueError, match="sampler field\\(s\\) train_steps come from the scheduler config "
+                                         "\\(EulerDiscreteScheduler\\); set them there"):
+        Sampler.from_diffusers(config, 10, train_steps=500)
+    with pytest.raises(ValueError, match="unknown sampler field\\(s\\) stepz"):
+        Sampler.from_diffusers(config, 10, stepz=3)
+    assert Sampler.from_diffusers({"_class_name": "DDPMScheduler", "clip_sample_range": 2.0}, 10).clip == 2.0
+
+
+def test_from_dict_reads_a_scheduler_config_given_inline_or_by_path(tmp_path, monkeypatch):
+    config = {"_class_name": "DPMSolverMultistepScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+              "beta_end": 0.012, "timestep_spacing": "leading", "steps_offset": 1}
+    expected = Sampler("dpmsolver++", 25, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                       timestep_spacing="leading", steps_offset=1, seed=3)
+    folder = tmp_path / "model" / "scheduler"
+    folder.mkdir(parents=True)
+    (folder / "scheduler_config.json").write_text(json.dumps(config))
+    assert Sampler.from_dict({"scheduler": config, "steps": 25, "seed": 3}) == expected
+    assert Sampler.from_dict({"scheduler": str(folder / "scheduler_config.json"), "steps": 25, "seed": 3}) == expected
+    assert Sampler.from_dict({"scheduler": str(folder), "steps": 25, "seed": 3}) == expected  # its folder
+    assert Sampler.from_dict({"scheduler": "scheduler", "steps": 25, "seed": 3}, root=folder.parent) == expected
+    monkeypatch.chdir(tmp_path)
+    assert Sampler.from_dict({"scheduler": "model/scheduler", "steps": 25, "seed": 3}) == expected  # from the cwd
+    assert Sampler.from_dict({"scheduler": config}).steps == 20  # the sampler's default
+    with pytest.raises(ValueError, match="sampler scheduler: cannot read .*none.json: No such file or directory"):
+        Sampler.from_dict({"scheduler": "none.json"})
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="sampler scheduler: .*bad.json is not JSON"):
+        Sampler.from_dict({"scheduler": "bad.json"})
+    with pytest.raises(ValueError, match="sampler scheduler must be a diffusers scheduler config \\(a table\\) or the "
+                                         "path of its JSON file, not int"):
+        Sampler.from_dict({"scheduler": 3})
+
+
+def test_the_project_file_forms_parse():
+    """The TOML a user writes under [models.NAME] (here without the table around it)."""
+    import tomllib
+
+    euler = tomllib.loads('sampler = { method = "euler", steps = 30, beta_schedule = "scaled_linear", '
+                          'beta_start = 0.00085, beta_end = 0.012, timestep_spacing = "leading", steps_offset = 1 }')
+    dpm = tomllib.loads('sampler = { method = "dpmsolver++", steps = 20, timestep_spacing = "trailing" }')
+    named = tomllib.loads('sampler = { scheduler = "scheduler/scheduler_config.json", steps = 25, '
+                          'image_input = "x", time_input = "t" }')
+    inline = tomllib.loads('sampler = { steps = 25, scheduler = { _class_name = "EulerDiscreteScheduler", '
+                           'beta_schedule = "scaled_linear", beta_start = 0.00085, beta_end = 0.012, '
+                           'timestep_spacing = "leading", steps_offset = 1 } }')
+    assert Sampler.from_dict(euler["sampler"]).label == "Euler 30 steps, leading spacing"
+    assert Sampler.from_dict(dpm["sampler"]).label == "DPM-Solver++ 2M 20 steps, trailing spacing"
+    assert named["sampler"]["scheduler"] == "scheduler/scheduler_config.json"
+    assert Sampler.from_dict(inline["sampler"]) == Sampler("euler", 25, beta_start=0.00085, beta_end=0.012,
+                                                           beta_schedule="scaled_linear", timestep_spacing="leading",
+                                                           steps_offset=1)
+
+
+def test_new_fields_stay_out_of_an_existing_samplers_dict_and_round_trip():
+    """An existing sampler's dict (and so the ids made from it) is what it was; the new fields travel when set."""
+    assert Sampler().to_dict() == {"method": "ddim", "steps": 20, "train_steps": 1000, "beta_start": 1e-4,
+                                   "beta_end": 0.02, "image_input": "x", "time_input": "t", "clip": 1.0, "seed": 0,
+                                   "decoder": ""}
+    assert Sampler("euler").to_dict()["clip"] == 0.0 and "timestep_spacing" not in Sampler("euler").to_dict()
+    for sampler in (Sampler("ddpm", 7, seed=2), Sampler("euler", 12, timestep_spacing="trailing"),
+                    Sampler("dpmsolver++", 9, beta_schedule="scaled_linear", timestep_spacing="leading",
+                            steps_offset=1),
+                    Sampler("ddim", 10, timestep_spacing="leading", steps_offset=1, clip=0.0)):
+        assert Sampler.from_dict(json.loads(json.dumps(sampler.to_dict()))) == sampler
+    assert Sampler("ddim", 10, timestep_spacing="leading", steps_offset=1).to_dict()["steps_offset"] == 1
+    assert timesteps(Sampler("euler", 4)).dtype == np.float32 and timesteps(Sampler("euler", 4))[1] == np.float32(666)
+    assert list(timesteps(Sampler("ddim", 4, timestep_spacing="leading", steps_offset=1))) == [751, 501, 251, 1]
+    assert list(timesteps(Sampler("dpmsolver++", 4))) == [999, 749, 500, 250]

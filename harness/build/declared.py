@@ -156,20 +156,26 @@ def _builder(factory_ref: str, where: str, seed: int, init_seed: bool, output: s
     return build
 
 
-def _sampler(where: str, raw: Mapping[str, Any] | None, inputs: tuple[InputSpec, ...]) -> Any:
-    """The declared ``sampler`` table as a ``Sampler``, its input names checked against the model's inputs."""
+def _sampler(where: str, raw: Mapping[str, Any] | None, inputs: tuple[InputSpec, ...], root: Path) -> Any:
+    """The declared ``sampler`` table as a ``Sampler`` (a ``scheduler`` config path resolved from ``root``, the
+    project file's folder), its input names checked against the model's inputs."""
     if raw is None:
         return None
     from harness.sampling import Sampler
 
     try:
-        sampler = Sampler.from_dict(raw)
-    except (TypeError, ValueError) as exc:
+        sampler = Sampler.from_dict(raw, root=root)
+    except (TypeError, ValueError, OSError) as exc:
         raise HarnessInputError(f"{where}: {exc}") from None
     names = [i.name for i in inputs]
     if sorted(names) != sorted([sampler.image_input, sampler.time_input]):
         raise HarnessInputError(f"{where}: the sampler's inputs ({sampler.image_input!r}, {sampler.time_input!r}) "
                                 f"are not the model's ({', '.join(map(repr, names))})")
+    time_input = next(i for i in inputs if i.name == sampler.time_input)
+    if sampler.method == "euler" and sampler.timestep_spacing == "linspace" and time_input.kind == "integer":
+        raise HarnessInputError(f"{where}: Euler with linspace spacing steps through fractional timesteps, which the "
+                                f"integer input {time_input.name!r} would truncate; declare it with kind = \"uniform\" "
+                                "(a float) or use timestep_spacing = \"leading\" or \"trailing\"")
     return sampler
 
 
@@ -200,7 +206,7 @@ def register_declared(source: Path, models: Mapping[str, Mapping[str, Any]]) -> 
         elif "checkpoint_key" in table:
             raise HarnessInputError(f"{where}: checkpoint_key needs a checkpoint")
         seed = table.get("seed", 0)
-        sampler = _sampler(where, table.get("sampler"), inputs)
+        sampler = _sampler(where, table.get("sampler"), inputs, source.parent)
         spec = ModelSpec(
             name=name, builder=_builder(table["factory"], where, seed, init_seed=checkpoint is None,
                                         output=table.get("output"), method=table.get("method", "forward")),
