@@ -300,3 +300,26 @@ def test_an_integer_input_goes_through_every_tflite_int8_path(project, tmp_path)
     records = {r.variant: r for r in parse_records(out / "results.jsonl")}
     assert code == 0, (err, {k: r.error for k, r in records.items() if r.status != "ok"})
     assert set(records) == {"fp32", "int8", "pt2e"}
+
+
+def test_pt2e_for_tflite_leaves_a_diffusers_integer_timestep_unobserved():
+    """diffusers' UNet2DModel multiplies its int64 timestep by ``torch.ones``; litert-torch's PT2EQuantizer put
+    histogram observers on those integer tensors and calibration stopped ("histogram_cpu" not implemented for
+    'Long'). They are dropped; the quantized graph runs and stays near fp32."""
+    import numpy as np
+
+    from harness.build.outputs import with_output
+    from harness.compress.pt2e import _litert_quantizer, quantized_graph
+
+    torch.manual_seed(0)
+    model = with_output(diffusers.UNet2DModel(
+        sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=[8, 16],
+        down_block_types=["DownBlock2D", "AttnDownBlock2D"], up_block_types=["AttnUpBlock2D", "UpBlock2D"],
+        norm_num_groups=4, attention_head_dim=8), "sample").eval()
+    args = (torch.randn(1, 1, 8, 8), torch.tensor([5]))
+    rng = np.random.default_rng(0)
+    calibration = [{"sample": rng.standard_normal((1, 1, 8, 8)).astype(np.float32), "timestep": np.array([t])}
+                   for t in (0, 300, 600, 999)]
+    quantized = quantized_graph(model, args, _litert_quantizer(True), calibration, fold=False)
+    with torch.no_grad():
+        assert float((quantized(*args) - model(*args)).abs().max()) < 0.5 * float(model(*args).abs().max())

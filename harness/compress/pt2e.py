@@ -32,7 +32,7 @@ from harness.exporters import package_version
 from harness.registry import COMPRESSORS
 
 QUANTIZERS = ("backend", "xnnpack")
-RECIPE_VERSION = "3"
+RECIPE_VERSION = "4"
 """Part of the artifact id: bumped when this recipe changes what it writes (a cached failure is then tried again)."""
 
 
@@ -65,6 +65,33 @@ def upstream_nodes(graph: Any, op_names: Sequence[str]) -> set[str]:
     return names
 
 
+def without_integer_observers(prepared: Any) -> Any:
+    """``prepared`` (in place, and returned) without the observers a quantizer put on integer tensors: litert-torch's
+    PT2EQuantizer observes both inputs of an op such as ``mul`` even when one is an int64 timestep (diffusers'
+    ``timesteps * torch.ones(...)``), and its histogram observer has no integer kernel ("histogram_cpu" not
+    implemented for 'Long'). Such an op stays float, as integer tensors are not quantized."""
+    import torch
+    from torchao.quantization.pt2e import ObserverBase
+
+    modules = dict(prepared.named_modules())
+    dropped = False
+    for node in list(prepared.graph.nodes):
+        if node.op != "call_module" or not isinstance(modules.get(node.target), ObserverBase) or not node.args:
+            continue
+        source = node.args[0]
+        value = getattr(source, "meta", {}).get("val")
+        if value is None and getattr(source, "op", None) == "get_attr":  # a constant the graph holds
+            value = getattr(prepared, str(source.target), None)
+        if isinstance(value, torch.Tensor) and not value.dtype.is_floating_point:
+            node.replace_all_uses_with(node.args[0])
+            prepared.graph.erase_node(node)
+            dropped = True
+    if dropped:
+        prepared.graph.lint()
+        prepared.recompile()
+    return prepared
+
+
 def quantized_graph(model: Any, args: tuple, quantizer: Any, calibration: Calibration, fold: bool,
                     keep_float_before: Sequence[str] = ()) -> Any:
     """The model exported, annotated by ``quantizer``, calibrated on ``calibration`` and converted: a GraphModule
@@ -82,7 +109,7 @@ def quantized_graph(model: Any, args: tuple, quantizer: Any, calibration: Calibr
             raise ValueError(f"keep_float_before: no {', '.join(keep_float_before)} op in the exported graph")
         quantizer.set_filter_function(lambda node: node.name not in kept)
     with phase(f"placing observers ({type(quantizer).__name__}, prepare_pt2e)"):
-        prepared = prepare_pt2e(graph, quantizer)
+        prepared = without_integer_observers(prepare_pt2e(graph, quantizer))
     with torch.no_grad(), phase(f"calibrating on {len(calibration)} batches"):
         for batch in calibration:
             prepared(*(torch.from_numpy(a) for a in batch.values()))
