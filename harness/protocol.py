@@ -260,6 +260,14 @@ def exit_result(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
     return parse_result(stdout, stderr, f"worker exited with code {returncode}")
 
 
+def error_text(result: Mapping[str, Any]) -> str:
+    """A failed result's error, with the tail of the child's stderr."""
+    text = result.get("error", "") or result["status"]
+    if result.get("stderr_tail"):
+        text += "\n" + result["stderr_tail"]
+    return text
+
+
 def failure_result(status: str, error: str, stderr: str = "") -> dict[str, Any]:
     """The wire form of ``WorkerResult.failure``."""
     return WorkerResult.failure(status, error, stderr).to_dict()

@@ -18,6 +18,7 @@ import pytest
 
 from harness.config.paths import PROJECT_ROOT, targets_dir
 from harness.results.store import read_records
+from tests.conftest import FIXTURES
 from tests.raylab import RayLab, require_ray
 from tests.sshd import Sshd, require_sshd
 from tests.test_cli import harness
@@ -61,7 +62,7 @@ def lab(tmp_path_factory, targets, tiny_models_dir):
     head_cache = tmp_path_factory.mktemp("head-cache")
     cluster = RayLab({"EDGE_HARNESS_TARGETS": str(targets), "EDGE_HARNESS_MODELS": str(tiny_models_dir)})
     try:
-        cluster.start_head(build=True, env={"EDGE_HARNESS_CACHE": str(head_cache)})
+        cluster.start_head(build=True, env={"EDGE_HARNESS_CACHE": str(head_cache), "EDGE_HARNESS_PLUGINS": RUNAWAY})
         cluster.add_node("a", targets="x86-cpu,board")
         cluster.add_node("b", targets="x86-cpu-1t")
         cluster.head_cache = head_cache
@@ -289,6 +290,29 @@ def test_a_suite_table_runs_on_the_lab_with_build_work_here(lab, targets, tiny_m
                    "--cache", str(tmp_path / "cache"), "--cluster", "local",
                    env={"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)})
     assert proc.returncode == 0 and not (tmp_path / "here" / "lab.jsonl").exists()  # --cluster local: no lab
+
+
+RUNAWAY = str(FIXTURES / "plugins" / "runaway_compressors.py")
+
+
+def test_a_variant_that_runs_away_on_a_build_node_fails_alone(lab, targets, tiny_models_dir, tmp_path):
+    """The head's prepare child passes its 700 MiB cap in variant hog: hog fails (oom), named; the model is prepared
+    again without it on that node, and fp32 and fp16 are measured."""
+    suite = tmp_path / "lab.toml"
+    suite.write_text('models = ["tiny_gen"]\ntargets = ["x86-cpu-1t"]\nformats = ["onnx"]\n[settings]\n'
+                     'prepare_memory_mb = 700\n[[variants]]\nname = "hog"\nmethod = "hog-memory"\n'
+                     '[[variants]]\nname = "half"\nmethod = "fp16"\n'
+                     f'[cluster]\naddress = "{lab.address}"\nretry = false\n')
+    out = tmp_path / "run"
+    proc = harness("run", "--suite", str(suite), "--quick", "--no-progress", "--out", str(out), "--cache",
+                   str(tmp_path / "cache"), env={"EDGE_HARNESS_MODELS": str(tiny_models_dir),
+                                                 "EDGE_HARNESS_TARGETS": str(targets), "EDGE_HARNESS_PLUGINS": RUNAWAY})
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    records = {r.variant: r for r in read_records(out / "results.jsonl")}
+    assert records["fp32"].status == records["half"].status == "ok", {k: r.error for k, r in records.items()}
+    assert records["hog"].status == "oom" and "variant hog oom" in records["hog"].error, records["hog"].error
+    (span,) = json.loads((out / "lab.jsonl").read_text())["prepare"]
+    assert span["status"] == "ok" and span["node"] != "driver"  # prepared on the head, the second time without hog
 
 
 def test_the_cluster_a_run_uses_comes_from_the_flag_then_the_suite_then_the_project(tmp_path, monkeypatch):

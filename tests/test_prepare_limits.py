@@ -1,6 +1,6 @@
 """The prepare step cannot take the machine down: it runs under a memory cap and a time limit per variant step, and
 a variant that runs away fails alone, named; fp32 and the other variants are prepared and measured
-(``harness.run.preparing``)."""
+(``harness.launch.preparing``)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from harness.results.store import read_records
-from harness.run.preparing import built_on, current_step
+from harness.launch.preparing import built_on, current_step
 from harness.types import CompressionSpec
 from tests.conftest import FIXTURES
 from tests.helpers import QUICK_SETTINGS_TOML

@@ -52,7 +52,7 @@ def test_a_step_that_begins_again_gets_its_own_start(tmp_path, monkeypatch):
 def test_the_preparation_timeline_has_each_steps_seconds_and_peak_memory(tmp_path):
     import json
 
-    from harness.run.preparing import timeline
+    from harness.launch.preparing import timeline
 
     path = tmp_path / "progress.jsonl"
     assert timeline(path, 0.0) == []

@@ -32,7 +32,7 @@ def peak_mb() -> float:
 def report(what: str, done: int | None = None, total: int | None = None) -> None:
     """Note that the child is doing ``what`` (e.g. "training dcgan"), ``done`` of ``total`` units so far. Each line
     also carries the wall clock ``t`` (s since the epoch) and the process's ``peak_mb`` so far: the preparation's
-    timeline (``harness.run.preparing.timeline``)."""
+    timeline (``harness.launch.preparing.timeline``)."""
     path = os.environ.get(ENV)
     if not path:
         return

@@ -314,14 +314,22 @@ def prepare_on_node(request: dict[str, Any], timeout_s: float, sources: dict[str
     previous = _pinned_to_build_cpus()
     try:
         from harness.launch.local import prepare_memory_cap
+        from harness.launch.preparing import prepare_isolating
 
-        result = LocalLauncher().run(request | {"cache": root, "progress_path": ""}, timeout_s,
-                                     memory_cap_bytes=prepare_memory_cap(int(request.get("prepare_memory_mb", 0))),
-                                     module="harness.build.prepare")
+        cap = prepare_memory_cap(int(request.get("prepare_memory_mb", 0)))
+
+        def launch(attempt: dict[str, Any], wait: Any) -> dict[str, Any]:
+            return LocalLauncher().run(attempt, timeout_s, memory_cap_bytes=cap, module="harness.build.prepare",
+                                       on_wait=wait)
+
+        # as on the driver: a variant that runs away on this node fails alone, named; the rest is prepared
+        result, faults = prepare_isolating(launch, request | {"cache": root},
+                                           float(request.get("variant_timeout_s", 0)), label=request["model"])
     finally:
         os.sched_setaffinity(0, previous)
     files = manifest(root, cache_folders(result, root)) if result.get("status") == "ok" else {}
-    return {"result": result, "root": root, "manifest": files, "node": identity}
+    return {"result": result, "root": root, "manifest": files, "node": identity,
+            "faults": {name: list(fault) for name, fault in faults.items()}}
 
 
 def read_files(root: str, relative: list[str]) -> dict[str, bytes]:

@@ -24,7 +24,7 @@ from harness.config.suite import Suite
 from harness.engine.measure import pool_rounds
 from harness.launch.emulated import EMULATED_NOTE
 from harness.profiling.ops import OpProfile
-from harness.protocol import WorkerRequest
+from harness.protocol import WorkerRequest, error_text  # noqa: F401  (error_text: re-exported)
 from harness.report.images import save_sample_grids
 from harness.run.interleave import append_request
 from harness.types import Job, Measurement, RunRecord, TargetProfile
@@ -54,14 +54,6 @@ def worker_measurements(target: TargetProfile, raw: list[dict[str, Any]]) -> lis
 def _contended(result: dict[str, Any]) -> bool:
     """Whether a latency pass's worker flagged it as measured under contention."""
     return bool((result.get("context", {}).get("contention") or {}).get("contended"))
-
-
-def error_text(result: dict[str, Any]) -> str:
-    """A failed result's error, with the tail of the child's stderr."""
-    text = result.get("error", "") or result["status"]
-    if result.get("stderr_tail"):
-        text += "\n" + result["stderr_tail"]
-    return text
 
 
 class Stop(Exception):

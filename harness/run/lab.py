@@ -13,7 +13,9 @@ work and carries requests, results and files:
   content-addressed: a build node writes into its own cache and this process copies the cache folders its result
   names that it lacks (``read_files`` on that node: only what is missing, verified by size), so the driver holds
   every file a record refers to and nodes need no shared filesystem. Lanes get the files a request names through
-  Ray's object store, put once per file here and fetched by a node only if its stage lacks that sha256.
+  Ray's object store, put once per file here and fetched by a node only if its stage lacks that sha256. On a
+  build node as here, the prepare child runs under the memory cap and the time limit per variant step, and a
+  variant that runs away fails alone, named (``harness.launch.preparing.prepare_isolating``).
 - **Faults.** A node that dies or stops answering ends its lanes; a job it was measuring is measured once more on
   another lane of the same target (``retry``), else recorded ``unreachable`` naming the node. A target with no
   lane left has its remaining jobs recorded ``unreachable``. Ctrl-C kills the lab's actors and tasks and keeps
@@ -513,9 +515,8 @@ class LabRunner(SuiteRunner):
                     return
                 started = time.time()
                 self.status(f"preparing {model} here")
-                prepared = self.launcher.run(self.prepare_request(model), self.suite.settings.prepare_timeout_s,
-                                             module="harness.build.prepare")
-                self._prepared(model, prepared, {"hostname": "driver"}, started, 0, summary, bar, done)
+                prepared, faults = self._prepare(model)  # memory cap, time limit, a runaway variant fails alone
+                self._prepared(model, prepared, {"hostname": "driver"}, started, 0, summary, bar, done, faults)
             if not self._stop.is_set():
                 for planned in self.external_jobs():
                     self._enqueue(planned, summary, bar, done)
@@ -554,9 +555,11 @@ class LabRunner(SuiteRunner):
                 model, started = pending.pop(ref)
                 node: dict[str, Any] = {"hostname": "?"}
                 copied = 0
+                faults: dict[str, tuple[str, str]] = {}
                 try:
                     answer = ray.get(ref)
                     node = answer["node"]
+                    faults = {name: (status, error) for name, (status, error) in answer.get("faults", {}).items()}
                     differs = mismatch(node, self._identity)
                     if differs:
                         prepared = failure_result("failed", f"prepared on node {node['hostname']}, which runs "
@@ -568,7 +571,7 @@ class LabRunner(SuiteRunner):
                     prepared = failure_result("failed", f"preparing on a build node: {first_line(exc.cause or exc)}")
                 except ray.exceptions.RayError as exc:
                     prepared = failure_result("unreachable", f"the build node was lost ({type(exc).__name__})")
-                self._prepared(model, prepared, node, started, copied, summary, bar, done)
+                self._prepared(model, prepared, node, started, copied, summary, bar, done, faults)
             if not ready:  # a build node that died takes its resource with it: nothing could ever run these
                 alive = sum(n["Resources"].get(BUILD_RESOURCE, 0) for n in ray.nodes() if n.get("Alive"))
                 no_builder_since = None if alive else (no_builder_since or time.monotonic())
@@ -605,13 +608,14 @@ class LabRunner(SuiteRunner):
         return result
 
     def _prepared(self, model: str, prepared: dict[str, Any], node: dict[str, Any], started: float, copied: int,
-                  summary: RunSummary, bar: Any, done: set[str]) -> None:
+                  summary: RunSummary, bar: Any, done: set[str],
+                  faults: dict[str, tuple[str, str]] | None = None) -> None:
         with self._lock:
             self.prepare_spans.append({"model": model, "node": node.get("hostname", ""),
                                        "node_ip": node.get("node_ip", ""), "status": prepared.get("status"),
                                        "start_unix": round(started, 3), "end_unix": round(time.time(), 3),
                                        "copied_bytes": copied})
-        for planned in self.jobs_for(model, prepared):
+        for planned in self.jobs_for(model, prepared, faults):
             self._enqueue(planned, summary, bar, done)
 
     # -- running --------------------------------------------------------------------------------------------------

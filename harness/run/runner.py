@@ -185,46 +185,32 @@ class SuiteRunner:
 
     def _prepare(self, model_name: str) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
         """The model's prepare result, and the variants left out of it: variant → (status, error). The child runs
-        under a memory cap and a time limit per variant step (``harness.run.preparing``); a variant whose step it
-        was stopped or died in is left out and the model prepared again without it."""
-        from harness.protocol import failure_result
+        under a memory cap and a time limit per variant step; a variant whose step it was stopped or died in is left
+        out and the model prepared again without it (``harness.launch.preparing.prepare_isolating``)."""
         from harness.launch.local import prepare_memory_cap
-        from harness.run.preparing import FAULTS, StepClock, VariantOverrun, current_step
+        from harness.launch.preparing import prepare_isolating
 
         settings = self.suite.settings
-        faults: dict[str, tuple[str, str]] = {}
-        while True:
-            with tempfile.TemporaryDirectory(prefix="edge-harness-progress-") as tmp:
-                progress_path = Path(tmp) / "progress.jsonl"
-                clock = StepClock(progress_path, settings.variant_timeout_s)
 
-                def show() -> None:
-                    text = latest_progress(progress_path)
-                    self.status(f"preparing {model_name}" + (f": {text}" if text else ""))
-                    clock.check()
+        def launch(request: dict[str, Any], wait: Any) -> dict[str, Any]:
+            return self.launcher.run(request, settings.prepare_timeout_s,
+                                     memory_cap_bytes=prepare_memory_cap(settings.prepare_memory_mb),
+                                     module="harness.build.prepare", on_wait=wait)
 
-                try:
-                    prepared = self.launcher.run(self.prepare_request(model_name, str(progress_path), set(faults)),
-                                                 settings.prepare_timeout_s,
-                                                 memory_cap_bytes=prepare_memory_cap(settings.prepare_memory_mb),
-                                                 module="harness.build.prepare", on_wait=show)
-                    step, culprit = current_step(progress_path) if prepared["status"] in FAULTS else ("", None)
-                except VariantOverrun as over:
-                    prepared = failure_result("timeout", str(over))
-                    step, culprit = clock.step, over.variant
-                self._record_preparation(model_name, len(faults) + 1, prepared["status"], progress_path)
-            if prepared["status"] == "ok" or culprit is None or culprit in faults:
-                return prepared, faults
-            what = "prepare step" if prepared["status"] != "oom" else "prepare step (memory cap)"
-            faults[culprit] = (prepared["status"], f"variant {culprit} {prepared['status']} in the {what} while "
-                                                   f"{step}: {error_text(prepared)}"[:1500])
-            print(f"harness: {model_name}: {faults[culprit][1].splitlines()[0]}; preparing the rest again",
-                  file=sys.stderr)
+        def show(progress_path: Path) -> None:
+            text = latest_progress(progress_path)
+            self.status(f"preparing {model_name}" + (f": {text}" if text else ""))
+
+        def record(attempt: int, status: str, progress_path: Path) -> None:
+            self._record_preparation(model_name, attempt, status, progress_path)
+
+        return prepare_isolating(launch, self.prepare_request(model_name), settings.variant_timeout_s, show, record,
+                                 label=model_name)
 
     def _record_preparation(self, model: str, attempt: int, status: str, progress_path: Path) -> None:
-        """Append the preparation's steps (``harness.run.preparing.timeline``: seconds and peak memory each) to
+        """Append the preparation's steps (``harness.launch.preparing.timeline``: seconds and peak memory each) to
         ``preparation.jsonl`` in the run folder: what a first report of a large model spent its time on."""
-        from harness.run.preparing import timeline
+        from harness.launch.preparing import timeline
 
         steps = timeline(progress_path, time.time())
         if not steps:
@@ -234,23 +220,20 @@ class SuiteRunner:
             for step in steps:
                 f.write(json.dumps({"model": model, "attempt": attempt, "status": status, **step}) + "\n")
 
-    def prepare_request(self, model_name: str, progress_path: str = "", left_out: set[str] = frozenset()
-                        ) -> dict[str, Any]:
-        """The request of the prepare child (``harness.build.prepare``) for one model, without the variants
-        ``left_out`` and those built on them."""
-        from harness.run.preparing import built_on
-
+    def prepare_request(self, model_name: str) -> dict[str, Any]:
+        """The request of the prepare child (``harness.build.prepare``) for one model (``progress_path`` and the
+        variants left out are set per attempt: ``harness.launch.preparing.prepare_isolating``)."""
         spec = get_model(model_name)
         variants = [v for v in self.suite.variants if v.applies_to(model_name)]
-        dropped = built_on(left_out, variants)
         return {"model": model_name, "source": spec.source, "cache": str(self.cache_dir),
                 "formats": list(self.suite.formats), "batch_sizes": list(self.suite.batch_sizes),
                 "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
-                "variants": [v.to_dict() for v in variants if v.name not in dropped],
+                "variants": [v.to_dict() for v in variants],
                 "samples": self.suite.settings.fidelity_samples,
-                "loop_samples": self.suite.settings.loop_samples, "progress_path": progress_path,
+                "loop_samples": self.suite.settings.loop_samples, "progress_path": "",
                 "decoder_source": self._decoder_source(spec),
                 "prepare_memory_mb": self.suite.settings.prepare_memory_mb,  # a build node's cap (harness.launch.cluster)
+                "variant_timeout_s": self.suite.settings.variant_timeout_s,  # and its time limit per variant step
                 "layers": self.suite.settings.profile_runs > 0}
 
     def jobs_for(self, model_name: str, prepared: dict[str, Any],
@@ -336,7 +319,7 @@ class SuiteRunner:
 
     def _left_out_jobs(self, spec: Any, faults: dict[str, tuple[str, str]]) -> Iterator[PlannedJob]:
         """The jobs of the variants a prepare fault left out, and of those built on them."""
-        from harness.run.preparing import built_on, failure_for
+        from harness.launch.preparing import built_on, failure_for
 
         variants = [v for v in self.suite.variants if v.applies_to(spec.name)]
         causes = built_on(faults, variants)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 FAULTS = ("oom", "timeout", "crashed")
 """Prepare results that stop a child in the middle of a step (a failed result is the child's own answer)."""
@@ -118,3 +120,53 @@ def timeline(progress_path: Path, ended_at: float) -> list[dict[str, Any]]:
     if steps:
         steps[-1]["seconds"] = round(max(0.0, ended_at - steps[-1].pop("_t")), 2)
     return steps
+
+
+def without_variants(request: Mapping[str, Any], left_out: Iterable[str]) -> dict[str, Any]:
+    """A prepare request less the variants ``left_out`` and those built on them."""
+    from harness.types import CompressionSpec
+
+    variants = list(request.get("variants", ()))
+    dropped = built_on(left_out, [CompressionSpec.from_dict(v) for v in variants])
+    return {**request, "variants": [v for v in variants if v["name"] not in dropped]}
+
+
+def prepare_isolating(launch: Callable[[dict[str, Any], Callable[[], None]], dict[str, Any]],
+                      request: Mapping[str, Any], limit_s: float,
+                      on_wait: Callable[[Path], None] | None = None,
+                      on_attempt: Callable[[int, str, Path], None] | None = None,
+                      label: str = "") -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+    """Run the prepare child (``launch(request, wait)``: the launcher's run, calling ``wait`` while it waits) until
+    it succeeds, or fails where no variant is to blame; each time it is stopped (``oom``, ``timeout``, also a variant
+    step past ``limit_s``) or dies inside a variant's step, that variant is left out and the model prepared again.
+    Returns the last result and the variants left out: variant → (status, error). ``on_wait(progress_path)`` and
+    ``on_attempt(attempt, status, progress_path)`` let a caller show progress and keep the timeline. The same on this
+    machine and on a lab's build node."""
+    from harness.protocol import error_text, failure_result
+
+    faults: dict[str, tuple[str, str]] = {}
+    while True:
+        with tempfile.TemporaryDirectory(prefix="edge-harness-progress-") as tmp:
+            progress_path = Path(tmp) / "progress.jsonl"
+            clock = StepClock(progress_path, limit_s)
+
+            def wait() -> None:
+                if on_wait is not None:
+                    on_wait(progress_path)
+                clock.check()
+
+            try:
+                result = launch(without_variants(request, faults) | {"progress_path": str(progress_path)}, wait)
+                step, culprit = current_step(progress_path) if result["status"] in FAULTS else ("", None)
+            except VariantOverrun as over:
+                result = failure_result("timeout", str(over))
+                step, culprit = clock.step, over.variant
+            if on_attempt is not None:
+                on_attempt(len(faults) + 1, result["status"], progress_path)
+        if result["status"] == "ok" or culprit is None or culprit in faults:
+            return result, faults
+        what = "prepare step" if result["status"] != "oom" else "prepare step (memory cap)"
+        faults[culprit] = (result["status"], f"variant {culprit} {result['status']} in the {what} while "
+                                             f"{step}: {error_text(result)}"[:1500])
+        print(f"harness: {label or request.get('model', '')}: {faults[culprit][1].splitlines()[0]}; preparing the "
+              "rest again", file=sys.stderr)
