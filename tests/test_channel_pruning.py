@@ -539,3 +539,15 @@ def test_a_stable_diffusion_shaped_unet_loses_heads_in_self_and_cross_attention(
     skeleton.load_state_dict(thin.state_dict())
     assert torch.equal(_out(skeleton.eval(), source), _out(thin, source))
     assert _out(thin, source).shape == (3, 4, 8, 8)
+
+
+def test_pt2e_for_tflite_refuses_a_recurrent_layer_up_front_with_what_works():
+    """litert-torch's PT2EQuantizer failed inside its GRU annotation (IndexError); the harness names the layer and
+    the quantizer that converts it (measured: quantizer = "xnnpack" on this GRU generator gives a TFLite file)."""
+    from harness.compress.pt2e import refuse_recurrent_for_litert
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.LSTM(8, 8))
+    with pytest.raises(ValueError, match=r"cannot annotate the recurrent layer '1' \(LSTM\): set quantizer = "
+                                         r"\"xnnpack\""):
+        refuse_recurrent_for_litert(model)
+    refuse_recurrent_for_litert(nn.Sequential(nn.Linear(4, 8)))  # nothing to refuse

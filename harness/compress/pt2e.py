@@ -92,6 +92,19 @@ def without_integer_observers(prepared: Any) -> Any:
     return prepared
 
 
+def refuse_recurrent_for_litert(model: Any) -> None:
+    """A ``ValueError`` naming the first GRU / LSTM / RNN layer: litert-torch's PT2EQuantizer fails inside its
+    recurrent annotation (``IndexError`` in ``_annotate_gru_io_only``); XNNPACKQuantizer leaves the layer float and
+    its TFLite file converts."""
+    from torch import nn
+
+    for path, module in model.named_modules():
+        if isinstance(module, nn.RNNBase):
+            raise ValueError(f"litert-torch's PT2EQuantizer cannot annotate the recurrent layer {path!r} "
+                             f"({type(module).__name__}): set quantizer = \"xnnpack\" (the layer stays float), or "
+                             "use tflite-int8 / tflite-dynamic")
+
+
 def quantized_graph(model: Any, args: tuple, quantizer: Any, calibration: Calibration, fold: bool,
                     keep_float_before: Sequence[str] = ()) -> Any:
     """The model exported, annotated by ``quantizer``, calibrated on ``calibration`` and converted: a GraphModule
@@ -153,6 +166,7 @@ class PT2EInt8:
             raise ValueError("keep_float_before needs quantizer = \"xnnpack\" for TFLite: litert-torch's PT2EQuantizer "
                              "takes no node filter")
         else:
+            refuse_recurrent_for_litert(model)
             quantizer = _litert_quantizer(per_channel)
         converted = quantized_graph(model, args, quantizer, calibration, fold=fmt == "executorch",
                                     keep_float_before=keep)
