@@ -432,7 +432,8 @@ models = ["unet_untrained"]
 @pytest.mark.slow
 def test_skip_models_are_pruned_and_distilled_and_run_in_every_format(tmp_path):
     """The pix2pix-style UNet and the zoo UNet's topology, thinned three ways, exported to ONNX and TFLite (each
-    export checked against the compressed PyTorch model within the export tolerance) and measured in all three."""
+    export checked against the compressed PyTorch model within the export tolerance) and measured in both (PyTorch
+    eager runs the same rebuilt module the exports were checked against: left out, for CI's time)."""
     from harness.cli import QUICK_SETTINGS
     from harness.config.paths import targets_dir
     from harness.config.suite import Suite, load_suite
@@ -443,12 +444,12 @@ def test_skip_models_are_pruned_and_distilled_and_run_in_every_format(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('name = "skips"\nmodels = ["pix2pix_unet", "unet_untrained"]\n' + SKIP_VARIANTS)
     suite = Suite(name="skips", models=("pix2pix_unet", "unet_untrained"), targets=("x86-cpu",),
-                  formats=("torch", "onnx", "tflite"), batch_sizes=(1,), export_tolerance=1e-4,
+                  formats=("onnx", "tflite"), batch_sizes=(1,), export_tolerance=1e-4,
                   settings=RunSettings(**QUICK_SETTINGS), variants=load_suite(path).variants)
     runner = SuiteRunner(suite, out_dir=tmp_path / "r", cache_dir=tmp_path / "cache", models_dir=SKIPS,
                          targets_dir=targets_dir(), progress=False)
     records = read_records(runner.run().results_path)
-    assert len(records) == runner.job_count() == 2 * 3 * 3 + 2 * 3  # (fp32, thin, student) × 3 formats, narrow
+    assert len(records) == runner.job_count() == 2 * 3 * 2 + 2 * 2  # (fp32, thin, student) × 2 formats, narrow
     assert all(r.status == "ok" for r in records), [(r.model, r.variant, r.format, r.error) for r in records
                                                     if r.status != "ok"]
     by = {(r.model, r.variant, r.format): r for r in records}
@@ -456,12 +457,12 @@ def test_skip_models_are_pruned_and_distilled_and_run_in_every_format(tmp_path):
         spec = get_model(model)
         full = sum(p.numel() for p in spec.builder(**spec.builder_kwargs).parameters())
         narrow = "narrow" if model == "pix2pix_unet" else "narrow-unet"
-        for fmt in ("torch", "onnx", "tflite"):
+        for fmt in ("onnx", "tflite"):
             assert by[(model, "thin", fmt)].measurement("parameters").value < 0.35 * full
             assert by[(model, narrow, fmt)].measurement("parameters").value < 0.35 * full
-            # the export reproduces the compressed torch model (checked when exported) and so its fidelity
-            assert by[(model, "thin", fmt)].measurement("psnr").value == pytest.approx(
-                by[(model, "thin", "torch")].measurement("psnr").value, abs=0.05)
+        # each export reproduces the compressed torch model (checked when exported), and so each other's fidelity
+        assert by[(model, "thin", "tflite")].measurement("psnr").value == pytest.approx(
+            by[(model, "thin", "onnx")].measurement("psnr").value, abs=0.05)
 
 
 def test_an_edited_student_builder_file_makes_another_artifact_id(tmp_path, monkeypatch):

@@ -259,10 +259,10 @@ def test_diffusers_models_by_config_pass_the_check(project):
 
 
 @pytest.mark.slow
-def test_diffusers_models_by_config_measure_in_every_format(project, tmp_path):
+def test_diffusers_models_by_config_measure_in_every_exported_format(project, tmp_path):
     (project / "edge-harness.toml").write_text(DIFFUSERS_CONFIG)
     (project / "s.toml").write_text('models = ["ddpm_unet", "sd_unet", "vae_decode"]\ntargets = ["x86-cpu"]\n'
-                                    'formats = ["torch", "onnx", "tflite", "executorch"]\n' + QUICK_SETTINGS_TOML
+                                    'formats = ["onnx", "tflite", "executorch"]\n' + QUICK_SETTINGS_TOML
                                     + "profile_runs = 0\n")  # the exports are the point here
     out = tmp_path / "run"
     code, err = cli("run", "--suite", str(project / "s.toml"), "--out", str(out), "--no-progress",
@@ -271,7 +271,7 @@ def test_diffusers_models_by_config_measure_in_every_format(project, tmp_path):
 
     records = {(r.model, r.format): r for r in parse_records(out / "results.jsonl")}
     assert code == 0, (err, {k: r.error for k, r in records.items() if r.status != "ok"})
-    assert len(records) == 12
+    assert len(records) == 9  # PyTorch eager: test_a_model_returning_a_model_output_is_measured_on_its_image
     for key, record in records.items():
         assert record.measurement("max_abs_error").value < 1e-3, key
 
