@@ -105,6 +105,24 @@ LAYERS_MAX_BYTES = 256 * 2**20
 """The fp32 model's layer outputs are kept for "where fidelity breaks" up to this size per model and batch."""
 
 
+REFERENCE_CHUNK = 8
+"""The fp32 reference runs this many samples per call: 64 images of a 256×256 generator in one batch held 4 GB of
+activations (``benchmarks/real_size.py``); the outputs do not depend on the split."""
+
+
+def run_in_chunks(model: Any, inputs: list[np.ndarray], chunk: int = REFERENCE_CHUNK) -> list[np.ndarray]:
+    """``model``'s outputs (each a float array over all samples) for inputs split along the batch into
+    ``chunk``-sized calls, under ``torch.no_grad``."""
+    import torch
+
+    parts: list[list[np.ndarray]] = []
+    with torch.no_grad():
+        for start in range(0, len(inputs[0]), chunk):
+            out = model(*(torch.from_numpy(np.ascontiguousarray(a[start:start + chunk])) for a in inputs))
+            parts.append([o.numpy() for o in (out if isinstance(out, (tuple, list)) else [out])])
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+
 class ArtifactCache:
     """Builds artifacts once; later calls with the same recipe return the cached Artifact."""
 
@@ -220,8 +238,6 @@ class ArtifactCache:
         """``count`` initial noises and the images the fp32 PyTorch denoiser generates from them through the
         model's sampler (the same numpy loop the worker runs around every artifact), then through the fp32
         PyTorch decoder when the sampler has one."""
-        import torch
-
         from harness import sampling
         from harness.engine.sampling_loop import NOISE_INPUT, ROW_INPUT
         from harness.sampling import sample
@@ -250,25 +266,18 @@ class ArtifactCache:
 
             def denoise(x: np.ndarray, t: np.ndarray) -> np.ndarray:
                 time_dtype = example[sampler.time_input].dtype
-                values = {sampler.image_input: torch.from_numpy(x),
-                          sampler.time_input: torch.from_numpy(t.astype(time_dtype))}
-                with torch.no_grad():
-                    out = model(*(values[n] for n in names))
-                return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
+                values = {sampler.image_input: x, sampler.time_input: t.astype(time_dtype)}
+                return run_in_chunks(model, [values[n] for n in names])[0]
 
             _atomic_savez(inputs_path, {NOISE_INPUT: noise, ROW_INPUT: np.arange(count, dtype=np.int64)})
             images = sample(denoise, sampler, noise)
             if decoder:
-                with torch.no_grad():
-                    out = decoder[1](torch.from_numpy(images))
-                images = (out[0] if isinstance(out, (tuple, list)) else out).numpy()
+                images = run_in_chunks(decoder[1], [images])[0]
             _atomic_savez(reference_path, {"output_0": images})
         return str(inputs_path), str(reference_path)
 
     def _inputs_and_outputs(self, spec: ModelSpec, model: Any, count: int, seed: int,
                             weights: Mapping[str, Any] | None) -> tuple[str, str]:
-        import torch
-
         key = content_id(
             None,
             "io",
@@ -281,11 +290,9 @@ class ArtifactCache:
         if not (inputs_path.is_file() and reference_path.is_file()):
             folder.mkdir(parents=True, exist_ok=True)
             inputs = spec.make_inputs(count, seed)
-            with torch.no_grad():
-                out = model(*(torch.from_numpy(a) for a in inputs.values()))
-            outputs = out if isinstance(out, (tuple, list)) else [out]
+            outputs = run_in_chunks(model, list(inputs.values()))
             _atomic_savez(inputs_path, inputs)
-            _atomic_savez(reference_path, {f"output_{i}": o.numpy() for i, o in enumerate(outputs)})
+            _atomic_savez(reference_path, {f"output_{i}": o for i, o in enumerate(outputs)})
         return str(inputs_path), str(reference_path)
 
     def torch_artifact(self, spec: ModelSpec, model: Any, weights: Mapping[str, Any] | None = None) -> Artifact:
