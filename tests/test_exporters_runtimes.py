@@ -100,3 +100,24 @@ def test_a_missing_exporter_package_is_named_not_a_crash(monkeypatch):
     assert TFLiteExporter.tool_versions()["litert-torch"] == NOT_INSTALLED
     with pytest.raises(ImportError, match="litert_torch"):
         TFLiteExporter.export(None, {}, "unused.tflite")
+
+
+def test_a_transposed_conv_litert_cannot_convert_is_named_in_one_line(tmp_path):
+    """CycleGAN's upsampling, ConvTranspose2d(k=3, s=2, p=1, output_padding=1): litert-torch fails with a page of MLIR
+    ("failed to legalize operation 'mhlo.convolution'"); the error names the layer and what converts (kernel 4,
+    stride 2, padding 1: checked here)."""
+    import numpy as np
+    from torch import nn
+
+    from harness.exporters.tflite_export import TFLiteExporter
+
+    x = {"x": np.zeros((1, 3, 16, 16), np.float32)}
+    cyclegan = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 3, 2, 1, output_padding=1))
+    with pytest.raises(ValueError) as failed:
+        TFLiteExporter.export(cyclegan.eval(), x, str(tmp_path / "a.tflite"))
+    message = str(failed.value)
+    assert "\n" not in message and "the transposed convolutions with output_padding: 2 (ConvTranspose2d, kernel " \
+        "(3, 3), stride (2, 2), padding (1, 1), output_padding (1, 1))" in message, message
+    dcgan = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 4, 2, 1))
+    TFLiteExporter.export(dcgan.eval(), x, str(tmp_path / "b.tflite"))
+    assert (tmp_path / "b.tflite").stat().st_size > 0
