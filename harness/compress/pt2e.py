@@ -184,7 +184,15 @@ class PT2EInt8:
             # The static QuantConfig tells the converter to fold the QDQ pairs; its quantizer only sets that mode.
             config = QuantConfig(pt2e_quantizer=_litert_quantizer(per_channel))
             with phase("converting to TFLite (litert_torch.convert, static PT2E)"):
-                litert_torch.convert(converted, args, quant_config=config).export(path)
+                try:
+                    litert_torch.convert(converted, args, quant_config=config).export(path)
+                except Exception as exc:
+                    if "'tfl.pad' op quantization parameters violate the same scale constraint" not in str(exc):
+                        raise
+                    raise ValueError(
+                        "litert-torch's converter needs a pad's input and output quantized alike ('tfl.pad': a "
+                        "conv's padding or an F.pad), which the PT2E quantizers did not arrange for this model: use "
+                        "tflite-int8 or tflite-dynamic for its TFLite int8, or PT2E on ExecuTorch") from None
             coverage = tflite_coverage(path)
         else:
             raise ValueError(f"PT2E int8 does not write {fmt!r} (it writes {', '.join(self.formats)})")
