@@ -251,3 +251,19 @@ def test_eager_int8_is_measured_in_pytorch_only_and_names_a_missing_kernel():
         compressor("torch-int8").compress(Skip().eval(), resolve_params("torch-int8", {}), source)
     with pytest.raises(HarnessInputError, match="engine must be one of"):
         resolve_params("torch-int8", {"engine": "tpu"})
+
+
+def test_a_time_budget_stops_training_and_says_after_how_many_steps():
+    """``max_train_s``: at the sizes users ship a step can take seconds; the budget ends training, the curve ends
+    at the last step done, and the record says so."""
+    teacher = _deconv(16)
+    params = resolve_params("distill", {"amount": 0.5, "steps": 1_000_000, "max_train_s": 0.3})
+    student, info = compressor("distill").compress(teacher, params, _source())
+    training = info["distillation"]
+    assert 1 <= training["steps_done"] < 1_000_000 and training["curve"][-1][0] == training["steps_done"]
+    assert training["stopped"].startswith("max_train_s = 0.3 s ran out after ")
+    assert training["train_seconds"] < 30  # one step past the budget, not a million
+    full = compressor("distill").compress(teacher, resolve_params("distill", {"steps": 3}), _source())[1]
+    assert full["distillation"]["steps_done"] == 3 and "stopped" not in full["distillation"]
+    with pytest.raises(HarnessInputError, match="max_train_s must be >= 0"):
+        resolve_params("distill", {"max_train_s": -1})

@@ -31,7 +31,9 @@ from harness.compress.channels import IMPORTANCE, restructure, thinner_network
 from harness.compress.layers import parameter_count
 from harness.registry import COMPRESSORS
 
-_TRAINING_PARAMS: Mapping[str, Any] = {"steps": 600, "batch": 32, "lr": 1e-3, "seed": 0}
+_TRAINING_PARAMS: Mapping[str, Any] = {"steps": 600, "batch": 32, "lr": 1e-3, "seed": 0, "max_train_s": 0.0}
+"""``max_train_s``: stop training after this many seconds (0 = train every step); the steps done are recorded.
+At the sizes users ship one step can take seconds (a 256×256 generator at batch 32): a first report stays bounded."""
 CURVE_POINTS = 25
 
 
@@ -40,11 +42,14 @@ def _check_training(params: Mapping[str, Any]) -> None:
         raise ValueError("steps and batch must be at least 1")
     if params["lr"] <= 0:
         raise ValueError(f"lr must be positive, not {params['lr']}")
+    if params.get("max_train_s", 0) < 0:
+        raise ValueError(f"max_train_s must be >= 0 (0 = no limit), not {params['max_train_s']}")
 
 
 def distill_outputs(student: nn.Module, teacher: nn.Module, latents: Any, params: Mapping[str, Any]) -> dict:
     """Train ``student`` in place to reproduce ``teacher``'s outputs (MSE, Adam with cosine decay) on
-    ``params["steps"]`` fresh batches from ``latents``; return ``{"curve", "train_seconds", "final_loss"}``.
+    ``params["steps"]`` fresh batches from ``latents`` — fewer when ``params["max_train_s"]`` (s) runs out first;
+    return ``{"curve", "train_seconds", "final_loss", "steps_done"}`` (and ``"stopped"`` when the budget ended it).
     BatchNorm statistics stay as they are (the teacher's for a pruned student, identity for a reset one)."""
     if latents is None:
         raise ValueError("distillation needs latents to train on (none were given)")
@@ -58,6 +63,8 @@ def distill_outputs(student: nn.Module, teacher: nn.Module, latents: Any, params
         window: list[float] = []
         _train_with_frozen_norm_statistics(student)
         t0 = time.perf_counter()
+        budget = float(params.get("max_train_s", 0.0))
+        stopped = ""
         for step in range(1, int(params["steps"]) + 1):
             progress.report("distilling the student", step - 1, int(params["steps"]))
             inputs = [torch.from_numpy(a) for a in latents.batch(int(params["batch"]), step - 1).values()]
@@ -69,11 +76,16 @@ def distill_outputs(student: nn.Module, teacher: nn.Module, latents: Any, params
             opt.step()
             sched.step()
             window.append(float(loss.detach()))
-            if step % every == 0 or step == int(params["steps"]):
+            out_of_time = budget > 0 and time.perf_counter() - t0 > budget and step < int(params["steps"])
+            if step % every == 0 or step == int(params["steps"]) or out_of_time:
                 curve.append([step, round(float(np.mean(window)), 8)])
                 window = []
+            if out_of_time:
+                stopped = f"max_train_s = {budget:g} s ran out after {step} of {int(params['steps'])} steps"
+                break
         student.eval()
-    return {"curve": curve, "train_seconds": round(time.perf_counter() - t0, 2), "final_loss": curve[-1][1]}
+    return {"curve": curve, "train_seconds": round(time.perf_counter() - t0, 2), "final_loss": curve[-1][1],
+            "steps_done": curve[-1][0], **({"stopped": stopped} if stopped else {})}
 
 
 def _train_with_frozen_norm_statistics(model: nn.Module) -> None:
