@@ -456,14 +456,20 @@ def apply_shape_plan(model: nn.Module, plan: Mapping[str, Any]) -> nn.Module:
     return model
 
 
+def first_recurrent(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """(path, module) of the first GRU / LSTM / RNN layer of ``model``, or None."""
+    return next(((p, m) for p, m in model.named_modules() if isinstance(m, nn.RNNBase)), None)
+
+
 def refuse_recurrent(model: nn.Module) -> None:
     """A ``ValueError`` naming the first recurrent layer (GRU, LSTM, RNN): Torch-Pruning's index mapping fails inside
     them (``IndexError``), so a channel plan is refused up front with what to use instead."""
-    for path, module in model.named_modules():
-        if isinstance(module, nn.RNNBase):
-            raise ValueError(f"channel pruning does not reach into recurrent layers ({type(module).__name__} at "
-                             f"{path!r}): distill into a smaller model instead (method = \"distill\" with "
-                             "student_kwargs = { <your hidden-size argument> = … }, or student_builder)")
+    found = first_recurrent(model)
+    if found:
+        path, module = found
+        raise ValueError(f"channel pruning does not reach into recurrent layers ({type(module).__name__} at "
+                         f"{path!r}): distill into a smaller model instead (method = \"distill\" with "
+                         "student_kwargs = { <your hidden-size argument> = … }, or student_builder)")
 
 
 def thinner_network(model: nn.Module, amount: float, multiple: int, latents: Any,

@@ -96,11 +96,12 @@ def refuse_recurrent_for_litert(model: Any) -> None:
     """A ``ValueError`` naming the first GRU / LSTM / RNN layer: litert-torch's PT2EQuantizer fails inside its
     recurrent annotation (``IndexError`` in ``_annotate_gru_io_only``); XNNPACKQuantizer leaves the layer float and
     its TFLite file converts."""
-    from torch import nn
+    from harness.compress.channels import first_recurrent
 
-    for path, module in model.named_modules():
-        if isinstance(module, nn.RNNBase):
-            raise ValueError(f"litert-torch's PT2EQuantizer cannot annotate the recurrent layer {path!r} "
+    found = first_recurrent(model)
+    if found:
+        path, module = found
+        raise ValueError(f"litert-torch's PT2EQuantizer cannot annotate the recurrent layer {path!r} "
                              f"({type(module).__name__}): set quantizer = \"xnnpack\" (the layer stays float), or "
                              "use tflite-int8 / tflite-dynamic")
 
