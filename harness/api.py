@@ -9,6 +9,8 @@
 
     old = eh.load("reports/mine-20261128-101500")  # any run folder or results.jsonl
     eh.gate(old, run)                              # the CI gate's verdicts as a DataFrame (.attrs["failed"])
+    found = eh.optimize("my_gan", "x86-cpu", min_speedup=5, min_psnr=30, time_limit="45m")
+    found.choice, found.trials()                   # the deployment card's choice, every trial with its reason
 
 Bad input raises ``harness.errors.HarnessInputError`` with the command line's one-line message.
 """
@@ -198,3 +200,63 @@ def gate(baseline: Run | str | Path | Sequence[Run | str | Path], candidate: Run
     frame.attrs["unjudged"] = len(result.unjudged)
     frame.attrs["markdown"] = markdown_summary(result)
     return frame
+
+
+@dataclass(frozen=True)
+class Optimization:
+    """What ``optimize`` found: ``card`` (the deployment card, as ``optimize.json``), ``choice`` (the chosen point, or
+    None when the budget was not met), ``status`` ("met", "not met", "interrupted") and the search folder."""
+
+    folder: Path
+    card: dict
+    status: str
+
+    @property
+    def choice(self) -> dict | None:
+        return self.card.get("chosen")
+
+    def trials(self) -> Any:
+        """Every measured point of every step (screen and confirm), with the reason it was rejected."""
+        import pandas as pd
+
+        return pd.DataFrame(self.card.get("trials", []))
+
+    @property
+    def html(self) -> Path:
+        return self.folder / "index.html"
+
+
+def optimize(model: str | None = None, target: str | None = None, time_limit: str | float | None = None,
+             out: str | Path | None = None, resume: bool = False, cache: str | Path | None = None,
+             progress: bool = False, say: Any = None, **budget_and_search: Any) -> Optimization:
+    """Search compressions and deployment settings for the variant of ``model`` that meets a budget on ``target``:
+    ``min_speedup``, ``min_psnr``, ``min_labels``, ``max_p50_ms``, ``max_p90_ms``, ``max_memory_mb``,
+    ``max_size_mb``, ``batch``, ``formats``, ``knobs``, ``methods``, ``seed`` (as ``harness optimize`` and the
+    project file's ``[optimize]`` table, which this call's arguments override). ``resume``: continue the search
+    in ``out``."""
+    from harness.run.optimize import run_optimize
+
+    table = _optimize_table(model, target, time_limit, budget_and_search)
+    spec = None if resume and not (model or target) else _optimize_spec(table)
+    result = run_optimize(spec, out=Path(out) if out else None, cache=Path(cache) if cache else None, resume=resume,
+                          progress=progress, say=say or (lambda line: print(line, file=sys.stderr)))
+    return Optimization(result.folder, result.card, result.status)
+
+
+def _optimize_table(model: str | None, target: str | None, time_limit: Any, rest: dict) -> dict:
+    """The project's [optimize] table overlaid with the given values (None = not given)."""
+    from harness.config.project import current_project
+
+    project = current_project()
+    table = dict(project.optimize) if project else {}
+    given = {"model": model, "target": target, "time_limit": time_limit, **rest}
+    table.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in given.items() if v is not None})
+    return table
+
+
+def _optimize_spec(table: dict) -> Any:
+    from harness.config.optimize import optimize_from_table
+    from harness.config.project import current_project
+
+    project = current_project()
+    return optimize_from_table(project.source if project else "harness optimize", table)

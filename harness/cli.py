@@ -1,4 +1,4 @@
-"""Command line: ``harness run | sweep | list | report | compare | gate | ab``.
+"""Command line: ``harness run | sweep | optimize | list | report | compare | gate | ab``.
 
 Exit codes: 0 ok, 1 some job failed (run) or a regression (gate), 2 usage/input error, 3 gated metrics not judged
 (gate --fail-on-unjudged)."""
@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from typing import Any
 from pathlib import Path
 
 from harness import __version__
@@ -82,6 +83,36 @@ def _parser() -> argparse.ArgumentParser:
     swp.add_argument("--quick", action="store_true", help="few runs per job: a smoke test, not a measurement")
     swp.add_argument("--cache", type=Path, metavar="DIR", help="artifact cache (default: ~/.cache/edge-harness)")
     swp.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    opt = sub.add_parser("optimize", help="search compressions and runtimes for the variant that meets a budget",
+                         description="Search compressions (int8 paths, mixed precision from the layers pass, "
+                                     "distillation width, compositions) and deployment settings for the fastest "
+                                     "variant of one model that meets the budget on one target: cheap screening "
+                                     "runs first, full repeated runs beside fp32 for the points that can still meet "
+                                     "it. Writes a deployment card (optimize.json, index.html), every trial with "
+                                     "its reason, and the chosen file. Values default to the project file's "
+                                     "[optimize] table. Exit 0 when the budget is met, 1 when not.")
+    opt.add_argument("--model", metavar="NAME", help="the model (a built-in, a model file's or a declared one)")
+    opt.add_argument("--target", metavar="NAME", help="the target profile")
+    for flag, unit in (("--min-speedup", "× fp32 ONNX Runtime's p50 (its sampling loop for a denoiser)"),
+                       ("--min-psnr", "dB vs fp32 (the sampling loop's images for a denoiser)"),
+                       ("--min-labels", "label agreement with fp32, 0–1 (digits generators)"),
+                       ("--max-p50-ms", "ms, the p50's CI upper bound"), ("--max-p90-ms", "ms"),
+                       ("--max-memory-mb", "MB peak resident memory of the worker"),
+                       ("--max-size-mb", "MB, the artifact file")):
+        opt.add_argument(flag, type=float, metavar="X", help=unit)
+    opt.add_argument("--batch", type=int, metavar="N", help="batch size (default 1)")
+    opt.add_argument("--time-limit", metavar="DURATION", help="e.g. 90s, 4m, 1h (default 45m)")
+    opt.add_argument("--format", action="append", choices=list(FORMATS),
+                     help="formats to search (default: onnx, tflite, executorch)")
+    opt.add_argument("--knob", action="append", metavar="NAME", help="only these knobs (see --list-knobs)")
+    opt.add_argument("--method", action="append", metavar="NAME", help="only these compressors")
+    opt.add_argument("--seed", type=int, help="seed of the width search (default 0)")
+    opt.add_argument("--out", type=Path, metavar="DIR", help="search folder (default: reports/optimize-<model>-<time>)")
+    opt.add_argument("--resume", type=Path, metavar="DIR", help="continue the search in DIR (its trials are kept)")
+    opt.add_argument("--cache", type=Path, metavar="DIR", help="artifact cache (default: ~/.cache/edge-harness)")
+    opt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    opt.add_argument("--list-knobs", action="store_true", help="list the search knobs and exit")
 
     lst = sub.add_parser("list", help="list models, targets, suites or compressors, and where each comes from",
                          description="List the models, target profiles and suites this folder's harness sees (the "
@@ -276,6 +307,50 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             print(f"  best within {group['limits']}: {group['best'] or 'no point fits'}", file=sys.stderr)
     print(path)
     return EXIT_OK
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from harness import api
+
+    if args.list_knobs:
+        from harness.registry import SEARCH_KNOBS
+        from harness.run import knobs  # noqa: F401  (registers the built-in knobs)
+
+        for name in SEARCH_KNOBS.names():
+            knob = SEARCH_KNOBS.get(name)
+            print(f"{name:<16} {knob.description}")
+        return EXIT_OK
+    if args.resume and args.out:
+        raise HarnessInputError("give --resume DIR or --out DIR, not both")
+    given = {"min_speedup": args.min_speedup, "min_psnr": args.min_psnr, "min_labels": args.min_labels,
+             "max_p50_ms": args.max_p50_ms, "max_p90_ms": args.max_p90_ms, "max_memory_mb": args.max_memory_mb,
+             "max_size_mb": args.max_size_mb, "batch": args.batch, "formats": args.format, "knobs": args.knob,
+             "methods": args.method, "seed": args.seed}
+    found = api.optimize(args.model, args.target, args.time_limit, out=args.resume or args.out,
+                         resume=args.resume is not None, cache=args.cache, progress=not args.no_progress,
+                         **{k: v for k, v in given.items() if v is not None})
+    card = found.card
+    if found.status == "interrupted":
+        print(f"harness: interrupted; the trials are kept: harness optimize --resume {found.folder}", file=sys.stderr)
+        return 130
+    chosen = card.get("chosen")
+    if chosen:
+        print(f"budget met: {chosen['candidate']} {chosen['format']}/{chosen['runtime']}: {chosen['speedup']:.2f}× "
+              f"(CI low {chosen['speedup_ci'][0]:.2f}×), PSNR {_db(chosen['psnr_db'])}; file {found.folder / chosen['artifact']}"
+              if chosen.get("artifact") else f"budget met: {chosen['candidate']} (file not found in the cache)",
+              file=sys.stderr)
+    else:
+        miss = card.get("nearest_miss")
+        print(f"budget not met ({card['budget_text']}) in {card['time_spent_s']:.0f} s"
+              + (f"; nearest: {miss['candidate']} {miss['format']}/{miss['runtime']}: {miss['reason']}" if miss else "")
+              + f"; front: {'; '.join(card['front']) or '–'}", file=sys.stderr)
+    print(f"card: {found.html}", file=sys.stderr)
+    print(found.folder / "optimize.json")
+    return EXIT_OK if chosen else EXIT_JOB_FAILED
+
+
+def _db(value: Any) -> str:
+    return f"{value:.1f} dB" if isinstance(value, (int, float)) else f"{value} dB"
 
 
 def _cmd_node(args: argparse.Namespace) -> int:
@@ -477,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "node":
         parser.error(f"arguments after -- are only for `harness node`: {' '.join(extra)}")
     args.ray_args = extra
-    commands = {"run": _cmd_run, "profile": _cmd_profile, "sweep": _cmd_sweep, "list": _cmd_list, "node": _cmd_node,
+    commands = {"run": _cmd_run, "profile": _cmd_profile, "sweep": _cmd_sweep, "optimize": _cmd_optimize, "list": _cmd_list, "node": _cmd_node,
                 "report": _cmd_report,
                 "compare": _cmd_compare, "gate": _cmd_gate, "history": _cmd_history, "ab": _cmd_ab, "init": _cmd_init}
     try:

@@ -54,5 +54,7 @@ RUNTIMES: Registry = Registry("runtime")
 COMPRESSORS: Registry = Registry("compressor")
 ENERGY_PROBES: Registry = Registry("energy probe")
 """name → class; instances are made with (config mapping, root path for sysfs readers) (``harness.energy``)."""
+SEARCH_KNOBS: Registry = Registry("search knob")
+"""name → class with ``propose(state) -> [Candidate]``: what ``harness optimize`` turns (``harness.run.knobs``)."""
 OP_PROFILERS: Registry = Registry("op profiler")
 """runtime name → ``profile(runtime, artifact, inputs, runs) -> OpProfile`` (``harness.profiling``)."""

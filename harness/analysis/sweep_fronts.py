@@ -42,7 +42,25 @@ def aggregate(rounds: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, A
                       "size_mb": as_number(ok[0].get("size_mb")),
                       "frechet_distance": as_number(ok[0].get("frechet_distance")),
                       "label_agreement": as_number(ok[0].get("label_agreement"))}
+            entry |= _extra(ok)
         out.append(entry)
+    return out
+
+
+def _extra(ok: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What a budget is judged on beside latency and PSNR: p90 (median of the runs'), peak memory (the highest),
+    the sampling loop's latency (median of the runs', their range as its interval) and fidelity."""
+    def values(column: str) -> list[float]:
+        return [v for v in (as_number(r.get(column)) for r in ok) if v is not None]
+
+    p90, memory, loop = values("latency_p90_ms"), values("peak_rss_mb"), values("loop_latency_p50_ms")
+    out: dict[str, Any] = {"latency_p90_ms": statistics.median(p90) if p90 else None,
+                           "peak_rss_mb": max(memory) if memory else None,
+                           "loop_psnr_db": as_number(ok[0].get("loop_psnr_db")),
+                           "loop_label_agreement": as_number(ok[0].get("loop_label_agreement"))}
+    if loop:
+        out |= {"loop_latency_ms": statistics.median(loop), "loop_latency_low_ms": min(loop),
+                "loop_latency_high_ms": max(loop), "loop_latency_runs_ms": loop}
     return out
 
 

@@ -119,13 +119,18 @@ class StaticQuantization(_Quantizer):
     description = "ONNX Runtime static int8 quantization (quantize_static) with calibration"
     params: Mapping[str, Any] = {"format": "qdq", "per_channel": True, "activation_type": "int8",
                                  "weight_type": "int8", "calibrate_method": "minmax", "calibration_batches": 16,
-                                 "keep_float_before": []}
+                                 "keep_float_before": [], "keep_float_layers": []}
     """``keep_float_before``: op types (e.g. ``["Sin", "Cos"]``) whose inputs, and every node upstream of them, stay
-    float — a diffusion UNet's sinusoidal timestep embedding, whose phases int8 cannot hold."""
+    float — a diffusion UNet's sinusoidal timestep embedding, whose phases int8 cannot hold.
+    ``keep_float_layers``: module paths of the PyTorch model (``"time_mlp.0"``, as the layers pass names them) whose
+    nodes stay float: mixed precision, the layers where fidelity breaks kept out of int8 (``harness optimize``
+    finds them)."""
 
     def check(self, params: Mapping[str, Any]) -> None:
         if not all(isinstance(op, str) and op for op in params["keep_float_before"]):
             raise ValueError("keep_float_before must list ONNX op types (strings), e.g. [\"Sin\", \"Cos\"]")
+        if not all(isinstance(path, str) and path for path in params["keep_float_layers"]):
+            raise ValueError("keep_float_layers must list module paths (strings), e.g. [\"time_mlp.0\"]")
         check_choice(params, "format", ("qdq", "qoperator"))
         check_choice(params, "activation_type", ("int8", "uint8"))
         check_choice(params, "weight_type", ("int8", "uint8"))
@@ -141,7 +146,8 @@ class StaticQuantization(_Quantizer):
         with tempfile.TemporaryDirectory() as tmp, \
                 phase(f"calibrating and quantizing (onnxruntime quantize_static, {len(batches)} batches)"):
             model = _preprocessed(src, tmp)
-            kept = upstream_nodes(model, params["keep_float_before"])
+            kept = sorted(set(upstream_nodes(model, params["keep_float_before"]))
+                          | set(layer_nodes(model, params["keep_float_layers"])))
             quantize_static(
                 model, dst, reader, nodes_to_exclude=kept,
                 quant_format=QuantFormat.QDQ if params["format"] == "qdq" else QuantFormat.QOperator,
@@ -152,7 +158,7 @@ class StaticQuantization(_Quantizer):
                                   "percentile": CalibrationMethod.Percentile}[params["calibrate_method"]],
             )
         return {"calibration_batches": len(batches), "coverage": onnx_coverage(dst),
-                **({"kept_float": kept} if params["keep_float_before"] else {})}
+                **({"kept_float": kept} if params["keep_float_before"] or params["keep_float_layers"] else {})}
 
 
 def upstream_nodes(path: str, op_types: Sequence[str]) -> list[str]:
@@ -172,6 +178,31 @@ def upstream_nodes(path: str, op_types: Sequence[str]) -> list[str]:
                 names.add(node.name)
                 stack.append(node)
     return sorted(names)
+
+
+def layer_nodes(path: str, layers: Sequence[str]) -> list[str]:
+    """Names of the nodes an ONNX file's exporter recorded inside the modules ``layers`` (their scope metadata,
+    ``harness.exporters.onnx_probe``); a one-line error naming the layers it has when one is not found."""
+    if not layers:
+        return []
+    import onnx
+
+    from harness.exporters.onnx_probe import node_scopes
+
+    found: dict[str, list[str]] = {layer: [] for layer in layers}
+    seen: set[str] = set()
+    for node in onnx.load(path).graph.node:
+        scopes = node_scopes(node)
+        seen.update(scopes)
+        for layer in layers:
+            if layer in scopes:
+                found[layer].append(node.name)
+    missing = [layer for layer, nodes in found.items() if not nodes]
+    if missing:
+        known = ", ".join(sorted(s for s in seen if s)[:12])
+        raise ValueError(f"keep_float_layers: no node of layer {', '.join(missing)} in the ONNX file "
+                         f"(its layers: {known or 'none recorded'})")
+    return sorted({name for nodes in found.values() for name in nodes})
 
 
 @COMPRESSORS.register("fp16")

@@ -12,6 +12,7 @@ Keys (paths are relative to the file's folder)::
     python_path = ["src"]              # folders to import the project's packages from (default: the project
                                        # folder, and src/ when it exists)
     [models.NAME]                      # a generator declared by import path (see harness.build.declared)
+    [optimize]                         # harness optimize's budget and search (see harness.config.optimize)
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from harness.config.tomlconfig import check_keys, check_list_of, read_toml
 CONFIG_FILE = "edge-harness.toml"
 _SCHEMA = {"models_dir": str, "targets_dir": str, "suites_dir": str, "default_suite": str, "reports_dir": str,
            "cache_dir": str, "python_path": list, "models": dict,
-           "cluster": dict}
+           "cluster": dict, "optimize": dict}
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Project:
     python_path: tuple[Path, ...] = ()
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """[models.NAME] tables, checked by ``harness.build.declared`` when the models are loaded."""
+    optimize: Mapping[str, Any] = field(default_factory=dict)
+    """[optimize]: ``harness optimize``'s budget and search (``harness.config.optimize``), under the command line's."""
     cluster: Any = None
     """[cluster]: the Ray cluster suites run on by default (``harness.config.cluster``); None = this machine."""
 
@@ -105,7 +108,16 @@ def load_project(path: Path) -> Project:
         cache_dir=(root / Path(data["cache_dir"]).expanduser()).resolve() if "cache_dir" in data else None,
         python_path=tuple(paths), models=models,
         cluster=cluster_from_table(path, data["cluster"]) if "cluster" in data else None,
+        optimize=_optimize_table(path, data.get("optimize", {})),
     )
+
+
+def _optimize_table(path: Path, table: Mapping[str, Any]) -> Mapping[str, Any]:
+    """[optimize], its keys and types checked now (a bad key is an error before any search starts)."""
+    from harness.config.optimize import check_optimize_table
+
+    check_optimize_table(path, table)
+    return table
 
 
 _CACHE: dict[Path | None, Project | None] = {}

@@ -19,6 +19,16 @@ def _module_path(scopes: str) -> str:
     return str(parts[-2]) if isinstance(parts, list) and len(parts) > 2 else ""
 
 
+def node_scopes(node: object) -> list[str]:
+    """The module paths enclosing an ONNX node (outermost first; [] without the exporter's scope metadata)."""
+    meta = {p.key: p.value for p in getattr(node, "metadata_props", ())}
+    try:
+        parts = ast.literal_eval(meta.get(SCOPES_KEY, "[]"))
+    except (ValueError, SyntaxError):
+        return []
+    return [str(p) for p in parts[:-1]] if isinstance(parts, list) else []
+
+
 def probe_onnx(source: str | Path, target: str | Path) -> dict[str, str]:
     """Write ``source`` with every module's boundary tensor added as a graph output to ``target``; return
     {tensor name: module path} for every boundary (in graph order), the model's own outputs included."""

@@ -210,11 +210,7 @@ def run_sweep(suite: Suite, sweep: Sweep, out: Path | None = None, cache: Path |
     every target (× ``sweep.threads``). Returns the sweep folder and the aggregated rows (``aggregate``)."""
     from harness.config import paths
     from harness.config.targets import get_target
-    from harness.report import write_report
-    from harness.report.compression import compression_frame
-    from harness.report.tables import summary_frame
-    from harness.results.store import read_records
-    from harness.run.runner import SuiteRunner, new_run_dir
+    from harness.run.runner import new_run_dir
 
     out = out or new_run_dir(paths.reports_dir(), f"{suite.name}-sweep")
     targets = thread_targets([get_target(paths.targets_dirs(), t) for t in suite.targets], sweep.threads)
@@ -223,21 +219,40 @@ def run_sweep(suite: Suite, sweep: Sweep, out: Path | None = None, cache: Path |
         f"each, on {', '.join(t.name for t in targets)} → {out}")
 
     def measure(variants: tuple, folder: Path) -> list[dict[str, Any]]:
-        """The suite with these variants, run `repeats` times into folder/run-N; aggregated rows."""
-        rounds = []
-        for i in range(sweep.repeats):
-            runner = SuiteRunner(dataclasses.replace(suite, variants=variants), out_dir=folder / f"run-{i + 1}",
-                                 cache_dir=cache or paths.cache_dir(), progress=progress, targets=targets)
-            results = runner.run().results_path
-            if results.exists():
-                write_report(results)
-                rounds.append(compression_frame(summary_frame(read_records(results))).to_dict("records"))
-        return aggregate(rounds)
+        return measure_rounds(dataclasses.replace(suite, variants=variants), folder, sweep.repeats, targets,
+                              cache=cache, progress=progress)[0]
 
     if sweep.search == "optuna":
         trial = iter(range(1, sweep.budget + 1))
         return out, optuna_search(sweep, lambda point: measure((point,), out / f"trial-{next(trial)}"))
     return out, measure(sweep_suite(suite, sweep).variants, out)
+
+
+def measure_rounds(suite: Suite, folder: Path, repeats: int, targets: Sequence[Any] | None = None,
+                   cache: Path | None = None, progress: bool = True, resume: bool = False
+                   ) -> tuple[list[dict[str, Any]], list[Path]]:
+    """Run ``suite`` ``repeats`` times (fresh workers each time) into ``folder/run-N``, each with its report;
+    return the rows aggregated over the runs (``aggregate``) and the runs' results files. The one measuring step
+    of ``harness sweep`` and ``harness optimize``. ``resume``: a run folder that exists keeps its jobs."""
+    from harness.config import paths
+    from harness.report import write_report
+    from harness.report.compression import compression_frame
+    from harness.report.tables import summary_frame
+    from harness.results.store import read_records
+    from harness.run.runner import SuiteRunner
+
+    rounds, results_files = [], []
+    for i in range(repeats):
+        run_dir = folder / f"run-{i + 1}"
+        runner = SuiteRunner(suite, out_dir=run_dir, cache_dir=cache or paths.cache_dir(), progress=progress,
+                             targets=list(targets) if targets is not None else None,
+                             resume=resume and (run_dir / "results.jsonl").exists())
+        results = runner.run().results_path
+        if results.exists():
+            write_report(results)
+            rounds.append(compression_frame(summary_frame(read_records(results))).to_dict("records"))
+            results_files.append(results)
+    return aggregate(rounds), results_files
 
 
 def write_sweep(out_dir: Path, sweep: Sweep, rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> Path:
@@ -252,7 +267,7 @@ def write_sweep(out_dir: Path, sweep: Sweep, rows: list[dict[str, Any]], summary
         "threads": list(sweep.threads), "grid_size": sweep.grid_size, "points": [p.to_dict() for p in sweep.points],
         "measured": sorted({r["variant"] for r in rows}),
         "rows": rows, "fronts": summary}), indent=1, default=str))
-    write_csv(pd.DataFrame([{k: v for k, v in r.items() if k != "latency_runs_ms"} for r in rows]),
+    write_csv(pd.DataFrame([{k: v for k, v in r.items() if not k.endswith("_runs_ms")} for r in rows]),
               out_dir / "sweep.csv")
     return path
 

@@ -1,0 +1,263 @@
+"""The knobs ``harness optimize`` turns: each proposes candidates (a chain of compressions, and deployment changes
+to the target profile) from what the search has measured so far. Registered once in ``SEARCH_KNOBS``; a plugin
+adds one with ``@SEARCH_KNOBS.register("name")`` on a class with ``name``, ``description``, ``priority`` and
+``propose(state) -> list[Candidate]``. A knob must be deterministic in the state (a resumed search asks again
+and must get the same candidates), and may propose a candidate again: the search measures each key once.
+
+Built in:
+- ``quantize``: every int8 path the search's formats reach (ONNX Runtime dynamic and static, TFLite dynamic-range
+  and full-integer, PT2E); fp16 and weight-only variants only when the budget limits size or memory (on a CPU they
+  buy no speed).
+- ``mixed-precision``: a static int8 point that lost fidelity goes again with the layer where its fidelity broke
+  (the layers pass's first break, else its worst layer) kept float, one more layer per round (at most
+  ``MAX_FLOAT_LAYERS``): ``keep_float_layers`` found by measurement.
+- ``distill``: the student's width (``amount``, continuous) chosen by Optuna's TPE from the widths measured so far;
+  the score is the speed-up when fidelity holds, minus the shortfall when it does not; a denoiser's student trains
+  on its sampling trajectories.
+- ``compose``: a distilled student that kept fidelity with room to spare, quantized to int8.
+- ``threads``: the most promising points again at one intra-op thread (``threads`` on the target profile).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Sequence
+
+from harness.registry import SEARCH_KNOBS
+from harness.types import CompressionSpec
+
+MAX_FLOAT_LAYERS = 4
+"""Mixed precision keeps at most this many layers float before it gives the point up."""
+DISTILL_STEP = 0.05
+"""Distillation widths are searched on this grid (amount = share of channels removed)."""
+COMPOSE_MARGIN_DB = 3.0
+"""A distilled student is quantized on top only when its PSNR clears the floor by this much (int8 costs some)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One thing to measure: ``chain`` of compressions (each applied to the one before; () = the fp32 model) and
+    ``deploy``: changes to the target profile (e.g. ``(("threads", 1),)``)."""
+
+    knob: str
+    chain: tuple[CompressionSpec, ...] = ()
+    deploy: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def variant(self) -> str:
+        return self.chain[-1].name if self.chain else "fp32"
+
+    @property
+    def key(self) -> str:
+        where = "".join(f" @{k}={v}" for k, v in self.deploy)
+        return " → ".join(s.name for s in self.chain) + where if self.chain else f"fp32{where}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"knob": self.knob, "key": self.key, "chain": [s.to_dict() for s in self.chain],
+                "deploy": [list(d) for d in self.deploy]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Candidate":
+        return cls(data["knob"], tuple(CompressionSpec.from_dict(s) for s in data.get("chain", ())),
+                   tuple((k, v) for k, v in data.get("deploy", ())))
+
+
+class SearchView(Protocol):
+    """What a knob may read of the search (``harness.run.optimize.SearchState``)."""
+
+    budget: Mapping[str, float]
+    formats: tuple[str, ...]
+    methods: tuple[str, ...]
+    loop: bool
+    seed: int
+    target_threads: int
+    time_limit_s: float
+
+    def points(self, rung: str = "screen") -> list[Mapping[str, Any]]:
+        """Measured points: {"candidate", "knob", "variant", "format", "runtime", "target", "chain", "deploy",
+        "verdict": {"met", "reasons", "speedup", "psnr_db", "labels", "fidelity_failed"}, "layer": {...}}."""
+
+    def allowed(self, method: str) -> bool:
+        """Whether the user's ``methods`` let this compressor be used."""
+
+
+def spec(method: str, given: Mapping[str, Any] | None = None, after: str = "",
+         named: Sequence[str] | None = None) -> CompressionSpec:
+    """A compression step named after its method and parameters (``named``: only these; the rest are the same
+    for every candidate of one search). The name is the search's key for it."""
+    from harness.compress import resolve_params
+    from harness.run.sweep import point_name
+
+    given = dict(given or {})
+    shown = {k: v for k, v in given.items() if named is None or k in named}
+    name = point_name(method, {k: ("+".join(v) if isinstance(v, (list, tuple)) else v) for k, v in shown.items()})
+    if after:
+        name = f"{name} after {after}"
+    return CompressionSpec(name=name, method=method, params=resolve_params(method, given), after=after)
+
+
+def _stage_reached(method: str, formats: Sequence[str]) -> bool:
+    from harness.compress import compressor
+
+    stage = compressor(method).stage
+    if stage == "export":  # PT2E is quantized while exported: to TFLite or ExecuTorch
+        return bool({"tflite", "executorch"} & set(formats))
+    return stage == "torch" or stage in formats
+
+
+@SEARCH_KNOBS.register("quantize")
+class Quantize:
+    name = "quantize"
+    description = ("int8 in every format searched: ONNX Runtime dynamic / static, TFLite dynamic-range / full "
+                   "integer, PT2E; fp16 and weight-only when the budget limits size or memory")
+    priority = 10
+    SPEED = ("quant-dynamic", "quant-static", "tflite-dynamic", "tflite-int8", "pt2e-int8")
+    SIZE = ("fp16", "tflite-fp16", "tflite-weight-only")
+
+    def propose(self, state: SearchView) -> list[Candidate]:
+        methods = list(self.SPEED)
+        if {"max_size_mb", "max_memory_mb"} & set(state.budget):
+            methods += self.SIZE
+        return [Candidate(self.name, (spec(m),)) for m in methods
+                if state.allowed(m) and _stage_reached(m, state.formats)]
+
+
+@SEARCH_KNOBS.register("mixed-precision")
+class MixedPrecision:
+    name = "mixed-precision"
+    description = ("static int8 with the layers where fidelity broke kept float, found from the layers pass "
+                   f"(one more per round, at most {MAX_FLOAT_LAYERS})")
+    priority = 20
+
+    def propose(self, state: SearchView) -> list[Candidate]:
+        out = []
+        for point in state.points("screen"):
+            chain = point["chain"]
+            last = chain[-1] if chain else None
+            if last is None or last.method != "quant-static" or not point["verdict"].get("fidelity_failed"):
+                continue
+            kept = list(last.params.get("keep_float_layers", []))
+            layer = point.get("layer") or {}
+            culprit = layer.get("first_break") or layer.get("worst")
+            if not culprit or culprit in kept or len(kept) >= MAX_FLOAT_LAYERS:
+                continue
+            given = {k: v for k, v in last.params.items() if k == "keep_float_before" and v}
+            step = spec("quant-static", {**given, "keep_float_layers": [*kept, culprit]}, after=last.after)
+            out.append(Candidate(self.name, (*chain[:-1], step)))
+        return out
+
+
+@SEARCH_KNOBS.register("distill")
+class Distill:
+    name = "distill"
+    description = ("distillation into a thinner student, its width chosen by Optuna's TPE from the widths "
+                   "measured so far (trajectories for a denoiser)")
+    priority = 30
+    LOW, HIGH, FIRST = 0.25, 0.9, 0.5
+
+    def propose(self, state: SearchView) -> list[Candidate]:
+        if not state.allowed("distill"):
+            return []
+        measured: dict[float, float] = {}
+        for point in state.points("screen"):
+            chain = point["chain"]
+            if point["knob"] == self.name and len(chain) == 1 and not point["deploy"]:
+                amount = chain[0].params["amount"]
+                measured[amount] = max(_score(point, state.budget), measured.get(amount, -1e9))
+        if measured and max(measured.values()) <= -100.0:
+            return []  # no student could be built or run: another width will not help
+        amount = self.FIRST if not measured else _ask_width(measured, state.seed, self.LOW, self.HIGH)
+        return [] if amount is None else [Candidate(self.name, (self.student(amount, state),))]
+
+    @staticmethod
+    def student(amount: float, state: SearchView) -> CompressionSpec:
+        given: dict[str, Any] = {"amount": round(amount, 4), "steps": 600,
+                                 "max_train_s": round(min(300.0, max(5.0, 0.1 * state.time_limit_s)), 1)}
+        if state.loop:
+            given["data"] = "trajectories"
+        return spec("distill", given, named=("amount",))
+
+
+def _score(point: Mapping[str, Any], budget: Mapping[str, float]) -> float:
+    """Speed-up when fidelity holds; minus the PSNR shortfall (dB) when it does not; -100 for a failed point."""
+    verdict = point["verdict"]
+    if verdict.get("speedup") is None:
+        return -100.0
+    if verdict.get("fidelity_failed"):
+        psnr = verdict.get("psnr_db")
+        floor = budget.get("min_psnr", 0.0)
+        return -(floor - psnr) if psnr is not None else -50.0
+    return float(verdict["speedup"])
+
+
+def _ask_width(measured: Mapping[float, float], seed: int, low: float, high: float) -> float | None:
+    """The next width Optuna's TPE asks for, given the widths measured and their scores; None when it asks only
+    for widths already measured (the grid of ``DISTILL_STEP`` is exhausted where it looks)."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dist = FloatDistribution(low, high, step=DISTILL_STEP)
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=2))
+    for amount, score in sorted(measured.items()):
+        study.add_trial(optuna.trial.create_trial(params={"amount": amount}, distributions={"amount": dist},
+                                                  value=score))
+    for _ in range(8):
+        trial = study.ask({"amount": dist})
+        amount = round(trial.params["amount"], 4)
+        if amount not in measured:
+            return amount
+        study.tell(trial, measured[amount])
+    return None
+
+
+@SEARCH_KNOBS.register("compose")
+class Compose:
+    name = "compose"
+    description = f"a distilled student that keeps fidelity with {COMPOSE_MARGIN_DB:g} dB to spare, then int8"
+    priority = 40
+
+    def propose(self, state: SearchView) -> list[Candidate]:
+        floor = state.budget.get("min_psnr")
+        out, seen = [], set()
+        for point in state.points("screen"):
+            chain, verdict = point["chain"], point["verdict"]
+            if len(chain) != 1 or chain[0].method != "distill" or point["deploy"] or chain[0].name in seen:
+                continue
+            psnr = verdict.get("psnr_db")
+            if verdict.get("met") or psnr is None or (floor is not None and psnr < floor + COMPOSE_MARGIN_DB):
+                continue
+            seen.add(chain[0].name)
+            for method in ("quant-dynamic", "quant-static", "tflite-dynamic"):
+                if state.allowed(method) and _stage_reached(method, state.formats):
+                    out.append(Candidate(self.name, (chain[0], spec(method, after=chain[0].name))))
+        return out
+
+
+@SEARCH_KNOBS.register("threads")
+class Threads:
+    name = "threads"
+    description = "the two most promising points again at one intra-op thread"
+    priority = 50
+
+    def propose(self, state: SearchView) -> list[Candidate]:
+        if state.target_threads == 1:
+            return []
+        promising = [p for p in state.points("screen") if not p["deploy"] and not p["verdict"].get("fidelity_failed")
+                     and p["verdict"].get("speedup") is not None and p["variant"] != "fp32"]
+        promising.sort(key=lambda p: -p["verdict"]["speedup"])
+        out, seen = [], set()
+        for point in promising:
+            candidate = Candidate(self.name, tuple(point["chain"]), (("threads", 1),))
+            if candidate.key not in seen:
+                seen.add(candidate.key)
+                out.append(candidate)
+            if len(out) == 2:
+                break
+        return out
+
+
+def knobs(names: Sequence[str] = ()) -> list[Any]:
+    """The knobs to turn (every registered one by default), cheapest first."""
+    chosen = [SEARCH_KNOBS.get(n)() for n in (names or SEARCH_KNOBS.names())]
+    return sorted(chosen, key=lambda k: (getattr(k, "priority", 100), k.name))
