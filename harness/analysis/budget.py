@@ -21,6 +21,11 @@ SCREEN_PSNR_MARGIN_DB = 1.0
 SCREEN_LABELS_MARGIN = 0.03
 
 
+FIGURES = ("min_psnr", "latency_ms", "latency_low_ms", "latency_high_ms", "p90_ms", "peak_memory_mb", "size_mb",
+           "baseline_ms")
+"""The figures a verdict carries (None where not measured)."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """``met``: every term holds (with confidence at the confirm rung); ``reasons``: each term that does not."""
@@ -69,7 +74,8 @@ def judge(row: Mapping[str, Any], baseline: float | None, budget: Mapping[str, f
         raise ValueError(f"rung must be 'screen' or 'confirm', not {rung!r}")
     if not row.get("runs_ok"):
         error = str(row.get("error") or "no run succeeded").splitlines()[0][:200]
-        return Verdict(False, (f"{row.get('status') or 'failed'}: {error}",))
+        return Verdict(False, (f"{row.get('status') or 'failed'}: {error}",),
+                       figures=dict.fromkeys(FIGURES) | {"min_psnr": budget.get("min_psnr")})
     screen = rung == "screen"
     reasons: list[str] = []
     median, low, high = latency_of(row, loop)
@@ -119,8 +125,8 @@ def judge(row: Mapping[str, Any], baseline: float | None, budget: Mapping[str, f
             reasons.append(f"peak memory {memory:.0f} MB > {memory_cap:g} MB")
     size_cap, size = budget.get("max_size_mb"), number(row.get("size_mb"))
     if size_cap is not None and size is not None and size > size_cap:
-        reasons.append(f"size {size:.2f} MB > {size_cap:g} MB")
-    figures = {"latency_ms": median, "latency_low_ms": low, "latency_high_ms": high, "p90_ms": p90,
+        reasons.append(f"size {size:.3g} MB > {size_cap:g} MB")
+    figures = {"min_psnr": floor, "latency_ms": median, "latency_low_ms": low, "latency_high_ms": high, "p90_ms": p90,
                "peak_memory_mb": memory, "size_mb": size, "baseline_ms": baseline}
     return Verdict(not reasons, tuple(reasons), speedup, speedup_low, speedup_high, psnr, labels, figures)
 

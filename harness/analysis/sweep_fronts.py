@@ -30,7 +30,8 @@ def aggregate(rounds: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, A
         ok = [r for r in rows if r["status"] == "ok" and as_number(r.get("latency_p50_ms")) is not None]
         entry: dict[str, Any] = dict(zip(("model", "target", "batch_size", "variant", "format", "runtime"), key))
         entry |= {"runs": len(rows), "runs_ok": len(ok),
-                  "error": next((r.get("error") for r in rows if r["status"] != "ok"), "") or ""}
+                  "error": next((r.get("error") for r in rows if r["status"] != "ok"), "") or "",
+                  "status": "ok" if ok else next((r["status"] for r in rows if r["status"] != "ok"), "failed")}
         if ok:
             p50 = [float(r["latency_p50_ms"]) for r in ok]
             lows = [as_number(r.get("latency_ci_low_ms")) or float(r["latency_p50_ms"]) for r in ok]

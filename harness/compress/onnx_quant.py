@@ -123,7 +123,7 @@ class StaticQuantization(_Quantizer):
     """``keep_float_before``: op types (e.g. ``["Sin", "Cos"]``) whose inputs, and every node upstream of them, stay
     float — a diffusion UNet's sinusoidal timestep embedding, whose phases int8 cannot hold.
     ``keep_float_layers``: module paths of the PyTorch model (``"time_mlp.0"``, as the layers pass names them) whose
-    nodes stay float: mixed precision, the layers where fidelity breaks kept out of int8 (``harness optimize``
+    nodes stay float, with what feeds them up to the nearest layer with weights (``_feeding``): mixed precision, the layers where fidelity breaks kept out of int8 (``harness optimize``
     finds them)."""
 
     def check(self, params: Mapping[str, Any]) -> None:
@@ -202,7 +202,30 @@ def layer_nodes(path: str, layers: Sequence[str]) -> list[str]:
         known = ", ".join(sorted(s for s in seen if s)[:12])
         raise ValueError(f"keep_float_layers: no node of layer {', '.join(missing)} in the ONNX file "
                          f"(its layers: {known or 'none recorded'})")
-    return sorted({name for nodes in found.values() for name in nodes})
+    names = {name for nodes in found.values() for name in nodes}
+    return sorted(names | _feeding(onnx.load(path).graph, names))
+
+
+COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+"""Ops with weights: where the walk upstream from a layer kept float stops (that layer included)."""
+
+
+def _feeding(graph: Any, names: set[str]) -> set[str]:
+    """The nodes that feed ``names``: upstream through ops without weights (reshapes, activations, adds) up to and
+    including the nearest layer with weights. A quantized producer writes its output in int8 (a Q/DQ pair on it),
+    so a layer kept float still reads an int8-rounded input unless what feeds it is kept float too."""
+    producers = {out: node for node in graph.node for out in node.output}
+    by_name = {node.name: node for node in graph.node}
+    stack, found = [by_name[n] for n in names if n in by_name], set()
+    while stack:
+        for tensor in stack.pop().input:
+            node = producers.get(tensor)
+            if node is None or node.name in names or node.name in found:
+                continue
+            found.add(node.name)
+            if node.op_type not in COMPUTE_OPS:
+                stack.append(node)
+    return found
 
 
 @COMPRESSORS.register("fp16")

@@ -9,8 +9,9 @@ Built in:
   and full-integer, PT2E); fp16 and weight-only variants only when the budget limits size or memory (on a CPU they
   buy no speed).
 - ``mixed-precision``: a static int8 point that lost fidelity goes again with the layer where its fidelity broke
-  (the layers pass's first break, else its worst layer) kept float, one more layer per round (at most
-  ``MAX_FLOAT_LAYERS``): ``keep_float_layers`` found by measurement.
+  kept float (the layers pass's first layer under the PSNR floor, else its first break, else its worst layer), and
+  what feeds it, one more layer per round (at most ``MAX_FLOAT_LAYERS``): ``keep_float_layers`` found by
+  measurement.
 - ``distill``: the student's width (``amount``, continuous) chosen by Optuna's TPE from the widths measured so far;
   the score is the speed-up when fidelity holds, minus the shortfall when it does not; a denoiser's student trains
   on its sampling trajectories.
@@ -137,7 +138,10 @@ class MixedPrecision:
                 continue
             kept = list(last.params.get("keep_float_layers", []))
             layer = point.get("layer") or {}
-            culprit = layer.get("first_break") or layer.get("worst")
+            floor = state.budget.get("min_psnr")
+            under = next((name for name, psnr in layer.get("layers", []) if floor is not None and psnr < floor
+                          and name not in kept), None)
+            culprit = under or layer.get("first_break") or layer.get("worst")
             if not culprit or culprit in kept or len(kept) >= MAX_FLOAT_LAYERS:
                 continue
             given = {k: v for k, v in last.params.items() if k == "keep_float_before" and v}

@@ -345,11 +345,20 @@ def _reason(candidate: Candidate, row: Mapping[str, Any], verdict: Any, layer: M
     if verdict.met:
         return ""
     text = "; ".join(verdict.reasons)
-    if fidelity_failed(verdict) and layer.get("first_break"):
+    floor = verdict.figures.get("min_psnr")
+    under = first_under(layer, floor) if floor is not None else None
+    if fidelity_failed(verdict) and under:
+        text += f"; falls under {floor:g} dB at {under[0]}, {under[1]:.1f} dB"
+    elif fidelity_failed(verdict) and layer.get("first_break"):
         text += f"; first break at {layer['first_break']}, {layer['first_break_psnr']:.1f} dB"
     elif fidelity_failed(verdict) and layer.get("worst"):
         text += f"; lowest layer {layer['worst']}, {layer['worst_psnr']:.1f} dB"
     return text
+
+
+def first_under(layer: Mapping[str, Any], floor: float) -> tuple[str, float] | None:
+    """The first layer (in execution order) whose PSNR against fp32 falls under ``floor`` dB, with its PSNR."""
+    return next(((name, psnr) for name, psnr in layer.get("layers", []) if psnr < floor), None)
 
 
 def _layer_fidelity(results: Sequence[Path]) -> dict[tuple, dict[str, Any]]:
@@ -363,7 +372,8 @@ def _layer_fidelity(results: Sequence[Path]) -> dict[tuple, dict[str, Any]]:
             if not layers:
                 continue
             psnr = {row["layer"]: row["psnr"] for row in layers.get("layers", [])}
-            entry = {"first_break": layers.get("first_break"), "worst": layers.get("worst")}
+            entry = {"first_break": layers.get("first_break"), "worst": layers.get("worst"),
+                     "layers": [[row["layer"], round(row["psnr"], 2)] for row in layers.get("layers", [])]}
             entry["first_break_psnr"] = psnr.get(entry["first_break"]) if entry["first_break"] else None
             entry["worst_psnr"] = psnr.get(entry["worst"]) if entry["worst"] else None
             found.setdefault((record.variant, record.format, record.runtime, record.target), entry)
@@ -473,8 +483,13 @@ def write_card(out: Path, state: SearchState, status: str, chosen: Mapping[str, 
                            "labels": p["verdict"]["labels"], "size_mb": p["verdict"]["size_mb"],
                            "peak_memory_mb": p["verdict"]["peak_memory_mb"], "reason": p["reason"],
                            "first_break": (p.get("layer") or {}).get("first_break")})
-    rows = [dict(p["row"], variant=p["candidate"]) for p in state.points("confirm") + state.points("screen")
+    rows = [dict(p["row"], variant=p["candidate"])
+            for p in state.points("confirm") + state.points("screen") + state.points("baseline")
             if p["row"].get("latency_ms") is not None]
+    unique: dict[tuple, dict[str, Any]] = {}
+    for row in rows:  # a point confirmed counts with its confirmed figures, not its screen's
+        unique.setdefault((row["variant"], row["format"], row["runtime"], row["target"]), row)
+    rows = list(unique.values())
     for row in rows:  # the front is drawn over the budget's own fidelity (the loop's for a denoiser)
         if state.loop:
             row["psnr_db"], row["latency_ms"] = row.get("loop_psnr_db"), row.get("loop_latency_ms")

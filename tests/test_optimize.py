@@ -1,0 +1,253 @@
+"""`harness optimize`: the budget's judgement (pure), the [optimize] table, the knobs, and two real searches on
+tiny models — one whose budget is reachable only through mixed precision (a layer int8 cannot hold kept float),
+with a trial that crashes, Ctrl-C and --resume; one whose budget is not reachable (the nearest miss, the front and
+the reasons), through the Python API. No budget term in the searches depends on timing: they cannot flake on a
+busy machine."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.analysis.budget import baseline_ms, judge
+from harness.config.optimize import Budget, OptimizeSpec, optimize_from_table, parse_duration
+from harness.config.paths import PROJECT_ROOT
+from harness.errors import HarnessInputError
+from harness.run.knobs import Candidate, Distill, MixedPrecision, Quantize, spec
+from harness.run.optimize import SearchState, _choice, _confirmable, first_under
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+# -- the budget (pure) -----------------------------------------------------------------------------------------
+def _row(p50=1.0, lo=0.9, hi=1.1, psnr=35.0, labels=0.97, size=1.0, memory=100.0, runs_ok=1, **extra) -> dict:
+    return {"latency_ms": p50, "latency_low_ms": lo, "latency_high_ms": hi, "latency_p90_ms": p50 * 1.2,
+            "psnr_db": psnr, "label_agreement": labels, "size_mb": size, "peak_rss_mb": memory, "runs_ok": runs_ok,
+            **extra}
+
+
+def test_confirm_needs_the_speedups_ci_lower_bound_above_the_bar():
+    budget = {"min_speedup": 5.0, "min_psnr": 30.0}
+    met = judge(_row(p50=1.0, lo=0.95, hi=1.05), 6.0, budget)
+    assert met.met and met.speedup == pytest.approx(6.0) and met.speedup_low == pytest.approx(6.0 / 1.05)
+    # the median clears 5× but the CI's upper latency bound does not: not met with confidence
+    unsure = judge(_row(p50=1.15, lo=1.0, hi=1.3), 6.0, budget)
+    assert not unsure.met and unsure.reasons == ("speed-up 5.22× (CI low 4.62×) < 5×",)
+    assert judge(_row(), 6.0, {"min_psnr": 40.0}).reasons == ("PSNR 35.0 dB < 40 dB",)
+
+
+def test_the_screen_keeps_points_that_may_still_meet_the_budget():
+    budget = {"min_speedup": 5.0, "min_psnr": 30.0, "min_labels": 0.95}
+    close = _row(p50=1.5, lo=1.4, hi=1.6, psnr=29.5, labels=0.93)  # 4× (≥ 0.8 of 5×), 0.5 dB and 0.02 short
+    assert judge(close, 6.0, budget, rung="screen").met
+    assert not judge(close, 6.0, budget, rung="confirm").met
+    far = judge(_row(p50=2.0, psnr=25.0, labels=0.8), 6.0, budget, rung="screen")
+    assert far.reasons == ("speed-up 3.00× < 5×", "PSNR 25.0 dB < 30 dB", "labels 0.800 < 0.95")
+
+
+def test_every_budget_term_says_what_missed():
+    budget = {"max_p50_ms": 0.5, "max_p90_ms": 0.5, "max_memory_mb": 50, "max_size_mb": 0.5}
+    verdict = judge(_row(), 6.0, budget)
+    assert verdict.reasons == ("p50 1 ms (CI high 1.1) > 0.5 ms", "p90 1.2 ms > 0.5 ms", "peak memory 100 MB > 50 MB",
+                               "size 1 MB > 0.5 MB")
+    failed = judge({"runs_ok": 0, "status": "crashed", "error": "worker killed by SIGSEGV\ntraceback"}, 6.0, budget)
+    assert failed.reasons == ("crashed: worker killed by SIGSEGV",) and failed.figures["latency_ms"] is None
+
+
+def test_a_denoiser_is_judged_over_its_sampling_loop():
+    row = _row(psnr=45.0, loop_psnr_db=20.0, loop_label_agreement=0.9, loop_latency_ms=10.0,
+               loop_latency_low_ms=9.0, loop_latency_high_ms=11.0)
+    base = {"loop_latency_runs_ms": [60.0, 55.0], "latency_runs_ms": [1.0]}
+    assert baseline_ms(base, loop=True) == 55.0  # the lower of the two rounds
+    verdict = judge(row, 55.0, {"min_speedup": 5.0, "min_psnr": 30.0}, loop=True)
+    assert verdict.reasons == ("loop PSNR 20.0 dB < 30 dB",) and verdict.speedup_low == pytest.approx(5.0)
+
+
+# -- the [optimize] table ----------------------------------------------------------------------------------------
+def test_durations_and_tables_are_checked():
+    assert [parse_duration(t) for t in ("90s", "4m", "1.5h", 45, "30")] == [90, 240, 5400, 45, 30]
+    with pytest.raises(HarnessInputError, match="duration such as"):
+        parse_duration("4 minutes")
+    spec_ = optimize_from_table("p.toml", {"model": "m", "target": "t", "min_speedup": 5, "time_limit": "4m",
+                                           "formats": ["onnx"]})
+    assert spec_.budget == Budget(min_speedup=5.0) and spec_.time_limit_s == 240 and spec_.formats == ("onnx",)
+    over = optimize_from_table("cli", {"min_psnr": 30}, base=spec_)
+    assert over.budget.terms() == {"min_speedup": 5.0, "min_psnr": 30.0} and over.model == "m"
+    for table, message in (({"model": "m", "target": "t", "min_speed": 5}, "unknown key 'min_speed'"),
+                           ({"model": "m", "target": "t", "min_labels": 95}, "share of samples"),
+                           ({"model": "m", "target": "t", "max_size_mb": 0}, "positive number"),
+                           ({"target": "t"}, "needs a model and a target"),
+                           ({"model": "m", "target": "t", "formats": ["pte"]}, "formats: pte")):
+        with pytest.raises(HarnessInputError, match=message):
+            optimize_from_table("p.toml", table)
+
+
+def test_a_bad_optimize_table_in_the_project_file_is_a_one_line_error(tmp_path):
+    from harness.config.project import load_project
+
+    (tmp_path / "edge-harness.toml").write_text('[optimize]\nmodel = "m"\nmin_psnr = "high"\n')
+    with pytest.raises(HarnessInputError, match=r"\[optimize\] 'min_psnr' must be float or int"):
+        load_project(tmp_path / "edge-harness.toml")
+
+
+# -- the knobs -------------------------------------------------------------------------------------------------
+def _state(points=(), budget=None, formats=("onnx", "tflite"), methods=()) -> SearchState:
+    spec_ = OptimizeSpec("m", "t", Budget(**(budget or {"min_psnr": 30.0})), formats=formats, methods=methods)
+    state = SearchState(spec_)
+    state.steps = [{"step": "screen-1", "rung": "screen", "seconds": 1.0, "points": list(points),
+                    "candidates": [{"key": p["candidate"]} for p in points]}]
+    return state
+
+
+def _point(candidate: Candidate, fmt="onnx", runtime="onnxruntime", speedup=2.0, psnr=35.0, met=True, layer=None,
+           fidelity_failed=False) -> dict:
+    return {"candidate": candidate.key, "knob": candidate.knob, "variant": candidate.variant, "format": fmt,
+            "runtime": runtime, "target": "t", "chain": candidate.chain, "deploy": candidate.deploy,
+            "layer": layer or {}, "reason": "",
+            "verdict": {"met": met, "speedup": speedup, "psnr_db": psnr, "labels": None, "latency_ms": 1 / speedup,
+                        "size_mb": 1.0, "fidelity_failed": fidelity_failed}}
+
+
+def test_quantize_proposes_the_int8_paths_the_formats_reach():
+    names = [c.key for c in Quantize().propose(_state(formats=("onnx",)))]
+    assert names == ["quant-dynamic", "quant-static"]
+    names = [c.key for c in Quantize().propose(_state(formats=("tflite",), budget={"max_size_mb": 1.0}))]
+    assert names == ["tflite-dynamic", "tflite-int8", "pt2e-int8", "tflite-fp16", "tflite-weight-only"]
+    assert [c.key for c in Quantize().propose(_state(methods=("quant-static",)))] == ["quant-static"]
+
+
+def test_mixed_precision_keeps_float_the_layer_that_falls_under_the_floor_one_more_each_round():
+    static = Candidate("quantize", (spec("quant-static"),))
+    layer = {"first_break": "lift", "worst": "act", "layers": [["lift", 42.6], ["mix", 13.4], ["act", 9.6]]}
+    failed = _point(static, psnr=15.8, met=False, fidelity_failed=True, layer=layer)
+    (first,) = MixedPrecision().propose(_state([failed]))
+    assert first.chain[-1].params["keep_float_layers"] == ["mix"] and first.key == "quant-static(keep_float_layers=mix)"
+    # still lost: the next layer under the floor joins it
+    again = _point(first, psnr=20.0, met=False, fidelity_failed=True,
+                   layer={"layers": [["lift", 42.6], ["mix", 100.0], ["act", 12.0]], "first_break": "act"})
+    proposed = MixedPrecision().propose(_state([failed, again]))
+    assert [c.chain[-1].params["keep_float_layers"] for c in proposed] == [["mix"], ["mix", "act"]]
+    # a point that kept fidelity, or one that is not static int8, proposes nothing
+    assert MixedPrecision().propose(_state([_point(static)])) == []
+
+
+def test_the_distillation_width_search_is_deterministic_and_moves_on():
+    state = _state()
+    (first,) = Distill().propose(state)
+    assert first.chain[0].params["amount"] == 0.5 and first.key == "distill(amount=0.5)"
+    measured = _state([_point(first, speedup=1.5, psnr=36.0, met=False)])
+    (next_a,), (next_b,) = Distill().propose(measured), Distill().propose(measured)
+    assert next_a.key == next_b.key != first.key  # a resumed search asks the same width again
+    assert 0.25 <= next_a.chain[0].params["amount"] <= 0.9
+
+
+def test_candidates_round_trip_and_the_choice_is_the_fastest_confirmed_point():
+    chain = Candidate("compose", (spec("distill", {"amount": 0.5}, named=("amount",)),
+                                  spec("quant-static", after="distill(amount=0.5)")), (("threads", 1),))
+    assert Candidate.from_dict(json.loads(json.dumps(chain.to_dict()))) == chain
+    assert chain.key == "distill(amount=0.5) → quant-static after distill(amount=0.5) @threads=1"
+    slow, fast = Candidate("quantize", (spec("quant-static"),)), Candidate("quantize", (spec("quant-dynamic"),))
+    state = _state([_point(slow, speedup=2.0), _point(fast, speedup=3.0), _point(fast, "tflite", "litert", 1.0)])
+    assert [p["candidate"] for p in _confirmable(state)] == ["quant-dynamic", "quant-static", "quant-dynamic"]
+    state.steps.append({"step": "confirm-1", "rung": "confirm", "seconds": 1.0,
+                        "candidates": [{"key": "quant-dynamic"}, {"key": "quant-static"}],
+                        "points": [_point(slow, speedup=2.0), _point(fast, speedup=3.0, met=False)]})
+    assert _choice(state)["candidate"] == "quant-static" and _confirmable(state) == []
+    assert first_under({"layers": [["a", 50.0], ["b", 20.0]]}, 30.0) == ("b", 20.0)
+
+
+# -- real searches ------------------------------------------------------------------------------------------------
+def _env(tmp_path: Path, plugins: str = "") -> dict:
+    env = {"EDGE_HARNESS_MODELS": str(FIXTURES / "optimize"), "EDGE_HARNESS_CACHE": str(tmp_path / "cache"),
+           "EDGE_HARNESS_REPORTS": str(tmp_path / "reports"), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+           "HOME": str(tmp_path)}
+    if plugins:
+        env["EDGE_HARNESS_PLUGINS"] = plugins
+    return env
+
+
+SEARCH = ["--model", "fragile_mlp", "--target", "x86-cpu", "--min-psnr", "30", "--max-size-mb", "0.04",
+          "--format", "onnx", "--knob", "quantize", "--knob", "mixed-precision", "--knob", "crashing",
+          "--method", "quant-static", "--method", "quant-dynamic", "--method", "segfault-compress",
+          "--time-limit", "10m", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_mixed_precision_finds_the_fragile_layer_through_a_crash_a_ctrl_c_and_a_resume(tmp_path):
+    """int8 loses the image (15.8 dB); the search keeps the layer where fidelity falls under the floor float and
+    recovers it (≥ 30 dB, inside the size budget); a candidate that segfaults its compressor is a rejected trial;
+    Ctrl-C after the first screen keeps the trials and --resume finishes without measuring them again."""
+    out, env = tmp_path / "search", _env(tmp_path, str(FIXTURES / "plugins" / "crashing_knob.py"))
+    command = [sys.executable, "-m", "harness", "optimize", *SEARCH]
+    proc = subprocess.Popen([*command, "--out", str(out)], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    trials, deadline = out / "trials.jsonl", time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if trials.is_file() and len(trials.read_text().splitlines()) >= 2:  # baseline-1 and screen-1 recorded
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.1)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert f"harness optimize --resume {out}" in err
+    interrupted = json.loads((out / "optimize.json").read_text())
+    assert interrupted["status"] == "interrupted" and interrupted["chosen"] is None
+
+    done = subprocess.run([sys.executable, "-m", "harness", "optimize", "--resume", str(out), "--no-progress"],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps = [json.loads(line)["step"] for line in trials.read_text().splitlines()]
+    assert steps[:2] == ["baseline-1", "screen-1"] and len(steps) == len(set(steps))  # nothing measured twice
+    card = json.loads((out / "optimize.json").read_text())
+    assert card["status"] == "met" and card["schema_version"] == 1
+    chosen = card["chosen"]
+    assert chosen["candidate"] == "quant-static(keep_float_layers=mix)"
+    assert chosen["psnr_db"] >= 30 and chosen["size_mb"] <= 0.04
+    assert chosen["recipe"][0]["params"]["keep_float_layers"] == ["mix"]
+    shipped = out / chosen["artifact"]
+    assert shipped.is_file() and shipped.stat().st_size <= 0.04 * 2**20
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(shipped), providers=["CPUExecutionProvider"])
+    image = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 16), np.float32)})[0]
+    assert image.shape == (1, 1, 8, 8) and np.isfinite(image).all()
+    reasons = {t["candidate"]: t["reason"] for t in card["trials"] if t["rung"] == "screen"}
+    assert reasons["quant-static"].startswith("PSNR 15.8 dB < 30 dB; falls under 30 dB at mix")
+    assert reasons["segfault-compress"].startswith("crashed:") and "SIGSEGV" in reasons["segfault-compress"]
+    html = (out / "index.html").read_text()
+    assert "Deployment card: budget met" in html and "keep_float_layers=mix" in html and "<svg" in html
+    assert "budget met: quant-static(keep_float_layers=mix)" in done.stderr
+
+
+API_SEARCH = """
+import json, sys
+import harness.api as eh
+found = eh.optimize("fragile_mlp", "x86-cpu", min_psnr=30, formats=["onnx"], knobs=["quantize", "mixed-precision"],
+                    methods=["quant-dynamic"], time_limit="5m", out=sys.argv[1])
+trials = found.trials()
+print(json.dumps({"status": found.status, "choice": found.choice, "miss": found.card["nearest_miss"],
+                  "front": found.card["front"], "columns": list(trials.columns), "rows": len(trials)}))
+"""
+
+
+@pytest.mark.slow
+def test_an_unreachable_budget_gives_the_front_and_the_reasons_through_the_api(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", API_SEARCH, str(tmp_path / "search")], cwd=PROJECT_ROOT,
+                          env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout.splitlines()[-1])
+    assert found["status"] == "not met" and found["choice"] is None
+    assert found["miss"]["candidate"] == "quant-dynamic"
+    assert found["miss"]["reason"].startswith("PSNR 15.8 dB < 30 dB; falls under 30 dB at")
+    assert found["front"] and any(f.startswith("fp32") for f in found["front"])
+    assert {"candidate", "format", "runtime", "speedup", "psnr_db", "reason"} <= set(found["columns"])
+    assert found["rows"] >= 2 and "nothing more to try" not in proc.stderr
+    assert math.isfinite(found["miss"]["psnr_db"])
