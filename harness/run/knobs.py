@@ -30,6 +30,9 @@ MAX_FLOAT_LAYERS = 4
 """Mixed precision keeps at most this many layers float before it gives the point up."""
 DISTILL_STEP = 0.05
 """Distillation widths are searched on this grid (amount = share of channels removed)."""
+STUDENT_STEPS, STUDENT_LR = 3000, 0.003
+"""The students' training (the README's compression study's recipe), cut at a tenth of the time limit
+(``max_train_s``, at most 300 s): on a slow machine the time, not the step count, bounds it."""
 COMPOSE_MARGIN_DB = 3.0
 """A distilled student is quantized on top only when its PSNR clears the floor by this much (int8 costs some)."""
 
@@ -174,7 +177,7 @@ class Distill:
 
     @staticmethod
     def student(amount: float, state: SearchView) -> CompressionSpec:
-        given: dict[str, Any] = {"amount": round(amount, 4), "steps": 600,
+        given: dict[str, Any] = {"amount": round(amount, 4), "steps": STUDENT_STEPS, "lr": STUDENT_LR,
                                  "max_train_s": round(min(300.0, max(5.0, 0.1 * state.time_limit_s)), 1)}
         if state.loop:
             given["data"] = "trajectories"
