@@ -236,8 +236,17 @@ def optimize(model: str | None = None, target: str | None = None, time_limit: st
     in ``out``."""
     from harness.run.optimize import run_optimize
 
-    table = _optimize_table(model, target, time_limit, budget_and_search)
-    spec = None if resume and not (model or target) else _optimize_spec(table)
+    given = {"model": model, "target": target, "time_limit": time_limit, **budget_and_search}
+    if resume:  # the saved search, with what this call changes (a longer time limit, another budget term)
+        from harness.run.optimize import saved_table
+
+        if out is None:
+            raise HarnessInputError("resume: name the search folder (out=...)")
+        table = saved_table(Path(out))
+        table.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in given.items() if v is not None})
+    else:
+        table = _optimize_table(model, target, time_limit, budget_and_search)
+    spec = _optimize_spec(table)
     result = run_optimize(spec, out=Path(out) if out else None, cache=Path(cache) if cache else None, resume=resume,
                           progress=progress, say=say or (lambda line: print(line, file=sys.stderr)))
     return Optimization(result.folder, result.card, result.status)

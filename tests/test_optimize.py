@@ -61,6 +61,16 @@ def test_every_budget_term_says_what_missed():
     assert failed.reasons == ("crashed: worker killed by SIGSEGV",) and failed.figures["latency_ms"] is None
 
 
+def test_a_busy_machine_never_confirms_a_speedup():
+    budget = {"min_speedup": 2.0, "min_psnr": 30.0}
+    busy = _row(disturbed="contended: 1.4 other cores busy")
+    assert judge(busy, 6.0, budget, rung="screen").met  # the screen is noisy anyway
+    assert judge(busy, 6.0, budget).reasons == ("latency not judged: its latency pass was contended: 1.4 other "
+                                                "cores busy",)
+    assert not judge(_row(), 6.0, budget, baseline_disturbed="hot: 85 °C").met
+    assert judge(busy, 6.0, {"min_psnr": 30.0}).met  # no latency term: nothing to judge from the timing
+
+
 def test_a_denoiser_is_judged_over_its_sampling_loop():
     row = _row(psnr=45.0, loop_psnr_db=20.0, loop_label_agreement=0.9, loop_latency_ms=10.0,
                loop_latency_low_ms=9.0, loop_latency_high_ms=11.0)

@@ -68,8 +68,10 @@ def fidelity_of(row: Mapping[str, Any], loop: bool) -> tuple[float | None, float
 
 
 def judge(row: Mapping[str, Any], baseline: float | None, budget: Mapping[str, float], loop: bool = False,
-          rung: str = "confirm") -> Verdict:
-    """Judge one aggregated point against ``budget`` (``Budget.terms()``); ``baseline``: fp32 ONNX Runtime's ms."""
+          rung: str = "confirm", baseline_disturbed: str = "") -> Verdict:
+    """Judge one aggregated point against ``budget`` (``Budget.terms()``); ``baseline``: fp32 ONNX Runtime's ms.
+    At the confirm rung a latency term is not judged from a disturbed pass (the point's or the baseline's: the
+    machine was busy or hot), and the point is not met: a busy machine never confirms a speed-up."""
     if rung not in ("screen", "confirm"):
         raise ValueError(f"rung must be 'screen' or 'confirm', not {rung!r}")
     if not row.get("runs_ok"):
@@ -85,6 +87,11 @@ def judge(row: Mapping[str, Any], baseline: float | None, budget: Mapping[str, f
         speedup = baseline / median
         speedup_low = baseline / high if high else speedup
         speedup_high = baseline / low if low else speedup
+    disturbed = "" if screen else (row.get("loop_disturbed" if loop else "disturbed") or "")
+    timed_terms = {"min_speedup", "max_p50_ms", "max_p90_ms"} & set(budget)
+    if not screen and timed_terms and (disturbed or baseline_disturbed):
+        whose = f"its {what}latency pass was {disturbed}" if disturbed else f"fp32's was {baseline_disturbed}"
+        reasons.append(f"latency not judged: {whose}")
     bar = budget.get("min_speedup")
     if bar is not None:
         if speedup is None:

@@ -50,12 +50,17 @@ def aggregate(rounds: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, A
 
 def _extra(ok: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """What a budget is judged on beside latency and PSNR: p90 (median of the runs'), peak memory (the highest),
-    the sampling loop's latency (median of the runs', their range as its interval) and fidelity."""
+    the sampling loop's latency (median of the runs', their range as its interval) and fidelity, and whether a
+    run's timed pass was disturbed (``harness.analysis.disturbance``: the first such note)."""
     def values(column: str) -> list[float]:
         return [v for v in (as_number(r.get(column)) for r in ok) if v is not None]
 
     p90, memory, loop = values("latency_p90_ms"), values("peak_rss_mb"), values("loop_latency_p50_ms")
-    out: dict[str, Any] = {"latency_p90_ms": statistics.median(p90) if p90 else None,
+    disturbed = next((str(r["disturbed"]) for r in ok if isinstance(r.get("disturbed"), str) and r["disturbed"]), "")
+    loop_disturbed = next((str(r["loop_disturbed"]) for r in ok
+                           if isinstance(r.get("loop_disturbed"), str) and r["loop_disturbed"]), "")
+    out: dict[str, Any] = {"disturbed": disturbed, "loop_disturbed": loop_disturbed,
+                           "latency_p90_ms": statistics.median(p90) if p90 else None,
                            "peak_rss_mb": max(memory) if memory else None,
                            "loop_psnr_db": as_number(ok[0].get("loop_psnr_db")),
                            "loop_label_agreement": as_number(ok[0].get("loop_label_agreement"))}

@@ -90,7 +90,9 @@ class SearchState:
         return [p for step in self.steps if step["rung"] == rung for p in step["points"]]
 
     def measured(self, rung: str) -> set[str]:
-        return {c["key"] for step in self.steps if step["rung"] == rung for c in step["candidates"]}
+        """Candidates measured at ``rung``; of a step the time limit cut short, only those it reached."""
+        return {c["key"] for step in self.steps if step["rung"] == rung for c in step["candidates"]
+                if not step.get("cut_short") or any(p["candidate"] == c["key"] for p in step["points"])}
 
     def spent_s(self) -> float:
         return sum(step["seconds"] for step in self.steps)
@@ -113,10 +115,9 @@ def run_optimize(spec: OptimizeSpec | None, out: Path | None = None, cache: Path
     from harness.run.runner import new_run_dir
 
     if resume:
-        if out is None or not (out / SPEC_FILE).is_file():
-            raise HarnessInputError(f"--resume: {out} holds no search ({SPEC_FILE} not found)")
-        saved = json.loads((out / SPEC_FILE).read_text())
-        spec = spec or optimize_from_table(out / SPEC_FILE, _spec_table(saved))
+        if out is None:
+            raise HarnessInputError("--resume: name the search folder")
+        spec = spec or optimize_from_table(out / SPEC_FILE, saved_table(out))
     if spec is None:
         raise HarnessInputError("harness optimize needs a model and a target")
     knobs = load_knobs(spec.knobs)
@@ -222,17 +223,17 @@ class _Search:
         started = time.monotonic()
         from harness.run.sweep import measure_rounds
 
-        rows, results = [], []
+        rows, results, cut_short = [], [], False
         try:
             rows, results = measure_rounds(suite, self.out / name, repeats, targets, cache=self.cache,
                                            progress=self.progress, resume=True)
         except KeyboardInterrupt:
             if not self.timed_out:
                 raise
-            rows, results = _partial(self.out / name, repeats)
+            rows, results, cut_short = *_partial(self.out / name, repeats), True
             self.say(f"[{_clock(self._elapsed())}] time limit: {name} cut short; judging what it measured")
         step = {"step": name, "rung": rung, "seconds": round(time.monotonic() - started, 2),
-                "candidates": [c.to_dict() for c in candidates], "folder": name}
+                "candidates": [c.to_dict() for c in candidates], "folder": name, "cut_short": cut_short}
         step["points"] = self._judge(rung, candidates, rows, results, targets)
         if rung == "baseline":
             self._check_baseline(rows)
@@ -254,6 +255,7 @@ class _Search:
             self.state.loop = bool(fp32 and fp32.get("loop_latency_ms"))
         loop = self.state.loop
         reference = baseline_ms(fp32, loop) if fp32 else None
+        reference_disturbed = (fp32 or {}).get("loop_disturbed" if loop else "disturbed") or ""
         layers = _layer_fidelity(results)
         budget = self.state.budget
         points = []
@@ -262,7 +264,8 @@ class _Search:
             for row in rows:
                 if row["variant"] != candidate.variant or row["target"] != where:
                     continue
-                verdict = judge(row, reference, budget, loop, "screen" if rung == "baseline" else rung)
+                verdict = judge(row, reference, budget, loop, "screen" if rung == "baseline" else rung,
+                                reference_disturbed)
                 layer = layers.get((row["variant"], row["format"], row["runtime"], row["target"]), {})
                 points.append({
                     "candidate": candidate.key, "knob": candidate.knob, "variant": row["variant"],
@@ -280,6 +283,8 @@ class _Search:
     def _check_baseline(self, rows: list[dict[str, Any]]) -> None:
         """A model whose fp32 reference cannot be measured ends the search with its error."""
         budget = self.state.budget
+        if self.timed_out:
+            return  # the time limit cut the baseline short: the card says so, not a false error
         ort = next((r for r in rows if r["variant"] == "fp32" and (r["format"], r["runtime"]) == ORT), None)
         if ort is None or not ort.get("runs_ok"):
             if "min_speedup" in budget:
@@ -287,12 +292,10 @@ class _Search:
                 raise HarnessInputError(f"{self.state.spec.model}: fp32 ONNX Runtime, the speed-up's reference, "
                                         f"did not run: {str(error).splitlines()[0][:200]}")
             return
-        psnr_key, labels_key = ("loop_psnr_db", "loop_label_agreement") if self.state.loop else \
-            ("psnr_db", "label_agreement")
+        labels_key = "loop_label_agreement" if self.state.loop else "label_agreement"
         if "min_labels" in budget and ort.get(labels_key) is None:
             raise HarnessInputError(f"{self.state.spec.model}: --min-labels: no label agreement is measured for this "
                                     f"model (a digits classifier reads only 8×8 digits generators); drop min_labels")
-        del psnr_key
 
     def _progress_line(self, name: str) -> str:
         best = _best(self.state)
@@ -444,6 +447,17 @@ def _step_from_json(step: Mapping[str, Any]) -> dict[str, Any]:
 
 def _spec_dict(spec: OptimizeSpec) -> dict[str, Any]:
     return spec.to_dict()
+
+
+def saved_table(out: Path) -> dict[str, Any]:
+    """The spec a search folder was started with, as an ``[optimize]`` table (``--resume``)."""
+    path = out / SPEC_FILE
+    if not path.is_file():
+        raise HarnessInputError(f"--resume: {out} holds no search ({SPEC_FILE} not found)")
+    try:
+        return _spec_table(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HarnessInputError(f"--resume: {path} cannot be read ({exc})") from None
 
 
 def _spec_table(saved: Mapping[str, Any]) -> dict[str, Any]:
