@@ -142,6 +142,8 @@ class TargetProfile:
     threads: int
     """Intra-op threads given to each runtime; 0 means all cores available to the worker."""
     onnx_graph_optimization: str = "all"
+    litert_xnnpack: bool = True
+    """LiteRT applies its default XNNPACK delegate (``[litert] xnnpack = false``: the built-in kernels only)."""
     memory_cap_mb: int = 0
     """Resident-memory cap per worker (MiB); a worker above it is killed and its job recorded ``oom``. 0 = none.
     Enforced for local targets."""

@@ -51,6 +51,20 @@ def test_each_runtime_loads_infers_and_matches_reference(built, runtime):
     assert rt.versions()
 
 
+def test_litert_without_xnnpack_gives_the_same_outputs(built):
+    """``litert_xnnpack=False`` (a target's ``[litert] xnnpack = false``): LiteRT's built-in kernels, no delegate."""
+    _, _, io, exports = built
+    outputs = {}
+    for xnnpack in (True, False):
+        rt = runtime_class("litert")(RuntimeOptions(threads=1, litert_xnnpack=xnnpack))
+        rt.load(exports["tflite"])
+        outputs[xnnpack] = rt.infer(load_inputs(io.inputs_path))[0]
+        ops = [op["op_name"] for op in rt._interp._get_ops_details()]
+        assert ("DELEGATE" in ops) == xnnpack, ops  # the delegate's node is there only when XNNPACK is on
+    np.testing.assert_allclose(outputs[False], outputs[True], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(outputs[False], load_outputs(io.reference_path)[0], rtol=1e-4, atol=1e-4)
+
+
 def test_runtime_registry_maps_formats():
     assert runtimes_for_format("onnx") == ["onnxruntime", "onnxruntime-cuda"]
     assert runtimes_for_format("tflite") == ["litert"]

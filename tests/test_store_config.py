@@ -85,6 +85,8 @@ def test_shipped_targets_load():
     ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\n[energy.power_model]\nidle_w = -1\n',
      "must be >= 0"),
     ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\ncpu_affinity = [0, 0]\n', "distinct CPU"),
+    ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["litert"]\n[litert]\nxnnpack = "no"\n',
+     "\\[litert\\] 'xnnpack' must be bool"),
 ])
 def test_bad_target_toml_is_a_clear_error(tmp_path, body, message):
     path = tmp_path / "t.toml"
@@ -92,6 +94,13 @@ def test_bad_target_toml_is_a_clear_error(tmp_path, body, message):
     with pytest.raises(HarnessInputError, match=message) as info:
         load_target(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value).strip()
+
+
+def test_a_target_can_turn_litert_xnnpack_off(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["litert"]\n[litert]\nxnnpack = false\n')
+    assert load_target(path).litert_xnnpack is False
+    assert get_target(tmp_path, "t").litert_xnnpack is False
 
 
 def test_unknown_target_names_the_known_ones(tmp_path):

@@ -30,12 +30,14 @@ _SCHEMA = {
     "energy": dict,
     "thermal": dict,
     "onnxruntime": dict,
+    "litert": dict,
     "ssh": dict,
     "emulated": dict,
 }
 _SSH_SCHEMA = {"host": str, "port": int, "user": str, "identity_file": str, "known_hosts": str, "python": str,
                "workdir": str, "connect_timeout_s": (float, int)}
 _ORT_SCHEMA = {"graph_optimization": str}
+_LITERT_SCHEMA = {"xnnpack": bool}
 
 
 def load_target(path: Path) -> TargetProfile:
@@ -79,6 +81,8 @@ def load_target(path: Path) -> TargetProfile:
     level = ort.get("graph_optimization", "all")
     if level not in GRAPH_LEVELS:
         raise HarnessInputError(f"{path}: [onnxruntime] graph_optimization must be one of {', '.join(GRAPH_LEVELS)}")
+    litert = data.get("litert", {})
+    check_keys(path, litert, _LITERT_SCHEMA, where="litert")
     ssh = _load_ssh(path, data) if data["reach"] == "ssh" else None
     emulated = _load_emulated(path, data) if data["reach"] == "emulated" else None
     if data["reach"] != "emulated" and "emulated" in data:
@@ -95,6 +99,7 @@ def load_target(path: Path) -> TargetProfile:
         runtimes=tuple(data["runtimes"]),
         threads=threads,
         onnx_graph_optimization=level,
+        litert_xnnpack=litert.get("xnnpack", True),
         memory_cap_mb=memory_cap_mb,
         cpu_affinity=tuple(affinity),
         energy=energy,

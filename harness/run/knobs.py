@@ -17,6 +17,8 @@ Built in:
   on its sampling trajectories.
 - ``compose``: a distilled student that kept fidelity with room to spare, quantized to int8.
 - ``threads``: the most promising points again at one intra-op thread (``threads`` on the target profile).
+- ``litert-xnnpack``: the most promising TFLite points again with LiteRT's built-in kernels only
+  (``[litert] xnnpack = false`` on the target profile).
 """
 from __future__ import annotations
 
@@ -241,6 +243,20 @@ class Compose:
         return out
 
 
+def _promising(state: SearchView, formats: Sequence[str] | None = None, count: int = 2) -> list[Mapping[str, Any]]:
+    """The ``count`` fastest compressed screen points (in ``formats``) that kept fidelity, one per candidate."""
+    points = [p for p in state.points("screen") if not p["deploy"] and not p["verdict"].get("fidelity_failed")
+              and p["verdict"].get("speedup") is not None and p["variant"] != "fp32"
+              and (formats is None or p["format"] in formats)]
+    points.sort(key=lambda p: -p["verdict"]["speedup"])
+    out, seen = [], set()
+    for point in points:
+        if point["candidate"] not in seen:
+            seen.add(point["candidate"])
+            out.append(point)
+    return out[:count]
+
+
 @SEARCH_KNOBS.register("threads")
 class Threads:
     name = "threads"
@@ -250,18 +266,21 @@ class Threads:
     def propose(self, state: SearchView) -> list[Candidate]:
         if state.target_threads == 1:
             return []
-        promising = [p for p in state.points("screen") if not p["deploy"] and not p["verdict"].get("fidelity_failed")
-                     and p["verdict"].get("speedup") is not None and p["variant"] != "fp32"]
-        promising.sort(key=lambda p: -p["verdict"]["speedup"])
-        out, seen = [], set()
-        for point in promising:
-            candidate = Candidate(self.name, tuple(point["chain"]), (("threads", 1),))
-            if candidate.key not in seen:
-                seen.add(candidate.key)
-                out.append(candidate)
-            if len(out) == 2:
-                break
-        return out
+        return [Candidate(self.name, tuple(p["chain"]), (("threads", 1),)) for p in _promising(state)]
+
+
+@SEARCH_KNOBS.register("litert-xnnpack")
+class LiteRTDelegate:
+    name = "litert-xnnpack"
+    description = ("the two most promising TFLite points again without LiteRT's default XNNPACK delegate (its "
+                   "built-in kernels can be faster, e.g. for transposed convolutions)")
+    priority = 50
+
+    def propose(self, state: SearchView) -> list[Candidate]:
+        if "tflite" not in state.formats:
+            return []
+        return [Candidate(self.name, tuple(p["chain"]), (("litert_xnnpack", False),))
+                for p in _promising(state, ("tflite",))]
 
 
 def knobs(names: Sequence[str] = ()) -> list[Any]:

@@ -20,6 +20,8 @@ class RuntimeOptions:
 
     threads: int = 0
     graph_optimization: str = "all"
+    litert_xnnpack: bool = True
+    """LiteRT: apply the default XNNPACK delegate (False: the built-in kernels only)."""
 
 
 class Runtime(Protocol):

@@ -28,14 +28,17 @@ def arg_number(name: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def open_interpreter(path: str, threads: int = 0, preserve_all_tensors: bool = False) -> Any:
+def open_interpreter(path: str, threads: int = 0, preserve_all_tensors: bool = False, xnnpack: bool = True) -> Any:
     """A LiteRT interpreter for ``path`` (ai_edge_litert, else tflite_runtime), tensors allocated;
     ``preserve_all_tensors``: every intermediate tensor stays readable after ``invoke`` (a debugging mode, for
-    "where fidelity breaks", never for timing)."""
+    "where fidelity breaks", never for timing); ``xnnpack=False``: the built-in kernels only, without the default
+    XNNPACK delegate."""
     module, _ = _interpreter_module()
-    extra = {"num_threads": threads} if threads else {}
+    extra: dict[str, Any] = {"num_threads": threads} if threads else {}
     if preserve_all_tensors:
         extra["experimental_preserve_all_tensors"] = True
+    if not xnnpack:
+        extra["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interp = module.Interpreter(model_path=path, **extra)
     interp.allocate_tensors()
     return interp
@@ -119,7 +122,8 @@ class LiteRTRuntime:
         _interpreter_module()
 
     def load(self, artifact: Artifact) -> None:
-        interp = open_interpreter(artifact.path, self.options.threads, self.preserve_all_tensors)
+        interp = open_interpreter(artifact.path, self.options.threads, self.preserve_all_tensors,
+                                  self.options.litert_xnnpack)
         ins, outs = io_details(interp)
         self._in = [d["index"] for d in ins]
         self._out = [d["index"] for d in outs]
