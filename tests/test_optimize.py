@@ -261,3 +261,16 @@ def test_an_unreachable_budget_gives_the_front_and_the_reasons_through_the_api(t
     assert {"candidate", "format", "runtime", "speedup", "psnr_db", "reason"} <= set(found["columns"])
     assert found["rows"] >= 2 and "nothing more to try" not in proc.stderr
     assert math.isfinite(found["miss"]["psnr_db"])
+
+
+def test_the_project_files_optimize_table_is_the_default_and_the_call_overrides_it(tmp_path, monkeypatch):
+    from harness import api
+    from harness.config import project
+
+    (tmp_path / "edge-harness.toml").write_text('[optimize]\nmodel = "my_gan"\ntarget = "x86-cpu"\nmin_psnr = 30\n'
+                                                'min_speedup = 5\ntime_limit = "45m"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(project, "_CACHE", {})
+    spec_ = api._optimize_spec(api._optimize_table(None, None, "4m", {"min_speedup": 1.5, "formats": ("onnx",)}))
+    assert spec_.model == "my_gan" and spec_.time_limit_s == 240 and spec_.formats == ("onnx",)
+    assert spec_.budget.terms() == {"min_speedup": 1.5, "min_psnr": 30.0}
