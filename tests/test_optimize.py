@@ -149,13 +149,22 @@ def test_mixed_precision_keeps_float_the_layer_that_falls_under_the_floor_one_mo
 
 
 def test_the_distillation_width_search_is_deterministic_and_moves_on():
-    state = _state()
-    (first,) = Distill().propose(state)
+    state = _state(budget={"min_speedup": 5.0, "min_psnr": 30.0})
+    first, second = Distill().propose(state)
     assert first.chain[0].params["amount"] == 0.5 and first.key == "distill(amount=0.5)"
-    measured = _state([_point(first, speedup=1.5, psnr=36.0, met=False)])
+    assert second.key == "distill(amount=0.75)"
+    measured = _state([_point(first, speedup=3.0, psnr=36.0, met=False), _point(second, speedup=4.5, psnr=33.0,
+                                                                                 met=False)],
+                      budget={"min_speedup": 5.0, "min_psnr": 30.0})
     (next_a,), (next_b,) = Distill().propose(measured), Distill().propose(measured)
-    assert next_a.key == next_b.key != first.key  # a resumed search asks the same width again
+    assert next_a.key == next_b.key not in (first.key, second.key)  # a resumed search asks the same width again
     assert 0.25 <= next_a.chain[0].params["amount"] <= 0.9
+    from harness.run.knobs import _score
+
+    budget = {"min_speedup": 5.0, "min_psnr": 30.0}
+    assert _score(_point(first, speedup=3.0, psnr=36.0), budget) == pytest.approx(0.6)  # speed is what is short
+    assert _score(_point(first, speedup=8.0, psnr=27.0), budget) == pytest.approx(0.9)  # fidelity is
+    assert _score({"verdict": {"speedup": None}}, budget) == -100.0
 
 
 def test_candidates_round_trip_and_the_choice_is_the_fastest_confirmed_point():
