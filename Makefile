@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup bench test test-fast overhead arm64-rootfs clean
+.PHONY: setup bench test test-fast overhead docs arm64-rootfs clean
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server chromium >/dev/null; fi
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,executorch,cluster,loadgen,diffusers]'
+	$(PY) -m pip install -q -e '.[test,executorch,cluster,loadgen,diffusers,docs]'
 	touch $(STAMP)
 
 bench: setup
@@ -35,5 +35,9 @@ test-fast: setup
 overhead: setup
 	$(PY) benchmarks/overhead.py
 
+# The documentation site: docs/ (and pages generated from the code) → site/index.html.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site
