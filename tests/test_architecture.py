@@ -1,4 +1,4 @@
-"""The rooms of the code and their walls: which module may import which (README: "Where the code lives"), what
+"""The rooms of the code and their walls: which module may import which (docs/contributing.md: "Where the code lives"), what
 the worker bundle for boards holds, and that the engine stays light."""
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def floor_of(module: str) -> int:
         for prefix in prefixes:
             if module == prefix or module.startswith(prefix + "."):
                 best = max(best, (len(prefix), floor))
-    assert best[1] >= 0, f"{module} is in no room: add it to FLOORS (and to the README's map)"
+    assert best[1] >= 0, f"{module} is in no room: add it to FLOORS (and to the map in docs/contributing.md)"
     return best[1]
 
 

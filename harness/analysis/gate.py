@@ -29,11 +29,11 @@ DEFAULT_THRESHOLDS: dict[str, float | None] = {m.name: m.threshold for m in CATA
 """Worst acceptable change per metric: fractions for relative metrics (0.10 = 10% worse), metric units for
 absolute ones (PSNR: dB lower; NaN/inf outputs: any new share fails; label agreement: share of latents; FD: feature² higher). The p50 default is set
 from the gate benchmark on a shared 2-core machine, where a whole run drifted by 8.7–12.5% against the same
-configuration measured just before (benchmarks/gate_power.py; README). Latency of an interleaved A/B session
+configuration measured just before (benchmarks/gate_power.py; docs/guides/ci.md). Latency of an interleaved A/B session
 (``harness ab``) stayed within 1.5% of 1 in A/A there: such jobs may take a tighter threshold in a gate file."""
 DEFAULT_PAIRED_THRESHOLDS: dict[str, float | None] = {"latency_p50": 0.03}
 """Thresholds for comparisons tested over interleaved pairs (``harness ab``), replacing the table above for those.
-Set from the gate benchmark's 5% slowdown (benchmarks/gate_power.py --slowdown 0.05; README): with 8 pairs per
+Set from the gate benchmark's 5% slowdown (benchmarks/gate_power.py --slowdown 0.05; docs/guides/ci.md): with 8 pairs per
 session the A/A p50 ratios stayed within 1.5% of 1, the 5%-slowed jobs measured ×1.04 at the least."""
 TIMED_METRICS = frozenset({"latency_p50", "latency_p90", "gpu_latency_p50"})
 """Metrics read from the latency pass, whose worker checks the machine was quiet (``harness.engine.quiet``)."""

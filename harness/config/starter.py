@@ -58,7 +58,7 @@ CI_SUITE = '''\
 # The suite your CI gates (harness init; examples/user-project-ci.yml runs `harness run --suite ci`).
 # Latency in 5 rounds (a fresh worker each) per job: `harness gate` tests the rounds' medians, so that one busy
 # moment of a shared runner does not pass for a change. With one round, two runs of unchanged code raised false
-# alarms once latency was gated; this shape is the one the gate benchmark measured (README: "the gate").
+# alarms once latency was gated; this shape is the one the gate benchmark measured (docs/guides/ci.md).
 models = ["my_generator"]
 targets = ["x86-cpu-1t"]              # one intra-op thread: a shared runner's other vCPU stays for the rest
 formats = ["onnx"]                    # add the formats you ship; each job adds about 5 x 1-10 s

@@ -203,7 +203,7 @@ def pair_cpus(request: Mapping[str, Any], available: list[int], pair: int) -> li
     """The CPUs both workers of pair number ``pair`` are pinned to: as many as the job's threads, rotating over
     the available CPUs from the last one pair by pair. None (left as the request says) when the request pins
     its own CPUs or uses every core. On a shared 2-vCPU VM, 17 of 96 A/A pairs differed by more than 5% unpinned,
-    4 of 352 pinned (benchmarks/gate_power.py, README)."""
+    4 of 352 pinned (benchmarks/gate_power.py, docs/guides/ci.md)."""
     threads = int(request.get("runtime_options", {}).get("threads", 0))
     n = len(available)
     if request.get("cpu_affinity") or threads <= 0 or threads >= n:

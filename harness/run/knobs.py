@@ -33,7 +33,7 @@ MAX_FLOAT_LAYERS = 4
 DISTILL_STEP = 0.05
 """Distillation widths are searched on this grid (amount = share of channels removed)."""
 STUDENT_STEPS, STUDENT_LR = 3000, 0.003
-"""The students' training (the README's compression study's recipe), cut at a tenth of the time limit
+"""The students' training (the recipe of the compression study in docs/measured/compression.md), cut at a tenth of the time limit
 (``max_train_s``, at most 300 s): on a slow machine the time, not the step count, bounds it."""
 COMPOSE_MARGIN_DB = 3.0
 """A distilled student is quantized on top only when its PSNR clears the floor by this much (int8 costs some)."""
