@@ -12,20 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from harness._floors import FLOORS as _FLOORS, floor_of as _floor_of
 from harness.config.paths import PACKAGE_DIR
 
-FLOORS = [
-    ("floor", 0, ("harness", "harness.types", "harness.errors", "harness.stats", "harness.hashing", "harness.capture",
-                  "harness.registry", "harness.protocol", "harness.pyfile", "harness.plugins", "harness.sampling")),
-    ("worker side", 1, ("harness.engine", "harness.runtimes", "harness.energy", "harness.profiling", "harness.worker")),
-    ("config, results", 2, ("harness.config", "harness.results")),
-    ("analysis, launch", 3, ("harness.analysis", "harness.launch")),
-    ("build", 4, ("harness.build", "harness.compress", "harness.exporters", "harness.zoo", "harness.training",
-                  "harness.digits", "harness.model_helpers")),
-    ("report", 5, ("harness.report",)),
-    ("run", 6, ("harness.run",)),
-    ("entry points", 7, ("harness.cli", "harness.api", "harness.pytest_plugin", "harness.__main__")),
-]
+FLOORS = [(f.name, f.number, f.modules) for f in _FLOORS]
 ALLOWED_UPWARD = {
     ("harness.runtimes.torch_eager", "harness.build.torch_model"):
         "PyTorch eager rebuilds the generator from its model code in the worker (its bundle then carries it)",
@@ -43,13 +33,9 @@ def module_name(path: Path) -> str:
 
 
 def floor_of(module: str) -> int:
-    best = (-1, -1)
-    for _, floor, prefixes in FLOORS:
-        for prefix in prefixes:
-            if module == prefix or module.startswith(prefix + "."):
-                best = max(best, (len(prefix), floor))
-    assert best[1] >= 0, f"{module} is in no room: add it to FLOORS (and to the map in docs/contributing.md)"
-    return best[1]
+    floor = _floor_of(module)
+    assert floor >= 0, f"{module} is in no room: add it to harness/_floors.py"
+    return floor
 
 
 def harness_imports(path: Path) -> set[str]:

@@ -102,7 +102,20 @@ def _field_docs(cls: type) -> dict[str, str]:
     return found
 
 
-PAGES = {"reference/cli.md": _cli, "reference/metrics.md": _metrics, "reference/compressors.md": _compressors,
+def _floors() -> str:
+    from harness._floors import FLOORS, NOT_ON_BOARDS, WORKER_FLOORS
+
+    out = ["# Floors of the code", "", "Generated from `harness/_floors.py`. A module imports only its own floor and "
+           "those below; a module belongs to the floor of its longest matching prefix. A board receives floors "
+           f"{' and '.join(map(str, WORKER_FLOORS))} (not {', '.join(f'`{m}`' for m in NOT_ON_BOARDS)}).", "",
+           "| floor | room | modules | runs in | holds |", "|---:|---|---|---|---|"]
+    for floor in FLOORS:
+        modules = ", ".join(f"`{m}`" for m in floor.modules)
+        out.append(f"| {floor.number} | {floor.name} | {modules} | {floor.runs_in} | {floor.holds} |")
+    return "\n".join(out) + "\n"
+
+
+PAGES = {"reference/floors.md": _floors, "reference/cli.md": _cli, "reference/metrics.md": _metrics, "reference/compressors.md": _compressors,
          "reference/knobs.md": _knobs, "reference/settings.md": _settings}
 
 

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from harness._floors import worker_side
 from harness.hashing import file_sha256
 from harness.protocol import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, failure_result, parse_result, request_artifacts, wire
 from harness.types import SshSettings
@@ -28,11 +29,10 @@ REMOTE_EXIT_TIMEOUT = 124
 """Exit status of coreutils ``timeout`` when it stopped the worker."""
 
 
-WORKER_SIDE = ("__init__.py", "worker.py", "protocol.py", "types.py", "stats.py", "errors.py", "registry.py",
-               "capture.py", "plugins.py", "pyfile.py", "sampling.py", "engine/", "runtimes/", "energy/", "profiling/")
+WORKER_SIDE = worker_side()
 """What a board needs to measure ONNX and TFLite artifacts: the worker, the floor modules it speaks and computes
 with, the engine, the runtime adapters, the energy probes and the op profilers (paths inside the ``harness``
-package)."""
+package): floors 0 and 1 of ``harness._floors``."""
 
 
 def bundle_files(with_models: bool = False) -> list[Path]:
