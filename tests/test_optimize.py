@@ -283,3 +283,18 @@ def test_the_project_files_optimize_table_is_the_default_and_the_call_overrides_
     spec_ = api._optimize_spec(api._optimize_table(None, None, "4m", {"min_speedup": 1.5, "formats": ("onnx",)}))
     assert spec_.model == "my_gan" and spec_.time_limit_s == 240 and spec_.formats == ("onnx",)
     assert spec_.budget.terms() == {"min_speedup": 1.5, "min_psnr": 30.0}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "nope", "--target", "x86-cpu"], "unknown model 'nope' (known: "),
+    (["--model", "fragile_mlp", "--target", "nowhere"], "unknown target 'nowhere'"),
+    (["--model", "fragile_mlp", "--target", "x86-cpu", "--knob", "magic"], "unknown search knob 'magic'"),
+    (["--model", "fragile_mlp", "--target", "x86-cpu", "--time-limit", "4minutes"], "duration such as 90s"),
+    (["--target", "x86-cpu"], "needs a model and a target"),
+])
+def test_bad_searches_are_one_line_errors_before_anything_runs(tmp_path, args, message):
+    out = tmp_path / "search"
+    proc = subprocess.run([sys.executable, "-m", "harness", "optimize", *args, "--min-psnr", "30", "--out", str(out)],
+                          cwd=PROJECT_ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not out.exists()

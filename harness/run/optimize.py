@@ -122,6 +122,11 @@ def run_optimize(spec: OptimizeSpec | None, out: Path | None = None, cache: Path
         raise HarnessInputError("harness optimize needs a model and a target")
     knobs = load_knobs(spec.knobs)
     target = get_target(paths.targets_dirs(), spec.target)
+    from harness.zoo import discover_all
+
+    known = discover_all()
+    if spec.model not in known:
+        raise HarnessInputError(f"unknown model {spec.model!r} (known: {', '.join(sorted(known)) or 'none'})")
     out = out or new_run_dir(paths.reports_dir(), f"optimize-{spec.model}")
     out.mkdir(parents=True, exist_ok=True)
     (out / SPEC_FILE).write_text(json.dumps(_spec_dict(spec), indent=1))
