@@ -167,6 +167,23 @@ def test_the_distillation_width_search_is_deterministic_and_moves_on():
     assert _score({"verdict": {"speedup": None}}, budget) == -100.0
 
 
+def test_a_student_cut_short_that_missed_only_on_fidelity_trains_again_for_longer():
+    from harness.run.knobs import TrainLonger
+
+    budget = {"min_speedup": 5.0, "min_psnr": 30.0, "min_labels": 0.95}
+    student = Candidate("distill", (spec("distill", {"amount": 0.75, "max_train_s": 90.0}, named=("amount",)),))
+    missed = _point(student, speedup=6.4, psnr=33.8, met=False, fidelity_failed=True)
+    missed["verdict"]["reasons"], missed["verdict"]["labels"] = ["labels 0.941 < 0.95"], 0.941
+    missed["training"] = {"steps_done": 1046, "stopped": "max_train_s = 90 s ran out after 1046 of 3000 steps"}
+    (longer,) = TrainLonger().propose(_state([missed], budget=budget))
+    assert longer.key == "distill(amount=0.75, max_train_s=270)"
+    assert longer.chain[0].params["max_train_s"] == 270.0 and longer.chain[0].params["steps"] == 600  # as before
+    finished = dict(missed, training={"steps_done": 3000})
+    slow = dict(missed, verdict=dict(missed["verdict"], reasons=["speed-up 3.00× < 5×", "labels 0.941 < 0.95"]))
+    assert TrainLonger().propose(_state([finished], budget=budget)) == []  # more time would change nothing
+    assert TrainLonger().propose(_state([slow], budget=budget)) == []  # better fidelity would not make it faster
+
+
 def test_candidates_round_trip_and_the_choice_is_the_fastest_confirmed_point():
     chain = Candidate("compose", (spec("distill", {"amount": 0.5}, named=("amount",)),
                                   spec("quant-static", after="distill(amount=0.5)")), (("threads", 1),))

@@ -15,6 +15,8 @@ Built in:
 - ``distill``: the student's width (``amount``, continuous): 0.5 and 0.75 first, then what Optuna's Gaussian-process
   sampler asks given the widths measured so far (``_score``: the lowest of speed-up / bar and fidelity / floor, a
   single peak where they cross); a denoiser's student trains on its sampling trajectories.
+- ``train-longer``: the best student that missed only on fidelity, and whose training ``max_train_s`` cut short,
+  trained again with three times the time.
 - ``compose``: a distilled student that kept fidelity with room to spare, quantized to int8.
 - ``threads``: the most promising points again at one intra-op thread (``threads`` on the target profile).
 - ``litert-xnnpack``: the most promising TFLite points again with LiteRT's built-in kernels only
@@ -35,6 +37,8 @@ DISTILL_STEP = 0.05
 STUDENT_STEPS, STUDENT_LR = 3000, 0.003
 """The students' training (the recipe of the compression study in docs/measured/compression.md), cut at a tenth of the time limit
 (``max_train_s``, at most 300 s): on a slow machine the time, not the step count, bounds it."""
+LONGER, MAX_TRAIN_S = 3.0, 900.0
+"""``train-longer``: the new training budget is this multiple of the old one, capped."""
 COMPOSE_MARGIN_DB = 3.0
 """A distilled student is quantized on top only when its PSNR clears the floor by this much (int8 costs some)."""
 
@@ -227,6 +231,35 @@ def _ask_width(measured: Mapping[float, float], seed: int, low: float, high: flo
             return amount
         study.tell(trial, measured[amount])
     return None
+
+
+@SEARCH_KNOBS.register("train-longer")
+class TrainLonger:
+    name = "train-longer"
+    description = (f"a student whose training the time budget cut short and that missed only on fidelity, trained "
+                   f"again with {LONGER}× the time (at most {MAX_TRAIN_S:g} s)")
+    priority = 35
+
+    def propose(self, state: SearchView) -> list[Candidate]:
+        out, seen = [], set()
+        points = sorted(state.points("confirm") + state.points("screen"), key=lambda p: -_score(p, state.budget))
+        for point in points:
+            chain, verdict = point["chain"], point["verdict"]
+            if len(chain) != 1 or chain[0].method != "distill" or point["deploy"] or chain[0].name in seen:
+                continue
+            seen.add(chain[0].name)
+            reasons = verdict.get("reasons") or []
+            only_fidelity = verdict.get("fidelity_failed") and not any("speed-up" in r or "p50" in r or "p90" in r
+                                                                      for r in reasons)
+            budget_s = float(chain[0].params.get("max_train_s") or 0)
+            if not (point.get("training") or {}).get("stopped") or not only_fidelity or budget_s >= MAX_TRAIN_S:
+                continue
+            given = {k: v for k, v in chain[0].params.items() if k in ("amount", "steps", "lr", "data")}
+            given["max_train_s"] = round(min(MAX_TRAIN_S, budget_s * LONGER), 1)
+            out.append(Candidate(self.name, (spec("distill", given, named=("amount", "max_train_s")),)))
+            if len(out) == 1:
+                break
+        return out
 
 
 @SEARCH_KNOBS.register("compose")

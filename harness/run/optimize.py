@@ -261,7 +261,7 @@ class _Search:
         loop = self.state.loop
         reference = baseline_ms(fp32, loop) if fp32 else None
         reference_disturbed = (fp32 or {}).get("loop_disturbed" if loop else "disturbed") or ""
-        layers = _layer_fidelity(results)
+        layers, training = _layer_fidelity(results), _training(results)
         budget = self.state.budget
         points = []
         for candidate in candidates or [Candidate("baseline")]:
@@ -276,7 +276,7 @@ class _Search:
                     "candidate": candidate.key, "knob": candidate.knob, "variant": row["variant"],
                     "format": row["format"], "runtime": row["runtime"], "target": row["target"],
                     "chain": candidate.chain, "deploy": candidate.deploy, "row": _plain(row),
-                    "layer": layer,
+                    "layer": layer, "training": training.get(row["variant"], {}),
                     "verdict": {"met": verdict.met, "reasons": list(verdict.reasons), "speedup": verdict.speedup,
                                 "speedup_low": verdict.speedup_low, "speedup_high": verdict.speedup_high,
                                 "psnr_db": verdict.psnr_db, "labels": verdict.labels,
@@ -385,6 +385,26 @@ def _layer_fidelity(results: Sequence[Path]) -> dict[tuple, dict[str, Any]]:
             entry["first_break_psnr"] = psnr.get(entry["first_break"]) if entry["first_break"] else None
             entry["worst_psnr"] = psnr.get(entry["worst"]) if entry["worst"] else None
             found.setdefault((record.variant, record.format, record.runtime, record.target), entry)
+    return found
+
+
+def _training(results: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """variant → how its student's training went (``steps_done``, and ``stopped`` when ``max_train_s`` ended it),
+    from the artifacts the runs' requests name."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in results:
+        requests = path.with_name("requests.jsonl")
+        if not requests.is_file():
+            continue
+        for line in requests.read_text().splitlines():
+            try:
+                artifact = json.loads(line).get("request", {}).get("artifact", {})
+            except ValueError:
+                continue
+            trained = (artifact.get("compression") or {}).get("distillation") or {}
+            if trained and artifact.get("variant"):
+                found.setdefault(artifact["variant"], {k: trained[k] for k in ("steps_done", "stopped", "train_seconds")
+                                                       if k in trained})
     return found
 
 
