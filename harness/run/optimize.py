@@ -575,17 +575,22 @@ def _chosen_card(chosen: Mapping[str, Any], artifact: str | None) -> dict[str, A
 
 
 def _nearest_miss(state: SearchState) -> dict[str, Any] | None:
-    """When nothing met the budget: the fastest point that kept fidelity (else the most faithful), and why."""
-    points = state.points("confirm") + state.points("screen")
+    """When nothing met the budget: the point that came closest (``knobs._score``: the lowest of speed-up / bar and
+    fidelity / floor), judged by its most thorough measurement (confirmed, else screened), and why it missed."""
+    from harness.run.knobs import _score
+
+    confirmed = {(p["candidate"], p["format"], p["runtime"], p["target"]) for p in state.points("confirm")}
+    points = state.points("confirm") + [p for p in state.points("screen")
+                                        if (p["candidate"], p["format"], p["runtime"], p["target"]) not in confirmed]
     points = [p for p in points if p["variant"] != "fp32" and p["verdict"]["speedup"] is not None]
     if not points:
         return None
-    faithful = [p for p in points if not p["verdict"]["fidelity_failed"]]
-    pick = max(faithful, key=lambda p: p["verdict"]["speedup"]) if faithful else \
-        max(points, key=lambda p: p["verdict"]["psnr_db"] or -1e9)
-    return {"candidate": pick["candidate"], "format": pick["format"], "runtime": pick["runtime"],
+    pick = max(points, key=lambda p: _score(p, state.budget))
+    rung = "confirm" if (pick["candidate"], pick["format"], pick["runtime"], pick["target"]) in confirmed else "screen"
+    reason = pick["reason"] or "passed the screen; not confirmed before the search ended"
+    return {"candidate": pick["candidate"], "format": pick["format"], "runtime": pick["runtime"], "rung": rung,
             "speedup": pick["verdict"]["speedup"], "psnr_db": pick["verdict"]["psnr_db"],
-            "labels": pick["verdict"]["labels"], "reason": pick["reason"]}
+            "labels": pick["verdict"]["labels"], "reason": reason}
 
 
 def _copy_chosen(out: Path, chosen: Mapping[str, Any]) -> str | None:
