@@ -339,6 +339,8 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
               f"(CI low {chosen['speedup_ci'][0]:.2f}×), PSNR {_db(chosen['psnr_db'])}; file {found.folder / chosen['artifact']}"
               if chosen.get("artifact") else f"budget met: {chosen['candidate']} (file not found in the cache)",
               file=sys.stderr)
+        if chosen.get("note"):
+            print(f"note: {chosen['note']}", file=sys.stderr)
     else:
         miss = card.get("nearest_miss")
         print(f"budget not met ({card['budget_text']}) in {card['time_spent_s']:.0f} s"

@@ -46,7 +46,7 @@ SCREEN_SETTINGS = dict(min_runs=10, min_duration_s=0.2, max_duration_s=5.0, warm
 """The screen's short passes: a latency good to ~10–20 %, fidelity over 64 samples (8 sampling loops), layers."""
 BASELINE_SETTINGS = {**SCREEN_SETTINGS, "profile_runs": 0}
 SCREEN_BATCH = 8
-CONFIRM_TOP = 3
+CONFIRM_TOP = 2
 CONFIRM_REPEATS = 2
 MIN_STEP_S = 10.0
 """No step is started with less time than this left."""
@@ -565,7 +565,10 @@ def write_card(out: Path, state: SearchState, status: str, chosen: Mapping[str, 
 
 def _chosen_card(chosen: Mapping[str, Any], artifact: str | None) -> dict[str, Any]:
     verdict = chosen["verdict"]
-    return {"candidate": chosen["candidate"], "variant": chosen["variant"], "format": chosen["format"],
+    runs = chosen["row"].get("runs_ok")
+    return {"runs": runs, "note": "" if runs is None or runs >= CONFIRM_REPEATS else
+            f"confirmed on {runs} of {CONFIRM_REPEATS} runs: the time limit cut the confirm step short",
+            "candidate": chosen["candidate"], "variant": chosen["variant"], "format": chosen["format"],
             "runtime": chosen["runtime"], "target": chosen["target"], "deploy": dict(chosen["deploy"]),
             "recipe": [s.to_dict() for s in chosen["chain"]], "artifact": artifact,
             "speedup": verdict["speedup"], "speedup_ci": [verdict["speedup_low"], verdict["speedup_high"]],
