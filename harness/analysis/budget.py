@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from harness.analysis.sweep_fronts import as_number
+
 SCREEN_SPEED_SLACK = 0.8
 """At the screen, a point whose speed-up is at least this share of the bar goes on to the full measurement."""
 SCREEN_PSNR_MARGIN_DB = 1.0
@@ -40,12 +42,8 @@ class Verdict:
     figures: Mapping[str, Any] = field(default_factory=dict)
 
 
-def number(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(out) else out
+number = as_number
+"""float(value), or None for a missing, non-numeric or NaN value."""
 
 
 def latency_of(row: Mapping[str, Any], loop: bool) -> tuple[float | None, float | None, float | None]:
@@ -111,19 +109,19 @@ def judge(row: Mapping[str, Any], baseline: float | None, budget: Mapping[str, f
         reasons.append(f"p90 {p90:.3g} ms > {p90_cap:g} ms")
     psnr, labels = fidelity_of(row, loop)
     floor = budget.get("min_psnr")
-    if floor is not None:
-        margin = SCREEN_PSNR_MARGIN_DB if screen else 0.0
-        if psnr is None:
-            reasons.append(f"no {what}PSNR measured")
-        elif psnr < floor - margin:
-            reasons.append(f"{what}PSNR {psnr:.1f} dB < {floor:g} dB")
-    label_floor = budget.get("min_labels")
-    if label_floor is not None:
-        margin = SCREEN_LABELS_MARGIN if screen else 0.0
-        if labels is None:
-            reasons.append(f"no {what}label agreement (measured for digits generators only)")
-        elif labels < label_floor - margin:
-            reasons.append(f"{what}labels {labels:.3f} < {label_floor:g}")
+    for value, term, margin, missing, shown in (
+            (psnr, "min_psnr", SCREEN_PSNR_MARGIN_DB, f"no {what}PSNR measured",
+             lambda v, f: f"{what}PSNR {v:.1f} dB < {f:g} dB"),
+            (labels, "min_labels", SCREEN_LABELS_MARGIN,
+             f"no {what}label agreement (measured for digits generators only)",
+             lambda v, f: f"{what}labels {v:.3f} < {f:g}")):
+        bound = budget.get(term)
+        if bound is None:
+            continue
+        if value is None:
+            reasons.append(missing)
+        elif value < bound - (margin if screen else 0.0):
+            reasons.append(shown(value, bound))
     memory_cap, memory = budget.get("max_memory_mb"), number(row.get("peak_rss_mb"))
     if memory_cap is not None:
         if memory is None:
