@@ -11,7 +11,6 @@ its runs (``harness.analysis.sweep_fronts.aggregate``). Two rungs:
 Every term that fails is a reason in words a user can act on ("PSNR 17.1 dB < 30 dB")."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
