@@ -315,3 +315,11 @@ def test_bad_searches_are_one_line_errors_before_anything_runs(tmp_path, args, m
                           cwd=PROJECT_ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not out.exists()
+
+
+def test_the_width_search_bisects_towards_the_peak_when_the_sampler_keeps_asking_a_measured_width():
+    from harness.run.knobs import _between
+
+    # the VAE search's widths: the best (0.9) lost fidelity, 0.75 was faithful but slow: the peak lies between
+    assert _between({0.25: 0.27, 0.5: 0.26, 0.75: 0.61, 0.9: 0.88}, 0.25, 0.9) == 0.8
+    assert _between({0.5: 0.2, 0.55: 0.3, 0.6: 0.1}, 0.25, 0.9) is None  # both gaps closed on the grid

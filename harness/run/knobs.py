@@ -230,6 +230,22 @@ def _ask_width(measured: Mapping[float, float], seed: int, low: float, high: flo
         if amount not in measured:
             return amount
         study.tell(trial, measured[amount])
+    return _between(measured, low, high)
+
+
+def _between(measured: Mapping[float, float], low: float, high: float) -> float | None:
+    """When the sampler keeps asking for measured widths (its optimum sits on one): the grid width halfway between
+    the best-scoring width and its better-scoring neighbour (the side the peak lies on), else the other side; None
+    when both gaps are closed."""
+    widths = sorted(measured)
+    best = max(widths, key=lambda w: measured[w])
+    i = widths.index(best)
+    sides = [widths[i - 1] if i > 0 else low, widths[i + 1] if i + 1 < len(widths) else high]
+    sides.sort(key=lambda w: -measured.get(w, -1e9))
+    for side in sides:
+        middle = round(round((best + side) / 2 / DISTILL_STEP) * DISTILL_STEP, 4)
+        if min(best, side) < middle < max(best, side) and middle not in measured and low <= middle <= high:
+            return middle
     return None
 
 
