@@ -129,7 +129,7 @@ def run_optimize(spec: OptimizeSpec | None, out: Path | None = None, cache: Path
         raise HarnessInputError(f"unknown model {spec.model!r} (known: {', '.join(sorted(known)) or 'none'})")
     out = out or new_run_dir(paths.reports_dir(), f"optimize-{spec.model}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / SPEC_FILE).write_text(json.dumps(_spec_dict(spec), indent=1))
+    (out / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=1))
     state = SearchState(spec, target_threads=target.threads)
     if resume and (out / TRIALS_FILE).is_file():
         state.steps = [_step_from_json(json.loads(line)) for line in (out / TRIALS_FILE).read_text().splitlines()
@@ -453,7 +453,7 @@ def _candidate_of(point: Mapping[str, Any]) -> Candidate:
 def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
     from harness.run.sweep import _finite
 
-    return _finite({k: v for k, v in row.items() if not k.endswith("_runs_ms") or k.startswith(("latency", "loop"))})
+    return _finite(dict(row))
 
 
 def _step_to_json(step: Mapping[str, Any]) -> dict[str, Any]:
@@ -468,10 +468,6 @@ def _step_from_json(step: Mapping[str, Any]) -> dict[str, Any]:
     out["points"] = [dict(p, chain=tuple(CompressionSpec.from_dict(s) for s in p["chain"]),
                           deploy=tuple((k, v) for k, v in p["deploy"])) for p in step.get("points", [])]
     return out
-
-
-def _spec_dict(spec: OptimizeSpec) -> dict[str, Any]:
-    return spec.to_dict()
 
 
 def saved_table(out: Path) -> dict[str, Any]:
@@ -542,7 +538,7 @@ def write_card(out: Path, state: SearchState, status: str, chosen: Mapping[str, 
         "schema_version": SCHEMA_VERSION, "status": status, "model": spec.model, "target": spec.target,
         "batch": spec.batch, "budget": spec.budget.terms(), "budget_text": spec.budget.describe(),
         "loop": state.loop, "time_limit_s": spec.time_limit_s, "time_spent_s": round(state.spent_s(), 1),
-        "spec": _spec_dict(spec),
+        "spec": spec.to_dict(),
         "chosen": _chosen_card(chosen, artifact) if chosen else None,
         "front": front[0]["front"] if front else [],
         "nearest_miss": _nearest_miss(state) if not chosen else None,
@@ -598,20 +594,19 @@ def _nearest_miss(state: SearchState) -> dict[str, Any] | None:
 
 def _copy_chosen(out: Path, chosen: Mapping[str, Any]) -> str | None:
     """Copy the chosen job's artifact file (from the confirm run's requests) to ``out/chosen/``."""
-    for step in ("confirm",):
-        for requests in sorted(out.glob(f"{step}-*/run-*/requests.jsonl"), reverse=True):
-            for line in requests.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                artifact = entry.get("request", {}).get("artifact", {})
-                if (artifact.get("variant") == chosen["variant"] and entry.get("target") == chosen["target"]
-                        and entry.get("request", {}).get("runtime") == chosen["runtime"]
-                        and artifact.get("format") == chosen["format"] and Path(artifact.get("path", "")).is_file()):
-                    source = Path(artifact["path"])
-                    folder = out / "chosen"
-                    folder.mkdir(exist_ok=True)
-                    shutil.copy2(source, folder / source.name)
-                    return str(Path("chosen") / source.name)
+    for requests in sorted(out.glob("confirm-*/run-*/requests.jsonl"), reverse=True):
+        for line in requests.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            artifact = entry.get("request", {}).get("artifact", {})
+            if (artifact.get("variant") == chosen["variant"] and entry.get("target") == chosen["target"]
+                    and entry.get("request", {}).get("runtime") == chosen["runtime"]
+                    and artifact.get("format") == chosen["format"] and Path(artifact.get("path", "")).is_file()):
+                source = Path(artifact["path"])
+                folder = out / "chosen"
+                folder.mkdir(exist_ok=True)
+                shutil.copy2(source, folder / source.name)
+                return str(Path("chosen") / source.name)
     return None
