@@ -39,7 +39,7 @@ case = sys.argv[1]
 torch.manual_seed(0)
 if case == "diffusers-unet2d":
     import diffusers
-    from harness.build.outputs import with_output
+    from harness.prepare.outputs import with_output
     model = with_output(diffusers.UNet2DModel(
         sample_size=16, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=[32, 64],
         down_block_types=["DownBlock2D", "AttnDownBlock2D"], up_block_types=["AttnUpBlock2D", "UpBlock2D"],

@@ -28,7 +28,7 @@ from harness.run.interleave import read_requests  # noqa: E402
 
 
 def measured(result: dict, metric: str, stat: str | None = None) -> float:
-    m = next(m for m in result["measurements"] if m["metric"] == metric)
+    m = next(m for m in result.measurements if m["metric"] == metric)
     return float(m["stats"][stat]) if stat else float(m["value"])
 
 
@@ -54,8 +54,8 @@ def main() -> int:
             for method in order:
                 result = launcher.run(dict(request, mode="latency" if method == "harness" else "loadgen"),
                                       entry["timeout_s"])
-                if result["status"] != "ok":
-                    print(f"{model} {method}: {result['status']}: {result.get('error', '')[:300]}", file=sys.stderr)
+                if result.status != "ok":
+                    print(f"{model} {method}: {result.status}: {result.error[:300]}", file=sys.stderr)
                     return 2
                 if method == "harness":
                     figures |= {"harness_p50": measured(result, "latency", "p50"),
@@ -67,7 +67,7 @@ def main() -> int:
                                 "loadgen_p90_es": measured(result, "loadgen_ss_p90_early_stopping"),
                                 "loadgen_items_s": measured(result, "loadgen_offline_throughput"),
                                 "validity": ", ".join(f"{s}: {v['results'].get('result_validity')}"
-                                                      for s, v in result["context"]["loadgen"].items())}
+                                                      for s, v in result.context["loadgen"].items())}
             passes.append({"model": model, "job_key": key, "pair": pair, "order": list(order), **figures})
             print(json.dumps(passes[-1]), file=sys.stderr)
 

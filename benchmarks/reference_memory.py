@@ -1,6 +1,6 @@
 """Peak memory of the fp32 reference for CycleGAN's 256×256 ResNet generator (a benchmark, not a test): 64 samples
 (the default ``fidelity_samples``) in one call, as the prepare step computed them before, against
-``harness.build.artifacts.run_in_chunks`` (8 per call). Each in a fresh process; ru_maxrss after the call.
+``harness.prepare.artifacts.run_in_chunks`` (8 per call). Each in a fresh process; ru_maxrss after the call.
 
 Usage: python benchmarks/reference_memory.py   (prints JSON; raw output: benchmarks/results/reference-memory-*.json)
 """
@@ -18,7 +18,7 @@ import json, resource, sys, time
 sys.path.insert(0, sys.argv[2])
 import numpy as np, torch
 from cyclegan_resnet import ResnetGenerator
-from harness.build.artifacts import run_in_chunks
+from harness.prepare.artifacts import run_in_chunks
 model = ResnetGenerator().eval()
 x = np.random.default_rng(0).uniform(-1, 1, (64, 3, 256, 256)).astype(np.float32)
 start = time.perf_counter()

@@ -28,7 +28,6 @@ import io
 import json
 import os
 import random
-import shutil
 import sys
 import tempfile
 import time

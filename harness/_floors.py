@@ -20,11 +20,11 @@ class Floor:
 FLOORS: tuple[Floor, ...] = (
     Floor(0, "floor", ("harness", "harness.types", "harness.errors", "harness.stats", "harness.hashing",
                        "harness.capture", "harness.registry", "harness.protocol", "harness.pyfile", "harness.plugins",
-                       "harness.sampling", "harness._floors"),
+                       "harness.diffusion", "harness.sampling", "harness._floors"),
           "everywhere",
           "frozen dataclasses, pure statistics, the one registry per extension kind, the typed versioned worker "
           "protocol (`WorkerRequest` / `WorkerResult`, `serve` / `parse_result`), diffusion samplers in numpy "
-          "(`sampling`), this table (`_floors`)"),
+          "(`diffusion`; `sampling` is its old name, kept for model files), this table (`_floors`)"),
     Floor(1, "worker side", ("harness.engine", "harness.runtimes", "harness.energy", "harness.profiling",
                              "harness.worker"),
           "every worker: local, on a board (the worker bundle), emulated",
@@ -42,13 +42,13 @@ FLOORS: tuple[Floor, ...] = (
           "history, disturbed passes; launchers: local process, SSH board, emulated rootfs, lockstep pairs, Ctrl-C "
           "handling, the prepare child under its memory cap and per-variant time limit (`launch/preparing`), what "
           "runs on a Ray node (`launch/cluster`)"),
-    Floor(4, "build", ("harness.build", "harness.compress", "harness.exporters", "harness.zoo", "harness.training",
+    Floor(4, "build", ("harness.prepare", "harness.compress", "harness.exporters", "harness.zoo", "harness.training",
                        "harness.digits", "harness.model_helpers"),
           "the prepare child",
           "building and training generators, declared models and checkpoints, compressing, exporting (ONNX, TFLite, "
           "ExecuTorch), channel and attention-head pruning, the content-addressed artifact cache and the identity of "
-          "a model's code in it (`build/identity`), the check of a user's model before anything runs "
-          "(`build/dry_run`), FLOPs and bytes per inference (`build/work`); and the model-file API (`zoo`, "
+          "a model's code in it (`prepare/identity`), the check of a user's model before anything runs "
+          "(`prepare/dry_run`), FLOPs and bytes per inference (`prepare/work`); and the model-file API (`zoo`, "
           "`model_helpers`, `training`, `digits`: what a model file imports)"),
     Floor(5, "report", ("harness.report",), "host",
           "CSV, HTML, plots, where the time goes (`report/profile`), the deployment card (`report/card`), the lab's "

@@ -9,7 +9,8 @@ A request without ``protocol`` is read as version 1 (harnesses before the typed 
 Version 2 added the ``sampling`` mode (a denoiser's whole sampling loop) and its ``sampler`` field; version 3 the
 sampler's ``decoder`` (a second artifact the worker loads) and the ``profile``, ``layers`` and ``ceilings`` modes;
 version 4 the ``loadgen`` mode (MLPerf LoadGen's scenarios). ``serve`` is the child's side (one request, one
-result), ``parse_result`` the harness's; ``request_artifacts`` lists the artifacts a launcher must stage.
+result), ``parse_result`` the harness's: every launcher returns a ``WorkerResult`` and the host reads its fields.
+``request_artifacts`` lists the artifacts a launcher must stage.
 
 Standard library and ``harness.types`` only: this module ships in the worker bundle.
 """
@@ -166,6 +167,13 @@ class WorkerResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    def replace(self, **changes: Any) -> WorkerResult:
+        return dataclasses.replace(self, **changes)
+
+    def with_context(self, **values: Any) -> WorkerResult:
+        """This result with ``values`` added to its context (a launcher's labels: emulated, the node it ran on)."""
+        return dataclasses.replace(self, context=dict(self.context) | values)
+
     def to_dict(self) -> dict[str, Any]:
         out = {"protocol": PROTOCOL_VERSION, "status": self.status, "error": self.error,
                "measurements": [dict(m) for m in self.measurements], "context": dict(self.context)}
@@ -253,30 +261,25 @@ def signal_name(returncode: int) -> str:
         return f"signal {-returncode}"
 
 
-def exit_result(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
+def exit_result(returncode: int, stdout: str, stderr: str) -> WorkerResult:
     """The result of a child that has exited: ``crashed`` if a signal killed it, else what it wrote."""
     if returncode < 0:
-        return failure_result("crashed", f"worker killed by {signal_name(returncode)}", stderr)
+        return WorkerResult.failure("crashed", f"worker killed by {signal_name(returncode)}", stderr)
     return parse_result(stdout, stderr, f"worker exited with code {returncode}")
 
 
-def error_text(result: Mapping[str, Any]) -> str:
+def error_text(result: WorkerResult) -> str:
     """A failed result's error, with the tail of the child's stderr."""
-    text = result.get("error", "") or result["status"]
-    if result.get("stderr_tail"):
-        text += "\n" + result["stderr_tail"]
+    text = result.error or result.status
+    if result.stderr_tail:
+        text += "\n" + result.stderr_tail
     return text
 
 
-def failure_result(status: str, error: str, stderr: str = "") -> dict[str, Any]:
-    """The wire form of ``WorkerResult.failure``."""
-    return WorkerResult.failure(status, error, stderr).to_dict()
-
-
-def parse_result(stdout: str, stderr: str, exited: str) -> dict[str, Any]:
+def parse_result(stdout: str, stderr: str, exited: str) -> WorkerResult:
     """The child's result (its last stdout line), checked against this protocol; a ``crashed`` result saying what
     came instead, or a ``failed`` one naming both versions. ``exited`` describes how the child ended, e.g. "worker
-    exited with code 3". A MemoryError is ``oom``. Returns the wire form."""
+    exited with code 3". A MemoryError is ``oom``."""
     lines = [ln for ln in stdout.splitlines() if ln.strip()]
     try:
         data = json.loads(lines[-1]) if lines else None
@@ -284,13 +287,13 @@ def parse_result(stdout: str, stderr: str, exited: str) -> dict[str, Any]:
         data = None
     if not isinstance(data, dict) or "status" not in data:
         what = "no result" if not lines else "a result that is not a JSON object with a status"
-        return failure_result("crashed", f"{exited} and {what}", stderr)
+        return WorkerResult.failure("crashed", f"{exited} and {what}", stderr)
     try:
         result = WorkerResult.from_dict(data)
     except ProtocolError as exc:
-        return failure_result("failed", str(exc), stderr)
+        return WorkerResult.failure("failed", str(exc), stderr)
     if result.status == "failed" and result.error.startswith("MemoryError"):
         result = dataclasses.replace(result, status="oom")
     if not result.ok and stderr:
         result = dataclasses.replace(result, stderr_tail=tail(stderr))
-    return result.to_dict()
+    return result

@@ -50,11 +50,11 @@ class DigitsTraining:
 
 def weights_key(spec: Any, model: Any = None) -> str:
     """The cache key of a spec's trained weights ('' for a model without training); ``model``: one its builder
-    built (its code is part of the key, ``harness.build.identity``)."""
+    built (its code is part of the key, ``harness.prepare.identity``)."""
     import torch
 
-    from harness.build.artifacts import content_id
-    from harness.build.identity import code_digest
+    from harness.prepare.artifacts import content_id
+    from harness.prepare.identity import code_digest
 
     if spec.training is None:
         return ""
@@ -74,7 +74,7 @@ def build_trained(spec: Any, cache_root: Path) -> tuple[Any, dict[str, Any]]:
 
     model = spec.builder(**spec.builder_kwargs)
     if getattr(spec, "checkpoint", None) is not None:
-        from harness.build.checkpoints import load_checkpoint
+        from harness.prepare.checkpoints import load_checkpoint
 
         digest = load_checkpoint(model, spec.checkpoint)
         return model.eval(), {"weights_sha256": digest, "checkpoint": spec.checkpoint.to_dict()}
@@ -124,7 +124,7 @@ def _loop(recipe: DigitsTraining, images: Any, gen: Any, step_fn: Any, opt: Any,
     import torch
 
     window: list[float] = []
-    from harness.build import progress
+    from harness.prepare import progress
 
     for step in range(1, recipe.steps + 1):
         progress.report(f"training on digits ({recipe.objective})", step - 1, recipe.steps)

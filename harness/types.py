@@ -38,11 +38,11 @@ class ModelSpec:
     training: Any = None
     """A ``harness.training.DigitsTraining`` when the generator is trained on digits (weights cached), else None."""
     checkpoint: Any = None
-    """A ``harness.build.checkpoints.Checkpoint``: the user's weights, loaded after the builder (None = as built)."""
+    """A ``harness.prepare.checkpoints.Checkpoint``: the user's weights, loaded after the builder (None = as built)."""
     output_range: tuple[float, float] | None = None
     """The output's nominal value range, when declared: PSNR is taken over it (else inferred, see fidelity)."""
     sampler: Any = None
-    """A ``harness.sampling.Sampler`` for a denoiser: its jobs also measure the whole sampling loop (None = one
+    """A ``harness.diffusion.Sampler`` for a denoiser: its jobs also measure the whole sampling loop (None = one
     call is the whole generation)."""
 
 
@@ -326,7 +326,7 @@ class Job:
     layers_reference_path: str = ""
     """The fp32 PyTorch model's leaf-module outputs on the inputs (``ModelIO.layers_reference_path``; '' = none)."""
     work: Mapping[str, Any] | None = None
-    """FLOPs and bytes per inference of the model the artifact was made from (``harness.build.work.Work.to_dict()``,
+    """FLOPs and bytes per inference of the model the artifact was made from (``harness.prepare.work.Work.to_dict()``,
     or ``{"error": …}``); None for a user's own artifact (no PyTorch model to count on)."""
 
     @property

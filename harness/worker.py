@@ -231,7 +231,7 @@ def sampling(request: WorkerRequest, job: Loaded) -> tuple:
     loop's sample set, for the trajectory's fidelity."""
     from harness.engine.measure import run_latency_pass
     from harness.engine.sampling_loop import SamplingLoop
-    from harness.sampling import Sampler
+    from harness.diffusion import Sampler
     from harness.types import Artifact, Measurement, RunSettings
     from harness import stats
 

@@ -34,10 +34,10 @@ def register_model(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator for a builder function ``builder(**builder_kwargs) -> nn.Module``. ``training``: a
     ``harness.training.DigitsTraining`` to train the generator briefly on digits (weights cached). ``sampler``: a
-    ``harness.sampling.Sampler`` for a denoiser, whose jobs then also measure the whole sampling loop. ``output`` /
+    ``harness.diffusion.Sampler`` for a denoiser, whose jobs then also measure the whole sampling loop. ``output`` /
     ``method``: for a model that returns a ``ModelOutput``, dict or tuple, which of its tensors is the image (a name
     or an index; None: the only tensor), and the method to benchmark instead of ``forward``
-    (``harness.build.outputs``)."""
+    (``harness.prepare.outputs``)."""
 
     def add(builder: Callable[..., Any]) -> Callable[..., Any]:
         source = sys.modules[builder.__module__].__file__ or ""
@@ -67,7 +67,7 @@ def _selecting(builder: Callable[..., Any], output: str | int | None, method: st
 
     @functools.wraps(builder)  # keeps the builder's module: its code is the model's identity
     def build(**kwargs: Any) -> Any:
-        from harness.build.outputs import with_output
+        from harness.prepare.outputs import with_output
 
         return with_output(builder(**kwargs), output, method or "forward")
 
@@ -102,7 +102,7 @@ def load_model_file(path: Path) -> list[str]:
 
 
 def _load_project_models(path: Path) -> list[str]:
-    from harness.build.declared import register_declared
+    from harness.prepare.declared import register_declared
     from harness.config.project import add_import_paths, load_project
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from harness.digits import DigitsImages
-from harness.sampling import Sampler
+from harness.diffusion import Sampler
 from harness.training import DigitsTraining
 from harness.zoo import register_model
 from harness.model_helpers import seeded

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.build.artifacts import ArtifactCache
-from harness.build.prepare import validate_in_worker
+from harness.prepare.artifacts import ArtifactCache
+from harness.prepare.child import validate_in_worker
 from harness.zoo import discover, get_model
 
 
@@ -32,5 +32,7 @@ warmup_max_runs = 10
 memory_runs = 1
 energy_min_s = 0.05
 fidelity_samples = 16
+profile_runs = 0
 """
-"""A suite's [settings] for tests that run whole suites: few runs, a smoke test of the machinery."""
+"""A suite's [settings] for tests that run whole suites: few runs and no per-op profile pass (the profiling tests
+ask for one): a smoke test of the machinery."""

@@ -17,7 +17,7 @@ from harness.config.paths import PACKAGE_DIR
 
 FLOORS = [(f.name, f.number, f.modules) for f in _FLOORS]
 ALLOWED_UPWARD = {
-    ("harness.runtimes.torch_eager", "harness.build.torch_model"):
+    ("harness.runtimes.torch_eager", "harness.prepare.torch_model"):
         "PyTorch eager rebuilds the generator from its model code in the worker (its bundle then carries it)",
     ("harness.config.suite", "harness.compress"):
         "a suite's [[variants]] are checked against each compressor's own parameters (lazy import)",
@@ -83,7 +83,7 @@ def test_the_engine_imports_only_the_standard_library_numpy_and_psutil():
         assert names <= allowed, f"{path.name} imports {sorted(names - allowed)}"
 
 
-WORKER_BUNDLE = ["__init__.py", "capture.py", "energy/__init__.py", "energy/counters.py", "energy/modelled.py",
+WORKER_BUNDLE = ["__init__.py", "capture.py", "diffusion.py", "energy/__init__.py", "energy/counters.py", "energy/modelled.py",
                  "energy/sampled.py", "energy/window.py", "engine/__init__.py", "engine/context.py",
                  "engine/cpustate.py", "engine/device_timing.py", "engine/loadgen.py", "engine/measure.py",
                  "engine/memory.py",
@@ -105,7 +105,7 @@ def test_the_worker_bundle_for_boards_holds_the_worker_side_only():
         assert sorted(n.removeprefix("harness/") for n in zf.namelist()) == WORKER_BUNDLE
     full, _ = worker_bundle(with_models=True)
     with zipfile.ZipFile(__import__("io").BytesIO(full)) as zf:
-        assert "harness/build/torch_model.py" in zf.namelist()  # a PyTorch target rebuilds models on the board
+        assert "harness/prepare/torch_model.py" in zf.namelist()  # a PyTorch target rebuilds models on the board
 
 
 @pytest.mark.slow

@@ -311,7 +311,7 @@ def test_an_attention_unet_is_pruned_around_its_head_split_in_bounded_memory(blo
 def _diffusers_unet() -> nn.Module:
     UNet2DModel = pytest.importorskip(
         "diffusers", reason="diffusers is not installed (pip install 'edge-harness[diffusers]')").UNet2DModel
-    from harness.build.outputs import with_output
+    from harness.prepare.outputs import with_output
 
     torch.manual_seed(0)
     return with_output(UNet2DModel(
@@ -373,7 +373,7 @@ def test_a_student_from_the_models_own_builder_with_other_arguments_is_distilled
     assert info["parameters"] < 0.3 * info["parameters_before"]
     curve = info["distillation"]["curve"]
     assert curve[-1][1] < curve[0][1]
-    from harness.build.torch_model import rebuilt
+    from harness.prepare.torch_model import rebuilt
 
     skeleton = rebuilt(info["structure"]["rebuild"], source.build)
     skeleton.load_state_dict(student.state_dict())
@@ -466,7 +466,7 @@ def test_skip_models_are_pruned_and_distilled_and_run_in_every_format(tmp_path):
 
 
 def test_an_edited_student_builder_file_makes_another_artifact_id(tmp_path, monkeypatch):
-    from harness.compress.steps import _step
+    from harness.prepare.compress_steps import _step
     from harness.types import CompressionSpec
 
     (tmp_path / "my_students.py").write_text("def small(ch=4):\n    return None\n")
@@ -514,7 +514,7 @@ def test_a_stable_diffusion_shaped_unet_loses_heads_in_self_and_cross_attention(
     wide), its query the feature map (16 or 32); heads go as units in both kinds of block."""
     diffusers = pytest.importorskip("diffusers", reason="diffusers is not installed (pip install "
                                                         "'edge-harness[diffusers]')")
-    from harness.build.outputs import with_output
+    from harness.prepare.outputs import with_output
 
     def build() -> nn.Module:
         torch.manual_seed(0)

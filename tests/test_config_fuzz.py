@@ -3,7 +3,6 @@
 Whatever the file, exit 0, 1 or 2, never a traceback; an error is one line that names the file."""
 from __future__ import annotations
 
-import random
 import shutil
 
 from hypothesis import HealthCheck, given, settings

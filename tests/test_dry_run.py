@@ -1,5 +1,5 @@
 """The user's model is checked before anything runs: every way a declared model cannot run is one line naming the
-input and the fix, exit 2, and no job is measured (``harness.build.dry_run``)."""
+input and the fix, exit 2, and no job is measured (``harness.prepare.dry_run``)."""
 from __future__ import annotations
 
 import textwrap
@@ -46,8 +46,8 @@ def declare(project, inputs: str, factory: str = "pkg.cond:Cond", extra: str = "
 
 def check(project) -> str:
     """The dry run's one-line error for the project's model ('' when it runs)."""
-    from harness.build.declared import register_declared
-    from harness.build.dry_run import dry_run
+    from harness.prepare.declared import register_declared
+    from harness.prepare.dry_run import dry_run
     from harness.config.project import add_import_paths, load_project
     from harness.zoo import get_model
 
@@ -122,7 +122,7 @@ def test_an_unknown_model_in_a_suite_names_the_suite_file(project, tmp_path):
 
 
 def test_a_checkpoint_whose_keys_carry_one_prefix_suggests_checkpoint_key(project, tmp_path):
-    from harness.build.checkpoints import Checkpoint, load_checkpoint
+    from harness.prepare.checkpoints import Checkpoint, load_checkpoint
 
     declare(project, f"[{LATENT}, {LABEL}]")
     import sys
@@ -145,8 +145,8 @@ def test_a_checkpoint_whose_keys_carry_one_prefix_suggests_checkpoint_key(projec
 
 
 def test_a_passed_check_is_not_repeated_until_the_model_changes(project, tmp_path, monkeypatch):
-    from harness.build.declared import register_declared
-    from harness.build.dry_run import check_in_child
+    from harness.prepare.declared import register_declared
+    from harness.prepare.dry_run import check_in_child
     from harness.config.project import add_import_paths, load_project
     from harness.launch.local import LocalLauncher
     from harness.zoo import get_model

@@ -3,7 +3,6 @@ measurement from it is labelled emulated. Needs the rootfs from scripts/arm64-ro
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.build.artifacts import load_outputs
+from harness.prepare.artifacts import load_outputs
 from harness.protocol import PROTOCOL_VERSION
 from harness.config.paths import PROJECT_ROOT
 from harness.runtimes import RuntimeOptions, runtime_class, runtimes_for_format

@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
-from harness.build.artifacts import load_outputs
+from harness.prepare.artifacts import load_outputs
 from harness.registry import RUNTIMES
 from harness.runtimes import RuntimeOptions, runtime_class, runtimes_for_format
 from harness.worker import load_inputs

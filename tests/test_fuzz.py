@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.errors import HarnessInputError
-from harness.build.external import check_static
+from harness.prepare.external import check_static
 from harness.results.store import read_records
 from harness.config.suite import load_suite
 from harness.config.targets import load_target

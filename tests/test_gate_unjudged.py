@@ -7,7 +7,6 @@ import dataclasses
 from xml.etree import ElementTree as ET
 
 import numpy as np
-import pytest
 
 from harness.analysis.gate import EXIT_NOT_JUDGED, GateConfig, junit_xml, load_gate_config, markdown_summary, \
     run_gate

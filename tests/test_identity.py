@@ -1,11 +1,10 @@
 """An edited model is measured again, always: an artifact's id covers the code the model runs (the user's package
-included), not only the file that declares it (``harness.build.identity``)."""
+included), not only the file that declares it (``harness.prepare.identity``)."""
 from __future__ import annotations
 
 import importlib
 import json
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -71,8 +70,8 @@ def fresh_package(monkeypatch, isolated_models):
 
 
 def _digest(root: Path, pkg: str) -> str:
-    from harness.build.declared import register_declared
-    from harness.build.identity import code_digest
+    from harness.prepare.declared import register_declared
+    from harness.prepare.identity import code_digest
     from harness.config.project import load_project
     from harness.zoo import get_model
 
@@ -85,14 +84,14 @@ def _digest(root: Path, pkg: str) -> str:
 
 
 def test_the_digest_follows_the_model_code_its_helpers_and_nothing_else(tmp_path, fresh_package):
-    from harness.build.identity import model_code
+    from harness.prepare.identity import model_code
     from harness.zoo import get_model
 
     root = make_project(tmp_path / "p", "pkg_digest")
     first = _digest(root, "pkg_digest")
     files, _ = model_code(get_model("gen"), get_model("gen").builder())
-    # no stdlib, no torch, and of the harness only the class a declared model is given (harness.build.outputs)
-    assert {name for name, _ in files} == {"pkg_digest.gen", "pkg_digest.blocks", "harness.build.outputs"}
+    # no stdlib, no torch, and of the harness only the class a declared model is given (harness.prepare.outputs)
+    assert {name for name, _ in files} == {"pkg_digest.gen", "pkg_digest.blocks", "harness.prepare.outputs"}
     assert _digest(root, "pkg_digest") == first  # unchanged: the same id
 
     gen = root / "pkg_digest" / "gen.py"
@@ -120,7 +119,7 @@ def test_the_same_code_in_another_folder_has_the_same_digest(tmp_path, fresh_pac
 def test_a_model_file_that_imports_the_users_package(tmp_path, fresh_package):
     """A ``@register_model`` file in models_dir whose generator lives in the user's package: editing the package
     (not the model file) changes the digest."""
-    from harness.build.identity import code_digest
+    from harness.prepare.identity import code_digest
     from harness.zoo import get_model, load_model_file
 
     root = make_project(tmp_path / "p", "pkg_mf")
@@ -147,7 +146,7 @@ def test_a_model_file_that_imports_the_users_package(tmp_path, fresh_package):
 def test_a_model_class_from_a_base_class_module_and_an_installed_package(tmp_path, fresh_package):
     """A base class in another user module is part of the code; a class from an installed package counts by
     the package's version (torch.nn: torch)."""
-    from harness.build.identity import model_code
+    from harness.prepare.identity import model_code
     from harness.zoo import get_model
 
     root = make_project(tmp_path / "p", "pkg_base")
@@ -236,7 +235,7 @@ def test_the_ci_flow_with_one_shared_cache_fails_a_slowed_head(tmp_path):
 def test_a_reused_torch_artifact_is_rebuilt_from_this_runs_model_file():
     """The same code in two checkouts shares ids; the worker must rebuild from this run's folder, not the folder
     the artifact was first built from (it may be gone)."""
-    from harness.build.prepare import _rebuilt_from_here
+    from harness.prepare.child import _rebuilt_from_here
 
     batches = {"1": {"variants": {"fp32": {"artifacts": {
         "torch": {"recipe": {"model": "gen", "source": "/gone/edge-harness.toml"}},

@@ -3,7 +3,6 @@ structured log read back, the report's side-by-side table, and a worker without 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 

@@ -62,7 +62,7 @@ def test_a_hanging_lockstep_worker_times_out_with_its_stderr(tmp_path):
         t0 = time.monotonic()
         assert worker.wait_ready() is False
         assert time.monotonic() - t0 < 10
-        assert worker.result["status"] == "timeout" and "starting" in worker.result["stderr_tail"]
+        assert worker.result.status == "timeout" and "starting" in worker.result.stderr_tail
     finally:
         worker.close()
 
@@ -74,7 +74,7 @@ def test_a_worker_answering_garbage_is_crashed_not_ready(tmp_path):
     worker = LockstepWorker(LocalLauncher(str(fake)), {"mode": "latency"}, deadline=time.monotonic() + 10)
     try:
         assert worker.wait_ready() is False
-        assert worker.result["status"] == "crashed" and "code 3" in worker.result["error"]
+        assert worker.result.status == "crashed" and "code 3" in worker.result.error
     finally:
         worker.close()
 
@@ -97,4 +97,4 @@ def test_a_worker_that_ignores_lockstep_is_not_taken_for_a_paired_result(tmp_pat
                                                                  "measurements": [], "context": {}}) + "'\n")
     fake.chmod(0o755)
     first, second = run_pair((LocalLauncher(str(fake)), {}), (LocalLauncher(str(fake)), {}), timeout_s=10)
-    assert first["status"] == second["status"] == "failed" and "ignored the lockstep request" in first["error"]
+    assert first.status == second.status == "failed" and "ignored the lockstep request" in first.error

@@ -1,6 +1,6 @@
 """Generators that do not return one tensor (``ModelOutput`` / ``BaseOutput`` dataclasses, dicts, tuples, named
 tuples) and generators benchmarked through another method (``decode``): the image output is chosen once, in the
-model, so every export and runtime reads the same tensor (``harness.build.outputs``)."""
+model, so every export and runtime reads the same tensor (``harness.prepare.outputs``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.build.outputs import select_output, with_output
+from harness.prepare.outputs import select_output, with_output
 from harness.errors import HarnessInputError
 from tests.helpers import QUICK_SETTINGS_TOML
 from tests.test_project import project  # noqa: F401  (the fixture: a project folder with package `pkg`)
@@ -176,8 +176,8 @@ def test_an_ambiguous_output_stops_the_run_before_any_job_and_output_fixes_it(pr
     assert code == 2 and err.count("\n") == 1, err
     assert "TwoHeads.forward returned a dict with 2 tensors (image, logits): declare which one is the image" in err
     assert not (tmp_path / "r" / "results.jsonl").exists()
-    from harness.build.declared import register_declared
-    from harness.build.dry_run import dry_run
+    from harness.prepare.declared import register_declared
+    from harness.prepare.dry_run import dry_run
     from harness.config.project import load_project
     from harness.registry import MODELS
 
@@ -243,8 +243,8 @@ DIFFUSERS_CONFIG = textwrap.dedent('''
 
 
 def test_diffusers_models_by_config_pass_the_check(project):
-    from harness.build.declared import register_declared
-    from harness.build.dry_run import dry_run
+    from harness.prepare.declared import register_declared
+    from harness.prepare.dry_run import dry_run
     from harness.config.project import load_project
     from harness.zoo import get_model
 
@@ -263,7 +263,7 @@ def test_diffusers_models_by_config_measure_in_every_exported_format(project, tm
     (project / "edge-harness.toml").write_text(DIFFUSERS_CONFIG)
     (project / "s.toml").write_text('models = ["ddpm_unet", "sd_unet", "vae_decode"]\ntargets = ["x86-cpu"]\n'
                                     'formats = ["onnx", "tflite", "executorch"]\n' + QUICK_SETTINGS_TOML
-                                    + "profile_runs = 0\n")  # the exports are the point here
+                                    )  # the exports are the point here (QUICK_SETTINGS_TOML: no profile pass)
     out = tmp_path / "run"
     code, err = cli("run", "--suite", str(project / "s.toml"), "--out", str(out), "--no-progress",
                     "--cache", str(tmp_path / "cache"))
@@ -308,7 +308,7 @@ def test_pt2e_for_tflite_leaves_a_diffusers_integer_timestep_unobserved():
     'Long'). They are dropped; the quantized graph runs and stays near fp32."""
     import numpy as np
 
-    from harness.build.outputs import with_output
+    from harness.prepare.outputs import with_output
     from harness.compress.pt2e import _litert_quantizer, quantized_graph
 
     torch.manual_seed(0)
@@ -332,7 +332,7 @@ def test_pt2e_for_tflite_on_a_diffusers_unet_fails_in_one_line_naming_what_works
     int8 paths that work for it (tflite-int8 measured ok on it, tests above and the README)."""
     import numpy as np
 
-    from harness.build.outputs import with_output
+    from harness.prepare.outputs import with_output
     from harness.compress.pt2e import PT2EInt8
 
     torch.manual_seed(0)

@@ -31,7 +31,7 @@ def test_plugins_load_at_each_entry_point_not_as_an_import_side_effect():
     callers = sorted(str(p.relative_to(PACKAGE_DIR)) for p in PACKAGE_DIR.rglob("*.py")
                      if any(isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", "")) ==
                             "load_plugins" for n in ast.walk(ast.parse(p.read_text()))))
-    assert callers == ["api.py", "build/dry_run.py", "build/prepare.py", "cli.py", "pytest_plugin.py", "worker.py"]
+    assert callers == ["api.py", "cli.py", "prepare/child.py", "prepare/dry_run.py", "pytest_plugin.py", "worker.py"]
 
 
 def test_a_broken_plugin_in_a_worker_is_a_failed_result_naming_it(tmp_path):
@@ -45,7 +45,7 @@ def test_a_broken_plugin_in_a_worker_is_a_failed_result_naming_it(tmp_path):
     broken = tmp_path / "broken.py"
     broken.write_text("raise RuntimeError('no licence server')\n")
     ok = LocalLauncher(env={"EDGE_HARNESS_PLUGINS": str(chatty)}).run(WorkerRequest("probe"), 60)
-    assert ok["status"] == "ok"
+    assert ok.status == "ok"
     failed = LocalLauncher(env={"EDGE_HARNESS_PLUGINS": str(broken)}).run(WorkerRequest("probe"), 60)
-    assert failed["status"] == "failed"
-    assert f"{broken}: plugin failed to import: RuntimeError: no licence server" in failed["error"]
+    assert failed.status == "failed"
+    assert f"{broken}: plugin failed to import: RuntimeError: no licence server" in failed.error

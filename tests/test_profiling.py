@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from harness.analysis.roofline import ridge_point, roofline_point
-from harness.build.work import count_work
+from harness.prepare.work import count_work
 from harness.profiling import families
 from harness.profiling.families import FAMILIES, op_family
 from harness.profiling.litert_ops import xnnpack_family, xnnpack_op_type
-from harness.profiling.ops import OpProfile, OpTime, aggregate
+from harness.profiling.ops import OpProfile, aggregate
 
 TINY = Path(__file__).parent / "fixtures" / "models"
 
@@ -158,8 +158,8 @@ def test_the_ceilings_mode_measures_peak_compute_and_bandwidth_at_the_jobs_threa
     cpus = sorted(os.sched_getaffinity(0))
     threads = min(2, len(cpus))
     result = LocalLauncher().run(WorkerRequest("ceilings", runtime_options={"threads": threads}), 120)
-    assert result["status"] == "ok", result.get("error")
-    ceilings = result["ceilings"]
+    assert result.status == "ok", result.error
+    ceilings = result.extra["ceilings"]
     assert ceilings["threads"] == threads
     assert f"GEMM 1024³ via NumPy's BLAS, {threads} BLAS thread(s)" in ceilings["peak_method"]
     assert f"{threads} thread(s) each copying 1/{threads}" in ceilings["bandwidth_method"], ceilings
@@ -377,7 +377,7 @@ def test_a_deliberately_broken_layer_is_found_in_every_runtime(tmp_path):
     import copy
     from types import SimpleNamespace
 
-    from harness.build.layers import layer_outputs, scope_chains
+    from harness.prepare.layers import layer_outputs, scope_chains
     from harness.exporters.onnx_export import OnnxExporter
     from harness.exporters.onnx_probe import probe_onnx
     from harness.exporters.tflite_export import TFLiteExporter

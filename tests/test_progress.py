@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from harness.build import progress
+from harness.prepare import progress
 from tests.conftest import FIXTURES
 
 

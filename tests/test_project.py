@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from harness.build.checkpoints import Checkpoint, load_checkpoint
+from harness.prepare.checkpoints import Checkpoint, load_checkpoint
 from harness.errors import HarnessInputError
 from harness.config.project import find_config
 from tests.helpers import QUICK_SETTINGS_TOML

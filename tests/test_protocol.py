@@ -56,12 +56,12 @@ def test_results_round_trip_and_statuses_are_one_closed_set():
 def test_the_harness_refuses_a_result_of_another_version_naming_both():
     newer = json.dumps({"protocol": PROTOCOL_VERSION + 1, "status": "ok"})
     result = parse_result(newer, "", "worker exited with code 0")
-    assert result["status"] == "failed"
-    assert f"speaks protocol {PROTOCOL_VERSION + 1}, this Edge Harness speaks {PROTOCOL_VERSION}" in result["error"]
+    assert result.status == "failed"
+    assert f"speaks protocol {PROTOCOL_VERSION + 1}, this Edge Harness speaks {PROTOCOL_VERSION}" in result.error
     unversioned = parse_result(json.dumps({"status": "ok"}), "", "worker exited with code 0")
-    assert unversioned["status"] == "failed" and "names no protocol version" in unversioned["error"]
+    assert unversioned.status == "failed" and "names no protocol version" in unversioned.error
     odd = parse_result(json.dumps({"protocol": PROTOCOL_VERSION, "status": "fine"}), "", "exited")
-    assert odd["status"] == "failed" and "unknown status 'fine'" in odd["error"]
+    assert odd.status == "failed" and "unknown status 'fine'" in odd.error
 
 
 def test_a_worker_refuses_a_request_of_another_version_naming_both():
@@ -79,7 +79,7 @@ def test_launchers_stamp_the_version_on_what_they_send(tmp_path):
     echo.write_text("#!/bin/sh\nread line\nprintf '{\"protocol\": %s, \"status\": \"ok\", \"context\": %s}\\n' "
                     f"{PROTOCOL_VERSION} \"$line\"\n")
     echo.chmod(0o755)
-    sent = LocalLauncher(str(echo)).run(WorkerRequest("probe"), 30)["context"]
+    sent = LocalLauncher(str(echo)).run(WorkerRequest("probe"), 30).context
     assert sent == WorkerRequest("probe").to_dict() and sent["protocol"] == PROTOCOL_VERSION
-    plain = LocalLauncher(str(echo)).run({"model": "m"}, 30)["context"]  # the prepare child's request
+    plain = LocalLauncher(str(echo)).run({"model": "m"}, 30).context  # the prepare child's request
     assert plain == wire({"model": "m"}) == {"protocol": PROTOCOL_VERSION, "model": "m"}

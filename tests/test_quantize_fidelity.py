@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from harness.compress import calibration_batches, compressor, resolve_params
 from harness.compress.coverage import onnx_coverage
-from harness.build.artifacts import max_abs_error, output_scale
+from harness.prepare.artifacts import max_abs_error, output_scale
 from harness.analysis.fidelity import data_range, output_fidelity, psnr
 from harness.report.compression import compression_frame
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.build.artifacts import run_in_chunks
+from harness.prepare.artifacts import run_in_chunks
 
 
 class _Two(nn.Module):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import random
 
 import pytest
 from hypothesis import HealthCheck, given, settings

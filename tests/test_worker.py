@@ -59,15 +59,15 @@ def test_threads_zero_means_every_available_core(built, tmp_path):
     _, _, io, exports = built
     job = _job(exports["onnx"], "onnxruntime", io, "outputs", tmp_path) | {"runtime_options": {"threads": 0}}
     result = LocalLauncher().run(job, 120)
-    assert result["context"]["threads"] == len(os.sched_getaffinity(0)) == result["context"]["cores_available"]
+    assert result.context["threads"] == len(os.sched_getaffinity(0)) == result.context["cores_available"]
 
 
 @pytest.mark.slow
 def test_memory_job_reports_rss_figures(built, tmp_path):
     _, _, io, exports = built
     result = LocalLauncher().run(_job(exports["onnx"], "onnxruntime", io, "memory", tmp_path), 120)
-    assert result["status"] == "ok", result
-    m = {x["metric"]: x["value"] for x in result["measurements"]}
+    assert result.status == "ok", result
+    m = {x["metric"]: x["value"] for x in result.measurements}
     assert m["peak_rss"] >= m["rss_after_load"] >= m["rss_baseline"] > 10 * 2**20
     assert m["peak_rss_over_baseline"] == m["peak_rss"] - m["rss_baseline"]
 
@@ -84,9 +84,9 @@ def test_broken_artifact_is_a_failed_result_not_a_crash(tmp_path):
     job = {"mode": "outputs", "artifact": artifact, "runtime": "onnxruntime", "inputs_path": str(np_inputs),
            "outputs_path": str(tmp_path / "o.npz")}
     result = LocalLauncher().run(job, 60)
-    assert result["status"] == "failed"
-    assert "onnxruntime" in result["error"].lower() or "protobuf" in result["error"].lower()
-    assert result["stderr_tail"]
+    assert result.status == "failed"
+    assert "onnxruntime" in result.error.lower() or "protobuf" in result.error.lower()
+    assert result.stderr_tail
 
 
 def test_unknown_runtime_and_garbage_job_fail_cleanly():
@@ -106,18 +106,18 @@ def _script(tmp_path, body):
 
 def test_launcher_reports_a_worker_killed_by_a_signal(tmp_path):
     result = LocalLauncher(python=_script(tmp_path, "echo dying >&2; kill -SEGV $$")).run({}, 30)
-    assert result["status"] == "crashed"
-    assert "SIGSEGV" in result["error"] and "dying" in result["stderr_tail"]
+    assert result.status == "crashed"
+    assert "SIGSEGV" in result.error and "dying" in result.stderr_tail
 
 
 def test_launcher_reports_a_hanging_worker_as_timeout(tmp_path):
     result = LocalLauncher(python=_script(tmp_path, "exec sleep 30")).run({}, 0.5)
-    assert result["status"] == "timeout" and "0.5 s" in result["error"]
+    assert result.status == "timeout" and "0.5 s" in result.error
 
 
 def test_launcher_reports_a_worker_without_result(tmp_path):
     result = LocalLauncher(python=_script(tmp_path, "echo oops >&2; exit 3")).run({}, 30)
-    assert result["status"] == "crashed" and "code 3" in result["error"]
+    assert result.status == "crashed" and "code 3" in result.error
 
 
 @pytest.mark.slow
@@ -126,15 +126,15 @@ def test_cpu_affinity_pins_the_worker_and_sets_the_default_threads(built, tmp_pa
     job = _job(exports["onnx"], "onnxruntime", io, "latency", tmp_path) | {
         "runtime_options": {"threads": 0}, "cpu_affinity": [0]}
     result = LocalLauncher().run(job, 120)
-    assert result["status"] == "ok", result
-    assert result["context"]["cpu_affinity"] == [0] and result["context"]["cores_available"] == 1
-    assert result["context"]["threads"] == 1
-    assert "cpu_state_before" in result["context"] and result["context"]["warnings"] == []
+    assert result.status == "ok", result
+    assert result.context["cpu_affinity"] == [0] and result.context["cores_available"] == 1
+    assert result.context["threads"] == 1
+    assert "cpu_state_before" in result.context and result.context["warnings"] == []
 
 
 def test_unavailable_cpu_affinity_is_unsupported(tmp_path):
     result = LocalLauncher().run({"mode": "outputs", "runtime": "onnxruntime", "cpu_affinity": [4096]}, 60)
-    assert result["status"] == "unsupported" and "cpu_affinity [4096] is not available" in result["error"]
+    assert result.status == "unsupported" and "cpu_affinity [4096] is not available" in result.error
 
 
 class _Doubler:
@@ -173,7 +173,7 @@ def test_import_time_counts_the_library_import_even_when_missing_would_import_it
     plugin = PROJECT_ROOT / "tests" / "fixtures" / "plugins" / "device_query_runtime.py"
     job = _job(exports["onnx"], "device-query", io, "latency", tmp_path)
     result = LocalLauncher(env={"EDGE_HARNESS_PLUGINS": str(plugin)}).run(job, 120)
-    assert result["status"] == "ok", result
-    import_ms = next(m["value"] for m in result["measurements"] if m["metric"] == "import_time")
+    assert result.status == "ok", result
+    import_ms = next(m["value"] for m in result.measurements if m["metric"] == "import_time")
     assert import_ms >= 400  # the library's own 0.4 s import
-    assert result["context"]["runtime_versions"] == {"slow_runtime_lib": "1"}
+    assert result.context["runtime_versions"] == {"slow_runtime_lib": "1"}

@@ -147,7 +147,7 @@ class LatentSource:
     seed: int
     build: Callable[..., Any] | None = None
     sampler: Any = None
-    """The denoiser's ``harness.sampling.Sampler`` (None for other generators): distillation can train on the
+    """The denoiser's ``harness.diffusion.Sampler`` (None for other generators): distillation can train on the
     inputs its sampling trajectories visit."""
 
     def batch(self, size: int, index: int) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.build import progress
+from harness.prepare import progress
 from harness.compress import check_choice, check_fraction, phase
 from harness.compress.channels import IMPORTANCE, restructure, thinner_network
 from harness.compress.layers import parameter_count
@@ -168,7 +168,7 @@ class TrajectoryBatches:
     @classmethod
     def of(cls, teacher: nn.Module, latents: Any, seed: int) -> "TrajectoryBatches":
         from harness.compress import TRAINING_SEED_OFFSET
-        from harness.sampling import sample
+        from harness.diffusion import sample
 
         sampler = getattr(latents, "sampler", None) if latents is not None else None
         if sampler is None:
@@ -201,7 +201,7 @@ class TrajectoryBatches:
 
 def _built_student(teacher: nn.Module, params: Mapping[str, Any], latents: Any) -> tuple[nn.Module, dict]:
     """A fresh student from the model's own builder (``student_kwargs`` overlaid) or the named one; seeded."""
-    from harness.build.torch_model import rebuilt
+    from harness.prepare.torch_model import rebuilt
 
     rebuild = {"builder": params["student_builder"], "kwargs": dict(params["student_kwargs"])}
     if latents is None or (not rebuild["builder"] and latents.build is None):

@@ -1,6 +1,6 @@
 """The user's project: ``edge-harness.toml``, or ``[tool.edge-harness]`` in ``pyproject.toml``, found from the
 current folder upwards. It adds the project's own models, targets and suites to the built-in ones (a project
-entry overrides a built-in of the same name) and declares generators by import path (``harness.build.declared``).
+entry overrides a built-in of the same name) and declares generators by import path (``harness.prepare.declared``).
 
 Keys (paths are relative to the file's folder)::
 
@@ -11,7 +11,7 @@ Keys (paths are relative to the file's folder)::
     reports_dir = "reports"            # run folders (default: <project>/reports)
     python_path = ["src"]              # folders to import the project's packages from (default: the project
                                        # folder, and src/ when it exists)
-    [models.NAME]                      # a generator declared by import path (see harness.build.declared)
+    [models.NAME]                      # a generator declared by import path (see harness.prepare.declared)
     [optimize]                         # harness optimize's budget and search (see harness.config.optimize)
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Project:
     cache_dir: Path | None = None
     python_path: tuple[Path, ...] = ()
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """[models.NAME] tables, checked by ``harness.build.declared`` when the models are loaded."""
+    """[models.NAME] tables, checked by ``harness.prepare.declared`` when the models are loaded."""
     optimize: Mapping[str, Any] = field(default_factory=dict)
     """[optimize]: ``harness optimize``'s budget and search (``harness.config.optimize``), under the command line's."""
     cluster: Any = None

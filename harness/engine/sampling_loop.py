@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from harness.sampling import Sampler, sample
+from harness.diffusion import Sampler, sample
 
 NOISE_INPUT = "noise"
 """The loop's input: the initial noise x_T (float32, the denoiser's image shape with the batch)."""

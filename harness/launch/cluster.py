@@ -223,7 +223,7 @@ class Lane:
             with self._cpus_held():
                 result = self.launcher.run(staged, timeout_s, memory_cap_bytes=memory_cap_bytes, module=module)
             files = {key: Path(path).read_bytes() for key, path in outputs.items()
-                     if result.get("status") == "ok" and Path(path).is_file()}
+                     if result.ok and Path(path).is_file()}
         finally:
             for path in outputs.values():
                 Path(path).unlink(missing_ok=True)
@@ -263,7 +263,7 @@ def _pinned_to_build_cpus() -> Any:
 
 
 def cache_folders(result: Any, root: str) -> set[str]:
-    """The cache folders (relative to ``root``) holding the files a prepare result names."""
+    """The cache folders (relative to ``root``) holding the files a prepare result (its ``extra``) names."""
     folders: set[str] = set()
 
     def walk(value: Any) -> None:
@@ -300,15 +300,16 @@ def prepare_on_node(request: dict[str, Any], timeout_s: float, sources: dict[str
     from harness.config import paths
     from harness.hashing import file_sha256
     from harness.launch.local import LocalLauncher
-    from harness.protocol import failure_result
+    from harness.protocol import WorkerResult
 
     identity = node_identity()
     where = f"node {identity['hostname']} ({identity['node_ip']})"
     for path, digest in sources.items():
         if not Path(path).is_file() or file_sha256(path) != digest:
             why = "is missing" if not Path(path).is_file() else "differs from the driver's"
-            return {"result": failure_result("failed", f"model file {path} {why} on {where}: build nodes need the "
-                                                       "project at the same path"), "root": "", "manifest": {},
+            return {"result": WorkerResult.failure("failed", f"model file {path} {why} on {where}: build nodes "
+                                                             "need the project at the same path"), "root": "",
+                    "manifest": {},
                     "node": identity}
     root = str(paths.cache_dir().resolve())
     previous = _pinned_to_build_cpus()
@@ -318,8 +319,8 @@ def prepare_on_node(request: dict[str, Any], timeout_s: float, sources: dict[str
 
         cap = prepare_memory_cap(int(request.get("prepare_memory_mb", 0)))
 
-        def launch(attempt: dict[str, Any], wait: Any) -> dict[str, Any]:
-            return LocalLauncher().run(attempt, timeout_s, memory_cap_bytes=cap, module="harness.build.prepare",
+        def launch(attempt: dict[str, Any], wait: Any) -> WorkerResult:
+            return LocalLauncher().run(attempt, timeout_s, memory_cap_bytes=cap, module="harness.prepare",
                                        on_wait=wait)
 
         # as on the driver: a variant that runs away on this node fails alone, named; the rest is prepared
@@ -327,7 +328,7 @@ def prepare_on_node(request: dict[str, Any], timeout_s: float, sources: dict[str
                                            float(request.get("variant_timeout_s", 0)), label=request["model"])
     finally:
         os.sched_setaffinity(0, previous)
-    files = manifest(root, cache_folders(result, root)) if result.get("status") == "ok" else {}
+    files = manifest(root, cache_folders(dict(result.extra), root)) if result.ok else {}
     return {"result": result, "root": root, "manifest": files, "node": identity,
             "faults": {name: list(fault) for name, fault in faults.items()}}
 

@@ -13,11 +13,11 @@ import shlex
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from harness.hashing import file_sha256
 from harness.launch.local import LocalLauncher
-from harness.protocol import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, request_artifacts, wire
+from harness.protocol import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, WorkerRequest, WorkerResult, request_artifacts, wire
 from harness.launch.ssh import worker_bundle
 from harness.types import EmulatedSettings
 
@@ -78,11 +78,11 @@ class EmulatedLauncher(LocalLauncher):
             shutil.copyfile(local, target)
         return inside
 
-    def run(self, request: dict[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
-            module: str = "harness.worker") -> dict[str, Any]:
+    def run(self, request: WorkerRequest | Mapping[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
+            module: str = "harness.worker") -> WorkerResult:
         why = self.missing()
         if why:
-            return {"status": "unsupported", "error": why, "measurements": [], "context": {}}
+            return WorkerResult("unsupported", why)
         staged = wire(request)
         for artifact in request_artifacts(staged):
             digest = artifact.get("sha256") or file_sha256(artifact["path"])
@@ -106,6 +106,4 @@ class EmulatedLauncher(LocalLauncher):
             produced = self.rootfs / inside.lstrip("/")
             if produced.exists():
                 shutil.move(str(produced), wire(request)[key])
-        result.setdefault("context", {})["launcher"] = f"emulated aarch64 (qemu-user) in {self.rootfs}"
-        result["context"]["emulated"] = True
-        return result
+        return result.with_context(launcher=f"emulated aarch64 (qemu-user) in {self.rootfs}", emulated=True)

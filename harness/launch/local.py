@@ -19,7 +19,7 @@ import psutil
 
 from harness.config.paths import PROJECT_ROOT
 from harness.launch import interrupts
-from harness.protocol import exit_result, failure_result, wire
+from harness.protocol import WorkerRequest, WorkerResult, exit_result, wire
 
 POLL_S = 0.05
 """How often the memory cap is checked (seconds): a burst can overshoot by what it allocates in this time."""
@@ -85,8 +85,8 @@ class LocalLauncher:
             text=True, env=env, cwd=str(self.root), start_new_session=True, preexec_fn=_die_with_parent,
         )
 
-    def run(self, request: dict[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
-            module: str = "harness.worker", on_wait: Callable[[], None] | None = None) -> dict[str, Any]:
+    def run(self, request: WorkerRequest | Mapping[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
+            module: str = "harness.worker", on_wait: Callable[[], None] | None = None) -> WorkerResult:
         """Run one request in a fresh child; ``on_wait`` is called about every ``WAIT_CALLBACK_S`` while it runs
         (the harness shows the child's progress with it)."""
         proc = self.start(module)
@@ -96,8 +96,8 @@ class LocalLauncher:
             _kill(proc)
             raise
 
-    def _wait(self, proc: subprocess.Popen, request: dict[str, Any], timeout_s: float,
-              memory_cap_bytes: int | None, on_wait: Callable[[], None] | None = None) -> dict[str, Any]:
+    def _wait(self, proc: subprocess.Popen, request: WorkerRequest | Mapping[str, Any], timeout_s: float,
+              memory_cap_bytes: int | None, on_wait: Callable[[], None] | None = None) -> WorkerResult:
         deadline = time.monotonic() + timeout_s
         payload: str | None = json.dumps(wire(request))
         peak, last_callback = 0, time.monotonic()
@@ -120,11 +120,11 @@ class LocalLauncher:
                     peak = max(peak, _rss(proc.pid))
                     if peak > memory_cap_bytes:
                         stderr = _kill(proc)
-                        return failure_result("oom", f"worker exceeded the memory cap: resident {peak / 2**20:.0f} MiB "
-                                               f"> {memory_cap_bytes / 2**20:.0f} MiB", stderr)
+                        return WorkerResult.failure("oom", f"worker exceeded the memory cap: resident {peak / 2**20:.0f} MiB "
+                                                    f"> {memory_cap_bytes / 2**20:.0f} MiB", stderr)
                 if time.monotonic() >= deadline:
                     stderr = _kill(proc)
-                    return failure_result("timeout", f"worker exceeded {timeout_s:g} s", stderr)
+                    return WorkerResult.failure("timeout", f"worker exceeded {timeout_s:g} s", stderr)
         return exit_result(proc.returncode, stdout, stderr)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from harness.launch import interrupts
 from harness.launch.local import LocalLauncher, _kill
-from harness.protocol import READY, exit_result, failure_result, wire
+from harness.protocol import READY, WorkerResult, exit_result, wire
 
 DEFAULT_BLOCK_S = 0.05
 """One turn of timed calls (seconds): short against the seconds over which a shared machine's speed wanders."""
@@ -35,7 +35,7 @@ class LockstepWorker:
 
     def __init__(self, launcher: LocalLauncher, request: dict[str, Any], deadline: float) -> None:
         self.deadline = deadline
-        self.result: dict[str, Any] | None = None
+        self.result: WorkerResult | None = None
         self.pauses = 0
         self.root = launcher.root
         self._stderr = tempfile.TemporaryFile(mode="w+")  # a file: a chatty worker cannot fill a pipe and stall
@@ -87,8 +87,8 @@ class LockstepWorker:
                 left = self.deadline - time.monotonic()
                 if left <= 0:
                     _kill(self.proc)
-                    self.result = failure_result("timeout", "worker exceeded the session's time limit",
-                                                 self._stderr_text())
+                    self.result = WorkerResult.failure("timeout", "worker exceeded the session's time limit",
+                                                      self._stderr_text())
                     return None
                 if not sel.select(min(left, 1.0)):
                     interrupts.check()  # a Ctrl-C whose KeyboardInterrupt a finalizer swallowed
@@ -118,17 +118,17 @@ class LockstepWorker:
         return self._stderr.read()
 
 
-def _checked(worker: LockstepWorker) -> dict[str, Any]:
+def _checked(worker: LockstepWorker) -> WorkerResult:
     """A worker's result; an 'ok' from one that never paused measured alone, so it is no lockstep result."""
-    result = worker.result or failure_result("crashed", "worker ended without a result")
-    if result["status"] == "ok" and worker.pauses == 0:
-        return failure_result("failed", f"the worker of {worker.root} ignored the lockstep request and measured "
+    result = worker.result or WorkerResult.failure("crashed", "worker ended without a result")
+    if result.ok and worker.pauses == 0:
+        return WorkerResult.failure("failed", f"the worker of {worker.root} ignored the lockstep request and measured "
                                         f"alone (an Edge Harness from before `harness ab`?)")
     return result
 
 
 def run_pair(first: tuple[LocalLauncher, dict[str, Any]], second: tuple[LocalLauncher, dict[str, Any]],
-             timeout_s: float, block_s: float = DEFAULT_BLOCK_S) -> tuple[dict[str, Any], dict[str, Any]]:
+             timeout_s: float, block_s: float = DEFAULT_BLOCK_S) -> tuple[WorkerResult, WorkerResult]:
     """Two latency requests measured in lockstep: both workers load, then warm up in turns, then take turns of
     ``block_s`` (``first`` always starts a round of turns) until both have finished. Returns both final results."""
     deadline = time.monotonic() + timeout_s

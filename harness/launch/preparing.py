@@ -1,6 +1,6 @@
 """A prepare step that cannot take the machine down, and whose one runaway variant costs only that variant.
 
-The prepare child (``harness.build.prepare``) runs under a memory cap (``[settings] prepare_memory_mb``; by
+The prepare child (``harness.prepare``) runs under a memory cap (``[settings] prepare_memory_mb``; by
 default ``harness.launch.local.PREPARE_MEMORY_SHARE`` of this machine's memory) and, per compression or export step
 of a variant, a time limit (``variant_timeout_s``). It reports each step on its progress file; when the child is
 stopped (``oom``, ``timeout``) or dies (``crashed``) during a variant's step, that variant — and the variants built
@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
+
+from harness.protocol import WorkerResult, error_text
 
 FAULTS = ("oom", "timeout", "crashed")
 """Prepare results that stop a child in the middle of a step (a failed result is the child's own answer)."""
@@ -131,19 +133,17 @@ def without_variants(request: Mapping[str, Any], left_out: Iterable[str]) -> dic
     return {**request, "variants": [v for v in variants if v["name"] not in dropped]}
 
 
-def prepare_isolating(launch: Callable[[dict[str, Any], Callable[[], None]], dict[str, Any]],
+def prepare_isolating(launch: Callable[[dict[str, Any], Callable[[], None]], WorkerResult],
                       request: Mapping[str, Any], limit_s: float,
                       on_wait: Callable[[Path], None] | None = None,
                       on_attempt: Callable[[int, str, Path], None] | None = None,
-                      label: str = "") -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+                      label: str = "") -> tuple[WorkerResult, dict[str, tuple[str, str]]]:
     """Run the prepare child (``launch(request, wait)``: the launcher's run, calling ``wait`` while it waits) until
     it succeeds, or fails where no variant is to blame; each time it is stopped (``oom``, ``timeout``, also a variant
     step past ``limit_s``) or dies inside a variant's step, that variant is left out and the model prepared again.
     Returns the last result and the variants left out: variant → (status, error). ``on_wait(progress_path)`` and
     ``on_attempt(attempt, status, progress_path)`` let a caller show progress and keep the timeline. The same on this
     machine and on a lab's build node."""
-    from harness.protocol import error_text, failure_result
-
     faults: dict[str, tuple[str, str]] = {}
     while True:
         with tempfile.TemporaryDirectory(prefix="edge-harness-progress-") as tmp:
@@ -157,16 +157,16 @@ def prepare_isolating(launch: Callable[[dict[str, Any], Callable[[], None]], dic
 
             try:
                 result = launch(without_variants(request, faults) | {"progress_path": str(progress_path)}, wait)
-                step, culprit = current_step(progress_path) if result["status"] in FAULTS else ("", None)
+                step, culprit = current_step(progress_path) if result.status in FAULTS else ("", None)
             except VariantOverrun as over:
-                result = failure_result("timeout", str(over))
+                result = WorkerResult.failure("timeout", str(over))
                 step, culprit = clock.step, over.variant
             if on_attempt is not None:
-                on_attempt(len(faults) + 1, result["status"], progress_path)
-        if result["status"] == "ok" or culprit is None or culprit in faults:
+                on_attempt(len(faults) + 1, result.status, progress_path)
+        if result.ok or culprit is None or culprit in faults:
             return result, faults
-        what = "prepare step" if result["status"] != "oom" else "prepare step (memory cap)"
-        faults[culprit] = (result["status"], f"variant {culprit} {result['status']} in the {what} while "
+        what = "prepare step" if result.status != "oom" else "prepare step (memory cap)"
+        faults[culprit] = (result.status, f"variant {culprit} {result.status} in the {what} while "
                                              f"{step}: {error_text(result)}"[:1500])
         print(f"harness: {label or request.get('model', '')}: {faults[culprit][1].splitlines()[0]}; preparing the "
               "rest again", file=sys.stderr)

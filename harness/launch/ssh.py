@@ -18,11 +18,12 @@ import time
 import zipfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from harness._floors import worker_side
 from harness.hashing import file_sha256
-from harness.protocol import INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, failure_result, parse_result, request_artifacts, wire
+from harness.protocol import (INPUT_FILE_KEYS, OUTPUT_FILE_KEYS, WorkerRequest, WorkerResult, parse_result,
+                              request_artifacts, wire)
 from harness.types import SshSettings
 
 REMOTE_EXIT_TIMEOUT = 124
@@ -166,7 +167,7 @@ class SshLauncher:
             self._uploaded.add(remote)
         return remote
 
-    def _stage(self, request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    def _stage(self, request: WorkerRequest | Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """Upload what the request refers to; return it with board paths, and the remote output paths."""
         wd = self.settings.workdir
         staged = wire(request)
@@ -200,8 +201,8 @@ class SshLauncher:
         return shlex.join(["/usr/bin/timeout", "--kill-after=5", f"{timeout_s:g}", "/usr/bin/env",
                            f"PYTHONPATH={bundle}", self.settings.python, "-m", module])
 
-    def run(self, request: dict[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
-            module: str = "harness.worker") -> dict[str, Any]:
+    def run(self, request: WorkerRequest | Mapping[str, Any], timeout_s: float, memory_cap_bytes: int | None = None,
+            module: str = "harness.worker") -> WorkerResult:
         """Run one request on the board. ``memory_cap_bytes`` is not enforced over SSH yet."""
         import paramiko
 
@@ -209,12 +210,12 @@ class SshLauncher:
             return self._run(request, timeout_s, module)
         except Unreachable as exc:
             self.close()
-            return _result("unreachable", str(exc))
+            return WorkerResult.failure("unreachable", str(exc))
         except (OSError, EOFError, socket.timeout, paramiko.SSHException) as exc:
             self.close()
-            return _result("unreachable", f"connection to {self.where} lost: {type(exc).__name__}: {exc}")
+            return WorkerResult.failure("unreachable", f"connection to {self.where} lost: {type(exc).__name__}: {exc}")
 
-    def _run(self, request: dict[str, Any], timeout_s: float, module: str) -> dict[str, Any]:
+    def _run(self, request: WorkerRequest | Mapping[str, Any], timeout_s: float, module: str) -> WorkerResult:
         client = self._connect()
         bundle = self._upload_bundle()
         staged, remote_outputs = self._stage(request)
@@ -228,17 +229,12 @@ class SshLauncher:
         if status == -1:
             raise Unreachable(f"connection to {self.where} closed before the worker finished")
         if status == REMOTE_EXIT_TIMEOUT or status == 128 + 9:
-            return _result("timeout", f"worker exceeded {timeout_s:g} s on {self.settings.host}", err)
+            return WorkerResult.failure("timeout", f"worker exceeded {timeout_s:g} s on {self.settings.host}", err)
         if status > 128:
-            return _result("crashed", f"worker on {self.settings.host} killed by signal {status - 128}", err)
+            return WorkerResult.failure("crashed", f"worker on {self.settings.host} killed by signal {status - 128}", err)
         result = parse_result(out, err, f"worker on {self.settings.host} exited with code {status}")
-        if result["status"] == "ok":
+        if result.ok:
             for key, remote in remote_outputs.items():
                 self._sftp.get(remote, wire(request)[key])
                 self._sftp.remove(remote)
-        result.setdefault("context", {})["launcher"] = f"ssh {self.where}"
-        return result
-
-
-def _result(status: str, error: str, stderr: str = "") -> dict[str, Any]:
-    return failure_result(status, error, stderr)
+        return result.with_context(launcher=f"ssh {self.where}")

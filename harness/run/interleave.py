@@ -164,13 +164,13 @@ def run_ab(baseline: Side, candidate: Side, out: Path, pairs: int = DEFAULT_PAIR
                         for s in order], timeout_s=2 * max(e["timeout_s"] for e in entries.values()),
                         block_s=block_s)
                     for side, result in zip(order, results):
-                        if result["status"] != "ok":
-                            error = (result.get("error") or result["status"]).splitlines()[0]
-                            failed[key] = (side.name, result["status"], f"pair {i + 1}: {error}")
-                            say(f"{result['status']}: ab: {key}: {side.name} {failed[key][2]}")
+                        if not result.ok:
+                            error = (result.error or result.status).splitlines()[0]
+                            failed[key] = (side.name, result.status, f"pair {i + 1}: {error}")
+                            say(f"{result.status}: ab: {key}: {side.name} {failed[key][2]}")
                             break
-                        rounds[(side.name, key)].append([Measurement.from_dict(m) for m in result["measurements"]])
-                        quiet[(side.name, key)].append(result.get("context") or {})
+                        rounds[(side.name, key)].append([Measurement.from_dict(m) for m in result.measurements])
+                        quiet[(side.name, key)].append(dict(result.context))
                 say(f"ab: pair {i + 1}/{pairs} done")
     except KeyboardInterrupt:  # keep the whole pairs measured so far: a shorter session, still paired
         interrupted = True

@@ -13,18 +13,18 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from harness.analysis.fidelity import compression_measurements, output_fidelity, sample_fidelity
 from harness.analysis.layer_fidelity import compare_layers, match_by_chain
 from harness.analysis.roofline import precision_note, roofline_point
-from harness.build.artifacts import load_outputs, max_abs_error, output_scale
+from harness.prepare.artifacts import load_outputs, max_abs_error, output_scale
 from harness.exporters.onnx_probe import probe_onnx
 from harness.config.suite import Suite
 from harness.engine.measure import pool_rounds
 from harness.launch.emulated import EMULATED_NOTE
 from harness.profiling.ops import OpProfile
-from harness.protocol import WorkerRequest, error_text  # noqa: F401  (error_text: re-exported)
+from harness.protocol import WorkerRequest, WorkerResult, error_text
 from harness.report.images import save_sample_grids
 from harness.run.interleave import append_request
 from harness.types import Job, Measurement, RunRecord, TargetProfile
@@ -44,7 +44,7 @@ def worker_request(job: Job, target: TargetProfile, mode: str, outputs_path: str
         energy=dict(target.energy) if mode == "energy" else None)
 
 
-def worker_measurements(target: TargetProfile, raw: list[dict[str, Any]]) -> list[Measurement]:
+def worker_measurements(target: TargetProfile, raw: Iterable[Mapping[str, Any]]) -> list[Measurement]:
     """Measurements from a worker; under emulation every one is labelled so it is never read as a timing."""
     measurements = [Measurement.from_dict(m) for m in raw]
     if target.reach != "emulated":
@@ -52,9 +52,9 @@ def worker_measurements(target: TargetProfile, raw: list[dict[str, Any]]) -> lis
     return [dataclasses.replace(m, method=f"{m.method}+emulated", note=EMULATED_NOTE) for m in measurements]
 
 
-def _contended(result: dict[str, Any]) -> bool:
+def _contended(result: WorkerResult) -> bool:
     """Whether a latency pass's worker flagged it as measured under contention."""
-    return bool((result.get("context", {}).get("contention") or {}).get("contended"))
+    return bool((result.context.get("contention") or {}).get("contended"))
 
 
 class Stop(Exception):
@@ -114,7 +114,7 @@ class JobRun:
             return self.record(stop.status, stop.error)
         return self.record("ok", "")
 
-    def _pass(self, name: str, request: WorkerRequest, what: str = "", keep_context: bool = False) -> dict[str, Any]:
+    def _pass(self, name: str, request: WorkerRequest, what: str = "", keep_context: bool = False) -> WorkerResult:
         """One worker pass, timed into ``pass_seconds``; a result that is not ok stops the job. ``keep_context``: the
         result's context (machine, runtime versions, launcher) goes into the record, whatever the status."""
         t = time.monotonic()
@@ -123,17 +123,17 @@ class JobRun:
                                        memory_cap_bytes=self.target.memory_cap_bytes)
         finally:
             self.passes[name] = round(self.passes.get(name, 0.0) + time.monotonic() - t, 3)
-        self.board.note(result["status"], result.get("error", ""))
+        self.board.note(result.status, result.error)
         if keep_context:
-            self.context.update(result.get("context", {}))
-        if result["status"] != "ok":
-            raise Stop(result["status"], what + error_text(result))
+            self.context.update(result.context)
+        if not result.ok:
+            raise Stop(result.status, what + error_text(result))
         return result
 
-    def _keep_quiet_check(self, result: dict[str, Any], key: str, prefix: str) -> None:
+    def _keep_quiet_check(self, result: WorkerResult, key: str, prefix: str) -> None:
         """A timed pass's own quiet check (``key`` in its context; '' when it travels inside another entry) and its
         contention warnings (those starting with ``prefix``) go into the record."""
-        context = result.get("context") or {}
+        context = result.context
         if key and context.get(key):
             self.context[key] = context[key]
         self.context.setdefault("warnings", []).extend(
@@ -164,13 +164,13 @@ class JobRun:
                     break
                 self.context["contention_retries"] = retry + 1
                 result = self._pass("latency", request, keep_context=True)
-            latency = worker_measurements(target, result["measurements"])
+            latency = worker_measurements(target, result.measurements)
             contended_rounds = int(_contended(result))
             for _ in range(job.settings.rounds - 1):
                 more = self._pass("latency", worker_request(job, target, "latency", str(Path(tmp) / "round.npz")),
                                   "latency round: ")
                 contended_rounds += int(_contended(more))
-                latency = pool_rounds(latency, worker_measurements(target, more["measurements"]), job.batch_size)
+                latency = pool_rounds(latency, worker_measurements(target, more.measurements), job.batch_size)
             if isinstance(self.context.get("contention"), dict) and job.settings.rounds > 1:
                 self.context["contention"] = dict(self.context["contention"]) | {
                     "rounds_contended": contended_rounds, "contended": contended_rounds > 0}
@@ -234,7 +234,7 @@ class JobRun:
                 worker_request(job, target, "sampling", outputs_path, samples_outputs_path),
                 inputs_path=job.loop_inputs_path, samples_path=job.loop_samples_path, sampler=dict(job.sampler))
             result = self._pass("sampling", request, "sampling loop: ")
-            self.measurements.extend(worker_measurements(target, result["measurements"]))
+            self.measurements.extend(worker_measurements(target, result.measurements))
             self._keep_quiet_check(result, "loop_contention", "sampling loop: ")
             images = load_outputs(samples_outputs_path) if samples_outputs_path else []
             reference = load_outputs(job.loop_samples_reference_path) if images else []
@@ -248,7 +248,7 @@ class JobRun:
 
     def memory(self) -> None:
         memory = self._pass("memory", worker_request(self.job, self.target, "memory"), "memory pass: ")
-        self.measurements.extend(worker_measurements(self.target, memory["measurements"]))
+        self.measurements.extend(worker_measurements(self.target, memory.measurements))
 
     def loadgen(self) -> None:
         """MLPerf LoadGen's scenarios (``settings.loadgen``) in a worker of their own, beside the harness's loop: the
@@ -263,8 +263,8 @@ class JobRun:
             self.context["loadgen_unavailable"] = why
             self.context.setdefault("warnings", []).append(f"MLPerf LoadGen was not measured: {why}")
             return
-        self.measurements.extend(worker_measurements(self.target, result["measurements"]))
-        self.context["loadgen"] = result.get("context", {}).get("loadgen", {})
+        self.measurements.extend(worker_measurements(self.target, result.measurements))
+        self.context["loadgen"] = result.context.get("loadgen", {})
         self._keep_quiet_check(result, "", "LoadGen ")
 
     def energy(self) -> None:
@@ -272,8 +272,8 @@ class JobRun:
         if not self.target.energy.get("sources"):
             return
         energy = self._pass("energy", worker_request(self.job, self.target, "energy"), "energy pass: ")
-        self.measurements.extend(Measurement.from_dict(m) for m in energy["measurements"])
-        self.context["energy_unavailable"] = energy.get("context", {}).get("energy_unavailable", {})
+        self.measurements.extend(Measurement.from_dict(m) for m in energy.measurements)
+        self.context["energy_unavailable"] = energy.context.get("energy_unavailable", {})
 
     def profile(self) -> None:
         """Where the time goes, after every timed pass: per-op times from the runtime's own profiler in a worker of
@@ -287,7 +287,7 @@ class JobRun:
         latency = next((m for m in self.measurements if m.metric == "latency"), None)
         try:
             result = self._pass("profile", worker_request(job, target, "profile"), "profile pass: ")
-            found = result.get("context", {})
+            found = result.context
             if found.get("op_profile"):
                 profile = OpProfile.from_dict(found["op_profile"])
                 self.context["op_profile"] = found["op_profile"]
@@ -356,10 +356,10 @@ class JobRun:
             t = time.monotonic()
             result = self.launcher.run(request, self.job.settings.timeout_s)
             self.passes["ceilings"] = round(time.monotonic() - t, 3)
-            if result["status"] == "ok" and result.get("ceilings"):
-                board.ceilings = result["ceilings"]
+            if result.ok and result.extra.get("ceilings"):
+                board.ceilings = result.extra["ceilings"]
             else:
-                board.ceilings_error = f"measuring the target's ceilings {result['status']}: {error_text(result)}"[:300]
+                board.ceilings_error = f"measuring the target's ceilings {result.status}: {error_text(result)}"[:300]
         if board.ceilings_error:
             self.context["roofline_unavailable"] = board.ceilings_error
         return board.ceilings
@@ -408,7 +408,7 @@ class JobRun:
                 self.context["layer_fidelity_unavailable"] = \
                     f"{stop.status}: {(stop.error.splitlines() or [''])[0][:300]}"
                 return
-            found_context = result.get("context", {})
+            found_context = result.context
             names, arrays = found_context.get("tensor_names", []), load_outputs(outputs_path)
             if len(names) != len(arrays):
                 self.context["layer_fidelity_unavailable"] = (f"the layers pass named {len(names)} tensors and "

@@ -45,7 +45,7 @@ from harness.errors import HarnessInputError
 from harness.launch import interrupts
 from harness.launch.cluster import (BUILD_RESOURCE, TARGET_PREFIX, Lane, node_identity, prepare_on_node,
                                     ray_module, read_files, target_resource)
-from harness.protocol import INPUT_FILE_KEYS, failure_result, request_artifacts, wire
+from harness.protocol import INPUT_FILE_KEYS, WorkerResult, request_artifacts, wire
 from harness.run.job import JobRun
 from harness.run.runner import BoardState, PlannedJob, RunSummary, SuiteRunner, runs_torch
 from harness.types import RunRecord, TargetProfile
@@ -105,9 +105,9 @@ class LaneLauncher:
         self.overhead_s = 0.0
 
     def run(self, request: Any, timeout_s: float, memory_cap_bytes: int | None = None,
-            module: str = "harness.worker", on_wait: Any = None) -> dict[str, Any]:
+            module: str = "harness.worker", on_wait: Any = None) -> WorkerResult:
         if self.lost:
-            return failure_result("unreachable", self.lost)
+            return WorkerResult.failure("unreachable", self.lost)
         data = wire(request)
         t0 = time.monotonic()
         try:
@@ -117,18 +117,16 @@ class LaneLauncher:
         except self.ray.exceptions.GetTimeoutError:
             self.lost = f"{self.where} did not answer within {2 * timeout_s + ANSWER_SLACK_S:g} s"
             self.ray.kill(self.actor)
-            return failure_result("unreachable", self.lost)
+            return WorkerResult.failure("unreachable", self.lost)
         except self.ray.exceptions.RayTaskError as exc:  # the lane raised (e.g. a full disk while staging)
-            return failure_result("failed", f"on {self.where}: {first_line(exc.cause if exc.cause else exc)}")
+            return WorkerResult.failure("failed", f"on {self.where}: {first_line(exc.cause if exc.cause else exc)}")
         except self.ray.exceptions.RayError as exc:
             self.lost = f"{self.where} was lost mid-job ({type(exc).__name__})"
-            return failure_result("unreachable", self.lost)
+            return WorkerResult.failure("unreachable", self.lost)
         self.overhead_s += max(0.0, time.monotonic() - t0 - answer["node_s"])
         for key, content in answer["files"].items():
             Path(data[key]).write_bytes(content)
-        result = answer["result"]
-        result.setdefault("context", {})["cluster_node"] = self.where
-        return result
+        return answer["result"].with_context(cluster_node=self.where)
 
 
 @dataclass
@@ -562,15 +560,16 @@ class LabRunner(SuiteRunner):
                     faults = {name: (status, error) for name, (status, error) in answer.get("faults", {}).items()}
                     differs = mismatch(node, self._identity)
                     if differs:
-                        prepared = failure_result("failed", f"prepared on node {node['hostname']}, which runs "
-                                                            f"{differs}: not used")
+                        prepared = WorkerResult.failure("failed", f"prepared on node {node['hostname']}, which "
+                                                                  f"runs {differs}: not used")
                     else:
-                        prepared = self._import_prepared(ray, answer)
-                        copied = prepared.pop("_copied_bytes", 0)
+                        prepared, copied = self._import_prepared(ray, answer)
                 except ray.exceptions.RayTaskError as exc:
-                    prepared = failure_result("failed", f"preparing on a build node: {first_line(exc.cause or exc)}")
+                    prepared = WorkerResult.failure("failed",
+                                                    f"preparing on a build node: {first_line(exc.cause or exc)}")
                 except ray.exceptions.RayError as exc:
-                    prepared = failure_result("unreachable", f"the build node was lost ({type(exc).__name__})")
+                    prepared = WorkerResult.failure("unreachable",
+                                                    f"the build node was lost ({type(exc).__name__})")
                 self._prepared(model, prepared, node, started, copied, summary, bar, done, faults)
             if not ready:  # a build node that died takes its resource with it: nothing could ever run these
                 alive = sum(n["Resources"].get(BUILD_RESOURCE, 0) for n in ray.nodes() if n.get("Alive"))
@@ -581,14 +580,14 @@ class LabRunner(SuiteRunner):
                     return [model for model, _ in pending.values()]
         return []
 
-    def _import_prepared(self, ray: Any, answer: dict[str, Any]) -> dict[str, Any]:
+    def _import_prepared(self, ray: Any, answer: dict[str, Any]) -> tuple[WorkerResult, int]:
         """A build node's prepare result with this machine's cache paths, after copying the files it lacks (the
-        same path on two machines is two caches: sizes decide, never the path)."""
+        same path on two machines is two caches: sizes decide, never the path); and the bytes copied."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         result, root = answer["result"], answer["root"]
-        if result.get("status") != "ok" or not root:
-            return result
+        if not result.ok or not root:
+            return result, 0
         mine = str(self.cache_dir.resolve())
         lacking = [rel for rel, size in answer["manifest"].items()
                    if not (Path(mine) / rel).is_file() or (Path(mine) / rel).stat().st_size != size]
@@ -603,16 +602,14 @@ class LabRunner(SuiteRunner):
                 tmp.write_bytes(content)
                 os.replace(tmp, path)
                 copied += len(content)
-        result = rebase_paths(result, root, mine)
-        result["_copied_bytes"] = copied
-        return result
+        return result.replace(extra=rebase_paths(dict(result.extra), root, mine)), copied
 
-    def _prepared(self, model: str, prepared: dict[str, Any], node: dict[str, Any], started: float, copied: int,
+    def _prepared(self, model: str, prepared: WorkerResult, node: dict[str, Any], started: float, copied: int,
                   summary: RunSummary, bar: Any, done: set[str],
                   faults: dict[str, tuple[str, str]] | None = None) -> None:
         with self._lock:
             self.prepare_spans.append({"model": model, "node": node.get("hostname", ""),
-                                       "node_ip": node.get("node_ip", ""), "status": prepared.get("status"),
+                                       "node_ip": node.get("node_ip", ""), "status": prepared.status,
                                        "start_unix": round(started, 3), "end_unix": round(time.time(), 3),
                                        "copied_bytes": copied})
         for planned in self.jobs_for(model, prepared, faults):

@@ -13,17 +13,17 @@ from typing import Any, Iterator
 from harness import __version__
 from harness.engine.context import git_commit
 from harness.errors import HarnessInputError
-from harness.build.external import describe
+from harness.prepare.external import describe
 from harness.launch.local import LocalLauncher
 from harness.config import paths
 from harness.config.paths import PROJECT_ROOT
-from harness.build.progress import latest as latest_progress
+from harness.prepare.progress import latest as latest_progress
 from harness.config.project import current_project
 from harness.launch import interrupts
 from harness.runtimes import runtime_class
 from harness.launch import launcher_for
-from harness.protocol import WorkerRequest
-from harness.run.job import JobRun, error_text
+from harness.protocol import WorkerRequest, WorkerResult, error_text
+from harness.run.job import JobRun
 from harness.results.store import ResultsStore
 from harness.config.suite import Suite
 from harness.config.targets import get_target
@@ -120,10 +120,10 @@ class SuiteRunner:
         return self._model_contexts[model]
 
     def _check_models(self) -> None:
-        """Before anything is measured, a user's model that cannot run is an input error (``harness.build.dry_run``,
+        """Before anything is measured, a user's model that cannot run is an input error (``harness.prepare.dry_run``,
         in a child of its own): its factory, its declared inputs against ``forward``, one call at batch 1; a declared
         checkpoint that does not fit it. The built-in zoo's models are known to run."""
-        from harness.build.dry_run import check_in_child
+        from harness.prepare.dry_run import check_in_child
         from harness.zoo import is_builtin
 
         for name in self.models:
@@ -182,7 +182,7 @@ class SuiteRunner:
             yield from self.jobs_for(model_name, prepared, faults)
         yield from self.external_jobs()
 
-    def _prepare(self, model_name: str) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+    def _prepare(self, model_name: str) -> tuple[WorkerResult, dict[str, tuple[str, str]]]:
         """The model's prepare result, and the variants left out of it: variant → (status, error). The child runs
         under a memory cap and a time limit per variant step; a variant whose step it was stopped or died in is left
         out and the model prepared again without it (``harness.launch.preparing.prepare_isolating``)."""
@@ -191,10 +191,10 @@ class SuiteRunner:
 
         settings = self.suite.settings
 
-        def launch(request: dict[str, Any], wait: Any) -> dict[str, Any]:
+        def launch(request: dict[str, Any], wait: Any) -> WorkerResult:
             return self.launcher.run(request, settings.prepare_timeout_s,
                                      memory_cap_bytes=prepare_memory_cap(settings.prepare_memory_mb),
-                                     module="harness.build.prepare", on_wait=wait)
+                                     module="harness.prepare", on_wait=wait)
 
         def show(progress_path: Path) -> None:
             text = latest_progress(progress_path)
@@ -220,7 +220,7 @@ class SuiteRunner:
                 f.write(json.dumps({"model": model, "attempt": attempt, "status": status, **step}) + "\n")
 
     def prepare_request(self, model_name: str) -> dict[str, Any]:
-        """The request of the prepare child (``harness.build.prepare``) for one model (``progress_path`` and the
+        """The request of the prepare child (``harness.prepare``) for one model (``progress_path`` and the
         variants left out are set per attempt: ``harness.launch.preparing.prepare_isolating``)."""
         spec = get_model(model_name)
         variants = [v for v in self.suite.variants if v.applies_to(model_name)]
@@ -235,20 +235,20 @@ class SuiteRunner:
                 "variant_timeout_s": self.suite.settings.variant_timeout_s,  # and its time limit per variant step
                 "layers": self.suite.settings.profile_runs > 0}
 
-    def jobs_for(self, model_name: str, prepared: dict[str, Any],
+    def jobs_for(self, model_name: str, prepared: WorkerResult,
                  faults: dict[str, tuple[str, str]] | None = None) -> Iterator[PlannedJob]:
         """The jobs of one model from its prepare result (carrying the failure when preparing failed), and those
         of the variants left out of it (``faults``: variant → (status, error); with those built on them)."""
         spec = get_model(model_name)
-        if prepared["status"] != "ok":
+        if not prepared.ok:
             yield from self._unprepared_jobs(spec, prepared)
             return
-        self.exports_built += prepared["built"]
-        self.exports_reused += prepared["reused"]
+        self.exports_built += prepared.extra["built"]
+        self.exports_reused += prepared.extra["reused"]
         if faults:
             yield from self._left_out_jobs(spec, faults)
         for batch in self.suite.batch_sizes:
-            entry = prepared["batches"][str(batch)]
+            entry = prepared.extra["batches"][str(batch)]
             io = entry["io"]
             for variant, formats in self._variant_formats(model_name):
                 produced = entry["variants"].get(variant, {"expected_path": "", "artifacts": {}})
@@ -296,12 +296,12 @@ class SuiteRunner:
                 **{k: io.get(k, "") for k in ("loop_inputs_path", "loop_reference_path", "loop_samples_path",
                                               "loop_samples_reference_path")}}
 
-    def _unprepared_jobs(self, spec: Any, prepared: dict[str, Any],
+    def _unprepared_jobs(self, spec: Any, prepared: WorkerResult | None,
                          only: dict[str, tuple[str, str]] | None = None) -> Iterator[PlannedJob]:
         """Every job of a model whose prepare step failed, crashed or hung, carrying that status; with ``only``,
         the jobs of those variants, each with its own (status, error)."""
-        default = (prepared.get("status", "failed"), f"preparing {spec.name} {prepared.get('status')}: "
-                                                      f"{error_text(prepared)}" if prepared else "")
+        default = ((prepared.status, f"preparing {spec.name} {prepared.status}: {error_text(prepared)}")
+                   if prepared is not None else ("failed", ""))
         for batch in self.suite.batch_sizes:
             for variant, formats in self._variant_formats(spec.name):
                 if only is not None and variant not in only:
@@ -322,7 +322,7 @@ class SuiteRunner:
 
         variants = [v for v in self.suite.variants if v.applies_to(spec.name)]
         causes = built_on(faults, variants)
-        yield from self._unprepared_jobs(spec, {}, {v: failure_for(v, c, faults) for v, c in causes.items()})
+        yield from self._unprepared_jobs(spec, None, {v: failure_for(v, c, faults) for v, c in causes.items()})
 
     # -- running ------------------------------------------------------------------------------------
     def begin(self) -> tuple[RunSummary, set[str], Any]:
@@ -425,20 +425,20 @@ class SuiteRunner:
             state = BoardState()
         else:
             probe = launcher.run(WorkerRequest("probe"), 120)
-            if probe["status"] == "unreachable":
-                state = BoardState(down=f"board {target.name} unreachable: {probe['error']}")
-            elif probe["status"] != "ok":
-                state = BoardState(down=f"board {target.name} check failed ({probe['status']}): {error_text(probe)}",
+            if probe.status == "unreachable":
+                state = BoardState(down=f"board {target.name} unreachable: {probe.error}")
+            elif not probe.ok:
+                state = BoardState(down=f"board {target.name} check failed ({probe.status}): {error_text(probe)}",
                                    down_status="unsupported")
             else:
-                ctx = probe["context"]
+                ctx = dict(probe.context)
                 python = (target.ssh or target.emulated).python
                 where = f"python {ctx.get('python')} on {ctx.get('machine')}, {python}"
                 state = BoardState(context=ctx, missing_runtimes={
-                    name: f"board {target.name}: {why} ({where})" for name, why in probe["runtimes"].items() if why})
-                if probe["missing_packages"]:
+                    name: f"board {target.name}: {why} ({where})" for name, why in probe.extra["runtimes"].items() if why})
+                if probe.extra["missing_packages"]:
                     state.down = (f"board {target.name}: the worker needs python packages "
-                                  f"{', '.join(probe['missing_packages'])} ({where})")
+                                  f"{', '.join(probe.extra['missing_packages'])} ({where})")
                     state.down_status = "unsupported"
                 if ctx.get("machine") != target.arch:
                     print(f"warning: target {target.name} says arch {target.arch}, the board reports "

@@ -38,7 +38,7 @@ class TorchEagerRuntime:
     def load(self, artifact: Artifact) -> None:
         import torch
 
-        from harness.build.torch_model import load_torch_artifact
+        from harness.prepare.torch_model import load_torch_artifact
 
         self._torch = torch
         if self.options.threads:

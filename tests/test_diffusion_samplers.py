@@ -13,7 +13,7 @@ import pytest
 from harness.analysis.fidelity import psnr
 from harness.engine.measure import run_latency_pass
 from harness.engine.sampling_loop import NOISE_INPUT, SamplingLoop
-from harness.sampling import Sampler, alpha_bars, sample, timesteps
+from harness.diffusion import Sampler, alpha_bars, sample, timesteps
 from harness.types import RunSettings
 
 DENOISER = Path(__file__).parent / "fixtures" / "denoiser"
@@ -173,8 +173,8 @@ def test_the_worker_refuses_a_malformed_sampler_in_one_line(tmp_path):
         "variant": "fp32", "batch_size": 1, "parent_id": None, "recipe": {}}, inputs_path=str(inputs),
         outputs_path=str(tmp_path / "out.npz"), sampler={"sampler": {"method": "magic"}, "inputs": ["x", "t"]})
     result = LocalLauncher().run(request, 60)
-    assert result["status"] == "failed"
-    assert "sampler method must be one of ddim, ddpm, euler, dpmsolver++, not 'magic'" in result["error"]
+    assert result.status == "failed"
+    assert "sampler method must be one of ddim, ddpm, euler, dpmsolver++, not 'magic'" in result.error
 
 
 # -- end to end -------------------------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ def test_launchers_stage_the_decoders_artifact_beside_the_denoisers():
 
 @pytest.mark.slow
 def test_a_latent_diffusion_is_measured_through_its_decoder(tmp_path):
-    from harness.build.artifacts import load_outputs
+    from harness.prepare.artifacts import load_outputs
     from harness.cli import QUICK_SETTINGS
     from harness.config.paths import targets_dir
     from harness.config.suite import Suite
@@ -418,7 +418,7 @@ def test_ddpm_walks_diffusers_path_step_for_step_given_the_same_noise(monkeypatc
                                                                       clip_sample):
     """diffusers draws DDPM's noise from torch's generator: here it gets the harness's, step by step."""
     import torch
-    from harness.sampling import step_noise
+    from harness.diffusion import step_noise
 
     config = {"_class_name": "DDPMScheduler", "timestep_spacing": spacing, "steps_offset": offset,
               "clip_sample": clip_sample}
@@ -592,3 +592,13 @@ def test_new_fields_stay_out_of_an_existing_samplers_dict_and_round_trip():
     assert timesteps(Sampler("euler", 4)).dtype == np.float32 and timesteps(Sampler("euler", 4))[1] == np.float32(666)
     assert list(timesteps(Sampler("ddim", 4, timestep_spacing="leading", steps_offset=1))) == [751, 501, 251, 1]
     assert list(timesteps(Sampler("dpmsolver++", 4))) == [999, 749, 500, 250]
+
+
+def test_the_old_module_name_is_the_same_module():
+    """Model files written against ``harness.sampling`` keep working: it is ``harness.diffusion`` under its old name."""
+    import harness.diffusion
+    from harness.sampling import Sampler as OldSampler
+
+    import harness.sampling
+
+    assert harness.sampling is harness.diffusion and OldSampler is harness.diffusion.Sampler

@@ -25,7 +25,7 @@ from harness.capture import captured_output, tail
 from harness.exporters import Exporter
 from harness.hashing import file_sha256
 from harness.types import Artifact, ModelSpec
-from harness.build.identity import code_digest
+from harness.prepare.identity import code_digest
 
 
 SAMPLES_SEED_OFFSET = 900_000
@@ -97,7 +97,7 @@ class ModelIO:
     loop_samples_path: str = ""
     loop_samples_reference_path: str = ""
     layers_reference_path: str = ""
-    """The fp32 PyTorch model's leaf-module outputs on the example inputs (``harness.build.layers``): a JSON file
+    """The fp32 PyTorch model's leaf-module outputs on the example inputs (``harness.prepare.layers``): a JSON file
     with the modules' order and scope chains, beside an .npz of the outputs in that order."""
 
 
@@ -202,7 +202,7 @@ class ArtifactCache:
     def _layer_reference(self, spec: ModelSpec, model: Any, batch_size: int,
                          weights: Mapping[str, Any] | None) -> str:
         """The fp32 model's leaf-module outputs on the example inputs of ``batch_size`` (cached)."""
-        from harness.build.layers import layer_outputs, scope_chains
+        from harness.prepare.layers import layer_outputs, scope_chains
 
         key = content_id(
             None,
@@ -223,7 +223,7 @@ class ArtifactCache:
                     index = {"unavailable": f"the layer outputs at batch {batch_size} take {total / 2**20:.0f} MiB "
                                             f"(more than {LAYERS_MAX_BYTES // 2**20} MiB are not kept)"}
                 else:
-                    _atomic_savez(arrays_path, {f"output_{i}": outputs[path] for i, path in enumerate(order)})
+                    atomic_savez(arrays_path, {f"output_{i}": outputs[path] for i, path in enumerate(order)})
                     index = {"order": order, "chains": scope_chains(model), "arrays": arrays_path.name}
             except Exception as exc:  # the reference is for a note in the report: it never fails the model
                 index = {"unavailable": f"reading the fp32 model's layer outputs failed: {type(exc).__name__}: "
@@ -238,9 +238,9 @@ class ArtifactCache:
         """``count`` initial noises and the images the fp32 PyTorch denoiser generates from them through the
         model's sampler (the same numpy loop the worker runs around every artifact), then through the fp32
         PyTorch decoder when the sampler has one."""
-        from harness import sampling
+        from harness import diffusion
         from harness.engine.sampling_loop import NOISE_INPUT, ROW_INPUT
-        from harness.sampling import sample
+        from harness.diffusion import sample
 
         sampler = spec.sampler
         key = content_id(
@@ -249,7 +249,7 @@ class ArtifactCache:
             {"model": spec.name, "count": count, "seed": seed, "source": code_digest(spec, model),
              "builder_kwargs": dict(spec.builder_kwargs), "weights": (weights or {}).get("weights_sha256", ""),
              "sampler": sampler.to_dict(),
-             "sampling_code": hashlib.sha256(Path(sampling.__file__).read_bytes()).hexdigest(),
+             "sampling_code": hashlib.sha256(Path(diffusion.__file__).read_bytes()).hexdigest(),
              **({"decoder": {"model": decoder[0].name, "source": code_digest(decoder[0], decoder[1]),
                              "builder_kwargs": dict(decoder[0].builder_kwargs),
                              "weights": (decoder[2] or {}).get("weights_sha256", "")}} if decoder else {})},
@@ -269,11 +269,11 @@ class ArtifactCache:
                 values = {sampler.image_input: x, sampler.time_input: t.astype(time_dtype)}
                 return run_in_chunks(model, [values[n] for n in names])[0]
 
-            _atomic_savez(inputs_path, {NOISE_INPUT: noise, ROW_INPUT: np.arange(count, dtype=np.int64)})
+            atomic_savez(inputs_path, {NOISE_INPUT: noise, ROW_INPUT: np.arange(count, dtype=np.int64)})
             images = sample(denoise, sampler, noise)
             if decoder:
                 images = run_in_chunks(decoder[1], [images])[0]
-            _atomic_savez(reference_path, {"output_0": images})
+            atomic_savez(reference_path, {"output_0": images})
         return str(inputs_path), str(reference_path)
 
     def _inputs_and_outputs(self, spec: ModelSpec, model: Any, count: int, seed: int,
@@ -291,8 +291,8 @@ class ArtifactCache:
             folder.mkdir(parents=True, exist_ok=True)
             inputs = spec.make_inputs(count, seed)
             outputs = run_in_chunks(model, list(inputs.values()))
-            _atomic_savez(inputs_path, inputs)
-            _atomic_savez(reference_path, {f"output_{i}": o for i, o in enumerate(outputs)})
+            atomic_savez(inputs_path, inputs)
+            atomic_savez(reference_path, {f"output_{i}": o for i, o in enumerate(outputs)})
         return str(inputs_path), str(reference_path)
 
     def torch_artifact(self, spec: ModelSpec, model: Any, weights: Mapping[str, Any] | None = None) -> Artifact:
@@ -404,7 +404,8 @@ def _load_npz(path: str) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
-def _atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+def atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` as one .npz, whole or not at all (a reader never sees half a file)."""
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.build.artifacts import ArtifactCache, ModelIO, _atomic_savez
+from harness.prepare.artifacts import ArtifactCache, ModelIO, atomic_savez
 from harness.compress import Calibration, LatentSource, compressor, failure_text
 from harness.types import Artifact, CompressionSpec
 
@@ -48,7 +48,7 @@ def compress_torch(cache: ArtifactCache, parent: Artifact, parent_model: Any, va
     """A compressed torch artifact and its module (None when the compression failed)."""
     import torch
 
-    from harness.build.torch_model import load_torch_artifact
+    from harness.prepare.torch_model import load_torch_artifact
 
     comp = compressor(variant.method)
     step, config = _step(variant)
@@ -87,7 +87,7 @@ def expected_outputs(cache: ArtifactCache, artifact: Artifact, model: Any, io: M
         with torch.no_grad():
             out = model(*inputs)
         outputs = out if isinstance(out, (tuple, list)) else [out]
-        _atomic_savez(path, {f"output_{i}": o.numpy() for i, o in enumerate(outputs)})
+        atomic_savez(path, {f"output_{i}": o.numpy() for i, o in enumerate(outputs)})
     return str(path)
 
 

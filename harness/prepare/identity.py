@@ -36,7 +36,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
 
-MODEL_FILE_API = frozenset({"harness.model_helpers", "harness.digits", "harness.training", "harness.sampling"})
+MODEL_FILE_API = frozenset({"harness.model_helpers", "harness.digits", "harness.training", "harness.diffusion"})
 """The harness modules a model file builds on: their source is part of a model's identity when it uses them."""
 
 def code_digest(spec: Any, model: Any = None) -> str:
@@ -92,7 +92,7 @@ def model_code(spec: Any, model: Any = None) -> tuple[list[tuple[str, str]], lis
 
 
 def _builder_objects(spec: Any) -> list[Any]:
-    """The builder, and a declared model's factory (``builder.factory``, set by ``harness.build.declared``)."""
+    """The builder, and a declared model's factory (``builder.factory``, set by ``harness.prepare.declared``)."""
     objects = [spec.builder]
     factory = getattr(spec.builder, "factory", None)
     if callable(factory):

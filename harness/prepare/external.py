@@ -116,10 +116,10 @@ def describe(path: Path, cache_dir: Path, launcher: Any, timeout_s: float) -> tu
     digest = hashlib.sha256(data).hexdigest()
     runtime = FORMAT_RUNTIME[fmt]
     result = launcher.run(WorkerRequest("inspect", format=fmt, path=str(path), runtime=runtime), timeout_s)
-    if result["status"] != "ok":
-        raise HarnessInputError(f"{path}: {runtime} cannot load it ({result['status']}): "
-                                f"{first_line(Exception(result.get('error', '')))}")
-    signature = result["signature"]
+    if not result.ok:
+        raise HarnessInputError(f"{path}: {runtime} cannot load it ({result.status}): "
+                                f"{first_line(Exception(result.error))}")
+    signature = result.extra["signature"]
     folder = cache_dir / "io" / f"external-{digest[:20]}"
     folder.mkdir(parents=True, exist_ok=True)
     inputs_path = folder / "inputs.npz"

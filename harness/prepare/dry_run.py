@@ -3,14 +3,14 @@ at batch 1, so that a model that cannot run is one line and exit 2, not a failed
 text.
 
 Checked, each with the input it concerns and the fix:
-- the factory raises, or returns something that is not an ``nn.Module`` (``harness.build.declared``);
+- the factory raises, or returns something that is not an ``nn.Module`` (``harness.prepare.declared``);
 - a ``forward`` argument with no declared input, or more inputs declared than ``forward`` takes;
 - an input declared float that the model uses as an index (``nn.Embedding``): found by calling again with that
   input as integers;
 - integer inputs that index out of range (``high`` is exclusive: values are drawn from [low, high));
 - any other failure of the call (a shape the model refuses), naming every input's dtype and shape.
 
-It runs in a child process of its own (``python -m harness.build.dry_run``, ``check_in_child``), under a memory cap
+It runs in a child process of its own (``python -m harness.prepare.dry_run``, ``check_in_child``), under a memory cap
 and the prepare step's time limit, before any job: a builder that aborts, hangs or eats the machine is not an input
 error but a model that crashed, and is left to the prepare step, which records it per job. One build, the
 declared checkpoint loaded (its mismatch is an input error too), and one call at batch 1 under ``torch.no_grad``.
@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from harness.build.external import first_line
+from harness.prepare.external import first_line
 from harness.errors import HarnessInputError
 
 MEMORY_SHARE = 0.6
@@ -46,16 +46,16 @@ def check_in_child(spec: Any, timeout_s: float, decoder_source: str = "", cache_
         return
     request = {"model": spec.name, "source": spec.source, "decoder_source": decoder_source}
     cap = int(psutil.virtual_memory().total * MEMORY_SHARE)
-    result = LocalLauncher().run(request, timeout_s, memory_cap_bytes=cap, module="harness.build.dry_run")
-    if result.get("status") == "failed" and result.get("input_error"):
-        raise HarnessInputError(result["error"])
-    if marker is not None and result.get("status") == "ok":
+    result = LocalLauncher().run(request, timeout_s, memory_cap_bytes=cap, module="harness.prepare.dry_run")
+    if result.status == "failed" and result.extra.get("input_error"):
+        raise HarnessInputError(result.error)
+    if marker is not None and result.ok:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(result["status"])
+        marker.write_text(result.status)
 
 
 def passed_key(spec: Any) -> str:
-    """What a passed check depends on: the model's code as seen from here (``harness.build.identity``, without its
+    """What a passed check depends on: the model's code as seen from here (``harness.prepare.identity``, without its
     module tree: the model is not built here), its kwargs and seed, the checkpoint file (path, size, mtime) and the
     harness's, torch's and Python's versions."""
     import hashlib
@@ -64,7 +64,7 @@ def passed_key(spec: Any) -> str:
     import platform
     from importlib.metadata import version
 
-    from harness.build.identity import code_digest
+    from harness.prepare.identity import code_digest
 
     checkpoint = getattr(spec, "checkpoint", None)
     stat = os.stat(checkpoint.path) if checkpoint is not None and os.path.isfile(checkpoint.path) else None
@@ -78,7 +78,7 @@ def passed_key(spec: Any) -> str:
 
 def check(request: dict[str, Any]) -> dict[str, Any]:
     """The child: load the model's file, build it, load its checkpoint, call it once."""
-    from harness.build.checkpoints import load_checkpoint
+    from harness.prepare.checkpoints import load_checkpoint
     from harness.plugins import load_plugins
     from harness.zoo import get_model, load_model_file
 
@@ -110,7 +110,7 @@ def dry_run(spec: Any, model: Any | None = None) -> None:
     error = _call(model, inputs)
     if error is None:
         return
-    if isinstance(error, HarnessInputError):  # which output is the image (``harness.build.outputs``)
+    if isinstance(error, HarnessInputError):  # which output is the image (``harness.prepare.outputs``)
         raise HarnessInputError(f"{where}: {error}")
     described = ", ".join(f"{n}: {a.dtype} {tuple(a.shape)}" for n, a in inputs.items())
     floats = [n for n, a in inputs.items() if np.issubdtype(a.dtype, np.floating)]

@@ -1,4 +1,4 @@
-"""The prepare step, in its own process: ``python -m harness.build.prepare`` builds one generator from its model
+"""The prepare step, in its own process: ``python -m harness.prepare`` builds one generator from its model
 file, computes the seeded example inputs and fp32 reference outputs, and exports and validates each format
 through the artifact cache. A model that crashes or hangs while being built or exported takes down this
 process only.
@@ -9,11 +9,11 @@ Request: ``model``, ``source`` (the model file), ``cache`` (folder), ``formats``
 images its loop's sample set generates, optional), ``decoder_source`` (the model file of the sampler's decoder,
 when it is another file), ``layers`` (also the fp32 model's layer outputs, for "where fidelity breaks"),
 ``progress_path`` (optional: progress lines go there,
-``harness.build.progress``). A generator that declares digits training is trained
+``harness.prepare.progress``). A generator that declares digits training is trained
 here on first use (weights cached under ``<cache>/weights``).
 Result: ``status``, ``batches`` ({batch: {"io": {...}, "variants":
 {variant: {"expected_path": outputs its artifacts must reproduce ('' = none: judged by fidelity only),
-"artifacts": {fmt: Artifact dict}, "work": FLOPs and bytes per inference (``harness.build.work``)}},
+"artifacts": {fmt: Artifact dict}, "work": FLOPs and bytes per inference (``harness.prepare.work``)}},
 "decoder": {"input": name, "artifacts": {fmt: Artifact dict}} (a sampler's
 decoder, fp32, in each format)}}) with "fp32" first, ``built`` and ``reused`` (artifact ids).
 """
@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.build import progress
-from harness.protocol import serve
+from harness.prepare import progress
 
 
 def validate_in_worker(timeout_s: float):
     """A validation function for ArtifactCache: run an artifact once in a fresh worker, return its outputs."""
-    from harness.build.artifacts import load_outputs
+    from harness.prepare.artifacts import load_outputs
     from harness.launch.local import LocalLauncher
     from harness.protocol import WorkerRequest
 
@@ -44,19 +42,18 @@ def validate_in_worker(timeout_s: float):
             request = WorkerRequest("outputs", artifact=artifact.to_dict(), runtime=runtime,
                                     runtime_options={"threads": 1}, inputs_path=inputs_path, outputs_path=outputs_path)
             result = LocalLauncher().run(request, timeout_s)
-            if result["status"] != "ok":
-                detail = result.get("error", "") or result["status"]
-                raise RuntimeError(f"{result['status']}: {detail}")
+            if not result.ok:
+                raise RuntimeError(f"{result.status}: {result.error or result.status}")
             return load_outputs(outputs_path)
 
     return validate
 
 
 def prepare(request: dict[str, Any]) -> dict[str, Any]:
-    from harness.build.artifacts import ArtifactCache
+    from harness.prepare.artifacts import ArtifactCache
     from harness.compress import LatentSource, calibration_batches, compressor, variant_formats
-    from harness.compress.steps import compress_export, compress_file, compress_torch, expected_outputs
-    from harness.build.torch_model import own_builder
+    from harness.prepare.compress_steps import compress_export, compress_file, compress_torch, expected_outputs
+    from harness.prepare.torch_model import own_builder
     from harness.exporters import exporter_for_format
     from harness.training import build_trained
     from harness.types import Artifact, CompressionSpec
@@ -154,7 +151,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
 
 def _rebuilt_from_here(batches: dict[str, Any], sources: dict[str, str]) -> dict[str, Any]:
     """Torch artifacts point their worker at this run's model file. The same code checked out in another folder
-    has the same ids (``harness.build.identity``), so a reused artifact may name the folder it was first built
+    has the same ids (``harness.prepare.identity``), so a reused artifact may name the folder it was first built
     from: that folder may be gone, or be another checkout of the project (CI's base and head)."""
     for entries in batches.values():
         artifacts = [*(a for e in entries["variants"].values() for a in e["artifacts"].values()),
@@ -167,8 +164,8 @@ def _rebuilt_from_here(batches: dict[str, Any], sources: dict[str, str]) -> dict
 
 
 def _work(model: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
-    """FLOPs and bytes of one inference (``harness.build.work``), or ``{"error": why}`` when counting fails."""
-    from harness.build.work import count_work
+    """FLOPs and bytes of one inference (``harness.prepare.work``), or ``{"error": why}`` when counting fails."""
+    from harness.prepare.work import count_work
 
     if model is None:
         return None
@@ -225,6 +222,3 @@ def _failed_child(parent: Any, variant: str, fmt: str | None = None) -> Any:
                                format=fmt or parent.format, path="", status="failed",
                                error=parent.error or "its parent failed")
 
-
-if __name__ == "__main__":
-    sys.exit(serve(prepare))

@@ -15,14 +15,14 @@
     strict = true                       # every parameter in both the model and the checkpoint
     seed = 0                            # seeds the example inputs (and the weights when there is no checkpoint)
     description = "..."
-    # a denoiser: also measure its whole sampling loop (harness.sampling.Sampler's fields; these are the defaults
+    # a denoiser: also measure its whole sampling loop (harness.diffusion.Sampler's fields; these are the defaults
     # but for steps: linear β schedule 1e-4 → 0.02 over 1000 training steps, inputs "x" and "t", x0 clipped to ±1)
     sampler = { method = "ddim", steps = 20, train_steps = 1000, beta_start = 1e-4, beta_end = 0.02,
                 image_input = "x", time_input = "t", clip = 1.0 }   # + decoder = "vae" (a latent diffusion)
 
 The project config file is the models' source: every process (the prepare step, each worker) rebuilds them by
 loading it (``harness.zoo.load_model_file``), so its sha256, the checkpoint's, and the source of the code the model
-runs (the factory's package, ``harness.build.identity``) are part of every artifact id.
+runs (the factory's package, ``harness.prepare.identity``) are part of every artifact id.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from harness.build.checkpoints import Checkpoint
+from harness.prepare.checkpoints import Checkpoint
 from harness.errors import HarnessInputError
 from harness.config.tomlconfig import check_keys, check_list_of
 
@@ -129,7 +129,7 @@ def _inputs(where: str, source: Path, raw: Any) -> tuple[InputSpec, ...]:
 def _builder(factory_ref: str, where: str, seed: int, init_seed: bool, output: str | int | None = None,
              method: str = "forward") -> Callable[..., Any]:
     """``build(**kwargs)``: the factory's module in eval mode, its ``forward`` returning the one image tensor that
-    ``output`` names, from ``method`` (``harness.build.outputs``)."""
+    ``output`` names, from ``method`` (``harness.prepare.outputs``)."""
     def build(**kwargs: Any) -> Any:
         import torch
 
@@ -145,7 +145,7 @@ def _builder(factory_ref: str, where: str, seed: int, init_seed: bool, output: s
         if not isinstance(model, torch.nn.Module):
             raise HarnessInputError(f"{where}: {factory_ref} returned a {type(model).__name__}, not a torch "
                                     "nn.Module")
-        from harness.build.outputs import with_output
+        from harness.prepare.outputs import with_output
 
         try:
             return with_output(model, output, method).eval()
@@ -161,7 +161,7 @@ def _sampler(where: str, raw: Mapping[str, Any] | None, inputs: tuple[InputSpec,
     project file's folder), its input names checked against the model's inputs."""
     if raw is None:
         return None
-    from harness.sampling import Sampler
+    from harness.diffusion import Sampler
 
     try:
         sampler = Sampler.from_dict(raw, root=root)

@@ -28,7 +28,7 @@ def rebuilt(rebuild: Mapping[str, Any], build: Callable[..., Any]) -> Any:
     ``package.module:attr`` builder is named, else the model's own ``build(**kwargs)``."""
     kwargs = dict(rebuild.get("kwargs", {}))
     if rebuild.get("builder"):
-        from harness.build.declared import import_factory
+        from harness.prepare.declared import import_factory
 
         return import_factory(rebuild["builder"], "student_builder")(**kwargs)
     return build(**kwargs)
