@@ -1,10 +1,12 @@
 """One registration point per extension kind.
 
 Each registry maps a short name to an implementation. Implementation modules register themselves on
-import; heavy libraries are imported only when an implementation is used, so listing is cheap.
+import, or are named lazily (``register_lazy(name, "module:attribute")``): a lookup then imports that one module,
+and listing imports nothing.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Generic, Iterator, TypeVar
 
 from harness.errors import HarnessInputError
@@ -30,12 +32,31 @@ class Registry(Generic[T]):
 
         return add
 
+    def register_lazy(self, name: str, where: str) -> None:
+        """Name ``where`` ("package.module:attribute") as ``name``'s implementation, imported at its first lookup
+        (the module registers it there itself, or the attribute is taken)."""
+        if name in self._items and self._items[name] != _Lazy(where):
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._items[name] = _Lazy(where)  # type: ignore[assignment]
+
     def get(self, name: str) -> T:
         try:
-            return self._items[name]
+            item = self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
             raise HarnessInputError(f"unknown {self.kind} {name!r} (known: {known})") from None
+        if isinstance(item, _Lazy):
+            module, _, attribute = item.where.partition(":")
+            del self._items[name]  # importing the module may register it itself
+            try:
+                loaded = importlib.import_module(module)
+            except BaseException:
+                self._items[name] = item
+                raise
+            if name not in self._items or isinstance(self._items[name], _Lazy):
+                self._items[name] = getattr(loaded, attribute)
+            item = self._items[name]
+        return item
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
@@ -45,6 +66,21 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+
+class _Lazy:
+    """A registry entry not imported yet: ``where`` is "package.module:attribute"."""
+
+    __slots__ = ("where",)
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Lazy) and other.where == self.where
+
+    def __hash__(self) -> int:
+        return hash(self.where)
 
 
 # The registries. Models come from files in models/, targets from TOML files in targets/.
@@ -58,3 +94,9 @@ SEARCH_KNOBS: Registry = Registry("search knob")
 """name → class with ``propose(state) -> [Candidate]``: what ``harness optimize`` turns (``harness.run.knobs``)."""
 OP_PROFILERS: Registry = Registry("op profiler")
 """runtime name → ``profile(runtime, artifact, inputs, runs) -> OpProfile`` (``harness.profiling``)."""
+LAUNCHERS: Registry = Registry("reach")
+"""reach (a target profile's ``reach``) → a launcher class with ``for_target(target, with_models)``, following
+``harness.launch.base.Launcher``. The built-in reaches are named lazily here: a lookup imports one launcher."""
+LAUNCHERS.register_lazy("local", "harness.launch.local:LocalLauncher")
+LAUNCHERS.register_lazy("ssh", "harness.launch.ssh:SshLauncher")
+LAUNCHERS.register_lazy("emulated", "harness.launch.emulated:EmulatedLauncher")

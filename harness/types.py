@@ -156,6 +156,8 @@ class TargetProfile:
     for this target's jobs)."""
     ssh: SshSettings | None = None
     emulated: EmulatedSettings | None = None
+    reach_options: Mapping[str, Any] = field(default_factory=dict)
+    """A plugin reach's own table (``[<reach>]`` of the profile), checked by its launcher class."""
     source: str = ""
 
     @property

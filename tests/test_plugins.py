@@ -49,3 +49,50 @@ def test_a_broken_plugin_in_a_worker_is_a_failed_result_naming_it(tmp_path):
     failed = LocalLauncher(env={"EDGE_HARNESS_PLUGINS": str(broken)}).run(WorkerRequest("probe"), 60)
     assert failed.status == "failed"
     assert f"{broken}: plugin failed to import: RuntimeError: no licence server" in failed.error
+
+
+PINNED_TARGET = """name = "{name}"
+arch = "x86_64"
+reach = "pinned"
+runtimes = ["onnxruntime"]
+threads = 1
+[pinned]
+cpus = {cpus}
+"""
+
+
+@pytest.mark.slow
+def test_a_plugin_adds_a_reach_with_its_own_target_table(tmp_path, tiny_models_dir):
+    """A new reach is one plugin file (a launcher class registered by its name) and a profile naming it: the profile's
+    own table goes to the launcher, every job runs through it, and a wrong table is a one-line error."""
+    import shutil
+
+    from harness.config.paths import builtin_dir
+
+    plugin = FIXTURES / "plugins" / "pinned_reach.py"
+    targets = tmp_path / "targets"
+    shutil.copytree(builtin_dir("targets"), targets)
+    (targets / "pinned-cpu.toml").write_text(PINNED_TARGET.format(name="pinned-cpu", cpus='"0"'))
+    env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_PLUGINS": str(plugin),
+           "EDGE_HARNESS_TARGETS": str(targets)}
+    proc = harness("run", "--variant", "none", "--model", "tiny_gen", "--quick", "--format", "onnx", "--target",
+                   "pinned-cpu", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    records = read_records(tmp_path / "run" / "results.jsonl")
+    assert records and {(r.status, r.target) for r in records} == {("ok", "pinned-cpu")}
+    for record in records:
+        assert record.context["launcher"] == "pinned to CPUs 0" and record.context["cores_available"] == 1
+        assert record.measurement("latency").value > 0
+
+    (targets / "pinned-cpu.toml").write_text(PINNED_TARGET.format(name="pinned-cpu", cpus="3"))
+    bad = harness("run", "--variant", "none", "--model", "tiny_gen", "--quick", "--target", "pinned-cpu", "--out",
+                  str(tmp_path / "bad"),
+                  env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0, bad.stderr
+    assert '[pinned] cpus must be a CPU list such as "0" or "0-1"' in bad.stderr
+    (targets / "pinned-cpu.toml").write_text(PINNED_TARGET.format(name="pinned-cpu", cpus='"0"'))
+    without = harness("run", "--variant", "none", "--model", "tiny_gen", "--quick", "--target", "pinned-cpu", "--out",
+                      str(tmp_path / "no"),
+                      env={k: v for k, v in env.items() if k != "EDGE_HARNESS_PLUGINS"})
+    assert without.returncode == 2 and "reach 'pinned' is not supported here (supported: emulated, local, ssh;" \
+        in without.stderr

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from harness.errors import HarnessInputError
-from harness.registry import RUNTIMES
+from harness.registry import LAUNCHERS, RUNTIMES
 from harness.runtimes.onnxruntime_rt import GRAPH_LEVELS
 from harness.config.tomlconfig import check_keys, check_list_of, read_toml
 from harness.types import EmulatedSettings, SshSettings, TargetProfile
@@ -16,7 +16,8 @@ ARCHES = ("x86_64", "aarch64", "arm64", "armv8l", "armv7l", "armv6l", "riscv64",
 macOS)."""
 
 REACHES = ("local", "ssh", "emulated")
-"""How a target is reached: this machine, a board over SSH, or an arm64 rootfs under qemu-user."""
+"""The built-in reaches: this machine, a board over SSH, or an arm64 rootfs under qemu-user. A plugin adds one by
+registering a launcher class in ``harness.registry.LAUNCHERS`` (``harness.launch.base``)."""
 
 _SCHEMA = {
     "name": str,
@@ -42,7 +43,12 @@ _LITERT_SCHEMA = {"xnnpack": bool}
 
 def load_target(path: Path) -> TargetProfile:
     data = read_toml(path)
-    check_keys(path, data, _SCHEMA)
+    reach = data.get("reach")
+    if isinstance(reach, str) and reach not in LAUNCHERS:  # before the keys: its table would be an unknown key
+        raise HarnessInputError(f"{path}: reach {reach!r} is not supported here (supported: "
+                                f"{', '.join(LAUNCHERS.names())}; a plugin adds one)")
+    plugin_reach = isinstance(reach, str) and reach not in REACHES and reach not in _SCHEMA
+    check_keys(path, data, _SCHEMA | ({reach: dict} if plugin_reach else {}))
     for required in ("name", "arch", "reach", "runtimes"):
         if required not in data:
             raise HarnessInputError(f"{path}: missing required key {required!r}")
@@ -50,8 +56,6 @@ def load_target(path: Path) -> TargetProfile:
     if data["arch"] not in ARCHES:
         raise HarnessInputError(f"{path}: unknown arch {data['arch'][:40]!r} (known: {', '.join(ARCHES)}; what "
                                 "`uname -m` prints on the device)")
-    if data["reach"] not in REACHES:
-        raise HarnessInputError(f"{path}: reach {data['reach']!r} is not supported here (supported: {', '.join(REACHES)})")
     for runtime in data["runtimes"]:
         if runtime not in RUNTIMES:
             raise HarnessInputError(f"{path}: unknown runtime {runtime!r} (known: {', '.join(RUNTIMES.names())})")
@@ -89,6 +93,11 @@ def load_target(path: Path) -> TargetProfile:
         raise HarnessInputError(f"{path}: an [emulated] table needs reach = \"emulated\"")
     if data["reach"] != "ssh" and "ssh" in data:
         raise HarnessInputError(f"{path}: an [ssh] table needs reach = \"ssh\"")
+    reach_options = data.get(data["reach"], {}) if plugin_reach else {}
+    if plugin_reach:
+        check_table = getattr(LAUNCHERS.get(data["reach"]), "check_table", None)
+        if check_table is not None:
+            check_table(path, reach_options)  # the reach's own table: a one-line HarnessInputError when wrong
     if data["name"] != path.stem:
         raise HarnessInputError(f"{path}: name {data['name']!r} must match the file name {path.stem!r}")
     return TargetProfile(
@@ -106,6 +115,7 @@ def load_target(path: Path) -> TargetProfile:
         thermal=thermal,
         ssh=ssh,
         emulated=emulated,
+        reach_options=reach_options,
         source=str(path),
     )
 

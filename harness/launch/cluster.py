@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from harness.errors import HarnessInputError
+from harness.launch.base import launcher_class
 
 TARGET_PREFIX = "edge-target:"
 BUILD_RESOURCE = "edge-build"
@@ -74,7 +75,7 @@ def node_resources(targets: Iterable[Any], build: bool, measure_cpus: tuple[int,
     """The custom resources of a node reaching ``targets`` (TargetProfiles; one device each) and taking build work
     if ``build``. A node measuring on its own CPUs takes build work only beside reserved measuring CPUs."""
     targets = list(targets)
-    local = [t.name for t in targets if t.reach in ("local", "emulated")]  # both run on this node's CPUs
+    local = [t.name for t in targets if launcher_class(t.reach).on_this_machine]  # they run on this node's CPUs
     if build and local and not measure_cpus:
         raise HarnessInputError(
             f"this node measures {', '.join(local)} on its own CPUs and would build beside them: reserve measuring "
@@ -210,7 +211,7 @@ class Lane:
         self.launcher = launcher_for(self.target, with_models)
 
     def identity(self) -> dict[str, Any]:
-        board = getattr(self.launcher, "where", "") if self.target.reach == "ssh" else ""
+        board = "" if self.launcher.on_this_machine else self.launcher.where
         return node_identity() | {"board": board, "profile_source": self.profile_source}
 
     def run(self, request: dict[str, Any], timeout_s: float, memory_cap_bytes: int | None, module: str,
@@ -234,7 +235,7 @@ class Lane:
         """A local or emulated target's pass holds this node's measuring CPUs (a file lock per CPU; every CPU
         without a split): two local targets of one node, or of nodes sharing a machine's CPUs, never measure at
         once. A board's pass holds nothing here (it measures on the board)."""
-        if self.target.reach not in ("local", "emulated"):
+        if not self.launcher.on_this_machine:
             yield
             return
         import fcntl
@@ -248,8 +249,7 @@ class Lane:
             yield
 
     def close(self) -> None:
-        if hasattr(self.launcher, "close"):
-            self.launcher.close()
+        self.launcher.close()
 
 
 def _pinned_to_build_cpus() -> Any:

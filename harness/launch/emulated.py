@@ -30,7 +30,21 @@ EMULATED_NOTE = "qemu-user emulation: a functional check, never a latency claim 
 
 
 class EmulatedLauncher(LocalLauncher):
+    """Runs each request in the arm64 rootfs under qemu-user, on this machine's CPUs: real aarch64 code paths,
+    timings that are the emulator's (labelled, never compared with a device's)."""
+
     name = "emulated"
+    probe_first = True
+    timings_real = False
+    timings_note = EMULATED_NOTE
+
+    @classmethod
+    def for_target(cls, target: Any, with_models: bool) -> "EmulatedLauncher":
+        return cls(target.emulated, with_models)
+
+    @property
+    def where(self) -> str:
+        return f"emulated aarch64 in {self.rootfs}"
 
     def __init__(self, settings: EmulatedSettings, with_models: bool = False) -> None:
         super().__init__()

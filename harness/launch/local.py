@@ -64,12 +64,27 @@ class LocalLauncher:
     """
 
     name = "local"
+    on_this_machine = True
+    probe_first = False
+    timings_real = True
 
     def __init__(self, python: str = sys.executable, root: Path = PROJECT_ROOT,
                  env: Mapping[str, str] | None = None) -> None:
         self.python = python
         self.root = Path(root)
         self.env = dict(env or {})
+
+    @classmethod
+    def for_target(cls, target: Any, with_models: bool) -> "LocalLauncher":
+        """The launcher of a local target (this checkout's Python; the target's own pinning is in its requests)."""
+        return cls()
+
+    @property
+    def where(self) -> str:
+        return "this machine"
+
+    def close(self) -> None:
+        """Nothing to release: every request is its own process."""
 
     def argv(self, module: str) -> list[str]:
         """The command that starts the child (subclasses run it elsewhere, e.g. inside a rootfs)."""

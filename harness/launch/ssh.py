@@ -66,7 +66,17 @@ class Unreachable(Exception):
 
 
 class SshLauncher:
+    """Runs each request on a board over SSH: the worker bundle (floors 0 and 1, model code for PyTorch targets)
+    uploaded once per content, artifacts and inputs staged by content, outputs brought back."""
+
     name = "ssh"
+    on_this_machine = False
+    probe_first = True
+    timings_real = True
+
+    @classmethod
+    def for_target(cls, target: Any, with_models: bool) -> "SshLauncher":
+        return cls(target.ssh, with_models)
 
     def __init__(self, settings: SshSettings, with_models: bool = False) -> None:
         """``with_models``: the target runs PyTorch eager, so the bundle carries the model code (``bundle_files``)."""

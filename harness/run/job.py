@@ -22,7 +22,7 @@ from harness.prepare.artifacts import load_outputs, max_abs_error, output_scale
 from harness.exporters.onnx_probe import probe_onnx
 from harness.config.suite import Suite
 from harness.engine.measure import pool_rounds
-from harness.launch.emulated import EMULATED_NOTE
+from harness.launch.base import launcher_class
 from harness.profiling.ops import OpProfile
 from harness.protocol import WorkerRequest, WorkerResult, error_text
 from harness.report.images import save_sample_grids
@@ -47,9 +47,11 @@ def worker_request(job: Job, target: TargetProfile, mode: str, outputs_path: str
 def worker_measurements(target: TargetProfile, raw: Iterable[Mapping[str, Any]]) -> list[Measurement]:
     """Measurements from a worker; under emulation every one is labelled so it is never read as a timing."""
     measurements = [Measurement.from_dict(m) for m in raw]
-    if target.reach != "emulated":
+    reach = launcher_class(target.reach)
+    if reach.timings_real:
         return measurements
-    return [dataclasses.replace(m, method=f"{m.method}+emulated", note=EMULATED_NOTE) for m in measurements]
+    note = getattr(reach, "timings_note", "")
+    return [dataclasses.replace(m, method=f"{m.method}+{target.reach}", note=note) for m in measurements]
 
 
 def _contended(result: WorkerResult) -> bool:
@@ -314,7 +316,7 @@ class JobRun:
     def _roofline(self, latency: Measurement | None) -> None:
         job, target = self.job, self.target
         work = job.work or {}
-        if target.reach == "emulated" or latency is None or not job.work:
+        if not launcher_class(target.reach).timings_real or latency is None or not job.work:
             return
         if job.runtime.endswith("-cuda"):
             self.context["roofline_unavailable"] = "the measured ceilings are the host CPU's, not the GPU's"

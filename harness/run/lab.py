@@ -43,6 +43,7 @@ from typing import Any
 from harness.config.cluster import ClusterSettings
 from harness.errors import HarnessInputError
 from harness.launch import interrupts
+from harness.launch.base import launcher_class
 from harness.launch.cluster import (BUILD_RESOURCE, TARGET_PREFIX, Lane, node_identity, prepare_on_node,
                                     ray_module, read_files, target_resource)
 from harness.protocol import INPUT_FILE_KEYS, WorkerResult, request_artifacts, wire
@@ -98,6 +99,9 @@ class LaneLauncher:
     the node spent (scheduling, transfer, serialisation)."""
 
     name = "cluster"
+    on_this_machine = False  # the lane's node measures (the lab's CPU locks hold a node's own CPUs there)
+    probe_first = False  # the target's own reach says whether its device is checked: ``launcher_class``
+    timings_real = True
 
     def __init__(self, ray: Any, actor: Any, where: str, files: FileRefs) -> None:
         self.ray, self.actor, self.where, self.files = ray, actor, where, files
@@ -127,6 +131,9 @@ class LaneLauncher:
         for key, content in answer["files"].items():
             Path(data[key]).write_bytes(content)
         return answer["result"].with_context(cluster_node=self.where)
+
+    def close(self) -> None:
+        """Nothing here: the lab ends its lanes' actors (``Lane.close`` closes the launcher on the node)."""
 
 
 @dataclass
@@ -528,7 +535,7 @@ class LabRunner(SuiteRunner):
         import ray
 
         here = ray.get_runtime_context().get_node_id()
-        return any(lane.identity.get("node_id") == here and lane.target.reach in ("local", "emulated")
+        return any(lane.identity.get("node_id") == here and launcher_class(lane.target.reach).on_this_machine
                    for lane in self.lanes)
 
     def _prepare_on_cluster(self, ray: Any, summary: RunSummary, bar: Any, done: set[str]) -> list[str]:

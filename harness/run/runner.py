@@ -22,6 +22,7 @@ from harness.config.project import current_project
 from harness.launch import interrupts
 from harness.runtimes import runtime_class
 from harness.launch import launcher_for
+from harness.launch.base import launcher_class
 from harness.protocol import WorkerRequest, WorkerResult, error_text
 from harness.run.job import JobRun
 from harness.results.store import ResultsStore
@@ -420,8 +421,9 @@ class SuiteRunner:
 
     @staticmethod
     def check_board(target: TargetProfile, launcher: Any) -> "BoardState":
-        """A remote board's state from a probe through ``launcher``: reachable, python packages, runtimes."""
-        if target.reach == "local":
+        """A remote board's state from a probe through ``launcher``: reachable, python packages, runtimes (none for
+        a reach that needs no check: this machine)."""
+        if not launcher_class(target.reach).probe_first:
             state = BoardState()
         else:
             probe = launcher.run(WorkerRequest("probe"), 120)
