@@ -25,7 +25,9 @@ class Registry(Generic[T]):
         """Decorator: register ``obj`` under ``name``; a second registration is an error unless ``replace``."""
 
         def add(obj: T) -> T:
-            if not replace and name in self._items and self._items[name] is not obj:
+            held = self._items.get(name)
+            filling = isinstance(held, _Lazy) and held.module == getattr(obj, "__module__", None)
+            if not replace and held is not None and held is not obj and not filling:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = obj
             return obj
@@ -75,6 +77,10 @@ class _Lazy:
 
     def __init__(self, where: str) -> None:
         self.where = where
+
+    @property
+    def module(self) -> str:
+        return self.where.partition(":")[0]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Lazy) and other.where == self.where

@@ -76,9 +76,9 @@ def _selecting(builder: Callable[..., Any], output: str | int | None, method: st
 
 def is_builtin(source: str) -> bool:
     """A model from the shipped zoo (a project's model of the same name overrides it)."""
-    from harness.config.paths import builtin_dir
+    from harness.config.paths import is_builtin_model
 
-    return bool(source) and Path(source).parent == builtin_dir("models").resolve()
+    return is_builtin_model(source)
 
 
 def load_model_file(path: Path) -> list[str]:

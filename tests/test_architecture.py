@@ -63,6 +63,48 @@ def test_no_module_imports_a_higher_floor():
     assert upward == []
 
 
+def test_no_import_cycles_counting_imports_inside_functions():
+    """No two modules import each other, directly or round a loop, even lazily: a registry names its built-in members
+    by module (``register_lazy``) instead of a package importing what imports it back."""
+    modules = {module_name(p): p for p in package_modules()}
+
+    def resolve(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {m: {resolve(o) for o in harness_imports(p)} - {m, ""} for m, p in modules.items()}
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for other in sorted(graph[module]):
+            if state.get(other) == 1:
+                cycles.append(" → ".join(path[path.index(other):] + [module, other]) if other in path
+                              else f"{module} → {other}")
+            elif other not in state:
+                visit(other, path + [module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+    assert cycles == []
+
+
+def test_a_lookup_imports_one_member_of_a_registry():
+    """Loading a channel-pruned torch artifact needs one compressor; exporting ONNX one exporter."""
+    code = ("import sys; from harness.compress import compressor; from harness.exporters import exporter_for_format; "
+            "compressor('prune-channels'); exporter_for_format('onnx'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('harness.compress.', 'harness.exporters.'))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=PACKAGE_DIR.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == str(["harness.compress.channels", "harness.compress.layers",
+                                       "harness.exporters.onnx_export"])
+
+
 def test_every_allowed_exception_is_still_needed():
     imports = {module_name(p): harness_imports(p) for p in package_modules()}
     for mine, other in ALLOWED_UPWARD:

@@ -155,9 +155,15 @@ class LatentSource:
         return self.make_inputs(size, self.seed + TRAINING_SEED_OFFSET + index)
 
 
-def _register_builtin() -> None:
-    from harness.compress import (channels, distill, onnx_quant, pt2e,  # noqa: F401  (register)
-                                  tflite_quant, torch_quant, unstructured)
+BUILTIN = {
+    "prune-channels": "channels", "distill": "distill", "separable": "distill",
+    "quant-dynamic": "onnx_quant", "quant-static": "onnx_quant", "fp16": "onnx_quant", "pt2e-int8": "pt2e",
+    "tflite-dynamic": "tflite_quant", "tflite-weight-only": "tflite_quant", "tflite-int8": "tflite_quant",
+    "tflite-fp16": "tflite_quant", "torch-int8": "torch_quant", "prune-l1": "unstructured",
+    "prune-random": "unstructured",
+}
+"""The built-in compressors and their modules, named lazily: a lookup imports one module (loading a pruned model
+in a worker imports ``channels`` alone), and listing them imports none."""
 
-
-_register_builtin()
+for _name, _module in BUILTIN.items():
+    COMPRESSORS.register_lazy(_name, f"harness.compress.{_module}:{_name}")

@@ -34,6 +34,11 @@ def _project():
     return current_project()
 
 
+def is_builtin_model(source: str) -> bool:
+    """Whether a model file is one of the shipped zoo (a project's model of the same name overrides it)."""
+    return bool(source) and Path(source).parent == builtin_dir("models").resolve()
+
+
 def models_dir() -> Path:
     """The built-in generator folder; EDGE_HARNESS_MODELS replaces it."""
     return Path(os.environ.get("EDGE_HARNESS_MODELS", builtin_dir("models")))

@@ -37,8 +37,9 @@ def make_probe(name: str, config: Mapping[str, Any], root: str = "/") -> EnergyP
     return ENERGY_PROBES.get(name)(config, root)
 
 
-def _register_builtin() -> None:
-    from harness.energy import counters, modelled, sampled  # noqa: F401
+BUILTIN = {"rapl": "counters", "nvml": "counters", "modelled": "modelled", "jetson-ina": "sampled",
+           "rpi5-pmic": "sampled", "meter": "sampled"}
+"""The built-in probes and their modules, named lazily: a lookup imports one module."""
 
-
-_register_builtin()
+for _name, _module in BUILTIN.items():
+    ENERGY_PROBES.register_lazy(_name, f"harness.energy.{_module}:{_name}")

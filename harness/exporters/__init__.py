@@ -40,6 +40,10 @@ class Exporter(Protocol):
 
 
 def exporter_for_format(fmt: str) -> Exporter:
+    """The exporter writing ``fmt``: the one registered under that name (importing it alone), else any whose
+    ``format`` it is (a plugin's)."""
+    if fmt in EXPORTERS and EXPORTERS.get(fmt).format == fmt:
+        return EXPORTERS.get(fmt)
     for name in EXPORTERS.names():
         exporter = EXPORTERS.get(name)
         if exporter.format == fmt:
@@ -47,9 +51,8 @@ def exporter_for_format(fmt: str) -> Exporter:
     return EXPORTERS.get(fmt)  # raises the one-line "unknown exporter" error
 
 
-def _register_builtin() -> None:
-    from harness.exporters import (executorch_export, onnx_export,  # noqa: F401  (registers on import)
-                                   tflite_export)
+BUILTIN = {"onnx": "onnx_export", "tflite": "tflite_export", "executorch": "executorch_export"}
+"""The built-in exporters and their modules, named lazily: a lookup imports one module."""
 
-
-_register_builtin()
+for _name, _module in BUILTIN.items():
+    EXPORTERS.register_lazy(_name, f"harness.exporters.{_module}:{_name}")

@@ -183,7 +183,7 @@ def register_declared(source: Path, models: Mapping[str, Mapping[str, Any]]) -> 
     """Register every ``[models.NAME]`` of a project config; return the names."""
     from harness.registry import MODELS
     from harness.types import ModelSpec
-    from harness.zoo import is_builtin
+    from harness.config.paths import is_builtin_model as is_builtin
 
     names = []
     for name, table in models.items():

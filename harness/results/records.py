@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from harness.errors import HarnessInputError
 from harness.types import RUN_STATUSES, SCHEMA_VERSION, RunRecord
@@ -149,9 +149,11 @@ def check_record(data: Any) -> RunRecord:
     return RunRecord.from_dict(full)
 
 
-def _upgrade(record: dict[str, Any]) -> dict[str, Any]:
-    from harness.results.store import UPGRADES
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+"""version N → the function upgrading a version N-1 record dict to version N. Empty while only v1 exists."""
 
+
+def _upgrade(record: dict[str, Any]) -> dict[str, Any]:
     version = record.get("schema_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise _Bad("schema_version", "must be an integer >= 1")

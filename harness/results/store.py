@@ -1,7 +1,7 @@
 """The results store: an append-only JSON-lines file of RunRecords, one per line, synced as written.
 
 Each record carries ``schema_version``. Readers ignore unknown fields; records from an older schema are
-upgraded by ``UPGRADES``; a record from a newer schema is a clear error. Reading validates every record and
+upgraded by ``harness.results.records.UPGRADES``; a record from a newer schema is a clear error. Reading validates every record and
 writing never fails on a value (``harness.results.records``).
 """
 from __future__ import annotations
@@ -11,13 +11,10 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 from harness.results.records import json_line, parse_records
 from harness.types import RunRecord
-
-# version N → function upgrading a version N-1 record dict to version N. Empty while only v1 exists.
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
 _DEFERRED = (signal.SIGINT, signal.SIGTERM)
