@@ -55,9 +55,12 @@ class CompressionSpec:
     """
 
     name: str
+    """The variant's name in records and reports (a plain name: letters, digits, '-', '_')."""
     method: str
+    """A registered compressor (``harness list compressors``)."""
     params: Mapping[str, Any] = field(default_factory=dict)
     after: str = ""
+    """The variant this one is applied to ('' = the fp32 model)."""
     models: tuple[str, ...] = ()
     """The models this variant is made of (() = every model of the suite)."""
 
@@ -272,11 +275,16 @@ class Measurement:
     """One measured quantity. ``method`` says how it was obtained (e.g. ``perf_counter``, ``vmhwm``)."""
 
     metric: str
+    """A name of the metric catalogue (``harness.analysis.metrics``)."""
     value: float
+    """The headline figure: the median for a distribution."""
     unit: str
     method: str
+    """How it was obtained: ``perf_counter``, ``vmhwm``, ``rapl``, ``modelled``, …"""
     samples: tuple[float, ...] | None = None
+    """The raw samples of a distribution (e.g. every timed run's ms)."""
     stats: Mapping[str, float] | None = None
+    """Summary statistics of the samples: n, mean, p50, p90, p99, CI bounds, …"""
     note: str = ""
     """Caveats a reader must see with the number (e.g. a modelled energy's assumptions)."""
 
@@ -342,20 +350,31 @@ class RunRecord:
     """The result of one job: what ran, where, how it went and what was measured."""
 
     job_key: str
+    """model/variant/format/runtime/target/batch: the job's identity, the same in every run (resume and compare
+    match on it)."""
     model: str
     variant: str
+    """"fp32", or the name of a suite's ``[[variants]]`` entry."""
     format: str
+    """torch, onnx, tflite or executorch (or a plugin exporter's)."""
     runtime: str
     target: str
     batch_size: int
     artifact_id: str
+    """The content address of the measured file in the artifact cache."""
     artifact_bytes: int
     status: str
+    """One of ``RUN_STATUSES``: ok, failed, crashed, timeout, oom, unsupported, unreachable."""
     error: str
+    """Why the job is not ok, first line first ('' when ok)."""
     measurements: tuple[Measurement, ...]
     context: Mapping[str, Any]
+    """Where and how it ran: machine, runtime versions, threads, CPU state, the quiet check, warnings, the
+    artifact's recipe and what compression changed."""
     started_at: str
+    """ISO 8601, UTC."""
     duration_s: float
+    """Wall-clock seconds of the whole job (every pass)."""
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

@@ -1,5 +1,7 @@
-"""The documentation site builds, strictly (no broken link, no page outside the nav), and its reference pages are
-generated from the code: every command, metric, compressor and search knob appears without anyone writing it down."""
+"""The documentation site builds, strictly (no broken link, no page outside the nav), its reference pages are
+generated from the code (every command, metric, compressor, search knob, configuration key, record field and test
+file appears without anyone writing it down), and its pages open in the real headless Chromium the report tests use,
+every link inside the site landing on a file of the site."""
 from __future__ import annotations
 
 import os
@@ -42,7 +44,7 @@ def test_every_page_is_in_the_nav_and_the_readme_stays_short():
 @pytest.mark.skipif(shutil.which("mkdocs", path=str(Path(sys.executable).parent)) is None,
                     reason="mkdocs is not installed (pip install -e '.[docs]')")
 def test_the_site_builds_strictly_with_reference_pages_from_the_code(tmp_path):
-    from harness.compress import compressor  # noqa: F401  (registers the compressors)
+    import harness.compress  # noqa: F401  (names the built-in compressors)
     from harness.registry import COMPRESSORS, SEARCH_KNOBS
     from harness.run import knobs  # noqa: F401
 
@@ -63,3 +65,69 @@ def test_the_site_builds_strictly_with_reference_pages_from_the_code(tmp_path):
     settings = (tmp_path / "site" / "reference" / "settings" / "index.html").read_text()
     assert "min_duration_s" in settings and "max_memory_mb" in settings
     assert (tmp_path / "site" / "guides" / "optimize" / "index.html").is_file()
+    files = (tmp_path / "site" / "reference" / "files" / "index.html").read_text()
+    for key in ("export_tolerance", "known_hosts", "graph_optimization", "xnnpack", "fail_on_unjudged",
+                "time_limit", "join_timeout_s", "output_range"):
+        assert key in files, key
+    results = (tmp_path / "site" / "reference" / "results" / "index.html").read_text()
+    assert "schema_version" in results and "artifact_id" in results and "unreachable" in results
+    protocol = (tmp_path / "site" / "reference" / "protocol" / "index.html").read_text()
+    from harness.protocol import MODES, PROTOCOL_VERSION
+
+    assert f"Version <strong>{PROTOCOL_VERSION}</strong>" in protocol and all(m in protocol for m in MODES)
+    registries = (tmp_path / "site" / "reference" / "registries" / "index.html").read_text()
+    assert "LAUNCHERS" in registries and "for_target" in registries and "jetson-ina" in registries
+    tests = (tmp_path / "site" / "reference" / "tests" / "index.html").read_text()
+    assert all(p.name in tests for p in (PROJECT_ROOT / "tests").glob("test_*.py"))
+    _check_links(tmp_path / "site")
+    _open_in_chromium(tmp_path / "site")
+
+
+def _check_links(site: Path) -> None:
+    """Every href and src inside the site that is not an external address lands on a file of the site."""
+    from html.parser import HTMLParser
+    from urllib.parse import unquote, urlsplit
+
+    class Links(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.found += [v for k, v in attrs if k in ("href", "src") and v]
+
+    broken = []
+    for page in site.rglob("*.html"):
+        parser = Links()
+        parser.feed(page.read_text())
+        for link in parser.found:
+            parts = urlsplit(link)
+            if parts.scheme or parts.netloc or not parts.path:
+                continue  # an external address, or an anchor on the same page
+            path = unquote(parts.path)
+            target = (site / path.lstrip("/") if path.startswith("/") else page.parent / path).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                broken.append(f"{page.relative_to(site)} → {link}")
+    assert broken == []
+
+
+def _open_in_chromium(site: Path) -> None:
+    from tests.test_report_views import CHROMIUM, chromium
+
+    if CHROMIUM is None:
+        pytest.skip("Debian package 'chromium' is not installed: the site was built and its links checked")
+    for page in ("index.html", "reference/cli/index.html", "reference/metrics/index.html"):
+        proc = chromium("--dump-dom", (site / page).as_uri())
+        assert proc.returncode == 0 and "</html>" in proc.stdout, proc.stderr[-2000:]
+        assert "Edge Harness" in proc.stdout and "Getting started" in proc.stdout  # the navigation rendered
+    cli = chromium("--dump-dom", (site / "reference" / "cli" / "index.html").as_uri()).stdout
+    from harness.cli import _parser
+
+    sub = next(a for a in _parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert all(f"harness {name}" in cli for name in sub.choices)  # every verb, as the browser shows it
+    metrics = chromium("--dump-dom", (site / "reference" / "metrics" / "index.html").as_uri()).stdout
+    from harness.analysis.metrics import CATALOGUE
+
+    assert all(m.name in metrics for m in CATALOGUE)

@@ -92,13 +92,17 @@ def _threshold_value(path: Path, where: str, metric: str, value: Any) -> float |
     return float(value)
 
 
+GATE_SCHEMA = {"alpha": float, "fail_on_missing": bool, "thresholds": dict, "overrides": list,
+               "accept_disturbed": bool, "paired": dict, "fail_on_unjudged": bool}
+"""The keys of a gate TOML file (``harness gate --config``) and their types."""
+
+
 def load_gate_config(path: Path | None) -> GateConfig:
     """Read a gate TOML file (None: the defaults). Unknown keys and bad values are one-line errors."""
     if path is None:
         return GateConfig()
     data = read_toml(path)
-    check_keys(path, data, {"alpha": float, "fail_on_missing": bool, "thresholds": dict, "overrides": list,
-                            "accept_disturbed": bool, "paired": dict, "fail_on_unjudged": bool})
+    check_keys(path, data, GATE_SCHEMA)
     alpha = data.get("alpha", DEFAULT_ALPHA)
     if not 0 < alpha < 1:
         raise HarnessInputError(f"{path}: alpha must be within (0, 1), not {alpha}")

@@ -32,12 +32,16 @@ _SETTING_TYPES = {f.name: (float, int) if f.type in ("float", "float | None") el
 class Suite:
     name: str
     models: tuple[str, ...] | None
-    """None means every model in models/."""
+    """The generators to measure (a name or a list; none given: every model in models/ and the project's)."""
     targets: tuple[str, ...]
+    """Target profiles to run on (``harness list targets``)."""
     formats: tuple[str, ...]
+    """torch, onnx, tflite, executorch: each model is exported to each."""
     batch_sizes: tuple[int, ...]
     export_tolerance: float
+    """Largest absolute difference from PyTorch allowed when an export is validated (default 1e-3)."""
     settings: RunSettings
+    """``[settings]``: how each job is measured."""
     source: str = ""
     variants: tuple[CompressionSpec, ...] = ()
     """Compressed variants measured beside the fp32 model, in order (a variant may build on an earlier one)."""

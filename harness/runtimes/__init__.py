@@ -54,11 +54,12 @@ def runtimes_for_format(fmt: str) -> list[str]:
     return [n for n in RUNTIMES.names() if fmt in RUNTIMES.get(n).formats]
 
 
-def _register_builtin() -> None:
-    from harness.runtimes import cuda, executorch_rt, litert_rt, onnxruntime_rt, torch_eager  # noqa: F401
+BUILTIN = {"onnxruntime": "onnxruntime_rt", "litert": "litert_rt", "executorch": "executorch_rt",
+           "torch": "torch_eager", "torch-cuda": "cuda", "onnxruntime-cuda": "cuda"}
+"""The built-in runtimes and their modules, named lazily: a worker imports the one adapter its job runs."""
 
-
-_register_builtin()
+for _name, _module in BUILTIN.items():
+    RUNTIMES.register_lazy(_name, f"harness.runtimes.{_module}:{_name}")
 
 if TYPE_CHECKING:
     import numpy as np
