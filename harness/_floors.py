@@ -39,12 +39,13 @@ FLOORS: tuple[Floor, ...] = (
     Floor(3, "analysis, launch", ("harness.analysis", "harness.launch"), "host, CI, lab nodes",
           "pure functions: the metric catalogue (`analysis/metrics`), compare, gate, Pareto, sweep fronts, "
           "whether a point meets a budget (`analysis/budget`), fidelity, roofline arithmetic, change points and "
-          "history, disturbed passes; launchers: local process, SSH board, emulated rootfs, lockstep pairs, Ctrl-C "
+          "history, disturbed passes; launchers, one contract (`launch/base`) registered by reach: local process, SSH "
+          "board, emulated rootfs; lockstep pairs, Ctrl-C "
           "handling, the prepare child under its memory cap and per-variant time limit (`launch/preparing`), what "
           "runs on a Ray node (`launch/cluster`)"),
-    Floor(4, "build", ("harness.prepare", "harness.compress", "harness.exporters", "harness.zoo", "harness.training",
+    Floor(4, "prepare", ("harness.prepare", "harness.compress", "harness.exporters", "harness.zoo", "harness.training",
                        "harness.digits", "harness.model_helpers"),
-          "the prepare child",
+          "the prepare child (`python -m harness.prepare`)",
           "building and training generators, declared models and checkpoints, compressing, exporting (ONNX, TFLite, "
           "ExecuTorch), channel and attention-head pruning, the content-addressed artifact cache and the identity of "
           "a model's code in it (`prepare/identity`), the check of a user's model before anything runs "
@@ -55,8 +56,8 @@ FLOORS: tuple[Floor, ...] = (
           "lanes, the history page, sample images, pytest-benchmark JSON"),
     Floor(6, "run", ("harness.run",), "host",
           "planning a suite (`run/runner`), one job as named steps (`run/job`), the same suite across a Ray lab "
-          "(`run/lab`), A/B sessions, sweeps, `harness optimize`'s search (`run/optimize`) and its knobs "
-          "(`run/knobs`)"),
+          "(`run/lab`: lanes, file transport, node checks, build fan-out, scheduling), A/B sessions, sweeps, "
+          "`harness optimize`'s search (`run/optimize`) and its knobs (`run/knobs`)"),
     Floor(7, "entry points", ("harness.cli", "harness.api", "harness.pytest_plugin", "harness.__main__"), "host",
           "thin: parse, call, print; the Python API returns pandas"),
 )

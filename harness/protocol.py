@@ -2,7 +2,8 @@
 in an emulated rootfs, on a cluster node; the prepare child): one JSON request on stdin, one JSON result line on
 stdout, whatever else anything prints goes to stderr.
 
-Requests to a worker are ``WorkerRequest``s and results ``WorkerResult``s, each with ``to_dict`` / ``from_dict``;
+Requests to a worker are ``WorkerRequest``s, to the prepare child ``PrepareRequest``s, and results of both
+``WorkerResult``s, each with ``to_dict`` / ``from_dict``;
 both carry ``protocol`` (``PROTOCOL_VERSION``). A child and a harness of different versions (a board's old worker
 bundle, ``harness ab --baseline-root`` of an old checkout) refuse each other with an error naming both versions.
 A request without ``protocol`` is read as version 1 (harnesses before the typed protocol did not send it).
@@ -127,6 +128,68 @@ class WorkerRequest:
         return cls(**values)
 
     def replace(self, **changes: Any) -> WorkerRequest:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class PrepareRequest:
+    """What the prepare child (``python -m harness.prepare``) is asked: build one generator, compute its inputs and
+    fp32 reference, compress and export it through the artifact cache. Paths are on the machine it runs on."""
+
+    model: str
+    source: str
+    """The model file (or project file) that registers ``model``."""
+    cache: str
+    """The artifact cache folder."""
+    formats: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    tolerance: float
+    """Largest absolute difference from PyTorch an export may have (its validation)."""
+    timeout_s: float
+    """Each validation worker's time limit."""
+    variants: tuple[Mapping[str, Any], ...] = ()
+    """``CompressionSpec.to_dict()``s."""
+    samples: int = 0
+    """Size of the fidelity sample set."""
+    loop_samples: int = 0
+    """A denoiser with a sampler: how many images its loop's sample set generates."""
+    progress_path: str = ""
+    """Progress lines go there (``harness.prepare.progress``): the step it is in, for time limits and the display."""
+    decoder_source: str = ""
+    """The model file of the sampler's decoder, when it is another file."""
+    prepare_memory_mb: int = 0
+    """On a lab's build node: the memory cap of the child it starts there."""
+    variant_timeout_s: float = 0.0
+    """On a lab's build node: the time limit of each variant step."""
+    layers: bool = False
+    """Also the fp32 model's layer outputs ("where fidelity breaks")."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"protocol": PROTOCOL_VERSION}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = [dict(v) if isinstance(v, Mapping) else v for v in value] if isinstance(value, tuple) \
+                else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PrepareRequest:
+        """Read a prepare request; an unknown field or a missing one is a ProtocolError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known - {"protocol"})
+        if unknown:
+            raise ProtocolError(f"prepare request fields this harness does not know: {', '.join(unknown)}")
+        missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in data
+                         and f.default is dataclasses.MISSING)
+        if missing:
+            raise ProtocolError(f"the prepare request has no {', '.join(missing)}")
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("formats", "batch_sizes", "variants"):
+            if key in values:
+                values[key] = tuple(values[key] or ())
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> PrepareRequest:
         return dataclasses.replace(self, **changes)
 
 

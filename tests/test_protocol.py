@@ -83,3 +83,17 @@ def test_launchers_stamp_the_version_on_what_they_send(tmp_path):
     assert sent == WorkerRequest("probe").to_dict() and sent["protocol"] == PROTOCOL_VERSION
     plain = LocalLauncher(str(echo)).run({"model": "m"}, 30).context  # the prepare child's request
     assert plain == wire({"model": "m"}) == {"protocol": PROTOCOL_VERSION, "model": "m"}
+
+
+def test_the_prepare_request_is_typed_and_refuses_what_it_does_not_know():
+    from harness.protocol import PrepareRequest
+
+    request = PrepareRequest(model="m", source="/p/m.py", cache="/c", formats=("onnx",), batch_sizes=(1, 4),
+                             tolerance=1e-3, timeout_s=60, variants=({"name": "int8", "method": "quant-dynamic"},))
+    wired = wire(request.to_dict())
+    assert wired["protocol"] == PROTOCOL_VERSION and wired["batch_sizes"] == [1, 4]
+    assert PrepareRequest.from_dict(wired) == request
+    with pytest.raises(ProtocolError, match="prepare request fields this harness does not know: turbo"):
+        PrepareRequest.from_dict(wired | {"turbo": True})
+    with pytest.raises(ProtocolError, match="the prepare request has no cache, source"):
+        PrepareRequest.from_dict({k: v for k, v in wired.items() if k not in ("cache", "source")})

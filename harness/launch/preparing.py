@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from harness.protocol import WorkerResult, error_text
+from harness.protocol import PrepareRequest, WorkerResult, error_text
 
 FAULTS = ("oom", "timeout", "crashed")
 """Prepare results that stop a child in the middle of a step (a failed result is the child's own answer)."""
@@ -134,7 +134,7 @@ def without_variants(request: Mapping[str, Any], left_out: Iterable[str]) -> dic
 
 
 def prepare_isolating(launch: Callable[[dict[str, Any], Callable[[], None]], WorkerResult],
-                      request: Mapping[str, Any], limit_s: float,
+                      request: PrepareRequest | Mapping[str, Any], limit_s: float,
                       on_wait: Callable[[Path], None] | None = None,
                       on_attempt: Callable[[int, str, Path], None] | None = None,
                       label: str = "") -> tuple[WorkerResult, dict[str, tuple[str, str]]]:
@@ -144,6 +144,7 @@ def prepare_isolating(launch: Callable[[dict[str, Any], Callable[[], None]], Wor
     Returns the last result and the variants left out: variant → (status, error). ``on_wait(progress_path)`` and
     ``on_attempt(attempt, status, progress_path)`` let a caller show progress and keep the timeline. The same on this
     machine and on a lab's build node."""
+    request = request.to_dict() if isinstance(request, PrepareRequest) else dict(request)
     faults: dict[str, tuple[str, str]] = {}
     while True:
         with tempfile.TemporaryDirectory(prefix="edge-harness-progress-") as tmp:

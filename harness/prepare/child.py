@@ -3,13 +3,7 @@ file, computes the seeded example inputs and fp32 reference outputs, and exports
 through the artifact cache. A model that crashes or hangs while being built or exported takes down this
 process only.
 
-Request: ``model``, ``source`` (the model file), ``cache`` (folder), ``formats``, ``batch_sizes``,
-``tolerance``, ``timeout_s`` (for each validation worker), ``variants`` (CompressionSpec dicts, optional),
-``samples`` (size of the fidelity sample set, optional), ``loop_samples`` (a denoiser with a sampler: how many
-images its loop's sample set generates, optional), ``decoder_source`` (the model file of the sampler's decoder,
-when it is another file), ``layers`` (also the fp32 model's layer outputs, for "where fidelity breaks"),
-``progress_path`` (optional: progress lines go there,
-``harness.prepare.progress``). A generator that declares digits training is trained
+Request: a ``harness.protocol.PrepareRequest`` (its fields say what each is). A generator that declares digits training is trained
 here on first use (weights cached under ``<cache>/weights``).
 Result: ``status``, ``batches`` ({batch: {"io": {...}, "variants":
 {variant: {"expected_path": outputs its artifacts must reproduce ('' = none: judged by fidelity only),
@@ -28,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness.prepare import progress
+from harness.protocol import PrepareRequest
 
 
 def validate_in_worker(timeout_s: float):
@@ -49,7 +44,7 @@ def validate_in_worker(timeout_s: float):
     return validate
 
 
-def prepare(request: dict[str, Any]) -> dict[str, Any]:
+def prepare(wire_request: dict[str, Any]) -> dict[str, Any]:
     from harness.prepare.artifacts import ArtifactCache
     from harness.compress import LatentSource, calibration_batches, compressor, variant_formats
     from harness.prepare.compress_steps import compress_export, compress_file, compress_torch, expected_outputs
@@ -62,24 +57,25 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
     from harness.plugins import load_plugins
 
     load_plugins()  # inside serve: a broken plugin is a failed result naming it
-    if request.get("progress_path"):
-        os.environ[progress.ENV] = request["progress_path"]  # training and distillation report through it
+    request = PrepareRequest.from_dict(wire_request)
+    if request.progress_path:
+        os.environ[progress.ENV] = request.progress_path  # training and distillation report through it
     progress.report("building")
-    load_model_file(Path(request["source"]))
-    spec = get_model(request["model"])
-    model, weights = build_trained(spec, Path(request["cache"]))
-    cache = ArtifactCache(Path(request["cache"]), validate=validate_in_worker(float(request["timeout_s"])))
-    tolerance = float(request["tolerance"])
+    load_model_file(Path(request.source))
+    spec = get_model(request.model)
+    model, weights = build_trained(spec, Path(request.cache))
+    cache = ArtifactCache(Path(request.cache), validate=validate_in_worker(float(request.timeout_s)))
+    tolerance = float(request.tolerance)
     base = cache.torch_artifact(spec, model, weights)
     decoder = _loop_decoder(spec, request, cache)
-    variants = [CompressionSpec.from_dict(v) for v in request.get("variants", ())]
+    variants = [CompressionSpec.from_dict(v) for v in request.variants]
     torch_stage = [v for v in variants if compressor(v.method).stage == "torch"]
     export_stage = [v for v in variants if compressor(v.method).stage == "export"]
     file_stage = [v for v in variants if compressor(v.method).stage not in ("torch", "export")]
 
     # Torch-level variants (in suite order: a variant may build on an earlier one).
     torch_variants: dict[str, tuple[Artifact, Any]] = {"fp32": (base, model)}
-    formats = {"fp32": tuple(request["formats"])} | {v.name: variant_formats(v, request["formats"])
+    formats = {"fp32": tuple(request.formats)} | {v.name: variant_formats(v, request.formats)
                                                      for v in torch_stage}
     for v in torch_stage:
         parent, parent_model = torch_variants[v.after or "fp32"]
@@ -92,11 +88,11 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
                                                              spec.sampler))
 
     batches: dict[str, Any] = {}
-    for batch in request["batch_sizes"]:
+    for batch in request.batch_sizes:
         progress.report(f"reference outputs, batch {batch}")
-        io = cache.model_io(spec, model, int(batch), weights, int(request.get("samples", 0)),
-                            int(request.get("loop_samples", 0)), decoder=decoder and decoder[:3],
-                            layers=bool(request.get("layers", False)))
+        io = cache.model_io(spec, model, int(batch), weights, int(request.samples),
+                            int(request.loop_samples), decoder=decoder and decoder[:3],
+                            layers=bool(request.layers))
         entries: dict[str, Any] = {}
         for name, (artifact, variant_model) in torch_variants.items():
             expected = io.reference_path
@@ -121,7 +117,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
             calibration = calibration_batches(spec.make_inputs, int(batch), spec.seed,
                                               int(v.params.get("calibration_batches", 16)))
             made = {}
-            for fmt in variant_formats(v, request["formats"]):
+            for fmt in variant_formats(v, request.formats):
                 progress.report(f"compressing: {v.name} ({v.method}) → {fmt}, batch {batch}")
                 made[fmt] = compress_export(cache, parent, parent_model, v, fmt, calibration, io, int(batch))
             entries[v.name] = {"expected_path": "", "artifacts": made,
@@ -141,7 +137,7 @@ def prepare(request: dict[str, Any]) -> dict[str, Any]:
             **({"decoder": _decoder_exports(cache, decoder, request, int(batch))} if decoder else {}),
             "variants": {name: {"expected_path": e["expected_path"], "work": e["work"],
                                 "artifacts": {fmt: a.to_dict() for fmt, a in e["artifacts"].items()
-                                              if fmt in request["formats"]}}
+                                              if fmt in request.formats}}
                          for name, e in entries.items()},
         }
     sources = {spec.name: spec.source, **({decoder[0].name: decoder[0].source} if decoder else {})}
@@ -175,7 +171,7 @@ def _work(model: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
         return {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-def _loop_decoder(spec: Any, request: dict[str, Any], cache: Any) -> tuple | None:
+def _loop_decoder(spec: Any, request: PrepareRequest, cache: Any) -> tuple | None:
     """A sampler's decoder: (its spec, model, weights, input name, fp32 torch artifact), or None without one. A
     decoder that is not registered, or whose input is not the denoiser's image, is a one-line error."""
     from harness.errors import HarnessInputError
@@ -185,8 +181,8 @@ def _loop_decoder(spec: Any, request: dict[str, Any], cache: Any) -> tuple | Non
     if spec.sampler is None or not spec.sampler.decoder:
         return None
     name = spec.sampler.decoder
-    if name not in MODELS.names() and request.get("decoder_source"):
-        load_model_file(Path(request["decoder_source"]))
+    if name not in MODELS.names() and request.decoder_source:
+        load_model_file(Path(request.decoder_source))
     if name not in MODELS.names():
         raise HarnessInputError(f"{spec.name}: the sampler's decoder {name!r} is not a registered model")
     dspec = get_model(name)
@@ -196,24 +192,24 @@ def _loop_decoder(spec: Any, request: dict[str, Any], cache: Any) -> tuple | Non
         raise HarnessInputError(f"{spec.name}: the sampler's decoder {name!r} must take one input shaped like the "
                                 f"denoiser's {spec.sampler.image_input!r} {tuple(latent.shape[1:])}, not {shapes}")
     progress.report(f"building the decoder {name}")
-    dmodel, dweights = build_trained(dspec, Path(request["cache"]))
+    dmodel, dweights = build_trained(dspec, Path(request.cache))
     return dspec, dmodel, dweights, next(iter(example)), cache.torch_artifact(dspec, dmodel, dweights)
 
 
-def _decoder_exports(cache: Any, decoder: tuple, request: dict[str, Any], batch: int) -> dict[str, Any]:
+def _decoder_exports(cache: Any, decoder: tuple, request: PrepareRequest, batch: int) -> dict[str, Any]:
     """The decoder's fp32 artifact in each of the suite's formats at ``batch``, validated like any export."""
     from harness.exporters import exporter_for_format
 
     dspec, dmodel, dweights, input_name, base = decoder
     io = cache.model_io(dspec, dmodel, batch, dweights)
     artifacts = {"torch": base}
-    for fmt in request["formats"]:
+    for fmt in request.formats:
         if fmt != "torch":
             progress.report(f"exporting the decoder {dspec.name} → {fmt}, batch {batch}")
             artifacts[fmt] = cache.export(base, dmodel, exporter_for_format(fmt), io, batch,
-                                          float(request["tolerance"]))
+                                          float(request.tolerance))
     return {"input": input_name, "artifacts": {fmt: a.to_dict() for fmt, a in artifacts.items()
-                                               if fmt in request["formats"]}}
+                                               if fmt in request.formats}}
 
 
 def _failed_child(parent: Any, variant: str, fmt: str | None = None) -> Any:

@@ -23,7 +23,7 @@ from harness.launch import interrupts
 from harness.runtimes import runtime_class
 from harness.launch import launcher_for
 from harness.launch.base import launcher_class
-from harness.protocol import WorkerRequest, WorkerResult, error_text
+from harness.protocol import PrepareRequest, WorkerRequest, WorkerResult, error_text
 from harness.run.job import JobRun
 from harness.results.store import ResultsStore
 from harness.config.suite import Suite
@@ -220,21 +220,21 @@ class SuiteRunner:
             for step in steps:
                 f.write(json.dumps({"model": model, "attempt": attempt, "status": status, **step}) + "\n")
 
-    def prepare_request(self, model_name: str) -> dict[str, Any]:
+    def prepare_request(self, model_name: str) -> PrepareRequest:
         """The request of the prepare child (``harness.prepare``) for one model (``progress_path`` and the
         variants left out are set per attempt: ``harness.launch.preparing.prepare_isolating``)."""
         spec = get_model(model_name)
         variants = [v for v in self.suite.variants if v.applies_to(model_name)]
-        return {"model": model_name, "source": spec.source, "cache": str(self.cache_dir),
-                "formats": list(self.suite.formats), "batch_sizes": list(self.suite.batch_sizes),
-                "tolerance": self.suite.export_tolerance, "timeout_s": self.suite.settings.timeout_s,
-                "variants": [v.to_dict() for v in variants],
-                "samples": self.suite.settings.fidelity_samples,
-                "loop_samples": self.suite.settings.loop_samples, "progress_path": "",
-                "decoder_source": self._decoder_source(spec),
-                "prepare_memory_mb": self.suite.settings.prepare_memory_mb,  # a build node's cap (harness.launch.cluster)
-                "variant_timeout_s": self.suite.settings.variant_timeout_s,  # and its time limit per variant step
-                "layers": self.suite.settings.profile_runs > 0}
+        settings = self.suite.settings
+        return PrepareRequest(
+            model=model_name, source=spec.source, cache=str(self.cache_dir), formats=tuple(self.suite.formats),
+            batch_sizes=tuple(self.suite.batch_sizes), tolerance=self.suite.export_tolerance,
+            timeout_s=settings.timeout_s, variants=tuple(v.to_dict() for v in variants),
+            samples=settings.fidelity_samples, loop_samples=settings.loop_samples,
+            decoder_source=self._decoder_source(spec),
+            prepare_memory_mb=settings.prepare_memory_mb,  # a build node's cap (harness.launch.cluster)
+            variant_timeout_s=settings.variant_timeout_s,  # and its time limit per variant step
+            layers=settings.profile_runs > 0)
 
     def jobs_for(self, model_name: str, prepared: WorkerResult,
                  faults: dict[str, tuple[str, str]] | None = None) -> Iterator[PlannedJob]:
