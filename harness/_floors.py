@@ -20,7 +20,7 @@ class Floor:
 FLOORS: tuple[Floor, ...] = (
     Floor(0, "floor", ("harness", "harness.types", "harness.errors", "harness.stats", "harness.hashing",
                        "harness.capture", "harness.registry", "harness.protocol", "harness.pyfile", "harness.plugins",
-                       "harness.diffusion", "harness.sampling", "harness._floors"),
+                       "harness.diffusion", "harness.sampling", "harness.rounds", "harness._floors"),
           "everywhere",
           "frozen dataclasses, pure statistics, the one registry per extension kind, the typed versioned worker "
           "protocol (`WorkerRequest` / `WorkerResult`, `serve` / `parse_result`), diffusion samplers in numpy "

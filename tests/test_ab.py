@@ -9,7 +9,7 @@ import pytest
 
 from harness.analysis.compare import METRICS, compare_metric, job_key
 from harness.analysis.gate import GateConfig, run_gate
-from harness.run.interleave import REQUESTS_FILE, read_requests
+from harness.results.requests import REQUESTS_FILE, read_requests
 from harness.config.paths import PROJECT_ROOT
 from harness.results.store import read_records
 from tests.mutations import SMALL_RUN

@@ -125,18 +125,16 @@ def test_the_engine_imports_only_the_standard_library_numpy_and_psutil():
         assert names <= allowed, f"{path.name} imports {sorted(names - allowed)}"
 
 
-WORKER_BUNDLE = ["__init__.py", "capture.py", "diffusion.py", "energy/__init__.py", "energy/counters.py", "energy/modelled.py",
-                 "energy/sampled.py", "energy/window.py", "engine/__init__.py", "engine/context.py",
-                 "engine/cpustate.py", "engine/device_timing.py", "engine/loadgen.py", "engine/measure.py",
-                 "engine/memory.py",
-                 "engine/quiet.py", "engine/sampling_loop.py", "errors.py", "plugins.py", "profiling/__init__.py",
-                 "profiling/ceilings.py", "profiling/executorch_ops.py", "profiling/families.py",
-                 "profiling/litert_ops.py",
-                 "profiling/onnxruntime_ops.py", "profiling/ops.py", "profiling/tensors.py", "profiling/torch_ops.py", "protocol.py", "pyfile.py",
-                 "registry.py", "runtimes/__init__.py", "runtimes/cuda.py", "runtimes/executorch_rt.py",
-                 "runtimes/litert_rt.py",
-                 "runtimes/onnxruntime_rt.py", "runtimes/signature.py", "runtimes/torch_eager.py", "sampling.py",
-                 "stats.py", "types.py", "worker.py"]
+WORKER_BUNDLE = ["__init__.py", "capture.py", "diffusion.py", "energy/__init__.py", "energy/counters.py",
+                 "energy/modelled.py", "energy/sampled.py", "energy/window.py", "engine/__init__.py",
+                 "engine/context.py", "engine/cpustate.py", "engine/device_timing.py", "engine/loadgen.py",
+                 "engine/measure.py", "engine/memory.py", "engine/quiet.py", "engine/sampling_loop.py", "errors.py",
+                 "plugins.py", "profiling/__init__.py", "profiling/ceilings.py", "profiling/executorch_ops.py",
+                 "profiling/families.py", "profiling/litert_ops.py", "profiling/onnxruntime_ops.py",
+                 "profiling/ops.py", "profiling/tensors.py", "profiling/torch_ops.py", "protocol.py", "pyfile.py",
+                 "registry.py", "rounds.py", "runtimes/__init__.py", "runtimes/cuda.py", "runtimes/executorch_rt.py",
+                 "runtimes/litert_rt.py", "runtimes/onnxruntime_rt.py", "runtimes/signature.py",
+                 "runtimes/torch_eager.py", "sampling.py", "stats.py", "types.py", "worker.py"]
 
 
 def test_the_worker_bundle_for_boards_holds_the_worker_side_only():

@@ -339,7 +339,7 @@ def test_p50_is_tested_over_round_medians_when_both_sides_have_five():
 
 
 def test_pool_rounds_merges_samples_and_keeps_round_medians():
-    from harness.engine.measure import pool_rounds
+    from harness.rounds import pool_rounds
 
     def round_of(samples, load):
         return [Measurement("load_time", load, "ms", "perf_counter"),
@@ -360,7 +360,7 @@ def test_pool_rounds_merges_samples_and_keeps_round_medians():
 
 
 def test_pool_rounds_pools_the_device_timers_readings_too():
-    from harness.engine.measure import device_latency, pool_rounds
+    from harness.rounds import device_latency, pool_rounds
 
     def round_of(host, gpu):
         return [Measurement("latency", float(np.median(host)), "ms", "perf_counter", samples=tuple(host),

@@ -179,7 +179,7 @@ def test_per_target_table_renders_in_the_page(tmp_path):
 
 
 def test_gpu_columns_appear_only_when_a_job_has_gpu_figures(tmp_path):
-    from harness.engine.measure import device_latency
+    from harness.rounds import device_latency
     from harness.report import write_report
     from harness.results.store import ResultsStore
 

@@ -21,12 +21,12 @@ from harness.analysis.roofline import precision_note, roofline_point
 from harness.prepare.artifacts import load_outputs, max_abs_error, output_scale
 from harness.exporters.onnx_probe import probe_onnx
 from harness.config.suite import Suite
-from harness.engine.measure import pool_rounds
+from harness.rounds import pool_rounds
 from harness.launch.base import launcher_class
 from harness.profiling.ops import OpProfile
 from harness.protocol import WorkerRequest, WorkerResult, error_text
 from harness.report.images import save_sample_grids
-from harness.run.interleave import append_request
+from harness.results.requests import append_request
 from harness.types import Job, Measurement, RunRecord, TargetProfile
 from harness.zoo import get_model
 
