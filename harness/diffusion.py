@@ -28,7 +28,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -45,7 +45,9 @@ does not use them keeps its dict (and the ids made from it)."""
 @dataclass(frozen=True)
 class Sampler:
     """A sampling loop for a denoiser that predicts the noise ε in ``x_t`` (inputs ``image_input``, ``time_input``;
-    the timestep, in training steps, is passed as float32, one per batch item)."""
+    the timestep, in training steps, is passed as float32, one per batch item). The denoiser's other inputs are its
+    conditioning (a text encoder's ``encoder_hidden_states``, a class label): each image of a sample set gets its own,
+    drawn from the model's seeded inputs, the same at every step (``conditioning_inputs``)."""
 
     method: str = "ddim"
     steps: int = 20
@@ -70,6 +72,15 @@ class Sampler:
     """Added to every "leading" timestep (diffusers' ``steps_offset``: Stable Diffusion's configs say 1)."""
     beta_schedule: str = "linear"
     """β over the training steps: "linear" from beta_start to beta_end, or "scaled_linear" (linear in √β, squared)."""
+
+    def conditioning_inputs(self, names: Sequence[str]) -> list[str]:
+        """The denoiser's inputs other than the image and the timestep, in order; a ValueError naming what is
+        missing when ``names`` lacks either of those two."""
+        missing = [n for n in (self.image_input, self.time_input) if n not in names]
+        if missing:
+            raise ValueError(f"the sampler's inputs ({self.image_input!r}, {self.time_input!r}) are not among the "
+                             f"denoiser's ({', '.join(map(repr, names))}): {', '.join(map(repr, missing))} missing")
+        return [n for n in names if n not in (self.image_input, self.time_input)]
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

@@ -157,9 +157,39 @@ def test_a_loops_latency_is_the_sum_of_its_steps_under_the_harness_timing_rules(
     assert result.first_outputs[0].shape == (2, 1, 4, 4)
 
 
+def test_a_conditional_denoiser_gets_each_images_own_conditioning_at_every_step():
+    """A text-conditioned UNet's ``encoder_hidden_states`` (or a class label) is no timestep and no image: each image
+    keeps its own for the whole trajectory, in the denoiser's input order; a loop input without it is refused."""
+    from harness.engine.sampling_loop import CONDITION_PREFIX
+
+    class Conditioned:
+        def __init__(self) -> None:
+            self.seen: list[tuple[list[str], np.ndarray]] = []
+
+        def load(self, artifact) -> None:
+            pass
+
+        def infer(self, inputs):
+            self.seen.append((list(inputs), np.array(inputs["text"])))
+            return [np.zeros_like(inputs["x"]) + inputs["text"][:, :1, None, None]]
+
+        def sync(self) -> None:
+            pass
+
+    runtime = Conditioned()
+    loop = SamplingLoop(runtime, Sampler("ddim", steps=5), ["x", "t", "text"])
+    text = np.arange(6, dtype=np.float32).reshape(2, 3)
+    loop.infer({NOISE_INPUT: np.ones((2, 1, 4, 4), np.float32), CONDITION_PREFIX + "text": text})
+    assert len(runtime.seen) == 5 and all(order == ["x", "t", "text"] for order, _ in runtime.seen)
+    assert all(np.array_equal(seen, text) for _, seen in runtime.seen)  # row i keeps its own, every step
+    with pytest.raises(KeyError, match="no conditioning for 'text'"):
+        loop.infer({NOISE_INPUT: np.ones((2, 1, 4, 4), np.float32)})
+
+
 def test_a_sampler_naming_inputs_the_denoiser_lacks_is_refused():
-    with pytest.raises(ValueError, match="the sampler's inputs \\('x', 't'\\) are not the denoiser's \\('z'\\)"):
-        SamplingLoop(_SteppedRuntime(_FakeClock(), 1), Sampler(), ["z"])
+    with pytest.raises(ValueError, match="the sampler's inputs \\('x', 't'\\) are not among the denoiser's "
+                                         "\\('z', 't'\\): 'x' missing"):
+        SamplingLoop(_SteppedRuntime(_FakeClock(), 1), Sampler(), ["z", "t"])
 
 
 def test_the_worker_refuses_a_malformed_sampler_in_one_line(tmp_path):
@@ -244,6 +274,37 @@ def test_trajectory_batches_mix_the_teachers_sampling_states_with_fresh_inputs()
     assert set(batch["t"][:4].tolist()) <= visited_t  # the first half from trajectories
     np.testing.assert_array_equal(batch["x"][4:], source.batch(4, 3)["x"])  # the second half fresh
     assert np.array_equal(batch["x"], batches.batch(8, 3)["x"])  # seeded
+
+
+def test_trajectories_of_a_conditional_teacher_keep_each_ones_conditioning():
+    """A class-conditioned denoiser's trajectories: each keeps its own label at every step, and the pool holds the
+    labels beside the (x_t, t) pairs, so a student learns the conditioned states the loop visits."""
+    import torch
+
+    from harness.compress import LatentSource
+    from harness.compress.distill import TRAJECTORY_POOL, TrajectoryBatches
+
+    class Conditioned(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(10, 16)
+            self.seen: list[torch.Tensor] = []
+
+        def forward(self, x, t, label):
+            self.seen.append(label.clone())
+            return torch.tanh(x + self.embed(label).reshape(-1, 1, 4, 4) * 0.1)
+
+    def make_inputs(batch: int, seed: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return {"x": rng.standard_normal((batch, 1, 4, 4)).astype(np.float32),
+                "t": rng.uniform(0, 999, batch).astype(np.float32), "label": rng.integers(0, 10, batch)}
+
+    teacher = Conditioned()
+    source = LatentSource(make_inputs, 3, sampler=Sampler("ddim", steps=3))
+    batches = TrajectoryBatches.of(teacher, source, seed=0)
+    assert len(teacher.seen) == 3 and all(torch.equal(teacher.seen[0], s) for s in teacher.seen[1:])
+    assert batches.size == TRAJECTORY_POOL * 3 and batches.pool["label"].dtype == np.int64
+    assert sorted(batches.batch(8, 1)) == ["label", "t", "x"]
 
 
 def test_distilling_on_trajectories_needs_a_sampler_and_records_its_data():

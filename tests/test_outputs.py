@@ -277,6 +277,33 @@ def test_diffusers_models_by_config_measure_in_every_exported_format(project, tm
 
 
 @pytest.mark.slow
+def test_a_text_conditioned_unet_is_measured_over_its_whole_sampling_loop(project, tmp_path):
+    """Stable Diffusion's UNet shape with a sampler: each image's ``encoder_hidden_states`` (seeded like the model's
+    inputs) conditions every step of its trajectory, in PyTorch and in the ONNX export alike (before: refused,
+    "the sampler's inputs … are not the model's")."""
+    anchor = 'output = "sample"\n[models.sd_unet.kwargs]'
+    sampler = '\nsampler = { method = "ddim", steps = 4, image_input = "sample", time_input = "timestep", clip = 0.0 }'
+    assert anchor in DIFFUSERS_CONFIG
+    config = DIFFUSERS_CONFIG.replace(anchor, anchor.replace('"sample"\n', '"sample"' + sampler + "\n"))
+    (project / "edge-harness.toml").write_text(config)
+    (project / "s.toml").write_text('models = ["sd_unet"]\ntargets = ["x86-cpu"]\nformats = ["torch", "onnx"]\n'
+                                    + QUICK_SETTINGS_TOML + "loop_samples = 4\n")
+    out = tmp_path / "run"
+    code, err = cli("run", "--suite", str(project / "s.toml"), "--out", str(out), "--no-progress",
+                    "--cache", str(tmp_path / "cache"))
+    from harness.results.records import parse_records
+
+    records = {r.format: r for r in parse_records(out / "results.jsonl")}
+    assert code == 0, (err, {k: r.error for k, r in records.items() if r.status != "ok"})
+    for record in records.values():
+        loop = record.measurement("loop_latency")
+        assert loop is not None and loop.samples and "DDIM 4 steps" in loop.note, record.format
+        assert record.measurement("loop_step_latency").stats["n"] == 4 * len(loop.samples)
+    psnr = {fmt: r.measurement("loop_psnr").value for fmt, r in records.items()}
+    assert psnr["torch"] > 80 and psnr["onnx"] > 60, psnr  # both conditioned as the reference pipeline was
+
+
+@pytest.mark.slow
 def test_an_integer_input_goes_through_every_tflite_int8_path(project, tmp_path):
     """A diffusion timestep (int64) through TFLite full-int8 calibration and PT2E int8 for TFLite: each feeds the
     int32 the TFLite export declares (before: "Got value of type INT64 but expected type INT32")."""

@@ -158,7 +158,7 @@ def test_a_mismatched_checkpoint_stops_a_run_before_anything_runs(project, tmp_p
     ('factory = "pkg.nets:make"\ninputs = [{ name = "x", shape = [4] }, { name = "t", shape = [] }]\n'
      'sampler = { scheduler = "missing/scheduler_config.json", steps = 10 }', "missing"),
     ('factory = "pkg.nets:make"\ninputs = [{ name = "z", shape = [4] }]\nsampler = { steps = 4 }',
-     "the sampler's inputs ('x', 't') are not the model's ('z')"),
+     "the sampler's inputs ('x', 't') are not among the denoiser's ('z'): 'x', 't' missing"),
 ])
 def test_bad_model_declarations_are_one_line(project, table, message):
     (project / "edge-harness.toml").write_text(f"[models.net]\n{table}\n")

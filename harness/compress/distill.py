@@ -175,12 +175,16 @@ class TrajectoryBatches:
             raise ValueError("data = 'trajectories' needs a denoiser that declares a sampler")
         example = latents.make_inputs(1, latents.seed)
         names, time_dtype = list(example), example[sampler.time_input].dtype
+        conditioned = sampler.conditioning_inputs(names)
         rng = np.random.default_rng(latents.seed + TRAINING_SEED_OFFSET - 1 - seed)
         noise = rng.standard_normal((TRAJECTORY_POOL, *example[sampler.image_input].shape[1:])).astype(np.float32)
+        drawn = latents.make_inputs(TRAJECTORY_POOL, latents.seed + TRAINING_SEED_OFFSET - 1 - seed) \
+            if conditioned else {}
+        condition = {n: drawn[n] for n in conditioned}  # each trajectory's own, the same at every step
         visited: dict[str, list[np.ndarray]] = {n: [] for n in names}
 
         def denoise(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-            values = {sampler.image_input: x, sampler.time_input: t.astype(time_dtype)}
+            values = {sampler.image_input: x, sampler.time_input: t.astype(time_dtype), **condition}
             for n in names:
                 visited[n].append(values[n])
             with torch.no_grad():

@@ -18,6 +18,8 @@ NOISE_INPUT = "noise"
 """The loop's input: the initial noise x_T (float32, the denoiser's image shape with the batch)."""
 ROW_INPUT = "row"
 """And each image's row in its sample set (int64; seeds DDPM's per-image noise)."""
+CONDITION_PREFIX = "condition:"
+"""And a conditional denoiser's conditioning, each image's own (``condition:<input name>``), at every step."""
 
 
 class SamplingLoop:
@@ -29,9 +31,7 @@ class SamplingLoop:
     def __init__(self, runtime: Any, sampler: Sampler, input_names: Sequence[str], time_dtype: str = "float32",
                  clock: Callable[[], int] = time.perf_counter_ns, decoder: Any = None,
                  decoder_input: str = "", decoder_artifact: Any = None) -> None:
-        if set(input_names) != {sampler.image_input, sampler.time_input}:
-            raise ValueError(f"the sampler's inputs ({sampler.image_input!r}, {sampler.time_input!r}) are not the "
-                             f"denoiser's ({', '.join(map(repr, input_names))})")
+        self.conditioning = sampler.conditioning_inputs(list(input_names))
         self.runtime, self.sampler, self.input_names, self.clock = runtime, sampler, list(input_names), clock
         self.time_dtype = np.dtype(time_dtype)
         if decoder is not None and not decoder_input:
@@ -51,9 +51,11 @@ class SamplingLoop:
         runtime, clock = self.runtime, self.clock
         image, time_input = self.sampler.image_input, self.sampler.time_input
 
+        condition = conditioning(inputs, self.conditioning)
+
         def denoise(x: np.ndarray, t: np.ndarray) -> np.ndarray:
             start = clock()
-            values = {image: x, time_input: t.astype(self.time_dtype)}
+            values = {image: x, time_input: t.astype(self.time_dtype), **condition}
             out = runtime.infer({name: values[name] for name in self.input_names})
             runtime.sync()
             eps = np.asarray(out[0])
@@ -72,3 +74,13 @@ class SamplingLoop:
 
     def sync(self) -> None:
         """Every step already waited for its output (the next step needs it)."""
+
+
+def conditioning(inputs: Mapping[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """A loop input's conditioning arrays by the denoiser's input names (``CONDITION_PREFIX`` keys); a KeyError
+    naming the one a loop's inputs lack."""
+    missing = [n for n in names if CONDITION_PREFIX + n not in inputs]
+    if missing:
+        raise KeyError(f"the loop's inputs carry no conditioning for {', '.join(map(repr, missing))}: prepare the "
+                       "model again with this harness")
+    return {n: np.asarray(inputs[CONDITION_PREFIX + n]) for n in names}

@@ -239,10 +239,11 @@ class ArtifactCache:
         model's sampler (the same numpy loop the worker runs around every artifact), then through the fp32
         PyTorch decoder when the sampler has one."""
         from harness import diffusion
-        from harness.engine.sampling_loop import NOISE_INPUT, ROW_INPUT
+        from harness.engine.sampling_loop import CONDITION_PREFIX, NOISE_INPUT, ROW_INPUT
         from harness.diffusion import sample
 
         sampler = spec.sampler
+        conditioned = sampler.conditioning_inputs(list(spec.make_inputs(1, 0)))
         key = content_id(
             None,
             "loop-io",
@@ -250,6 +251,7 @@ class ArtifactCache:
              "builder_kwargs": dict(spec.builder_kwargs), "weights": (weights or {}).get("weights_sha256", ""),
              "sampler": sampler.to_dict(),
              "sampling_code": hashlib.sha256(Path(diffusion.__file__).read_bytes()).hexdigest(),
+             **({"conditioning": conditioned} if conditioned else {}),
              **({"decoder": {"model": decoder[0].name, "source": code_digest(decoder[0], decoder[1]),
                              "builder_kwargs": dict(decoder[0].builder_kwargs),
                              "weights": (decoder[2] or {}).get("weights_sha256", "")}} if decoder else {})},
@@ -264,12 +266,17 @@ class ArtifactCache:
             noise = np.random.default_rng(seed).standard_normal(
                 (count, *example[sampler.image_input].shape[1:])).astype(np.float32)
 
+            # each image's own conditioning, seeded like the model's inputs, the same at every step
+            drawn = spec.make_inputs(count, seed) if conditioned else {}
+            condition = {n: drawn[n] for n in conditioned}
+
             def denoise(x: np.ndarray, t: np.ndarray) -> np.ndarray:
                 time_dtype = example[sampler.time_input].dtype
-                values = {sampler.image_input: x, sampler.time_input: t.astype(time_dtype)}
+                values = {sampler.image_input: x, sampler.time_input: t.astype(time_dtype), **condition}
                 return run_in_chunks(model, [values[n] for n in names])[0]
 
-            atomic_savez(inputs_path, {NOISE_INPUT: noise, ROW_INPUT: np.arange(count, dtype=np.int64)})
+            atomic_savez(inputs_path, {NOISE_INPUT: noise, ROW_INPUT: np.arange(count, dtype=np.int64),
+                                       **{CONDITION_PREFIX + n: a for n, a in condition.items()}})
             images = sample(denoise, sampler, noise)
             if decoder:
                 images = run_in_chunks(decoder[1], [images])[0]

@@ -167,10 +167,10 @@ def _sampler(where: str, raw: Mapping[str, Any] | None, inputs: tuple[InputSpec,
         sampler = Sampler.from_dict(raw, root=root)
     except (TypeError, ValueError, OSError) as exc:
         raise HarnessInputError(f"{where}: {exc}") from None
-    names = [i.name for i in inputs]
-    if sorted(names) != sorted([sampler.image_input, sampler.time_input]):
-        raise HarnessInputError(f"{where}: the sampler's inputs ({sampler.image_input!r}, {sampler.time_input!r}) "
-                                f"are not the model's ({', '.join(map(repr, names))})")
+    try:
+        sampler.conditioning_inputs([i.name for i in inputs])  # the rest condition every step
+    except ValueError as exc:
+        raise HarnessInputError(f"{where}: {exc}") from None
     time_input = next(i for i in inputs if i.name == sampler.time_input)
     if sampler.method == "euler" and sampler.timestep_spacing == "linspace" and time_input.kind == "integer":
         raise HarnessInputError(f"{where}: Euler with linspace spacing steps through fractional timesteps, which the "
