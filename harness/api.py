@@ -231,7 +231,7 @@ def optimize(model: str | None = None, target: str | None = None, time_limit: st
              progress: bool = False, say: Any = None, **budget_and_search: Any) -> Optimization:
     """Search compressions and deployment settings for the variant of ``model`` that meets a budget on ``target``:
     ``min_speedup``, ``min_psnr``, ``min_labels``, ``max_p50_ms``, ``max_p90_ms``, ``max_memory_mb``,
-    ``max_size_mb``, ``batch``, ``formats``, ``knobs``, ``methods``, ``seed`` (as ``harness optimize`` and the
+    ``max_size_mb``, ``min_throughput``, ``batch``, ``formats``, ``knobs``, ``methods``, ``seed`` (as ``harness optimize`` and the
     project file's ``[optimize]`` table, which this call's arguments override). ``resume``: continue the search
     in ``out``."""
     from harness.run.optimize import run_optimize

@@ -99,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
                        ("--min-labels", "label agreement with fp32, 0–1 (digits generators)"),
                        ("--max-p50-ms", "ms, the p50's CI upper bound"), ("--max-p90-ms", "ms"),
                        ("--max-memory-mb", "MB peak resident memory of the worker"),
-                       ("--max-size-mb", "MB, the artifact file")):
+                       ("--max-size-mb", "MB, the artifact file"),
+                       ("--min-throughput", "images/s at the point's batch (the search then also tries larger "
+                                            "batches)")):
         opt.add_argument(flag, type=float, metavar="X", help=unit)
     opt.add_argument("--batch", type=int, metavar="N", help="batch size (default 1)")
     opt.add_argument("--time-limit", metavar="DURATION", help="e.g. 90s, 4m, 1h (default 45m)")
@@ -324,7 +326,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         raise HarnessInputError("give --resume DIR or --out DIR, not both")
     given = {"min_speedup": args.min_speedup, "min_psnr": args.min_psnr, "min_labels": args.min_labels,
              "max_p50_ms": args.max_p50_ms, "max_p90_ms": args.max_p90_ms, "max_memory_mb": args.max_memory_mb,
-             "max_size_mb": args.max_size_mb, "batch": args.batch, "formats": args.format, "knobs": args.knob,
+             "max_size_mb": args.max_size_mb, "min_throughput": args.min_throughput, "batch": args.batch, "formats": args.format, "knobs": args.knob,
              "methods": args.method, "seed": args.seed}
     found = api.optimize(args.model, args.target, args.time_limit, out=args.resume or args.out,
                          resume=args.resume is not None, cache=args.cache, progress=not args.no_progress,

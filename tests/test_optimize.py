@@ -61,6 +61,17 @@ def test_every_budget_term_says_what_missed():
     assert failed.reasons == ("crashed: worker killed by SIGSEGV",) and failed.figures["latency_ms"] is None
 
 
+def test_a_throughput_budget_counts_images_per_second_at_the_points_batch():
+    budget = {"min_throughput": 3000.0}
+    four = _row(p50=1.2, lo=1.1, hi=1.4, batch_size=4)  # 4 images in 1.2 ms: 3333/s, 2857/s at the CI's high
+    assert judge(four, 6.0, budget, rung="screen").met
+    verdict = judge(four, 6.0, budget)
+    assert verdict.reasons == ("throughput 3333 images/s (CI low 2857) < 3000 at batch 4",)
+    assert verdict.figures["batch"] == 4 and verdict.figures["throughput"] == pytest.approx(4e3 / 1.2)
+    assert judge(_row(p50=1.0, lo=0.95, hi=1.05, batch_size=4), 6.0, budget).met
+    assert judge(_row(), 6.0, budget, rung="screen").reasons == ("throughput 1000 images/s < 3000 at batch 1",)
+
+
 def test_a_busy_machine_never_confirms_a_speedup():
     budget = {"min_speedup": 2.0, "min_psnr": 30.0}
     busy = _row(disturbed="contended: 1.4 other cores busy")
@@ -184,6 +195,22 @@ def test_a_student_cut_short_that_missed_only_on_fidelity_trains_again_for_longe
     assert TrainLonger().propose(_state([slow], budget=budget)) == []  # better fidelity would not make it faster
 
 
+def test_the_batch_knob_turns_only_for_a_throughput_budget_and_the_choice_is_the_most_images_per_second():
+    from harness.run.knobs import Batch
+
+    quick = Candidate("quantize", (spec("quant-dynamic"),))
+    assert Batch().propose(_state([_point(quick)])) == []  # no throughput term: batching buys nothing asked for
+    state = _state([_point(quick)], budget={"min_throughput": 5000.0, "min_psnr": 30.0})
+    proposed = Batch().propose(state)
+    assert [c.key for c in proposed] == ["fp32 @batch=2", "quant-dynamic @batch=2", "fp32 @batch=4",
+                                         "quant-dynamic @batch=4", "fp32 @batch=8", "quant-dynamic @batch=8"]
+    one, eight = _point(quick), _point(Candidate("batch", quick.chain, (("batch", 8),)), speedup=1.5)
+    one["verdict"]["throughput"], eight["verdict"]["throughput"] = 2000.0, 6000.0
+    state.steps.append({"step": "confirm-1", "rung": "confirm", "seconds": 1.0, "candidates": [],
+                        "points": [one, eight]})
+    assert _choice(state)["candidate"] == "quant-dynamic @batch=8"  # slower per batch, more images per second
+
+
 def test_candidates_round_trip_and_the_choice_is_the_fastest_confirmed_point():
     chain = Candidate("compose", (spec("distill", {"amount": 0.5}, named=("amount",)),
                                   spec("quant-static", after="distill(amount=0.5)")), (("threads", 1),))
@@ -266,11 +293,14 @@ def test_mixed_precision_finds_the_fragile_layer_through_a_crash_a_ctrl_c_and_a_
 API_SEARCH = """
 import json, sys
 import harness.api as eh
-found = eh.optimize("fragile_mlp", "x86-cpu", min_psnr=30, formats=["onnx"], knobs=["quantize", "mixed-precision"],
-                    methods=["quant-dynamic"], time_limit="5m", out=sys.argv[1])
+found = eh.optimize("fragile_mlp", "x86-cpu", min_psnr=30, min_throughput=1e9, formats=["onnx"],
+                    knobs=["quantize", "mixed-precision", "batch"], methods=["quant-dynamic"], time_limit="5m",
+                    out=sys.argv[1])
 trials = found.trials()
+batched = trials[trials["candidate"].str.startswith("fp32 @batch=")]
 print(json.dumps({"status": found.status, "choice": found.choice, "miss": found.card["nearest_miss"],
-                  "front": found.card["front"], "columns": list(trials.columns), "rows": len(trials)}))
+                  "front": found.card["front"], "columns": list(trials.columns), "rows": len(trials),
+                  "batched": batched[["candidate", "batch", "speedup", "reason"]].to_dict("records")}))
 """
 
 
@@ -282,10 +312,17 @@ def test_an_unreachable_budget_gives_the_front_and_the_reasons_through_the_api(t
     found = json.loads(proc.stdout.splitlines()[-1])
     assert found["status"] == "not met" and found["choice"] is None
     assert found["miss"]["candidate"] == "quant-dynamic"
-    assert found["miss"]["reason"].startswith("PSNR 15.8 dB < 30 dB; falls under 30 dB at")
+    assert found["miss"]["reason"].startswith("PSNR 15.8 dB < 30 dB; throughput ")
+    assert "images/s < 1e+09 at batch 1; falls under 30 dB at" in found["miss"]["reason"]
     assert found["front"] and any(f.startswith("fp32") for f in found["front"])
     assert {"candidate", "format", "runtime", "speedup", "psnr_db", "reason"} <= set(found["columns"])
     assert found["rows"] >= 2 and "nothing more to try" not in proc.stderr
+    # a throughput term lets the search batch: fp32 at 2, 4 and 8, each against fp32 ONNX Runtime at its own batch
+    batched = {row["candidate"]: row for row in found["batched"]}
+    assert set(batched) == {"fp32 @batch=2", "fp32 @batch=4", "fp32 @batch=8"}, found["batched"]
+    for size in (2, 4, 8):
+        row = batched[f"fp32 @batch={size}"]
+        assert row["batch"] == size and row["speedup"] == 1.0 and f"< 1e+09 at batch {size}" in row["reason"]
     assert math.isfinite(found["miss"]["psnr_db"])
 
 

@@ -23,7 +23,7 @@ SCREEN_LABELS_MARGIN = 0.03
 
 
 FIGURES = ("min_psnr", "latency_ms", "latency_low_ms", "latency_high_ms", "p90_ms", "peak_memory_mb", "size_mb",
-           "baseline_ms")
+           "baseline_ms", "batch", "throughput", "throughput_low")
 """The figures a verdict carries (None where not measured)."""
 
 
@@ -130,8 +130,20 @@ def judge(row: Mapping[str, Any], baseline: float | None, budget: Mapping[str, f
     size_cap, size = budget.get("max_size_mb"), number(row.get("size_mb"))
     if size_cap is not None and size is not None and size > size_cap:
         reasons.append(f"size {size:.3g} MB > {size_cap:g} MB")
+    batch = int(number(row.get("batch_size")) or 1)
+    throughput = batch * 1e3 / median if median else None
+    throughput_low = batch * 1e3 / high if high else throughput
+    rate = budget.get("min_throughput")
+    if rate is not None:
+        shown = throughput if screen else throughput_low
+        if shown is None:
+            reasons.append(f"no {what}throughput: no {what}latency")
+        elif (shown / SCREEN_SPEED_SLACK if screen else shown) < rate:
+            reasons.append(f"{what}throughput {throughput:.4g} images/s" + ("" if screen else
+                           f" (CI low {throughput_low:.4g})") + f" < {rate:g} at batch {batch}")
     figures = {"min_psnr": floor, "latency_ms": median, "latency_low_ms": low, "latency_high_ms": high, "p90_ms": p90,
-               "peak_memory_mb": memory, "size_mb": size, "baseline_ms": baseline}
+               "peak_memory_mb": memory, "size_mb": size, "baseline_ms": baseline, "batch": batch,
+               "throughput": throughput, "throughput_low": throughput_low}
     return Verdict(not reasons, tuple(reasons), speedup, speedup_low, speedup_high, psnr, labels, figures)
 
 

@@ -11,6 +11,7 @@ from the command line, a project file's ``[optimize]`` table or the API — chec
     max_p90_ms = 3.0
     max_memory_mb = 200.0    # peak resident memory of the worker (runtime included)
     max_size_mb = 4.0        # the artifact's file
+    min_throughput = 500.0   # images/s: batch / p50 (the whole loop for a denoiser); lets the search batch
     batch = 1
     time_limit = "45m"       # "90s", "4m", "1h" or seconds
     formats = ["onnx", "tflite", "executorch"]
@@ -48,6 +49,9 @@ class Budget:
     """Peak resident memory of the measuring worker (MiB), the runtime's own included."""
     max_size_mb: float | None = None
     """The artifact file (MiB)."""
+    min_throughput: float | None = None
+    """Images per second: batch / p50 (batch / the whole loop's p50 for a denoiser), from the p50's CI upper bound
+    at the confirm rung. With it the search also tries larger batches (the ``batch`` knob)."""
 
     def terms(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -55,7 +59,7 @@ class Budget:
     def describe(self) -> str:
         words = {"min_speedup": "≥ {:g}× fp32 ONNX Runtime", "min_psnr": "PSNR ≥ {:g} dB", "min_labels": "labels ≥ {:g}",
                  "max_p50_ms": "p50 ≤ {:g} ms", "max_p90_ms": "p90 ≤ {:g} ms", "max_memory_mb": "memory ≤ {:g} MB",
-                 "max_size_mb": "size ≤ {:g} MB"}
+                 "max_size_mb": "size ≤ {:g} MB", "min_throughput": "throughput ≥ {:g} images/s"}
         return ", ".join(words[k].format(v) for k, v in self.terms().items()) or "no budget (the fastest faithful point)"
 
 

@@ -21,6 +21,8 @@ Built in:
 - ``threads``: the most promising points again at one intra-op thread (``threads`` on the target profile).
 - ``litert-xnnpack``: the most promising TFLite points again with LiteRT's built-in kernels only
   (``[litert] xnnpack = false`` on the target profile).
+- ``batch``: only when the budget asks for throughput: fp32 and the two most promising points again at larger
+  batches (``BATCHES``; the speed-up is then against fp32 ONNX Runtime at that batch, measured in the same run).
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ STUDENT_STEPS, STUDENT_LR = 3000, 0.003
 (``max_train_s``, at most 300 s): on a slow machine the time, not the step count, bounds it."""
 LONGER, MAX_TRAIN_S = 3.0, 900.0
 """``train-longer``: the new training budget is this multiple of the old one, capped."""
+BATCHES = (2, 4, 8)
+"""The batch sizes the ``batch`` knob tries (those above the search's own)."""
 COMPOSE_MARGIN_DB = 3.0
 """A distilled student is quantized on top only when its PSNR clears the floor by this much (int8 costs some)."""
 
@@ -79,6 +83,7 @@ class SearchView(Protocol):
     methods: tuple[str, ...]
     loop: bool
     seed: int
+    batch: int
     target_threads: int
     time_limit_s: float
 
@@ -339,6 +344,21 @@ class LiteRTDelegate:
             return []
         return [Candidate(self.name, tuple(p["chain"]), (("litert_xnnpack", False),))
                 for p in _promising(state, ("tflite",))]
+
+
+@SEARCH_KNOBS.register("batch")
+class Batch:
+    name = "batch"
+    description = ("only for a throughput budget: fp32 and the two most promising points again at batches "
+                   f"{', '.join(map(str, BATCHES))}")
+    priority = 40
+
+    def propose(self, state: SearchView) -> list[Candidate]:
+        if "min_throughput" not in state.budget:
+            return []
+        chains = [()] + [tuple(p["chain"]) for p in _promising(state)]
+        return [Candidate(self.name, chain, (("batch", size),)) for size in BATCHES if size > state.batch
+                for chain in chains]
 
 
 def knobs(names: Sequence[str] = ()) -> list[Any]:

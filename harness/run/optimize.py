@@ -76,6 +76,10 @@ class SearchState:
         return self.spec.methods
 
     @property
+    def batch(self) -> int:
+        return self.spec.batch
+
+    @property
     def seed(self) -> int:
         return self.spec.seed
 
@@ -217,12 +221,14 @@ class _Search:
             settings, repeats = (BASELINE_SETTINGS if rung == "baseline" else SCREEN_SETTINGS), 1
         remaining = max(MIN_STEP_S, self.deadline - time.monotonic())
         settings = {**settings, "timeout_s": min(300.0, remaining), "prepare_timeout_s": min(1800.0, remaining)}
+        deploy = candidates[0].deploy if candidates else ()
+        batch = int(dict(deploy).get("batch", spec.batch))  # a batch is the suite's, the rest the target profile's
         suite = suite_from_table(Path(f"harness optimize ({name})"), {
             "name": f"optimize-{name}", "models": [spec.model], "targets": [spec.target], "formats": formats,
-            "batch_sizes": [spec.batch], "export_tolerance": 1e-4, "settings": settings})
+            "batch_sizes": [batch], "export_tolerance": 1e-4, "settings": settings})
         suite = dataclasses.replace(suite, variants=_variants(candidates))
-        deploy = candidates[0].deploy if candidates else ()
-        targets = [self.target] + ([_deployed(self.target, deploy)] if deploy else [])
+        profile = _profile_changes(deploy)
+        targets = [self.target] + ([_deployed(self.target, profile)] if profile else [])
         what = ", ".join(c.key for c in candidates) or "fp32"
         self.say(f"[{_clock(self._elapsed())}] {name}: {what}")
         started = time.monotonic()
@@ -265,7 +271,7 @@ class _Search:
         budget = self.state.budget
         points = []
         for candidate in candidates or [Candidate("baseline")]:
-            where = targets[-1].name if candidate.deploy else base_target
+            where = targets[-1].name if _profile_changes(candidate.deploy) else base_target
             for row in rows:
                 if row["variant"] != candidate.variant or row["target"] != where:
                     continue
@@ -321,7 +327,7 @@ def _confirmable(state: SearchState) -> list[dict[str, Any]]:
     tried = state.measured("confirm")
     found = [p for p in state.points("screen") if p["verdict"]["met"] and p["candidate"] not in tried
              and (p["candidate"], p["format"], p["runtime"]) not in confirmed]
-    found.sort(key=lambda p: -(p["verdict"]["speedup"] or 0.0))
+    found.sort(key=lambda p: _faster(p, state.budget))
     keys: list[str] = []
     for p in found:
         if p["candidate"] not in keys:
@@ -333,8 +339,17 @@ def _confirmable(state: SearchState) -> list[dict[str, Any]]:
 def _choice(state: SearchState) -> dict[str, Any] | None:
     """The fastest confirmed point that met the budget (smaller file on a tie), or None."""
     met = [dict(p, rung="confirm") for p in state.points("confirm") if p["verdict"]["met"]]
-    met.sort(key=lambda p: (p["verdict"]["latency_ms"] or float("inf"), p["verdict"].get("size_mb") or 0.0))
+    met.sort(key=lambda p: (_faster(p, state.budget), p["verdict"].get("size_mb") or 0.0))
     return met[0] if met else None
+
+
+def _faster(point: Mapping[str, Any], budget: Mapping[str, float]) -> float:
+    """A sort key, fastest first: the most images per second for a throughput budget (a larger batch may win),
+    else the lowest latency at the search's batch."""
+    verdict = point["verdict"]
+    if "min_throughput" in budget:
+        return -(verdict.get("throughput") or 0.0)
+    return verdict.get("latency_ms") or float("inf")
 
 
 def _best(state: SearchState) -> dict[str, Any] | None:
@@ -440,6 +455,11 @@ def _variants(candidates: Sequence[Candidate]) -> tuple[CompressionSpec, ...]:
     return tuple(out.values())
 
 
+def _profile_changes(deploy: Sequence[tuple[str, Any]]) -> tuple[tuple[str, Any], ...]:
+    """The changes a candidate makes to the target profile (a batch size is the run's, not the profile's)."""
+    return tuple((k, v) for k, v in deploy if k != "batch")
+
+
 def _deployed(target: Any, deploy: Sequence[tuple[str, Any]]) -> Any:
     changes = dict(deploy)
     label = "".join(f"@{k}={v}" for k, v in deploy)
@@ -516,7 +536,9 @@ def write_card(out: Path, state: SearchState, status: str, chosen: Mapping[str, 
                            "speedup": p["verdict"]["speedup"], "speedup_low": p["verdict"]["speedup_low"],
                            "latency_ms": p["verdict"]["latency_ms"], "psnr_db": p["verdict"]["psnr_db"],
                            "labels": p["verdict"]["labels"], "size_mb": p["verdict"]["size_mb"],
-                           "peak_memory_mb": p["verdict"]["peak_memory_mb"], "reason": p["reason"],
+                           "peak_memory_mb": p["verdict"]["peak_memory_mb"],
+                           "batch": p["verdict"].get("batch"), "throughput": p["verdict"].get("throughput"),
+                           "reason": p["reason"],
                            "first_break": (p.get("layer") or {}).get("first_break")})
     rows = [dict(p["row"], variant=p["candidate"])
             for p in state.points("confirm") + state.points("screen") + state.points("baseline")
@@ -570,7 +592,9 @@ def _chosen_card(chosen: Mapping[str, Any], artifact: str | None) -> dict[str, A
             "speedup": verdict["speedup"], "speedup_ci": [verdict["speedup_low"], verdict["speedup_high"]],
             "latency_ms": verdict["latency_ms"], "latency_ci_ms": [verdict["latency_low_ms"], verdict["latency_high_ms"]],
             "baseline_ms": verdict["baseline_ms"], "p90_ms": verdict["p90_ms"], "psnr_db": verdict["psnr_db"],
-            "labels": verdict["labels"], "size_mb": verdict["size_mb"], "peak_memory_mb": verdict["peak_memory_mb"]}
+            "labels": verdict["labels"], "size_mb": verdict["size_mb"], "peak_memory_mb": verdict["peak_memory_mb"],
+            "batch": verdict.get("batch"), "throughput": verdict.get("throughput"),
+            "throughput_ci_low": verdict.get("throughput_low")}
 
 
 def _nearest_miss(state: SearchState) -> dict[str, Any] | None:
