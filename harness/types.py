@@ -145,6 +145,8 @@ class TargetProfile:
     threads: int
     """Intra-op threads given to each runtime; 0 means all cores available to the worker."""
     onnx_graph_optimization: str = "all"
+    onnx_execution_mode: str = "sequential"
+    """``[onnxruntime] execution_mode``: "sequential", or "parallel" (independent branches at once)."""
     litert_xnnpack: bool = True
     """LiteRT applies its default XNNPACK delegate (``[litert] xnnpack = false``: the built-in kernels only)."""
     memory_cap_mb: int = 0

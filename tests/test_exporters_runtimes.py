@@ -5,6 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
+from harness.errors import HarnessInputError
 from harness.prepare.artifacts import load_outputs
 from harness.registry import RUNTIMES
 from harness.runtimes import RuntimeOptions, runtime_class, runtimes_for_format
@@ -63,6 +64,22 @@ def test_litert_without_xnnpack_gives_the_same_outputs(built):
         assert ("DELEGATE" in ops) == xnnpack, ops  # the delegate's node is there only when XNNPACK is on
     np.testing.assert_allclose(outputs[False], outputs[True], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(outputs[False], load_outputs(io.reference_path)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_runtime_in_parallel_mode_gives_the_same_outputs(built):
+    """``onnx_execution_mode="parallel"`` (a target's ``[onnxruntime] execution_mode``): independent branches at
+    once, on inter-op threads too; the same numbers."""
+    import onnxruntime as ort
+
+    _, _, io, exports = built
+    rt = runtime_class("onnxruntime")(RuntimeOptions(threads=2, onnx_execution_mode="parallel"))
+    options = rt.session_options()
+    assert options.execution_mode == ort.ExecutionMode.ORT_PARALLEL and options.inter_op_num_threads == 2
+    rt.load(exports["onnx"])
+    np.testing.assert_allclose(rt.infer(load_inputs(io.inputs_path))[0], load_outputs(io.reference_path)[0],
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(HarnessInputError, match="execution mode 'async' is not one of"):
+        runtime_class("onnxruntime")(RuntimeOptions(onnx_execution_mode="async"))
 
 
 def test_runtime_registry_maps_formats():

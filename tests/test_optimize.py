@@ -211,6 +211,16 @@ def test_the_batch_knob_turns_only_for_a_throughput_budget_and_the_choice_is_the
     assert _choice(state)["candidate"] == "quant-dynamic @batch=8"  # slower per batch, more images per second
 
 
+def test_the_ort_options_knob_tries_the_promising_onnx_points_with_other_session_options():
+    from harness.run.knobs import OrtOptions
+
+    onnx, tflite = Candidate("quantize", (spec("quant-dynamic"),)), Candidate("quantize", (spec("tflite-dynamic"),))
+    state = _state([_point(onnx), _point(tflite, "tflite", "litert", speedup=4.0)])
+    assert [c.key for c in OrtOptions().propose(state)] == [
+        "quant-dynamic @onnx_graph_optimization=extended", "quant-dynamic @onnx_execution_mode=parallel"]
+    assert OrtOptions().propose(_state([_point(tflite, "tflite", "litert")], formats=("tflite",))) == []
+
+
 def test_candidates_round_trip_and_the_choice_is_the_fastest_confirmed_point():
     chain = Candidate("compose", (spec("distill", {"amount": 0.5}, named=("amount",)),
                                   spec("quant-static", after="distill(amount=0.5)")), (("threads", 1),))

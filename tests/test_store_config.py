@@ -87,6 +87,8 @@ def test_shipped_targets_load():
     ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["torch"]\ncpu_affinity = [0, 0]\n', "distinct CPU"),
     ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["litert"]\n[litert]\nxnnpack = "no"\n',
      "\\[litert\\] 'xnnpack' must be bool"),
+    ('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["onnxruntime"]\n[onnxruntime]\n'
+     'execution_mode = "async"\n', "\\[onnxruntime\\] execution_mode must be one of sequential, parallel"),
 ])
 def test_bad_target_toml_is_a_clear_error(tmp_path, body, message):
     path = tmp_path / "t.toml"
@@ -101,6 +103,25 @@ def test_a_target_can_turn_litert_xnnpack_off(tmp_path):
     path.write_text('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["litert"]\n[litert]\nxnnpack = false\n')
     assert load_target(path).litert_xnnpack is False
     assert get_target(tmp_path, "t").litert_xnnpack is False
+
+
+def test_a_target_can_run_onnx_runtime_in_parallel_mode(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text('name = "t"\narch = "x86_64"\nreach = "local"\nruntimes = ["onnxruntime"]\n[onnxruntime]\n'
+                    'execution_mode = "parallel"\n')
+    assert load_target(path).onnx_execution_mode == "parallel"
+    import dataclasses
+
+    from harness.run.job import worker_request
+    from harness.types import Artifact, Job, RunSettings
+
+    artifact = Artifact(id="a", format="onnx", path="/a.onnx", bytes=1, model="m", variant="fp32", batch_size=1,
+                        parent_id=None, recipe={})
+    job = Job(artifact, "onnxruntime", "t", RunSettings(), "/in.npz", "/ref.npz", 1)
+    options = worker_request(job, load_target(path), "latency").runtime_options
+    assert options["onnx_execution_mode"] == "parallel"
+    plain = dataclasses.replace(load_target(path), onnx_execution_mode="sequential")
+    assert "onnx_execution_mode" not in worker_request(job, plain, "latency").runtime_options  # an older worker reads it
 
 
 def test_unknown_target_names_the_known_ones(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness.errors import HarnessInputError
 from harness.registry import LAUNCHERS, RUNTIMES
-from harness.runtimes.onnxruntime_rt import GRAPH_LEVELS
+from harness.runtimes.onnxruntime_rt import EXECUTION_MODES, GRAPH_LEVELS
 from harness.config.tomlconfig import check_keys, check_list_of, read_toml
 from harness.types import EmulatedSettings, SshSettings, TargetProfile
 
@@ -37,7 +37,7 @@ _SCHEMA = {
 }
 _SSH_SCHEMA = {"host": str, "port": int, "user": str, "identity_file": str, "known_hosts": str, "python": str,
                "workdir": str, "connect_timeout_s": (float, int)}
-_ORT_SCHEMA = {"graph_optimization": str}
+_ORT_SCHEMA = {"graph_optimization": str, "execution_mode": str}
 _LITERT_SCHEMA = {"xnnpack": bool}
 
 
@@ -85,6 +85,9 @@ def load_target(path: Path) -> TargetProfile:
     level = ort.get("graph_optimization", "all")
     if level not in GRAPH_LEVELS:
         raise HarnessInputError(f"{path}: [onnxruntime] graph_optimization must be one of {', '.join(GRAPH_LEVELS)}")
+    mode = ort.get("execution_mode", "sequential")
+    if mode not in EXECUTION_MODES:
+        raise HarnessInputError(f"{path}: [onnxruntime] execution_mode must be one of {', '.join(EXECUTION_MODES)}")
     litert = data.get("litert", {})
     check_keys(path, litert, _LITERT_SCHEMA, where="litert")
     ssh = _load_ssh(path, data) if data["reach"] == "ssh" else None
@@ -108,6 +111,7 @@ def load_target(path: Path) -> TargetProfile:
         runtimes=tuple(data["runtimes"]),
         threads=threads,
         onnx_graph_optimization=level,
+        onnx_execution_mode=mode,
         litert_xnnpack=litert.get("xnnpack", True),
         memory_cap_mb=memory_cap_mb,
         cpu_affinity=tuple(affinity),

@@ -21,6 +21,8 @@ Built in:
 - ``threads``: the most promising points again at one intra-op thread (``threads`` on the target profile).
 - ``litert-xnnpack``: the most promising TFLite points again with LiteRT's built-in kernels only
   (``[litert] xnnpack = false`` on the target profile).
+- ``ort-options``: the two most promising ONNX Runtime points again with graph optimisation "extended" (without
+  the CPU layout transforms "all" adds) and with the "parallel" execution mode (``[onnxruntime]`` of the profile).
 - ``batch``: only when the budget asks for throughput: fp32 and the two most promising points again at larger
   batches (``BATCHES``; the speed-up is then against fp32 ONNX Runtime at that batch, measured in the same run).
 """
@@ -344,6 +346,22 @@ class LiteRTDelegate:
             return []
         return [Candidate(self.name, tuple(p["chain"]), (("litert_xnnpack", False),))
                 for p in _promising(state, ("tflite",))]
+
+
+@SEARCH_KNOBS.register("ort-options")
+class OrtOptions:
+    name = "ort-options"
+    description = ("the two most promising ONNX Runtime points again with graph optimisation 'extended' and with "
+                   "the 'parallel' execution mode")
+    priority = 50
+
+    def propose(self, state: SearchView) -> list[Candidate]:
+        if "onnx" not in state.formats:
+            return []
+        points = _promising(state, ("onnx",))
+        return [Candidate(self.name, tuple(p["chain"]), deploy) for deploy in
+                ((("onnx_graph_optimization", "extended"),), (("onnx_execution_mode", "parallel"),))
+                for p in points]
 
 
 @SEARCH_KNOBS.register("batch")

@@ -22,6 +22,8 @@ class RuntimeOptions:
     graph_optimization: str = "all"
     litert_xnnpack: bool = True
     """LiteRT: apply the default XNNPACK delegate (False: the built-in kernels only)."""
+    onnx_execution_mode: str = "sequential"
+    """ONNX Runtime: "sequential", or "parallel" (independent branches at once, on inter-op threads)."""
 
 
 class Runtime(Protocol):

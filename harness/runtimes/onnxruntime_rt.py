@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+EXECUTION_MODES = ("sequential", "parallel")
+"""ONNX Runtime's execution modes: one node at a time (each on the intra-op threads), or independent branches of
+the graph at once (on inter-op threads as well)."""
 
 
 @RUNTIMES.register("onnxruntime")
@@ -25,6 +28,9 @@ class OnnxRuntime:
             raise HarnessInputError(
                 f"onnx graph optimisation {options.graph_optimization!r} is not one of {GRAPH_LEVELS}"
             )
+        if options.onnx_execution_mode not in EXECUTION_MODES:
+            raise HarnessInputError(
+                f"onnx execution mode {options.onnx_execution_mode!r} is not one of {EXECUTION_MODES}")
         self.options = options
         self._session: Any = None
 
@@ -54,6 +60,10 @@ class OnnxRuntime:
         }[self.options.graph_optimization]
         if self.options.threads:
             so.intra_op_num_threads = self.options.threads
+        if self.options.onnx_execution_mode == "parallel":
+            so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+            if self.options.threads:
+                so.inter_op_num_threads = self.options.threads
         return so
 
     def load(self, artifact: Artifact) -> None:
