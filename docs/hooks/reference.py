@@ -154,15 +154,17 @@ def _files() -> str:
     return "\n".join(out)
 
 
+def _fields(cls: type) -> list[str]:
+    """A dataclass's fields as a table: name, type, its docstring."""
+    docs = _field_docs(cls)
+    rows = ["| field | type | meaning |", "|---|---|---|"]
+    rows += [f"| `{f.name}` | `{f.type}` | {docs.get(f.name, '')} |" for f in dataclasses.fields(cls)]
+    return rows + [""]
+
+
 def _results() -> str:
     from harness.results import records
     from harness.types import RUN_STATUSES, SCHEMA_VERSION, Measurement, RunRecord
-
-    def fields(cls: type) -> list[str]:
-        docs = _field_docs(cls)
-        rows = ["| field | type | meaning |", "|---|---|---|"]
-        rows += [f"| `{f.name}` | `{f.type}` | {docs.get(f.name, '')} |" for f in dataclasses.fields(cls)]
-        return rows + [""]
 
     upgrades = ", ".join(f"{v - 1} → {v}" for v in sorted(records.UPGRADES)) or "none yet (only version 1 exists)"
     return "\n".join(["# Results format", "",
@@ -171,28 +173,24 @@ def _results() -> str:
                       f"(upgrades: {upgrades}); a newer one is a one-line error. The CSV and the HTML report are "
                       "views of these records.", "",
                       f"Statuses: {', '.join(f'`{s}`' for s in RUN_STATUSES)}.", "",
-                      "## A record", "", inspect.getdoc(RunRecord) or "", "", *fields(RunRecord),
-                      "## A measurement", "", inspect.getdoc(Measurement) or "", "", *fields(Measurement),
+                      "## A record", "", inspect.getdoc(RunRecord) or "", "", *_fields(RunRecord),
+                      "## A measurement", "", inspect.getdoc(Measurement) or "", "", *_fields(Measurement),
                       "## The reader", "", inspect.getdoc(records) or "", ""])
 
 
 def _protocol() -> str:
     from harness import protocol
 
-    def fields(cls: type) -> list[str]:
-        docs = _field_docs(cls)
-        rows = ["| field | type | meaning |", "|---|---|---|"]
-        rows += [f"| `{f.name}` | `{f.type}` | {docs.get(f.name, '')} |" for f in dataclasses.fields(cls)]
-        return rows + [""]
-
     return "\n".join(["# Worker protocol", "", f"Version **{protocol.PROTOCOL_VERSION}**.", "",
                       inspect.getdoc(protocol) or "", "",
                       "## Modes", "", " ".join(_attribute_doc(protocol, "MODES").split()), "",
                       "## Statuses", "", " ".join(_attribute_doc(protocol, "STATUSES").split()), "",
                       "## A request", "", inspect.getdoc(protocol.WorkerRequest) or "", "",
-                      *fields(protocol.WorkerRequest),
+                      *_fields(protocol.WorkerRequest),
                       "## A result", "", inspect.getdoc(protocol.WorkerResult) or "", "",
-                      *fields(protocol.WorkerResult), ""])
+                      *_fields(protocol.WorkerResult),
+                      "## The prepare child's request", "", inspect.getdoc(protocol.PrepareRequest) or "", "",
+                      *_fields(protocol.PrepareRequest), ""])
 
 
 def _attribute_doc(module: Any, name: str) -> str:

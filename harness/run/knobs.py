@@ -322,6 +322,11 @@ def _promising(state: SearchView, formats: Sequence[str] | None = None, count: i
     return out[:count]
 
 
+def _again(knob: str, points: Sequence[Mapping[str, Any]], *deploys: tuple[tuple[str, Any], ...]) -> list[Candidate]:
+    """``points``' compressions measured again under each deployment change (target-profile settings)."""
+    return [Candidate(knob, tuple(p["chain"]), deploy) for deploy in deploys for p in points]
+
+
 @SEARCH_KNOBS.register("threads")
 class Threads:
     name = "threads"
@@ -331,7 +336,7 @@ class Threads:
     def propose(self, state: SearchView) -> list[Candidate]:
         if state.target_threads == 1:
             return []
-        return [Candidate(self.name, tuple(p["chain"]), (("threads", 1),)) for p in _promising(state)]
+        return _again(self.name, _promising(state), (("threads", 1),))
 
 
 @SEARCH_KNOBS.register("litert-xnnpack")
@@ -344,8 +349,7 @@ class LiteRTDelegate:
     def propose(self, state: SearchView) -> list[Candidate]:
         if "tflite" not in state.formats:
             return []
-        return [Candidate(self.name, tuple(p["chain"]), (("litert_xnnpack", False),))
-                for p in _promising(state, ("tflite",))]
+        return _again(self.name, _promising(state, ("tflite",)), (("litert_xnnpack", False),))
 
 
 @SEARCH_KNOBS.register("ort-options")
@@ -358,10 +362,8 @@ class OrtOptions:
     def propose(self, state: SearchView) -> list[Candidate]:
         if "onnx" not in state.formats:
             return []
-        points = _promising(state, ("onnx",))
-        return [Candidate(self.name, tuple(p["chain"]), deploy) for deploy in
-                ((("onnx_graph_optimization", "extended"),), (("onnx_execution_mode", "parallel"),))
-                for p in points]
+        return _again(self.name, _promising(state, ("onnx",)), (("onnx_graph_optimization", "extended"),),
+                      (("onnx_execution_mode", "parallel"),))
 
 
 @SEARCH_KNOBS.register("batch")
