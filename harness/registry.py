@@ -7,6 +7,7 @@ and listing imports nothing.
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import Callable, Generic, Iterator, TypeVar
 
 from harness.errors import HarnessInputError
@@ -20,6 +21,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._resolving = threading.RLock()  # one thread imports a lazy member; the others wait for it
 
     def register(self, name: str, replace: bool = False) -> Callable[[T], T]:
         """Decorator: register ``obj`` under ``name``; a second registration is an error unless ``replace``."""
@@ -27,6 +29,9 @@ class Registry(Generic[T]):
         def add(obj: T) -> T:
             held = self._items.get(name)
             filling = isinstance(held, _Lazy) and held.module == getattr(obj, "__module__", None)
+            if replace and isinstance(held, _Lazy) and not filling:
+                self.get(name)  # the built-in's module now, so that importing it later cannot undo the replacement
+                held = self._items.get(name)
             if not replace and held is not None and held is not obj and not filling:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = obj
@@ -48,16 +53,13 @@ class Registry(Generic[T]):
             known = ", ".join(sorted(self._items)) or "none"
             raise HarnessInputError(f"unknown {self.kind} {name!r} (known: {known})") from None
         if isinstance(item, _Lazy):
-            module, _, attribute = item.where.partition(":")
-            del self._items[name]  # importing the module may register it itself
-            try:
-                loaded = importlib.import_module(module)
-            except BaseException:
-                self._items[name] = item
-                raise
-            if name not in self._items or isinstance(self._items[name], _Lazy):
-                self._items[name] = getattr(loaded, attribute)
-            item = self._items[name]
+            with self._resolving:
+                item = self._items[name]
+                if isinstance(item, _Lazy):
+                    loaded = importlib.import_module(item.module)  # it registers its members itself (filling)
+                    if isinstance(self._items[name], _Lazy):
+                        self._items[name] = getattr(loaded, item.where.partition(":")[2])
+                    item = self._items[name]
         return item
 
     def __contains__(self, name: object) -> bool:

@@ -96,3 +96,39 @@ def test_a_plugin_adds_a_reach_with_its_own_target_table(tmp_path, tiny_models_d
                       env={k: v for k, v in env.items() if k != "EDGE_HARNESS_PLUGINS"})
     assert without.returncode == 2 and "reach 'pinned' is not supported here (supported: emulated, local, ssh;" \
         in without.stderr
+
+
+def test_a_lazy_member_is_imported_at_its_first_lookup_and_a_plugin_can_still_replace_it(tmp_path, monkeypatch):
+    """Built-in members are named by module (listing imports nothing, a lookup imports one module); a plugin that
+    replaces one before anything imported it wins for good: importing the built-in's module later cannot undo it."""
+    import importlib
+    import sys
+
+    (tmp_path / "holder_registry.py").write_text("from harness.registry import Registry\nREG = Registry('thing')\n")
+    (tmp_path / "builtin_member.py").write_text("from holder_registry import REG\n\n\n@REG.register('a')\n"
+                                                "class A:\n    pass\n\n\n@REG.register('b')\nclass B:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("holder_registry", "builtin_member"):
+        sys.modules.pop(name, None)
+    reg = importlib.import_module("holder_registry").REG
+    reg.register_lazy("a", "builtin_member:A")
+    reg.register_lazy("b", "builtin_member:B")
+    assert reg.names() == ["a", "b"] and "builtin_member" not in sys.modules
+    assert reg.get("a").__name__ == "A" and "builtin_member" in sys.modules
+    assert reg.get("b").__name__ == "B"  # filled by the same import
+
+    sys.modules.pop("builtin_member")
+    fresh = importlib.import_module("holder_registry").REG
+    fresh._items.clear()
+    fresh.register_lazy("a", "builtin_member:A")
+
+    @fresh.register("a", replace=True)
+    class Mine:
+        pass
+
+    importlib.import_module("builtin_member")  # the built-in's module, imported afterwards anyway
+    assert fresh.get("a") is Mine
+    from harness.errors import HarnessInputError
+
+    with pytest.raises(HarnessInputError, match="unknown thing 'c' \\(known: a, b\\)"):
+        fresh.get("c")

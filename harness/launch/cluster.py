@@ -206,7 +206,9 @@ class Lane:
 
     def __init__(self, target: Any, with_models: bool) -> None:
         from harness.launch import launcher_for
+        from harness.plugins import load_plugins
 
+        load_plugins()  # this node's plugins: a reach (or runtime) a plugin registers is reached from here
         self.target, self.profile_source = node_profile(target)
         self.launcher = launcher_for(self.target, with_models)
 

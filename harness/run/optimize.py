@@ -312,7 +312,7 @@ class _Search:
         best = _best(self.state)
         what = "none yet" if best is None else (
             f"{best['variant']} {best['format']}/{best['runtime']}"
-            + (f" @threads={dict(best['deploy'])['threads']}" if best["deploy"] else "")
+            + "".join(f" @{k}={v}" for k, v in best["deploy"])
             + f" {best['verdict']['speedup']:.2f}× at {_db(best['verdict']['psnr_db'])}"
             + (" (confirmed)" if best["rung"] == "confirm" else " (screen)"))
         screened = len(self.state.measured("screen"))
@@ -359,7 +359,8 @@ def _best(state: SearchState) -> dict[str, Any] | None:
         return chosen
     passed = [dict(p, rung="screen") for p in state.points("screen") if p["verdict"]["met"]
               and p["variant"] != "fp32"]
-    passed.sort(key=lambda p: -(p["verdict"]["speedup"] or 0.0))
+    passed.sort(key=lambda p: -(p["verdict"].get("throughput") or 0.0) if "min_throughput" in state.budget
+                else -(p["verdict"]["speedup"] or 0.0))
     return passed[0] if passed else None
 
 
@@ -618,7 +619,12 @@ def _nearest_miss(state: SearchState) -> dict[str, Any] | None:
 
 def _copy_chosen(out: Path, chosen: Mapping[str, Any]) -> str | None:
     """Copy the chosen job's artifact file (from the confirm run's requests) to ``out/chosen/``."""
-    for requests in sorted(out.glob("confirm-*/run-*/requests.jsonl"), reverse=True):
+    def newest_first(path: Path) -> tuple[int, int]:
+        step, run = path.parts[-3], path.parts[-2]
+        return int(step.rpartition("-")[2] or 0), int(run.rpartition("-")[2] or 0)
+
+    batch = chosen["verdict"].get("batch")
+    for requests in sorted(out.glob("confirm-*/run-*/requests.jsonl"), key=newest_first, reverse=True):
         for line in requests.read_text().splitlines():
             try:
                 entry = json.loads(line)
@@ -627,7 +633,8 @@ def _copy_chosen(out: Path, chosen: Mapping[str, Any]) -> str | None:
             artifact = entry.get("request", {}).get("artifact", {})
             if (artifact.get("variant") == chosen["variant"] and entry.get("target") == chosen["target"]
                     and entry.get("request", {}).get("runtime") == chosen["runtime"]
-                    and artifact.get("format") == chosen["format"] and Path(artifact.get("path", "")).is_file()):
+                    and artifact.get("format") == chosen["format"] and Path(artifact.get("path", "")).is_file()
+                    and (batch is None or artifact.get("batch_size") in (None, batch))):
                 source = Path(artifact["path"])
                 folder = out / "chosen"
                 folder.mkdir(exist_ok=True)

@@ -434,7 +434,7 @@ class SuiteRunner:
                                    down_status="unsupported")
             else:
                 ctx = dict(probe.context)
-                python = (target.ssh or target.emulated).python
+                python = getattr(target.ssh or target.emulated, "python", "") or getattr(launcher, "python", "")
                 where = f"python {ctx.get('python')} on {ctx.get('machine')}, {python}"
                 state = BoardState(context=ctx, missing_runtimes={
                     name: f"board {target.name}: {why} ({where})" for name, why in probe.extra["runtimes"].items() if why})
