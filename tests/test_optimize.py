@@ -370,3 +370,28 @@ def test_the_width_search_bisects_towards_the_peak_when_the_sampler_keeps_asking
     # the VAE search's widths: the best (0.9) lost fidelity, 0.75 was faithful but slow: the peak lies between
     assert _between({0.25: 0.27, 0.5: 0.26, 0.75: 0.61, 0.9: 0.88}, 0.25, 0.9) == 0.8
     assert _between({0.5: 0.2, 0.55: 0.3, 0.6: 0.1}, 0.25, 0.9) is None  # both gaps closed on the grid
+
+
+def test_the_chosen_file_is_the_confirmed_one_at_the_chosen_batch(tmp_path):
+    """A variant confirmed at several batches (the batch knob) has one file per batch (an export's batch is fixed):
+    the card copies the one its choice was measured with, from the newest confirm step (confirm-10 after confirm-9)."""
+    from harness.run.optimize import _copy_chosen
+
+    def confirm(step: str, batch: int) -> None:
+        folder = tmp_path / step / "run-1"
+        folder.mkdir(parents=True)
+        model = tmp_path / "cache" / f"{step}-b{batch}" / "model.onnx"
+        model.parent.mkdir(parents=True)
+        model.write_bytes(f"{step} batch {batch}".encode())
+        artifact = {"variant": "v", "format": "onnx", "path": str(model), "batch_size": batch}
+        (folder / "requests.jsonl").write_text(json.dumps({"target": "t", "request": {
+            "runtime": "onnxruntime", "artifact": artifact}}) + "\n")
+
+    confirm("confirm-9", 8)
+    confirm("confirm-10", 1)
+    chosen = {"variant": "v", "target": "t", "runtime": "onnxruntime", "format": "onnx", "verdict": {"batch": 8}}
+    assert _copy_chosen(tmp_path, chosen) == "chosen/model.onnx"
+    assert (tmp_path / "chosen" / "model.onnx").read_bytes() == b"confirm-9 batch 8"
+    chosen["verdict"]["batch"] = 1
+    _copy_chosen(tmp_path, chosen)
+    assert (tmp_path / "chosen" / "model.onnx").read_bytes() == b"confirm-10 batch 1"
