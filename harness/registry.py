@@ -1,8 +1,9 @@
 """One registration point per extension kind.
 
 Each registry maps a short name to an implementation. Implementation modules register themselves on
-import, or are named lazily (``register_lazy(name, "module:attribute")``): a lookup then imports that one module,
-and listing imports nothing.
+import, or are named lazily (``register_lazy(name, "package.module")`` for a module that registers them itself,
+``"package.module:attribute"`` for one that does not): a lookup then imports that one module, and listing imports
+nothing.
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ class Registry(Generic[T]):
         return add
 
     def register_lazy(self, name: str, where: str) -> None:
-        """Name ``where`` ("package.module:attribute") as ``name``'s implementation, imported at its first lookup
-        (the module registers it there itself, or the attribute is taken)."""
+        """Name ``where`` as ``name``'s implementation, imported at its first lookup: "package.module" (it registers
+        ``name`` itself when imported) or "package.module:attribute" (that attribute is the implementation)."""
         if name in self._items and self._items[name] != _Lazy(where):
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._items[name] = _Lazy(where)  # type: ignore[assignment]
@@ -56,9 +57,12 @@ class Registry(Generic[T]):
             with self._resolving:
                 item = self._items[name]
                 if isinstance(item, _Lazy):
-                    loaded = importlib.import_module(item.module)  # it registers its members itself (filling)
+                    loaded = importlib.import_module(item.module)  # it may register its members itself (filling)
                     if isinstance(self._items[name], _Lazy):
-                        self._items[name] = getattr(loaded, item.where.partition(":")[2])
+                        attribute = item.where.partition(":")[2]
+                        if not attribute:
+                            raise ValueError(f"{item.module} did not register the {self.kind} {name!r}")
+                        self._items[name] = getattr(loaded, attribute)
                     item = self._items[name]
         return item
 
@@ -73,7 +77,7 @@ class Registry(Generic[T]):
 
 
 class _Lazy:
-    """A registry entry not imported yet: ``where`` is "package.module:attribute"."""
+    """A registry entry not imported yet: ``where`` is "package.module", or "package.module:attribute"."""
 
     __slots__ = ("where",)
 

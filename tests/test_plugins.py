@@ -112,8 +112,8 @@ def test_a_lazy_member_is_imported_at_its_first_lookup_and_a_plugin_can_still_re
     for name in ("holder_registry", "builtin_member"):
         sys.modules.pop(name, None)
     reg = importlib.import_module("holder_registry").REG
-    reg.register_lazy("a", "builtin_member:A")
-    reg.register_lazy("b", "builtin_member:B")
+    reg.register_lazy("a", "builtin_member")  # the module registers it when imported
+    reg.register_lazy("b", "builtin_member:B")  # or the attribute is taken
     assert reg.names() == ["a", "b"] and "builtin_member" not in sys.modules
     assert reg.get("a").__name__ == "A" and "builtin_member" in sys.modules
     assert reg.get("b").__name__ == "B"  # filled by the same import
@@ -121,7 +121,7 @@ def test_a_lazy_member_is_imported_at_its_first_lookup_and_a_plugin_can_still_re
     sys.modules.pop("builtin_member")
     fresh = importlib.import_module("holder_registry").REG
     fresh._items.clear()
-    fresh.register_lazy("a", "builtin_member:A")
+    fresh.register_lazy("a", "builtin_member")
 
     @fresh.register("a", replace=True)
     class Mine:
@@ -133,3 +133,6 @@ def test_a_lazy_member_is_imported_at_its_first_lookup_and_a_plugin_can_still_re
 
     with pytest.raises(HarnessInputError, match="unknown thing 'c' \\(known: a, b\\)"):
         fresh.get("c")
+    fresh.register_lazy("d", "builtin_member")
+    with pytest.raises(ValueError, match="builtin_member did not register the thing 'd'"):
+        fresh.get("d")

@@ -166,4 +166,4 @@ BUILTIN = {
 in a worker imports ``channels`` alone), and listing them imports none."""
 
 for _name, _module in BUILTIN.items():
-    COMPRESSORS.register_lazy(_name, f"harness.compress.{_module}:{_name}")
+    COMPRESSORS.register_lazy(_name, f"harness.compress.{_module}")

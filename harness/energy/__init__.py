@@ -42,4 +42,4 @@ BUILTIN = {"rapl": "counters", "nvml": "counters", "modelled": "modelled", "jets
 """The built-in probes and their modules, named lazily: a lookup imports one module."""
 
 for _name, _module in BUILTIN.items():
-    ENERGY_PROBES.register_lazy(_name, f"harness.energy.{_module}:{_name}")
+    ENERGY_PROBES.register_lazy(_name, f"harness.energy.{_module}")

@@ -55,4 +55,4 @@ BUILTIN = {"onnx": "onnx_export", "tflite": "tflite_export", "executorch": "exec
 """The built-in exporters and their modules, named lazily: a lookup imports one module."""
 
 for _name, _module in BUILTIN.items():
-    EXPORTERS.register_lazy(_name, f"harness.exporters.{_module}:{_name}")
+    EXPORTERS.register_lazy(_name, f"harness.exporters.{_module}")

@@ -9,7 +9,7 @@ BUILTIN = {"onnxruntime": "onnxruntime_ops", "onnxruntime-cuda": "onnxruntime_op
 """The built-in op profilers and their modules, named lazily: a profile pass imports its runtime's alone."""
 
 for _name, _module in BUILTIN.items():
-    OP_PROFILERS.register_lazy(_name, f"harness.profiling.{_module}:{_name}")
+    OP_PROFILERS.register_lazy(_name, f"harness.profiling.{_module}")
 
 
 def op_profiler(runtime: str):

@@ -61,7 +61,7 @@ BUILTIN = {"onnxruntime": "onnxruntime_rt", "litert": "litert_rt", "executorch":
 """The built-in runtimes and their modules, named lazily: a worker imports the one adapter its job runs."""
 
 for _name, _module in BUILTIN.items():
-    RUNTIMES.register_lazy(_name, f"harness.runtimes.{_module}:{_name}")
+    RUNTIMES.register_lazy(_name, f"harness.runtimes.{_module}")
 
 if TYPE_CHECKING:
     import numpy as np
