@@ -27,8 +27,8 @@ from harness.types import RunRecord
 
 QUICK_SETTINGS = dict(min_runs=5, min_duration_s=0.05, max_duration_s=5.0, warmup_min_runs=2,
                       warmup_max_runs=20, warmup_max_s=1.0, memory_runs=2, energy_min_s=0.1,
-                      profile_runs=0)
-"""``--quick``: few runs per job, no profile pass — a smoke test, not a measurement (``harness profile`` profiles)."""
+                      profile_runs=0, start_runs=0)
+"""``--quick``: few runs per job, no profile or start pass — a smoke test, not a measurement (``harness profile`` profiles)."""
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue a run: skip jobs already in <out>/results.jsonl (default out: the latest run)")
     run.add_argument("--quick", action="store_true", help="few runs per job: a smoke test, not a measurement")
+    run.add_argument("--start-runs", type=int, metavar="N",
+                     help="cold and warm start: N pairs of fresh processes per job (0 = none; default: the suite's "
+                          "[settings] start_runs, 3, or 0 with --quick)")
+    run.add_argument("--sustained", type=float, metavar="SECONDS",
+                     help="also run each job this long in windows (p50/p90, MHz, °C and energy per window; "
+                          "[settings] sustained_s, sustained_window_s)")
     run.add_argument("--cache", type=Path, metavar="DIR", help="artifact cache (default: ~/.cache/edge-harness)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--cluster", metavar="ADDRESS", help="run across a Ray cluster: its head's host:port, 'auto' for "
@@ -254,7 +260,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     run = api.run(args.suite, models=args.model or (), targets=args.target or (), formats=args.format or (),
                   variants=args.variant or (), artifacts=args.artifact or (), quick=args.quick, out=args.out,
-                  cache=args.cache, resume=args.resume, progress=not args.no_progress, cluster=args.cluster)
+                  cache=args.cache, resume=args.resume, progress=not args.no_progress, cluster=args.cluster,
+                  settings=({} if args.start_runs is None else {"start_runs": args.start_runs})
+                  | ({} if args.sustained is None else {"sustained_s": args.sustained}))
     if not run.records:
         print("no job ran: nothing to report", file=sys.stderr)
         return EXIT_JOB_FAILED

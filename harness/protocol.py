@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 from harness.capture import tail
 from harness.types import RUN_STATUSES
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 STATUSES = RUN_STATUSES
 """Every status a child's result (and so a run record) can have — one closed set, ``harness.types.RUN_STATUSES``:
@@ -38,11 +38,12 @@ MemoryError); unsupported (this runtime or option cannot run here); unreachable 
 reached)."""
 
 MODES = ("outputs", "latency", "sampling", "profile", "layers", "memory", "energy", "inspect", "probe", "ceilings",
-         "loadgen")
+         "loadgen", "start", "sustained")
 """What a worker request asks: 'outputs' (one inference, outputs saved), 'latency' (the timing pass), 'sampling' (a
 denoiser's whole loop), 'profile' (per-op times from the runtime's profiler), 'layers' (intermediate tensors), 'memory', 'energy', 'inspect' (the
 inputs of a user's artifact), 'probe' (the board check), 'ceilings' (the machine's peak GFLOP/s and bandwidth),
-'loadgen' (MLPerf LoadGen's scenarios, ``harness.engine.loadgen``)."""
+'loadgen' (MLPerf LoadGen's scenarios, ``harness.engine.loadgen``), 'start' (this fresh process's time to a
+first result, cold or warm: ``harness.engine.start``), 'sustained' (minutes in windows: ``harness.engine.sustained``)."""
 
 INPUT_FILE_KEYS = ("inputs_path", "samples_path")
 """Request fields naming input files a remote or emulated launcher must copy to where the worker runs."""
@@ -98,6 +99,9 @@ class WorkerRequest:
     """'sampling': ``{"sampler": Sampler.to_dict(), "inputs": [the denoiser's input names, in order],
     "time_dtype": its timestep input's dtype, "decoder": {"artifact": Artifact.to_dict(), "input": its input name}
     (only with a decoder)}``; the inputs file holds the loop's initial noise, the samples file the sample set's."""
+    start: Mapping[str, Any] | None = None
+    """'start': ``{"cache": "cold" | "warm", "cache_id": the start-up cache folder's name on the worker's machine,
+    "last": remove that folder afterwards}``."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

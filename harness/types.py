@@ -134,6 +134,29 @@ class EmulatedSettings:
 
 
 @dataclass(frozen=True)
+class FitBudget:
+    """What one application may take on the device (a target profile's ``[fit]`` table): ``memory_mb`` of resident
+    memory (MB = MiB here, as peak RSS is shown) and ``storage_mb`` of model files (0 = not declared), the share of
+    each a verdict of "fits" keeps free (``margin``), and where the figures come from (``source``)."""
+
+    memory_mb: float = 0.0
+    """Resident memory one application may use (MiB), judged against the worker's peak RSS; 0 = not declared."""
+    storage_mb: float = 0.0
+    """What the model file may take (MiB), judged against the artifact's size; 0 = not declared."""
+    margin: float = 0.10
+    """The share of each budget a verdict of "fits" keeps free (under the budget by less: "tight")."""
+    source: str = ""
+    """Where the figures come from (shown with the verdicts)."""
+
+    @property
+    def declared(self) -> bool:
+        return bool(self.memory_mb or self.storage_mb)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class TargetProfile:
     """A device profile loaded from ``targets/<name>.toml``."""
 
@@ -163,6 +186,8 @@ class TargetProfile:
     emulated: EmulatedSettings | None = None
     reach_options: Mapping[str, Any] = field(default_factory=dict)
     """A plugin reach's own table (``[<reach>]`` of the profile), checked by its launcher class."""
+    fit: FitBudget = field(default_factory=FitBudget)
+    """``[fit]``: the memory and storage an application may take on the device; every job is judged against it."""
     source: str = ""
 
     @property
@@ -214,6 +239,16 @@ class RunSettings:
     profile_runs: int = 10
     """Profiled inferences in each job's profile pass (a worker of its own, after the timing passes): per-op times
     from the runtime's profiler, and the roofline (0 = no profile pass)."""
+    start_runs: int = 3
+    """Cold and warm start: this many pairs of fresh worker processes, each timed from its creation to its first
+    result — cold (the runtime's start-up cache empty, the artifact dropped from the page cache), then warm (that
+    cache present, the file cached); 0 = no start pass (``harness.engine.start``)."""
+    sustained_s: float = 0.0
+    """Sustained mode: run each job this long (seconds) in one more worker, in windows of ``sustained_window_s``: per
+    window the p50 / p90, CPU frequency, temperature and energy; the last windows against the first
+    (``harness.engine.sustained``). 0 = off."""
+    sustained_window_s: float = 10.0
+    """Sustained mode's window (seconds): each one's p50 / p90, clock, temperature and energy are recorded."""
     contention_max_cores: float = 0.25
     """A timed pass during which other processes kept more than this many of the worker's CPUs busy (``/proc/stat``
     against the worker's own CPU time) is flagged ``contended`` and kept out of verdicts (best variant, speed-ups,
@@ -247,8 +282,10 @@ class RunSettings:
             raise ValueError("warmup_tolerance must be a fraction between 0 and 1")
         if self.target_ci_rel_width is not None and self.target_ci_rel_width <= 0:
             raise ValueError("target_ci_rel_width must be positive")
-        if self.fidelity_samples < 0 or self.loop_samples < 0 or self.profile_runs < 0:
-            raise ValueError("fidelity_samples, loop_samples and profile_runs must be >= 0")
+        if self.fidelity_samples < 0 or self.loop_samples < 0 or self.profile_runs < 0 or self.start_runs < 0:
+            raise ValueError("fidelity_samples, loop_samples, profile_runs and start_runs must be >= 0")
+        if self.sustained_s < 0 or self.sustained_window_s <= 0:
+            raise ValueError("sustained_s must be >= 0 and sustained_window_s > 0")
         if self.rounds < 1:
             raise ValueError("rounds must be at least 1")
         if self.prepare_memory_mb < 0 or self.variant_timeout_s < 0:

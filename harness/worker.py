@@ -337,6 +337,86 @@ def energy(request: WorkerRequest, job: Loaded) -> tuple:
     return tuple(measurements)
 
 
+def start(request: WorkerRequest, job: Loaded) -> tuple:
+    """This fresh process's time to a first result (``harness.engine.start``): cold (the runtime's start-up cache
+    emptied, the file dropped from the page cache) or warm (both as the previous process left them). ``start_time``
+    (ms) = the interpreter's start up to this request (Python, the worker's imports, reading the request) + the
+    runtime library's import + the load + the first inference; the harness's own work between (the run context,
+    the inputs file, the caches) is left out. Which cache the runtime used goes into ``context["start"]``."""
+    from harness.engine.start import drop_from_page_cache, page_cache_state, prepare_cache, remove_cache
+    from harness.engine.start import time_first_result
+    from harness.types import Measurement
+
+    spec = dict(request.start or {})
+    cold = spec.get("cache") == "cold"
+    folder = prepare_cache(str(spec.get("cache_id", "")), cold)
+    page_cache = drop_from_page_cache(job.artifact.path) if cold else page_cache_state(job.artifact.path)
+    runtime = type(job.runtime)(dataclasses.replace(job.options, cache_dir=str(folder)))
+    timed = time_first_result(runtime, job.artifact, job.inputs)
+    cache = getattr(runtime, "start_cache", "") or getattr(runtime, "no_start_cache", "")
+    if spec.get("last"):
+        remove_cache(str(spec.get("cache_id", "")))
+    entered = float(job.context.pop("_entered_ms", 0.0))
+    total = entered + job.import_ms + timed["load_ms"] + timed["first_inference_ms"]
+    which = "cold" if cold else "warm"
+    parts = {"interpreter_ms": entered, "import_ms": job.import_ms, **timed}
+    job.context["start"] = {"kind": which, "cache": cache or f"none: {request.runtime} keeps no start-up cache here",
+                            "page_cache": page_cache, **{k: round(v, 3) for k, v in parts.items()}}
+    return (Measurement("start_time", total, "ms", "process creation → first result",
+                        stats={k: float(v) for k, v in parts.items()},
+                        note=f"{which}: {job.context['start']['cache']}; artifact file {page_cache}"),)
+
+
+def sustained(request: WorkerRequest, job: Loaded) -> tuple:
+    """Minutes of back-to-back inferences in windows (``harness.engine.sustained``): ``sustained_latency`` (the last
+    windows' median p50, ms; each window's p50 as a sample), ``sustained_ratio`` (last windows / first windows), and
+    every window (p50, p90, MHz, °C, cooling state, J per inference where the target has an energy source) in
+    ``context["sustained"]``."""
+    import os
+
+    import numpy as np
+
+    from harness.energy import make_probe
+    from harness.engine.measure import warm_up
+    from harness.engine.sustained import edge_share, run_windows, sustained_ratio
+    from harness.types import Measurement, RunSettings
+
+    settings = RunSettings.from_dict(request.settings or {})
+    cpus = tuple(sorted(os.sched_getaffinity(0)))
+    config = dict(request.energy or {})
+    probes, unavailable = [], {}
+    for name in config.get("sources", []):
+        probe = make_probe(name, config)
+        why = probe.missing()
+        if why:
+            unavailable[name] = why
+        else:
+            probes.append(probe)
+    job.runtime.load(job.artifact)
+
+    def call() -> None:
+        job.runtime.infer(job.inputs)
+        job.runtime.sync()
+
+    warm_up(call, settings, time.perf_counter_ns)
+    windows = run_windows(call, settings.sustained_s, settings.sustained_window_s, cpus, probes[:1])
+    k = edge_share(len(windows))
+    first = float(np.median([w.p50_ms for w in windows[:k]]))
+    last = float(np.median([w.p50_ms for w in windows[-k:]]))
+    ratio = sustained_ratio(windows)
+    job.context["sustained"] = {"duration_s": settings.sustained_s, "window_s": settings.sustained_window_s,
+                                "edge_windows": k, "windows": [w.to_dict() for w in windows],
+                                "energy_unavailable": unavailable}
+    out = [Measurement("sustained_latency", last, "ms", "perf_counter per window", samples=tuple(
+        w.p50_ms for w in windows), stats={"first_p50": first, "last_p50": last, "windows": float(len(windows)),
+                                           "window_s": settings.sustained_window_s},
+        note=f"the median p50 of the last {k} of {len(windows)} windows of {settings.sustained_window_s:g} s; "
+             "samples: each window's p50")]
+    if ratio is not None:
+        out.append(Measurement("sustained_ratio", ratio, "ratio", f"last {k} / first {k} windows' median p50"))
+    return tuple(out)
+
+
 def loadgen(request: WorkerRequest, job: Loaded) -> tuple | WorkerResult:
     """The artifact under MLPerf LoadGen's scenarios (``RunSettings.loadgen``), after the harness's warm-up:
     ``loadgen_ss_p50`` / ``_p90`` / ``_p90_early_stopping`` (ms per inference of the batch) and
@@ -383,7 +463,8 @@ def loadgen(request: WorkerRequest, job: Loaded) -> tuple | WorkerResult:
 
 MODES: dict[str, Callable[..., Any]] = {"probe": probe, "inspect": inspect, "ceilings": ceilings, "outputs": outputs,
                                         "latency": latency, "sampling": sampling, "profile": profile, "layers": layers,
-                                        "memory": memory, "energy": energy, "loadgen": loadgen}
+                                        "memory": memory, "energy": energy, "loadgen": loadgen, "start": start,
+                                        "sustained": sustained}
 """Every mode of ``harness.protocol.MODES``: probe / inspect / ceilings take the request; the others the request and
 a ``Loaded``."""
 REQUEST_ONLY = ("probe", "inspect", "ceilings")
@@ -433,6 +514,7 @@ def run_job(data: dict[str, Any], send: Any = None, receive: Any = None) -> Work
     inside ``serve``: a broken one is a failed result naming it, and what it prints goes to stderr."""
     from harness.plugins import load_plugins
 
+    entered = time.time()  # a start pass times the interpreter's own start up to here
     load_plugins()
     request = WorkerRequest.from_dict(data)
     mode = MODES[request.mode]
@@ -441,6 +523,10 @@ def run_job(data: dict[str, Any], send: Any = None, receive: Any = None) -> Work
     job = _prepare_runtime(request, send, receive)
     if isinstance(job, WorkerResult):
         return job
+    if request.mode == "start":
+        from harness.engine.start import process_age_ms
+
+        job.context["_entered_ms"] = process_age_ms(entered)
     measurements = mode(request, job)
     if isinstance(measurements, WorkerResult):  # the mode found it cannot run here
         return measurements

@@ -33,6 +33,7 @@ memory_runs = 1
 energy_min_s = 0.05
 fidelity_samples = 16
 profile_runs = 0
+start_runs = 0
 """
-"""A suite's [settings] for tests that run whole suites: few runs and no per-op profile pass (the profiling tests
-ask for one): a smoke test of the machinery."""
+"""A suite's [settings] for tests that run whole suites: few runs, no per-op profile pass and no start pass (the
+profiling and start tests ask for theirs): a smoke test of the machinery."""

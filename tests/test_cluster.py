@@ -134,10 +134,14 @@ def test_no_cluster_at_the_address_is_one_line(tmp_path, tiny_models_dir):
 # -- on the lab ------------------------------------------------------------------------------------------------------
 def test_a_suite_over_three_targets_runs_across_the_lab(lab, targets, tiny_models_dir, tmp_path):
     out, cache = tmp_path / "run", tmp_path / "cache"  # this machine's cache starts empty: the head's is copied
-    proc = lab_run(lab, targets, tiny_models_dir, cache, out, "x86-cpu", "x86-cpu-1t", "board")
+    proc = lab_run(lab, targets, tiny_models_dir, cache, out, "x86-cpu", "x86-cpu-1t", "board",
+                   extra=("--start-runs", "1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = read_records(out / "results.jsonl")
     assert len(records) == 12 and len({r.job_key for r in records}) == 12  # 3 targets × 2 formats × 2 batches
+    for r in records:  # cold and warm start: fresh workers on the node (or its board), one pair per job
+        assert len(r.measurement("cold_start").samples) == 1 and len(r.measurement("warm_start").samples) == 1
+        assert r.context["start"]["cold"]["page_cache"][0].startswith("dropped: 0 of"), r.context["start"]
     assert {r.status for r in records} == {"ok"}
     declared = {"x86-cpu": "a", "board": "a", "x86-cpu-1t": "b"}
     for r in records:
@@ -146,6 +150,9 @@ def test_a_suite_over_three_targets_runs_across_the_lab(lab, targets, tiny_model
         assert lane["lane"].startswith(r.target + "#") and lane["end_unix"] >= lane["start_unix"]
         assert lane["board"] == (f"root@127.0.0.1:{lab_port(targets)}" if r.target == "board" else "")
         assert r.measurement("max_abs_error").value < 1e-4  # the outputs came back from the node intact
+        if r.target != "board":  # the shipped x86 profiles declare [fit]: judged with the peak the node measured
+            assert r.context["fit"]["basis"] == "measured" and r.context["fit"]["verdict"] == "fits"
+            assert r.context["fit"]["memory_mb"] == r.measurement("peak_rss").value / 2**20
     session = json.loads((out / "lab.jsonl").read_text().splitlines()[-1])
     assert {lane["lane"] for lane in session["lanes"]} == {"x86-cpu#0", "x86-cpu-1t#0", "board#0"}
     (span,) = session["prepare"]

@@ -61,6 +61,12 @@ def test_artifacts_load_and_agree_on_aarch64_and_are_labelled_emulated(tmp_path,
         for metric in ("latency", "load_time", "first_inference", "throughput", "peak_rss"):
             m = r.measurement(metric)
             assert m.method.endswith("+emulated") and "never a latency claim" in m.note
+        assert r.context["fit"]["basis"] == "measured under emulation"  # qemu's own memory is in the peak
+    from harness.analysis.fit import fit_of
+
+    for r in unsupported:  # never ran, and ExecuTorch ran nowhere in this run: its file's size is all that is judged
+        estimate = fit_of(r, read_records(out / "results.jsonl"))
+        assert estimate.basis.startswith("estimate: file size only") and estimate.verdict == "fits"
     import pandas as pd
 
     tidy = pd.read_csv(out / "results.csv")

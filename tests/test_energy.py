@@ -227,3 +227,19 @@ def test_modelled_only_energy_uses_a_short_window_and_a_sensor_keeps_energy_min_
     assert not unavailable
     windows = [m.stats["window_s"] for m in measured if m.metric == "energy_per_inference"]
     assert len(windows) == 2 and all(w >= settings.energy_min_s for w in windows)
+
+
+def test_energy_per_image_over_a_batch_and_over_a_denoisers_loop():
+    from harness.run.job import loop_energy
+    from harness.types import Measurement
+
+    measured = [Measurement("energy_per_inference", 0.8, "J", "rapl"), Measurement("latency", 3.0, "ms", "x"),
+                Measurement("energy_per_inference", 1.0, "J", "modelled")]
+    # batch 4, 20 DDIM steps: one image costs 20 calls × J per call / 4 images per call
+    loop = {(m.metric, m.method): m for m in loop_energy({"method": "ddim", "steps": 20}, measured, 4)}
+    assert loop[("loop_energy_per_image", "rapl")].value == pytest.approx(0.8 * 20 / 4)
+    assert loop[("loop_energy_per_image", "modelled")].value == pytest.approx(5.0)
+    assert loop[("loop_images_per_kwh", "rapl")].value == pytest.approx(3.6e6 / 4.0)
+    assert len(loop) == 4
+    latent = loop_energy({"steps": 10, "decoder": "vae"}, measured[:1], 1)
+    assert latent[0].value == pytest.approx(8.0) and "decoder vae not included" in latent[0].note

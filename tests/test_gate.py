@@ -105,13 +105,14 @@ def test_status_changes_are_reported():
 
 
 def test_energy_by_different_methods_is_not_compared():
-    c = compare_metric(METRICS["energy_per_inference"], ("k",) * 6, [job(energy=1.0, energy_method="rapl")],
-                       [job(energy=2.0, energy_method="modelled")])
-    assert c.note.startswith("not comparable")
+    for metric in ("energy_per_image", "energy_per_inference"):
+        c = compare_metric(METRICS[metric], ("k",) * 6, [job(energy=1.0, energy_method="rapl")],
+                           [job(energy=2.0, energy_method="modelled")])
+        assert c.note.startswith("not comparable"), metric
     verdict = run_gate([job(lognormal(1), energy=1.0, energy_method="rapl")],
                        [job(lognormal(2), energy=2.0)], GateConfig())
     assert not verdict.failed
-    assert [v.outcome for v in verdict.verdicts if v.comparison.metric == "energy_per_inference"] == ["info"]
+    assert [v.outcome for v in verdict.verdicts if v.comparison.metric == "energy_per_image"] == ["info"]
 
 
 # --- the gate's rule: significant AND beyond the threshold -------------------------------------------------------
@@ -378,12 +379,16 @@ def test_pool_rounds_pools_the_device_timers_readings_too():
 
 def test_measured_energy_is_gated_and_modelled_energy_is_only_reported():
     base = lognormal(1)
+    # records from before J per image was measured: their J per inference over the batch (1 here)
     rapl = outcome([job(base, energy=1.0, energy_method="rapl")], [job(base, energy=1.3, energy_method="rapl")],
-                   "energy_per_inference")
+                   "energy_per_image")
     assert rapl == "regression"  # 30% more joules from a real sensor
     result = run_gate([job(base, energy=1.0)], [job(base, energy=1.3)], GateConfig())
-    (energy,) = [v for v in result.verdicts if v.comparison.metric == "energy_per_inference"]
+    (energy,) = [v for v in result.verdicts if v.comparison.metric == "energy_per_image"]
     assert energy.outcome == "info" and "never gated" in energy.reason and not result.failed
+    # one change, one verdict: J per inference is reported beside it, not gated a second time by default
+    (per_inference,) = [v for v in result.verdicts if v.comparison.metric == "energy_per_inference"]
+    assert per_inference.outcome == "info"
 
 
 def test_paired_ratio_hand_computed():

@@ -86,7 +86,7 @@ def test_a_job_measured_by_both_methods_and_a_worker_without_loadgen(tmp_path, t
     require_loadgen()
     suite = tmp_path / "lg.toml"
     suite.write_text('models = ["tiny_gen"]\ntargets = ["x86-cpu-1t"]\nformats = ["onnx"]\nbatch_sizes = [1]\n'
-                     '[settings]\nloadgen = "single-stream,offline"\nprofile_runs = 0\nfidelity_samples = 0\n')
+                     '[settings]\nloadgen = "single-stream,offline"\nprofile_runs = 0\nfidelity_samples = 0\nstart_runs = 0\n')
     env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir)}
     args = ["run", "--suite", str(suite), "--no-progress", "--cache", str(shared_cache)]
     proc = harness(*args, "--out", str(tmp_path / "run"), env=env)

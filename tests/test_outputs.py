@@ -299,6 +299,9 @@ def test_a_text_conditioned_unet_is_measured_over_its_whole_sampling_loop(projec
         loop = record.measurement("loop_latency")
         assert loop is not None and loop.samples and "DDIM 4 steps" in loop.note, record.format
         assert record.measurement("loop_step_latency").stats["n"] == 4 * len(loop.samples)
+        modelled = {m.metric: m.value for m in record.measurements if m.method == "modelled"}
+        # one image over the loop: 4 DDIM steps, each one call's J per image
+        assert modelled["loop_energy_per_image"] == pytest.approx(4 * modelled["energy_per_image"])
     psnr = {fmt: r.measurement("loop_psnr").value for fmt, r in records.items()}
     assert psnr["torch"] > 80 and psnr["onnx"] > 60, psnr  # both conditioned as the reference pipeline was
 

@@ -22,7 +22,7 @@ def test_a_request_round_trips_with_every_field():
     assert data["protocol"] == PROTOCOL_VERSION and data["cpu_affinity"] == [0, 1]
     assert data["batch_size"] == 1 and data["samples_path"] == ""  # every field is sent, defaults too
     assert WorkerRequest.from_dict(json.loads(json.dumps(data))) == request
-    with pytest.raises(ProtocolError, match="the request speaks protocol 1, this Edge Harness speaks 4"):
+    with pytest.raises(ProtocolError, match="the request speaks protocol 1, this Edge Harness speaks 5"):
         WorkerRequest.from_dict({"mode": "probe"})  # no version: read as version 1, which had no sampling mode
     looped = WorkerRequest("sampling", sampler={"sampler": {"steps": 4}, "inputs": ["x", "t"]})
     assert WorkerRequest.from_dict(json.loads(json.dumps(looped.to_dict()))) == looped
@@ -43,7 +43,7 @@ def test_a_request_of_another_version_or_shape_is_refused(data, message):
 def test_results_round_trip_and_statuses_are_one_closed_set():
     assert STATUSES == RUN_STATUSES and set(MODES) == {"outputs", "latency", "sampling", "profile", "layers",
                                                               "memory", "energy", "inspect", "probe", "ceilings",
-                                                              "loadgen"}
+                                                              "loadgen", "start", "sustained"}
     result = WorkerResult("ok", measurements=({"metric": "latency"},), context={"threads": 1},
                           extra={"signature": [{"name": "z"}]})
     data = result.to_dict()

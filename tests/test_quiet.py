@@ -318,7 +318,7 @@ def test_a_latency_pass_beside_a_competing_process_is_flagged_and_a_retry_measur
                                           f'runtimes = ["onnxruntime"]\nthreads = 1\ncpu_affinity = [{cpu}]\n')
     suite = tmp_path / "s.toml"
     suite.write_text('models = ["tiny_gen"]\ntargets = ["one-cpu"]\nformats = ["onnx"]\nbatch_sizes = [1]\n'
-                     '[settings]\nmin_duration_s = 1.0\nprofile_runs = 0\nfidelity_samples = 0\n')
+                     '[settings]\nmin_duration_s = 1.0\nprofile_runs = 0\nfidelity_samples = 0\nstart_runs = 0\n')
     env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)}
     args = ["run", "--suite", str(suite), "--no-progress", "--cache", str(shared_cache)]
     assert harness(*args, "--out", str(tmp_path / "warm"), env=env).returncode == 0  # exported, cached

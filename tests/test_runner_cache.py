@@ -55,6 +55,10 @@ def test_second_run_reexports_nothing(tmp_path, tiny_models_dir):
         assert modelled.value > 0 and "not a measurement" in modelled.note
         assert modelled.stats["inferences"] >= 5 and modelled.stats["error_band"] == 0.5
         assert per_joule["modelled"].value == pytest.approx(1 / modelled.value)
+        per_image = {m.method: m for m in r.measurements if m.metric == "energy_per_image"}
+        assert per_image["modelled"].value == pytest.approx(modelled.value / r.batch_size)  # J per generated image
+        assert r.measurement("images_per_kwh").value == pytest.approx(3.6e6 / per_image["modelled"].value)
+        assert set(per_image) == set(energy)
         assert ("rapl" in energy) != ("rapl" in r.context["energy_unavailable"])
     b2 = next(r for r in records if r.batch_size == 2 and r.runtime == "onnxruntime")
     assert b2.measurement("throughput").value == pytest.approx(2 / (b2.measurement("latency").value / 1e3))

@@ -101,7 +101,8 @@ def test_board_check_says_exactly_what_is_missing(sshd, tmp_path, tiny_models_di
 def test_a_board_that_drops_mid_suite_is_marked_and_the_rest_goes_on(sshd, tmp_path, tiny_models_dir, shared_cache):
     import os
 
-    targets = targets_with(tmp_path, board=sshd.target_toml("board", sys.executable, tmp_path / "board"))
+    fit = '[fit]\nmemory_mb = 2048\nstorage_mb = 64\nsource = "a 2 GB board"\n'
+    targets = targets_with(tmp_path, board=sshd.target_toml("board", sys.executable, tmp_path / "board") + fit)
     out = tmp_path / "run"
     env = dict(os.environ) | {"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)}
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--suite", "full", "--variant", "none", "--model", "tiny_gen", "--format", "onnx",
@@ -124,6 +125,18 @@ def test_a_board_that_drops_mid_suite_is_marked_and_the_rest_goes_on(sshd, tmp_p
     assert {r.status for r in later} == {"unreachable"}
     assert "since an earlier job of this run" in later[-1].error  # given up on, not retried for every job
     assert {r.status for r in records if r.target == "x86-cpu"} == {"ok"}
+    # will it fit: measured on the board while it was there; estimated from this machine's jobs once it was gone
+    from harness.analysis.fit import fit_of
+
+    measured = fit_of(by[("board", "onnx", 1)])
+    assert measured.basis == "measured" and measured.verdict == "fits" and measured.memory_budget_mb == 2048
+    assert measured.memory_mb == by[("board", "onnx", 1)].measurement("peak_rss").value / 2**20
+    for r in later:
+        estimate = fit_of(r, records)
+        assert estimate.estimated and estimate.verdict == "fits", (r.job_key, estimate)
+        assert "base footprint measured on x86-cpu" in estimate.basis
+        assert "this artifact's measured peak over its runtime's base on x86-cpu" in estimate.basis
+    assert "Will it fit" in (out / "index.html").read_text() and "(estimate)" in (out / "index.html").read_text()
 
 
 def test_a_latent_diffusions_decoder_is_staged_on_the_board_beside_its_denoiser(sshd, tmp_path, shared_cache):
@@ -160,3 +173,26 @@ def test_executorch_runs_on_a_board_from_an_uploaded_pte(sshd, tmp_path, tiny_mo
         assert r.context["launcher"].startswith("ssh ") and r.context["runtime_versions"]["executorch"]
         assert r.measurement("max_abs_error").value < 1e-4
     assert len(list(board.glob("artifacts/*/model.pte"))) == 2  # batch 1 and 8, uploaded once each
+
+
+def test_cold_and_warm_start_are_measured_on_the_board(sshd, tmp_path, tiny_models_dir, shared_cache):
+    """The start pass's fresh workers run on the board: its copy of the file is dropped from its page cache, and
+    ONNX Runtime's start-up cache is written and read back there."""
+    from tests.helpers import QUICK_SETTINGS_TOML
+
+    board = tmp_path / "board"
+    targets = targets_with(tmp_path, board=sshd.target_toml("board", sys.executable, board))
+    suite = tmp_path / "suite.toml"
+    suite.write_text('models = ["tiny_gen"]\ntargets = ["board"]\nformats = ["onnx"]\nbatch_sizes = [1]\n'
+                     + QUICK_SETTINGS_TOML.replace("start_runs = 0", "start_runs = 1"))
+    proc = harness("run", "--suite", str(suite), "--out", str(tmp_path / "run"), "--cache", str(shared_cache),
+                   "--no-progress", env={"EDGE_HARNESS_MODELS": str(tiny_models_dir),
+                                         "EDGE_HARNESS_TARGETS": str(targets)})
+    assert proc.returncode == 0, proc.stderr
+    (record,) = read_records(tmp_path / "run" / "results.jsonl")
+    assert record.status == "ok" and record.context["launcher"] == f"ssh root@127.0.0.1:{sshd.port}"
+    for kind in ("cold", "warm"):
+        assert len(record.measurement(f"{kind}_start").samples) == 1
+    start = record.context["start"]
+    assert start["cold"]["cache"].startswith("written: ") and start["warm"]["cache"].startswith("read: ")
+    assert start["cold"]["page_cache"][0].startswith("dropped: 0 of")

@@ -123,7 +123,7 @@ def _files() -> str:
     from harness.config import cluster, optimize, project, suite, targets
     from harness.config.cluster import ClusterSettings
     from harness.prepare import declared
-    from harness.types import CompressionSpec, EmulatedSettings, SshSettings, TargetProfile
+    from harness.types import CompressionSpec, EmulatedSettings, FitBudget, SshSettings, TargetProfile
 
     target_docs = _field_docs(TargetProfile)
     out = ["# Configuration files", "",
@@ -142,6 +142,7 @@ def _files() -> str:
            "### `[onnxruntime]`", "", *_keys(targets._ORT_SCHEMA),
            "### `[litert]`", "", *_keys(targets._LITERT_SCHEMA),
            "### `[thermal]`", "", *_keys(targets._THERMAL_SCHEMA),
+           "### `[fit]`", "", *_keys(targets._FIT_SCHEMA, _field_docs(FitBudget)),
            "### `[energy]`", "", *_keys(targets._ENERGY_SCHEMA),
            "`[energy.power_model]`:", "", *_keys(targets._POWER_MODEL_SCHEMA),
            "`[energy.meter]`:", "", *_keys(targets._METER_SCHEMA),

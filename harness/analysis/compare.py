@@ -211,8 +211,8 @@ def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand:
         return None
     b, c = float(np.median(base_values)), float(np.median(cand_values))
     note = ""
-    if metric.name == "energy_per_inference":
-        methods = {m.method for r in (*base, *cand) if (m := r.measurement("energy_per_inference"))}
+    if metric.method is not None:
+        methods = {method for r in (*base, *cand) if (method := metric.method(r))}
         if len(methods) > 1:
             return Comparison(key, metric.name, b, c, None, 0.0, test="none",
                               note=f"not comparable: measured by {' vs '.join(sorted(methods))}")

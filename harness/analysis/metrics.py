@@ -45,6 +45,9 @@ class Metric:
     description: str = ""
     sampled: str = "latency"
     """The sampled measurement behind a tested metric (its stats hold the statistic of a record without rounds)."""
+    method: Callable[[RunRecord], str | None] | None = None
+    """For a figure some methods measure and others model (energy): the method of a record's figure. Runs whose
+    methods differ are not compared; a modelled figure is reported, never gated."""
 
     def __post_init__(self) -> None:
         if self.better not in BETTER or self.change not in CHANGES or self.test not in TESTS:
@@ -62,6 +65,23 @@ def measured(metric: str, scale: float = 1.0) -> Callable[[RunRecord], float | N
         return m.value * scale if m is not None else None
 
     return value
+
+
+def energy_per_image(r: RunRecord) -> float | None:
+    """J per generated image; a record from before it was measured: its J per inference over its batch size."""
+    m = r.measurement("energy_per_image")
+    if m is not None:
+        return m.value
+    per_inference = r.measurement("energy_per_inference")
+    return per_inference.value / max(1, r.batch_size or 1) if per_inference is not None else None
+
+
+def method_of(*metrics: str) -> Callable[[RunRecord], str | None]:
+    """The method of the first of ``metrics`` the record has (None: none)."""
+    def method(r: RunRecord) -> str | None:
+        return next((m.method for name in metrics if (m := r.measurement(name)) is not None), None)
+
+    return method
 
 
 def psnr(r: RunRecord) -> float | None:
@@ -114,9 +134,38 @@ CATALOGUE: tuple[Metric, ...] = (
            description="median GPU time of each inference by the device timer (PyTorch on CUDA)"),
     Metric("peak_memory", "peak RSS", "MiB", "lower", "relative", "none", measured("peak_rss", 1 / 2**20),
            threshold=0.10, summary_column="peak_rss_mb", description="peak resident memory of the worker process"),
+    Metric("cold_start", "cold start", "ms", "lower", "relative", "mann-whitney-u", stat_of("cold_start", "p50"),
+           samples_of("cold_start"), summary_column="cold_start_ms", sampled="cold_start",
+           description="a fresh process's time to its first result with nothing cached: the runtime's start-up "
+                       "cache empty, the file dropped from the page cache (median over the start pass's processes; "
+                       "reported, and gated where a gate file sets a threshold: 4 processes a side reach p < 0.05)"),
+    Metric("warm_start", "warm start", "ms", "lower", "relative", "mann-whitney-u", stat_of("warm_start", "p50"),
+           samples_of("warm_start"), summary_column="warm_start_ms", sampled="warm_start",
+           description="a fresh process's time to its first result with the runtime's start-up cache and the file "
+                       "cached, as a second launch finds them"),
+    Metric("sustained_latency", "sustained p50", "ms", "lower", "relative", "mann-whitney-u",
+           measured("sustained_latency"), samples_of("sustained_latency"), summary_column="sustained_p50_ms",
+           sampled="sustained_latency",
+           description="sustained mode: the median p50 of the last windows of a minutes-long run (its samples: each "
+                       "window's p50); reported, gated where a gate file sets a threshold"),
+    Metric("sustained_ratio", "sustained / start", "ratio", "lower", "absolute", "none", measured("sustained_ratio"),
+           summary_column="sustained_ratio",
+           description="sustained mode: the last windows' median p50 over the first windows' (1.0 = flat)"),
+    Metric("energy_per_image", "energy per image", "J", "lower", "relative", "none", energy_per_image,
+           threshold=0.15, summary_column="energy_per_image_j", method=method_of("energy_per_image",
+                                                                               "energy_per_inference"),
+           description="energy per generated image (one inference's energy over the images of its batch), by the "
+                       "method the record names (modelled figures are never gated)"),
     Metric("energy_per_inference", "energy per inference", "J", "lower", "relative", "none",
-           measured("energy_per_inference"), threshold=0.15, summary_column="energy_per_inference_j",
-           description="energy per inference, by the method the record names (modelled figures are never gated)"),
+           measured("energy_per_inference"), summary_column="energy_per_inference_j",
+           method=method_of("energy_per_inference"),
+           description="energy of one inference at the job's batch size (gate on energy per image; this one is "
+                       "reported, and gated where a gate file sets a threshold)"),
+    Metric("loop_energy_per_image", "energy per loop image", "J", "lower", "relative", "none",
+           measured("loop_energy_per_image"), threshold=0.15, summary_column="loop_energy_per_image_j",
+           method=method_of("loop_energy_per_image"),
+           description="a denoiser's energy per generated image over its whole sampling loop (every step; the "
+                       "decoder of a latent loop not included)"),
     Metric("size", "artifact size", "bytes", "lower", "relative", "none",
            lambda r: float(r.artifact_bytes) if r.artifact_bytes else None, threshold=0.01,
            description="the artifact file's size"),

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from harness.errors import HarnessInputError
 from harness.config.tomlconfig import check_keys, check_list_of
+from harness.types import FitBudget
 
 FORMATS = ("torch", "onnx", "tflite", "executorch")
 
@@ -55,6 +56,18 @@ class Budget:
 
     def terms(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def within(self, fit: FitBudget) -> tuple["Budget", list[str]]:
+        """This budget with the target's ``[fit]`` memory and storage as ``max_memory_mb`` / ``max_size_mb`` where it
+        sets none (a variant that does not fit the device is no answer), and the terms so taken, in words."""
+        taken, changes = [], {}
+        if fit.memory_mb and self.max_memory_mb is None:
+            changes["max_memory_mb"] = fit.memory_mb
+            taken.append(f"memory ≤ {fit.memory_mb:g} MB")
+        if fit.storage_mb and self.max_size_mb is None:
+            changes["max_size_mb"] = fit.storage_mb
+            taken.append(f"size ≤ {fit.storage_mb:g} MB")
+        return replace(self, **changes), taken
 
     def describe(self) -> str:
         words = {"min_speedup": "≥ {:g}× fp32 ONNX Runtime", "min_psnr": "PSNR ≥ {:g} dB", "min_labels": "labels ≥ {:g}",

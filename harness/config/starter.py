@@ -71,6 +71,7 @@ min_duration_s = 0.5
 max_duration_s = 10.0
 contention_retries = 1                # a latency pass timed while other processes kept the CPU busy: measured again
 fidelity_samples = 64
+start_runs = 0                        # the gate judges latency; cold and warm start come from the other suites
 '''
 """The gate's suite: the shape of the built-in ``gate`` suite (suites/gate.toml), for the user's model."""
 

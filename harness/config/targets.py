@@ -8,7 +8,7 @@ from harness.errors import HarnessInputError
 from harness.registry import LAUNCHERS, RUNTIMES
 from harness.runtimes.onnxruntime_rt import EXECUTION_MODES, GRAPH_LEVELS
 from harness.config.tomlconfig import check_keys, check_list_of, read_toml
-from harness.types import EmulatedSettings, SshSettings, TargetProfile
+from harness.types import EmulatedSettings, FitBudget, SshSettings, TargetProfile
 
 ARCHES = ("x86_64", "aarch64", "arm64", "armv8l", "armv7l", "armv6l", "riscv64", "i686", "ppc64le", "s390x",
           "loongarch64", "mips64")
@@ -34,7 +34,9 @@ _SCHEMA = {
     "litert": dict,
     "ssh": dict,
     "emulated": dict,
+    "fit": dict,
 }
+_FIT_SCHEMA = {"memory_mb": (float, int), "storage_mb": (float, int), "margin": (float, int), "source": str}
 _SSH_SCHEMA = {"host": str, "port": int, "user": str, "identity_file": str, "known_hosts": str, "python": str,
                "workdir": str, "connect_timeout_s": (float, int)}
 _ORT_SCHEMA = {"graph_optimization": str, "execution_mode": str}
@@ -90,6 +92,7 @@ def load_target(path: Path) -> TargetProfile:
         raise HarnessInputError(f"{path}: [onnxruntime] execution_mode must be one of {', '.join(EXECUTION_MODES)}")
     litert = data.get("litert", {})
     check_keys(path, litert, _LITERT_SCHEMA, where="litert")
+    fit = _load_fit(path, data.get("fit", {}))
     ssh = _load_ssh(path, data) if data["reach"] == "ssh" else None
     emulated = _load_emulated(path, data) if data["reach"] == "emulated" else None
     if data["reach"] != "emulated" and "emulated" in data:
@@ -120,6 +123,7 @@ def load_target(path: Path) -> TargetProfile:
         ssh=ssh,
         emulated=emulated,
         reach_options=reach_options,
+        fit=fit,
         source=str(path),
     )
 
@@ -133,6 +137,20 @@ def _ranges(cpus: list[int]) -> str:
         else:
             spans.append([cpu, cpu])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _load_fit(path: Path, table: dict) -> FitBudget:
+    """``[fit]``: memory_mb and storage_mb ≥ 0 (0 = not declared), margin a fraction in [0, 1), source."""
+    check_keys(path, table, _FIT_SCHEMA, where="fit")
+    if any(not 0 <= table.get(key, 0) < float("inf") for key in ("memory_mb", "storage_mb")):
+        raise HarnessInputError(f"{path}: [fit] memory_mb and storage_mb must be >= 0 (MiB; 0 = not declared)")
+    margin = table.get("margin", FitBudget.margin)
+    if not 0 <= margin < 1:
+        raise HarnessInputError(f"{path}: [fit] margin must be a fraction in [0, 1) (0.1 = keep 10% free)")
+    if table and not (table.get("memory_mb") or table.get("storage_mb")):
+        raise HarnessInputError(f"{path}: [fit] declares neither memory_mb nor storage_mb")
+    return FitBudget(memory_mb=float(table.get("memory_mb", 0)), storage_mb=float(table.get("storage_mb", 0)),
+                     margin=float(margin), source=table.get("source", ""))
 
 
 def _load_ssh(path: Path, data: dict) -> SshSettings:

@@ -16,7 +16,8 @@ inside the model's ± error band), not a sensor that updates every 1-100 ms, so 
 
 def run_energy_pass(runtime: Any, artifact: Any, inputs: Mapping[str, Any], settings: RunSettings,
                     batch_size: int, config: Mapping[str, Any]) -> tuple[tuple[Measurement, ...], dict[str, str]]:
-    """Measurements (J per inference and inferences per J, per probe) and {probe: why it is unavailable}."""
+    """Measurements (J per inference, inferences per J, J per image and images per kWh, per probe) and
+    {probe: why it is unavailable}."""
     probes, unavailable = [], {}
     for name in config.get("sources", []):
         probe = make_probe(name, config)
@@ -52,4 +53,19 @@ def run_energy_pass(runtime: Any, artifact: Any, inputs: Mapping[str, Any], sett
         out.append(Measurement("energy_per_inference", r.joules / n, "J", r.method, stats=stats, note=r.note))
         out.append(Measurement("inferences_per_joule", n / r.joules if r.joules > 0 else 0.0, "inferences/J",
                                r.method, note=r.note))
+        out.extend(per_image(r.joules / n, batch_size, r.method, r.note))
     return tuple(out), unavailable
+
+
+JOULES_PER_KWH = 3.6e6
+
+
+def per_image(joules_per_inference: float, images_per_inference: int, method: str, note: str = "",
+              prefix: str = "", steps: int = 1) -> tuple[Measurement, Measurement]:
+    """``{prefix}energy_per_image`` (J for one generated image: one inference's energy over the images it makes,
+    times ``steps`` inferences for a denoiser's loop) and ``{prefix}images_per_kwh``, by ``method``."""
+    joules = joules_per_inference * steps / max(1, images_per_inference)
+    return (Measurement(f"{prefix}energy_per_image", joules, "J", method, note=note,
+                        stats={"images_per_inference": float(images_per_inference), "steps": float(steps)}),
+            Measurement(f"{prefix}images_per_kwh", JOULES_PER_KWH / joules if joules > 0 else 0.0, "images/kWh",
+                        method, note=note))

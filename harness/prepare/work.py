@@ -19,6 +19,8 @@ class Work:
     flops: float
     bytes: float
     by_family: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    largest_op_bytes: float = 0.0
+    """The most bytes one op touched (its tensor inputs, weights and output): a floor on the memory live at once."""
     method: str = ("torch.utils.flop_counter (2 FLOPs per multiply-add of matmul/conv; biases, activations and "
                    "elementwise ops not counted); bytes = tensor inputs + outputs of every non-view aten op")
 
@@ -41,6 +43,7 @@ def count_work(model: Any, inputs: Mapping[str, Any]) -> Work:
     from torch.utils.flop_counter import FlopCounterMode
 
     families: dict[str, dict[str, float]] = {}
+    largest = [0]
 
     class _Bytes(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -51,7 +54,9 @@ def count_work(model: Any, inputs: Mapping[str, Any]) -> Work:
             tensors = [t for t in tree_flatten((args, kwargs or {}, out))[0] if isinstance(t, torch.Tensor)]
             entry = families.setdefault(_aten_family(func, args), {"flops": 0.0, "bytes": 0.0})
             entry["flops"] += counter.get_total_flops() - before
-            entry["bytes"] += sum(t.numel() * t.element_size() for t in tensors)
+            moved = sum(t.numel() * t.element_size() for t in tensors)
+            entry["bytes"] += moved
+            largest[0] = max(largest[0], moved)
             return out
 
     counter = FlopCounterMode(display=False)
@@ -59,4 +64,5 @@ def count_work(model: Any, inputs: Mapping[str, Any]) -> Work:
     with torch.no_grad(), counter, _Bytes():
         model(*values)
     ordered = dict(sorted(families.items(), key=lambda kv: (-kv[1]["flops"], -kv[1]["bytes"])))
-    return Work(float(counter.get_total_flops()), float(sum(f["bytes"] for f in ordered.values())), ordered)
+    return Work(float(counter.get_total_flops()), float(sum(f["bytes"] for f in ordered.values())), ordered,
+                float(largest[0]))

@@ -11,11 +11,13 @@ import jinja2
 import pandas as pd
 
 from harness.analysis.disturbance import disturbance
+from harness.analysis.fit import fit_of
 from harness.report.compression import LABEL_AGREEMENT_FLOOR, PSNR_FLOOR_DB
 from harness.report.images import reference_file, sample_file
 from harness.analysis.metrics import CATALOGUE
 from harness.report.lab import lab_lanes, read_lab
-from harness.report.plots import best_variant_gaps, best_variants, latency_boxes, pareto_plots, per_target
+from harness.report.plots import (best_variant_gaps, best_variants, latency_boxes, pareto_plots, per_target, start_bars,
+                                   sustained_views)
 from harness.report.profile import roofline_plots, time_breakdown
 from harness.stats import robust_cv
 from harness.types import RunRecord
@@ -235,6 +237,19 @@ def run_contexts(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
     return contexts
 
 
+def fit_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """Will it fit: per job with a verdict (measured, or estimated where it could not run), the figures against its
+    target's ``[fit]``; the budgets' sources once per target."""
+    rows = []
+    for r in records:
+        fit = fit_of(r, records)
+        if fit is not None:
+            rows.append({"model": r.model, "variant": r.variant, "format": r.format, "runtime": r.runtime,
+                         "target": r.target, "batch_size": r.batch_size, "status": r.status, **fit.to_dict(),
+                         "estimated": fit.estimated})
+    return rows
+
+
 def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, title: str,
                run_dir: Path | None = None) -> None:
     """Render the report; ``run_dir`` holds the samples/ folder (default: the HTML's folder)."""
@@ -259,6 +274,9 @@ def write_html(records: Sequence[RunRecord], summary: pd.DataFrame, path: Path, 
         contexts=run_contexts(records),
         lab=lab_lanes(records, read_lab(run_dir or path.parent)),
         loadgen=loadgen_rows(summary),
+        fit=fit_rows(records),
+        starts=start_bars(records),
+        sustained=sustained_views(records),
         failures=failures,
         n_ok=sum(1 for r in records if r.status == "ok"),
         n_total=len(records),

@@ -57,6 +57,90 @@ def latency_boxes(records: Iterable[RunRecord]) -> dict[str, Any]:
     return {"rows": rows, "ticks": ticks}
 
 
+START_PARTS = (("interpreter_ms", "interpreter"), ("import_ms", "runtime import"), ("load_ms", "load"),
+               ("first_inference_ms", "first inference"))
+"""The parts of a start, in the order they happen, and their legend names (``harness.engine.start``)."""
+
+
+def start_bars(records: Iterable[RunRecord]) -> dict[str, Any]:
+    """Cold and warm start per job as stacked bars on one linear axis (ms from the process's creation): each part's
+    median over the start pass's processes; the cold/warm ratio of the medians, the cache each runtime used."""
+    rows = []
+    for r in records:
+        cold, warm = r.measurement("cold_start"), r.measurement("warm_start")
+        if r.status != "ok" or cold is None or warm is None:
+            continue
+        label = f"{r.model} · {r.variant} · {r.format}/{r.runtime} · b{r.batch_size} · {r.target}"
+        start = r.context.get("start") or {}
+        for kind, m in (("cold", cold), ("warm", warm)):
+            parts = [(name, float((m.stats or {}).get(key, 0.0))) for key, name in START_PARTS]
+            rows.append({"label": label, "kind": kind, "parts": parts, "total": m.value, "n": len(m.samples or ()),
+                         "emulated": "emulated" in m.method, "cache": (start.get(kind) or {}).get("cache", ""),
+                         "page_cache": ", ".join(sorted(set((start.get(kind) or {}).get("page_cache", [])))),
+                         "ratio": cold.value / warm.value if kind == "cold" and warm.value else None})
+    if not rows:
+        return {"rows": [], "ticks": [], "legend": [name for _, name in START_PARTS]}
+    top = max(max(row["total"], sum(v for _, v in row["parts"])) for row in rows)
+    step = 10.0 ** math.floor(math.log10(top)) if top > 0 else 1.0
+    step = next(m * step for m in (0.2, 0.5, 1.0, 2.0) if top / (m * step) <= 6)
+    end = math.ceil(top / step) * step
+    ticks = [(i * step / end, f"{i * step:g}") for i in range(int(round(end / step)) + 1)]
+    for row in rows:
+        x, spans = 0.0, []
+        for name, value in row["parts"]:
+            spans.append({"name": name, "x": x / end, "w": value / end, "ms": value})
+            x += value
+        row["spans"] = spans
+    return {"rows": rows, "ticks": ticks, "legend": [name for _, name in START_PARTS]}
+
+
+SUSTAINED_SERIES = (("p50_ms", "p50 ms"), ("temp_c", "°C"), ("freq_mhz", "MHz"))
+"""What the sustained figure draws per window, one small panel each: latency, the hottest zone, the CPU clock."""
+
+
+def sustained_views(records: Iterable[RunRecord]) -> dict[str, Any]:
+    """Sustained mode: per job, each series over the run as a polyline (x, y in 0..1; y = 1 at the series' top) with
+    its range, the first/last p50 and their ratio; per model, target and batch, the jobs whose ranking by p50 at
+    steady state differs from the ranking at the start (``harness.engine.sustained.rank_changes``)."""
+    from harness.engine.sustained import rank_changes
+
+    jobs, groups = [], {}
+    for r in records:
+        found = r.context.get("sustained") or {}
+        windows = found.get("windows") or []
+        m = r.measurement("sustained_latency")
+        if r.status != "ok" or not windows or m is None:
+            continue
+        label = f"{r.model} · {r.variant} · {r.format}/{r.runtime} · b{r.batch_size} · {r.target}"
+        end = max(w["start_s"] for w in windows) + found.get("window_s", 10.0)
+        panels = []
+        for key, unit in SUSTAINED_SERIES:
+            points = [(w["start_s"] + found.get("window_s", 10.0) / 2, w[key]) for w in windows if w.get(key)]
+            if len(points) < 1:
+                panels.append({"unit": unit, "points": "", "lo": None, "hi": None})
+                continue
+            lo, hi = min(v for _, v in points), max(v for _, v in points)
+            span = (hi - lo) or max(abs(hi) * 0.05, 1e-9)
+            base = lo if hi > lo else lo - span / 2
+            panels.append({"unit": unit, "lo": lo, "hi": hi, "points": " ".join(
+                f"{t / end:.4f},{1 - (v - base) / span:.4f}" for t, v in points)})
+        stats = m.stats or {}
+        jobs.append({"label": label, "panels": panels, "windows": len(windows), "duration_s": end,
+                     "first_p50": stats.get("first_p50"), "last_p50": stats.get("last_p50"),
+                     "ratio": (r.measurement("sustained_ratio").value if r.measurement("sustained_ratio") else None),
+                     "temp": " → ".join(f"{windows[i]['temp_c']:.0f}" for i in (0, -1) if windows[i].get("temp_c")),
+                     "freq": " → ".join(f"{windows[i]['freq_mhz']:.0f}" for i in (0, -1) if windows[i].get("freq_mhz")),
+                     "emulated": "emulated" in m.method})
+        if stats.get("first_p50") and stats.get("last_p50"):
+            group = groups.setdefault((r.model, r.target, r.batch_size), ({}, {}))
+            name = f"{r.variant} {r.format}/{r.runtime}"
+            group[0][name], group[1][name] = stats["first_p50"], stats["last_p50"]
+    rankings = [{"model": model, "target": target, "batch": batch, "jobs": len(first),
+                 "changes": rank_changes(first, last)}
+                for (model, target, batch), (first, last) in sorted(groups.items(), key=str) if len(first) > 1]
+    return {"jobs": jobs, "rankings": rankings}
+
+
 PARETO_BOX = {"w": 560, "h": 260, "left": 50, "top": 10, "right": 20, "bottom": 40}
 """The Pareto plot's frame in px: plot area w × h, margins around it (axis labels left and below)."""
 LABEL_FONT_PX = 11.0
@@ -229,6 +313,8 @@ def best_variants(summary: pd.DataFrame, min_psnr: float, min_labels: float) -> 
     ok = summary[(summary["status"] == "ok") & summary["latency_p50_ms"].notna()] if not summary.empty else summary
     if "disturbed" in ok.columns:  # a latency measured under contention or throttling picks no winner
         ok = ok[ok["disturbed"].fillna("") == ""]
+    if "fits" in ok.columns:  # a variant that does not fit its target's memory or storage is no winner there
+        ok = ok[ok["fits"].fillna("") != "does not fit"]
     for (model, target, batch), frame in ok.groupby(["model", "target", "batch_size"], sort=True):
         passing = [r for r in frame.to_dict("records") if _fidelity_ok(r, min_psnr, min_labels)]
         if not passing:
@@ -254,6 +340,8 @@ def best_variant_gaps(summary: pd.DataFrame, min_psnr: float, min_labels: float)
         failed = [r for r in rows if r["status"] != "ok"]
         untimed = [r for r in rows if r["status"] == "ok" and as_number(r.get("latency_p50_ms")) is None]
         timed = [r for r in rows if r["status"] == "ok" and as_number(r.get("latency_p50_ms")) is not None]
+        too_big = [r for r in timed if r.get("fits") == "does not fit"]
+        timed = [r for r in timed if r.get("fits") != "does not fit"]
         disturbed = [r for r in timed if r.get("disturbed")]
         unfaithful = [r for r in timed if not r.get("disturbed") and not _fidelity_ok(r, min_psnr, min_labels)]
         counts: dict[str, int] = {}
@@ -264,8 +352,11 @@ def best_variant_gaps(summary: pd.DataFrame, min_psnr: float, min_labels: float)
                "measured")
         quiet = ("re-run on a quiet machine: stop the other load, or set quiet_wait_s / contention_retries in the "
                  "suite's [settings]")
+        fit_bar = "its target's [fit] memory or storage (see Will it fit)"
         if len(failed) == len(rows):
             why = f"no job succeeded ({statuses}): see Failures below"
+        elif len(too_big) == len(rows):
+            why = f"no job fits {fit_bar}: {_tightest(too_big)}"
         elif len(disturbed) == len(rows):
             why = (f"every job's latency pass was disturbed ({len(rows)} of {len(rows)}; first: "
                    f"{disturbed[0]['disturbed']}): {quiet}")
@@ -274,11 +365,22 @@ def best_variant_gaps(summary: pd.DataFrame, min_psnr: float, min_labels: float)
         else:
             parts = [statuses] if failed else []
             parts += [f"{len(untimed)} without a latency median"] if untimed else []
+            parts += [f"{len(too_big)} do not fit {fit_bar}"] if too_big else []
             parts += [f"{len(disturbed)} disturbed (first: {disturbed[0]['disturbed']})"] if disturbed else []
             parts += [f"{len(unfaithful)} below the fidelity bar ({_closest(unfaithful)})"] if unfaithful else []
             why = "no job qualifies: " + "; ".join(parts) + (f"; {quiet}" if disturbed else "")
         gaps.append({"model": model, "target": target, "batch": batch, "why": why})
     return gaps
+
+
+def _tightest(rows: list[dict[str, Any]]) -> str:
+    """The job that comes nearest to fitting, in words."""
+    def over(r: dict[str, Any]) -> float:
+        rooms = [as_number(r.get(k)) for k in ("fit_memory_headroom", "fit_storage_headroom")]
+        return min((x for x in rooms if x is not None), default=float("-inf"))
+
+    best = max(rows, key=over)
+    return f"nearest {best['variant']} {best['format']}/{best['runtime']}, {-over(best):.0%} over"
 
 
 def _closest(rows: list[dict[str, Any]]) -> str:

@@ -7,6 +7,7 @@ from typing import Iterable
 import pandas as pd
 
 from harness.analysis.disturbance import disturbance
+from harness.analysis.fit import fit_of
 from harness.analysis.metrics import METRICS
 from harness.profiling.ops import OpProfile
 from harness.types import RunRecord
@@ -38,8 +39,10 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     """One row per job with the figures people compare first (the catalogue's metrics in their ``summary_column``,
     read by the catalogue's own definition)."""
     rows = []
+    records = list(records)
     for r in records:
         lat = r.measurement("latency")
+        fit = fit_of(r, records)  # measured with the job, or estimated from its run where it could not run
         stats = lat.stats if lat and lat.stats else {}
 
         def value(metric: str) -> float | None:
@@ -90,8 +93,20 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "parameters": value("parameters"),
             "ops_quantized_fraction": _sum_or_none(value("ops_int8_fraction"), value("ops_fp16_fraction")),
             "weights_quantized_fraction": _sum_or_none(value("weights_int8_fraction"), value("weights_fp16_fraction")),
+            "energy_per_image_j": catalogue("energy_per_image"),
+            "images_per_kwh": value("images_per_kwh"),
+            "loop_energy_per_image_j": catalogue("loop_energy_per_image"),
             "energy_per_inference_j": catalogue("energy_per_inference"),
             "energy_method": r.measurement("energy_per_inference").method if r.measurement("energy_per_inference") else None,
+            "sustained_p50_ms": catalogue("sustained_latency"),
+            "sustained_ratio": catalogue("sustained_ratio"),
+            "cold_start_ms": catalogue("cold_start"),
+            "warm_start_ms": catalogue("warm_start"),
+            "start_cache": (r.context.get("start") or {}).get("warm", {}).get("cache"),
+            "fits": fit.verdict if fit else None,
+            "fit_memory_headroom": fit.memory_headroom if fit else None,
+            "fit_storage_headroom": fit.storage_headroom if fit else None,
+            "fit_basis": fit.basis if fit else None,
             "error": r.error.splitlines()[0] if r.error else "",
             "disturbed": disturbance(r),
             "loop_disturbed": disturbance(r, "loop"),

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import tempfile
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from harness.analysis.fidelity import compression_measurements, output_fidelity, sample_fidelity
+from harness.analysis.fit import judge_fit
 from harness.analysis.layer_fidelity import compare_layers, match_by_chain
 from harness.analysis.roofline import precision_note, roofline_point
 from harness.prepare.artifacts import load_outputs, max_abs_error, output_scale
@@ -43,7 +46,7 @@ def worker_request(job: Job, target: TargetProfile, mode: str, outputs_path: str
         cpu_affinity=tuple(target.cpu_affinity), inputs_path=job.inputs_path, outputs_path=outputs_path,
         samples_path=job.samples_path if samples_outputs_path else "", samples_outputs_path=samples_outputs_path,
         settings=job.settings.to_dict() | dict(target.thermal), batch_size=job.batch_size,
-        energy=dict(target.energy) if mode == "energy" else None)
+        energy=dict(target.energy) if mode in ("energy", "sustained") else None)
 
 
 def worker_measurements(target: TargetProfile, raw: Iterable[Mapping[str, Any]]) -> list[Measurement]:
@@ -61,6 +64,38 @@ def _contended(result: WorkerResult) -> bool:
     return bool((result.context.get("contention") or {}).get("contended"))
 
 
+def loop_energy(sampler: Mapping[str, Any], measured: Iterable[Measurement], batch_size: int) -> list[Measurement]:
+    """``loop_energy_per_image`` / ``loop_images_per_kwh`` per energy method: the steps of the sampler's loop × the
+    energy of one denoiser call, over the images a call makes (the decoder of a latent loop is not included)."""
+    from harness.diffusion import Sampler
+    from harness.energy.window import per_image
+
+    steps = int(sampler.get("steps", Sampler.steps))
+    decoder = sampler.get("decoder", "")
+    note = f"{steps} denoiser steps × J per call" + (f"; the decoder {decoder} not included" if decoder else "")
+    out: list[Measurement] = []
+    for m in measured:
+        if m.metric == "energy_per_inference":
+            out.extend(per_image(m.value, batch_size, m.method, note, prefix="loop_", steps=steps))
+    return out
+
+
+START_PARTS = ("interpreter_ms", "import_ms", "load_ms", "first_inference_ms")
+"""Where a start's time goes (``harness.engine.start``): the medians of each, over the processes, in the stats."""
+
+
+def start_measurement(kind: str, measured: list[Measurement]) -> Measurement:
+    """``cold_start`` / ``warm_start``: one sample per fresh process (ms, creation → first result), its median as the
+    value, the parts' medians and the sampled statistics in its stats."""
+    from harness.stats import summarize
+
+    samples = tuple(m.value for m in measured)
+    parts = {part: float(statistics.median(m.stats.get(part, 0.0) for m in measured)) for part in START_PARTS}
+    first = measured[0]
+    return Measurement(f"{kind}_start", float(statistics.median(samples)), "ms", first.method, samples=samples,
+                       stats=summarize(samples) | parts, note=first.note)
+
+
 class Stop(Exception):
     """A step ended the job: ``status`` and ``error`` go into its record."""
 
@@ -73,8 +108,8 @@ class JobRun:
     """Measure one job. ``board`` is the runner's ``BoardState`` for the target (notes unreachable results);
     ``context`` starts the record's context (commit, suite, project, model)."""
 
-    STEPS = ("artifact_figures", "latency", "fidelity", "tolerance", "sampling", "memory", "loadgen", "energy",
-             "profile", "layers")
+    STEPS = ("artifact_figures", "latency", "fidelity", "tolerance", "sampling", "memory", "fit", "loadgen",
+             "energy", "start", "sustained", "profile", "layers")
 
     def __init__(self, job: Job, target: TargetProfile, launcher: Any, board: Any, suite: Suite, out_dir: Path,
                  cache_dir: Path, context: dict[str, Any]) -> None:
@@ -85,6 +120,10 @@ class JobRun:
         self.context = dict(context) | {
             "target_description": target.description, "artifact_sha256": job.artifact.sha256,
             "artifact_recipe": dict(job.artifact.recipe)}
+        if target.fit.declared:  # what the target lets one application take: the job is judged against it
+            self.context["fit_budget"] = target.fit.to_dict()
+        if job.work and job.work.get("largest_op_bytes"):  # for an estimate where the job cannot run
+            self.context["work"] = {"largest_op_bytes": job.work["largest_op_bytes"]}
         self.passes: dict[str, float] = {}
         self.context["pass_seconds"] = self.passes  # where the job's wall time went: each pass, and the harness's
         self.measurements: list[Measurement] = []
@@ -118,12 +157,14 @@ class JobRun:
             return self.record(stop.status, stop.error)
         return self.record("ok", "")
 
-    def _pass(self, name: str, request: WorkerRequest, what: str = "", keep_context: bool = False) -> WorkerResult:
+    def _pass(self, name: str, request: WorkerRequest, what: str = "", keep_context: bool = False,
+              extra_s: float = 0.0) -> WorkerResult:
         """One worker pass, timed into ``pass_seconds``; a result that is not ok stops the job. ``keep_context``: the
-        result's context (machine, runtime versions, launcher) goes into the record, whatever the status."""
+        result's context (machine, runtime versions, launcher) goes into the record, whatever the status.
+        ``extra_s``: seconds the pass runs by design, on top of the worker's time limit (sustained mode)."""
         t = time.monotonic()
         try:
-            result = self.launcher.run(request, self.job.settings.timeout_s,
+            result = self.launcher.run(request, self.job.settings.timeout_s + extra_s,
                                        memory_cap_bytes=self.target.memory_cap_bytes)
         finally:
             self.passes[name] = round(self.passes.get(name, 0.0) + time.monotonic() - t, 3)
@@ -254,6 +295,16 @@ class JobRun:
         memory = self._pass("memory", worker_request(self.job, self.target, "memory"), "memory pass: ")
         self.measurements.extend(worker_measurements(self.target, memory.measurements))
 
+    def fit(self) -> None:
+        """Will it fit: the measured peak RSS (the worker's, its runtime's imports included) and the file's size
+        against the target's ``[fit]`` (``context["fit"]``); under emulation the emulator's own memory is in the
+        peak, and the verdict says so."""
+        peak = next((m.value for m in self.measurements if m.metric == "peak_rss"), None)
+        basis = "measured" if launcher_class(self.target.reach).timings_real else "measured under emulation"
+        verdict = judge_fit(peak, self.job.artifact.bytes, self.target.fit, basis)
+        if verdict is not None:
+            self.context["fit"] = verdict.to_dict()
+
     def loadgen(self) -> None:
         """MLPerf LoadGen's scenarios (``settings.loadgen``) in a worker of their own, beside the harness's loop: the
         measurements and LoadGen's results and settings (``context["loadgen"]``). A LoadGen that cannot run is a
@@ -276,8 +327,59 @@ class JobRun:
         if not self.target.energy.get("sources"):
             return
         energy = self._pass("energy", worker_request(self.job, self.target, "energy"), "energy pass: ")
-        self.measurements.extend(Measurement.from_dict(m) for m in energy.measurements)
+        measured = [Measurement.from_dict(m) for m in energy.measurements]
+        self.measurements.extend(measured)
         self.context["energy_unavailable"] = energy.context.get("energy_unavailable", {})
+        if self.job.sampler:  # a denoiser: one generated image takes every step of its loop
+            self.measurements.extend(loop_energy(self.job.sampler["sampler"], measured, self.job.batch_size))
+
+    def start(self) -> None:
+        """Cold and warm start (``settings.start_runs`` pairs of fresh workers, ``harness.engine.start``):
+        ``cold_start`` and ``warm_start`` (ms, one sample per process; their parts' medians in the stats), the
+        cache each runtime used and the page cache's state in ``context["start"]``. A start pass that fails is a
+        note and a warning (``start_unavailable``), never the job's end."""
+        runs = self.job.settings.start_runs
+        if runs <= 0:
+            return
+        cache_id = f"{self.job.artifact.id[:12]}-{uuid.uuid4().hex[:8]}"
+        found: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
+        raw: dict[str, list[Measurement]] = {"cold": [], "warm": []}
+        try:
+            for i in range(runs):
+                for kind in ("cold", "warm"):
+                    request = dataclasses.replace(worker_request(self.job, self.target, "start"), start={
+                        "cache": kind, "cache_id": f"{cache_id}-{i}", "last": kind == "warm"})
+                    result = self._pass("start", request, f"{kind} start: ")
+                    raw[kind].extend(worker_measurements(self.target, result.measurements))
+                    found[kind].append(result.context.get("start", {}))
+        except Stop as stop:
+            why = f"{stop.status}: {(stop.error.splitlines() or [''])[0][:300]}"
+            self.context["start_unavailable"] = why
+            self.context.setdefault("warnings", []).append(f"cold/warm start was not measured: {why}")
+            return
+        for kind in ("cold", "warm"):
+            self.measurements.append(start_measurement(kind, raw[kind]))
+        self.context["start"] = {kind: {"cache": runs_[-1].get("cache", ""), "page_cache": [r.get("page_cache", "")
+                                                                                         for r in runs_]}
+                                 for kind, runs_ in found.items()}
+
+    def sustained(self) -> None:
+        """Sustained mode (``settings.sustained_s`` > 0): one worker runs the job for minutes, in windows
+        (``harness.engine.sustained``); the windows go into ``context["sustained"]``. A sustained pass that fails is
+        a note and a warning (``sustained_unavailable``), never the job's end."""
+        seconds = self.job.settings.sustained_s
+        if seconds <= 0:
+            return
+        try:
+            result = self._pass("sustained", worker_request(self.job, self.target, "sustained"), "sustained pass: ",
+                                extra_s=seconds)
+        except Stop as stop:
+            why = f"{stop.status}: {(stop.error.splitlines() or [''])[0][:300]}"
+            self.context["sustained_unavailable"] = why
+            self.context.setdefault("warnings", []).append(f"the sustained run was not measured: {why}")
+            return
+        self.measurements.extend(worker_measurements(self.target, result.measurements))
+        self.context["sustained"] = result.context.get("sustained", {})
 
     def profile(self) -> None:
         """Where the time goes, after every timed pass: per-op times from the runtime's own profiler in a worker of

@@ -42,7 +42,7 @@ from harness.types import CompressionSpec
 SCHEMA_VERSION = 1
 SCREEN_SETTINGS = dict(min_runs=10, min_duration_s=0.2, max_duration_s=5.0, warmup_min_runs=2, warmup_max_runs=50,
                        warmup_max_s=0.5, memory_runs=1, profile_runs=2, fidelity_samples=64, loop_samples=8,
-                       rounds=1, energy_min_s=0.1)
+                       rounds=1, energy_min_s=0.1, start_runs=0)
 """The screen's short passes: a latency good to ~10–20 %, fidelity over 64 samples (8 sampling loops), layers."""
 BASELINE_SETTINGS = {**SCREEN_SETTINGS, "profile_runs": 0}
 SCREEN_BATCH = 8
@@ -126,6 +126,8 @@ def run_optimize(spec: OptimizeSpec | None, out: Path | None = None, cache: Path
         raise HarnessInputError("harness optimize needs a model and a target")
     knobs = load_knobs(spec.knobs)
     target = get_target(paths.targets_dirs(), spec.target)
+    budget, from_fit = spec.budget.within(target.fit)  # a variant that does not fit the device is no answer
+    spec = dataclasses.replace(spec, budget=budget)
     from harness.zoo import discover_all
 
     known = discover_all()
@@ -144,6 +146,7 @@ def run_optimize(spec: OptimizeSpec | None, out: Path | None = None, cache: Path
     search = _Search(state, target, out, cache, progress, say)
     say(f"optimize {spec.model} on {spec.target} b{spec.batch}: {spec.budget.describe()}; time limit "
         f"{_clock(spec.time_limit_s)}" + (f", {_clock(state.spent_s())} spent before" if state.steps else "")
+        + (f" ({', '.join(from_fit)}: the target's [fit])" if from_fit else "")
         + f"; knobs: {', '.join(k.name for k in knobs)} → {out}")
     status = search.run(knobs)
     card = write_card(out, state, status, search.chosen)
@@ -215,7 +218,7 @@ class _Search:
         if rung == "confirm":
             candidates = list({p["candidate"]: _candidate_of(p) for p in work}.values())
             formats = sorted({p["format"] for p in work} | {ORT[0]})
-            settings, repeats = {"profile_runs": 0}, CONFIRM_REPEATS  # where fidelity breaks: the screen's
+            settings, repeats = {"profile_runs": 0, "start_runs": 0}, CONFIRM_REPEATS  # where fidelity breaks: the screen's
         else:
             candidates, formats = list(work), sorted(set(spec.formats) | {ORT[0]})
             settings, repeats = (BASELINE_SETTINGS if rung == "baseline" else SCREEN_SETTINGS), 1

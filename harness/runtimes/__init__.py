@@ -3,7 +3,9 @@
 An adapter class has ``name``, ``formats`` (artifact formats it loads), ``versions()`` (for the run
 context), ``missing()`` (None when usable, else what is missing, for a clear skip), ``preload()``
 (imports the runtime's library, so the worker can time the import apart from the load), and per instance
-``load(artifact)``, ``infer(inputs) -> list of arrays`` and ``sync()``. Options arrive in the constructor.
+``load(artifact)``, ``infer(inputs) -> list of arrays`` and ``sync()``. Options arrive in the constructor. An
+adapter with a start-up cache uses ``RuntimeOptions.cache_dir`` and, after ``load``, says what it did in
+``start_cache`` (e.g. "written: …" or "read: …").
 """
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ class RuntimeOptions:
     """LiteRT: apply the default XNNPACK delegate (False: the built-in kernels only)."""
     onnx_execution_mode: str = "sequential"
     """ONNX Runtime: "sequential", or "parallel" (independent branches at once, on inter-op threads)."""
+    cache_dir: str = ""
+    """A folder the runtime may keep its own start-up cache in, where it has one ('' = none): ONNX Runtime's
+    optimised model, LiteRT's XNNPACK weight cache. Set by the start pass only (``harness.engine.start``); an adapter
+    that used it says how in ``start_cache``."""
 
 
 class Runtime(Protocol):

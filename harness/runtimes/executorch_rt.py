@@ -67,6 +67,8 @@ def program_signature(path: str) -> list[dict[str, Any]]:
 @RUNTIMES.register("executorch")
 class ExecuTorchRuntime:
     name = "executorch"
+    no_start_cache = ("none: ExecuTorch's XNNPACK packed-weight cache is a C++ backend option its Python runtime "
+                      "does not expose; the .pte is memory-mapped")
     formats = ("executorch",)
 
     def __init__(self, options: Any) -> None:

@@ -86,6 +86,8 @@ def conform_input(array: Any, dtype: Any, index: int | str) -> Any:
 @RUNTIMES.register("litert")
 class LiteRTRuntime:
     name = "litert"
+    no_start_cache = ("none: LiteRT's XNNPACK weight cache is reachable only through its CompiledModel API "
+                      "(CpuOptions.xnnpack_weight_cache_path), not the Interpreter this adapter runs")
     formats = ("tflite",)
 
     def __init__(self, options: Any) -> None:

@@ -69,9 +69,31 @@ class OnnxRuntime:
     def load(self, artifact: Artifact) -> None:
         import onnxruntime as ort
 
-        self._session = ort.InferenceSession(
-            artifact.path, sess_options=self.session_options(), providers=["CPUExecutionProvider"]
-        )
+        options, path = self.session_options(), artifact.path
+        if self.options.cache_dir and self.options.graph_optimization != "disable":
+            options, path = self._start_cache(options, artifact)
+        self._session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+
+    start_cache = ""
+    """What the last ``load`` did with the start-up cache ('' = none used)."""
+
+    def _start_cache(self, options: Any, artifact: Artifact) -> tuple[Any, str]:
+        """ONNX Runtime's own start-up cache: the graph as optimised for this machine, saved on the first load
+        (``SessionOptions.optimized_model_filepath``) and loaded by the next with graph optimisation off (the work
+        is already in the file). Valid on the machine that wrote it only: the folder is that machine's."""
+        import onnxruntime as ort
+
+        from pathlib import Path
+
+        key = (artifact.sha256 or Path(artifact.path).stem)[:16]
+        saved = Path(self.options.cache_dir) / f"{key}-{self.options.graph_optimization}.optimized.onnx"
+        if saved.is_file():
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            self.start_cache = "read: ONNX Runtime's saved optimised model (graph optimisation not run again)"
+            return options, str(saved)
+        options.optimized_model_filepath = str(saved)
+        self.start_cache = "written: ONNX Runtime optimised the graph and saved it (optimized_model_filepath)"
+        return options, artifact.path
 
     @property
     def session(self) -> Any:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 @RUNTIMES.register("torch")
 class TorchEagerRuntime:
     name = "torch"
+    no_start_cache = "none: PyTorch eager keeps no start-up cache (its import is a part of its own)"
     formats = ("torch",)
 
     def __init__(self, options: Any) -> None:

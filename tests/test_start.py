@@ -1,0 +1,91 @@
+"""Cold and warm start: the page cache really dropped (and counted back), each runtime's start-up cache written by
+the cold process and read by the warm one, and a suite's jobs with both figures, their parts and the report's
+section. (Over SSH: tests/test_ssh.py.)"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness.engine.start import CACHE_ROOT, drop_from_page_cache, page_cache_state, resident_pages
+from harness.results.store import read_records
+from tests.helpers import QUICK_SETTINGS_TOML
+from tests.test_cli import harness
+
+
+def _filesystem(path: Path) -> str:
+    """The filesystem type holding ``path`` (from /proc/mounts; '' where unknown)."""
+    best = ("", "")
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _, mount, kind, *_ = line.split()
+            if str(path.resolve()).startswith(mount.rstrip("/") + "/") and len(mount) > len(best[0]):
+                best = (mount, kind)
+    except OSError:
+        pass
+    return best[1]
+
+
+def test_a_file_is_dropped_from_the_page_cache_and_counted_back(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\x01" * (1 << 20))  # 1 MiB: 256 pages of 4 KiB
+    if _filesystem(path) in ("tmpfs", "ramfs", ""):
+        pytest.skip(f"{tmp_path} is on {_filesystem(path) or 'an unknown filesystem'}: its pages are the storage")
+    path.read_bytes()
+    resident, total = resident_pages(str(path))
+    assert total == (1 << 20) // __import__("mmap").PAGESIZE and resident > 0
+    said = drop_from_page_cache(str(path))
+    assert said == f"dropped: 0 of {total} pages resident", said
+    assert resident_pages(str(path)) == (0, total)
+    path.read_bytes()
+    assert page_cache_state(str(path)) == f"{total} of {total} pages resident"
+
+
+SUITE = """
+models = ["tiny_gen"]
+targets = ["x86-cpu"]
+formats = ["torch", "onnx", "tflite", "executorch"]
+batch_sizes = [1]
+""" + QUICK_SETTINGS_TOML.replace("start_runs = 0", "start_runs = 2")
+
+
+@pytest.mark.slow
+@pytest.mark.export
+def test_every_runtime_starts_cold_then_warm_and_onnx_runtime_reads_back_its_own_cache(tmp_path, tiny_models_dir,
+                                                                                       shared_cache):
+    leftovers = set((Path(tempfile.gettempdir()) / CACHE_ROOT).glob("*"))
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE)
+    out = tmp_path / "run"
+    proc = harness("run", "--suite", str(suite), "--out", str(out), "--cache", str(shared_cache), "--no-progress",
+                   env={"EDGE_HARNESS_MODELS": str(tiny_models_dir)})
+    assert proc.returncode == 0, proc.stderr
+    records = read_records(out / "results.jsonl")
+    assert {r.runtime for r in records} == {"torch", "onnxruntime", "litert", "executorch"}
+    for r in records:
+        for kind in ("cold", "warm"):
+            m = r.measurement(f"{kind}_start")
+            assert m is not None and len(m.samples) == 2, (r.runtime, kind)  # one per fresh process
+            parts = {k: m.stats[k] for k in ("interpreter_ms", "import_ms", "load_ms", "first_inference_ms")}
+            assert all(v > 0 for v in parts.values()), (r.runtime, kind, parts)
+            assert parts["interpreter_ms"] < m.value and parts["load_ms"] < m.value
+        start = r.context["start"]
+        assert all(p.startswith("dropped: 0 of") for p in start["cold"]["page_cache"]), start  # ext4 here
+        if r.runtime == "onnxruntime":
+            assert start["cold"]["cache"].startswith("written: ONNX Runtime optimised the graph and saved it")
+            assert start["warm"]["cache"].startswith("read: ONNX Runtime's saved optimised model")
+            assert all(p.endswith("pages resident") and not p.startswith("0 of") for p in start["warm"]["page_cache"])
+        else:
+            assert start["warm"]["cache"].startswith("none: ") and start["cold"]["cache"] == start["warm"]["cache"]
+        assert r.context["pass_seconds"]["start"] > 0
+    torch_import = next(r for r in records if r.runtime == "torch").measurement("cold_start").stats["import_ms"]
+    ort_import = next(r for r in records if r.runtime == "onnxruntime").measurement("cold_start").stats["import_ms"]
+    assert torch_import > ort_import  # PyTorch eager's import cost is its own part, and the largest here
+    assert set((Path(tempfile.gettempdir()) / CACHE_ROOT).glob("*")) <= leftovers  # every cache folder removed
+    html = (out / "index.html").read_text()
+    assert "Cold and warm start" in html and "runtime import" in html
+    import pandas as pd
+
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["cold_start_ms"].notna().all() and summary["warm_start_ms"].notna().all()
