@@ -142,6 +142,15 @@ def test_quantize_proposes_the_int8_paths_the_formats_reach():
     names = [c.key for c in Quantize().propose(_state(formats=("tflite",), budget={"max_size_mb": 1.0}))]
     assert names == ["tflite-dynamic", "tflite-int8", "pt2e-int8", "tflite-fp16", "tflite-weight-only"]
     assert [c.key for c in Quantize().propose(_state(methods=("quant-static",)))] == ["quant-static"]
+    # once fp32 is measured, the size-only methods come only where its size or memory is over the cap (a target's
+    # generous [fit] on a small model adds none of them)
+    state = _state(formats=("tflite",), budget={"max_size_mb": 2048.0, "max_memory_mb": 4096.0})
+    fits = {"candidate": "baseline", "verdict": {"met": False, "reasons": ["speed-up 1.00× < 5×"]}}
+    state.steps.insert(0, {"step": "baseline-1", "rung": "baseline", "seconds": 1.0, "points": [fits],
+                           "candidates": []})
+    assert [c.key for c in Quantize().propose(state)] == ["tflite-dynamic", "tflite-int8", "pt2e-int8"]
+    fits["verdict"]["reasons"].append("size 3.1e+03 MB > 2048 MB")
+    assert "tflite-fp16" in [c.key for c in Quantize().propose(state)]
 
 
 def test_mixed_precision_keeps_float_the_layer_that_falls_under_the_floor_one_more_each_round():

@@ -3,7 +3,7 @@
 A job measured on its target is judged with its measured peak RSS (the worker process: its runtime's imports
 included) and its artifact's file size. A job that could not run there (the board was unreachable, the runtime
 missing) gets an estimate, labelled as one: the runtime's measured base footprint (its worker's RSS after imports,
-on a target it ran on in the same run), plus what this artifact added over that base where it was measured on
+on the same target where another job of it ran there, else on the targets it ran on in the same run), plus what this artifact added over that base where it was measured on
 another target, or else its weights (the file's size) and its largest activation (the most bytes one op touched in
 the FLOPs/bytes pass). Pure functions over records; sizes in MiB (shown as MB, like peak RSS)."""
 from __future__ import annotations
@@ -111,12 +111,15 @@ def estimate_fit(record: RunRecord, records: list[RunRecord], budget: FitBudget)
     base footprint of its runtime."""
     ran = [r for r in records if r.status == "ok" and r.runtime == record.runtime
            and r.measurement("rss_baseline") is not None]
+    anywhere = ran
+    here = [r for r in ran if r.target == record.target]  # the target itself, before it dropped: the best guess
+    ran = here or ran
     if not ran:
         return judge_fit(None, record.artifact_bytes, budget, "estimate: file size only (its runtime ran nowhere "
                                                                  "in this run)") if budget.storage_mb else None
     base = statistics.median(r.measurement("rss_baseline").value for r in ran)
     where = sorted({r.target for r in ran})
-    same = [r for r in ran if r.artifact_id == record.artifact_id and r.measurement("peak_rss_over_baseline")]
+    same = [r for r in anywhere if r.artifact_id == record.artifact_id and r.measurement("peak_rss_over_baseline")]
     if same:
         model = statistics.median(r.measurement("peak_rss_over_baseline").value for r in same)
         how = f"this artifact's measured peak over its runtime's base on {', '.join(sorted({r.target for r in same}))}"

@@ -121,18 +121,30 @@ def _stage_reached(method: str, formats: Sequence[str]) -> bool:
     return stage == "torch" or stage in formats
 
 
+def _size_binds(state: SearchView) -> bool:
+    """Whether the budget's size or memory cap binds: it has one, and fp32 (the baseline, once measured) is over it
+    in some format. A generous cap — the target's ``[fit]`` on a small model — adds no size-only candidates."""
+    terms = {"max_size_mb": "size ", "max_memory_mb": "peak memory "}
+    caps = [words for term, words in terms.items() if term in state.budget]
+    if not caps:
+        return False
+    baseline = state.points("baseline")
+    return not baseline or any(reason.startswith(tuple(caps)) for point in baseline
+                               for reason in point["verdict"].get("reasons", ()))
+
+
 @SEARCH_KNOBS.register("quantize")
 class Quantize:
     name = "quantize"
     description = ("int8 in every format searched: ONNX Runtime dynamic / static, TFLite dynamic-range / full "
-                   "integer, PT2E; fp16 and weight-only when the budget limits size or memory")
+                   "integer, PT2E; fp16 and weight-only when the budget's size or memory cap binds (fp32 is over it)")
     priority = 10
     SPEED = ("quant-dynamic", "quant-static", "tflite-dynamic", "tflite-int8", "pt2e-int8")
     SIZE = ("fp16", "tflite-fp16", "tflite-weight-only")
 
     def propose(self, state: SearchView) -> list[Candidate]:
         methods = list(self.SPEED)
-        if {"max_size_mb", "max_memory_mb"} & set(state.budget):
+        if _size_binds(state):
             methods += self.SIZE
         return [Candidate(self.name, (spec(m),)) for m in methods
                 if state.allowed(m) and _stage_reached(m, state.formats)]
