@@ -41,9 +41,10 @@ def main() -> None:
     budgets = {name: load_target(targets_dir() / f"{name}.toml").fit for name in PROFILES}
     jobs = []
     for r in records:
-        if r.status != "ok":
+        if r.status != "ok" or r.measurement("cold_start") is None or r.measurement("warm_start") is None:
             jobs.append({"model": r.model, "format": r.format, "runtime": r.runtime, "status": r.status,
-                         "error": r.error.splitlines()[0][:200] if r.error else ""})
+                         "error": (r.error.splitlines()[0][:200] if r.error else "")
+                         or r.context.get("start_unavailable", "no start pass")})
             continue
         start = r.context.get("start") or {}
         entry = {"model": r.model, "format": r.format, "runtime": r.runtime, "batch": r.batch_size, "status": "ok",

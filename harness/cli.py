@@ -282,7 +282,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         raise HarnessInputError(f"--runs must be at least 1, not {args.runs}")
     run = api.run(args.suite, models=args.model or (), targets=args.target or (), formats=args.format or (),
                   variants=args.variant or (), artifacts=args.artifact or (), quick=args.quick, out=args.out,
-                  cache=args.cache, progress=not args.no_progress, settings={"profile_runs": args.runs})
+                  cache=args.cache, progress=not args.no_progress, settings={"profile_runs": args.runs, "start_runs": 0})
     if not run.records:
         print("no job ran: nothing to profile", file=sys.stderr)
         return EXIT_JOB_FAILED

@@ -352,10 +352,12 @@ def start(request: WorkerRequest, job: Loaded) -> tuple:
     folder = prepare_cache(str(spec.get("cache_id", "")), cold)
     page_cache = drop_from_page_cache(job.artifact.path) if cold else page_cache_state(job.artifact.path)
     runtime = type(job.runtime)(dataclasses.replace(job.options, cache_dir=str(folder)))
-    timed = time_first_result(runtime, job.artifact, job.inputs)
+    try:
+        timed = time_first_result(runtime, job.artifact, job.inputs)
+    finally:
+        if spec.get("last"):  # the pair's cache goes, whether or not this process got a result
+            remove_cache(str(spec.get("cache_id", "")))
     cache = getattr(runtime, "start_cache", "") or getattr(runtime, "no_start_cache", "")
-    if spec.get("last"):
-        remove_cache(str(spec.get("cache_id", "")))
     entered = float(job.context.pop("_entered_ms", 0.0))
     total = entered + job.import_ms + timed["load_ms"] + timed["first_inference_ms"]
     which = "cold" if cold else "warm"
@@ -392,6 +394,10 @@ def sustained(request: WorkerRequest, job: Loaded) -> tuple:
             unavailable[name] = why
         else:
             probes.append(probe)
+    from harness.engine.cpustate import read_cpu_state
+
+    before_timing(settings, cpus, job.context)  # the target's cooldown: the previous job's heat is not this one's start
+    state_before = read_cpu_state(cpus)
     job.runtime.load(job.artifact)
 
     def call() -> None:
@@ -404,14 +410,20 @@ def sustained(request: WorkerRequest, job: Loaded) -> tuple:
     first = float(np.median([w.p50_ms for w in windows[:k]]))
     last = float(np.median([w.p50_ms for w in windows[-k:]]))
     ratio = sustained_ratio(windows)
+    contended = sum(1 for w in windows if w.others_cores is not None and w.others_cores > settings.contention_max_cores)
     job.context["sustained"] = {"duration_s": settings.sustained_s, "window_s": settings.sustained_window_s,
                                 "edge_windows": k, "windows": [w.to_dict() for w in windows],
-                                "energy_unavailable": unavailable}
+                                "contended_windows": contended, "energy_unavailable": unavailable,
+                                "cpu_state_before": state_before, "cooldown": job.context.get("cooldown")}
+    if contended:
+        job.context.setdefault("warnings", []).append(
+            f"sustained run: other processes kept more than {settings.contention_max_cores:g} of the worker's CPUs "
+            f"busy in {contended} of {len(windows)} windows: its curve mixes their load with the device's own drift")
     out = [Measurement("sustained_latency", last, "ms", "perf_counter per window", samples=tuple(
-        w.p50_ms for w in windows), stats={"first_p50": first, "last_p50": last, "windows": float(len(windows)),
-                                           "window_s": settings.sustained_window_s},
-        note=f"the median p50 of the last {k} of {len(windows)} windows of {settings.sustained_window_s:g} s; "
-             "samples: each window's p50")]
+        w.p50_ms for w in windows[-k:]), stats={"first_p50": first, "last_p50": last, "windows": float(len(windows)),
+                                                "window_s": settings.sustained_window_s},
+        note=f"the median p50 of the last {k} of {len(windows)} windows of {settings.sustained_window_s:g} s (the "
+             "samples: those windows' p50s; every window in context.sustained)")]
     if ratio is not None:
         out.append(Measurement("sustained_ratio", ratio, "ratio", f"last {k} / first {k} windows' median p50"))
     return tuple(out)
@@ -509,12 +521,18 @@ def _prepare_runtime(request: WorkerRequest, send: Any, receive: Any) -> Loaded 
                   context, import_ms, send, receive, options)
 
 
+def _start_clock() -> float:
+    from harness.engine.start import clock_now
+
+    return clock_now()
+
+
 def run_job(data: dict[str, Any], send: Any = None, receive: Any = None) -> WorkerResult:
     """One request; ``send``/``receive`` are the lockstep channel (``harness.protocol.serve``). Plugins load here,
     inside ``serve``: a broken one is a failed result naming it, and what it prints goes to stderr."""
     from harness.plugins import load_plugins
 
-    entered = time.time()  # a start pass times the interpreter's own start up to here
+    entered = _start_clock()  # a start pass times the interpreter's own start up to here
     load_plugins()
     request = WorkerRequest.from_dict(data)
     mode = MODES[request.mode]

@@ -141,7 +141,9 @@ def test_a_suite_over_three_targets_runs_across_the_lab(lab, targets, tiny_model
     assert len(records) == 12 and len({r.job_key for r in records}) == 12  # 3 targets × 2 formats × 2 batches
     for r in records:  # cold and warm start: fresh workers on the node (or its board), one pair per job
         assert len(r.measurement("cold_start").samples) == 1 and len(r.measurement("warm_start").samples) == 1
-        assert r.context["start"]["cold"]["page_cache"][0].startswith("dropped: 0 of"), r.context["start"]
+        # dropped, or said not to be: the two lanes on this node may map the same file at once (LiteRT mmaps it)
+        assert r.context["start"]["cold"]["page_cache"][0].startswith(("dropped: 0 of", "not fully dropped: ")), \
+            r.context["start"]
     assert {r.status for r in records} == {"ok"}
     declared = {"x86-cpu": "a", "board": "a", "x86-cpu-1t": "b"}
     for r in records:

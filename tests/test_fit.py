@@ -97,8 +97,13 @@ def test_a_job_that_could_not_run_gets_an_estimate_labelled_as_one():
     unseen = record(status="unreachable", artifact_id="a3", size_mb=40, work={"largest_op_bytes": 20 * MIB})
     estimate = fit_of(unseen, [measured, other, unseen])  # never measured anywhere: weights + largest activation
     assert estimate.memory_mb == pytest.approx(125 + 40 + 20) and "largest activation" in estimate.basis
-    assert fit_of(record(status="unreachable", runtime="litert"), [measured]).basis.startswith(
-        "estimate: file size only")  # no base footprint of its runtime: storage alone
+    size_only = fit_of(record(status="unreachable", runtime="litert"), [measured])
+    assert size_only.basis.startswith("estimate: file size only")  # no base footprint of its runtime anywhere
+    assert size_only.verdict == "unknown"  # its file fits, its memory is not known: never "fits" on half the facts
+    assert size_only.words() == ("unknown (estimate): memory not known (budget 1000 MB), storage 10 MB of 100 "
+                                 "(90% free)")
+    too_big = fit_of(record(status="unreachable", runtime="litert", size_mb=150), [measured])
+    assert too_big.verdict == "does not fit"  # what is known is over: that decides
     assert fit_of(record(status="failed"), [measured]) is None  # it ran and failed: nothing to estimate
     assert fit_of(record(status="unreachable", fit=False), [measured]) is None  # its target declares no [fit]
 

@@ -308,6 +308,21 @@ def test_emulated_timings_are_never_gated():
     assert not result.failed and lat is not None
     verdicts = {v.comparison.metric: v for v in result.verdicts}
     assert verdicts["latency_p50"].outcome == "info" and "emulated" in verdicts["latency_p50"].reason
+    # a cold start measured under emulation is no timing claim either, even where a gate file sets a threshold
+
+    def started(r: RunRecord, ms: float, method: str = "process creation → first result+emulated") -> RunRecord:
+        samples = tuple(ms * f for f in (1.0, 1.01, 0.99, 1.02, 0.98))
+        return dataclasses.replace(r, measurements=r.measurements + (Measurement(
+            "cold_start", ms, "ms", method, samples=samples, stats=stats.summarize(samples)),))
+
+    config = GateConfig(thresholds=dict(GateConfig().thresholds) | {"cold_start": 0.1})
+    verdicts = {v.comparison.metric: v for v in run_gate([started(emulated(base), 300.0)],
+                                                         [started(emulated(slow), 900.0)], config).verdicts}
+    assert verdicts["cold_start"].outcome == "info" and "emulated" in verdicts["cold_start"].reason
+    real = "process creation → first result"
+    measured = {v.comparison.metric: v for v in run_gate([started(job(lognormal(1)), 300.0, real)],
+                                                         [started(job(lognormal(2)), 900.0, real)], config).verdicts}
+    assert measured["cold_start"].outcome == "regression"  # the same figures, measured: gated (5 processes a side)
 
 
 def test_markdown_collapses_the_quiet_rows():

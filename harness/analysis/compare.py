@@ -143,8 +143,9 @@ def _worse_by(metric: Metric, base: float, cand: float) -> float:
 def compare_metric(metric: Metric, key: JobKey, base: Sequence[RunRecord], cand: Sequence[RunRecord],
                    seed: int = 0) -> Comparison | None:
     """Compare one metric of one job over the ok records of each side (None when a side lacks it)."""
-    if metric.name.startswith("latency") and any(
-            "emulated" in m.method for r in (*base, *cand) if (m := r.measurement("latency")) is not None):
+    if metric.unit in ("ms", "ratio") and any(  # a timing (or a ratio of timings) measured under emulation
+            "emulated" in m.method for r in (*base, *cand)
+            if (m := r.measurement(metric.sampled if metric.unit == "ms" else "latency")) is not None):
         b, c = metric.value(base[0]), metric.value(cand[0])
         if b is None or c is None:
             return None

@@ -15,8 +15,9 @@ from typing import Any, Iterable, Mapping
 from harness.types import FitBudget, RunRecord
 
 MIB = 2**20
-VERDICTS = ("fits", "tight", "does not fit")
-"""Per resource, and for the job (its worst): headroom ≥ the margin; in [0, margin); over the budget."""
+VERDICTS = ("fits", "tight", "unknown", "does not fit")
+"""Per resource, and for the job (its worst): headroom ≥ the margin; in [0, margin); a declared budget with no figure
+to hold against it (a job that never ran, whose runtime ran nowhere in its run); over the budget."""
 NOT_RUN = ("unreachable", "unsupported")
 """Statuses of a job that never ran on its target: estimated when the run measured enough elsewhere."""
 
@@ -48,6 +49,7 @@ class FitVerdict:
         for what, used, budget, room in (("memory", self.memory_mb, self.memory_budget_mb, self.memory_headroom),
                                          ("storage", self.storage_mb, self.storage_budget_mb, self.storage_headroom)):
             if room is None:
+                parts += [f"{what} not known (budget {budget:g} MB)"] if budget else []
                 continue
             free = f"{room:.0%} free" if room >= 0 else f"{-room:.0%} over"
             parts.append(f"{what} {used:.4g} MB of {budget:g} ({free})")
@@ -74,15 +76,17 @@ def _verdict(headroom: float | None, margin: float) -> str | None:
 
 def judge_fit(peak_rss_bytes: float | None, artifact_bytes: float | None, budget: FitBudget,
               basis: str = "measured") -> FitVerdict | None:
-    """The job's verdict against ``budget``; None when the budget declares nothing or no figure is known for a
-    declared resource."""
+    """The job's verdict against ``budget``: its worst resource's; a declared resource with no figure reads
+    "unknown" (a job is never said to fit on the half that is known). None when the budget declares nothing or no
+    declared resource has a figure."""
     if not budget.declared:
         return None
     memory = peak_rss_bytes / MIB if peak_rss_bytes is not None and budget.memory_mb else None
     storage = artifact_bytes / MIB if artifact_bytes is not None and budget.storage_mb else None
     rooms = (_headroom(memory, budget.memory_mb), _headroom(storage, budget.storage_mb))
-    verdicts = [v for v in (_verdict(r, budget.margin) for r in rooms) if v is not None]
-    if not verdicts:
+    verdicts = [_verdict(room, budget.margin) or "unknown"
+                for room, declared in zip(rooms, (budget.memory_mb, budget.storage_mb)) if declared]
+    if all(v == "unknown" for v in verdicts):
         return None
     worst = max(verdicts, key=VERDICTS.index)
     return FitVerdict(worst, memory, budget.memory_mb, rooms[0], storage, budget.storage_mb, rooms[1],

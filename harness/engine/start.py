@@ -6,8 +6,8 @@ Cold: the runtime's start-up cache folder is emptied and the artifact's file is 
 (``posix_fadvise(DONTNEED)``, then counted back with ``mincore``: what is still resident is said, never assumed).
 Warm: the next process, with that cache folder as the cold one left it and the file just read. The runtime's own
 libraries stay in the page cache either way (other processes map them): the figure is a first run of *this model*,
-not of a freshly booted device. Times in ms; the process's creation time has the kernel's clock-tick resolution
-(10 ms on Linux)."""
+not of a freshly booted device. Times in ms; on Linux the process's creation time is the kernel's, in clock ticks
+(10 ms), against ``CLOCK_BOOTTIME``."""
 from __future__ import annotations
 
 import os
@@ -28,9 +28,33 @@ def cache_folder(cache_id: str) -> Path:
     return Path(tempfile.gettempdir()) / CACHE_ROOT / cache_id
 
 
+def clock_now() -> float:
+    """The clock ``process_age_ms`` measures against: seconds since boot (``CLOCK_BOOTTIME``) on Linux, where the
+    process's start time is read in the same units; the wall clock elsewhere."""
+    if _proc_start_s() is not None:
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.time()
+
+
+def _proc_start_s() -> float | None:
+    """This process's start, in seconds since boot (``/proc/self/stat`` field 22, in clock ticks); None off Linux."""
+    if not hasattr(time, "CLOCK_BOOTTIME"):
+        return None
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")  # fields[0] is field 3 (the state)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def process_age_ms(now: float | None = None) -> float:
-    """Milliseconds from this process's creation (psutil: the kernel's start time, in clock ticks) to ``now`` (a
-    ``time.time()``; default: the call, taken before psutil is imported)."""
+    """Milliseconds from this process's creation to ``now`` (a ``clock_now()``; default: the call). On Linux both
+    are seconds since boot: the kernel's start time in clock ticks (10 ms), not psutil's, whose boot time is whole
+    seconds (an offset of up to 1 s). Elsewhere psutil's creation time against the wall clock."""
+    started = _proc_start_s()
+    if started is not None:
+        now = time.clock_gettime(time.CLOCK_BOOTTIME) if now is None else now
+        return (now - started) * 1e3
     now = time.time() if now is None else now
     import psutil
 
@@ -47,7 +71,10 @@ def resident_pages(path: str) -> tuple[int, int] | None:
     size = os.path.getsize(path)
     if size == 0 or not hasattr(os, "posix_fadvise"):
         return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:  # no C library by that name (a musl board): residency is not checked
+        return None
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
     libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
@@ -89,7 +116,11 @@ def drop_from_page_cache(path: str) -> str:
     resident, total = counted
     if resident == 0:
         return f"dropped: 0 of {total} pages resident"
-    return f"not fully dropped: {resident} of {total} pages still resident (mapped or locked by another process?)"
+    if os.stat(path).st_uid != os.getuid() and not os.access(path, os.W_OK):
+        return (f"not checked: mincore reports {resident} of {total} pages, but it cannot see the page cache of a "
+                "file this user neither owns nor may write")
+    return (f"not fully dropped: {resident} of {total} pages still resident (another process maps or locks the "
+            "file: a cold start it was not)")
 
 
 def page_cache_state(path: str) -> str:
@@ -97,11 +128,24 @@ def page_cache_state(path: str) -> str:
     return "not checked" if counted is None else f"{counted[0]} of {counted[1]} pages resident"
 
 
+STALE_S = 6 * 3600
+"""A start-up cache folder older than this (seconds) was left by a start pass that failed: a cold start removes it."""
+
+
 def prepare_cache(cache_id: str, cold: bool) -> Path:
-    """The runtime's start-up cache folder: emptied for a cold start, kept as it is for a warm one."""
+    """The runtime's start-up cache folder: emptied for a cold start (which also removes folders a failed pass left
+    behind, older than ``STALE_S``), kept as it is for a warm one."""
     folder = cache_folder(cache_id)
-    if cold and folder.exists():
-        shutil.rmtree(folder)
+    if cold:
+        if folder.exists():
+            shutil.rmtree(folder)
+        now = time.time()
+        for old in folder.parent.glob("*") if folder.parent.is_dir() else ():
+            try:
+                if now - old.stat().st_mtime > STALE_S:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                pass
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -1,8 +1,9 @@
 """Sustained mode: one job run for minutes, in windows. The ranking at minute 1 is not always the ranking at minute
 30 — a passively cooled board heats, its clock is capped, and an int8 variant may lose its lead. Per window (``window_s``
 seconds): the latency's p50 and p90 (ms), the CPUs' mean frequency (MHz), the hottest thermal zone (°C), the summed
-state of the CPU cooling devices (0 = no thermal cap), and, where the target has an energy source, the energy per
-inference (J). The sustained ratio compares the last windows' median p50 with the first windows' (a quarter of the
+state of the CPU cooling devices (0 = no thermal cap), how busy other processes kept the worker's CPUs (a window
+above the run's contention limit is counted as contended), and, where the target has an energy source, the energy
+per inference (J). The sustained ratio compares the last windows' median p50 with the first windows' (a quarter of the
 windows each, at least one): 1.0 = flat, 2.0 = twice as slow once settled. Every reader takes ``root`` (default '/')
 so tests can point it at a fake sysfs tree."""
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from harness.engine.cpustate import read_cpu_state
+from harness.engine.quiet import BusyWindow
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class Window:
     cpu_cooling: int | None = None
     joules_per_inference: float | None = None
     energy_method: str = ""
+    others_cores: float | None = None
+    """How many of the worker's CPUs other processes kept busy in the window (``harness.engine.quiet``)."""
+    steal_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +69,7 @@ def run_windows(call: Callable[[], None], duration_s: float, window_s: float, cp
             break
         for probe in probes[:1]:
             probe.begin()
+        busy = BusyWindow(tuple(cpus), root).start()
         samples = []
         while True:
             t0 = clock()
@@ -73,13 +79,15 @@ def run_windows(call: Callable[[], None], duration_s: float, window_s: float, cp
             if t1 - window_start >= window_s or t1 - started >= duration_s:
                 break
         reading = probes[0].end() if probes else None
+        others = busy.stop()
         state = read_cpu_state(cpus, root)
         windows.append(Window(
             start_s=round(window_start - started, 3), n=len(samples), p50_ms=float(np.percentile(samples, 50)),
             p90_ms=float(np.percentile(samples, 90)), freq_mhz=state.get("freq_mhz"), temp_c=state.get("temp_c"),
             cpu_cooling=state.get("cpu_cooling"),
             joules_per_inference=reading.joules / len(samples) if reading is not None else None,
-            energy_method=reading.method if reading is not None else ""))
+            energy_method=reading.method if reading is not None else "", others_cores=others.get("others_cores"),
+            steal_share=others.get("steal_share")))
     return windows
 
 

@@ -130,6 +130,7 @@ def sustained_views(records: Iterable[RunRecord]) -> dict[str, Any]:
                      "ratio": (r.measurement("sustained_ratio").value if r.measurement("sustained_ratio") else None),
                      "temp": " → ".join(f"{windows[i]['temp_c']:.0f}" for i in (0, -1) if windows[i].get("temp_c")),
                      "freq": " → ".join(f"{windows[i]['freq_mhz']:.0f}" for i in (0, -1) if windows[i].get("freq_mhz")),
+                     "contended": found.get("contended_windows", 0),
                      "emulated": "emulated" in m.method})
         if stats.get("first_p50") and stats.get("last_p50"):
             group = groups.setdefault((r.model, r.target, r.batch_size), ({}, {}))

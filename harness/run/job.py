@@ -380,6 +380,8 @@ class JobRun:
             return
         self.measurements.extend(worker_measurements(self.target, result.measurements))
         self.context["sustained"] = result.context.get("sustained", {})
+        self.context.setdefault("warnings", []).extend(
+            w for w in result.context.get("warnings", []) if w.startswith("sustained run:"))
 
     def profile(self) -> None:
         """Where the time goes, after every timed pass: per-op times from the runtime's own profiler in a worker of
