@@ -378,22 +378,14 @@ def sustained(request: WorkerRequest, job: Loaded) -> tuple:
 
     import numpy as np
 
-    from harness.energy import make_probe
+    from harness.energy.window import available_probes
     from harness.engine.measure import warm_up
     from harness.engine.sustained import edge_share, run_windows, sustained_ratio
     from harness.types import Measurement, RunSettings
 
     settings = RunSettings.from_dict(request.settings or {})
     cpus = tuple(sorted(os.sched_getaffinity(0)))
-    config = dict(request.energy or {})
-    probes, unavailable = [], {}
-    for name in config.get("sources", []):
-        probe = make_probe(name, config)
-        why = probe.missing()
-        if why:
-            unavailable[name] = why
-        else:
-            probes.append(probe)
+    probes, unavailable = available_probes(dict(request.energy or {}))
     from harness.engine.cpustate import read_cpu_state
 
     before_timing(settings, cpus, job.context)  # the target's cooldown: the previous job's heat is not this one's start

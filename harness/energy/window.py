@@ -14,10 +14,9 @@ MODELLED_WINDOW_S = 0.5
 inside the model's ± error band), not a sensor that updates every 1-100 ms, so ``energy_min_s`` buys it nothing."""
 
 
-def run_energy_pass(runtime: Any, artifact: Any, inputs: Mapping[str, Any], settings: RunSettings,
-                    batch_size: int, config: Mapping[str, Any]) -> tuple[tuple[Measurement, ...], dict[str, str]]:
-    """Measurements (J per inference, inferences per J, J per image and images per kWh, per probe) and
-    {probe: why it is unavailable}."""
+def available_probes(config: Mapping[str, Any]) -> tuple[list[Any], dict[str, str]]:
+    """The target's ``[energy]`` sources that can measure here, in its order of preference, and {source: why not}
+    for the others."""
     probes, unavailable = [], {}
     for name in config.get("sources", []):
         probe = make_probe(name, config)
@@ -26,6 +25,14 @@ def run_energy_pass(runtime: Any, artifact: Any, inputs: Mapping[str, Any], sett
             unavailable[name] = why
         else:
             probes.append(probe)
+    return probes, unavailable
+
+
+def run_energy_pass(runtime: Any, artifact: Any, inputs: Mapping[str, Any], settings: RunSettings,
+                    batch_size: int, config: Mapping[str, Any]) -> tuple[tuple[Measurement, ...], dict[str, str]]:
+    """Measurements (J per inference, inferences per J, J per image and images per kWh, per probe) and
+    {probe: why it is unavailable}."""
+    probes, unavailable = available_probes(config)
     if not probes:
         return (), unavailable
     runtime.load(artifact)

@@ -175,6 +175,12 @@ class JobRun:
             raise Stop(result.status, what + error_text(result))
         return result
 
+    def _not_measured(self, key: str, what: str, stop: Stop) -> None:
+        """An optional pass that could not run: ``context[f"{key}_unavailable"]`` and a warning, the job goes on."""
+        why = f"{stop.status}: {(stop.error.splitlines() or [''])[0][:300]}"
+        self.context[f"{key}_unavailable"] = why
+        self.context.setdefault("warnings", []).append(f"{what} not measured: {why}")
+
     def _keep_quiet_check(self, result: WorkerResult, key: str, prefix: str) -> None:
         """A timed pass's own quiet check (``key`` in its context; '' when it travels inside another entry) and its
         contention warnings (those starting with ``prefix``) go into the record."""
@@ -314,9 +320,7 @@ class JobRun:
         try:
             result = self._pass("loadgen", worker_request(self.job, self.target, "loadgen"), "LoadGen pass: ")
         except Stop as stop:
-            why = f"{stop.status}: {(stop.error.splitlines() or [''])[0][:300]}"
-            self.context["loadgen_unavailable"] = why
-            self.context.setdefault("warnings", []).append(f"MLPerf LoadGen was not measured: {why}")
+            self._not_measured("loadgen", "MLPerf LoadGen was", stop)
             return
         self.measurements.extend(worker_measurements(self.target, result.measurements))
         self.context["loadgen"] = result.context.get("loadgen", {})
@@ -353,9 +357,7 @@ class JobRun:
                     raw[kind].extend(worker_measurements(self.target, result.measurements))
                     found[kind].append(result.context.get("start", {}))
         except Stop as stop:
-            why = f"{stop.status}: {(stop.error.splitlines() or [''])[0][:300]}"
-            self.context["start_unavailable"] = why
-            self.context.setdefault("warnings", []).append(f"cold/warm start was not measured: {why}")
+            self._not_measured("start", "cold/warm start was", stop)
             return
         for kind in ("cold", "warm"):
             self.measurements.append(start_measurement(kind, raw[kind]))
@@ -374,9 +376,7 @@ class JobRun:
             result = self._pass("sustained", worker_request(self.job, self.target, "sustained"), "sustained pass: ",
                                 extra_s=seconds)
         except Stop as stop:
-            why = f"{stop.status}: {(stop.error.splitlines() or [''])[0][:300]}"
-            self.context["sustained_unavailable"] = why
-            self.context.setdefault("warnings", []).append(f"the sustained run was not measured: {why}")
+            self._not_measured("sustained", "the sustained run was", stop)
             return
         self.measurements.extend(worker_measurements(self.target, result.measurements))
         self.context["sustained"] = result.context.get("sustained", {})
