@@ -376,18 +376,15 @@ def sustained(request: WorkerRequest, job: Loaded) -> tuple:
     ``context["sustained"]``."""
     import os
 
-    import numpy as np
-
     from harness.energy.window import available_probes
+    from harness.engine.cpustate import read_cpu_state
     from harness.engine.measure import warm_up
-    from harness.engine.sustained import edge_share, run_windows, sustained_ratio
+    from harness.engine.sustained import edges, run_windows, sustained_ratio
     from harness.types import Measurement, RunSettings
 
     settings = RunSettings.from_dict(request.settings or {})
     cpus = tuple(sorted(os.sched_getaffinity(0)))
     probes, unavailable = available_probes(dict(request.energy or {}))
-    from harness.engine.cpustate import read_cpu_state
-
     before_timing(settings, cpus, job.context)  # the target's cooldown: the previous job's heat is not this one's start
     state_before = read_cpu_state(cpus)
     job.runtime.load(job.artifact)
@@ -398,9 +395,7 @@ def sustained(request: WorkerRequest, job: Loaded) -> tuple:
 
     warm_up(call, settings, time.perf_counter_ns)
     windows = run_windows(call, settings.sustained_s, settings.sustained_window_s, cpus, probes[:1])
-    k = edge_share(len(windows))
-    first = float(np.median([w.p50_ms for w in windows[:k]]))
-    last = float(np.median([w.p50_ms for w in windows[-k:]]))
+    k, first, last = edges(windows)
     ratio = sustained_ratio(windows)
     contended = sum(1 for w in windows if w.others_cores is not None and w.others_cores > settings.contention_max_cores)
     job.context["sustained"] = {"duration_s": settings.sustained_s, "window_s": settings.sustained_window_s,

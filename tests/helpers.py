@@ -37,3 +37,19 @@ start_runs = 0
 """
 """A suite's [settings] for tests that run whole suites: few runs, no per-op profile pass and no start pass (the
 profiling and start tests ask for theirs): a smoke test of the machinery."""
+
+
+def memory_backed(path) -> str:
+    """The filesystem type holding ``path`` when its pages are its storage (tmpfs, ramfs: nothing to drop from the
+    page cache), else ''."""
+    from pathlib import Path
+
+    best = ("", "")
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _, mount, kind, *_ = line.split()
+            if str(Path(path).resolve()).startswith(mount.rstrip("/") + "/") and len(mount) > len(best[0]):
+                best = (mount, kind)
+    except OSError:
+        return ""
+    return best[1] if best[1] in ("tmpfs", "ramfs") else ""

@@ -10,6 +10,7 @@ not of a freshly booted device. Times in ms; on Linux the process's creation tim
 (10 ms), against ``CLOCK_BOOTTIME``."""
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -36,8 +37,10 @@ def clock_now() -> float:
     return time.time()
 
 
+@functools.lru_cache(maxsize=1)
 def _proc_start_s() -> float | None:
-    """This process's start, in seconds since boot (``/proc/self/stat`` field 22, in clock ticks); None off Linux."""
+    """This process's start, in seconds since boot (``/proc/self/stat`` field 22, in clock ticks); None off Linux.
+    Read once: every worker request takes ``clock_now()`` on entry."""
     if not hasattr(time, "CLOCK_BOOTTIME"):
         return None
     try:

@@ -46,13 +46,18 @@ def edge_share(count: int) -> int:
     return max(1, count // 4)
 
 
+def edges(windows: Sequence[Window]) -> tuple[int, float, float]:
+    """(k, the first k windows' median p50, the last k windows' median p50), k = ``edge_share``."""
+    k = edge_share(len(windows))
+    return (k, float(np.median([w.p50_ms for w in windows[:k]])),
+            float(np.median([w.p50_ms for w in windows[-k:]])))
+
+
 def sustained_ratio(windows: Sequence[Window]) -> float | None:
     """The last windows' median p50 over the first windows' (None with fewer than two windows)."""
     if len(windows) < 2:
         return None
-    k = edge_share(len(windows))
-    first = float(np.median([w.p50_ms for w in windows[:k]]))
-    last = float(np.median([w.p50_ms for w in windows[-k:]]))
+    _, first, last = edges(windows)
     return last / first if first > 0 else None
 
 
