@@ -13,7 +13,8 @@ ExecuTorch format, to time each preparation step at that size.
 
 Per model: wall time to the first report (``index.html`` appears) and to the end, every preparation step's seconds
 and the prepare process's peak memory (``preparation.jsonl``), each job's status and where its time went
-(``pass_seconds``). Writes ``benchmarks/results/real-size-<suite>-<date>.json`` and prints a Markdown table.
+(``pass_seconds``), its peak RSS and file size, and whether it would fit each shipped board (its x86 peak held
+against the Pi 4, Pi 5 and Jetson Orin Nano profiles' ``[fit]``, labelled as such). Writes ``benchmarks/results/real-size-<suite>-<date>.json`` and prints a Markdown table.
 
 Usage: python benchmarks/real_size.py [--suite quick|deep] [--models ddpm_cifar10,cyclegan_256]
 """
@@ -29,7 +30,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from harness.analysis.fit import judge_fit
+from harness.config.paths import targets_dir
+from harness.config.targets import load_target
+from harness.results.store import read_records
+
 ROOT = Path(__file__).resolve().parent.parent
+BOARDS = ("rpi4", "rpi5", "jetson-orin-nano", "x86-cpu")
+"""The shipped profiles with a ``[fit]`` table, each job's x86 peak and file held against them."""
 
 MODELS = {
     "ddpm_cifar10": '''
@@ -114,16 +122,29 @@ def measure(folder: Path, out: Path, cache: Path) -> dict:
             first_report = round(time.monotonic() - t0, 1)
     _, err = proc.communicate()
     total = round(time.monotonic() - t0, 1)
-    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()] \
-        if (out / "results.jsonl").exists() else []
+    records = read_records(out / "results.jsonl") if (out / "results.jsonl").exists() else []
     steps = [json.loads(line) for line in (out / "preparation.jsonl").read_text().splitlines()] \
         if (out / "preparation.jsonl").exists() else []
     return {"command": " ".join(cmd), "exit_code": proc.returncode, "first_report_s": first_report,
             "total_s": total, "stderr_tail": err[-3000:], "preparation": steps,
-            "jobs": [{"variant": r.get("variant"), "format": r["format"], "runtime": r["runtime"],
-                      "status": r["status"], "error": (r.get("error") or "")[:300],
-                      "duration_s": r.get("duration_s"), "pass_seconds": r.get("context", {}).get("pass_seconds")}
-                     for r in records]}
+            "jobs": [job(r) for r in records]}
+
+
+def job(r) -> dict:
+    """A record's status, time, peak and file size, and its fit against each shipped board."""
+    peak = r.measurement("peak_rss")
+    entry = {"variant": r.variant, "format": r.format, "runtime": r.runtime, "status": r.status,
+             "error": (r.error or "")[:300], "duration_s": r.duration_s,
+             "pass_seconds": r.context.get("pass_seconds"),
+             "peak_rss_mb": round(peak.value / 2**20, 1) if peak else None,
+             "size_mb": round(r.artifact_bytes / 2**20, 2) if r.artifact_bytes else None}
+    if r.status == "ok":
+        entry["fit"] = {}
+        for name in BOARDS:
+            verdict = judge_fit(peak.value if peak else None, r.artifact_bytes, load_target(targets_dir() /
+                                f"{name}.toml").fit, f"measured on x86-cpu, judged against {name}'s [fit]")
+            entry["fit"][name] = verdict.to_dict() if verdict else None
+    return entry
 
 
 def main() -> None:
@@ -149,6 +170,15 @@ def main() -> None:
         for i, step in enumerate(found["preparation"]):
             head = (f"| {model} | {found['first_report_s']} s | {found['total_s']} s" if i == 0 else "| | |")
             print(f"{head} | {step['step']} | {step['seconds']} | {step['peak_mb']} |")
+    print(f"\n| model | variant | runtime | peak MB | file MB | " + " | ".join(BOARDS) + " |\n|---|---|---|---:|---:|"
+          + "---|" * len(BOARDS))
+    for model, found in results["models"].items():
+        for j in found["jobs"]:
+            fits = [(j.get("fit") or {}).get(b) for b in BOARDS]
+            print(f"| {model} | {j['variant']} | {j['runtime']} | {j['peak_rss_mb']} | {j['size_mb']} | "
+                  + " | ".join(f"{f['verdict']} ({f['memory_headroom']:.0%} free)" if f and
+                               f["memory_headroom"] is not None else (f or {}).get("verdict", j["status"])
+                               for f in fits) + " |")
     print(f"wrote {out}", file=sys.stderr)
 
 

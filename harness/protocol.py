@@ -78,7 +78,8 @@ class WorkerRequest:
     """An ``Artifact.to_dict()``."""
     runtime_options: Mapping[str, Any] = field(default_factory=dict)
     """``RuntimeOptions`` fields: threads (0 = every core the worker may use), graph_optimization, litert_xnnpack,
-    onnx_execution_mode (the last two sent only when not the default, so an older worker reads the request)."""
+    litert_api, onnx_execution_mode (the last three sent only when not the default, so an older worker reads the
+    request)."""
     cpu_affinity: tuple[int, ...] = ()
     inputs_path: str = ""
     outputs_path: str = ""

@@ -172,6 +172,9 @@ class TargetProfile:
     """``[onnxruntime] execution_mode``: "sequential", or "parallel" (independent branches at once)."""
     litert_xnnpack: bool = True
     """LiteRT applies its default XNNPACK delegate (``[litert] xnnpack = false``: the built-in kernels only)."""
+    litert_api: str = "interpreter"
+    """``[litert] api``: "interpreter" (the classic Interpreter), or "compiled" (the CompiledModel API, whose
+    XNNPACK weight cache the start pass uses)."""
     memory_cap_mb: int = 0
     """Resident-memory cap per worker (MiB); a worker above it is killed and its job recorded ``oom``. 0 = none.
     Enforced for local targets."""

@@ -135,10 +135,16 @@ def test_no_cluster_at_the_address_is_one_line(tmp_path, tiny_models_dir):
 def test_a_suite_over_three_targets_runs_across_the_lab(lab, targets, tiny_models_dir, tmp_path):
     out, cache = tmp_path / "run", tmp_path / "cache"  # this machine's cache starts empty: the head's is copied
     proc = lab_run(lab, targets, tiny_models_dir, cache, out, "x86-cpu", "x86-cpu-1t", "board",
-                   extra=("--start-runs", "1"))
+                   extra=("--start-runs", "1", "--sustained", "0.5"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = read_records(out / "results.jsonl")
     assert len(records) == 12 and len({r.job_key for r in records}) == 12  # 3 targets × 2 formats × 2 batches
+    for r in records:  # the sustained pass and J per image come back from the node (or its board) too
+        (window,) = r.context["sustained"]["windows"]  # 0.5 s: one window, shorter than the default 10 s
+        assert window["n"] > 0 and window["p50_ms"] > 0 and window["joules_per_inference"] > 0
+        per_image = {m.method: m.value for m in r.measurements if m.metric == "energy_per_image"}
+        per_inference = {m.method: m.value for m in r.measurements if m.metric == "energy_per_inference"}
+        assert per_image and all(v == pytest.approx(per_inference[k] / r.batch_size) for k, v in per_image.items())
     for r in records:  # cold and warm start: fresh workers on the node (or its board), one pair per job
         assert len(r.measurement("cold_start").samples) == 1 and len(r.measurement("warm_start").samples) == 1
         # dropped, or said not to be: the two lanes on this node may map the same file at once (LiteRT mmaps it)

@@ -273,3 +273,37 @@ def test_keep_float_before_leaves_the_timestep_embedding_unquantized(tmp_path):
                          resolve_params("pt2e-int8", {"keep_float_before": ["sin"]}), calibration)
     with pytest.raises(HarnessInputError, match="keep_float_before must be a list of aten op names"):
         resolve_params("pt2e-int8", {"keep_float_before": [""]})
+
+
+def test_keep_float_layers_leaves_a_named_layer_and_what_feeds_it_float(tmp_path):
+    """Mixed precision for PT2E: ``keep_float_layers = ["temb"]`` keeps the linear layer's nodes float, with the
+    sin / cos / cat feeding it (up to the nearest op with weights), and nothing else; an unknown layer is one line
+    naming the graph's layers; TFLite with litert-torch's quantizer refuses it (no node filter)."""
+    from harness.compress import compressor, resolve_params
+    from harness.compress.pt2e import layer_graph_nodes
+    from harness.errors import HarnessInputError
+
+    model = TimestepNet().eval()
+    args = (torch.randn(1, 1, 8, 8), torch.tensor([500.0]))
+    graph = torch.export.export(model, args).module().graph
+    kept = {str(getattr(n.target, "__name__", "")) for n in graph.nodes if n.name in layer_graph_nodes(graph, ["temb"])}
+    assert {"linear.default", "sin.default", "cos.default", "cat.default"} <= kept
+    assert not any("conv" in t for t in kept)  # the image path is not kept
+    with pytest.raises(ValueError, match=r"no node of layer tmeb in the exported graph \(its layers: .*temb"):
+        layer_graph_nodes(graph, ["tmeb"])
+
+    rng = np.random.default_rng(2)
+    calibration = [{"x": rng.standard_normal((1, 1, 8, 8)).astype(np.float32),
+                    "t": rng.uniform(0, 1000, (1,)).astype(np.float32)} for _ in range(4)]
+    comp = compressor("pt2e-int8")
+    whole = comp.export_file(model, calibration[0], str(tmp_path / "all.pte"), "executorch",
+                             resolve_params("pt2e-int8", {}), calibration)
+    mixed = comp.export_file(model, calibration[0], str(tmp_path / "mixed.pte"), "executorch",
+                             resolve_params("pt2e-int8", {"keep_float_layers": ["temb"]}), calibration)
+    assert mixed["kept_float_layers"] == ["temb"]
+    assert mixed["coverage"]["ops_int8_fraction"] < whole["coverage"]["ops_int8_fraction"] == 1.0  # the linear is float
+    with pytest.raises(ValueError, match="keep_float_layers needs quantizer = \"xnnpack\" for TFLite"):
+        comp.export_file(model, calibration[0], str(tmp_path / "keep.tflite"), "tflite",
+                         resolve_params("pt2e-int8", {"keep_float_layers": ["temb"]}), calibration)
+    with pytest.raises(HarnessInputError, match="keep_float_layers must list module paths"):
+        resolve_params("pt2e-int8", {"keep_float_layers": [""]})

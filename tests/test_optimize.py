@@ -82,6 +82,34 @@ def test_a_busy_machine_never_confirms_a_speedup():
     assert judge(busy, 6.0, {"min_psnr": 30.0}).met  # no latency term: nothing to judge from the timing
 
 
+def test_a_screen_whose_fp32_was_slowed_by_other_load_reads_against_the_quiet_baseline(tmp_path):
+    """A busy moment during a screen step slowed fp32 (114 ms against the baseline step's quiet 31 ms): every
+    candidate's speed-up would read ~3.6× too high and the search would chase it. The screen then reads against the
+    baseline's quiet fp32, and says so; a quiet screen keeps its own reference."""
+    from harness.run.optimize import _Search
+
+    state = SearchState(OptimizeSpec("m", "t", Budget(min_speedup=5.0), formats=("onnx",)))
+    fp32 = {"variant": "fp32", "format": "onnx", "runtime": "onnxruntime", "target": "t", "batch_size": 1}
+    quiet = {"candidate": "baseline", "knob": "baseline", "variant": "fp32", "format": "onnx",
+             "runtime": "onnxruntime", "row": _row(p50=31.4, latency_runs_ms=[31.4], batch_size=1)}
+    state.steps = [{"step": "baseline-1", "rung": "baseline", "seconds": 1.0, "points": [quiet], "candidates": []}]
+    said = []
+    search = _Search(state, None, tmp_path, None, False, said.append)
+    candidate = Candidate("distill", (spec("distill", {"amount": 0.5}),))
+    point = _row(p50=11.2, **{k: v for k, v in fp32.items() if k != "variant"}, variant=candidate.variant)
+    busy = _row(p50=114.0, latency_runs_ms=[114.0], disturbed="contended: 1.0 other cores busy", **fp32)
+
+    class Target:
+        name = "t"
+
+    (judged,) = search._judge("screen", [candidate], [busy, point], [], [Target()])
+    assert judged["verdict"]["speedup"] == pytest.approx(31.4 / 11.2)  # not 114 / 11.2 = 10.2×
+    assert said and "against the baseline step's quiet fp32 (31.4 ms)" in said[0]
+    calm = _row(p50=33.0, latency_runs_ms=[33.0], **fp32)
+    (judged,) = search._judge("screen", [candidate], [calm, point], [], [Target()])
+    assert judged["verdict"]["speedup"] == pytest.approx(33.0 / 11.2) and len(said) == 1
+
+
 def test_a_denoiser_is_judged_over_its_sampling_loop():
     row = _row(psnr=45.0, loop_psnr_db=20.0, loop_label_agreement=0.9, loop_latency_ms=10.0,
                loop_latency_low_ms=9.0, loop_latency_high_ms=11.0)
@@ -166,6 +194,25 @@ def test_mixed_precision_keeps_float_the_layer_that_falls_under_the_floor_one_mo
     assert [c.chain[-1].params["keep_float_layers"] for c in proposed] == [["mix"], ["mix", "act"]]
     # a point that kept fidelity, or one that is not static int8, proposes nothing
     assert MixedPrecision().propose(_state([_point(static)])) == []
+
+
+def test_mixed_precision_for_pt2e_reads_the_layers_of_another_format_and_uses_xnnpacks_quantizer():
+    pt2e = Candidate("quantize", (spec("pt2e-int8"),))
+    failed = _point(pt2e, fmt="executorch", runtime="executorch", psnr=18.0, met=False, fidelity_failed=True)
+    # ExecuTorch has no layers pass: without another format's layers there is nothing to keep float
+    assert MixedPrecision().propose(_state([failed], formats=("executorch",))) == []
+    # ONNX Runtime's static int8 of the same parent says where int8 breaks this model
+    static = _point(Candidate("quantize", (spec("quant-static"),)), psnr=18.5, met=False, fidelity_failed=True,
+                    layer={"first_break": "temb", "layers": [["conv", 41.0], ["temb", 12.0]]})
+    proposed = {c.key: c for c in MixedPrecision().propose(_state([failed, static]))}
+    mixed = proposed["pt2e-int8(quantizer=xnnpack, keep_float_layers=temb)"]
+    assert mixed.chain[-1].method == "pt2e-int8" and mixed.chain[-1].params["quantizer"] == "xnnpack"
+    assert mixed.chain[-1].params["keep_float_layers"] == ["temb"]
+    # the same PT2E step measured on TFLite (its own layers pass) is read first
+    tflite = _point(pt2e, fmt="tflite", runtime="litert", psnr=18.0, met=False, fidelity_failed=True,
+                    layer={"first_break": "conv", "layers": [["conv", 14.0], ["temb", 40.0]]})
+    keys = [c.key for c in MixedPrecision().propose(_state([failed, tflite]))]
+    assert keys == ["pt2e-int8(quantizer=xnnpack, keep_float_layers=conv)"] * 2  # one key: measured once
 
 
 def test_the_distillation_width_search_is_deterministic_and_moves_on():

@@ -176,21 +176,33 @@ def test_executorch_runs_on_a_board_from_an_uploaded_pte(sshd, tmp_path, tiny_mo
     assert len(list(board.glob("artifacts/*/model.pte"))) == 2  # batch 1 and 8, uploaded once each
 
 
-def test_cold_and_warm_start_are_measured_on_the_board(sshd, tmp_path, tiny_models_dir, shared_cache):
+def test_start_sustained_and_energy_per_image_are_measured_on_the_board(sshd, tmp_path, tiny_models_dir,
+                                                                          shared_cache):
     """The start pass's fresh workers run on the board: its copy of the file is dropped from its page cache, and
-    ONNX Runtime's start-up cache is written and read back there."""
+    ONNX Runtime's start-up cache is written and read back there. The sustained pass's windows and the energy
+    window's J per generated image come from the board's worker too."""
     from tests.helpers import QUICK_SETTINGS_TOML, memory_backed
 
     board = tmp_path / "board"
     targets = targets_with(tmp_path, board=sshd.target_toml("board", sys.executable, board))
     suite = tmp_path / "suite.toml"
-    suite.write_text('models = ["tiny_gen"]\ntargets = ["board"]\nformats = ["onnx"]\nbatch_sizes = [1]\n'
-                     + QUICK_SETTINGS_TOML.replace("start_runs = 0", "start_runs = 1"))
-    proc = harness("run", "--suite", str(suite), "--out", str(tmp_path / "run"), "--cache", str(shared_cache),
-                   "--no-progress", env={"EDGE_HARNESS_MODELS": str(tiny_models_dir),
-                                         "EDGE_HARNESS_TARGETS": str(targets)})
+    suite.write_text('models = ["tiny_gen"]\ntargets = ["board"]\nformats = ["onnx"]\nbatch_sizes = [2]\n'
+                     + QUICK_SETTINGS_TOML.replace("start_runs = 0", "start_runs = 1") + "sustained_window_s = 0.5\n")
+    proc = harness("run", "--suite", str(suite), "--sustained", "1.5", "--out", str(tmp_path / "run"),
+                   "--cache", str(shared_cache), "--no-progress",
+                   env={"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)})
     assert proc.returncode == 0, proc.stderr
     (record,) = read_records(tmp_path / "run" / "results.jsonl")
+    sustained = record.context["sustained"]
+    assert sustained["duration_s"] == 1.5 and 2 <= len(sustained["windows"]) <= 3
+    assert all(w["n"] > 0 and w["p50_ms"] > 0 and w["joules_per_inference"] > 0 for w in sustained["windows"])
+    assert record.measurement("sustained_latency").samples and record.measurement("sustained_ratio").value > 0
+    assert record.context["pass_seconds"]["sustained"] >= 1.5
+    per_inference = {m.method: m.value for m in record.measurements if m.metric == "energy_per_inference"}
+    per_image = {m.method: m.value for m in record.measurements if m.metric == "energy_per_image"}
+    assert per_image and set(per_image) == set(per_inference)
+    for method, joules in per_image.items():  # a batch of 2 images per inference
+        assert joules == pytest.approx(per_inference[method] / 2)
     assert record.status == "ok" and record.context["launcher"] == f"ssh root@127.0.0.1:{sshd.port}"
     for kind in ("cold", "warm"):
         assert len(record.measurement(f"{kind}_start").samples) == 1

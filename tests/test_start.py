@@ -77,3 +77,39 @@ def test_every_runtime_starts_cold_then_warm_and_onnx_runtime_reads_back_its_own
 
     summary = pd.read_csv(out / "summary.csv")
     assert summary["cold_start_ms"].notna().all() and summary["warm_start_ms"].notna().all()
+
+
+@pytest.mark.slow
+@pytest.mark.export
+def test_litert_s_compiled_model_api_measures_and_reads_back_its_xnnpack_weight_cache(tmp_path, tiny_models_dir,
+                                                                                       shared_cache):
+    """``[litert] api = "compiled"``: the same .tflite through ai-edge-litert's CompiledModel; the start pass's cold
+    process packs the weights and writes XNNPACK's weight cache, the warm one maps it; outputs match the fp32
+    reference as the Interpreter's do; the layers pass still reads its tensors through the Interpreter."""
+    from harness.config.paths import targets_dir
+
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    profile = (targets_dir() / "x86-cpu.toml").read_text().replace('name = "x86-cpu"', 'name = "compiled"')
+    assert 'api = "interpreter"' in profile
+    (targets / "compiled.toml").write_text(profile.replace('api = "interpreter"', 'api = "compiled"'))
+    (targets / "bad.toml").write_text(profile.replace('name = "compiled"', 'name = "bad"')
+                                      .replace('api = "interpreter"', 'api = "jit"'))
+    suite = tmp_path / "suite.toml"
+    suite.write_text('models = ["tiny_gen"]\ntargets = ["compiled"]\nformats = ["tflite"]\nbatch_sizes = [1]\n'
+                     + QUICK_SETTINGS_TOML.replace("start_runs = 0", "start_runs = 1"))
+    env = {"EDGE_HARNESS_MODELS": str(tiny_models_dir), "EDGE_HARNESS_TARGETS": str(targets)}
+    out = tmp_path / "run"
+    proc = harness("run", "--suite", str(suite), "--out", str(out), "--cache", str(shared_cache), "--no-progress",
+                   env=env)
+    assert proc.returncode == 0, proc.stderr
+    (record,) = read_records(out / "results.jsonl")
+    assert record.status == "ok" and record.runtime == "litert"
+    assert record.measurement("max_abs_error").value < 1e-4
+    start = record.context["start"]
+    assert start["cold"]["cache"].startswith("written: LiteRT packed the weights"), start
+    assert start["warm"]["cache"].startswith("read: LiteRT's XNNPACK weight cache"), start
+    bad = harness("run", "--suite", str(suite), "--target", "bad", "--out", str(tmp_path / "bad"), "--no-progress",
+                  "--cache", str(shared_cache), env=env)
+    assert bad.returncode == 2 and "[litert] api must be one of interpreter, compiled" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -15,8 +15,10 @@ int8 op from it — the coverage reader then says so ("no compute op was quantiz
 
 ``keep_float_before = ["sin", "cos"]`` (aten op names) leaves those ops and every node upstream of them
 unannotated, so they stay float — a diffusion timestep embedding, as ``quant-static``'s parameter of the same name
-does for ONNX. Only the XNNPACKQuantizer takes a node filter (``set_filter_function``): with litert-torch's
-quantizer the parameter is refused with the reason.
+does for ONNX. ``keep_float_layers = ["time_mlp.0"]`` (module paths, as the layers pass names them) leaves the
+nodes torch.export recorded inside those modules float, with what feeds them up to the nearest op with weights:
+mixed precision, which ``harness optimize`` finds from measured per-layer fidelity. Only the XNNPACKQuantizer takes
+a node filter (``set_filter_function``): with litert-torch's quantizer both parameters are refused with the reason.
 
 This is a compressor of stage ``export``: ``export_file(model, inputs, path, fmt, params, calibration)`` writes
 the quantized file of format ``fmt`` directly from the torch model (its parent variant), because PT2E quantizes
@@ -65,6 +67,50 @@ def upstream_nodes(graph: Any, op_names: Sequence[str]) -> set[str]:
     return names
 
 
+WEIGHTED_OPS = frozenset({"conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d",
+                          "conv_transpose3d", "linear", "addmm", "mm", "bmm", "matmul"})
+"""aten ops with weights: where the walk upstream from a layer kept float stops (that op included)."""
+
+
+def _module_paths(node: Any) -> set[str]:
+    """The module paths torch.export recorded for ``node`` (its ``nn_module_stack``), without a strict export's
+    ``L['self'].`` prefix."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return {str(path).removeprefix("L['self'].") for path, _ in stack.values()}
+
+
+def layer_graph_nodes(graph: Any, layers: Sequence[str]) -> set[str]:
+    """Names of the nodes of an exported graph inside the modules ``layers`` (or their children), and of what feeds
+    them up to and including the nearest op with weights (a quantized producer would hand the float layer int8
+    values); a one-line error naming the graph's layers when one of ``layers`` has no node."""
+    if not layers:
+        return set()
+    found: dict[str, set[str]] = {layer: set() for layer in layers}
+    seen: set[str] = set()
+    for node in graph.nodes:
+        paths = _module_paths(node)
+        seen |= paths
+        for layer in layers:
+            if any(path == layer or path.startswith(layer + ".") for path in paths):
+                found[layer].add(node.name)
+    missing = [layer for layer, nodes in found.items() if not nodes]
+    if missing:
+        known = ", ".join(sorted(p for p in seen if p)[:12])
+        raise ValueError(f"keep_float_layers: no node of layer {', '.join(missing)} in the exported graph "
+                         f"(its layers: {known or 'none recorded'})")
+    names = set().union(*found.values())
+    by_name = {n.name: n for n in graph.nodes}
+    stack = [by_name[name] for name in names]
+    while stack:
+        for parent in stack.pop().all_input_nodes:
+            if parent.name in names or parent.op != "call_function":
+                continue
+            names.add(parent.name)
+            if str(getattr(parent.target, "__name__", "")).split(".")[0] not in WEIGHTED_OPS:
+                stack.append(parent)
+    return names
+
+
 def without_integer_observers(prepared: Any) -> Any:
     """``prepared`` (in place, and returned) without the observers a quantizer put on integer tensors: litert-torch's
     PT2EQuantizer observes both inputs of an op such as ``mul`` even when one is an int64 timestep (diffusers'
@@ -107,7 +153,7 @@ def refuse_recurrent_for_litert(model: Any) -> None:
 
 
 def quantized_graph(model: Any, args: tuple, quantizer: Any, calibration: Calibration, fold: bool,
-                    keep_float_before: Sequence[str] = ()) -> Any:
+                    keep_float_before: Sequence[str] = (), keep_float_layers: Sequence[str] = ()) -> Any:
     """The model exported, annotated by ``quantizer``, calibrated on ``calibration`` and converted: a GraphModule
     with quantize / dequantize pairs around the int8 ops. ``fold``: weights stored int8 (ExecuTorch's lowering
     needs this: it has no kernel to quantize a weight at run time); else fp32 weights behind a QDQ pair (what
@@ -117,10 +163,13 @@ def quantized_graph(model: Any, args: tuple, quantizer: Any, calibration: Calibr
 
     with phase("exporting the graph (torch.export)"):
         graph = torch.export.export(model.eval(), args).module()
+    kept: set[str] = set()
     if keep_float_before:
         kept = upstream_nodes(graph.graph, keep_float_before)
         if not kept:
             raise ValueError(f"keep_float_before: no {', '.join(keep_float_before)} op in the exported graph")
+    kept |= layer_graph_nodes(graph.graph, keep_float_layers)
+    if kept:
         quantizer.set_filter_function(lambda node: node.name not in kept)
     with phase(f"placing observers ({type(quantizer).__name__}, prepare_pt2e)"):
         prepared = without_integer_observers(prepare_pt2e(graph, quantizer))
@@ -139,7 +188,7 @@ class PT2EInt8:
     description = ("PT2E static int8 (torch.export + backend quantizer, calibrated): XNNPACKQuantizer → ExecuTorch, "
                    "litert-torch PT2EQuantizer → TFLite")
     params: Mapping[str, Any] = {"calibration_batches": 16, "per_channel": True, "quantizer": "backend",
-                                 "keep_float_before": []}
+                                 "keep_float_before": [], "keep_float_layers": []}
 
     @staticmethod
     def tool_versions() -> dict[str, str]:
@@ -152,6 +201,8 @@ class PT2EInt8:
             raise ValueError("calibration_batches must be at least 1")
         if not all(isinstance(op, str) and op for op in params["keep_float_before"]):
             raise ValueError("keep_float_before must be a list of aten op names, e.g. [\"sin\", \"cos\"]")
+        if not all(isinstance(path, str) and path for path in params["keep_float_layers"]):
+            raise ValueError("keep_float_layers must list module paths (strings), e.g. [\"time_mlp.0\"]")
 
     def export_file(self, model: Any, inputs: Mapping[str, Any], path: str, fmt: str, params: Mapping[str, Any],
                     calibration: Calibration) -> dict[str, Any]:
@@ -161,16 +212,18 @@ class PT2EInt8:
         args = tuple(torch.from_numpy(a) for a in inputs.values())
         per_channel = bool(params["per_channel"])
         keep = tuple(params["keep_float_before"])
+        layers = tuple(params["keep_float_layers"])
         if fmt == "executorch" or params["quantizer"] == "xnnpack":
             quantizer = _xnnpack_quantizer(per_channel)
-        elif keep:
-            raise ValueError("keep_float_before needs quantizer = \"xnnpack\" for TFLite: litert-torch's PT2EQuantizer "
+        elif keep or layers:
+            given = "keep_float_before" if keep else "keep_float_layers"
+            raise ValueError(f"{given} needs quantizer = \"xnnpack\" for TFLite: litert-torch's PT2EQuantizer "
                              "takes no node filter")
         else:
             refuse_recurrent_for_litert(model)
             quantizer = _litert_quantizer(per_channel)
         converted = quantized_graph(model, args, quantizer, calibration, fold=fmt == "executorch",
-                                    keep_float_before=keep)
+                                    keep_float_before=keep, keep_float_layers=layers)
         if fmt == "executorch":
             from harness.exporters.executorch_export import lower_to_pte
 
@@ -199,4 +252,5 @@ class PT2EInt8:
             raise ValueError(f"PT2E int8 does not write {fmt!r} (it writes {', '.join(self.formats)})")
         return {"coverage": coverage, "recipe": self.name, "quantizer": type(quantizer).__name__,
                 "per_channel": per_channel, "calibration_batches": len(calibration),
-                **({"kept_float_before": list(keep)} if keep else {})}
+                **({"kept_float_before": list(keep)} if keep else {}),
+                **({"kept_float_layers": list(layers)} if layers else {})}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from harness.errors import HarnessInputError
 from harness.registry import LAUNCHERS, RUNTIMES
+from harness.runtimes.litert_rt import LITERT_APIS
 from harness.runtimes.onnxruntime_rt import EXECUTION_MODES, GRAPH_LEVELS
 from harness.config.tomlconfig import check_keys, check_list_of, read_toml
 from harness.types import EmulatedSettings, FitBudget, SshSettings, TargetProfile
@@ -40,7 +41,7 @@ _FIT_SCHEMA = {"memory_mb": (float, int), "storage_mb": (float, int), "margin": 
 _SSH_SCHEMA = {"host": str, "port": int, "user": str, "identity_file": str, "known_hosts": str, "python": str,
                "workdir": str, "connect_timeout_s": (float, int)}
 _ORT_SCHEMA = {"graph_optimization": str, "execution_mode": str}
-_LITERT_SCHEMA = {"xnnpack": bool}
+_LITERT_SCHEMA = {"xnnpack": bool, "api": str}
 
 
 def load_target(path: Path) -> TargetProfile:
@@ -92,6 +93,8 @@ def load_target(path: Path) -> TargetProfile:
         raise HarnessInputError(f"{path}: [onnxruntime] execution_mode must be one of {', '.join(EXECUTION_MODES)}")
     litert = data.get("litert", {})
     check_keys(path, litert, _LITERT_SCHEMA, where="litert")
+    if litert.get("api", "interpreter") not in LITERT_APIS:
+        raise HarnessInputError(f"{path}: [litert] api must be one of {', '.join(LITERT_APIS)}")
     fit = _load_fit(path, data.get("fit", {}))
     ssh = _load_ssh(path, data) if data["reach"] == "ssh" else None
     emulated = _load_emulated(path, data) if data["reach"] == "emulated" else None
@@ -116,6 +119,7 @@ def load_target(path: Path) -> TargetProfile:
         onnx_graph_optimization=level,
         onnx_execution_mode=mode,
         litert_xnnpack=litert.get("xnnpack", True),
+        litert_api=litert.get("api", "interpreter"),
         memory_cap_mb=memory_cap_mb,
         cpu_affinity=tuple(affinity),
         energy=energy,

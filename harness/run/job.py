@@ -41,6 +41,7 @@ def worker_request(job: Job, target: TargetProfile, mode: str, outputs_path: str
         mode=mode, artifact=job.artifact.to_dict(), runtime=job.runtime,
         runtime_options={"threads": target.threads, "graph_optimization": target.onnx_graph_optimization,
                          **({} if target.litert_xnnpack else {"litert_xnnpack": False}),
+                         **({} if target.litert_api == "interpreter" else {"litert_api": target.litert_api}),
                          **({} if target.onnx_execution_mode == "sequential"
                             else {"onnx_execution_mode": target.onnx_execution_mode})},
         cpu_affinity=tuple(target.cpu_affinity), inputs_path=job.inputs_path, outputs_path=outputs_path,

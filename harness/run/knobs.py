@@ -8,10 +8,11 @@ Built in:
 - ``quantize``: every int8 path the search's formats reach (ONNX Runtime dynamic and static, TFLite dynamic-range
   and full-integer, PT2E); fp16 and weight-only variants only when the budget limits size or memory (on a CPU they
   buy no speed).
-- ``mixed-precision``: a static int8 point that lost fidelity goes again with the layer where its fidelity broke
-  kept float (the layers pass's first layer under the PSNR floor, else its first break, else its worst layer), and
-  what feeds it, one more layer per round (at most ``MAX_FLOAT_LAYERS``): ``keep_float_layers`` found by
-  measurement.
+- ``mixed-precision``: a static int8 point (ONNX Runtime's or PT2E's) that lost fidelity goes again with the layer
+  where its fidelity broke kept float (the layers pass's first layer under the PSNR floor, else its first break,
+  else its worst layer), and what feeds it, one more layer per round (at most ``MAX_FLOAT_LAYERS``):
+  ``keep_float_layers`` found by measurement. ExecuTorch has no layers pass: a PT2E point there reads the layers of
+  the same int8 step measured in another format (TFLite, else ONNX Runtime's static int8 of the same parent).
 - ``distill``: the student's width (``amount``, continuous): 0.5 and 0.75 first, then what Optuna's Gaussian-process
   sampler asks given the widths measured so far (``_score``: the lowest of speed-up / bar and fidelity / floor, a
   single peak where they cross); a denoiser's student trains on its sampling trajectories.
@@ -153,19 +154,21 @@ class Quantize:
 @SEARCH_KNOBS.register("mixed-precision")
 class MixedPrecision:
     name = "mixed-precision"
-    description = ("static int8 with the layers where fidelity broke kept float, found from the layers pass "
-                   f"(one more per round, at most {MAX_FLOAT_LAYERS})")
+    description = ("static int8 (ONNX Runtime, PT2E) with the layers where fidelity broke kept float, found from "
+                   f"the layers pass (one more per round, at most {MAX_FLOAT_LAYERS})")
     priority = 20
+    METHODS = ("quant-static", "pt2e-int8")
 
     def propose(self, state: SearchView) -> list[Candidate]:
         out = []
-        for point in state.points("screen"):
+        screened = state.points("screen")
+        for point in screened:
             chain = point["chain"]
             last = chain[-1] if chain else None
-            if last is None or last.method != "quant-static" or not point["verdict"].get("fidelity_failed"):
+            if last is None or last.method not in self.METHODS or not point["verdict"].get("fidelity_failed"):
                 continue
             kept = list(last.params.get("keep_float_layers", []))
-            layer = point.get("layer") or {}
+            layer = point.get("layer") or _layers_elsewhere(point, screened)
             floor = state.budget.get("min_psnr")
             under = next((name for name, psnr in layer.get("layers", []) if floor is not None and psnr < floor
                           and name not in kept), None)
@@ -173,9 +176,24 @@ class MixedPrecision:
             if not culprit or culprit in kept or len(kept) >= MAX_FLOAT_LAYERS:
                 continue
             given = {k: v for k, v in last.params.items() if k == "keep_float_before" and v}
-            step = spec("quant-static", {**given, "keep_float_layers": [*kept, culprit]}, after=last.after)
+            if last.method == "pt2e-int8":  # litert-torch's quantizer takes no node filter: XNNPACK's for TFLite too
+                given["quantizer"] = "xnnpack"
+            step = spec(last.method, {**given, "keep_float_layers": [*kept, culprit]}, after=last.after)
             out.append(Candidate(self.name, (*chain[:-1], step)))
         return out
+
+
+def _layers_elsewhere(point: Mapping[str, Any], screened: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """For a point without its own layers pass (ExecuTorch): the layers of the same chain measured in another
+    format, else of ONNX Runtime's static int8 of the same parent with the same layers kept float (the layers int8
+    breaks are the model's, not the runtime's); {} when neither was measured."""
+    chain = point["chain"]
+    kept = list(chain[-1].params.get("keep_float_layers", []))
+    same = [p for p in screened if p["chain"] == chain and p.get("layer")]
+    static = [p for p in screened if p.get("layer") and len(p["chain"]) == len(chain)
+              and p["chain"][:-1] == chain[:-1] and p["chain"][-1].method == "quant-static"
+              and list(p["chain"][-1].params.get("keep_float_layers", [])) == kept]
+    return next((p["layer"] for p in same + static), {})
 
 
 @SEARCH_KNOBS.register("distill")

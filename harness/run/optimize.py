@@ -270,6 +270,12 @@ class _Search:
         loop = self.state.loop
         reference = baseline_ms(fp32, loop) if fp32 else None
         reference_disturbed = (fp32 or {}).get("loop_disturbed" if loop else "disturbed") or ""
+        if rung == "screen" and reference is not None and reference_disturbed:
+            quiet = self._quiet_baseline_ms(loop, fp32.get("batch_size"))
+            if quiet is not None and quiet < reference:  # a busy moment slowed fp32: every speed-up read too high
+                self.say(f"screen: fp32's reference pass was disturbed ({reference:.3g} ms: {reference_disturbed}); "
+                         f"this step's speed-ups read against the baseline step's quiet fp32 ({quiet:.3g} ms)")
+                reference, reference_disturbed = quiet, ""
         layers, training = _layer_fidelity(results), _training(results)
         budget = self.state.budget
         points = []
@@ -293,6 +299,18 @@ class _Search:
                     "reason": _reason(candidate, row, verdict, layer),
                 })
         return points
+
+    def _quiet_baseline_ms(self, loop: bool, batch: Any) -> float | None:
+        """The baseline step's fp32 ONNX Runtime reference at ``batch`` where its pass was quiet (None otherwise):
+        what a screen step reads its speed-ups against when its own fp32 pass was disturbed (a screen's disturbed
+        passes are not refused, so a slowed fp32 would make every candidate look faster)."""
+        for point in self.state.points("baseline"):
+            row = point.get("row") or {}
+            if (point["variant"], point["format"], point["runtime"]) != ("fp32", *ORT) \
+                    or row.get("batch_size") != batch or row.get("loop_disturbed" if loop else "disturbed"):
+                continue
+            return baseline_ms(row, loop)
+        return None
 
     def _check_baseline(self, rows: list[dict[str, Any]]) -> None:
         """A model whose fp32 reference cannot be measured ends the search with its error."""

@@ -24,6 +24,8 @@ class RuntimeOptions:
     graph_optimization: str = "all"
     litert_xnnpack: bool = True
     """LiteRT: apply the default XNNPACK delegate (False: the built-in kernels only)."""
+    litert_api: str = "interpreter"
+    """LiteRT: the classic "interpreter", or the "compiled" CompiledModel API (with its XNNPACK weight cache)."""
     onnx_execution_mode: str = "sequential"
     """ONNX Runtime: "sequential", or "parallel" (independent branches at once, on inter-op threads)."""
     cache_dir: str = ""

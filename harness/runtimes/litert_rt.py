@@ -1,4 +1,7 @@
-"""LiteRT adapter: ``ai_edge_litert.interpreter`` (primary) or ``tflite_runtime`` (fallback)."""
+"""LiteRT adapter: ``ai_edge_litert.interpreter`` (primary) or ``tflite_runtime`` (fallback); with a target's
+``[litert] api = "compiled"``, ai-edge-litert's ``CompiledModel`` API instead (CPU, XNNPACK), whose packed-weight
+cache (``CpuOptions.xnnpack_weight_cache_path``) the start pass uses: the first load packs the weights and writes
+the file, the next maps it."""
 from __future__ import annotations
 
 import importlib
@@ -14,6 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 _PROVIDERS = (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime"))
+LITERT_APIS = ("interpreter", "compiled")
 
 
 def _interpreter_module() -> tuple[Any, str]:
@@ -86,8 +90,8 @@ def conform_input(array: Any, dtype: Any, index: int | str) -> Any:
 @RUNTIMES.register("litert")
 class LiteRTRuntime:
     name = "litert"
-    no_start_cache = ("none: LiteRT's XNNPACK weight cache is reachable only through its CompiledModel API "
-                      "(CpuOptions.xnnpack_weight_cache_path), not the Interpreter this adapter runs")
+    no_start_cache = ("none: the Interpreter this adapter runs reaches no weight cache; LiteRT's XNNPACK weight "
+                      "cache needs its CompiledModel API (set [litert] api = \"compiled\" on the target)")
     formats = ("tflite",)
 
     def __init__(self, options: Any) -> None:
@@ -121,9 +125,22 @@ class LiteRTRuntime:
 
     @staticmethod
     def preload() -> None:
+        """The Interpreter's module (``[litert] api = "compiled"`` imports its CompiledModel module in ``load``)."""
         _interpreter_module()
 
+    start_cache = ""
+    """What the last ``load`` did with the start-up cache ('' = none used)."""
+
     def load(self, artifact: Artifact) -> None:
+        # the layers pass reads intermediate tensors through the Interpreter, whichever API the timings use
+        if self.options.litert_api == "compiled" and not self.preserve_all_tensors:
+            if not self.options.litert_xnnpack:
+                raise ValueError("[litert] xnnpack = false needs api = \"interpreter\": the CompiledModel API's CPU "
+                                 "path is XNNPACK")
+            self._compiled = CompiledRunner(artifact, self.options)
+            self.start_cache = self._compiled.start_cache
+            return
+        self._compiled = None
         interp = open_interpreter(artifact.path, self.options.threads, self.preserve_all_tensors,
                                   self.options.litert_xnnpack)
         ins, outs = io_details(interp)
@@ -135,7 +152,11 @@ class LiteRTRuntime:
         self._in_dtypes = [d["dtype"] for d in ins]
         self._interp = interp
 
+    _compiled: "CompiledRunner | None" = None
+
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+        if self._compiled is not None:
+            return self._compiled.infer(inputs)
         if self._integer_io:
             return self._infer_integer_io(inputs)
         interp = self._interp
@@ -170,3 +191,63 @@ class LiteRTRuntime:
 
     def sync(self) -> None:
         """invoke() returns when outputs are ready on CPU delegates: nothing to wait for."""
+
+
+class CompiledRunner:
+    """One ``.tflite`` through ai-edge-litert's ``CompiledModel`` on the CPU (XNNPACK): its default signature's
+    buffers made once at load, each ``infer`` writes the inputs (in the dtypes the model declares), runs and reads
+    the outputs back. With ``options.cache_dir`` (the start pass), XNNPACK's weight cache file lives there, one per
+    artifact and thread count; ``start_cache`` says whether this load wrote or read it."""
+
+    def __init__(self, artifact: Artifact, options: Any) -> None:
+        import numpy as np
+        from pathlib import Path
+
+        try:
+            from ai_edge_litert.compiled_model import CompiledModel, CpuOptions, HardwareAccelerator, Options
+        except ImportError as exc:
+            raise RuntimeError(f"[litert] api = \"compiled\" needs ai-edge-litert's CompiledModel API ({exc})") \
+                from None
+        cache = ""
+        self.start_cache = ""
+        if options.cache_dir:
+            key = (artifact.sha256 or Path(artifact.path).stem)[:16]
+            cache = str(Path(options.cache_dir) / f"{key}-t{options.threads}.xnnpack_cache")
+            existed = Path(cache).is_file()
+        cpu = CpuOptions(num_threads=options.threads, **({"xnnpack_weight_cache_path": cache} if cache else {}))
+        self.model = CompiledModel.from_file(artifact.path, options=Options(
+            hardware_accelerators=HardwareAccelerator.CPU, cpu_options=cpu))
+        if cache:
+            self.start_cache = ("read: LiteRT's XNNPACK weight cache (packed weights mapped, not packed again)"
+                                if existed else
+                                "written: LiteRT packed the weights and saved XNNPACK's weight cache"
+                                if Path(cache).is_file() else
+                                "none: LiteRT wrote no XNNPACK weight cache file (no op of this model packs weights "
+                                "through XNNPACK)")
+        key = self.model.get_signature_by_index(0)["key"]
+        ins = self.model.get_input_tensor_details(key)
+        outs = self.model.get_output_tensor_details(key)
+        self.in_names = sorted(ins, key=arg_number)
+        self.out_names = sorted(outs, key=arg_number)
+        self.in_dtypes = [np.dtype(ins[n]["dtype"]) for n in self.in_names]
+        for name, dtype in zip(self.in_names + self.out_names,
+                               self.in_dtypes + [np.dtype(outs[n]["dtype"]) for n in self.out_names]):
+            if dtype in (np.dtype(np.int8), np.dtype(np.uint8)):
+                raise ValueError(f"[litert] api = \"compiled\": tensor {name!r} is {dtype.name} (a fully integer "
+                                 "model); its scale is read through the Interpreter ([litert] api = \"interpreter\")")
+        self.out_shapes = [tuple(outs[n]["shape"]) for n in self.out_names]
+        self.out_dtypes = [np.dtype(outs[n]["dtype"]) for n in self.out_names]
+        self.in_buffers = [self.model.create_input_buffer_by_name(key, n) for n in self.in_names]
+        self.out_buffers = [self.model.create_output_buffer_by_name(key, n) for n in self.out_names]
+        self.index = self.model.get_signature_index(key)
+        self.key = key
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+        import numpy as np
+
+        for i, (buffer, dtype, array) in enumerate(zip(self.in_buffers, self.in_dtypes, inputs.values())):
+            buffer.write(np.ascontiguousarray(array if array.dtype == dtype else conform_input(array, dtype, i)))
+        self.model.run_by_name(self.key, dict(zip(self.in_names, self.in_buffers)),
+                               dict(zip(self.out_names, self.out_buffers)))
+        return [buffer.read(int(np.prod(shape)), dtype).reshape(shape)
+                for buffer, shape, dtype in zip(self.out_buffers, self.out_shapes, self.out_dtypes)]
