@@ -14,7 +14,7 @@ ExecuTorch format, to time each preparation step at that size.
 Per model: wall time to the first report (``index.html`` appears) and to the end, every preparation step's seconds
 and the prepare process's peak memory (``preparation.jsonl``), each job's status and where its time went
 (``pass_seconds``), its peak RSS and file size, and whether it would fit each shipped board (its x86 peak held
-against the Pi 4, Pi 5 and Jetson Orin Nano profiles' ``[fit]``, labelled as such). Writes ``benchmarks/results/real-size-<suite>-<date>.json`` and prints a Markdown table.
+against the Pi 4, Pi 5, Jetson Orin Nano and x86 profiles' ``[fit]``, labelled as such). Writes ``benchmarks/results/real-size-<suite>-<date>.json`` and prints a Markdown table.
 
 Usage: python benchmarks/real_size.py [--suite quick|deep] [--models ddpm_cifar10,cyclegan_256]
 """
@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.analysis.fit import judge_fit
-from harness.config.paths import targets_dir
+from harness.config.paths import builtin_dir
 from harness.config.targets import load_target
 from harness.results.store import read_records
 
@@ -141,8 +141,9 @@ def job(r) -> dict:
     if r.status == "ok":
         entry["fit"] = {}
         for name in BOARDS:
-            verdict = judge_fit(peak.value if peak else None, r.artifact_bytes, load_target(targets_dir() /
-                                f"{name}.toml").fit, f"measured on x86-cpu, judged against {name}'s [fit]")
+            budget = load_target(builtin_dir("targets") / f"{name}.toml").fit  # the shipped profiles
+            verdict = judge_fit(peak.value if peak else None, r.artifact_bytes, budget,
+                                f"measured on x86-cpu, judged against {name}'s [fit]")
             entry["fit"][name] = verdict.to_dict() if verdict else None
     return entry
 

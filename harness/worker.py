@@ -504,6 +504,8 @@ def _prepare_runtime(request: WorkerRequest, send: Any, receive: Any) -> Loaded 
     if options.threads == 0:  # "all cores": the same explicit count for every runtime, not each one's default
         options = dataclasses.replace(options, threads=context["cores_available"])
     context["threads"] = options.threads
+    if options.litert_api != "interpreter" and "tflite" in runtime_cls.formats:  # which LiteRT API timed the job
+        context["litert_api"] = "compiled" if options.litert_xnnpack else "interpreter (xnnpack = false)"
     return Loaded(runtime_cls(options), Artifact.from_dict(request.artifact or {}), load_inputs(request.inputs_path),
                   context, import_ms, send, receive, options)
 

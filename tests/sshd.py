@@ -81,11 +81,15 @@ class Sshd:
         self.proc = None
 
     def target_toml(self, name: str, python: str, workdir: Path, runtimes=("onnxruntime", "litert"),
-                    known_hosts: Path | None = None) -> str:
+                    known_hosts: Path | None = None, energy: bool = False) -> str:
+        """A board profile over this sshd; ``energy``: with the modelled energy source (always available, so the
+        energy window and sustained mode's per-window joules are measured on the board)."""
         listed = ", ".join(f'"{r}"' for r in runtimes)
+        modelled = ['[energy]', 'sources = ["modelled"]', '[energy.power_model]', 'idle_w = 1.0',
+                    'active_w_per_core = 2.0'] if energy else []
         return "\n".join([
             f'name = "{name}"', 'description = "loopback board over SSH"', 'arch = "x86_64"', 'reach = "ssh"',
             f"runtimes = [{listed}]", "threads = 1", "[ssh]", 'host = "127.0.0.1"', f"port = {self.port}",
             'user = "root"', f'identity_file = "{self.identity}"', f'known_hosts = "{known_hosts or self.known_hosts}"',
-            f'python = "{python}"', f'workdir = "{workdir}"', "connect_timeout_s = 5", "",
+            f'python = "{python}"', f'workdir = "{workdir}"', "connect_timeout_s = 5", *modelled, "",
         ])

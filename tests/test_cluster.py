@@ -52,7 +52,7 @@ def targets(tmp_path_factory, sshd):
     doomed = (targets_dir() / "x86-cpu-1t.toml").read_text().replace('name = "x86-cpu-1t"', 'name = "x86-doomed"')
     (folder / "x86-doomed.toml").write_text(doomed)
     (folder / "board.toml").write_text(sshd.target_toml("board", sys.executable,
-                                                        tmp_path_factory.mktemp("board")))
+                                                        tmp_path_factory.mktemp("board"), energy=True))
     return folder
 
 

@@ -104,10 +104,15 @@ def test_a_screen_whose_fp32_was_slowed_by_other_load_reads_against_the_quiet_ba
 
     (judged,) = search._judge("screen", [candidate], [busy, point], [], [Target()])
     assert judged["verdict"]["speedup"] == pytest.approx(31.4 / 11.2)  # not 114 / 11.2 = 10.2×
+    assert judged["verdict"]["reference_from"] == "the baseline step's quiet fp32"
     assert said and "against the baseline step's quiet fp32 (31.4 ms)" in said[0]
+    # a point the same load slowed keeps the step's own fp32: both slowed, the ratio stays fair
+    slowed = dict(point, latency_ms=40.0, disturbed="contended: 1.0 other cores busy")
+    (judged,) = search._judge("screen", [candidate], [busy, slowed], [], [Target()])
+    assert judged["verdict"]["speedup"] == pytest.approx(114.0 / 40.0) and "reference_from" not in judged["verdict"]
     calm = _row(p50=33.0, latency_runs_ms=[33.0], **fp32)
     (judged,) = search._judge("screen", [candidate], [calm, point], [], [Target()])
-    assert judged["verdict"]["speedup"] == pytest.approx(33.0 / 11.2) and len(said) == 1
+    assert judged["verdict"]["speedup"] == pytest.approx(33.0 / 11.2) and len(said) == 2
 
 
 def test_a_denoiser_is_judged_over_its_sampling_loop():

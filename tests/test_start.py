@@ -85,7 +85,7 @@ def test_litert_s_compiled_model_api_measures_and_reads_back_its_xnnpack_weight_
                                                                                        shared_cache):
     """``[litert] api = "compiled"``: the same .tflite through ai-edge-litert's CompiledModel; the start pass's cold
     process packs the weights and writes XNNPACK's weight cache, the warm one maps it; outputs match the fp32
-    reference as the Interpreter's do; the layers pass still reads its tensors through the Interpreter."""
+    reference as the Interpreter's do, and the record says which API timed it; a bad api is one line."""
     from harness.config.paths import targets_dir
 
     targets = tmp_path / "targets"
@@ -104,7 +104,7 @@ def test_litert_s_compiled_model_api_measures_and_reads_back_its_xnnpack_weight_
                    env=env)
     assert proc.returncode == 0, proc.stderr
     (record,) = read_records(out / "results.jsonl")
-    assert record.status == "ok" and record.runtime == "litert"
+    assert record.status == "ok" and record.runtime == "litert" and record.context["litert_api"] == "compiled"
     assert record.measurement("max_abs_error").value < 1e-4
     start = record.context["start"]
     assert start["cold"]["cache"].startswith("written: LiteRT packed the weights"), start

@@ -201,7 +201,7 @@ class PT2EInt8:
             raise ValueError("calibration_batches must be at least 1")
         if not all(isinstance(op, str) and op for op in params["keep_float_before"]):
             raise ValueError("keep_float_before must be a list of aten op names, e.g. [\"sin\", \"cos\"]")
-        if not all(isinstance(path, str) and path for path in params["keep_float_layers"]):
+        if not all(isinstance(path, str) and path for path in params.get("keep_float_layers", ())):
             raise ValueError("keep_float_layers must list module paths (strings), e.g. [\"time_mlp.0\"]")
 
     def export_file(self, model: Any, inputs: Mapping[str, Any], path: str, fmt: str, params: Mapping[str, Any],
@@ -212,7 +212,7 @@ class PT2EInt8:
         args = tuple(torch.from_numpy(a) for a in inputs.values())
         per_channel = bool(params["per_channel"])
         keep = tuple(params["keep_float_before"])
-        layers = tuple(params["keep_float_layers"])
+        layers = tuple(params.get("keep_float_layers", ()))  # a step saved before the parameter existed
         if fmt == "executorch" or params["quantizer"] == "xnnpack":
             quantizer = _xnnpack_quantizer(per_channel)
         elif keep or layers:

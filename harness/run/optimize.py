@@ -270,12 +270,14 @@ class _Search:
         loop = self.state.loop
         reference = baseline_ms(fp32, loop) if fp32 else None
         reference_disturbed = (fp32 or {}).get("loop_disturbed" if loop else "disturbed") or ""
+        quiet = None  # a busy moment slowed this screen's fp32: a quiet point's speed-up would read too high
         if rung == "screen" and reference is not None and reference_disturbed:
             quiet = self._quiet_baseline_ms(loop, fp32.get("batch_size"))
-            if quiet is not None and quiet < reference:  # a busy moment slowed fp32: every speed-up read too high
+            if quiet is not None and quiet < reference:
                 self.say(f"screen: fp32's reference pass was disturbed ({reference:.3g} ms: {reference_disturbed}); "
-                         f"this step's speed-ups read against the baseline step's quiet fp32 ({quiet:.3g} ms)")
-                reference, reference_disturbed = quiet, ""
+                         f"the step's quiet points read against the baseline step's quiet fp32 ({quiet:.3g} ms)")
+            else:
+                quiet = None
         layers, training = _layer_fidelity(results), _training(results)
         budget = self.state.budget
         points = []
@@ -284,8 +286,11 @@ class _Search:
             for row in rows:
                 if row["variant"] != candidate.variant or row["target"] != where:
                     continue
-                verdict = judge(row, reference, budget, loop, "screen" if rung == "baseline" else rung,
-                                reference_disturbed)
+                row_quiet = not row.get("loop_disturbed" if loop else "disturbed")
+                # a point slowed by the same load keeps the step's own (slowed) fp32: the ratio stays fair
+                used = quiet if quiet is not None and row_quiet else reference
+                verdict = judge(row, used, budget, loop, "screen" if rung == "baseline" else rung,
+                                "" if used is quiet else reference_disturbed)
                 layer = layers.get((row["variant"], row["format"], row["runtime"], row["target"]), {})
                 points.append({
                     "candidate": candidate.key, "knob": candidate.knob, "variant": row["variant"],
@@ -295,7 +300,9 @@ class _Search:
                     "verdict": {"met": verdict.met, "reasons": list(verdict.reasons), "speedup": verdict.speedup,
                                 "speedup_low": verdict.speedup_low, "speedup_high": verdict.speedup_high,
                                 "psnr_db": verdict.psnr_db, "labels": verdict.labels,
-                                "fidelity_failed": fidelity_failed(verdict), **verdict.figures},
+                                "fidelity_failed": fidelity_failed(verdict), **verdict.figures,
+                                **({"reference_from": "the baseline step's quiet fp32"} if used is quiet
+                                   and quiet is not None else {})},
                     "reason": _reason(candidate, row, verdict, layer),
                 })
         return points

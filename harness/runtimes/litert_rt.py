@@ -27,6 +27,12 @@ def _interpreter_module() -> tuple[Any, str]:
     raise RuntimeError("neither 'ai-edge-litert' nor 'tflite-runtime' is installed")
 
 
+def uses_compiled_model(options: Any) -> bool:
+    """Whether a job runs through the CompiledModel API: ``[litert] api = "compiled"``, with XNNPACK (``xnnpack =
+    false``, the built-in kernels only, exists in the Interpreter alone, which then runs the job)."""
+    return options.litert_api == "compiled" and options.litert_xnnpack
+
+
 def arg_number(name: str) -> int:
     found = re.search(r"(\d+)$", name)
     return int(found.group(1)) if found else 0
@@ -132,15 +138,11 @@ class LiteRTRuntime:
     """What the last ``load`` did with the start-up cache ('' = none used)."""
 
     def load(self, artifact: Artifact) -> None:
-        # the layers pass reads intermediate tensors through the Interpreter, whichever API the timings use
-        if self.options.litert_api == "compiled" and not self.preserve_all_tensors:
-            if not self.options.litert_xnnpack:
-                raise ValueError("[litert] xnnpack = false needs api = \"interpreter\": the CompiledModel API's CPU "
-                                 "path is XNNPACK")
-            self._compiled = CompiledRunner(artifact, self.options)
+        self._compiled, self._interp, self.start_cache = None, None, ""
+        if uses_compiled_model(self.options) and not self.preserve_all_tensors:  # the layers pass reads
+            self._compiled = CompiledRunner(artifact, self.options)              # tensors through the Interpreter
             self.start_cache = self._compiled.start_cache
             return
-        self._compiled = None
         interp = open_interpreter(artifact.path, self.options.threads, self.preserve_all_tensors,
                                   self.options.litert_xnnpack)
         ins, outs = io_details(interp)
@@ -193,6 +195,11 @@ class LiteRTRuntime:
         """invoke() returns when outputs are ready on CPU delegates: nothing to wait for."""
 
 
+COMPILED_DTYPES = ("float32", "float16", "int32")
+"""The element types a CompiledModel buffer holds that this runner feeds as they are (int8 / uint8 models are
+refused: their scales come from the Interpreter; int64 / bool buffers do not exist)."""
+
+
 class CompiledRunner:
     """One ``.tflite`` through ai-edge-litert's ``CompiledModel`` on the CPU (XNNPACK): its default signature's
     buffers made once at load, each ``infer`` writes the inputs (in the dtypes the model declares), runs and reads
@@ -215,8 +222,12 @@ class CompiledRunner:
             cache = str(Path(options.cache_dir) / f"{key}-t{options.threads}.xnnpack_cache")
             existed = Path(cache).is_file()
         cpu = CpuOptions(num_threads=options.threads, **({"xnnpack_weight_cache_path": cache} if cache else {}))
-        self.model = CompiledModel.from_file(artifact.path, options=Options(
-            hardware_accelerators=HardwareAccelerator.CPU, cpu_options=cpu))
+        try:
+            self.model = CompiledModel.from_file(artifact.path, options=Options(
+                hardware_accelerators=HardwareAccelerator.CPU, cpu_options=cpu))
+        except TypeError as exc:  # an ai-edge-litert whose CompiledModel takes other arguments
+            raise RuntimeError(f"[litert] api = \"compiled\": this ai-edge-litert's CompiledModel does not take CPU "
+                               f"options ({exc}); ai-edge-litert 2.3 does") from None
         if cache:
             self.start_cache = ("read: LiteRT's XNNPACK weight cache (packed weights mapped, not packed again)"
                                 if existed else
@@ -230,11 +241,15 @@ class CompiledRunner:
         self.in_names = sorted(ins, key=arg_number)
         self.out_names = sorted(outs, key=arg_number)
         self.in_dtypes = [np.dtype(ins[n]["dtype"]) for n in self.in_names]
+        self.in_shapes = [tuple(ins[n]["shape"]) for n in self.in_names]
         for name, dtype in zip(self.in_names + self.out_names,
                                self.in_dtypes + [np.dtype(outs[n]["dtype"]) for n in self.out_names]):
             if dtype in (np.dtype(np.int8), np.dtype(np.uint8)):
                 raise ValueError(f"[litert] api = \"compiled\": tensor {name!r} is {dtype.name} (a fully integer "
                                  "model); its scale is read through the Interpreter ([litert] api = \"interpreter\")")
+            if dtype.name not in COMPILED_DTYPES:
+                raise ValueError(f"[litert] api = \"compiled\": tensor {name!r} is {dtype.name}, which the "
+                                 "CompiledModel's buffers do not hold; use api = \"interpreter\"")
         self.out_shapes = [tuple(outs[n]["shape"]) for n in self.out_names]
         self.out_dtypes = [np.dtype(outs[n]["dtype"]) for n in self.out_names]
         self.in_buffers = [self.model.create_input_buffer_by_name(key, n) for n in self.in_names]
@@ -245,7 +260,10 @@ class CompiledRunner:
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
         import numpy as np
 
-        for i, (buffer, dtype, array) in enumerate(zip(self.in_buffers, self.in_dtypes, inputs.values())):
+        for i, (buffer, dtype, shape, array) in enumerate(zip(self.in_buffers, self.in_dtypes, self.in_shapes,
+                                                              inputs.values())):
+            if array.shape != shape:  # a buffer takes any size; the Interpreter's set_tensor checks it
+                raise ValueError(f"input {i}: shape {array.shape}, the TFLite model takes {shape}")
             buffer.write(np.ascontiguousarray(array if array.dtype == dtype else conform_input(array, dtype, i)))
         self.model.run_by_name(self.key, dict(zip(self.in_names, self.in_buffers)),
                                dict(zip(self.out_names, self.out_buffers)))
