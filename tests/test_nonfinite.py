@@ -96,9 +96,18 @@ def test_nan_and_inf_outputs_are_findings_and_the_suite_completes(tmp_path, shar
     assert flags[("tiny_gen", "fp32", "onnx")] == ""
     html = (out / "index.html").read_text()
     assert "non-finite outputs" in html
-    # the best faithful variant of the unbounded generator is never the diverged student
-    best = html.split("id=\"best\"")[1].split("</table>")[0] if 'id="best"' in html else ""
-    assert "distill-diverged" not in best
+    # the best faithful variant of the unbounded generator is never the diverged student. Judged as on a quiet
+    # machine: a busy one marks latency passes disturbed, and a disturbed pass picks no winner (the report then
+    # names the jobs it could not judge, the student among them)
+    import pandas as pd
+
+    from harness.report.compression import LABEL_AGREEMENT_FLOOR, PSNR_FLOOR_DB
+    from harness.report.plots import best_variants
+
+    summary = pd.read_csv(out / "summary.csv").assign(disturbed="")
+    (winner,) = [b for b in best_variants(summary, PSNR_FLOOR_DB, LABEL_AGREEMENT_FLOOR)
+                 if b["model"] == "unbounded_gen"]
+    assert winner["variant"] == "fp32"
 
     proc = harness("gate", "--baseline", str(out), "--candidate", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
