@@ -114,6 +114,16 @@ def check_choice(params: Mapping[str, Any], key: str, choices: Sequence[str]) ->
         raise ValueError(f"{key} must be one of {', '.join(choices)}, not {params[key]!r}")
 
 
+def refuse_missing_layers(found: Mapping[str, Any], seen: Any, where: str) -> None:
+    """``keep_float_layers``: a one-line ``ValueError`` naming the layers (``found``: layer → its nodes) with no node
+    in ``where`` ("the ONNX file", "the exported graph"), and up to 12 of the layers it has (``seen``)."""
+    missing = [layer for layer, nodes in found.items() if not nodes]
+    if missing:
+        known = ", ".join(sorted(s for s in seen if s)[:12])
+        raise ValueError(f"keep_float_layers: no node of layer {', '.join(missing)} in {where} "
+                         f"(its layers: {known or 'none recorded'})")
+
+
 def check_fraction(params: Mapping[str, Any], key: str = "amount") -> None:
     if not 0.0 < params[key] < 1.0:
         raise ValueError(f"{key} must be a fraction strictly between 0 and 1, not {params[key]}")

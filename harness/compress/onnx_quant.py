@@ -17,7 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from harness.compress import Calibration, check_choice, phase
+from harness.compress import Calibration, check_choice, phase, refuse_missing_layers
 from harness.compress.coverage import onnx_coverage
 from harness.registry import COMPRESSORS
 
@@ -197,11 +197,7 @@ def layer_nodes(path: str, layers: Sequence[str]) -> list[str]:
         for layer in layers:
             if layer in scopes:
                 found[layer].append(node.name)
-    missing = [layer for layer, nodes in found.items() if not nodes]
-    if missing:
-        known = ", ".join(sorted(s for s in seen if s)[:12])
-        raise ValueError(f"keep_float_layers: no node of layer {', '.join(missing)} in the ONNX file "
-                         f"(its layers: {known or 'none recorded'})")
+    refuse_missing_layers(found, seen, "the ONNX file")
     names = {name for nodes in found.values() for name in nodes}
     return sorted(names | _feeding(onnx.load(path).graph, names))
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from harness.compress import Calibration, check_choice, phase
+from harness.compress import Calibration, check_choice, phase, refuse_missing_layers
 from harness.exporters import package_version
 from harness.registry import COMPRESSORS
 
@@ -93,11 +93,7 @@ def layer_graph_nodes(graph: Any, layers: Sequence[str]) -> set[str]:
         for layer in layers:
             if any(path == layer or path.startswith(layer + ".") for path in paths):
                 found[layer].add(node.name)
-    missing = [layer for layer, nodes in found.items() if not nodes]
-    if missing:
-        known = ", ".join(sorted(p for p in seen if p)[:12])
-        raise ValueError(f"keep_float_layers: no node of layer {', '.join(missing)} in the exported graph "
-                         f"(its layers: {known or 'none recorded'})")
+    refuse_missing_layers(found, seen, "the exported graph")
     names = set().union(*found.values())
     by_name = {n.name: n for n in graph.nodes}
     stack = [by_name[name] for name in names]
