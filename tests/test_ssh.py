@@ -194,10 +194,10 @@ def test_start_sustained_and_energy_per_image_are_measured_on_the_board(sshd, tm
     assert proc.returncode == 0, proc.stderr
     (record,) = read_records(tmp_path / "run" / "results.jsonl")
     sustained = record.context["sustained"]
-    assert sustained["duration_s"] == 1.5 and 2 <= len(sustained["windows"]) <= 3
+    assert sustained["duration_s"] == 1.5 and 1 <= len(sustained["windows"]) <= 3  # 3 unless a call stalls
     assert all(w["n"] > 0 and w["p50_ms"] > 0 and w["joules_per_inference"] > 0 for w in sustained["windows"])
     assert record.measurement("sustained_latency").samples and record.measurement("sustained_ratio").value > 0
-    assert record.context["pass_seconds"]["sustained"] >= 1.5
+    assert record.context["pass_seconds"]["sustained"] >= 1.25  # a last window under half its length is dropped
     per_inference = {m.method: m.value for m in record.measurements if m.metric == "energy_per_inference"}
     per_image = {m.method: m.value for m in record.measurements if m.metric == "energy_per_image"}
     assert set(per_image) == set(per_inference) == {"modelled"}  # the board's one energy source

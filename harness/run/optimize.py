@@ -288,9 +288,9 @@ class _Search:
                     continue
                 row_quiet = not row.get("loop_disturbed" if loop else "disturbed")
                 # a point slowed by the same load keeps the step's own (slowed) fp32: the ratio stays fair
-                used = quiet if quiet is not None and row_quiet else reference
-                verdict = judge(row, used, budget, loop, "screen" if rung == "baseline" else rung,
-                                "" if used is quiet else reference_disturbed)
+                from_quiet = quiet is not None and row_quiet
+                verdict = judge(row, quiet if from_quiet else reference, budget, loop,
+                                "screen" if rung == "baseline" else rung, "" if from_quiet else reference_disturbed)
                 layer = layers.get((row["variant"], row["format"], row["runtime"], row["target"]), {})
                 points.append({
                     "candidate": candidate.key, "knob": candidate.knob, "variant": row["variant"],
@@ -301,8 +301,7 @@ class _Search:
                                 "speedup_low": verdict.speedup_low, "speedup_high": verdict.speedup_high,
                                 "psnr_db": verdict.psnr_db, "labels": verdict.labels,
                                 "fidelity_failed": fidelity_failed(verdict), **verdict.figures,
-                                **({"reference_from": "the baseline step's quiet fp32"} if used is quiet
-                                   and quiet is not None else {})},
+                                **({"reference_from": "the baseline step's quiet fp32"} if from_quiet else {})},
                     "reason": _reason(candidate, row, verdict, layer),
                 })
         return points
