@@ -88,6 +88,7 @@ name = "distill-50"
 method = "distill"
 amount = 0.5
 steps = 20
+max_train_s = 300   # at 256x256 one step is ~100 s: the steps done in 5 minutes are recorded
 '''
 
 
