@@ -34,7 +34,7 @@ from harness.exporters import package_version
 from harness.registry import COMPRESSORS
 
 QUANTIZERS = ("backend", "xnnpack")
-RECIPE_VERSION = "4"
+RECIPE_VERSION = "5"
 """Part of the artifact id: bumped when this recipe changes what it writes (a cached failure is then tried again)."""
 
 
@@ -148,17 +148,81 @@ def refuse_recurrent_for_litert(model: Any) -> None:
                              "use tflite-int8 / tflite-dynamic")
 
 
+def _converter_pads(graph_module: Any, node: Any) -> list[int] | None:
+    """The ``aten.pad`` widths (``[left, right, top, bottom]``) that take a ``conv2d`` node's padding out of the conv,
+    or None when TFLite expresses it as the conv's own SAME or VALID padding: litert-torch's converter otherwise emits
+    a ``tfl.pad`` inside the conv's quantized region, whose input and output scales the quantizer never tied
+    ("'tfl.pad' op quantization parameters violate the same scale constraint": diffusers' ``Downsample2D``, a stride-2
+    conv with padding 1)."""
+    args = list(node.args) + [None] * (7 - len(node.args))
+    weight, stride, padding, dilation = args[1], args[3] or [1, 1], args[4] or [0, 0], args[5] or [1, 1]
+    if isinstance(padding, str) or not any(padding):
+        return None
+    value = getattr(weight, "meta", {}).get("val")
+    if value is None and getattr(weight, "op", None) == "get_attr":  # an unlifted graph holds its weights
+        value = _attribute(graph_module, str(weight.target))
+    if value is None or value.dim() != 4 or len(padding) != 2:
+        return None
+    kernel = tuple(value.shape[2:])
+    same = all(s == 1 for s in stride) and all(2 * p == d * (k - 1) for p, d, k in zip(padding, dilation, kernel))
+    return None if same else [padding[1], padding[1], padding[0], padding[0]]
+
+
+def _attribute(module: Any, dotted: str) -> Any:
+    """``module``'s attribute at a dotted path (a get_attr node's target), or None."""
+    for part in dotted.split("."):
+        module = getattr(module, part, None)
+    return module
+
+
+def explicit_conv_padding(graph_module: Any) -> int:
+    """Rewrite (in place) every ``conv2d`` whose zero padding TFLite cannot hold in the conv itself into an explicit
+    ``aten.pad`` and a conv with padding 0 — the same arithmetic; the pad then runs before the conv's input is
+    quantized, where the converter takes it (as diffusers' ``downsample_padding = 0`` writes it). The pad keeps the
+    conv's module path (``nn_module_stack``), so layer names still find it. Returns how many convs were rewritten."""
+    import torch
+
+    rewritten = 0
+    for node in list(graph_module.graph.nodes):
+        if node.op != "call_function" or node.target is not torch.ops.aten.conv2d.default:
+            continue
+        pads = _converter_pads(graph_module, node)
+        if pads is None:
+            continue
+        source = node.args[0]
+        with graph_module.graph.inserting_before(node):
+            pad = graph_module.graph.call_function(torch.ops.aten.pad.default, (source, pads, "constant", 0.0))
+        pad.meta = {key: value for key, value in node.meta.items() if key in ("nn_module_stack", "stack_trace",
+                                                                                 "source_fn_stack", "from_node")}
+        value = source.meta.get("val")
+        if value is not None:
+            with value.fake_mode:
+                pad.meta["val"] = torch.ops.aten.pad.default(value, pads, "constant", 0.0)
+        args = list(node.args) + [None] * (5 - len(node.args))
+        args[0], args[3], args[4] = pad, args[3] or [1, 1], [0, 0]
+        node.args = tuple(args)
+        rewritten += 1
+    if rewritten:
+        graph_module.graph.lint()
+        graph_module.recompile()
+    return rewritten
+
+
 def quantized_graph(model: Any, args: tuple, quantizer: Any, calibration: Calibration, fold: bool,
-                    keep_float_before: Sequence[str] = (), keep_float_layers: Sequence[str] = ()) -> Any:
+                    keep_float_before: Sequence[str] = (), keep_float_layers: Sequence[str] = (),
+                    explicit_padding: bool = False) -> Any:
     """The model exported, annotated by ``quantizer``, calibrated on ``calibration`` and converted: a GraphModule
     with quantize / dequantize pairs around the int8 ops. ``fold``: weights stored int8 (ExecuTorch's lowering
     needs this: it has no kernel to quantize a weight at run time); else fp32 weights behind a QDQ pair (what
-    litert-torch's converter folds itself)."""
+    litert-torch's converter folds itself). ``explicit_padding``: convs whose padding TFLite cannot hold get an
+    explicit pad first (:func:`explicit_conv_padding`; for the TFLite converter)."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     with phase("exporting the graph (torch.export)"):
         graph = torch.export.export(model.eval(), args).module()
+        if explicit_padding:
+            explicit_conv_padding(graph)
     kept: set[str] = set()
     if keep_float_before:
         kept = upstream_nodes(graph.graph, keep_float_before)
@@ -219,7 +283,8 @@ class PT2EInt8:
             refuse_recurrent_for_litert(model)
             quantizer = _litert_quantizer(per_channel)
         converted = quantized_graph(model, args, quantizer, calibration, fold=fmt == "executorch",
-                                    keep_float_before=keep, keep_float_layers=layers)
+                                    keep_float_before=keep, keep_float_layers=layers,
+                                    explicit_padding=fmt == "tflite")
         if fmt == "executorch":
             from harness.exporters.executorch_export import lower_to_pte
 
