@@ -77,6 +77,28 @@ def test_compressor_failure_names_the_phase_and_the_library_frame():
     assert "(raised in json/decoder.py:" in text
 
 
+def test_a_missing_optional_package_says_what_to_install():
+    """A user without the executorch extra: the ExecuTorch export and PT2E for it say which extra installs it (was:
+    "executorch export failed: ModuleNotFoundError: No module named 'executorch'")."""
+    from harness.errors import missing_package
+
+    try:
+        try:
+            import executorch_not_a_package.exir  # noqa: F401
+        except ModuleNotFoundError as inner:
+            inner.name = "executorch.exir"  # as `import executorch.exir` raises it where the extra is missing
+            raise RuntimeError("lowering failed") from inner
+    except RuntimeError as exc:
+        assert missing_package(exc) == ("python package 'executorch' is not installed here "
+                                        "(pip install 'edge-harness[executorch]')")
+        text = failure_text(exc, "pt2e-int8", "pt2e", "unet")
+    assert text == ("pt2e-int8 (pt2e) on unet needs what is not installed: python package 'executorch' is not "
+                    "installed here (pip install 'edge-harness[executorch]')")
+    assert missing_package(ModuleNotFoundError("No module named 'timm'", name="timm")) == (
+        "python package 'timm' is not installed here")
+    assert missing_package(ValueError("bad")) is None
+
+
 @pytest.mark.parametrize("text, message", [
     ("x = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
     ("", "the suite is empty"),

@@ -69,6 +69,11 @@ def phase(doing: str) -> Iterator[None]:
 def failure_text(exc: BaseException, method: str, variant: str, model: str) -> str:
     """One line for a compressor that raised: the variant, the model, what it was doing (its ``phase``), the
     exception, and where in a library it was raised (the innermost frame outside the harness)."""
+    from harness.errors import missing_package
+
+    missing = missing_package(exc)
+    if missing:
+        return f"{method} ({variant}) on {model} needs what is not installed: {missing}"
     first = str(exc).splitlines()[0] if str(exc) else ""
     doing = getattr(exc, "harness_phase", "")
     where = ""

@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from harness.capture import captured_output, tail
+from harness.errors import missing_package
 from harness.exporters import Exporter
 from harness.hashing import file_sha256
 from harness.types import Artifact, ModelSpec
@@ -366,6 +367,8 @@ class ArtifactCache:
             except Exception as exc:  # an exporter failure is a result to record, not a crash
                 detail = tail("".join(log), 5)
                 error = f"{exporter.name} export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                if missing_package(exc):
+                    detail, error = "", f"{exporter.name} export needs what is not installed: {missing_package(exc)}"
                 return self.store(Artifact(bytes=0, status="failed", error=f"{error}\n{detail}".strip(), **base), None)
             size = staged.stat().st_size
             shutil.move(str(staged), str(path))
