@@ -188,6 +188,33 @@ def test_the_zoo_unet_topology_is_pruned_through_time_embeddings_adds_and_cats()
     assert _out(thin, source).shape == (3, 1, 32, 32)
 
 
+class _SubPixel(nn.Module):
+    """SRGAN's / ESPCN's upsampler: a conv to 4× the channels, then a pixel shuffle (r = 2) moves them into space."""
+
+    def __init__(self, ch: int = 16):
+        super().__init__()
+        self.head = nn.Sequential(nn.Conv2d(3, ch, 3, padding=1), nn.PReLU())
+        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.PReLU())
+        self.up = nn.Sequential(nn.Conv2d(ch, ch * 4, 3, padding=1), nn.PixelShuffle(2), nn.PReLU())
+        self.tail = nn.Conv2d(ch, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.head(x)
+        return self.tail(self.up(h + self.body(h)))
+
+
+def test_a_pixel_shuffle_upsampler_keeps_its_conv_whole_and_the_rest_loses_channels():
+    """Torch-Pruning passes a pixel shuffle's channels through one for one: pruning the conv before it indexed
+    past the next layer's inputs (IndexError: index 16 is out of bounds for dimension 0 with size 16). That conv
+    keeps its channels, named; what feeds it is still pruned, and the thinner model upsamples as before."""
+    model, source = _SubPixel().eval(), _images((3, 8, 8))
+    thin, info = _prune(model, source, amount=0.5)
+    assert info["layers_left_whole"]["up.0"].startswith("its channels are rearranged by a pixel shuffle")
+    assert thin.up[0].out_channels == 64 and thin.tail.in_channels == 16
+    assert thin.head[0].out_channels == thin.body[0].out_channels == thin.up[0].in_channels == 8  # one group
+    assert _out(thin, source).shape == _out(model, source).shape == (3, 3, 16, 16)
+
+
 @pytest.mark.parametrize("make, shape", [(lambda: _pix2pix(8), (3, 32, 32)), (lambda: _deconv(16), (8, 1, 1)),
                                          (lambda: _Residual().eval(), (1, 8, 8))])
 def test_a_skeleton_resized_from_the_recorded_plan_loads_the_pruned_weights(make, shape):

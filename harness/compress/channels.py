@@ -276,6 +276,18 @@ def _returned_layers(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> set[
             h.remove()
 
 
+def _shuffle_kind(node_module: Any) -> str | None:
+    """"pixel shuffle" (or "pixel unshuffle", "channel shuffle") when a traced graph node is that op — an SRGAN /
+    ESPCN upsampler (``nn.PixelShuffle``, ``F.pixel_shuffle``) moves channels into space, r² of them per output
+    channel — else None."""
+    grad_fn = str(getattr(node_module, "_grad_fn", "") or "")
+    for op, kind in (("PixelShuffle", "pixel shuffle"), ("PixelUnshuffle", "pixel unshuffle"),
+                     ("ChannelShuffle", "channel shuffle")):
+        if op in grad_fn:
+            return kind
+    return None
+
+
 def survey(model: nn.Module, graph: Any, inputs: tuple[torch.Tensor, ...]
            ) -> tuple[dict[str, str], dict[str, tuple[str | None, int]], dict[str, list[str]]]:
     """(layer → why its channels stay whole, linear layer → (Unflatten module or None for a reshape in forward,
@@ -313,7 +325,12 @@ def survey(model: nn.Module, graph: Any, inputs: tuple[torch.Tensor, ...]
                              and (m := _member_name(graph, dep.target.module)) not in (None, name)})
         consumers = [(dep.target.module, idxs) for dep, idxs in group
                      if isinstance(dep.target.module, WEIGHT_LAYERS) and graph.is_in_channel_pruning_fn(dep.handler)]
-        if name in returned or any(isinstance(dep.target.module, ops._OutputOp) for dep, _ in group):
+        shuffles = sorted({kind for dep, _ in group if (kind := _shuffle_kind(dep.target.module))})
+        if shuffles:  # Torch-Pruning passes channels through it one for one, and its index walk goes out of range
+            whole[name] = (f"its channels are rearranged by a {' and a '.join(shuffles)} before other layers read "
+                           "them (the planner does not map channels through it; the layers before it still lose "
+                           "channels)")
+        elif name in returned or any(isinstance(dep.target.module, ops._OutputOp) for dep, _ in group):
             whole[name] = "its channels reach the model's output"
         elif not consumers:
             whole[name] = "no layer reads its channels"
