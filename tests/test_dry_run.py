@@ -27,6 +27,27 @@ CONDITIONAL = textwrap.dedent('''
         def forward(self, z, label):
             return torch.tanh(self.fc(torch.cat([z, self.embed(label)], 1))).view(-1, 1, 4, 4)
 
+    class Noisy(nn.Module):
+        """StyleGAN-style noise injection: fresh noise drawn inside forward at every call."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 16)
+
+        def forward(self, z):
+            h = self.fc(z)
+            return torch.tanh(h + 0.1 * torch.randn_like(h)).view(-1, 1, 4, 4)
+
+    class Dropped(nn.Module):
+        """Dropout (pix2pix's decoder): off in eval mode, where the harness measures, so deterministic."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.drop = nn.Linear(4, 16), nn.Dropout(0.5)
+
+        def forward(self, z):
+            return torch.tanh(self.drop(self.fc(z))).view(-1, 1, 4, 4)
+
     def not_a_module():
         return {"weights": 1}
 
@@ -87,6 +108,18 @@ def test_each_way_a_model_cannot_run_is_one_line_naming_the_input(project, input
     assert (expected in message) if expected else message == "", message
     if expected:
         assert message.startswith(f"{project / 'edge-harness.toml'}: model 'cond': ")
+
+
+@pytest.mark.parametrize("factory, expected", [
+    ("pkg.cond:Noisy", "forward is not deterministic: two calls on the same inputs differ by "),
+    ("pkg.cond:Dropped", ""),
+])
+def test_noise_drawn_inside_forward_is_named_before_it_reads_as_a_broken_export(project, factory, expected):
+    """A StyleGAN-style generator drawing its noise in forward: every export "failed" with "export error 0.709
+    exceeds tolerance" and no word about why. Now one line before any job; dropout (off in eval mode) passes."""
+    declare(project, f"[{LATENT}]", factory)
+    message = check(project)
+    assert (expected in message and "declare the noise as an input" in message) if expected else message == "", message
 
 
 @pytest.mark.parametrize("factory, expected", [

@@ -8,12 +8,14 @@ Checked, each with the input it concerns and the fix:
 - an input declared float that the model uses as an index (``nn.Embedding``): found by calling again with that
   input as integers;
 - integer inputs that index out of range (``high`` is exclusive: values are drawn from [low, high));
-- any other failure of the call (a shape the model refuses), naming every input's dtype and shape.
+- any other failure of the call (a shape the model refuses), naming every input's dtype and shape;
+- a model that is not deterministic (two calls on the same inputs differ: noise drawn inside ``forward``), whose
+  exports could never match its reference.
 
 It runs in a child process of its own (``python -m harness.prepare.dry_run``, ``check_in_child``), under a memory cap
 and the prepare step's time limit, before any job: a builder that aborts, hangs or eats the machine is not an input
 error but a model that crashed, and is left to the prepare step, which records it per job. One build, the
-declared checkpoint loaded (its mismatch is an input error too), and one call at batch 1 under ``torch.no_grad``.
+declared checkpoint loaded (its mismatch is an input error too), and calls at batch 1 under ``torch.no_grad``.
 """
 from __future__ import annotations
 
@@ -109,6 +111,7 @@ def dry_run(spec: Any, model: Any | None = None) -> None:
     _check_arguments(where, model, list(inputs))
     error = _call(model, inputs)
     if error is None:
+        _check_deterministic(where, model, inputs)
         return
     if isinstance(error, HarnessInputError):  # which output is the image (``harness.prepare.outputs``)
         raise HarnessInputError(f"{where}: {error}")
@@ -170,6 +173,52 @@ def _check_arguments(where: str, model: Any, names: list[str]) -> None:
         raise HarnessInputError(
             f"{where}: {len(names)} inputs declared ({', '.join(names)}) but forward() takes {len(positional)} "
             f"({taken}): remove {names[len(positional)]!r}")
+
+
+NONDETERMINISM_TOLERANCE = 1e-4
+"""Two calls on the same inputs may differ by this share of the output's scale (max(1, max |y|)): float reductions
+run in another order; more is a model that draws random numbers."""
+
+
+def _check_deterministic(where: str, model: Any, inputs: Mapping[str, np.ndarray]) -> None:
+    """A one-line error when two calls (eval mode) on the same inputs differ: every export and variant is judged
+    against one fp32 reference, so noise drawn inside ``forward`` (StyleGAN's noise injection, a VAE's sampling
+    step, dropout left in training mode) would read as a broken export ("export error … exceeds tolerance")."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        first, second = (_tensors(model(*(torch.from_numpy(np.ascontiguousarray(a)) for a in inputs.values())))
+                         for _ in range(2))
+    diff = max((_max_difference(a, b) for a, b in zip(first, second) if a.shape == b.shape), default=0.0)
+    scale = max([1.0] + [float(a.double().nan_to_num(0.0, 0.0, 0.0).abs().max()) for a in first if a.numel()])
+    if diff > NONDETERMINISM_TOLERANCE * scale:
+        raise HarnessInputError(
+            f"{where}: forward is not deterministic: two calls on the same inputs differ by {diff:.3g} (max-abs), "
+            "so no export or variant could match its fp32 reference; it draws random numbers in forward "
+            "(torch.randn noise, sampling, dropout in training mode): declare the noise as an input, or fix it "
+            "(e.g. StyleGAN's noise_mode = 'const')")
+
+
+def _max_difference(a: Any, b: Any) -> float:
+    """max |a − b| where they differ; the same NaN or infinity in both is no difference (a model whose outputs are
+    non-finite is measured, and reported as such), NaN against a number is an infinite one."""
+    import torch
+
+    a, b = a.double(), b.double()
+    differ = ~((a == b) | (torch.isnan(a) & torch.isnan(b)))
+    return float((a - b)[differ].abs().nan_to_num(float("inf")).max()) if bool(differ.any()) else 0.0
+
+
+def _tensors(out: Any) -> list[Any]:
+    """The tensors of a model's output (a tensor, or a tuple / list / dict of them), in order."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    return [t for t in out if isinstance(t, torch.Tensor)] if isinstance(out, (list, tuple)) else []
 
 
 def _call(model: Any, inputs: Mapping[str, np.ndarray]) -> BaseException | None:
