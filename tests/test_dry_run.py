@@ -3,6 +3,7 @@ input and the fix, exit 2, and no job is measured (``harness.prepare.dry_run``).
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -201,3 +202,22 @@ def test_a_passed_check_is_not_repeated_until_the_model_changes(project, tmp_pat
     with pytest.raises(HarnessInputError, match="forward failed on the declared inputs"):
         check_in_child(get_model("cond"), 120, cache_dir=cache)
     assert len(started) == 1
+
+
+def test_a_check_that_learnt_something_new_runs_again_on_a_model_that_passed(project, tmp_path, monkeypatch):
+    """An upgraded harness whose check now refuses more (a non-deterministic forward) must not serve the old pass:
+    the version stays 0.1.0 between builds, so the key holds the checking module's own source."""
+    from harness.prepare import dry_run as module
+    from harness.prepare.declared import register_declared
+    from harness.config.project import add_import_paths, load_project
+    from harness.zoo import get_model
+
+    declare(project, f"[{LATENT}, {LABEL}]")
+    config = load_project(project / "edge-harness.toml")
+    add_import_paths(config)
+    register_declared(project / "edge-harness.toml", config.models)
+    before = module.passed_key(get_model("cond"))
+    newer = tmp_path / "dry_run.py"
+    newer.write_text(Path(module.__file__).read_text() + "\n# a new check\n")
+    monkeypatch.setattr(module, "__file__", str(newer))
+    assert module.passed_key(get_model("cond")) != before
