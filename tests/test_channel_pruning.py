@@ -372,6 +372,72 @@ def test_a_diffusers_unet_loses_whole_attention_heads_and_resnet_channels_and_re
     assert _out(thin, source).shape == (3, 1, 16, 16)
 
 
+@pytest.mark.parametrize("downsample_padding", [0, 1])
+def test_the_ddpm_cifar10_topology_is_pruned_and_its_downsamplers_keep_their_own_widths(downsample_padding):
+    """google/ddpm-cifar10-32's shape at small widths (4 levels, attention at the second, 2 ResBlocks each, no
+    flip_sin_to_cos): a Downsample2D's conv had as many inputs as outputs and keeps fewer of one than of the other;
+    its stored ``channels`` (asserted in forward) is its input width. Found by the real-size deep pass ("the pruned
+    model no longer runs (AssertionError)"); the plan rebuilds it."""
+    UNet2DModel = pytest.importorskip("diffusers", reason="diffusers is not installed").UNet2DModel
+    from harness.prepare.outputs import with_output
+
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        return with_output(UNet2DModel(
+            sample_size=16, in_channels=3, out_channels=3, layers_per_block=2, block_out_channels=[16, 32, 32, 32],
+            down_block_types=["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+            up_block_types=["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"], norm_num_groups=4,
+            attention_head_dim=8, downsample_padding=downsample_padding, flip_sin_to_cos=False, freq_shift=1),
+            "sample").eval()
+
+    source = LatentSource(lambda batch, seed: {
+        "sample": np.random.default_rng(seed).standard_normal((batch, 3, 16, 16)).astype(np.float32),
+        "timestep": np.random.default_rng(seed).integers(0, 1000, batch).astype(np.int64)}, 0)
+    thin, info = _prune(build(), source, amount=0.5)
+    downsamplers = [m for n, m in thin.named_modules() if n.endswith("downsamplers.0")]
+    assert len(downsamplers) == 3 and any(m.conv.in_channels != m.conv.out_channels for m in downsamplers)
+    for module in downsamplers:
+        assert (module.channels, module.out_channels) == (module.conv.in_channels, module.conv.out_channels)
+    skeleton = restructure(build(), json.loads(json.dumps(info["structure"])))
+    skeleton.load_state_dict(thin.state_dict())
+    assert torch.equal(_out(skeleton.eval(), source), _out(thin, source))
+    assert info["parameters"] < 0.5 * info["parameters_before"]
+
+
+class _CycleGanBlocks(nn.Module):
+    """CycleGAN's ResNet generator in miniature: InstanceNorm2d(affine) → ReLU(True) (in place), as its code has it."""
+
+    def __init__(self, ch: int = 8):
+        super().__init__()
+        self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(3, ch, 7), nn.InstanceNorm2d(ch, affine=True),
+                                  nn.ReLU(True), nn.Conv2d(ch, ch * 2, 3, 2, 1),
+                                  nn.InstanceNorm2d(ch * 2, affine=True), nn.ReLU(True))
+        self.block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(ch * 2, ch * 2, 3),
+                                   nn.InstanceNorm2d(ch * 2, affine=True), nn.ReLU(True), nn.ReflectionPad2d(1),
+                                   nn.Conv2d(ch * 2, ch * 2, 3), nn.InstanceNorm2d(ch * 2, affine=True))
+        self.head = nn.Sequential(nn.ConvTranspose2d(ch * 2, ch, 4, 2, 1), nn.InstanceNorm2d(ch, affine=True),
+                                  nn.ReLU(True), nn.ReflectionPad2d(3), nn.Conv2d(ch, 3, 7), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        return self.head(h + self.block(h))
+
+
+def test_in_place_activations_after_instance_norms_do_not_hide_the_norms_from_the_planner():
+    """An in-place ReLU after an InstanceNorm rewrote the autograd node Torch-Pruning maps the norm by: the convs were
+    thinned, the norms kept their width ("expected input's size at dim=1 to match num_features (64), but got: 32":
+    the 256² CycleGAN in the real-size deep pass). The copy is traced out of place; the numbers are the same."""
+    model, source = _CycleGanBlocks().eval(), _images((3, 16, 16))
+    thin, info = _prune(model, source, amount=0.5)
+    assert thin.stem[1].out_channels == thin.stem[2].num_features == thin.stem[2].weight.numel() == 4
+    assert info["channels"]["stem.1"] == {"kept": 4, "of": 8}
+    assert _out(thin, source).shape == _out(model, source).shape == (3, 3, 16, 16)
+    skeleton = restructure(_CycleGanBlocks().eval(), json.loads(json.dumps(info["structure"])))
+    skeleton.load_state_dict(thin.state_dict())
+    assert skeleton.stem[3].inplace  # the rebuilt model keeps its own code
+    assert torch.equal(_out(skeleton.eval(), source), _out(thin, source))
+
+
 def test_a_model_with_nothing_to_thin_or_no_inputs_is_a_clear_error():
     with pytest.raises(ValueError, match="no layer can lose channels \\(0: its channels reach the model's output"):
         _prune(nn.Sequential(nn.Linear(4, 4)), _images((4,)))

@@ -420,11 +420,15 @@ def _sync_wrapper_widths(before: nn.Module, after: nn.Module) -> None:
             continue
         layers = [(old[f"{name}.{child}" if name else child], layer) for child, layer in module.named_children()
                   if isinstance(layer, WEIGHT_LAYERS)]
-        for attribute in ("channels", "in_channels", "out_channels"):
+        for attribute, side in (("channels", "in"), ("in_channels", "in"), ("out_channels", "out")):
             width = vars(module).get(attribute)  # stored on the module (not a diffusers config lookup)
             if not isinstance(width, int) or isinstance(width, bool):
                 continue
-            new = {_width(now, side) for was, now in layers for side in ("in", "out") if _width(was, side) == width}
+            # its own side first: the first layer reading that width (an input), the last writing it (an output) —
+            # a Downsample2D's conv had 64 in and 64 out and may keep 32 in and 48 out
+            matching = [now for was, now in (layers if side == "in" else layers[::-1]) if _width(was, side) == width]
+            new = ({_width(matching[0], side)} if matching else
+                   {_width(now, s) for was, now in layers for s in ("in", "out") if _width(was, s) == width})
             if len(new) == 1 and (value := new.pop()) != width:
                 setattr(module, attribute, value)
 
@@ -489,6 +493,18 @@ def refuse_recurrent(model: nn.Module) -> None:
                          "student_kwargs = { <your hidden-size argument> = … }, or student_builder)")
 
 
+def _out_of_place(model: nn.Module) -> nn.Module:
+    """``model`` (in place, and returned) with its in-place activations made out-of-place (``nn.ReLU(True)`` →
+    ``inplace = False``; the same numbers). Torch-Pruning maps a module to the autograd node of its output; an
+    in-place activation after a norm that returns a view (InstanceNorm: CycleGAN's ``InstanceNorm2d`` →
+    ``ReLU(True)``) rewrites that node, the norm drops out of the graph and keeps its width while its conv is
+    thinned ("expected input's size at dim=1 to match num_features")."""
+    for module in model.modules():
+        if isinstance(getattr(module, "inplace", None), bool) and not isinstance(module, WEIGHT_LAYERS):
+            module.inplace = False
+    return model
+
+
 def thinner_network(model: nn.Module, amount: float, multiple: int, latents: Any,
                     importance: str = "l1") -> tuple[nn.Module, dict[str, Any]]:
     """A copy of ``model`` with ``amount`` of each group's channels removed (the least important by
@@ -502,7 +518,7 @@ def thinner_network(model: nn.Module, amount: float, multiple: int, latents: Any
     except Exception as exc:
         raise ValueError(f"the model does not run on its example inputs ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    thinner = copy.deepcopy(model).eval()
+    thinner = _out_of_place(copy.deepcopy(model).eval())
     try:
         with bounded_walks(walk_bound(model)):
             return _thinner(model, thinner, inputs, reference, amount, multiple, importance)
