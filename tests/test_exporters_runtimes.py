@@ -152,3 +152,22 @@ def test_a_transposed_conv_litert_cannot_convert_is_named_in_one_line(tmp_path):
     dcgan = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 4, 2, 1))
     TFLiteExporter.export(dcgan.eval(), x, str(tmp_path / "b.tflite"))
     assert (tmp_path / "b.tflite").stat().st_size > 0
+
+
+def test_the_same_transposed_conv_under_pt2e_for_tflite_is_named_alike(tmp_path):
+    """PT2E int8 for TFLite meets the same converter limit (the 256² CycleGAN in the real-size deep pass): the same one
+    line naming the layer, not the converter's page of MLIR."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from harness.compress.pt2e import PT2EInt8
+
+    torch.manual_seed(0)
+    cyclegan = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 3, 2, 1, output_padding=1))
+    x = {"x": np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)}
+    with pytest.raises(ValueError) as failed:
+        PT2EInt8().export_file(cyclegan.eval(), x, str(tmp_path / "q.tflite"), "tflite", dict(PT2EInt8.params), [x])
+    message = str(failed.value)
+    assert message.startswith("litert-torch cannot convert a convolution of this model") and "\n" not in message
+    assert "2 (ConvTranspose2d, kernel (3, 3), stride (2, 2), padding (1, 1), output_padding (1, 1))" in message

@@ -303,7 +303,12 @@ class PT2EInt8:
                     litert_torch.convert(converted, args, quant_config=config).export(path)
                 except Exception as exc:
                     if "'tfl.pad' op quantization parameters violate the same scale constraint" not in str(exc):
-                        raise
+                        from harness.exporters.tflite_export import conversion_error
+
+                        named = conversion_error(exc, model)  # a convolution it cannot legalize, named
+                        if named is exc:
+                            raise
+                        raise named from None
                     raise ValueError(
                         "litert-torch's converter needs a pad's input and output quantized alike ('tfl.pad': a "
                         "conv's padding or an F.pad), which the PT2E quantizers did not arrange for this model: use "

@@ -29,10 +29,10 @@ class TFLiteExporter:
         try:
             litert_torch.convert(model, args).export(path)
         except Exception as exc:
-            raise _named(exc, model) from None
+            raise conversion_error(exc, model) from None
 
 
-def _named(exc: Exception, model: Any) -> Exception:
+def conversion_error(exc: Exception, model: Any) -> Exception:
     """litert-torch's converter error as one line a user can act on: a convolution it cannot legalize (its MLIR
     dump is many lines) names the transposed convolutions that use ``output_padding``, the pattern seen failing
     (CycleGAN's ``ConvTranspose2d(k=3, s=2, p=1, output_padding=1)``); anything else passes through."""
