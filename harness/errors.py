@@ -16,8 +16,9 @@ def missing_package(exc: BaseException) -> str | None:
     while exc is not None and seen < 8:
         if isinstance(exc, ModuleNotFoundError) and exc.name:
             top = exc.name.split(".")[0]
-            extra = EXTRAS.get(top)
-            how = f" (pip install 'edge-harness[{extra}]')" if extra else ""
-            return f"python package '{top}' is not installed here{how}"
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+            if top in EXTRAS:
+                return f"python package '{top}' is not installed here (pip install 'edge-harness[{EXTRAS[top]}]')"
+            return f"module '{exc.name}' is not installed here"  # its pip name may differ (cv2, PIL, sklearn)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        seen += 1
     return None

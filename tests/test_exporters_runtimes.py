@@ -171,3 +171,34 @@ def test_the_same_transposed_conv_under_pt2e_for_tflite_is_named_alike(tmp_path)
     message = str(failed.value)
     assert message.startswith("litert-torch cannot convert a convolution of this model") and "\n" not in message
     assert "2 (ConvTranspose2d, kernel (3, 3), stride (2, 2), padding (1, 1), output_padding (1, 1))" in message
+
+
+def test_pt2e_for_tflite_converts_a_graph_as_it_is_unless_the_converter_refuses_a_convs_padding(tmp_path):
+    """The explicit-pad rewrite (diffusers' Downsample2D) is a fallback, not the default: a residual block feeding a
+    stride-2 conv and a stride-2 depthwise conv, under XNNPACK's annotations, converts as it is and failed with the
+    rewrite ("Given groups=8, weight of size [8, 1, 3, 3], expected input … to have 8 channels")."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from harness.compress.pt2e import PT2EInt8
+
+    class Downsampling(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.down, self.dw = nn.Conv2d(8, 8, 3, 2, 1), nn.Conv2d(8, 8, 3, 2, 1, groups=8)
+            self.out = nn.Conv2d(16, 3, 1)
+
+        def forward(self, x):
+            h = self.a(x)
+            h = torch.relu(h + self.b(h))
+            return self.out(torch.cat([self.down(h), nn.functional.hardtanh(self.dw(h))], 1))
+
+    torch.manual_seed(0)
+    calibration = [{"x": np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32)}
+                   for i in range(3)]
+    for quantizer in ("backend", "xnnpack"):
+        info = PT2EInt8().export_file(Downsampling().eval(), calibration[0], str(tmp_path / f"{quantizer}.tflite"),
+                                      "tflite", {**PT2EInt8.params, "quantizer": quantizer}, calibration)
+        assert info["coverage"]["ops_int8_fraction"] == 1.0 and "explicit_conv_padding" not in info, quantizer

@@ -375,8 +375,8 @@ def test_explicit_conv_padding_takes_out_only_the_padding_tflite_cannot_hold_and
     assert any(path.endswith("downsamplers.0.conv") for path in _module_paths(pads[0]))
     padded = [n for n in convs if list(n.args[4] if len(n.args) > 4 else [0, 0]) != [0, 0]]
     assert all(list(n.args[3]) == [1, 1] for n in padded), "only stride-1 SAME convs keep their padding"
-    with torch.no_grad():
-        assert torch.equal(graph(*args), model(*args))
+    with torch.no_grad():  # the same arithmetic (a kernel for the pre-padded input may round differently)
+        torch.testing.assert_close(graph(*args), model(*args), rtol=0, atol=1e-6)
     assert explicit_conv_padding(graph) == 0  # nothing left to take out
 
 
@@ -400,6 +400,7 @@ def test_pt2e_for_tflite_on_a_diffusers_unet_converts_and_runs_near_fp32(tmp_pat
     path = tmp_path / "q.tflite"
     info = PT2EInt8().export_file(model, inputs, str(path), "tflite", dict(PT2EInt8.params), calibration)
     assert info["coverage"]["ops_int8_fraction"] > 0.5 and info["coverage"]["op_types"]["PAD"] == 1
+    assert info["explicit_conv_padding"] is True  # converted on the second try, with the padding taken out
     runtime = runtime_class("litert")(RuntimeOptions(threads=1))
     runtime.load(Artifact(id="x", format="tflite", path=str(path), bytes=0, model="m", variant="v", batch_size=1,
                           parent_id=None, recipe={}))

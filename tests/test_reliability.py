@@ -94,9 +94,16 @@ def test_a_missing_optional_package_says_what_to_install():
         text = failure_text(exc, "pt2e-int8", "pt2e", "unet")
     assert text == ("pt2e-int8 (pt2e) on unet needs what is not installed: python package 'executorch' is not "
                     "installed here (pip install 'edge-harness[executorch]')")
-    assert missing_package(ModuleNotFoundError("No module named 'timm'", name="timm")) == (
-        "python package 'timm' is not installed here")
+    assert missing_package(ModuleNotFoundError("No module named 'google.protobuf'", name="google.protobuf")) == (
+        "module 'google.protobuf' is not installed here")
     assert missing_package(ValueError("bad")) is None
+    try:
+        try:
+            import executorch_not_a_package  # noqa: F401
+        except ModuleNotFoundError:
+            raise ValueError("a fallback that replaced the import error on purpose") from None
+    except ValueError as replaced:
+        assert missing_package(replaced) is None  # `from None`: the import error is not the cause
 
 
 @pytest.mark.parametrize("text, message", [

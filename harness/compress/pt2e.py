@@ -192,8 +192,7 @@ def explicit_conv_padding(graph_module: Any) -> int:
         source = node.args[0]
         with graph_module.graph.inserting_before(node):
             pad = graph_module.graph.call_function(torch.ops.aten.pad.default, (source, pads, "constant", 0.0))
-        pad.meta = {key: value for key, value in node.meta.items() if key in ("nn_module_stack", "stack_trace",
-                                                                                 "source_fn_stack", "from_node")}
+        pad.meta = {key: value for key, value in node.meta.items() if key in ("nn_module_stack", "stack_trace")}
         value = source.meta.get("val")
         if value is not None:
             with value.fake_mode:
@@ -240,6 +239,32 @@ def quantized_graph(model: Any, args: tuple, quantizer: Any, calibration: Calibr
         return convert_pt2e(prepared, fold_quantize=fold)
 
 
+class _PadScales(Exception):
+    """litert-torch's converter refused a ``tfl.pad`` whose input and output scales differ."""
+
+
+def _convert_to_tflite(converted: Any, args: tuple, path: str, per_channel: bool, model: Any) -> None:
+    """``litert_torch.convert`` of a PT2E graph to ``path``; a pad-scale refusal raises ``_PadScales``, a convolution
+    it cannot legalize is named in one line (as the fp32 export does)."""
+    import litert_torch
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from harness.exporters.tflite_export import conversion_error
+
+    # The static QuantConfig tells the converter to fold the QDQ pairs; its quantizer only sets that mode.
+    config = QuantConfig(pt2e_quantizer=_litert_quantizer(per_channel))
+    with phase("converting to TFLite (litert_torch.convert, static PT2E)"):
+        try:
+            litert_torch.convert(converted, args, quant_config=config).export(path)
+        except Exception as exc:
+            if "'tfl.pad' op quantization parameters violate the same scale constraint" in str(exc):
+                raise _PadScales() from None
+            named = conversion_error(exc, model)
+            if named is exc:
+                raise
+            raise named from None
+
+
 @COMPRESSORS.register("pt2e-int8")
 class PT2EInt8:
     name = "pt2e-int8"
@@ -282,33 +307,33 @@ class PT2EInt8:
         else:
             refuse_recurrent_for_litert(model)
             quantizer = _litert_quantizer(per_channel)
-        converted = quantized_graph(model, args, quantizer, calibration, fold=fmt == "executorch",
-                                    keep_float_before=keep, keep_float_layers=layers,
-                                    explicit_padding=fmt == "tflite")
+        padded = False
         if fmt == "executorch":
             from harness.exporters.executorch_export import lower_to_pte
 
+            converted = quantized_graph(model, args, quantizer, calibration, fold=True,
+                                        keep_float_before=keep, keep_float_layers=layers)
             with phase("lowering to ExecuTorch (XNNPACK partitioner)"):
                 coverage = lower_to_pte(torch.export.export(converted, args), path)
         elif fmt == "tflite":
-            import litert_torch
-            from litert_torch.quantize.quant_config import QuantConfig
-
             from harness.compress.tflite_quant import tflite_coverage
 
-            # The static QuantConfig tells the converter to fold the QDQ pairs; its quantizer only sets that mode.
-            config = QuantConfig(pt2e_quantizer=_litert_quantizer(per_channel))
-            with phase("converting to TFLite (litert_torch.convert, static PT2E)"):
-                try:
-                    litert_torch.convert(converted, args, quant_config=config).export(path)
-                except Exception as exc:
-                    if "'tfl.pad' op quantization parameters violate the same scale constraint" not in str(exc):
-                        from harness.exporters.tflite_export import conversion_error
+            def write(explicit_padding: bool) -> None:
+                converted = quantized_graph(model, args, quantizer, calibration, fold=False,
+                                            keep_float_before=keep, keep_float_layers=layers,
+                                            explicit_padding=explicit_padding)
+                _convert_to_tflite(converted, args, path, per_channel, model)
 
-                        named = conversion_error(exc, model)  # a convolution it cannot legalize, named
-                        if named is exc:
-                            raise
-                        raise named from None
+            try:
+                write(False)
+            except _PadScales:
+                # as the converter takes it, unless it refuses a conv's own padding: then again with that padding
+                # as an explicit pad (diffusers' Downsample2D); only then, as the rewrite is not neutral for every
+                # graph the converter took before (a stride-2 depthwise conv under XNNPACK's annotations)
+                padded = True
+                try:
+                    write(True)
+                except _PadScales:
                     raise ValueError(
                         "litert-torch's converter needs a pad's input and output quantized alike ('tfl.pad': a "
                         "conv's padding or an F.pad), which the PT2E quantizers did not arrange for this model: use "
@@ -319,4 +344,5 @@ class PT2EInt8:
         return {"coverage": coverage, "recipe": self.name, "quantizer": type(quantizer).__name__,
                 "per_channel": per_channel, "calibration_batches": len(calibration),
                 **({"kept_float_before": list(keep)} if keep else {}),
-                **({"kept_float_layers": list(layers)} if layers else {})}
+                **({"kept_float_layers": list(layers)} if layers else {}),
+                **({"explicit_conv_padding": True} if padded else {})}
