@@ -367,8 +367,8 @@ class ArtifactCache:
             except Exception as exc:  # an exporter failure is a result to record, not a crash
                 detail = tail("".join(log), 5)
                 error = f"{exporter.name} export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                if missing_package(exc):
-                    detail, error = "", f"{exporter.name} export needs what is not installed: {missing_package(exc)}"
+                if missing := missing_package(exc):
+                    detail, error = "", f"{exporter.name} export needs what is not installed: {missing}"
                 return self.store(Artifact(bytes=0, status="failed", error=f"{error}\n{detail}".strip(), **base), None)
             size = staged.stat().st_size
             shutil.move(str(staged), str(path))
